@@ -1,0 +1,2 @@
+//! `tack`: run the appliance.
+fn main() {}

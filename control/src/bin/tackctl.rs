@@ -1,0 +1,2 @@
+//! `tackctl`: admin CLI.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The Tack appliance: profiles, runtime, control thread.

@@ -1,0 +1,2 @@
+//! `tack-proxy` binary.
+fn main() {}

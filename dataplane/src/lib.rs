@@ -1,4 +1,17 @@
 //! Tack's L4 packet pipeline.
 //!
-//! Pure Rust over byte buffers: no DPDK, no clock (time is an argument), no threads.
+//! Pure Rust over byte buffers: no DPDK, no clock (time is an argument), no
+//! threads. The runtime in `tack-control` feeds bursts of packets and the
+//! current [`Time`] into a pipeline per worker core.
 #![forbid(unsafe_code)]
+
+pub mod conn;
+pub mod model;
+pub mod rss;
+pub mod sched;
+pub mod sticky;
+pub mod time;
+pub mod timer;
+pub mod wire;
+
+pub use time::Time;

@@ -1,2 +1,298 @@
-//! `tack-proxy`: Tack's L7 load-balancing server.
+//! `tack-proxy`: Tack's L7 load-balancing server (requirement R5).
+//!
+//! An HTTP/1.1 and HTTP/2 (h2c) reverse proxy on tokio and hyper that keeps client
+//! connections alive and schedules every request on its own (round robin, least
+//! connections, random with two choices, source, URI, URL parameter, header, and
+//! ketama-compatible consistent hashing), pins clients with HAProxy-compatible
+//! cookies, application session IDs or hash groups, answers redirect persistence,
+//! health-checks its servers, and queues requests per server by priority class.
+//!
+//! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
+//! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
+//! [`run`] it until a shutdown future resolves, or [`Proxy::start`] it to get the
+//! bound addresses and stop it later.
+//!
+//! Where TLS slots in: listeners hand accepted streams to [`serve_stream`], which is
+//! generic over the stream, so a rustls acceptor wraps the `TcpStream` before that
+//! call; upstream connections are made by the client built in [`upstream_client`],
+//! whose connector can be swapped for an HTTPS one.
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod balance;
+pub mod config;
+pub mod cookie;
+pub mod health;
+pub mod metrics;
+pub mod persist;
+pub mod proxy;
+pub mod qos;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::Backend;
+use crate::config::{BackendConfig, FrontendConfig, ProxyConfig};
+use crate::proxy::{Frontend, UpstreamClient};
+
+/// Errors of starting the proxy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How long running requests may take to finish after shutdown is asked.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    frontends: Vec<Arc<Frontend>>,
+    backends: Vec<Arc<Backend>>,
+    addrs: Vec<(String, SocketAddr)>,
+    metrics_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Bind a listening socket, optionally with `IP_FREEBIND` / `IP_TRANSPARENT` (a VIP
+/// held on the loopback for direct server return need not exist on an interface).
+pub fn bind_listener(addr: SocketAddr, freebind: bool, transparent: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false).ok();
+        if freebind {
+            sock.set_freebind_v6(true)?;
+        }
+        if transparent {
+            sock.set_ip_transparent_v6(true)?;
+        }
+    } else {
+        if freebind {
+            sock.set_freebind_v4(true)?;
+        }
+        if transparent {
+            sock.set_ip_transparent_v4(true)?;
+        }
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(4096)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// The pooled keep-alive HTTP/1.1 client used to reach a backend's servers.
+pub fn upstream_client(cfg: &BackendConfig) -> UpstreamClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(cfg.timeouts.connect.0));
+    conn.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.timeouts.pool_idle.0)
+        .pool_max_idle_per_host(1024)
+        .set_host(false)
+        .build(conn)
+}
+
+fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(fe.keepalive_timeout.0).keep_alive(true);
+    b.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    if !fe.http2 {
+        b = b.http1_only();
+    }
+    b
+}
+
+/// Serve one accepted client stream (plain TCP today; a TLS stream once the TLS
+/// acceptor exists) on a frontend until it closes or shutdown drains it.
+pub async fn serve_stream<S>(builder: Arc<auto::Builder<TokioExecutor>>, fe: Arc<Frontend>, watcher: Watcher, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fe.stats.connections.fetch_add(1, Ordering::Relaxed);
+    fe.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+    let f2 = fe.clone();
+    let svc = service_fn(move |req| f2.clone().handle(peer, req));
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        log::debug!("connection from {peer} on {}: {e}", fe.name);
+    }
+    fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn accept_loop(listener: TcpListener, cfg: FrontendConfig, fe: Arc<Frontend>, mut stop: watch::Receiver<bool>) {
+    let builder = Arc::new(conn_builder(&cfg));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::warn!("accept on {}: {e}", fe.name);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_stream(builder.clone(), fe.clone(), graceful.watcher(), stream, peer));
+    }
+    drop(listener);
+    if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
+        log::warn!("frontend {}: connections still open after {GRACE:?}, closing them", fe.name);
+    }
+}
+
+async fn metrics_loop(listener: TcpListener, frontends: Vec<Arc<Frontend>>, backends: Vec<Arc<Backend>>, mut stop: watch::Receiver<bool>) {
+    let state = Arc::new((frontends, backends));
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
+            _ = stop.changed() => break,
+        };
+        let st = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let st = st.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        let mut r = http::Response::new(proxy::full(metrics::render(&st.0, &st.1)));
+                        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                        r
+                    } else {
+                        proxy::local_response(http::StatusCode::NOT_FOUND, "Try /metrics.")
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+impl Proxy {
+    /// Validate the configuration, bind every listener, start health checks, and
+    /// serve in the background on the current tokio runtime.
+    pub async fn start(cfg: ProxyConfig) -> Result<Proxy, Error> {
+        cfg.validate()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let backends: Vec<Arc<Backend>> = cfg.backends.iter().map(|b| Arc::new(Backend::new(b))).collect();
+        let clients: Vec<UpstreamClient> = cfg.backends.iter().map(upstream_client).collect();
+        let mut frontends = Vec::new();
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for fc in &cfg.frontends {
+            let bi = cfg.backends.iter().position(|b| b.name == fc.backend).ok_or_else(|| {
+                Error::Config(config::ConfigError::Invalid { field: format!("frontend {}.backend", fc.name), message: "no such backend".into(), line: None })
+            })?;
+            let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), clients[bi].clone()));
+            for &addr in &fc.bind {
+                let l = bind_listener(addr, fc.freebind, fc.transparent).map_err(|source| Error::Bind { addr, source })?;
+                let local = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
+                addrs.push((fc.name.clone(), local));
+                listeners.push((l, fc.clone(), fe.clone()));
+            }
+            frontends.push(fe);
+        }
+        let metrics_addr = match &cfg.metrics {
+            Some(m) => {
+                let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind { addr: m.listen, source })?;
+                let a = l.local_addr().map_err(|source| Error::Bind { addr: m.listen, source })?;
+                tasks.spawn(metrics_loop(l, frontends.clone(), backends.clone(), stop_rx.clone()));
+                Some(a)
+            }
+            None => None,
+        };
+        for (l, fc, fe) in listeners {
+            log::info!("frontend {} listening on {}", fc.name, l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
+        }
+        for (b, bc) in backends.iter().zip(&cfg.backends) {
+            if let Some(hc) = &bc.health_check {
+                for s in b.servers.iter().filter(|s| s.check) {
+                    tasks.spawn(health::run_checks(hc.clone(), s.clone(), stop_rx.clone()));
+                }
+            }
+        }
+        Ok(Proxy { frontends, backends, addrs, metrics_addr, stop, tasks })
+    }
+
+    /// The first bound address of a frontend (useful with port 0).
+    pub fn local_addr(&self, frontend: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| n == frontend).map(|(_, a)| *a)
+    }
+
+    /// Every bound address, with its frontend's name.
+    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The Prometheus endpoint's address, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// A backend's runtime state (servers, tables, counters).
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// A frontend's handler and counters.
+    pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
+        self.frontends.iter().find(|f| f.name == name)
+    }
+
+    /// The metrics text, as served on the Prometheus endpoint.
+    pub fn render_metrics(&self) -> String {
+        metrics::render(&self.frontends, &self.backends)
+    }
+
+    /// Stop accepting, let running requests finish (up to a grace period), stop
+    /// health checks, and wait for everything to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Run the proxy until `shutdown` resolves, then drain and stop. This is the entry
+/// point the appliance calls with its profile's `proxy:` section.
+pub async fn run(cfg: ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let p = Proxy::start(cfg).await?;
+    shutdown.await;
+    log::info!("shutting down");
+    p.shutdown().await;
+    Ok(())
+}

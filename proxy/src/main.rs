@@ -1,2 +1,83 @@
-//! `tack-proxy` binary.
-fn main() {}
+//! `tack-proxy` binary: run the L7 load-balancing server from a YAML file.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Tack's L7 load-balancing server.
+#[derive(Parser, Debug)]
+#[command(name = "tack-proxy", version, about)]
+struct Args {
+    /// YAML configuration file (a file of its own, or a Tack profile with a `proxy:` section).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn load(path: &PathBuf) -> Result<tack_proxy::config::ProxyConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // A Tack profile carries the section under `proxy:`; a file of its own is the section.
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(section) = doc.get("proxy") {
+        let cfg: tack_proxy::config::ProxyConfig = serde_yaml_ng::from_value(section.clone()).map_err(|e| format!("{}: proxy.{e}", path.display()))?;
+        cfg.validate().map_err(|e| format!("{}: proxy.{e}", path.display()))?;
+        Ok(cfg)
+    } else {
+        tack_proxy::config::ProxyConfig::from_file(path).map_err(|e| e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let cfg = match load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tack-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tack-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(tack_proxy::run(cfg, async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }));
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tack-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

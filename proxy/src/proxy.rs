@@ -179,22 +179,32 @@ fn url_session_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Whether HAProxy would consider the response cacheable (so `nocache` marks it private).
+/// Whether HAProxy 2.6 would consider the response cacheable, so that `nocache`
+/// marks it `Cache-control: private`: a safe method, a cacheable status, nothing
+/// in `Pragma`/`Cache-Control` forbidding it, and freshness information
+/// (`max-age`, `s-maxage`, `Expires`) or a validator (`ETag`, `Last-Modified`).
 fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
-    if *method != Method::GET && *method != Method::HEAD {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
         return false;
     }
     if !matches!(status.as_u16(), 200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501) {
         return false;
     }
+    if h.get_all(header::PRAGMA).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")) {
+        return false;
+    }
+    let mut fresh = false;
     for v in h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()) {
         for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
-            if d.starts_with("no-cache") || d.starts_with("private") || d == "no-store" || d == "max-age=0" || d == "s-maxage=0" {
+            if d == "private" || d == "no-cache" || d == "no-store" || d == "max-age=0" || d == "s-maxage=0" {
                 return false;
+            }
+            if d.starts_with("max-age") || d.starts_with("s-maxage") {
+                fresh = true;
             }
         }
     }
-    true
+    fresh || h.contains_key(header::EXPIRES) || h.contains_key(header::ETAG) || h.contains_key(header::LAST_MODIFIED)
 }
 
 struct Decision {
@@ -557,7 +567,7 @@ impl Frontend {
                     be.stats.cookie_set.fetch_add(1, Ordering::Relaxed);
                 }
                 if ck.nocache && cacheable(method, rparts.status, &rparts.headers) {
-                    rparts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                    rparts.headers.append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                 }
             }
             CookieMode::Rewrite | CookieMode::Prefix => {
@@ -646,6 +656,8 @@ mod tests {
     #[test]
     fn cacheability_like_haproxy() {
         let mut h = HeaderMap::new();
+        assert!(!cacheable(&Method::GET, StatusCode::OK, &h), "no freshness info nor validator");
+        h.insert(header::LAST_MODIFIED, HeaderValue::from_static("Sat, 21 Nov 2026 23:01:38 GMT"));
         assert!(cacheable(&Method::GET, StatusCode::OK, &h));
         assert!(!cacheable(&Method::POST, StatusCode::OK, &h));
         assert!(!cacheable(&Method::GET, StatusCode::FOUND, &h));

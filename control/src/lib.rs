@@ -1,1 +1,5 @@
-//! The Tack appliance: profiles, runtime, control thread.
+//! The Tack appliance: YAML profiles, the lcore runtime on `tack-dpdk`, the
+//! control thread, and the management tools.
+
+pub mod profile;
+pub mod yamlpos;

@@ -1,0 +1,534 @@
+//! YAML profiles: what `tack run --config PROFILE.yaml` runs.
+//!
+//! A profile names the EAL settings, the mempool, the ports (a PCI address or
+//! a DPDK virtual-device string, with the addresses the appliance owns on
+//! them) and the worker lcores, one per (port, receive queue). Unknown keys
+//! are refused, and every error names the field and the line at fault.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::yamlpos::LineIndex;
+
+/// A whole profile.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// DPDK EAL settings.
+    #[serde(default)]
+    pub eal: EalSection,
+    /// Packet buffer pool.
+    #[serde(default)]
+    pub mempool: MempoolSection,
+    /// Worker loop behaviour.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Ports the appliance drives.
+    pub ports: Vec<PortSection>,
+    /// Worker lcores, one per (port, receive queue).
+    pub workers: Vec<WorkerSection>,
+}
+
+/// EAL settings; turned into EAL arguments by [`Profile::eal_args`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EalSection {
+    /// The lcore that runs the control thread.
+    pub main_lcore: u32,
+    /// Raw `--lcores` mapping (e.g. `0@0,1@1,2@1` to run more lcores than
+    /// CPUs in a lab). Default: `-l` with the main and worker lcores.
+    pub lcores: Option<String>,
+    /// Use hugepages. `false` passes `--no-huge --no-shconf` (labs, tests).
+    pub hugepages: bool,
+    /// Memory to reserve in MiB (`-m`); `None` lets EAL decide.
+    pub memory_mb: Option<u32>,
+    /// EAL log level (`--log-level`): error, warning, notice, info, debug.
+    pub log_level: String,
+    /// Extra EAL arguments appended verbatim.
+    pub args: Vec<String>,
+}
+
+impl Default for EalSection {
+    fn default() -> Self {
+        EalSection {
+            main_lcore: 0,
+            lcores: None,
+            hugepages: true,
+            memory_mb: None,
+            log_level: "warning".into(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// The packet buffer pool (one per NUMA socket in use).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolSection {
+    /// Number of mbufs.
+    pub mbufs: u32,
+    /// Per-lcore cache.
+    pub cache: u32,
+    /// Data room per mbuf in bytes, headroom included.
+    pub data_room: u16,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            mbufs: 16383,
+            cache: 256,
+            data_room: 2176,
+        }
+    }
+}
+
+/// What a worker does when its queues are idle.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdlePolicy {
+    /// Poll without pause (production: dedicated cores, lowest latency).
+    BusyPoll,
+    /// Sleep a little longer after each empty poll, up to `idle_sleep_max_us`
+    /// (labs and tests, where cores are shared).
+    Backoff,
+}
+
+/// Worker loop settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Idle policy.
+    pub idle: IdlePolicy,
+    /// Longest sleep of the back-off policy, in microseconds.
+    pub idle_sleep_max_us: u32,
+    /// Receive burst size.
+    pub burst: u16,
+    /// How often workers publish their counters, in milliseconds.
+    pub stats_interval_ms: u32,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            idle: IdlePolicy::BusyPoll,
+            idle_sleep_max_us: 200,
+            burst: 32,
+            stats_interval_ms: 100,
+        }
+    }
+}
+
+/// One port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    /// The name other sections use for this port.
+    pub name: String,
+    /// A PCI address (`0000:03:00.0`) or a DPDK virtual device string
+    /// (`net_af_packet0,iface=veth0`, `net_ring0`, `net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`).
+    pub device: String,
+    /// Addresses the appliance owns on this port (answers ARP/NDP and ping), with prefix length.
+    #[serde(default)]
+    pub addresses: Vec<IpNet>,
+    /// Receive queues; each needs a worker.
+    #[serde(default = "one")]
+    pub rx_queues: u16,
+    /// Receive descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    /// Transmit descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    /// MTU; `None` keeps the device's.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Receive all frames.
+    #[serde(default = "yes")]
+    pub promiscuous: bool,
+    /// RSS Toeplitz key as hex (e.g. 40 bytes = 80 hex digits); `None` keeps the device's.
+    #[serde(default)]
+    pub rss_key: Option<String>,
+}
+
+fn one() -> u16 {
+    1
+}
+fn default_desc() -> u16 {
+    1024
+}
+fn yes() -> bool {
+    true
+}
+
+/// One worker: an lcore polling one receive queue of one port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// The lcore it runs on.
+    pub lcore: u32,
+    /// The port it receives from.
+    pub port: String,
+    /// The receive queue.
+    #[serde(default)]
+    pub queue: u16,
+}
+
+/// A profile that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    /// The file, if it came from one.
+    pub file: Option<String>,
+    /// The field at fault, e.g. `ports[1].device`.
+    pub field: String,
+    /// Its line (1-based), when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
+        if let Some(line) = self.line {
+            write!(f, "{line}: ")?;
+        } else if self.file.is_some() {
+            write!(f, " ")?;
+        }
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+/// Whether a device string names a PCI device (domain:bus:dev.fn or bus:dev.fn).
+pub fn is_pci_address(device: &str) -> bool {
+    let d = device.split(',').next().unwrap_or("");
+    let parts: Vec<&str> = d.split(':').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    let devfn = |s: &str| {
+        s.split_once('.')
+            .is_some_and(|(dev, f)| hex(dev, 2) && f.len() == 1 && f.chars().all(|c| c.is_ascii_digit()))
+    };
+    match parts.as_slice() {
+        [dom, bus, df] => hex(dom, 4) && hex(bus, 2) && devfn(df),
+        [bus, df] => hex(bus, 2) && devfn(df),
+        _ => false,
+    }
+}
+
+/// Parses a hex string (spaces and colons allowed between bytes).
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | ':')).collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+        .collect()
+}
+
+impl Profile {
+    /// Reads and checks a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            file: Some(file.clone()),
+            field: String::new(),
+            line: None,
+            message: format!("cannot read profile: {e}"),
+        })?;
+        Profile::parse(&src).map_err(|mut e| {
+            e.file = Some(file);
+            e
+        })
+    }
+
+    /// Parses and checks a profile from YAML text.
+    pub fn parse(src: &str) -> Result<Profile, ProfileError> {
+        let profile: Profile = serde_yaml_ng::from_str(src).map_err(|e| {
+            // serde_yaml_ng's message reads "field.path: problem at line L column C".
+            let text = e.to_string();
+            let text = match text.rfind(" at line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            let (field, message) = match text.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+                _ => (String::new(), text),
+            };
+            ProfileError {
+                file: None,
+                field,
+                line: e.location().map(|l| l.line()),
+                message,
+            }
+        })?;
+        let index = LineIndex::new(src);
+        profile.validate().map_err(|(field, message)| ProfileError {
+            file: None,
+            line: index.line(&field),
+            field,
+            message,
+        })?;
+        Ok(profile)
+    }
+
+    /// Cross-field checks. Returns the offending field path and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: String, m: String| Err((f, m));
+        if self.ports.is_empty() {
+            return err("ports".into(), "at least one port is needed".into());
+        }
+        if self.workers.is_empty() {
+            return err("workers".into(), "at least one worker is needed".into());
+        }
+        if !matches!(self.eal.log_level.as_str(), "error" | "warning" | "notice" | "info" | "debug") {
+            return err(
+                "eal.log_level".into(),
+                format!("`{}` is not one of error, warning, notice, info, debug", self.eal.log_level),
+            );
+        }
+        if self.mempool.mbufs < 256 {
+            return err("mempool.mbufs".into(), "at least 256 mbufs are needed".into());
+        }
+        if self.mempool.cache > 512 || (self.mempool.cache as u64) * 3 > (self.mempool.mbufs as u64) * 2 {
+            return err("mempool.cache".into(), "the cache must be at most 512 and at most 2/3 of mbufs".into());
+        }
+        if self.mempool.data_room < 1024 {
+            return err("mempool.data_room".into(), "the data room must be at least 1024 bytes".into());
+        }
+        if self.runtime.burst == 0 || self.runtime.burst > 256 {
+            return err("runtime.burst".into(), "the burst must be 1..256".into());
+        }
+        if self.runtime.stats_interval_ms == 0 {
+            return err("runtime.stats_interval_ms".into(), "must be at least 1".into());
+        }
+        let mut names = HashSet::new();
+        let mut devices = HashSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let f = |k: &str| format!("ports[{i}].{k}");
+            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return err(f("name"), format!("`{}` is not a name (letters, digits, - and _)", p.name));
+            }
+            if !names.insert(p.name.as_str()) {
+                return err(f("name"), format!("port `{}` is defined twice", p.name));
+            }
+            let dev = p.device.split(',').next().unwrap_or("").trim();
+            if dev.is_empty() {
+                return err(f("device"), "empty device".into());
+            }
+            if !is_pci_address(&p.device) && !dev.starts_with("net_") {
+                return err(
+                    f("device"),
+                    format!("`{dev}` is neither a PCI address (0000:03:00.0) nor a virtual device (net_...)"),
+                );
+            }
+            if !devices.insert(dev) {
+                return err(f("device"), format!("device `{dev}` is used by two ports"));
+            }
+            if p.rx_queues == 0 {
+                return err(f("rx_queues"), "at least one receive queue is needed".into());
+            }
+            if !(64..=32768).contains(&p.rx_desc) {
+                return err(f("rx_desc"), "must be 64..32768".into());
+            }
+            if !(64..=32768).contains(&p.tx_desc) {
+                return err(f("tx_desc"), "must be 64..32768".into());
+            }
+            if let Some(mtu) = p.mtu
+                && !(68..=9600).contains(&mtu)
+            {
+                return err(f("mtu"), "must be 68..9600".into());
+            }
+            if let Some(k) = &p.rss_key {
+                match parse_hex(k) {
+                    Some(b) if b.len() >= 40 => {}
+                    Some(b) => return err(f("rss_key"), format!("{} bytes; a Toeplitz key needs at least 40", b.len())),
+                    None => return err(f("rss_key"), "not a hex string".into()),
+                }
+            }
+            let mut addrs = HashSet::new();
+            for (j, a) in p.addresses.iter().enumerate() {
+                if !addrs.insert(a.addr()) {
+                    return err(format!("ports[{i}].addresses[{j}]"), format!("{} is listed twice", a.addr()));
+                }
+                if a.addr().is_multicast() || a.addr().is_unspecified() {
+                    return err(format!("ports[{i}].addresses[{j}]"), format!("{} cannot be a port address", a.addr()));
+                }
+            }
+        }
+        let mut lcores = HashSet::new();
+        let mut queues = BTreeSet::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            let f = |k: &str| format!("workers[{i}].{k}");
+            if w.lcore == self.eal.main_lcore {
+                return err(f("lcore"), format!("lcore {} is the main lcore (the control thread)", w.lcore));
+            }
+            if w.lcore >= 128 {
+                return err(f("lcore"), "lcores are 0..127".into());
+            }
+            if !lcores.insert(w.lcore) {
+                return err(f("lcore"), format!("lcore {} already runs a worker", w.lcore));
+            }
+            let Some(port) = self.ports.iter().find(|p| p.name == w.port) else {
+                return err(f("port"), format!("no port named `{}`", w.port));
+            };
+            if w.queue >= port.rx_queues {
+                return err(
+                    f("queue"),
+                    format!("port `{}` has {} receive queue(s); queue {} does not exist", port.name, port.rx_queues, w.queue),
+                );
+            }
+            if !queues.insert((w.port.as_str(), w.queue)) {
+                return err(f("queue"), format!("queue {} of port `{}` already has a worker", w.queue, w.port));
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            for q in 0..p.rx_queues {
+                if !queues.contains(&(p.name.as_str(), q)) {
+                    return err(format!("ports[{i}].rx_queues"), format!("queue {q} of port `{}` has no worker", p.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The EAL arguments this profile asks for (without the program name).
+    pub fn eal_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        match &self.eal.lcores {
+            Some(map) => a.push(format!("--lcores={map}")),
+            None => {
+                let mut ids: Vec<u32> = self.workers.iter().map(|w| w.lcore).collect();
+                ids.push(self.eal.main_lcore);
+                ids.sort_unstable();
+                let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+                a.push("-l".into());
+                a.push(list.join(","));
+            }
+        }
+        a.push(format!("--main-lcore={}", self.eal.main_lcore));
+        if !self.eal.hugepages {
+            a.push("--no-huge".into());
+            a.push("--no-shconf".into());
+            // Separate processes (labs, tests) must not share runtime files.
+            a.push(format!("--file-prefix=tack{}", std::process::id()));
+        }
+        if let Some(m) = self.eal.memory_mb {
+            a.push("-m".into());
+            a.push(m.to_string());
+        }
+        let pci: Vec<&PortSection> = self.ports.iter().filter(|p| is_pci_address(&p.device)).collect();
+        if pci.is_empty() {
+            a.push("--no-pci".into());
+        }
+        for p in pci {
+            a.push("-a".into());
+            a.push(p.device.clone());
+        }
+        a.push("--no-telemetry".into());
+        a.push(format!("--log-level=lib.eal:{}", self.eal.log_level));
+        a.push(format!("--log-level=*:{}", self.eal.log_level));
+        a.extend(self.eal.args.iter().cloned());
+        a
+    }
+
+    /// The workers' lcores in profile order.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        self.workers.iter().map(|w| w.lcore).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+eal:
+  hugepages: false
+  memory_mb: 128
+ports:
+  - name: lan
+    device: net_af_packet0,iface=veth0
+    addresses: [10.0.0.1/24, fd00::1/64]
+workers:
+  - lcore: 1
+    port: lan
+";
+
+    #[test]
+    fn a_good_profile_loads() {
+        let p = Profile::parse(GOOD).unwrap();
+        assert_eq!(p.ports[0].addresses.len(), 2);
+        assert_eq!(p.workers[0].queue, 0);
+        let args = p.eal_args();
+        assert!(args.contains(&"--no-huge".to_string()));
+        assert!(args.contains(&"--no-pci".to_string()));
+        assert!(args.windows(2).any(|w| w == ["-l", "0,1"]));
+    }
+
+    fn error_of(src: &str) -> ProfileError {
+        Profile::parse(src).expect_err("profile must be refused")
+    }
+
+    #[test]
+    fn unknown_key_names_field_and_line() {
+        let e = error_of(&GOOD.replace("    addresses:", "    adresses:"));
+        assert_eq!(e.field, "ports[0]");
+        assert!(e.message.contains("unknown field `adresses`"), "{e}");
+        assert_eq!(e.line, Some(7));
+    }
+
+    #[test]
+    fn bad_value_names_field_and_line() {
+        let e = error_of(&GOOD.replace("memory_mb: 128", "memory_mb: lots"));
+        assert_eq!(e.field, "eal.memory_mb");
+        assert_eq!(e.line, Some(3));
+        let e = error_of(&GOOD.replace("10.0.0.1/24", "10.0.0.300/24"));
+        assert_eq!(e.field, "ports[0].addresses[0]");
+        assert_eq!(e.line, Some(7));
+    }
+
+    #[test]
+    fn cross_field_errors_name_field_and_line() {
+        let e = error_of(&GOOD.replace("    port: lan", "    port: wan"));
+        assert_eq!((e.field.as_str(), e.line), ("workers[0].port", Some(10)));
+        assert!(e.message.contains("no port named `wan`"));
+        let e = error_of(&GOOD.replace("  - lcore: 1", "  - lcore: 0"));
+        assert_eq!((e.field.as_str(), e.line), ("workers[0].lcore", Some(9)));
+        let e = error_of(&GOOD.replace("net_af_packet0,iface=veth0", "eth0"));
+        assert_eq!((e.field.as_str(), e.line), ("ports[0].device", Some(6)));
+        let e = error_of(&GOOD.replace("    addresses:", "    rx_queues: 2\n    addresses:"));
+        assert_eq!(e.field, "ports[0].rx_queues");
+        assert!(e.message.contains("queue 1 of port `lan` has no worker"), "{e}");
+    }
+
+    #[test]
+    fn display_is_one_line() {
+        let mut e = error_of(&GOOD.replace("    port: lan", "    port: wan"));
+        e.file = Some("x.yaml".into());
+        let s = e.to_string();
+        assert_eq!(s, "x.yaml:10: workers[0].port: no port named `wan`");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn pci_addresses() {
+        assert!(is_pci_address("0000:03:00.0"));
+        assert!(is_pci_address("03:00.1"));
+        assert!(!is_pci_address("net_ring0"));
+        assert!(!is_pci_address("0000:03:00"));
+    }
+}

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod frame;
 pub mod model;
 pub mod rss;
 pub mod sched;
@@ -14,4 +15,5 @@ pub mod time;
 pub mod timer;
 pub mod wire;
 
+pub use frame::{Frame, FrameAlloc, VecAlloc, VecFrame};
 pub use time::Time;

@@ -12,6 +12,8 @@
 
 pub mod eal;
 pub mod error;
+#[cfg(feature = "dataplane")]
+mod frame;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;

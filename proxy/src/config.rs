@@ -390,18 +390,44 @@ fn default_groups() -> usize {
     4096
 }
 
-/// The key of hash-group persistence.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+/// The key of hash-group persistence, written as HAProxy sample fetches:
+/// `src`, `hdr(<name>)`, `cookie(<name>)` or `url_param(<name>)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupKey {
-    /// The client's source address.
+    /// The client's source address (`src`).
     Source,
-    /// A request header.
+    /// A request header (`hdr(name)`).
     Header(String),
-    /// A request cookie.
+    /// A request cookie (`cookie(name)`).
     Cookie(String),
-    /// A URL query parameter.
+    /// A URL query parameter (`url_param(name)`).
     UrlParam(String),
+}
+
+impl GroupKey {
+    /// Parse `src`, `hdr(x)`, `cookie(x)`, `url_param(x)`.
+    pub fn parse(s: &str) -> Result<GroupKey, String> {
+        let s = s.trim();
+        if s == "src" || s == "source" {
+            return Ok(GroupKey::Source);
+        }
+        let bad = || format!("invalid key {s:?}: expected src, hdr(<name>), cookie(<name>) or url_param(<name>)");
+        let (f, rest) = s.split_once('(').ok_or_else(bad)?;
+        let arg = rest.strip_suffix(')').filter(|a| !a.is_empty()).ok_or_else(bad)?.to_string();
+        match f {
+            "hdr" | "req.hdr" => Ok(GroupKey::Header(arg)),
+            "cookie" | "req.cook" => Ok(GroupKey::Cookie(arg)),
+            "url_param" | "urlp" => Ok(GroupKey::UrlParam(arg)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GroupKey::parse(&s).map_err(de::Error::custom)
+    }
 }
 
 /// Health check kind.

@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod frame;
 pub mod model;
+pub mod pipeline;
 pub mod rss;
 pub mod sched;
 pub mod sticky;

@@ -1,1 +1,1437 @@
-//! (being written)
+//! The per-core connection table: bounded, burst-oriented, with TCP state
+//! tracking and timer-wheel expiry.
+//!
+//! # Layout
+//! One [`ConnTable`] per address family and core ([`ConnTable4`],
+//! [`ConnTable6`]), each a hashbrown [`HashTable`] of entries that hold the key
+//! and the connection inline: 40 bytes for IPv4, 64 bytes for IPv6 (asserted at
+//! compile time). Keys are the packet's own 5-tuple as it arrives, so a
+//! lookup needs no classification first:
+//! - the **forward** entry is keyed by the client-side tuple
+//!   (client → VIP) and holds the [`Conn`];
+//! - a **reply** entry (NAT and full NAT, where the appliance sees the server's
+//!   answers) is keyed by the server-side tuple (server → client for NAT,
+//!   server → local address for full NAT) and points to the forward entry.
+//!
+//! Lookups resolve both kinds to a [`Handle`] on the forward entry;
+//! [`Handle::is_reply`] tells which direction the packet travels.
+//!
+//! Each connection has an id in `0..capacity` (with an 8-bit generation, so a
+//! stale handle never reaches a recycled slot) used by the timer wheel and by
+//! reply entries; per-id metadata (24 bytes: the two entry hashes) and a timer
+//! node (24 bytes) are allocated at construction. The hash table is allocated
+//! at construction for twice the configured entry capacity: hashbrown then
+//! always cleans deleted slots in place instead of growing, so the table
+//! **never allocates or grows after construction** and never holds more than
+//! the configured number of entries. A full table drops the new flow or evicts
+//! the connection closest to expiry, as configured ([`FullPolicy`]); both are
+//! counted.
+//!
+//! # Bursts
+//! [`ConnTable::lookup_burst`] hashes a whole burst (up to 32 keys at a time)
+//! before probing, then probes with the precomputed hashes through
+//! `HashTable::find_bucket_index`. A [`Handle`] remembers the bucket, so later
+//! accesses in the same burst do not probe again (they re-probe only if an
+//! insert in between moved entries).
+//!
+//! # TCP state and timeouts
+//! The table follows each TCP connection through the states of
+//! [`ConnState`], from the client's SYN and the server's SYN-ACK to the FIN
+//! exchange or an RST; each state has its own idle timeout ([`Timeouts`],
+//! IPVS-like defaults). Services whose replies bypass the appliance (DSR,
+//! tunnel) are tracked on client packets only ("input-only", as IPVS does). An
+//! established flow's packets only move its expiry forward; the wheel timer
+//! is not touched (lazy re-arming: when the old timer fires the entry is
+//! found not due and re-armed). A transition to a state with a shorter timeout
+//! re-arms at once, so no connection outlives its timeout by more than a tick.
+
+use core::fmt;
+use core::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashTable;
+use thiserror::Error;
+
+use crate::model::{ReloadMap, ServerIdx, ServiceIdx};
+use crate::sched::hash::bytes_hash;
+use crate::time::Time;
+use crate::timer::{TimerError, TimerWheel};
+
+/// Largest burst hashed in one pass of [`ConnTable::lookup_burst`].
+pub const BURST: usize = 32;
+/// Largest number of connections (ids) in one table.
+pub const MAX_CONNS: usize = (u32::MAX - 1) as usize;
+/// Marker for "no local address" (non-full-NAT connections).
+const NO_LOCAL: u16 = u16::MAX;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A connection key: the 5-tuple of a packet as it arrives.
+pub trait FlowKey: Copy + Eq + fmt::Debug + sealed::Sealed {
+    /// Hash of the key under `seed`.
+    fn hash_with(&self, seed: u64) -> u64;
+    /// Source address.
+    fn src_addr(&self) -> IpAddr;
+    /// Destination address.
+    fn dst_addr(&self) -> IpAddr;
+    /// Source port.
+    fn src_port(&self) -> u16;
+    /// Destination port.
+    fn dst_port(&self) -> u16;
+    /// IP protocol number.
+    fn proto(&self) -> u8;
+}
+
+/// An IPv4 5-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key4 {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub proto: u8,
+}
+
+impl Key4 {
+    /// A key from its parts.
+    pub const fn new(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        proto: u8,
+    ) -> Key4 {
+        Key4 {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+        }
+    }
+}
+
+/// An IPv6 5-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key6 {
+    /// Source address.
+    pub src: Ipv6Addr,
+    /// Destination address.
+    pub dst: Ipv6Addr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub proto: u8,
+}
+
+impl Key6 {
+    /// A key from its parts.
+    pub const fn new(
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        src_port: u16,
+        dst_port: u16,
+        proto: u8,
+    ) -> Key6 {
+        Key6 {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+        }
+    }
+}
+
+impl sealed::Sealed for Key4 {}
+impl sealed::Sealed for Key6 {}
+
+impl FlowKey for Key4 {
+    #[inline]
+    fn hash_with(&self, seed: u64) -> u64 {
+        let mut b = [0u8; 13];
+        b[..4].copy_from_slice(&self.src.octets());
+        b[4..8].copy_from_slice(&self.dst.octets());
+        b[8..10].copy_from_slice(&self.src_port.to_ne_bytes());
+        b[10..12].copy_from_slice(&self.dst_port.to_ne_bytes());
+        b[12] = self.proto;
+        bytes_hash(seed, &b)
+    }
+    fn src_addr(&self) -> IpAddr {
+        IpAddr::V4(self.src)
+    }
+    fn dst_addr(&self) -> IpAddr {
+        IpAddr::V4(self.dst)
+    }
+    fn src_port(&self) -> u16 {
+        self.src_port
+    }
+    fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+}
+
+impl FlowKey for Key6 {
+    #[inline]
+    fn hash_with(&self, seed: u64) -> u64 {
+        let mut b = [0u8; 37];
+        b[..16].copy_from_slice(&self.src.octets());
+        b[16..32].copy_from_slice(&self.dst.octets());
+        b[32..34].copy_from_slice(&self.src_port.to_ne_bytes());
+        b[34..36].copy_from_slice(&self.dst_port.to_ne_bytes());
+        b[36] = self.proto;
+        bytes_hash(seed, &b)
+    }
+    fn src_addr(&self) -> IpAddr {
+        IpAddr::V6(self.src)
+    }
+    fn dst_addr(&self) -> IpAddr {
+        IpAddr::V6(self.dst)
+    }
+    fn src_port(&self) -> u16 {
+        self.src_port
+    }
+    fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+}
+
+/// TCP header flags as they appear in the header's flags byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No flag (also what UDP packets pass).
+    pub const NONE: TcpFlags = TcpFlags(0);
+    /// FIN.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// SYN.
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// RST.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// ACK.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// SYN + ACK.
+    pub const SYN_ACK: TcpFlags = TcpFlags(0x12);
+    /// FIN + ACK.
+    pub const FIN_ACK: TcpFlags = TcpFlags(0x11);
+
+    /// Whether every flag of `other` is set.
+    #[inline]
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Which way a packet travels on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → VIP.
+    Original,
+    /// Server → client (or → local address in full NAT).
+    Reply,
+}
+
+/// Connection state as the appliance sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ConnState {
+    /// The client's SYN was seen, no answer yet.
+    SynSent = 0,
+    /// The server's SYN-ACK was seen.
+    SynRecv = 1,
+    /// Handshake complete (or the flow was picked up mid-stream).
+    Established = 2,
+    /// The client sent FIN first.
+    FinWait = 3,
+    /// The server sent FIN first.
+    CloseWait = 4,
+    /// Both sides sent FIN; waiting for the last ACK.
+    LastAck = 5,
+    /// Closed by FINs; lingering for late packets.
+    TimeWait = 6,
+    /// Reset; lingering briefly for late packets.
+    Close = 7,
+    /// UDP (or any non-TCP protocol): a single state.
+    Udp = 8,
+}
+
+const STATES: usize = 9;
+
+impl ConnState {
+    /// The state of a new connection created by a client packet.
+    pub const fn initial(proto: u8, flags: TcpFlags) -> ConnState {
+        if proto != 6 {
+            ConnState::Udp
+        } else if flags.contains(TcpFlags::RST) {
+            ConnState::Close
+        } else if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+            ConnState::SynSent
+        } else {
+            ConnState::Established
+        }
+    }
+
+    /// The next TCP state after a packet with `flags` travelling in `dir`.
+    /// `input_only` is true when the appliance never sees replies (DSR,
+    /// tunnel): then the client's ACK completes the handshake.
+    pub const fn next(self, dir: Direction, flags: TcpFlags, input_only: bool) -> ConnState {
+        use ConnState::*;
+        if matches!(self, Udp) {
+            return Udp;
+        }
+        if flags.contains(TcpFlags::RST) {
+            return Close;
+        }
+        let syn = flags.contains(TcpFlags::SYN);
+        let ack = flags.contains(TcpFlags::ACK);
+        let fin = flags.contains(TcpFlags::FIN);
+        match dir {
+            Direction::Original => {
+                if syn && !ack {
+                    // A new attempt reuses a closed tuple; a retransmission changes nothing.
+                    return match self {
+                        SynSent | Close | TimeWait => SynSent,
+                        s => s,
+                    };
+                }
+                if fin {
+                    return match self {
+                        SynSent | SynRecv | Established => FinWait,
+                        CloseWait => LastAck,
+                        s => s,
+                    };
+                }
+                if ack {
+                    return match self {
+                        SynRecv => Established,
+                        SynSent if input_only => Established,
+                        LastAck => TimeWait,
+                        s => s,
+                    };
+                }
+                self
+            }
+            Direction::Reply => {
+                if syn {
+                    return match self {
+                        SynSent if ack => SynRecv,
+                        s => s,
+                    };
+                }
+                if fin {
+                    return match self {
+                        SynRecv | Established => CloseWait,
+                        FinWait => LastAck,
+                        s => s,
+                    };
+                }
+                if ack {
+                    return match self {
+                        LastAck => TimeWait,
+                        s => s,
+                    };
+                }
+                self
+            }
+        }
+    }
+
+    const fn from_u8(v: u8) -> ConnState {
+        match v {
+            0 => ConnState::SynSent,
+            1 => ConnState::SynRecv,
+            2 => ConnState::Established,
+            3 => ConnState::FinWait,
+            4 => ConnState::CloseWait,
+            5 => ConnState::LastAck,
+            6 => ConnState::TimeWait,
+            7 => ConnState::Close,
+            _ => ConnState::Udp,
+        }
+    }
+}
+
+/// Idle timeout per state. Defaults follow IPVS, with a 60 s SYN timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Client SYN seen (default 60 s).
+    pub syn_sent: Duration,
+    /// Server SYN-ACK seen (default 60 s).
+    pub syn_recv: Duration,
+    /// Established (default 900 s).
+    pub established: Duration,
+    /// Client FIN first (default 120 s).
+    pub fin_wait: Duration,
+    /// Server FIN first (default 60 s).
+    pub close_wait: Duration,
+    /// Both FINs (default 30 s).
+    pub last_ack: Duration,
+    /// Closed by FINs (default 120 s).
+    pub time_wait: Duration,
+    /// Reset (default 10 s).
+    pub close: Duration,
+    /// UDP and other protocols (default 300 s).
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            syn_sent: Duration::from_secs(60),
+            syn_recv: Duration::from_secs(60),
+            established: Duration::from_secs(900),
+            fin_wait: Duration::from_secs(120),
+            close_wait: Duration::from_secs(60),
+            last_ack: Duration::from_secs(30),
+            time_wait: Duration::from_secs(120),
+            close: Duration::from_secs(10),
+            udp: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of `state`.
+    pub const fn get(&self, state: ConnState) -> Duration {
+        match state {
+            ConnState::SynSent => self.syn_sent,
+            ConnState::SynRecv => self.syn_recv,
+            ConnState::Established => self.established,
+            ConnState::FinWait => self.fin_wait,
+            ConnState::CloseWait => self.close_wait,
+            ConnState::LastAck => self.last_ack,
+            ConnState::TimeWait => self.time_wait,
+            ConnState::Close => self.close,
+            ConnState::Udp => self.udp,
+        }
+    }
+
+    fn as_nanos(&self) -> [u64; STATES] {
+        let mut out = [0u64; STATES];
+        for (i, o) in out.iter_mut().enumerate() {
+            let d = self.get(ConnState::from_u8(i as u8));
+            *o = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        }
+        out
+    }
+}
+
+/// What a full table does with a new flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum FullPolicy {
+    /// Refuse the new flow (counted in [`ConnStats::full_drops`]).
+    #[default]
+    Drop,
+    /// Remove the connection closest to expiry (a timed-out one if any, which
+    /// under a SYN flood is typically a half-open one); counted in
+    /// [`ConnStats::evictions`] (or [`ConnStats::expired`] if it had timed out).
+    EvictOldest,
+}
+
+/// Configuration of one connection table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTableConfig {
+    /// Maximum number of entries (a NAT / full-NAT connection uses two: forward
+    /// and reply; a DSR / tunnel connection one).
+    pub capacity: usize,
+    /// Per-state timeouts.
+    pub timeouts: Timeouts,
+    /// What to do when full.
+    pub full_policy: FullPolicy,
+    /// Timer wheel tick (expiry precision), default 100 ms.
+    pub tick: Duration,
+    /// Hash seed (the runtime should pick a random one per table, so that
+    /// clients cannot aim collisions; tests fix it).
+    pub hash_seed: u64,
+}
+
+impl Default for ConnTableConfig {
+    fn default() -> ConnTableConfig {
+        ConnTableConfig {
+            capacity: 1 << 20,
+            timeouts: Timeouts::default(),
+            full_policy: FullPolicy::Drop,
+            tick: Duration::from_millis(100),
+            hash_seed: 0x636f_6e6e_7461_626c,
+        }
+    }
+}
+
+/// Why a table cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConnTableError {
+    /// Capacity 0 or above [`MAX_CONNS`].
+    #[error("connection table capacity {0} is out of range (1..={max})", max = MAX_CONNS)]
+    Capacity(usize),
+    /// The timer wheel refused the configuration.
+    #[error("timer wheel: {0}")]
+    Timer(#[from] TimerError),
+    /// The allocator refused the table.
+    #[error("cannot allocate a connection table of {0} entries")]
+    Alloc(usize),
+}
+
+/// Why a connection was not inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum InsertError {
+    /// The forward key is already in the table (the handle points to it).
+    #[error("connection already exists")]
+    Exists(Handle),
+    /// The reply key is already in the table (for full NAT: the local port is taken).
+    #[error("reply tuple already in use")]
+    ReplyExists,
+    /// The reply key equals the forward key.
+    #[error("reply tuple equals the forward tuple")]
+    ReplyIsForward,
+    /// The table is full and the policy (or the lack of a victim) refused the flow.
+    #[error("connection table full")]
+    Full,
+}
+
+/// A caller-side mistake in a burst call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("output slice holds {out} results for {keys} keys")]
+pub struct BurstLenMismatch {
+    /// Number of keys.
+    pub keys: usize,
+    /// Length of the output slice.
+    pub out: usize,
+}
+
+/// A connection: where its packets go and how long it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    /// Expiry instant (for reply entries: the forward entry's hash).
+    word: u64,
+    id: u32,
+    service: ServiceIdx,
+    server: ServerIdx,
+    local_addr: u16,
+    local_port: u16,
+    state: u8,
+    bits: u8,
+    generation: u8,
+    /// Free for the pipeline's own per-connection flags.
+    pub user_flags: u8,
+}
+
+const BIT_REPLY: u8 = 1;
+const BIT_INPUT_ONLY: u8 = 2;
+
+impl Conn {
+    /// Service index.
+    #[inline]
+    pub fn service(&self) -> ServiceIdx {
+        self.service
+    }
+    /// Server index.
+    #[inline]
+    pub fn server(&self) -> ServerIdx {
+        self.server
+    }
+    /// Full-NAT local address index and local port.
+    #[inline]
+    pub fn local(&self) -> Option<(u16, u16)> {
+        (self.local_addr != NO_LOCAL).then_some((self.local_addr, self.local_port))
+    }
+    /// Current state.
+    #[inline]
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state)
+    }
+    /// When the connection expires unless another packet arrives.
+    #[inline]
+    pub fn expires(&self) -> Time {
+        Time(self.word)
+    }
+    /// Whether only client packets are seen (DSR, tunnel).
+    #[inline]
+    pub fn input_only(&self) -> bool {
+        self.bits & BIT_INPUT_ONLY != 0
+    }
+    /// The connection's id in its table (`0..capacity`).
+    #[inline]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    #[inline]
+    fn is_reply(&self) -> bool {
+        self.bits & BIT_REPLY != 0
+    }
+}
+
+struct Entry<K> {
+    key: K,
+    c: Conn,
+}
+
+impl<K> Entry<K> {
+    #[inline]
+    fn is_conn(&self, id: u32, generation: u8) -> bool {
+        self.c.id == id && self.c.generation == generation && !self.c.is_reply()
+    }
+    #[inline]
+    fn is_reply_of(&self, id: u32, generation: u8) -> bool {
+        self.c.id == id && self.c.generation == generation && self.c.is_reply()
+    }
+}
+
+// Entries must stay within one cache line: 64 bytes for IPv6, 40 for IPv4.
+const _: () = assert!(core::mem::size_of::<Entry<Key6>>() <= 64);
+const _: () = assert!(core::mem::size_of::<Entry<Key4>>() <= 40);
+
+/// Refers to a connection found by a lookup or created by an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle {
+    hash: u64,
+    bucket: u32,
+    id: u32,
+    generation: u8,
+    reply: bool,
+}
+
+impl Handle {
+    /// Whether the packet matched the reply entry (it travels server → client).
+    #[inline]
+    pub fn is_reply(&self) -> bool {
+        self.reply
+    }
+    /// The packet's direction.
+    #[inline]
+    pub fn direction(&self) -> Direction {
+        if self.reply {
+            Direction::Reply
+        } else {
+            Direction::Original
+        }
+    }
+    /// The connection's id in its table.
+    #[inline]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// New connection parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewConn {
+    /// Service index.
+    pub service: ServiceIdx,
+    /// Server index.
+    pub server: ServerIdx,
+    /// Full-NAT local address index and port.
+    pub local: Option<(u16, u16)>,
+    /// Initial pipeline flags.
+    pub user_flags: u8,
+}
+
+/// Why a connection left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Its timeout passed.
+    Expired,
+    /// Removed to make room for a new flow.
+    Evicted,
+    /// Removed by [`ConnTable::remove`].
+    Removed,
+    /// Its service, server or local address disappeared in a reload (the
+    /// connection carries the old snapshot's indices).
+    Reload,
+    /// Removed by [`ConnTable::flush`].
+    Flushed,
+}
+
+/// A connection that left the table: the pipeline releases what it held
+/// (full-NAT port, server connection count, sticky reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed<K> {
+    /// Forward (client-side) key.
+    pub key: K,
+    /// The connection as it was.
+    pub conn: Conn,
+    /// Why it left.
+    pub reason: CloseReason,
+}
+
+/// A successful insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted<K> {
+    /// The new connection.
+    pub handle: Handle,
+    /// Its initial state.
+    pub state: ConnState,
+    /// Connections evicted to make room (at most two).
+    pub evicted: [Option<Closed<K>>; 2],
+}
+
+/// Counters of one connection table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Keys looked up.
+    pub lookups: u64,
+    /// Lookups that found a connection.
+    pub hits: u64,
+    /// Lookups that found none.
+    pub misses: u64,
+    /// Connections created.
+    pub inserts: u64,
+    /// Inserts refused because the key existed.
+    pub insert_exists: u64,
+    /// Inserts refused because the reply key existed or equalled the forward key.
+    pub reply_conflicts: u64,
+    /// New flows refused because the table was full.
+    pub full_drops: u64,
+    /// Live connections evicted to make room.
+    pub evictions: u64,
+    /// Connections removed because their timeout passed.
+    pub expired: u64,
+    /// Timers found early (the entry had been refreshed) and re-armed.
+    pub lazy_rearms: u64,
+    /// Timers moved earlier on a transition to a shorter timeout.
+    pub eager_rearms: u64,
+    /// Connections removed on request.
+    pub removed: u64,
+    /// Connections removed by a reload.
+    pub reload_removed: u64,
+    /// Handles that no longer named a live connection.
+    pub stale_handles: u64,
+    /// Burst calls with mismatched slice lengths.
+    pub bad_calls: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Meta {
+    fwd_hash: u64,
+    rev_hash: u64,
+    generation: u8,
+    has_reply: bool,
+    live: bool,
+}
+
+/// A per-core connection table for one address family (see the module docs).
+pub struct ConnTable<K: FlowKey> {
+    table: HashTable<Entry<K>>,
+    meta: Vec<Meta>,
+    free: Vec<u32>,
+    wheel: TimerWheel,
+    capacity: usize,
+    timeouts: [u64; STATES],
+    policy: FullPolicy,
+    seed: u64,
+    /// Counters.
+    pub stats: ConnStats,
+}
+
+/// The IPv4 connection table.
+pub type ConnTable4 = ConnTable<Key4>;
+/// The IPv6 connection table.
+pub type ConnTable6 = ConnTable<Key6>;
+
+impl<K: FlowKey> fmt::Debug for ConnTable<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("entries", &self.table.len())
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<K: FlowKey> ConnTable<K> {
+    /// A table per `cfg`, with its clock starting at `now`. Allocates all memory.
+    pub fn new(cfg: ConnTableConfig, now: Time) -> Result<ConnTable<K>, ConnTableError> {
+        if cfg.capacity == 0 || cfg.capacity > MAX_CONNS / 2 {
+            return Err(ConnTableError::Capacity(cfg.capacity));
+        }
+        let wheel = TimerWheel::new(cfg.capacity, cfg.tick, now)?;
+        let mut table = HashTable::new();
+        let seed = cfg.hash_seed;
+        table
+            .try_reserve(cfg.capacity * 2, |e: &Entry<K>| e.key.hash_with(seed))
+            .map_err(|_| ConnTableError::Alloc(cfg.capacity))?;
+        let free = (0..cfg.capacity as u32).rev().collect();
+        Ok(ConnTable {
+            table,
+            meta: vec![Meta::default(); cfg.capacity],
+            free,
+            wheel,
+            capacity: cfg.capacity,
+            timeouts: cfg.timeouts.as_nanos(),
+            policy: cfg.full_policy,
+            seed,
+            stats: ConnStats::default(),
+        })
+    }
+
+    /// Maximum number of entries.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Entries in use (forward + reply).
+    pub fn entries(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.capacity - self.free.len()
+    }
+
+    /// Whether there is no connection.
+    pub fn is_empty(&self) -> bool {
+        self.free.len() == self.capacity
+    }
+
+    /// Bytes allocated by the hash table (entries and control bytes).
+    pub fn table_bytes(&self) -> usize {
+        self.table.allocation_size()
+    }
+
+    /// Replaces the timeouts (applies to the next packet of each connection).
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t.as_nanos();
+    }
+
+    /// Replaces the full-table policy.
+    pub fn set_full_policy(&mut self, p: FullPolicy) {
+        self.policy = p;
+    }
+
+    /// Hash of `key` under this table's seed.
+    #[inline]
+    pub fn hash_key(&self, key: &K) -> u64 {
+        key.hash_with(self.seed)
+    }
+
+    #[inline]
+    fn resolve(&mut self, hash: u64, key: &K) -> Option<Handle> {
+        let b = self.table.find_bucket_index(hash, |e| e.key == *key)?;
+        let e = self.table.get_bucket(b)?;
+        if !e.c.is_reply() {
+            return Some(Handle {
+                hash,
+                bucket: b as u32,
+                id: e.c.id,
+                generation: e.c.generation,
+                reply: false,
+            });
+        }
+        let (fh, id, generation) = (e.c.word, e.c.id, e.c.generation);
+        let fb = self
+            .table
+            .find_bucket_index(fh, |e| e.is_conn(id, generation))?;
+        Some(Handle {
+            hash: fh,
+            bucket: fb as u32,
+            id,
+            generation,
+            reply: true,
+        })
+    }
+
+    /// Looks up one key.
+    #[inline]
+    pub fn lookup(&mut self, key: &K) -> Option<Handle> {
+        let h = self.hash_key(key);
+        self.stats.lookups += 1;
+        let r = self.resolve(h, key);
+        if r.is_some() {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+        r
+    }
+
+    /// Looks up a burst: hashes up to [`BURST`] keys, then probes each with
+    /// its precomputed hash. `out[i]` receives the result for `keys[i]`.
+    /// `out` must be exactly as long as `keys` (otherwise nothing is looked
+    /// up and the call is counted in [`ConnStats::bad_calls`]).
+    pub fn lookup_burst(
+        &mut self,
+        keys: &[K],
+        out: &mut [Option<Handle>],
+    ) -> Result<(), BurstLenMismatch> {
+        if keys.len() != out.len() {
+            self.stats.bad_calls += 1;
+            return Err(BurstLenMismatch {
+                keys: keys.len(),
+                out: out.len(),
+            });
+        }
+        let mut hashes = [0u64; BURST];
+        for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            for (h, k) in hashes.iter_mut().zip(kc) {
+                *h = k.hash_with(self.seed);
+            }
+            let mut hits = 0u64;
+            for ((k, o), &h) in kc.iter().zip(oc.iter_mut()).zip(&hashes) {
+                *o = self.resolve(h, k);
+                hits += u64::from(o.is_some());
+            }
+            self.stats.lookups += kc.len() as u64;
+            self.stats.hits += hits;
+            self.stats.misses += kc.len() as u64 - hits;
+        }
+        Ok(())
+    }
+
+    /// Bucket of the connection `h` names, if it is still live.
+    #[inline]
+    fn locate(&self, h: &Handle) -> Option<usize> {
+        if let Some(e) = self.table.get_bucket(h.bucket as usize)
+            && e.is_conn(h.id, h.generation)
+        {
+            return Some(h.bucket as usize);
+        }
+        self.table
+            .find_bucket_index(h.hash, |e| e.is_conn(h.id, h.generation))
+    }
+
+    /// The connection `h` names (`None` if it has left the table).
+    #[inline]
+    pub fn get(&self, h: &Handle) -> Option<&Conn> {
+        let b = self.locate(h)?;
+        self.table.get_bucket(b).map(|e| &e.c)
+    }
+
+    /// The connection and its forward (client-side) key.
+    #[inline]
+    pub fn get_with_key(&self, h: &Handle) -> Option<(&K, &Conn)> {
+        let b = self.locate(h)?;
+        self.table.get_bucket(b).map(|e| (&e.key, &e.c))
+    }
+
+    /// Mutable access (only [`Conn::user_flags`] is writable).
+    #[inline]
+    pub fn get_mut(&mut self, h: &Handle) -> Option<&mut Conn> {
+        let b = self.locate(h)?;
+        self.table.get_bucket_mut(b).map(|e| &mut e.c)
+    }
+
+    /// Accounts a packet on connection `h` (direction from the handle): TCP
+    /// state transition for `flags`, expiry moved to `now` + the state's
+    /// timeout. Returns the new state, or `None` (counted) for a stale handle.
+    #[inline]
+    pub fn on_packet(&mut self, h: &Handle, flags: TcpFlags, now: Time) -> Option<ConnState> {
+        let Some(b) = self.locate(h) else {
+            self.stats.stale_handles += 1;
+            return None;
+        };
+        let e = self.table.get_bucket_mut(b)?;
+        let c = &mut e.c;
+        let old = ConnState::from_u8(c.state);
+        let new = if e.key.proto() == 6 {
+            old.next(h.direction(), flags, c.bits & BIT_INPUT_ONLY != 0)
+        } else {
+            ConnState::Udp
+        };
+        let expires = now.as_nanos().saturating_add(self.timeouts[new as usize]);
+        let shorter = expires < c.word;
+        c.state = new as u8;
+        c.word = expires;
+        if shorter {
+            let id = c.id;
+            // Cannot fail: ids are below the wheel's capacity.
+            let _ = self.wheel.arm(id, Time(expires));
+            self.stats.eager_rearms += 1;
+        }
+        Some(new)
+    }
+
+    /// Creates a connection for forward key `key` and, for NAT / full NAT,
+    /// reply key `reply` (which must differ from every existing key). The
+    /// state starts from the client packet's `flags`. Without a reply key the
+    /// connection is input-only (DSR, tunnel).
+    pub fn insert(
+        &mut self,
+        key: K,
+        reply: Option<K>,
+        new: NewConn,
+        flags: TcpFlags,
+        now: Time,
+    ) -> Result<Inserted<K>, InsertError> {
+        let h = self.hash_key(&key);
+        if let Some(existing) = self.resolve(h, &key) {
+            self.stats.insert_exists += 1;
+            return Err(InsertError::Exists(existing));
+        }
+        let rh = match reply {
+            Some(r) => {
+                if r == key {
+                    self.stats.reply_conflicts += 1;
+                    return Err(InsertError::ReplyIsForward);
+                }
+                let rh = self.hash_key(&r);
+                if self.table.find(rh, |e| e.key == r).is_some() {
+                    self.stats.reply_conflicts += 1;
+                    return Err(InsertError::ReplyExists);
+                }
+                Some(rh)
+            }
+            None => None,
+        };
+        let need = 1 + usize::from(reply.is_some());
+        let mut evicted = [None, None];
+        let mut n_evicted = 0;
+        while self.table.len() + need > self.capacity || self.free.is_empty() {
+            let victim = match self.policy {
+                FullPolicy::EvictOldest if n_evicted < 2 => self.evict_one(now),
+                _ => None,
+            };
+            match victim {
+                Some(c) => {
+                    evicted[n_evicted] = Some(c);
+                    n_evicted += 1;
+                }
+                None => {
+                    self.stats.full_drops += 1;
+                    return Err(InsertError::Full);
+                }
+            }
+        }
+        let Some(id) = self.free.pop() else {
+            self.stats.full_drops += 1;
+            return Err(InsertError::Full);
+        };
+        let generation = self.meta[id as usize].generation.wrapping_add(1);
+        let state = ConnState::initial(key.proto(), flags);
+        let expires = now.as_nanos().saturating_add(self.timeouts[state as usize]);
+        let (local_addr, local_port) = new.local.unwrap_or((NO_LOCAL, 0));
+        let conn = Conn {
+            word: expires,
+            id,
+            service: new.service,
+            server: new.server,
+            local_addr,
+            local_port,
+            state: state as u8,
+            bits: if reply.is_some() { 0 } else { BIT_INPUT_ONLY },
+            generation,
+            user_flags: new.user_flags,
+        };
+        let seed = self.seed;
+        let hasher = |e: &Entry<K>| e.key.hash_with(seed);
+        let bucket = self
+            .table
+            .insert_unique(h, Entry { key, c: conn }, hasher)
+            .bucket_index();
+        if let (Some(r), Some(rh)) = (reply, rh) {
+            let rc = Conn {
+                word: h,
+                bits: BIT_REPLY,
+                ..conn
+            };
+            self.table
+                .insert_unique(rh, Entry { key: r, c: rc }, hasher);
+        }
+        self.meta[id as usize] = Meta {
+            fwd_hash: h,
+            rev_hash: rh.unwrap_or(0),
+            generation,
+            has_reply: reply.is_some(),
+            live: true,
+        };
+        // Cannot fail: ids are below the wheel's capacity.
+        let _ = self.wheel.arm(id, Time(expires));
+        self.stats.inserts += 1;
+        Ok(Inserted {
+            handle: Handle {
+                hash: h,
+                bucket: bucket as u32,
+                id,
+                generation,
+                reply: false,
+            },
+            state,
+            evicted,
+        })
+    }
+
+    /// Removes connection `id` (both entries), frees its id and timer.
+    fn remove_id(&mut self, id: u32, reason: CloseReason) -> Option<Closed<K>> {
+        let m = *self.meta.get(id as usize)?;
+        if !m.live {
+            return None;
+        }
+        let fwd = self
+            .table
+            .find_entry(m.fwd_hash, |e| e.is_conn(id, m.generation))
+            .ok()?;
+        let (entry, _) = fwd.remove();
+        if m.has_reply
+            && let Ok(r) = self
+                .table
+                .find_entry(m.rev_hash, |e| e.is_reply_of(id, m.generation))
+        {
+            r.remove();
+        }
+        self.wheel.disarm(id);
+        self.meta[id as usize].live = false;
+        self.free.push(id);
+        Some(Closed {
+            key: entry.key,
+            conn: entry.c,
+            reason,
+        })
+    }
+
+    /// Removes the connection `h` names.
+    pub fn remove(&mut self, h: &Handle) -> Option<Closed<K>> {
+        let b = self.locate(h)?;
+        let id = self.table.get_bucket(b)?.c.id;
+        let c = self.remove_id(id, CloseReason::Removed)?;
+        self.stats.removed += 1;
+        Some(c)
+    }
+
+    /// Frees room by removing the connection closest to expiry.
+    fn evict_one(&mut self, now: Time) -> Option<Closed<K>> {
+        const ATTEMPTS: usize = 8;
+        for attempt in 0..ATTEMPTS {
+            let id = self.wheel.earliest()?;
+            let m = self.meta[id as usize];
+            let expires = self
+                .table
+                .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
+                .map(|e| e.c.word);
+            let Some(expires) = expires.filter(|_| m.live) else {
+                // A timer without a connection cannot exist; drop it defensively.
+                self.wheel.disarm(id);
+                continue;
+            };
+            if expires <= now.as_nanos() {
+                let c = self.remove_id(id, CloseReason::Expired);
+                self.stats.expired += 1;
+                return c;
+            }
+            let armed = self.wheel.deadline(id).map_or(0, Time::as_nanos);
+            if attempt + 1 < ATTEMPTS && expires > armed {
+                // Refreshed since armed: not really the oldest. Re-arm and look again.
+                let _ = self.wheel.arm(id, Time(expires));
+                self.stats.lazy_rearms += 1;
+                continue;
+            }
+            let c = self.remove_id(id, CloseReason::Evicted);
+            self.stats.evictions += 1;
+            return c;
+        }
+        None
+    }
+
+    /// Expires connections whose timeout has passed at `now`, doing at most
+    /// `budget` timer operations; expired connections are appended to `out`
+    /// (give it capacity `budget` to avoid allocating). Returns how many
+    /// connections expired. Timers of refreshed connections are re-armed.
+    pub fn expire(&mut self, now: Time, budget: usize, out: &mut Vec<Closed<K>>) -> usize {
+        let mut expired = 0;
+        for _ in 0..budget {
+            let Some((id, _)) = self.wheel.pop_expired(now) else {
+                break;
+            };
+            let m = self.meta[id as usize];
+            if !m.live {
+                continue;
+            }
+            let Some(expires) = self
+                .table
+                .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
+                .map(|e| e.c.word)
+            else {
+                continue;
+            };
+            if expires > now.as_nanos() {
+                let _ = self.wheel.arm(id, Time(expires));
+                self.stats.lazy_rearms += 1;
+                continue;
+            }
+            if let Some(c) = self.remove_id(id, CloseReason::Expired) {
+                self.stats.expired += 1;
+                expired += 1;
+                out.push(c);
+            }
+        }
+        expired
+    }
+
+    /// A lower bound of the next expiry (for the runtime's scheduling).
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.wheel.next_expiry()
+    }
+
+    /// Removes every connection, appending them to `out`. Returns the count.
+    pub fn flush(&mut self, out: &mut Vec<Closed<K>>) -> usize {
+        let ids: Vec<u32> = (0..self.capacity as u32)
+            .filter(|&i| self.meta[i as usize].live)
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            if let Some(c) = self.remove_id(id, CloseReason::Flushed) {
+                self.stats.removed += 1;
+                out.push(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Adopts a new configuration snapshot: service, server and local-address
+    /// indices are rewritten in place through `map`; connections whose
+    /// service, server or local address disappeared are removed and appended
+    /// to `out` (with their old indices). Allocates a scratch list: call at
+    /// configuration change only. Returns how many were removed.
+    pub fn apply_reload(&mut self, map: &ReloadMap, out: &mut Vec<Closed<K>>) -> usize {
+        let mut doomed = Vec::new();
+        for e in self.table.iter_mut() {
+            if e.c.is_reply() {
+                continue;
+            }
+            let c = &mut e.c;
+            let Some(m) = map.service(c.service) else {
+                doomed.push(c.id);
+                continue;
+            };
+            let Some(Some(server)) = m.servers.get(c.server as usize).copied() else {
+                doomed.push(c.id);
+                continue;
+            };
+            let local = if c.local_addr == NO_LOCAL {
+                Some(NO_LOCAL)
+            } else {
+                m.local_addrs.get(c.local_addr as usize).copied().flatten()
+            };
+            let Some(local) = local else {
+                doomed.push(c.id);
+                continue;
+            };
+            c.service = m.new_index;
+            c.server = server;
+            c.local_addr = local;
+        }
+        let mut n = 0;
+        for id in doomed {
+            if let Some(c) = self.remove_id(id, CloseReason::Reload) {
+                self.stats.reload_removed += 1;
+                out.push(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every connection with its forward key (for `tackctl conn show`).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Conn)> + '_ {
+        self.table
+            .iter()
+            .filter(|e| !e.c.is_reply())
+            .map(|e| (&e.key, &e.c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u32) -> Key4 {
+        Key4::new(
+            Ipv4Addr::from(0x0a00_0000 + i),
+            Ipv4Addr::new(192, 0, 2, 1),
+            1000 + (i % 5000) as u16,
+            80,
+            6,
+        )
+    }
+
+    fn cfg(capacity: usize) -> ConnTableConfig {
+        ConnTableConfig {
+            capacity,
+            hash_seed: 7,
+            ..ConnTableConfig::default()
+        }
+    }
+
+    fn nc(server: u16) -> NewConn {
+        NewConn {
+            service: 0,
+            server,
+            local: None,
+            user_flags: 0,
+        }
+    }
+
+    #[test]
+    fn entry_sizes() {
+        assert_eq!(core::mem::size_of::<Entry<Key6>>(), 64);
+        assert_eq!(core::mem::size_of::<Entry<Key4>>(), 40);
+        assert_eq!(core::mem::size_of::<Conn>(), 24);
+    }
+
+    #[test]
+    fn tcp_states_nat() {
+        use ConnState::*;
+        use Direction::*;
+        let s = ConnState::initial(6, TcpFlags::SYN);
+        assert_eq!(s, SynSent);
+        let s = s.next(Reply, TcpFlags::SYN_ACK, false);
+        assert_eq!(s, SynRecv);
+        let s = s.next(Original, TcpFlags::ACK, false);
+        assert_eq!(s, Established);
+        let s = s.next(Original, TcpFlags::FIN_ACK, false);
+        assert_eq!(s, FinWait);
+        let s = s.next(Reply, TcpFlags::FIN_ACK, false);
+        assert_eq!(s, LastAck);
+        let s = s.next(Original, TcpFlags::ACK, false);
+        assert_eq!(s, TimeWait);
+        assert_eq!(s.next(Original, TcpFlags::SYN, false), SynSent);
+        assert_eq!(Established.next(Reply, TcpFlags::RST, false), Close);
+        assert_eq!(Established.next(Reply, TcpFlags::FIN, false), CloseWait);
+        assert_eq!(CloseWait.next(Original, TcpFlags::FIN, false), LastAck);
+        assert_eq!(LastAck.next(Reply, TcpFlags::ACK, false), TimeWait);
+        // Input-only: the client's ACK completes the handshake.
+        assert_eq!(SynSent.next(Original, TcpFlags::ACK, true), Established);
+        assert_eq!(SynSent.next(Original, TcpFlags::ACK, false), SynSent);
+        assert_eq!(ConnState::initial(17, TcpFlags::NONE), Udp);
+        assert_eq!(ConnState::initial(6, TcpFlags::ACK), Established);
+    }
+
+    #[test]
+    fn insert_lookup_reply_remove() {
+        let mut t = ConnTable4::new(cfg(16), Time::ZERO).unwrap();
+        let key = k(1);
+        let reply = Key4::new(Ipv4Addr::new(10, 9, 0, 1), key.src, 80, key.src_port, 6);
+        let ins = t
+            .insert(key, Some(reply), nc(3), TcpFlags::SYN, Time::ZERO)
+            .unwrap();
+        assert_eq!(ins.state, ConnState::SynSent);
+        assert_eq!(t.entries(), 2);
+        assert_eq!(t.len(), 1);
+        let h = t.lookup(&key).unwrap();
+        assert!(!h.is_reply());
+        let r = t.lookup(&reply).unwrap();
+        assert!(r.is_reply());
+        assert_eq!(t.get(&r).unwrap().server(), 3);
+        assert_eq!(t.get_with_key(&r).unwrap().0, &key);
+        assert_eq!(
+            t.on_packet(&r, TcpFlags::SYN_ACK, Time::from_secs(1)),
+            Some(ConnState::SynRecv)
+        );
+        assert!(matches!(
+            t.insert(key, None, nc(0), TcpFlags::SYN, Time::ZERO),
+            Err(InsertError::Exists(_))
+        ));
+        let other = k(2);
+        assert_eq!(
+            t.insert(other, Some(reply), nc(0), TcpFlags::SYN, Time::ZERO)
+                .unwrap_err(),
+            InsertError::ReplyExists
+        );
+        let closed = t.remove(&h).unwrap();
+        assert_eq!(closed.reason, CloseReason::Removed);
+        assert_eq!(t.entries(), 0);
+        assert!(t.lookup(&key).is_none());
+        assert!(t.lookup(&reply).is_none());
+        assert_eq!(t.get(&h), None);
+        assert_eq!(t.on_packet(&h, TcpFlags::ACK, Time::ZERO), None);
+        assert_eq!(t.stats.stale_handles, 1);
+    }
+
+    #[test]
+    fn expiry_and_lazy_rearm() {
+        let mut t = ConnTable4::new(cfg(4), Time::ZERO).unwrap();
+        let ins = t
+            .insert(k(1), None, nc(0), TcpFlags::NONE, Time::ZERO)
+            .unwrap();
+        assert_eq!(ins.state, ConnState::Established);
+        let mut out = Vec::new();
+        // Refresh at 500 s: the 900 s timer fires early and is re-armed.
+        assert_eq!(
+            t.on_packet(&ins.handle, TcpFlags::ACK, Time::from_secs(500)),
+            Some(ConnState::Established)
+        );
+        assert_eq!(t.get(&ins.handle).unwrap().expires(), Time::from_secs(1400));
+        assert_eq!(t.expire(Time::from_secs(901), 10, &mut out), 0);
+        assert_eq!(t.stats.lazy_rearms, 1);
+        assert_eq!(t.expire(Time::from_millis(1_399_999), 10, &mut out), 0);
+        assert_eq!(t.expire(Time::from_secs(1400), 10, &mut out), 1);
+        assert_eq!(out[0].reason, CloseReason::Expired);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn rst_shortens_timer() {
+        let mut t = ConnTable4::new(cfg(4), Time::ZERO).unwrap();
+        let ins = t
+            .insert(k(1), None, nc(0), TcpFlags::ACK, Time::ZERO)
+            .unwrap();
+        t.on_packet(&ins.handle, TcpFlags::RST, Time::from_secs(1));
+        assert_eq!(t.stats.eager_rearms, 1);
+        let mut out = Vec::new();
+        assert_eq!(t.expire(Time::from_millis(10_999), 10, &mut out), 0);
+        assert_eq!(t.expire(Time::from_secs(11), 10, &mut out), 1);
+    }
+
+    #[test]
+    fn full_policies() {
+        let mut t = ConnTable4::new(cfg(2), Time::ZERO).unwrap();
+        t.insert(k(1), None, nc(0), TcpFlags::SYN, Time::ZERO)
+            .unwrap();
+        t.insert(k(2), None, nc(0), TcpFlags::ACK, Time::ZERO)
+            .unwrap();
+        assert_eq!(
+            t.insert(k(3), None, nc(0), TcpFlags::SYN, Time::ZERO)
+                .unwrap_err(),
+            InsertError::Full
+        );
+        assert_eq!(t.stats.full_drops, 1);
+        t.set_full_policy(FullPolicy::EvictOldest);
+        let ins = t
+            .insert(k(3), None, nc(0), TcpFlags::SYN, Time::from_secs(1))
+            .unwrap();
+        // The half-open connection (60 s timeout) goes before the established one.
+        assert_eq!(ins.evicted[0].unwrap().key, k(1));
+        assert_eq!(ins.evicted[0].unwrap().reason, CloseReason::Evicted);
+        assert_eq!(t.stats.evictions, 1);
+        assert!(t.lookup(&k(2)).is_some());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn burst_lookup() {
+        let mut t = ConnTable4::new(cfg(128), Time::ZERO).unwrap();
+        for i in 0..64 {
+            t.insert(k(i), None, nc(i as u16), TcpFlags::ACK, Time::ZERO)
+                .unwrap();
+        }
+        let keys: Vec<Key4> = (0..80).map(k).collect();
+        let mut out = vec![None; 80];
+        t.lookup_burst(&keys, &mut out).unwrap();
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.is_some(), i < 64, "{i}");
+            if let Some(h) = o {
+                assert_eq!(t.get(h).unwrap().server(), i as u16);
+            }
+        }
+        assert_eq!(t.stats.hits, 64);
+        assert_eq!(t.stats.misses, 16);
+        assert!(t.lookup_burst(&keys, &mut out[..3]).is_err());
+    }
+}

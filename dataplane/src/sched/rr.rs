@@ -1,0 +1,128 @@
+//! Round robin and smooth weighted round robin (nginx's algorithm).
+
+use super::Backend;
+
+/// Plain round robin over the eligible backends (weights only gate
+/// eligibility: weight 0 never picks).
+#[derive(Debug, Clone, Default)]
+pub struct RoundRobin {
+    next: usize,
+}
+
+impl RoundRobin {
+    /// A round robin starting at the first backend.
+    pub fn new() -> RoundRobin {
+        RoundRobin::default()
+    }
+
+    /// Picks the next backend with a positive weight.
+    pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
+        let n = backends.len();
+        for _ in 0..n {
+            let i = self.next % n;
+            self.next = (i + 1) % n;
+            if backends[i].weight > 0 {
+                return Some(backends[i].index);
+            }
+        }
+        None
+    }
+}
+
+/// Smooth weighted round robin as in nginx (`ngx_http_upstream_get_peer`):
+/// on each pick every backend's current weight grows by its weight, the
+/// largest current weight wins and is lowered by the total. Weights 5, 1, 1
+/// give `a a b a c a a`, spreading the heavy backend instead of bursting it.
+///
+/// Current weights are kept per *server index* (a slice as long as the pool),
+/// so they survive changes of the eligible set.
+#[derive(Debug, Clone, Default)]
+pub struct SmoothWrr {
+    current: Vec<i64>,
+}
+
+impl SmoothWrr {
+    /// State for a pool of `pool_len` servers.
+    pub fn new(pool_len: usize) -> SmoothWrr {
+        SmoothWrr {
+            current: vec![0; pool_len],
+        }
+    }
+
+    /// Resizes for a pool of `pool_len` servers, keeping existing current
+    /// weights (allocates only when the pool grows: call at config change).
+    pub fn resize(&mut self, pool_len: usize) {
+        self.current.resize(pool_len, 0);
+    }
+
+    /// Resets all current weights (used when the pool is remapped).
+    pub fn reset(&mut self) {
+        self.current.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// Picks a backend, or `None` when none has a positive weight or a
+    /// backend's index lies outside the pool this state was sized for.
+    pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for b in backends {
+            if b.weight == 0 {
+                continue;
+            }
+            let slot = self.current.get_mut(b.index as usize)?;
+            *slot += i64::from(b.weight);
+            total += i64::from(b.weight);
+            let c = *slot;
+            if best.is_none_or(|bi| c > self.current[bi]) {
+                best = Some(b.index as usize);
+            }
+        }
+        let bi = best?;
+        self.current[bi] -= total;
+        Some(bi as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(weights: &[u16]) -> Vec<Backend> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Backend {
+                index: i as u16,
+                weight: w,
+                ident: i as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nginx_sequence() {
+        let backends = b(&[5, 1, 1]);
+        let mut s = SmoothWrr::new(3);
+        let seq: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap()).collect();
+        assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
+        // The cycle repeats.
+        let seq2: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap()).collect();
+        assert_eq!(seq, seq2);
+    }
+
+    #[test]
+    fn rr_cycles_and_skips_zero() {
+        let backends = b(&[1, 0, 3]);
+        let mut r = RoundRobin::new();
+        let seq: Vec<u16> = (0..4).map(|_| r.pick(&backends).unwrap()).collect();
+        assert_eq!(seq, vec![0, 2, 0, 2]);
+        assert_eq!(r.pick(&b(&[0, 0])), None);
+        assert_eq!(r.pick(&[]), None);
+    }
+
+    #[test]
+    fn swrr_out_of_pool_is_none() {
+        let mut s = SmoothWrr::new(1);
+        assert_eq!(s.pick(&b(&[1, 1])), None);
+    }
+}

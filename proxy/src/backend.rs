@@ -87,7 +87,12 @@ impl Server {
             self.stats.downs.fetch_add(1, Ordering::Relaxed);
         }
         if was != up {
-            log::warn!("server {} ({}) is {}", self.name, self.addr, if up { "UP" } else { "DOWN" });
+            log::warn!(
+                "server {} ({}) is {}",
+                self.name,
+                self.addr,
+                if up { "UP" } else { "DOWN" }
+            );
         }
     }
 
@@ -173,7 +178,10 @@ impl Backend {
                     addr: s.address,
                     weight: s.weight.0,
                     cookie: s.cookie.clone().unwrap_or_else(|| s.name.clone()),
-                    redir: s.redir.as_ref().map(|r| r.trim_end_matches('/').to_string()),
+                    redir: s
+                        .redir
+                        .as_ref()
+                        .map(|r| r.trim_end_matches('/').to_string()),
                     check: s.check,
                     admin: AtomicU8::new(0),
                     healthy: AtomicBool::new(true),
@@ -198,7 +206,10 @@ impl Backend {
         Backend {
             name: cfg.name.clone(),
             balancer: Balancer::new(cfg.balance.clone(), cfg.hash_type, &ring_keys),
-            sessions: cfg.session_id.as_ref().map(|s| SessionTable::new(s.table_size, s.expire.0)),
+            sessions: cfg
+                .session_id
+                .as_ref()
+                .map(|s| SessionTable::new(s.table_size, s.expire.0)),
             groups: cfg.hash_groups.as_ref().map(|h| HashGroups::new(h.groups)),
             servers,
             cfg: cfg.clone(),

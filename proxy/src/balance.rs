@@ -34,7 +34,10 @@ pub struct RequestView<'a> {
 pub fn sdbm(data: &[u8]) -> u32 {
     let mut h: u32 = 0;
     for &c in data {
-        h = u32::from(c).wrapping_add(h << 6).wrapping_add(h << 16).wrapping_sub(h);
+        h = u32::from(c)
+            .wrapping_add(h << 6)
+            .wrapping_add(h << 16)
+            .wrapping_sub(h);
     }
     h
 }
@@ -70,7 +73,12 @@ impl Ring {
                 for k in 0..ks.max(1) {
                     let d = Md5::digest(format!("{key}-{k}").as_bytes());
                     for h in 0..4 {
-                        let p = u32::from_le_bytes([d[h * 4], d[h * 4 + 1], d[h * 4 + 2], d[h * 4 + 3]]);
+                        let p = u32::from_le_bytes([
+                            d[h * 4],
+                            d[h * 4 + 1],
+                            d[h * 4 + 2],
+                            d[h * 4 + 3],
+                        ]);
                         points.push((p, idx));
                     }
                 }
@@ -87,7 +95,9 @@ impl Ring {
         }
         let start = self.points.partition_point(|p| p.0 < hash);
         let n = self.points.len();
-        (0..n).map(|i| self.points[(start + i) % n].1).find(|&s| ok(s))
+        (0..n)
+            .map(|i| self.points[(start + i) % n].1)
+            .find(|&s| ok(s))
     }
 
     /// Number of points (for tests and metrics).
@@ -121,7 +131,15 @@ impl Balancer {
     pub fn new(algo: Balance, hash_type: HashType, ring_keys: &[(String, u32)]) -> Balancer {
         let hashing = algo.is_hash();
         let ring = (hashing && hash_type == HashType::Consistent).then(|| Ring::new(ring_keys));
-        Balancer { algo, hash_type, ring, rr: Mutex::new(RrState { current: vec![0; ring_keys.len()], next_lc: 0 }) }
+        Balancer {
+            algo,
+            hash_type,
+            ring,
+            rr: Mutex::new(RrState {
+                current: vec![0; ring_keys.len()],
+                next_lc: 0,
+            }),
+        }
     }
 
     /// The configured algorithm.
@@ -132,13 +150,23 @@ impl Balancer {
     /// Pick a server for a request. `usable(i)` says whether server `i` may take a
     /// new load-balanced request; `prefer(i)` whether it has a free slot (non-hash
     /// algorithms avoid full servers when another is free, as HAProxy's do).
-    pub fn pick<C: Candidate>(&self, servers: &[C], req: &RequestView<'_>, usable: impl Fn(usize) -> bool, prefer: impl Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick<C: Candidate>(
+        &self,
+        servers: &[C],
+        req: &RequestView<'_>,
+        usable: impl Fn(usize) -> bool,
+        prefer: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         if let Some(key) = self.hash_input(req) {
             return self.pick_hash(servers, &key, &usable);
         }
         let free = |i: usize| usable(i) && prefer(i) && servers[i].weight() > 0;
         let any = |i: usize| usable(i) && servers[i].weight() > 0;
-        let filter: &dyn Fn(usize) -> bool = if (0..servers.len()).any(free) { &free } else { &any };
+        let filter: &dyn Fn(usize) -> bool = if (0..servers.len()).any(free) {
+            &free
+        } else {
+            &any
+        };
         match &self.algo {
             Balance::Leastconn => self.leastconn(servers, filter),
             Balance::Random { draws } => random_draws(servers, *draws, filter),
@@ -148,24 +176,39 @@ impl Balancer {
 
     /// Pick by hash of an arbitrary key (hash-group persistence uses this with its
     /// group number so groups spread by weight).
-    pub fn pick_by_hash<C: Candidate>(&self, servers: &[C], key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick_by_hash<C: Candidate>(
+        &self,
+        servers: &[C],
+        key: &[u8],
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         self.pick_hash(servers, key, &usable)
     }
 
-    fn pick_hash<C: Candidate>(&self, servers: &[C], key: &[u8], usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick_hash<C: Candidate>(
+        &self,
+        servers: &[C],
+        key: &[u8],
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         match (&self.ring, self.hash_type) {
-            (Some(ring), HashType::Consistent) => ring.lookup(ketama_hash(key), |i| usable(i) && servers[i].weight() > 0),
+            (Some(ring), HashType::Consistent) => {
+                ring.lookup(ketama_hash(key), |i| usable(i) && servers[i].weight() > 0)
+            }
             _ => {
-                let total: u64 = (0..servers.len()).filter(|&i| usable(i)).map(|i| u64::from(servers[i].weight())).sum();
+                let total: u64 = (0..servers.len())
+                    .filter(|&i| usable(i))
+                    .map(|i| u64::from(servers[i].weight()))
+                    .sum();
                 if total == 0 {
                     return None;
                 }
                 let mut target = u64::from(sdbm(key)) % total;
-                for i in 0..servers.len() {
+                for (i, srv) in servers.iter().enumerate() {
                     if !usable(i) {
                         continue;
                     }
-                    let w = u64::from(servers[i].weight());
+                    let w = u64::from(srv.weight());
                     if target < w {
                         return Some(i);
                     }
@@ -184,11 +227,11 @@ impl Balancer {
         }
         let mut total = 0i64;
         let mut best: Option<usize> = None;
-        for i in 0..servers.len() {
+        for (i, srv) in servers.iter().enumerate() {
             if !ok(i) {
                 continue;
             }
-            let w = i64::from(servers[i].weight());
+            let w = i64::from(srv.weight());
             st.current[i] += w;
             total += w;
             if best.is_none_or(|b| st.current[i] > st.current[b]) {
@@ -235,11 +278,27 @@ impl Balancer {
                     None => a.octets().to_vec(),
                 },
             }),
-            Balance::Uri { whole, path_only, len, depth } => Some(uri_key(req.uri, *whole, *path_only, *len, *depth).as_bytes().to_vec()),
+            Balance::Uri {
+                whole,
+                path_only,
+                len,
+                depth,
+            } => Some(
+                uri_key(req.uri, *whole, *path_only, *len, *depth)
+                    .as_bytes()
+                    .to_vec(),
+            ),
             Balance::UrlParam { name } => url_param(req.uri, name).map(|v| v.as_bytes().to_vec()),
-            Balance::Hdr { name, use_domain_only } => {
+            Balance::Hdr {
+                name,
+                use_domain_only,
+            } => {
                 let v = req.headers.get(name.as_str())?.to_str().ok()?;
-                if *use_domain_only { Some(domain_only(v).as_bytes().to_vec()) } else { Some(v.as_bytes().to_vec()) }
+                if *use_domain_only {
+                    Some(domain_only(v).as_bytes().to_vec())
+                } else {
+                    Some(v.as_bytes().to_vec())
+                }
             }
             _ => None,
         }
@@ -248,10 +307,15 @@ impl Balancer {
 
 fn less_loaded<C: Candidate>(a: &C, b: &C) -> bool {
     // a.load / a.weight < b.load / b.weight without division.
-    u64::from(a.load()) * u64::from(b.weight().max(1)) < u64::from(b.load()) * u64::from(a.weight().max(1))
+    u64::from(a.load()) * u64::from(b.weight().max(1))
+        < u64::from(b.load()) * u64::from(a.weight().max(1))
 }
 
-fn random_draws<C: Candidate>(servers: &[C], draws: u32, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+fn random_draws<C: Candidate>(
+    servers: &[C],
+    draws: u32,
+    ok: &dyn Fn(usize) -> bool,
+) -> Option<usize> {
     let cands: Vec<usize> = (0..servers.len()).filter(|&i| ok(i)).collect();
     let total: u64 = cands.iter().map(|&i| u64::from(servers[i].weight())).sum();
     if total == 0 {
@@ -280,7 +344,10 @@ fn random_draws<C: Candidate>(servers: &[C], draws: u32, ok: &dyn Fn(usize) -> b
 impl Balance {
     /// Whether the algorithm hashes a request attribute.
     pub fn is_hash(&self) -> bool {
-        matches!(self, Balance::Source | Balance::Uri { .. } | Balance::UrlParam { .. } | Balance::Hdr { .. })
+        matches!(
+            self,
+            Balance::Source | Balance::Uri { .. } | Balance::UrlParam { .. } | Balance::Hdr { .. }
+        )
     }
 }
 
@@ -292,7 +359,11 @@ pub fn uri_key(uri: &str, whole: bool, path_only: bool, len: usize, depth: usize
         u = after.find('/').map(|i| &after[i..]).unwrap_or("/");
     }
     let bytes = u.as_bytes();
-    let limit = if len > 0 { len.min(bytes.len()) } else { bytes.len() };
+    let limit = if len > 0 {
+        len.min(bytes.len())
+    } else {
+        bytes.len()
+    };
     let mut slashes = 0;
     let mut end = 0;
     while end < limit {
@@ -325,7 +396,11 @@ pub fn url_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
 pub fn domain_only(host: &str) -> &str {
     let host = host.split(':').next().unwrap_or(host);
     let parts: Vec<&str> = host.split('.').collect();
-    if parts.len() >= 2 { parts[parts.len() - 2] } else { host }
+    if parts.len() >= 2 {
+        parts[parts.len() - 2]
+    } else {
+        host
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +418,11 @@ mod tests {
     }
 
     fn view<'a>(uri: &'a str, h: &'a http::HeaderMap) -> RequestView<'a> {
-        RequestView { source: "10.0.0.1".parse().unwrap(), uri, headers: h }
+        RequestView {
+            source: "10.0.0.1".parse().unwrap(),
+            uri,
+            headers: h,
+        }
     }
 
     #[test]
@@ -354,7 +433,10 @@ mod tests {
         assert_eq!(uri_key("/a/b/c", false, false, 0, 2), "/a/b");
         assert_eq!(uri_key("/abcdef", false, false, 3, 0), "/ab");
         assert_eq!(uri_key("http://h.example/p/q?z", false, true, 0, 0), "/p/q");
-        assert_eq!(uri_key("http://h.example/p/q?z", false, false, 0, 0), "http://h.example/p/q");
+        assert_eq!(
+            uri_key("http://h.example/p/q?z", false, false, 0, 0),
+            "http://h.example/p/q"
+        );
     }
 
     #[test]
@@ -367,10 +449,16 @@ mod tests {
 
     #[test]
     fn smooth_weighted_round_robin_interleaves() {
-        let b = Balancer::new(Balance::Roundrobin, HashType::MapBased, &[("a".into(), 3), ("b".into(), 1)]);
+        let b = Balancer::new(
+            Balance::Roundrobin,
+            HashType::MapBased,
+            &[("a".into(), 3), ("b".into(), 1)],
+        );
         let s = [S(3, 0), S(1, 0)];
         let h = http::HeaderMap::new();
-        let picks: Vec<usize> = (0..8).map(|_| b.pick(&s, &view("/", &h), |_| true, |_| true).unwrap()).collect();
+        let picks: Vec<usize> = (0..8)
+            .map(|_| b.pick(&s, &view("/", &h), |_| true, |_| true).unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 6);
         assert_eq!(picks[..4].iter().filter(|&&p| p == 1).count(), 1);
         // a down server is skipped
@@ -379,7 +467,11 @@ mod tests {
 
     #[test]
     fn leastconn_prefers_lightest_relative_to_weight() {
-        let b = Balancer::new(Balance::Leastconn, HashType::MapBased, &[("a".into(), 1), ("b".into(), 1), ("c".into(), 2)]);
+        let b = Balancer::new(
+            Balance::Leastconn,
+            HashType::MapBased,
+            &[("a".into(), 1), ("b".into(), 1), ("c".into(), 2)],
+        );
         let s = [S(1, 3), S(1, 2), S(2, 3)];
         let h = http::HeaderMap::new();
         assert_eq!(b.pick(&s, &view("/", &h), |_| true, |_| true), Some(2));
@@ -387,10 +479,16 @@ mod tests {
 
     #[test]
     fn random_two_choices_never_picks_heaviest_of_two() {
-        let b = Balancer::new(Balance::Random { draws: 2 }, HashType::MapBased, &[("a".into(), 1), ("b".into(), 1)]);
+        let b = Balancer::new(
+            Balance::Random { draws: 2 },
+            HashType::MapBased,
+            &[("a".into(), 1), ("b".into(), 1)],
+        );
         let s = [S(1, 100), S(1, 0)];
         let h = http::HeaderMap::new();
-        let n = (0..200).filter(|_| b.pick(&s, &view("/", &h), |_| true, |_| true) == Some(1)).count();
+        let n = (0..200)
+            .filter(|_| b.pick(&s, &view("/", &h), |_| true, |_| true) == Some(1))
+            .count();
         assert!(n >= 130, "{n}");
     }
 
@@ -408,12 +506,27 @@ mod tests {
     #[test]
     fn consistent_hash_moves_about_a_quarter_when_one_of_four_leaves() {
         let keys: Vec<(String, u32)> = (0..4).map(|i| (format!("s{i}"), 1)).collect();
-        let b = Balancer::new(Balance::Uri { whole: false, path_only: false, len: 0, depth: 0 }, HashType::Consistent, &keys);
+        let b = Balancer::new(
+            Balance::Uri {
+                whole: false,
+                path_only: false,
+                len: 0,
+                depth: 0,
+            },
+            HashType::Consistent,
+            &keys,
+        );
         let s: Vec<S> = (0..4).map(|_| S(1, 0)).collect();
         let h = http::HeaderMap::new();
         let paths: Vec<String> = (0..4000).map(|i| format!("/obj/{i}")).collect();
-        let before: Vec<usize> = paths.iter().map(|p| b.pick(&s, &view(p, &h), |_| true, |_| true).unwrap()).collect();
-        let after: Vec<usize> = paths.iter().map(|p| b.pick(&s, &view(p, &h), |i| i != 2, |_| true).unwrap()).collect();
+        let before: Vec<usize> = paths
+            .iter()
+            .map(|p| b.pick(&s, &view(p, &h), |_| true, |_| true).unwrap())
+            .collect();
+        let after: Vec<usize> = paths
+            .iter()
+            .map(|p| b.pick(&s, &view(p, &h), |i| i != 2, |_| true).unwrap())
+            .collect();
         let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         let on_removed = before.iter().filter(|&&x| x == 2).count();
         assert_eq!(moved, on_removed, "only keys of the removed server move");
@@ -422,7 +535,14 @@ mod tests {
 
     #[test]
     fn map_based_hash_follows_weights() {
-        let b = Balancer::new(Balance::Hdr { name: "x-user".into(), use_domain_only: false }, HashType::MapBased, &[("a".into(), 1), ("b".into(), 3)]);
+        let b = Balancer::new(
+            Balance::Hdr {
+                name: "x-user".into(),
+                use_domain_only: false,
+            },
+            HashType::MapBased,
+            &[("a".into(), 1), ("b".into(), 3)],
+        );
         let s = [S(1, 0), S(3, 0)];
         let mut counts = [0usize; 2];
         for i in 0..4000 {

@@ -56,9 +56,13 @@ impl Dur {
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         if num.is_empty() {
-            return Err(format!("invalid duration {s:?}: expected a number with an optional unit (us, ms, s, m, h, d)"));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number with an optional unit (us, ms, s, m, h, d)"
+            ));
         }
-        let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
         let d = match unit {
             "us" => Duration::from_micros(n),
             "" | "ms" => Duration::from_millis(n),
@@ -66,7 +70,11 @@ impl Dur {
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "d" => Duration::from_secs(n.saturating_mul(86400)),
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (us, ms, s, m, h, d)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {unit:?} (us, ms, s, m, h, d)"
+                ));
+            }
         };
         Ok(Dur(d))
     }
@@ -84,7 +92,9 @@ impl<'de> Deserialize<'de> for Dur {
                 Ok(Dur(Duration::from_millis(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v).map(|v| Dur(Duration::from_millis(v))).map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v)
+                    .map(|v| Dur(Duration::from_millis(v)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
                 Dur::parse(v).map_err(E::custom)
@@ -108,7 +118,9 @@ impl<'de> Deserialize<'de> for Weight {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = u32::deserialize(d)?;
         if v > 256 {
-            return Err(de::Error::custom(format!("weight {v} out of range 0..=256")));
+            return Err(de::Error::custom(format!(
+                "weight {v} out of range 0..=256"
+            )));
         }
         Ok(Weight(v))
     }
@@ -221,10 +233,11 @@ pub struct HeaderMatch {
 }
 
 /// Load-balancing algorithm (HAProxy's `balance`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "algorithm")]
 pub enum Balance {
     /// Weighted round robin.
+    #[default]
     Roundrobin,
     /// Fewest active requests relative to weight.
     Leastconn,
@@ -268,12 +281,6 @@ pub enum Balance {
 
 fn two() -> u32 {
     2
-}
-
-impl Default for Balance {
-    fn default() -> Self {
-        Balance::Roundrobin
-    }
 }
 
 /// How hash-based algorithms map a hash to a server (HAProxy's `hash-type`).
@@ -411,9 +418,17 @@ impl GroupKey {
         if s == "src" || s == "source" {
             return Ok(GroupKey::Source);
         }
-        let bad = || format!("invalid key {s:?}: expected src, hdr(<name>), cookie(<name>) or url_param(<name>)");
+        let bad = || {
+            format!(
+                "invalid key {s:?}: expected src, hdr(<name>), cookie(<name>) or url_param(<name>)"
+            )
+        };
         let (f, rest) = s.split_once('(').ok_or_else(bad)?;
-        let arg = rest.strip_suffix(')').filter(|a| !a.is_empty()).ok_or_else(bad)?.to_string();
+        let arg = rest
+            .strip_suffix(')')
+            .filter(|a| !a.is_empty())
+            .ok_or_else(bad)?
+            .to_string();
         match f {
             "hdr" | "req.hdr" => Ok(GroupKey::Header(arg)),
             "cookie" | "req.cook" => Ok(GroupKey::Cookie(arg)),
@@ -520,7 +535,12 @@ fn default_pool_idle() -> Dur {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: default_connect(), server: default_server(), queue: default_queue(), pool_idle: default_pool_idle() }
+        Timeouts {
+            connect: default_connect(),
+            server: default_server(),
+            queue: default_queue(),
+            pool_idle: default_pool_idle(),
+        }
     }
 }
 
@@ -621,19 +641,54 @@ fn default_retries() -> u32 {
 impl ProxyConfig {
     /// Parse and validate YAML text.
     pub fn from_yaml_str(text: &str) -> Result<ProxyConfig, ConfigError> {
-        let cfg: ProxyConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let cfg: ProxyConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         cfg.validate_with_source(Some(text))?;
         Ok(cfg)
     }
 
-    /// Read, parse and validate a file.
+    /// Parse and validate either a file of its own or a Tack profile that carries
+    /// the configuration under a top-level `proxy:` key (other keys of the profile
+    /// are left to their owners). Errors keep their line numbers.
+    pub fn from_yaml_str_or_profile(text: &str) -> Result<ProxyConfig, ConfigError> {
+        #[derive(Deserialize)]
+        struct Profile {
+            proxy: ProxyConfig,
+        }
+        let is_profile = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+            .map_err(|e| ConfigError::Parse(e.to_string()))?
+            .get("proxy")
+            .is_some();
+        if !is_profile {
+            return Self::from_yaml_str(text);
+        }
+        let p: Profile =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        p.proxy
+            .validate_with_source(Some(text))
+            .map_err(|e| match e {
+                ConfigError::Invalid {
+                    field,
+                    message,
+                    line,
+                } => ConfigError::Invalid {
+                    field: format!("proxy.{field}"),
+                    message,
+                    line,
+                },
+                other => other,
+            })?;
+        Ok(p.proxy)
+    }
+
+    /// Read, parse and validate a file (a file of its own or a profile with `proxy:`).
     pub fn from_file(path: impl AsRef<Path>) -> Result<ProxyConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
-        Self::from_yaml_str(&text).map_err(|e| match e {
-            ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml_str_or_profile(&text)
     }
 
     /// Check cross-field rules (names unique, references resolve, options fit the mode).
@@ -649,79 +704,155 @@ impl ProxyConfig {
             line: needle.and_then(|n| text.and_then(|t| find_line(t, n))),
         };
         if self.frontends.is_empty() {
-            return Err(err("frontends".into(), "at least one frontend is required".into(), None));
+            return Err(err(
+                "frontends".into(),
+                "at least one frontend is required".into(),
+                None,
+            ));
         }
         let mut names = HashSet::new();
         for (i, b) in self.backends.iter().enumerate() {
             let f = format!("backends[{i}]");
             if !names.insert(b.name.as_str()) {
-                return Err(err(format!("{f}.name"), format!("duplicate backend name {:?}", b.name), Some(&b.name)));
+                return Err(err(
+                    format!("{f}.name"),
+                    format!("duplicate backend name {:?}", b.name),
+                    Some(&b.name),
+                ));
             }
             if b.servers.is_empty() {
-                return Err(err(format!("{f}.servers"), "a backend needs at least one server".into(), Some(&b.name)));
+                return Err(err(
+                    format!("{f}.servers"),
+                    "a backend needs at least one server".into(),
+                    Some(&b.name),
+                ));
             }
             let mut snames = HashSet::new();
             let mut cookies = HashSet::new();
             for (j, s) in b.servers.iter().enumerate() {
                 let sf = format!("{f}.servers[{j}]");
                 if !snames.insert(s.name.as_str()) {
-                    return Err(err(format!("{sf}.name"), format!("duplicate server name {:?}", s.name), Some(&s.name)));
+                    return Err(err(
+                        format!("{sf}.name"),
+                        format!("duplicate server name {:?}", s.name),
+                        Some(&s.name),
+                    ));
                 }
                 let ck = s.cookie.clone().unwrap_or_else(|| s.name.clone());
                 if !valid_cookie_value(&ck) {
-                    return Err(err(format!("{sf}.cookie"), format!("cookie value {ck:?} must be a non-empty token without '~', '|', ';', ',', '=', spaces or quotes"), Some(&ck)));
+                    return Err(err(
+                        format!("{sf}.cookie"),
+                        format!(
+                            "cookie value {ck:?} must be a non-empty token without '~', '|', ';', ',', '=', spaces or quotes"
+                        ),
+                        Some(&ck),
+                    ));
                 }
                 if b.cookie.is_some() && !cookies.insert(ck.clone()) {
-                    return Err(err(format!("{sf}.cookie"), format!("cookie value {ck:?} is used by two servers"), Some(&ck)));
+                    return Err(err(
+                        format!("{sf}.cookie"),
+                        format!("cookie value {ck:?} is used by two servers"),
+                        Some(&ck),
+                    ));
                 }
                 if let Some(r) = &s.redir
                     && !(r.starts_with("http://") || r.starts_with("https://"))
                 {
-                    return Err(err(format!("{sf}.redir"), format!("{r:?} must start with http:// or https://"), Some(r)));
+                    return Err(err(
+                        format!("{sf}.redir"),
+                        format!("{r:?} must start with http:// or https://"),
+                        Some(r),
+                    ));
                 }
                 if s.maxqueue > 0 && s.maxconn == 0 {
-                    return Err(err(format!("{sf}.maxqueue"), "maxqueue needs maxconn".into(), Some(&s.name)));
+                    return Err(err(
+                        format!("{sf}.maxqueue"),
+                        "maxqueue needs maxconn".into(),
+                        Some(&s.name),
+                    ));
                 }
             }
             if let Some(c) = &b.cookie {
                 if !valid_cookie_name(&c.name) {
-                    return Err(err(format!("{f}.cookie.name"), format!("{:?} is not a valid cookie name", c.name), Some(&c.name)));
+                    return Err(err(
+                        format!("{f}.cookie.name"),
+                        format!("{:?} is not a valid cookie name", c.name),
+                        Some(&c.name),
+                    ));
                 }
                 if c.mode != CookieMode::Insert {
-                    for (set, opt) in [(c.indirect, "indirect"), (c.nocache, "nocache"), (c.postonly, "postonly"), (c.maxidle.is_some(), "maxidle"), (c.maxlife.is_some(), "maxlife")] {
+                    for (set, opt) in [
+                        (c.indirect, "indirect"),
+                        (c.nocache, "nocache"),
+                        (c.postonly, "postonly"),
+                        (c.maxidle.is_some(), "maxidle"),
+                        (c.maxlife.is_some(), "maxlife"),
+                    ] {
                         if set {
-                            return Err(err(format!("{f}.cookie.{opt}"), format!("{opt} only applies to mode insert"), Some(opt)));
+                            return Err(err(
+                                format!("{f}.cookie.{opt}"),
+                                format!("{opt} only applies to mode insert"),
+                                Some(opt),
+                            ));
                         }
                     }
                 }
             }
             if let Some(s) = &b.session_id {
                 if s.cookie.is_none() && s.url_param.is_none() {
-                    return Err(err(format!("{f}.session_id"), "give a cookie, a url_param, or both".into(), Some("session_id")));
+                    return Err(err(
+                        format!("{f}.session_id"),
+                        "give a cookie, a url_param, or both".into(),
+                        Some("session_id"),
+                    ));
                 }
                 if s.table_size == 0 {
-                    return Err(err(format!("{f}.session_id.table_size"), "must be at least 1".into(), Some("table_size")));
+                    return Err(err(
+                        format!("{f}.session_id.table_size"),
+                        "must be at least 1".into(),
+                        Some("table_size"),
+                    ));
                 }
             }
             if let Some(h) = &b.hash_groups
                 && (h.groups == 0 || h.groups > 1 << 24)
             {
-                return Err(err(format!("{f}.hash_groups.groups"), "must be between 1 and 16777216".into(), Some("groups")));
+                return Err(err(
+                    format!("{f}.hash_groups.groups"),
+                    "must be between 1 and 16777216".into(),
+                    Some("groups"),
+                ));
             }
             if let Balance::Random { draws } = b.balance
                 && draws == 0
             {
-                return Err(err(format!("{f}.balance.draws"), "must be at least 1".into(), Some("draws")));
+                return Err(err(
+                    format!("{f}.balance.draws"),
+                    "must be at least 1".into(),
+                    Some("draws"),
+                ));
             }
             if let Some(h) = &b.health_check {
                 if h.interval.0.is_zero() {
-                    return Err(err(format!("{f}.health_check.interval"), "must be greater than zero".into(), Some("interval")));
+                    return Err(err(
+                        format!("{f}.health_check.interval"),
+                        "must be greater than zero".into(),
+                        Some("interval"),
+                    ));
                 }
                 if h.method.is_empty() || !h.method.bytes().all(|c| c.is_ascii_uppercase()) {
-                    return Err(err(format!("{f}.health_check.method"), format!("{:?} is not an HTTP method", h.method), Some("method")));
+                    return Err(err(
+                        format!("{f}.health_check.method"),
+                        format!("{:?} is not an HTTP method", h.method),
+                        Some("method"),
+                    ));
                 }
                 if !h.path.starts_with('/') {
-                    return Err(err(format!("{f}.health_check.path"), "must start with '/'".into(), Some("path")));
+                    return Err(err(
+                        format!("{f}.health_check.path"),
+                        "must start with '/'".into(),
+                        Some("path"),
+                    ));
                 }
             }
         }
@@ -729,25 +860,49 @@ impl ProxyConfig {
         for (i, fe) in self.frontends.iter().enumerate() {
             let f = format!("frontends[{i}]");
             if !fnames.insert(fe.name.as_str()) {
-                return Err(err(format!("{f}.name"), format!("duplicate frontend name {:?}", fe.name), Some(&fe.name)));
+                return Err(err(
+                    format!("{f}.name"),
+                    format!("duplicate frontend name {:?}", fe.name),
+                    Some(&fe.name),
+                ));
             }
             if fe.bind.is_empty() {
-                return Err(err(format!("{f}.bind"), "at least one address is required".into(), Some(&fe.name)));
+                return Err(err(
+                    format!("{f}.bind"),
+                    "at least one address is required".into(),
+                    Some(&fe.name),
+                ));
             }
             if !names.contains(fe.backend.as_str()) {
-                return Err(err(format!("{f}.backend"), format!("no backend named {:?}", fe.backend), Some(&fe.backend)));
+                return Err(err(
+                    format!("{f}.backend"),
+                    format!("no backend named {:?}", fe.backend),
+                    Some(&fe.backend),
+                ));
             }
             for (j, r) in fe.priority_rules.iter().enumerate() {
                 if !(-2047..=2047).contains(&r.class) {
-                    return Err(err(format!("{f}.priority_rules[{j}].class"), "must be between -2047 and 2047".into(), Some("class")));
+                    return Err(err(
+                        format!("{f}.priority_rules[{j}].class"),
+                        "must be between -2047 and 2047".into(),
+                        Some("class"),
+                    ));
                 }
                 if r.path_prefix.is_none() && r.header.is_none() && r.source.is_none() {
-                    return Err(err(format!("{f}.priority_rules[{j}]"), "give at least one of path_prefix, header, source".into(), Some("class")));
+                    return Err(err(
+                        format!("{f}.priority_rules[{j}]"),
+                        "give at least one of path_prefix, header, source".into(),
+                        Some("class"),
+                    ));
                 }
                 if let Some(h) = &r.header
                     && http::HeaderName::from_bytes(h.name.as_bytes()).is_err()
                 {
-                    return Err(err(format!("{f}.priority_rules[{j}].header.name"), format!("{:?} is not a header name", h.name), Some(&h.name)));
+                    return Err(err(
+                        format!("{f}.priority_rules[{j}].header.name"),
+                        format!("{:?} is not a header name", h.name),
+                        Some(&h.name),
+                    ));
                 }
             }
         }
@@ -762,12 +917,16 @@ fn find_line(text: &str, needle: &str) -> Option<usize> {
 
 /// Cookie names are RFC 6265 tokens.
 pub(crate) fn valid_cookie_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&c))
 }
 
 /// Server cookie values: no HAProxy delimiters and nothing that needs quoting.
 pub(crate) fn valid_cookie_value(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && !b"~|;,=\"\\".contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_graphic() && !b"~|;,=\"\\".contains(&c))
 }
 
 #[cfg(test)]
@@ -795,10 +954,24 @@ backends:
     #[test]
     fn parses_a_full_config() {
         let c = ProxyConfig::from_yaml_str(GOOD).unwrap();
-        assert_eq!(c.backends[0].balance, Balance::Uri { whole: false, path_only: false, len: 0, depth: 2 });
-        assert_eq!(c.backends[0].cookie.as_ref().unwrap().maxidle, Some(Dur(Duration::from_secs(1800))));
+        assert_eq!(
+            c.backends[0].balance,
+            Balance::Uri {
+                whole: false,
+                path_only: false,
+                len: 0,
+                depth: 2
+            }
+        );
+        assert_eq!(
+            c.backends[0].cookie.as_ref().unwrap().maxidle,
+            Some(Dur(Duration::from_secs(1800)))
+        );
         assert_eq!(c.backends[0].servers[0].weight, Weight(2));
-        assert_eq!(c.backends[0].health_check.as_ref().unwrap().interval, Dur(Duration::from_millis(500)));
+        assert_eq!(
+            c.backends[0].health_check.as_ref().unwrap().interval,
+            Dur(Duration::from_millis(500))
+        );
         assert_eq!(c.frontends[0].priority_rules[0].class, -10);
     }
 
@@ -813,16 +986,66 @@ backends:
 
     #[test]
     fn bad_values_are_refused_with_field() {
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("weight: 2", "weight: 300")).unwrap_err().to_string();
-        assert!(e.contains("weight 300 out of range") && e.contains("line 15"), "{e}");
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("500ms", "5parsecs")).unwrap_err().to_string();
-        assert!(e.contains("unknown unit") && e.contains("health_check"), "{e}");
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("backend: app", "backend: nope")).unwrap_err().to_string();
-        assert_eq!(e, "frontends[0].backend: no backend named \"nope\" (line 5)");
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("cookie: b", "cookie: s1")).unwrap_err().to_string();
-        assert!(e.starts_with("backends[0].servers[1].cookie: cookie value \"s1\" is used by two servers"), "{e}");
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("mode: insert", "mode: prefix")).unwrap_err().to_string();
-        assert!(e.starts_with("backends[0].cookie.indirect: indirect only applies to mode insert"), "{e}");
+        let e = ProxyConfig::from_yaml_str(&GOOD.replace("weight: 2", "weight: 300"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("weight 300 out of range") && e.contains("line 15"),
+            "{e}"
+        );
+        let e = ProxyConfig::from_yaml_str(&GOOD.replace("500ms", "5parsecs"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown unit") && e.contains("health_check"),
+            "{e}"
+        );
+        let e = ProxyConfig::from_yaml_str(&GOOD.replace("backend: app", "backend: nope"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "frontends[0].backend: no backend named \"nope\" (line 5)"
+        );
+        let e = ProxyConfig::from_yaml_str(&GOOD.replace("cookie: b", "cookie: s1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "backends[0].servers[1].cookie: cookie value \"s1\" is used by two servers"
+            ),
+            "{e}"
+        );
+        let e = ProxyConfig::from_yaml_str(&GOOD.replace("mode: insert", "mode: prefix"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("backends[0].cookie.indirect: indirect only applies to mode insert"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn profile_section_keeps_lines() {
+        let indented: String = GOOD
+            .lines()
+            .map(|l| {
+                if l.is_empty() {
+                    "\n".to_string()
+                } else {
+                    format!("  {l}\n")
+                }
+            })
+            .collect();
+        let profile = format!("cores: [1, 2]\nproxy:{indented}");
+        assert!(ProxyConfig::from_yaml_str_or_profile(&profile).is_ok());
+        let e = ProxyConfig::from_yaml_str_or_profile(&profile.replace("weight: 2", "wieght: 2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proxy.backends[0].servers[0]") && e.contains("line 16"),
+            "{e}"
+        );
     }
 
     #[test]

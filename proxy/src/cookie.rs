@@ -87,13 +87,29 @@ pub fn parse_client_value(cfg: &CookieConfig, value: &str) -> ClientCookie {
             let server = parts.next().unwrap_or_default().to_string();
             let last_date = parts.next().and_then(b64tos30).map(|v| u64::from(v) << 2);
             let first_date = parts.next().and_then(b64tos30).map(|v| u64::from(v) << 2);
-            ClientCookie { server, last_date, first_date }
+            ClientCookie {
+                server,
+                last_date,
+                first_date,
+            }
         }
         Prefix => {
-            let server = value.split_once(PREFIX_DELIM).map(|(s, _)| s).unwrap_or(value).to_string();
-            ClientCookie { server, last_date: None, first_date: None }
+            let server = value
+                .split_once(PREFIX_DELIM)
+                .map(|(s, _)| s)
+                .unwrap_or(value)
+                .to_string();
+            ClientCookie {
+                server,
+                last_date: None,
+                first_date: None,
+            }
         }
-        Rewrite => ClientCookie { server: value.to_string(), last_date: None, first_date: None },
+        Rewrite => ClientCookie {
+            server: value.to_string(),
+            last_date: None,
+            first_date: None,
+        },
     }
 }
 
@@ -126,7 +142,12 @@ pub fn needs_refresh(cfg: &CookieConfig, c: &ClientCookie, now: u64) -> bool {
 
 /// Build the `Set-Cookie` value HAProxy inserts for a server cookie value.
 /// `first_date` is the client's original first date, if any and still valid.
-pub fn insert_value(cfg: &CookieConfig, server_cookie: &str, now: u64, first_date: Option<u64>) -> String {
+pub fn insert_value(
+    cfg: &CookieConfig,
+    server_cookie: &str,
+    now: u64,
+    first_date: Option<u64>,
+) -> String {
     let mut s = format!("{}={}", cfg.name, server_cookie);
     if cfg.maxidle.is_some() || cfg.maxlife.is_some() {
         s.push(DATE_DELIM);
@@ -157,7 +178,11 @@ fn push_attrs(cfg: &CookieConfig, s: &mut String) {
 
 /// Rewrite a server's `Set-Cookie` value in rewrite or prefix mode. Returns `None`
 /// when the header is not the persistence cookie.
-pub fn rewrite_set_cookie(cfg: &CookieConfig, set_cookie: &str, server_cookie: &str) -> Option<String> {
+pub fn rewrite_set_cookie(
+    cfg: &CookieConfig,
+    set_cookie: &str,
+    server_cookie: &str,
+) -> Option<String> {
     use crate::config::CookieMode::*;
     let (nv, rest) = match set_cookie.find(';') {
         Some(i) => (&set_cookie[..i], &set_cookie[i..]),
@@ -170,7 +195,10 @@ pub fn rewrite_set_cookie(cfg: &CookieConfig, set_cookie: &str, server_cookie: &
     let value = value.trim();
     let new = match cfg.mode {
         Rewrite => format!("{}={}{}", cfg.name, server_cookie, rest),
-        Prefix => format!("{}={}{}{}{}", cfg.name, server_cookie, PREFIX_DELIM, value, rest),
+        Prefix => format!(
+            "{}={}{}{}{}",
+            cfg.name, server_cookie, PREFIX_DELIM, value, rest
+        ),
         Insert => return None,
     };
     Some(new)
@@ -178,12 +206,20 @@ pub fn rewrite_set_cookie(cfg: &CookieConfig, set_cookie: &str, server_cookie: &
 
 /// Name of a `Set-Cookie` value.
 pub fn set_cookie_name(set_cookie: &str) -> Option<&str> {
-    set_cookie.split(';').next()?.split_once('=').map(|(n, _)| n.trim())
+    set_cookie
+        .split(';')
+        .next()?
+        .split_once('=')
+        .map(|(n, _)| n.trim())
 }
 
 /// Value of a `Set-Cookie` (without attributes).
 pub fn set_cookie_value(set_cookie: &str) -> Option<&str> {
-    set_cookie.split(';').next()?.split_once('=').map(|(_, v)| v.trim())
+    set_cookie
+        .split(';')
+        .next()?
+        .split_once('=')
+        .map(|(_, v)| v.trim())
 }
 
 /// Rebuild a `Cookie` header for the server: in insert+indirect mode the persistence
@@ -209,7 +245,11 @@ pub fn rewrite_request_cookie(cfg: &CookieConfig, header: &str) -> Option<String
             _ => out.push(p.to_string()),
         }
     }
-    if out.is_empty() { None } else { Some(out.join("; ")) }
+    if out.is_empty() {
+        None
+    } else {
+        Some(out.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -251,15 +291,27 @@ mod tests {
         c.httponly = true;
         c.secure = true;
         c.domain = vec![".example.com".into()];
-        assert_eq!(insert_value(&c, "s1", 0, None), "SERVERID=s1; path=/; domain=.example.com; HttpOnly; Secure");
+        assert_eq!(
+            insert_value(&c, "s1", 0, None),
+            "SERVERID=s1; path=/; domain=.example.com; HttpOnly; Secure"
+        );
         c.maxidle = Some(Dur(Duration::from_secs(60)));
         let now = 1_700_000_001;
         let v = insert_value(&c, "s1", now, None);
         let enc = s30tob64(((now + 3) >> 2) as u32);
-        assert_eq!(v, format!("SERVERID=s1|{enc}; path=/; domain=.example.com; HttpOnly; Secure"));
+        assert_eq!(
+            v,
+            format!("SERVERID=s1|{enc}; path=/; domain=.example.com; HttpOnly; Secure")
+        );
         c.maxlife = Some(Dur(Duration::from_secs(3600)));
         let v = insert_value(&c, "s1", now, Some(1_699_999_000));
-        assert!(v.starts_with(&format!("SERVERID=s1|{enc}|{}", s30tob64(1_699_999_000 >> 2))), "{v}");
+        assert!(
+            v.starts_with(&format!(
+                "SERVERID=s1|{enc}|{}",
+                s30tob64(1_699_999_000 >> 2)
+            )),
+            "{v}"
+        );
     }
 
     #[test]
@@ -274,7 +326,10 @@ mod tests {
         assert_eq!(cc.server, "s1");
         assert_eq!(check_dates(&c, &cc, now + 10), CookieVerdict::Valid);
         assert_eq!(check_dates(&c, &cc, now + 70), CookieVerdict::Expired);
-        let fresh = ClientCookie { last_date: Some(now + 590), ..cc.clone() };
+        let fresh = ClientCookie {
+            last_date: Some(now + 590),
+            ..cc.clone()
+        };
         assert_eq!(check_dates(&c, &fresh, now + 601), CookieVerdict::Old);
         assert!(!needs_refresh(&c, &cc, now));
         assert!(needs_refresh(&c, &cc, now + 8));
@@ -283,14 +338,26 @@ mod tests {
     #[test]
     fn prefix_and_rewrite() {
         let c = cfg(CookieMode::Prefix);
-        assert_eq!(rewrite_set_cookie(&c, "SERVERID=abc; Path=/x", "s2").unwrap(), "SERVERID=s2~abc; Path=/x");
+        assert_eq!(
+            rewrite_set_cookie(&c, "SERVERID=abc; Path=/x", "s2").unwrap(),
+            "SERVERID=s2~abc; Path=/x"
+        );
         assert_eq!(rewrite_set_cookie(&c, "OTHER=abc", "s2"), None);
         assert_eq!(parse_client_value(&c, "s2~abc").server, "s2");
-        assert_eq!(rewrite_request_cookie(&c, "a=1; SERVERID=s2~abc").unwrap(), "a=1; SERVERID=abc");
+        assert_eq!(
+            rewrite_request_cookie(&c, "a=1; SERVERID=s2~abc").unwrap(),
+            "a=1; SERVERID=abc"
+        );
         let r = cfg(CookieMode::Rewrite);
-        assert_eq!(rewrite_set_cookie(&r, "SERVERID=xyz", "s3").unwrap(), "SERVERID=s3");
+        assert_eq!(
+            rewrite_set_cookie(&r, "SERVERID=xyz", "s3").unwrap(),
+            "SERVERID=s3"
+        );
         let i = cfg(CookieMode::Insert);
-        assert_eq!(rewrite_request_cookie(&i, "SERVERID=s1|AAAAA; b=2").unwrap(), "b=2");
+        assert_eq!(
+            rewrite_request_cookie(&i, "SERVERID=s1|AAAAA; b=2").unwrap(),
+            "b=2"
+        );
         assert_eq!(rewrite_request_cookie(&i, "SERVERID=s1"), None);
     }
 }

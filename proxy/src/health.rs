@@ -42,7 +42,11 @@ async fn check_inner(cfg: &HealthCheckConfig, server: &Server) -> CheckResult {
     if cfg.kind == CheckKind::Tcp {
         return CheckResult::Ok;
     }
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+        TokioIo::new(stream),
+    )
+    .await
+    {
         Ok(x) => x,
         Err(e) => return CheckResult::Failed(format!("handshake: {e}")),
     };
@@ -67,7 +71,11 @@ async fn check_inner(cfg: &HealthCheckConfig, server: &Server) -> CheckResult {
                 Some(want) => st == want,
                 None => (200..400).contains(&st),
             };
-            if ok { CheckResult::Ok } else { CheckResult::Failed(format!("status {st}")) }
+            if ok {
+                CheckResult::Ok
+            } else {
+                CheckResult::Failed(format!("status {st}"))
+            }
         }
         Err(e) => CheckResult::Failed(format!("response: {e}")),
     }
@@ -85,7 +93,12 @@ pub struct HealthState {
 impl HealthState {
     /// A server that starts up.
     pub fn new(rise: u32, fall: u32) -> HealthState {
-        HealthState { rise, fall, up: true, count: 0 }
+        HealthState {
+            rise,
+            fall,
+            up: true,
+            count: 0,
+        }
     }
 
     /// Feed one result; returns the new state when it changed.
@@ -107,12 +120,18 @@ impl HealthState {
 }
 
 /// Check `server` until `stop` changes.
-pub async fn run_checks(cfg: HealthCheckConfig, server: Arc<Server>, mut stop: watch::Receiver<bool>) {
+pub async fn run_checks(
+    cfg: HealthCheckConfig,
+    server: Arc<Server>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut state = HealthState::new(cfg.rise.0, cfg.fall.0);
     let mut tick = tokio::time::interval(cfg.interval.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Spread the first checks a little so servers are not probed in lockstep.
-    let jitter = Duration::from_millis(fastrand::u64(0..=cfg.interval.0.as_millis().min(1000) as u64 / 4));
+    let jitter = Duration::from_millis(fastrand::u64(
+        0..=cfg.interval.0.as_millis().min(1000) as u64 / 4,
+    ));
     tokio::select! {
         _ = tokio::time::sleep(jitter) => {}
         _ = stop.changed() => return,

@@ -82,7 +82,11 @@ pub struct Proxy {
 
 /// Bind a listening socket, optionally with `IP_FREEBIND` / `IP_TRANSPARENT` (a VIP
 /// held on the loopback for direct server return need not exist on an interface).
-pub fn bind_listener(addr: SocketAddr, freebind: bool, transparent: bool) -> std::io::Result<TcpListener> {
+pub fn bind_listener(
+    addr: SocketAddr,
+    freebind: bool,
+    transparent: bool,
+) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
@@ -124,7 +128,10 @@ pub fn upstream_client(cfg: &BackendConfig) -> UpstreamClient {
 
 fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(fe.keepalive_timeout.0).keep_alive(true);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(fe.keepalive_timeout.0)
+        .keep_alive(true);
     b.http2().timer(TokioTimer::new()).keep_alive_interval(None);
     if !fe.http2 {
         b = b.http1_only();
@@ -134,8 +141,13 @@ fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
 
 /// Serve one accepted client stream (plain TCP today; a TLS stream once the TLS
 /// acceptor exists) on a frontend until it closes or shutdown drains it.
-pub async fn serve_stream<S>(builder: Arc<auto::Builder<TokioExecutor>>, fe: Arc<Frontend>, watcher: Watcher, stream: S, peer: SocketAddr)
-where
+pub async fn serve_stream<S>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    fe: Arc<Frontend>,
+    watcher: Watcher,
+    stream: S,
+    peer: SocketAddr,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     fe.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +161,12 @@ where
     fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn accept_loop(listener: TcpListener, cfg: FrontendConfig, fe: Arc<Frontend>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    cfg: FrontendConfig,
+    fe: Arc<Frontend>,
+    mut stop: watch::Receiver<bool>,
+) {
     let builder = Arc::new(conn_builder(&cfg));
     let graceful = GracefulShutdown::new();
     loop {
@@ -166,15 +183,32 @@ async fn accept_loop(listener: TcpListener, cfg: FrontendConfig, fe: Arc<Fronten
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_stream(builder.clone(), fe.clone(), graceful.watcher(), stream, peer));
+        tokio::spawn(serve_stream(
+            builder.clone(),
+            fe.clone(),
+            graceful.watcher(),
+            stream,
+            peer,
+        ));
     }
     drop(listener);
-    if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
-        log::warn!("frontend {}: connections still open after {GRACE:?}, closing them", fe.name);
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "frontend {}: connections still open after {GRACE:?}, closing them",
+            fe.name
+        );
     }
 }
 
-async fn metrics_loop(listener: TcpListener, frontends: Vec<Arc<Frontend>>, backends: Vec<Arc<Backend>>, mut stop: watch::Receiver<bool>) {
+async fn metrics_loop(
+    listener: TcpListener,
+    frontends: Vec<Arc<Frontend>>,
+    backends: Vec<Arc<Backend>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let state = Arc::new((frontends, backends));
     loop {
         let (stream, _) = tokio::select! {
@@ -188,7 +222,10 @@ async fn metrics_loop(listener: TcpListener, frontends: Vec<Arc<Frontend>>, back
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
                         let mut r = http::Response::new(proxy::full(metrics::render(&st.0, &st.1)));
-                        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
                         r
                     } else {
                         proxy::local_response(http::StatusCode::NOT_FOUND, "Try /metrics.")
@@ -196,7 +233,9 @@ async fn metrics_loop(listener: TcpListener, frontends: Vec<Arc<Frontend>>, back
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -208,19 +247,34 @@ impl Proxy {
         cfg.validate()?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let backends: Vec<Arc<Backend>> = cfg.backends.iter().map(|b| Arc::new(Backend::new(b))).collect();
+        let backends: Vec<Arc<Backend>> = cfg
+            .backends
+            .iter()
+            .map(|b| Arc::new(Backend::new(b)))
+            .collect();
         let clients: Vec<UpstreamClient> = cfg.backends.iter().map(upstream_client).collect();
         let mut frontends = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for fc in &cfg.frontends {
-            let bi = cfg.backends.iter().position(|b| b.name == fc.backend).ok_or_else(|| {
-                Error::Config(config::ConfigError::Invalid { field: format!("frontend {}.backend", fc.name), message: "no such backend".into(), line: None })
-            })?;
+            let bi = cfg
+                .backends
+                .iter()
+                .position(|b| b.name == fc.backend)
+                .ok_or_else(|| {
+                    Error::Config(config::ConfigError::Invalid {
+                        field: format!("frontend {}.backend", fc.name),
+                        message: "no such backend".into(),
+                        line: None,
+                    })
+                })?;
             let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), clients[bi].clone()));
             for &addr in &fc.bind {
-                let l = bind_listener(addr, fc.freebind, fc.transparent).map_err(|source| Error::Bind { addr, source })?;
-                let local = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
+                let l = bind_listener(addr, fc.freebind, fc.transparent)
+                    .map_err(|source| Error::Bind { addr, source })?;
+                let local = l
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr, source })?;
                 addrs.push((fc.name.clone(), local));
                 listeners.push((l, fc.clone(), fe.clone()));
             }
@@ -228,15 +282,30 @@ impl Proxy {
         }
         let metrics_addr = match &cfg.metrics {
             Some(m) => {
-                let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind { addr: m.listen, source })?;
-                let a = l.local_addr().map_err(|source| Error::Bind { addr: m.listen, source })?;
-                tasks.spawn(metrics_loop(l, frontends.clone(), backends.clone(), stop_rx.clone()));
+                let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind {
+                    addr: m.listen,
+                    source,
+                })?;
+                let a = l.local_addr().map_err(|source| Error::Bind {
+                    addr: m.listen,
+                    source,
+                })?;
+                tasks.spawn(metrics_loop(
+                    l,
+                    frontends.clone(),
+                    backends.clone(),
+                    stop_rx.clone(),
+                ));
                 Some(a)
             }
             None => None,
         };
         for (l, fc, fe) in listeners {
-            log::info!("frontend {} listening on {}", fc.name, l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            log::info!(
+                "frontend {} listening on {}",
+                fc.name,
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
             tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
         }
         for (b, bc) in backends.iter().zip(&cfg.backends) {
@@ -246,12 +315,22 @@ impl Proxy {
                 }
             }
         }
-        Ok(Proxy { frontends, backends, addrs, metrics_addr, stop, tasks })
+        Ok(Proxy {
+            frontends,
+            backends,
+            addrs,
+            metrics_addr,
+            stop,
+            tasks,
+        })
     }
 
     /// The first bound address of a frontend (useful with port 0).
     pub fn local_addr(&self, frontend: &str) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| n == frontend).map(|(_, a)| *a)
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == frontend)
+            .map(|(_, a)| *a)
     }
 
     /// Every bound address, with its frontend's name.

@@ -22,16 +22,7 @@ struct Args {
 }
 
 fn load(path: &PathBuf) -> Result<tack_proxy::config::ProxyConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // A Tack profile carries the section under `proxy:`; a file of its own is the section.
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(section) = doc.get("proxy") {
-        let cfg: tack_proxy::config::ProxyConfig = serde_yaml_ng::from_value(section.clone()).map_err(|e| format!("{}: proxy.{e}", path.display()))?;
-        cfg.validate().map_err(|e| format!("{}: proxy.{e}", path.display()))?;
-        Ok(cfg)
-    } else {
-        tack_proxy::config::ProxyConfig::from_file(path).map_err(|e| e.to_string())
-    }
+    tack_proxy::config::ProxyConfig::from_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn main() -> ExitCode {
@@ -61,13 +52,14 @@ fn main() -> ExitCode {
         }
     };
     let res = rt.block_on(tack_proxy::run(cfg, async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

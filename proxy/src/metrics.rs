@@ -12,6 +12,9 @@ fn v(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
+/// Reads one counter out of a `T`.
+type Counter<T> = fn(&T) -> &AtomicU64;
+
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Render all counters in the Prometheus text format (version 0.0.4).
@@ -20,129 +23,349 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
     let head = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    head(&mut o, "tack_proxy_frontend_connections_total", "counter", "Client connections accepted.");
+    head(
+        &mut o,
+        "tack_proxy_frontend_connections_total",
+        "counter",
+        "Client connections accepted.",
+    );
     for f in frontends {
-        let _ = writeln!(o, "tack_proxy_frontend_connections_total{{frontend=\"{}\"}} {}", f.name, v(&f.stats.connections));
+        let _ = writeln!(
+            o,
+            "tack_proxy_frontend_connections_total{{frontend=\"{}\"}} {}",
+            f.name,
+            v(&f.stats.connections)
+        );
     }
-    head(&mut o, "tack_proxy_frontend_open_connections", "gauge", "Client connections open now.");
+    head(
+        &mut o,
+        "tack_proxy_frontend_open_connections",
+        "gauge",
+        "Client connections open now.",
+    );
     for f in frontends {
-        let _ = writeln!(o, "tack_proxy_frontend_open_connections{{frontend=\"{}\"}} {}", f.name, v(&f.stats.open_connections));
+        let _ = writeln!(
+            o,
+            "tack_proxy_frontend_open_connections{{frontend=\"{}\"}} {}",
+            f.name,
+            v(&f.stats.open_connections)
+        );
     }
-    head(&mut o, "tack_proxy_frontend_requests_total", "counter", "Requests received.");
+    head(
+        &mut o,
+        "tack_proxy_frontend_requests_total",
+        "counter",
+        "Requests received.",
+    );
     for f in frontends {
-        let _ = writeln!(o, "tack_proxy_frontend_requests_total{{frontend=\"{}\"}} {}", f.name, v(&f.stats.requests));
+        let _ = writeln!(
+            o,
+            "tack_proxy_frontend_requests_total{{frontend=\"{}\"}} {}",
+            f.name,
+            v(&f.stats.requests)
+        );
     }
-    head(&mut o, "tack_proxy_frontend_responses_total", "counter", "Responses sent, by status class.");
+    head(
+        &mut o,
+        "tack_proxy_frontend_responses_total",
+        "counter",
+        "Responses sent, by status class.",
+    );
     for f in frontends {
         for (i, c) in CLASSES.iter().enumerate() {
-            let _ = writeln!(o, "tack_proxy_frontend_responses_total{{frontend=\"{}\",code=\"{c}\"}} {}", f.name, v(&f.stats.responses[i]));
+            let _ = writeln!(
+                o,
+                "tack_proxy_frontend_responses_total{{frontend=\"{}\",code=\"{c}\"}} {}",
+                f.name,
+                v(&f.stats.responses[i])
+            );
         }
     }
-    head(&mut o, "tack_proxy_frontend_errors_total", "counter", "Requests the proxy answered with an error itself.");
+    head(
+        &mut o,
+        "tack_proxy_frontend_errors_total",
+        "counter",
+        "Requests the proxy answered with an error itself.",
+    );
     for f in frontends {
-        let _ = writeln!(o, "tack_proxy_frontend_errors_total{{frontend=\"{}\"}} {}", f.name, v(&f.stats.errors));
+        let _ = writeln!(
+            o,
+            "tack_proxy_frontend_errors_total{{frontend=\"{}\"}} {}",
+            f.name,
+            v(&f.stats.errors)
+        );
     }
 
-    let bcounters: [(&str, &str, fn(&Backend) -> &AtomicU64); 12] = [
+    let bcounters: [(&str, &str, Counter<Backend>); 12] = [
         ("requests_total", "Requests handled.", |b| &b.stats.requests),
-        ("redispatches_total", "Requests sent elsewhere than persistence or the first choice asked.", |b| &b.stats.redispatches),
+        (
+            "redispatches_total",
+            "Requests sent elsewhere than persistence or the first choice asked.",
+            |b| &b.stats.redispatches,
+        ),
         ("retries_total", "Connection retries.", |b| &b.stats.retries),
-        ("no_server_total", "Requests refused with 503 for lack of a server or queue slot.", |b| &b.stats.no_server),
-        ("cookie_valid_total", "Requests with a persistence cookie for a usable server.", |b| &b.stats.cookie_valid),
-        ("cookie_down_total", "Requests with a persistence cookie for a down server.", |b| &b.stats.cookie_down),
-        ("cookie_invalid_total", "Requests with a persistence cookie matching no server.", |b| &b.stats.cookie_invalid),
-        ("cookie_expired_total", "Requests with a cookie idle past maxidle.", |b| &b.stats.cookie_expired),
-        ("cookie_old_total", "Requests with a cookie older than maxlife.", |b| &b.stats.cookie_old),
-        ("cookie_set_total", "Persistence cookies inserted or rewritten.", |b| &b.stats.cookie_set),
-        ("session_routed_total", "Requests routed by the session-ID table.", |b| &b.stats.session_routed),
-        ("group_routed_total", "Requests routed by hash-group persistence.", |b| &b.stats.group_routed),
+        (
+            "no_server_total",
+            "Requests refused with 503 for lack of a server or queue slot.",
+            |b| &b.stats.no_server,
+        ),
+        (
+            "cookie_valid_total",
+            "Requests with a persistence cookie for a usable server.",
+            |b| &b.stats.cookie_valid,
+        ),
+        (
+            "cookie_down_total",
+            "Requests with a persistence cookie for a down server.",
+            |b| &b.stats.cookie_down,
+        ),
+        (
+            "cookie_invalid_total",
+            "Requests with a persistence cookie matching no server.",
+            |b| &b.stats.cookie_invalid,
+        ),
+        (
+            "cookie_expired_total",
+            "Requests with a cookie idle past maxidle.",
+            |b| &b.stats.cookie_expired,
+        ),
+        (
+            "cookie_old_total",
+            "Requests with a cookie older than maxlife.",
+            |b| &b.stats.cookie_old,
+        ),
+        (
+            "cookie_set_total",
+            "Persistence cookies inserted or rewritten.",
+            |b| &b.stats.cookie_set,
+        ),
+        (
+            "session_routed_total",
+            "Requests routed by the session-ID table.",
+            |b| &b.stats.session_routed,
+        ),
+        (
+            "group_routed_total",
+            "Requests routed by hash-group persistence.",
+            |b| &b.stats.group_routed,
+        ),
     ];
     for (name, help, get) in bcounters {
-        head(&mut o, &format!("tack_proxy_backend_{name}"), "counter", help);
+        head(
+            &mut o,
+            &format!("tack_proxy_backend_{name}"),
+            "counter",
+            help,
+        );
         for b in backends {
-            let _ = writeln!(o, "tack_proxy_backend_{name}{{backend=\"{}\"}} {}", b.name, v(get(b)));
+            let _ = writeln!(
+                o,
+                "tack_proxy_backend_{name}{{backend=\"{}\"}} {}",
+                b.name,
+                v(get(b))
+            );
         }
     }
-    head(&mut o, "tack_proxy_session_table_entries", "gauge", "Entries in the session-ID table.");
+    head(
+        &mut o,
+        "tack_proxy_session_table_entries",
+        "gauge",
+        "Entries in the session-ID table.",
+    );
     for b in backends {
         if let Some(t) = &b.sessions {
-            let _ = writeln!(o, "tack_proxy_session_table_entries{{backend=\"{}\"}} {}", b.name, t.len());
+            let _ = writeln!(
+                o,
+                "tack_proxy_session_table_entries{{backend=\"{}\"}} {}",
+                b.name,
+                t.len()
+            );
         }
     }
-    let scounters: [(&str, &str, fn(&crate::persist::SessionStats) -> &AtomicU64); 4] = [
+    let scounters: [(&str, &str, Counter<crate::persist::SessionStats>); 4] = [
         ("learnt_total", "Session IDs learnt.", |s| &s.learnt),
-        ("hits_total", "Lookups that found the session ID.", |s| &s.hits),
+        ("hits_total", "Lookups that found the session ID.", |s| {
+            &s.hits
+        }),
         ("expired_total", "Entries found expired.", |s| &s.expired),
-        ("evicted_total", "Entries evicted because the table was full.", |s| &s.evicted),
+        (
+            "evicted_total",
+            "Entries evicted because the table was full.",
+            |s| &s.evicted,
+        ),
     ];
     for (name, help, get) in scounters {
-        head(&mut o, &format!("tack_proxy_session_table_{name}"), "counter", help);
+        head(
+            &mut o,
+            &format!("tack_proxy_session_table_{name}"),
+            "counter",
+            help,
+        );
         for b in backends {
             if let Some(t) = &b.sessions {
-                let _ = writeln!(o, "tack_proxy_session_table_{name}{{backend=\"{}\"}} {}", b.name, v(get(&t.stats)));
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_session_table_{name}{{backend=\"{}\"}} {}",
+                    b.name,
+                    v(get(&t.stats))
+                );
             }
         }
     }
-    head(&mut o, "tack_proxy_hash_group_servers", "gauge", "Hash groups pinned to each server.");
+    head(
+        &mut o,
+        "tack_proxy_hash_group_servers",
+        "gauge",
+        "Hash groups pinned to each server.",
+    );
     for b in backends {
         if let Some(g) = &b.groups {
             for (i, n) in g.distribution(b.servers.len()).into_iter().enumerate() {
-                let _ = writeln!(o, "tack_proxy_hash_group_servers{{backend=\"{}\",server=\"{}\"}} {n}", b.name, b.servers[i].name);
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_hash_group_servers{{backend=\"{}\",server=\"{}\"}} {n}",
+                    b.name, b.servers[i].name
+                );
             }
         }
     }
 
-    head(&mut o, "tack_proxy_server_up", "gauge", "1 when the server is healthy and not in maintenance.");
+    head(
+        &mut o,
+        "tack_proxy_server_up",
+        "gauge",
+        "1 when the server is healthy and not in maintenance.",
+    );
     for b in backends {
         for s in &b.servers {
-            let _ = writeln!(o, "tack_proxy_server_up{{backend=\"{}\",server=\"{}\"}} {}", b.name, s.name, u8::from(s.usable_for_pinned()));
+            let _ = writeln!(
+                o,
+                "tack_proxy_server_up{{backend=\"{}\",server=\"{}\"}} {}",
+                b.name,
+                s.name,
+                u8::from(s.usable_for_pinned())
+            );
         }
     }
-    head(&mut o, "tack_proxy_server_inflight", "gauge", "Requests being served by the server.");
+    head(
+        &mut o,
+        "tack_proxy_server_inflight",
+        "gauge",
+        "Requests being served by the server.",
+    );
     for b in backends {
         for s in &b.servers {
-            let _ = writeln!(o, "tack_proxy_server_inflight{{backend=\"{}\",server=\"{}\"}} {}", b.name, s.name, s.slots.inflight());
+            let _ = writeln!(
+                o,
+                "tack_proxy_server_inflight{{backend=\"{}\",server=\"{}\"}} {}",
+                b.name,
+                s.name,
+                s.slots.inflight()
+            );
         }
     }
-    head(&mut o, "tack_proxy_queue_current", "gauge", "Requests waiting in the server's queue.");
+    head(
+        &mut o,
+        "tack_proxy_queue_current",
+        "gauge",
+        "Requests waiting in the server's queue.",
+    );
     for b in backends {
         for s in &b.servers {
-            let _ = writeln!(o, "tack_proxy_queue_current{{backend=\"{}\",server=\"{}\"}} {}", b.name, s.name, s.slots.queued());
+            let _ = writeln!(
+                o,
+                "tack_proxy_queue_current{{backend=\"{}\",server=\"{}\"}} {}",
+                b.name,
+                s.name,
+                s.slots.queued()
+            );
         }
     }
-    let qcounters: [(&str, &str, fn(&crate::qos::Slots) -> &AtomicU64); 3] = [
-        ("queue_dequeued_total", "Requests that waited and got a slot.", |q| &q.dequeued),
-        ("queue_timeouts_total", "Requests that timed out in the queue (503).", |q| &q.timeouts),
-        ("queue_full_total", "Requests refused by a full queue.", |q| &q.full),
+    let qcounters: [(&str, &str, Counter<crate::qos::Slots>); 3] = [
+        (
+            "queue_dequeued_total",
+            "Requests that waited and got a slot.",
+            |q| &q.dequeued,
+        ),
+        (
+            "queue_timeouts_total",
+            "Requests that timed out in the queue (503).",
+            |q| &q.timeouts,
+        ),
+        (
+            "queue_full_total",
+            "Requests refused by a full queue.",
+            |q| &q.full,
+        ),
     ];
     for (name, help, get) in qcounters {
         head(&mut o, &format!("tack_proxy_{name}"), "counter", help);
         for b in backends {
             for s in &b.servers {
-                let _ = writeln!(o, "tack_proxy_{name}{{backend=\"{}\",server=\"{}\"}} {}", b.name, s.name, v(get(&s.slots)));
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_{name}{{backend=\"{}\",server=\"{}\"}} {}",
+                    b.name,
+                    s.name,
+                    v(get(&s.slots))
+                );
             }
         }
     }
-    let svcounters: [(&str, &str, fn(&crate::backend::ServerStats) -> &AtomicU64); 5] = [
-        ("requests_total", "Requests sent to the server.", |s| &s.requests),
-        ("connect_errors_total", "Failed connections or exchanges with the server.", |s| &s.connect_errors),
-        ("redirects_total", "Requests answered with a redirect to the server.", |s| &s.redirects),
-        ("check_failures_total", "Failed health checks.", |s| &s.check_failures),
+    let svcounters: [(&str, &str, Counter<crate::backend::ServerStats>); 5] = [
+        ("requests_total", "Requests sent to the server.", |s| {
+            &s.requests
+        }),
+        (
+            "connect_errors_total",
+            "Failed connections or exchanges with the server.",
+            |s| &s.connect_errors,
+        ),
+        (
+            "redirects_total",
+            "Requests answered with a redirect to the server.",
+            |s| &s.redirects,
+        ),
+        ("check_failures_total", "Failed health checks.", |s| {
+            &s.check_failures
+        }),
         ("downs_total", "Transitions to down.", |s| &s.downs),
     ];
     for (name, help, get) in svcounters {
-        head(&mut o, &format!("tack_proxy_server_{name}"), "counter", help);
+        head(
+            &mut o,
+            &format!("tack_proxy_server_{name}"),
+            "counter",
+            help,
+        );
         for b in backends {
             for s in &b.servers {
-                let _ = writeln!(o, "tack_proxy_server_{name}{{backend=\"{}\",server=\"{}\"}} {}", b.name, s.name, v(get(&s.stats)));
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_server_{name}{{backend=\"{}\",server=\"{}\"}} {}",
+                    b.name,
+                    s.name,
+                    v(get(&s.stats))
+                );
             }
         }
     }
-    head(&mut o, "tack_proxy_server_responses_total", "counter", "Server responses by status class.");
+    head(
+        &mut o,
+        "tack_proxy_server_responses_total",
+        "counter",
+        "Server responses by status class.",
+    );
     for b in backends {
         for s in &b.servers {
             for (i, c) in CLASSES.iter().enumerate() {
-                let _ = writeln!(o, "tack_proxy_server_responses_total{{backend=\"{}\",server=\"{}\",code=\"{c}\"}} {}", b.name, s.name, v(&s.stats.responses[i]));
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_server_responses_total{{backend=\"{}\",server=\"{}\",code=\"{c}\"}} {}",
+                    b.name,
+                    s.name,
+                    v(&s.stats.responses[i])
+                );
             }
         }
     }

@@ -45,7 +45,11 @@ impl SessionTable {
     /// A table of at most `capacity` entries expiring after `expire` of disuse.
     pub fn new(capacity: usize, expire: Duration) -> SessionTable {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        SessionTable { inner: Mutex::new(LruCache::new(cap)), expire, stats: SessionStats::default() }
+        SessionTable {
+            inner: Mutex::new(LruCache::new(cap)),
+            expire,
+            stats: SessionStats::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Entry>> {
@@ -63,7 +67,13 @@ impl SessionTable {
         if t.len() == t.cap().get() {
             self.stats.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        t.put(id.into(), Entry { server, last_used: now });
+        t.put(
+            id.into(),
+            Entry {
+                server,
+                last_used: now,
+            },
+        );
         self.stats.learnt.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -119,7 +129,10 @@ const UNASSIGNED: u32 = 0;
 impl HashGroups {
     /// `n` groups, all unassigned.
     pub fn new(n: usize) -> HashGroups {
-        HashGroups { groups: (0..n.max(1)).map(|_| AtomicU32::new(UNASSIGNED)).collect(), assignments: AtomicU64::new(0) }
+        HashGroups {
+            groups: (0..n.max(1)).map(|_| AtomicU32::new(UNASSIGNED)).collect(),
+            assignments: AtomicU64::new(0),
+        }
     }
 
     /// Number of groups.
@@ -149,7 +162,12 @@ impl HashGroups {
     /// since `seen` was read; returns the server the group ends up with.
     pub fn assign(&self, group: usize, seen: Option<usize>, server: usize) -> usize {
         let old = seen.map_or(UNASSIGNED, |s| s as u32 + 1);
-        match self.groups[group].compare_exchange(old, server as u32 + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match self.groups[group].compare_exchange(
+            old,
+            server as u32 + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => {
                 self.assignments.fetch_add(1, Ordering::Relaxed);
                 server

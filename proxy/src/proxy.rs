@@ -101,16 +101,26 @@ fn status_idx(s: StatusCode) -> usize {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A response the proxy writes itself (HAProxy's error pages).
 pub fn local_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let body = format!("<html><body><h1>{} {}</h1>\n{}\n</body></html>\n", status.as_u16(), status.canonical_reason().unwrap_or(""), text);
+    let body = format!(
+        "<html><body><h1>{} {}</h1>\n{}\n</body></html>\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text
+    );
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -144,17 +154,31 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// All `Cookie` headers joined (HTTP/2 clients send one per cookie).
 fn joined_cookies(h: &HeaderMap) -> Option<String> {
-    let parts: Vec<&str> = h.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    if parts.is_empty() { None } else { Some(parts.join("; ")) }
+    let parts: Vec<&str> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("; "))
+    }
 }
 
 fn find_cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
-    cookie::request_cookies(cookies?).find(|(k, _)| *k == name).map(|(_, v)| v)
+    cookie::request_cookies(cookies?)
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// A session ID carried by a request: cookie first, then URL parameter (query
 /// `?name=` or path parameter `;name=`).
-fn request_session_id<'a>(cfg: &SessionIdConfig, cookies: Option<&'a str>, uri: &'a str) -> Option<&'a str> {
+fn request_session_id<'a>(
+    cfg: &SessionIdConfig,
+    cookies: Option<&'a str>,
+    uri: &'a str,
+) -> Option<&'a str> {
     if let Some(c) = &cfg.cookie
         && let Some(v) = find_cookie(cookies, c)
         && !v.is_empty()
@@ -184,19 +208,37 @@ fn url_session_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
 /// in `Pragma`/`Cache-Control` forbidding it, and freshness information
 /// (`max-age`, `s-maxage`, `Expires`) or a validator (`ETag`, `Last-Modified`).
 fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
-    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
         return false;
     }
-    if !matches!(status.as_u16(), 200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501) {
+    if !matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501
+    ) {
         return false;
     }
-    if h.get_all(header::PRAGMA).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")) {
+    if h.get_all(header::PRAGMA)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+    {
         return false;
     }
     let mut fresh = false;
-    for v in h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()) {
+    for v in h
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
-            if d == "private" || d == "no-cache" || d == "no-store" || d == "max-age=0" || d == "s-maxage=0" {
+            if d == "private"
+                || d == "no-cache"
+                || d == "no-store"
+                || d == "max-age=0"
+                || d == "s-maxage=0"
+            {
                 return false;
             }
             if d.starts_with("max-age") || d.starts_with("s-maxage") {
@@ -204,7 +246,10 @@ fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
             }
         }
     }
-    fresh || h.contains_key(header::EXPIRES) || h.contains_key(header::ETAG) || h.contains_key(header::LAST_MODIFIED)
+    fresh
+        || h.contains_key(header::EXPIRES)
+        || h.contains_key(header::ETAG)
+        || h.contains_key(header::LAST_MODIFIED)
 }
 
 struct Decision {
@@ -222,11 +267,23 @@ impl Frontend {
             .map(|r| Rule {
                 class: r.class,
                 path_prefix: r.path_prefix.clone(),
-                header: r.header.as_ref().and_then(|h| HeaderName::from_bytes(h.name.as_bytes()).ok().map(|n| (n, h.value.clone()))),
+                header: r.header.as_ref().and_then(|h| {
+                    HeaderName::from_bytes(h.name.as_bytes())
+                        .ok()
+                        .map(|n| (n, h.value.clone()))
+                }),
                 source: r.source,
             })
             .collect();
-        Frontend { name: cfg.name.clone(), backend, rules, default_class: cfg.default_class, access_log: cfg.access_log, client, stats: FrontendStats::default() }
+        Frontend {
+            name: cfg.name.clone(),
+            backend,
+            rules,
+            default_class: cfg.default_class,
+            access_log: cfg.access_log,
+            client,
+            stats: FrontendStats::default(),
+        }
     }
 
     /// The priority class of a request (first matching rule, else the default).
@@ -259,11 +316,19 @@ impl Frontend {
     }
 
     /// Handle one request from `peer`.
-    pub async fn handle(self: Arc<Self>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         let t0 = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
-        let uri_text = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let uri_text = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         let version = req.version();
         let (resp, server, via, tw) = self.route(peer, req, t0).await;
         let status = resp.status();
@@ -299,21 +364,43 @@ impl Frontend {
         be.balancer.pick(
             &be.servers,
             view,
-            |i| be.servers[i].usable_for_new() && !exclude.contains(&i) && !be.servers[i].slots.queue_full(),
+            |i| {
+                be.servers[i].usable_for_new()
+                    && !exclude.contains(&i)
+                    && !be.servers[i].slots.queue_full()
+            },
             |i| be.servers[i].slots.has_free_slot(),
         )
     }
 
-    async fn route(&self, peer: SocketAddr, req: Request<Incoming>, t0: Instant) -> (Response<ProxyBody>, Option<String>, Option<Via>, Option<std::time::Duration>) {
+    async fn route(
+        &self,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        t0: Instant,
+    ) -> (
+        Response<ProxyBody>,
+        Option<String>,
+        Option<Via>,
+        Option<std::time::Duration>,
+    ) {
         let be = self.backend.clone();
         be.stats.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
-        let path_q = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path_q = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let class = self.classify(parts.uri.path(), &parts.headers, peer.ip());
         let now_unix = unix_now();
         let now = Instant::now();
         let cookies = joined_cookies(&parts.headers);
-        let view = RequestView { source: peer.ip(), uri: path_q, headers: &parts.headers };
+        let view = RequestView {
+            source: peer.ip(),
+            uri: path_q,
+            headers: &parts.headers,
+        };
 
         // 1. Persistence: cookie, then session ID, then hash group.
         let mut decision: Option<Decision> = None;
@@ -333,7 +420,11 @@ impl Frontend {
                     match be.server_by_cookie(&cc.server) {
                         Some(s) if s.usable_for_pinned() => {
                             be.stats.cookie_valid.fetch_add(1, Ordering::Relaxed);
-                            decision = Some(Decision { server: s.idx, via: Via::Cookie, direct: true });
+                            decision = Some(Decision {
+                                server: s.idx,
+                                via: Via::Cookie,
+                                direct: true,
+                            });
                         }
                         Some(_) => {
                             // HAProxy without `option persist`: a cookie for a down
@@ -348,18 +439,33 @@ impl Frontend {
                 }
             }
         }
-        let session_id = be.cfg.session_id.as_ref().and_then(|sc| request_session_id(sc, cookies.as_deref(), path_q)).map(str::to_string);
+        let session_id = be
+            .cfg
+            .session_id
+            .as_ref()
+            .and_then(|sc| request_session_id(sc, cookies.as_deref(), path_q))
+            .map(str::to_string);
         if decision.is_none()
             && let (Some(table), Some(id)) = (&be.sessions, &session_id)
             && let Some(idx) = table.lookup(id, now)
             && be.servers[idx].usable_for_pinned()
         {
             be.stats.session_routed.fetch_add(1, Ordering::Relaxed);
-            decision = Some(Decision { server: idx, via: Via::Session, direct: false });
+            decision = Some(Decision {
+                server: idx,
+                via: Via::Session,
+                direct: false,
+            });
         }
         if decision.is_none()
             && let (Some(groups), Some(hg)) = (&be.groups, &be.cfg.hash_groups)
-            && let Some(key) = group_key(&hg.key, peer.ip(), &parts.headers, cookies.as_deref(), path_q)
+            && let Some(key) = group_key(
+                &hg.key,
+                peer.ip(),
+                &parts.headers,
+                cookies.as_deref(),
+                path_q,
+            )
         {
             let g = groups.group_of(key_hash(&key));
             let seen = groups.get(g);
@@ -376,16 +482,32 @@ impl Frontend {
             };
             if let Some(idx) = idx {
                 be.stats.group_routed.fetch_add(1, Ordering::Relaxed);
-                decision = Some(Decision { server: idx, via: Via::Group, direct: false });
+                decision = Some(Decision {
+                    server: idx,
+                    via: Via::Group,
+                    direct: false,
+                });
             }
         }
         let mut decision = match decision {
             Some(d) => d,
             None => match self.schedule(&view, &[]) {
-                Some(i) => Decision { server: i, via: Via::Balance, direct: false },
+                Some(i) => Decision {
+                    server: i,
+                    via: Via::Balance,
+                    direct: false,
+                },
                 None => {
                     be.stats.no_server.fetch_add(1, Ordering::Relaxed);
-                    return (self.fail(StatusCode::SERVICE_UNAVAILABLE, "No server is available to handle this request."), None, None, None);
+                    return (
+                        self.fail(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "No server is available to handle this request.",
+                        ),
+                        None,
+                        None,
+                        None,
+                    );
                 }
             },
         };
@@ -401,8 +523,10 @@ impl Frontend {
             if let Ok(v) = HeaderValue::from_str(&format!("{prefix}{path_q}")) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             return (r, Some(srv.name.clone()), Some(decision.via), None);
         }
 
@@ -412,21 +536,44 @@ impl Frontend {
             let s = &be.servers[decision.server];
             match s.slots.acquire(class, be.queue_timeout()).await {
                 Ok(p) => break p,
-                Err(QueueError::Full) if decision.via == Via::Balance || be.cfg.redispatch => match self.schedule(&view, &tried) {
-                    Some(i) => {
-                        be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                        tried.push(i);
-                        decision = Decision { server: i, via: Via::Redispatch, direct: false };
+                Err(QueueError::Full) if decision.via == Via::Balance || be.cfg.redispatch => {
+                    match self.schedule(&view, &tried) {
+                        Some(i) => {
+                            be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                            tried.push(i);
+                            decision = Decision {
+                                server: i,
+                                via: Via::Redispatch,
+                                direct: false,
+                            };
+                        }
+                        None => {
+                            be.stats.no_server.fetch_add(1, Ordering::Relaxed);
+                            return (
+                                self.fail(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "No server is available to handle this request.",
+                                ),
+                                Some(s.name.clone()),
+                                Some(decision.via),
+                                None,
+                            );
+                        }
                     }
-                    None => {
-                        be.stats.no_server.fetch_add(1, Ordering::Relaxed);
-                        return (self.fail(StatusCode::SERVICE_UNAVAILABLE, "No server is available to handle this request."), Some(s.name.clone()), Some(decision.via), None);
-                    }
-                },
+                }
                 Err(e) => {
                     be.stats.no_server.fetch_add(1, Ordering::Relaxed);
-                    let text = if e == QueueError::Timeout { "Timed out waiting in the server queue." } else { "Server queue is full." };
-                    return (self.fail(StatusCode::SERVICE_UNAVAILABLE, text), Some(s.name.clone()), Some(decision.via), Some(t0.elapsed()));
+                    let text = if e == QueueError::Timeout {
+                        "Timed out waiting in the server queue."
+                    } else {
+                        "Server queue is full."
+                    };
+                    return (
+                        self.fail(StatusCode::SERVICE_UNAVAILABLE, text),
+                        Some(s.name.clone()),
+                        Some(decision.via),
+                        Some(t0.elapsed()),
+                    );
                 }
             }
         };
@@ -441,16 +588,27 @@ impl Frontend {
         let resp = loop {
             let srv = be.servers[decision.server].clone();
             let b: ProxyBody = if bodyless {
-                Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed()
             } else {
                 match body.take() {
                     Some(b) => b.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
-                    None => Empty::<Bytes>::new().map_err(|never| match never {}).boxed(),
+                    None => Empty::<Bytes>::new()
+                        .map_err(|never| match never {})
+                        .boxed(),
                 }
             };
             let up = match self.upstream_request(&parts, &srv, peer, cookies.as_deref(), b) {
                 Ok(r) => r,
-                Err(e) => return (self.fail(StatusCode::BAD_REQUEST, &e), Some(srv.name.clone()), Some(decision.via), Some(tw)),
+                Err(e) => {
+                    return (
+                        self.fail(StatusCode::BAD_REQUEST, &e),
+                        Some(srv.name.clone()),
+                        Some(decision.via),
+                        Some(tw),
+                    );
+                }
             };
             srv.stats.requests.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(be.cfg.timeouts.server.0, self.client.request(up)).await {
@@ -470,20 +628,49 @@ impl Frontend {
                                     be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
                                     tried.push(i);
                                     permit = p;
-                                    decision = Decision { server: i, via: Via::Redispatch, direct: false };
+                                    decision = Decision {
+                                        server: i,
+                                        via: Via::Redispatch,
+                                        direct: false,
+                                    };
                                 }
                                 Err(_) => {
-                                    return (self.fail(StatusCode::SERVICE_UNAVAILABLE, "No server is available to handle this request."), Some(srv.name.clone()), Some(decision.via), Some(tw));
+                                    return (
+                                        self.fail(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            "No server is available to handle this request.",
+                                        ),
+                                        Some(srv.name.clone()),
+                                        Some(decision.via),
+                                        Some(tw),
+                                    );
                                 }
                             }
                         }
                         continue;
                     }
-                    let st = if e.is_connect() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-                    return (self.fail(st, "The server failed to answer."), Some(srv.name.clone()), Some(decision.via), Some(tw));
+                    let st = if e.is_connect() {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    return (
+                        self.fail(st, "The server failed to answer."),
+                        Some(srv.name.clone()),
+                        Some(decision.via),
+                        Some(tw),
+                    );
                 }
                 Err(_) => {
-                    return (self.fail(StatusCode::GATEWAY_TIMEOUT, "The server didn't respond in time."), Some(srv.name.clone()), Some(decision.via), Some(tw));
+                    return (
+                        self.fail(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "The server didn't respond in time.",
+                        ),
+                        Some(srv.name.clone()),
+                        Some(decision.via),
+                        Some(tw),
+                    );
                 }
             }
         };
@@ -496,7 +683,12 @@ impl Frontend {
         if let (Some(table), Some(sc)) = (&be.sessions, &be.cfg.session_id) {
             let mut learnt = false;
             if let Some(name) = &sc.cookie {
-                for v in rparts.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+                for v in rparts
+                    .headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                {
                     if cookie::set_cookie_name(v) == Some(name.as_str())
                         && let Some(id) = cookie::set_cookie_value(v)
                         && !id.is_empty()
@@ -506,8 +698,13 @@ impl Frontend {
                     }
                 }
             }
-            if let (Some(p), Some(loc)) = (&sc.url_param, rparts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()))
-                && let Some(id) = url_session_param(loc, p)
+            if let (Some(p), Some(loc)) = (
+                &sc.url_param,
+                rparts
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok()),
+            ) && let Some(id) = url_session_param(loc, p)
             {
                 table.learn(id, srv.idx, now);
                 learnt = true;
@@ -522,7 +719,15 @@ impl Frontend {
             }
         }
         if let Some(ck) = &be.cfg.cookie {
-            self.apply_cookie(ck, &parts.method, &mut rparts, &srv, decision.direct && decision.server == srv.idx, client_cookie.as_ref(), now_unix);
+            self.apply_cookie(
+                ck,
+                &parts.method,
+                &mut rparts,
+                &srv,
+                decision.direct && decision.server == srv.idx,
+                client_cookie.as_ref(),
+                now_unix,
+            );
         }
         let guard = permit;
         let body = rbody
@@ -532,11 +737,25 @@ impl Frontend {
                 f
             })
             .boxed();
-        (Response::from_parts(rparts, body), Some(srv.name.clone()), Some(decision.via), Some(tw))
+        (
+            Response::from_parts(rparts, body),
+            Some(srv.name.clone()),
+            Some(decision.via),
+            Some(tw),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_cookie(&self, ck: &CookieConfig, method: &Method, rparts: &mut http::response::Parts, srv: &Server, direct: bool, cc: Option<&cookie::ClientCookie>, now: u64) {
+    fn apply_cookie(
+        &self,
+        ck: &CookieConfig,
+        method: &Method,
+        rparts: &mut http::response::Parts,
+        srv: &Server,
+        direct: bool,
+        cc: Option<&cookie::ClientCookie>,
+        now: u64,
+    ) {
         let be = &self.backend;
         match ck.mode {
             CookieMode::Insert => {
@@ -546,7 +765,9 @@ impl Frontend {
                     .headers
                     .get_all(header::SET_COOKIE)
                     .iter()
-                    .filter(|v| v.to_str().ok().and_then(cookie::set_cookie_name) != Some(ck.name.as_str()))
+                    .filter(|v| {
+                        v.to_str().ok().and_then(cookie::set_cookie_name) != Some(ck.name.as_str())
+                    })
                     .cloned()
                     .collect();
                 rparts.headers.remove(header::SET_COOKIE);
@@ -560,24 +781,39 @@ impl Frontend {
                 if !needed || (ck.postonly && method != Method::POST) {
                     return;
                 }
-                let first = if direct { cc.and_then(|c| c.first_date) } else { None };
+                let first = if direct {
+                    cc.and_then(|c| c.first_date)
+                } else {
+                    None
+                };
                 let value = cookie::insert_value(ck, &srv.cookie, now, first);
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     rparts.headers.append(header::SET_COOKIE, v);
                     be.stats.cookie_set.fetch_add(1, Ordering::Relaxed);
                 }
                 if ck.nocache && cacheable(method, rparts.status, &rparts.headers) {
-                    rparts.headers.append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                    rparts
+                        .headers
+                        .append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                 }
             }
             CookieMode::Rewrite | CookieMode::Prefix => {
-                let all: Vec<HeaderValue> = rparts.headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+                let all: Vec<HeaderValue> = rparts
+                    .headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .cloned()
+                    .collect();
                 if all.is_empty() {
                     return;
                 }
                 rparts.headers.remove(header::SET_COOKIE);
                 for v in all {
-                    let new = v.to_str().ok().and_then(|s| cookie::rewrite_set_cookie(ck, s, &srv.cookie)).and_then(|s| HeaderValue::from_str(&s).ok());
+                    let new = v
+                        .to_str()
+                        .ok()
+                        .and_then(|s| cookie::rewrite_set_cookie(ck, s, &srv.cookie))
+                        .and_then(|s| HeaderValue::from_str(&s).ok());
                     if new.is_some() {
                         be.stats.cookie_set.fetch_add(1, Ordering::Relaxed);
                     }
@@ -587,14 +823,31 @@ impl Frontend {
         }
     }
 
-    fn upstream_request(&self, parts: &http::request::Parts, srv: &Server, peer: SocketAddr, cookies: Option<&str>, body: ProxyBody) -> Result<Request<ProxyBody>, String> {
+    fn upstream_request(
+        &self,
+        parts: &http::request::Parts,
+        srv: &Server,
+        peer: SocketAddr,
+        cookies: Option<&str>,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, String> {
         let be = &self.backend;
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let uri: http::Uri = format!("http://{}{}", srv.addr, pq).parse().map_err(|e| format!("bad request target: {e}"))?;
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri: http::Uri = format!("http://{}{}", srv.addr, pq)
+            .parse()
+            .map_err(|e| format!("bad request target: {e}"))?;
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
         if !headers.contains_key(header::HOST) {
-            let host = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| srv.addr.to_string());
+            let host = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_else(|| srv.addr.to_string());
             if let Ok(v) = HeaderValue::from_str(&host) {
                 headers.insert(header::HOST, v);
             }
@@ -630,11 +883,20 @@ impl Frontend {
 }
 
 /// The hash-group persistence key of a request.
-fn group_key(k: &GroupKey, src: IpAddr, h: &HeaderMap, cookies: Option<&str>, uri: &str) -> Option<Vec<u8>> {
+fn group_key(
+    k: &GroupKey,
+    src: IpAddr,
+    h: &HeaderMap,
+    cookies: Option<&str>,
+    uri: &str,
+) -> Option<Vec<u8>> {
     match k {
         GroupKey::Source => Some(match src {
             IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.to_ipv4_mapped().map(|v| v.octets().to_vec()).unwrap_or_else(|| a.octets().to_vec()),
+            IpAddr::V6(a) => a
+                .to_ipv4_mapped()
+                .map(|v| v.octets().to_vec())
+                .unwrap_or_else(|| a.octets().to_vec()),
         }),
         GroupKey::Header(n) => h.get(n.as_str()).map(|v| v.as_bytes().to_vec()),
         GroupKey::Cookie(n) => find_cookie(cookies, n).map(|v| v.as_bytes().to_vec()),
@@ -648,27 +910,45 @@ mod tests {
 
     #[test]
     fn session_params() {
-        assert_eq!(url_session_param("/app;jsessionid=ABC123?x=1", "jsessionid"), Some("ABC123"));
-        assert_eq!(url_session_param("/app?a=1&jsessionid=Z9", "jsessionid"), Some("Z9"));
+        assert_eq!(
+            url_session_param("/app;jsessionid=ABC123?x=1", "jsessionid"),
+            Some("ABC123")
+        );
+        assert_eq!(
+            url_session_param("/app?a=1&jsessionid=Z9", "jsessionid"),
+            Some("Z9")
+        );
         assert_eq!(url_session_param("/app?a=1", "jsessionid"), None);
     }
 
     #[test]
     fn cacheability_like_haproxy() {
         let mut h = HeaderMap::new();
-        assert!(!cacheable(&Method::GET, StatusCode::OK, &h), "no freshness info nor validator");
-        h.insert(header::LAST_MODIFIED, HeaderValue::from_static("Sat, 21 Nov 2026 23:01:38 GMT"));
+        assert!(
+            !cacheable(&Method::GET, StatusCode::OK, &h),
+            "no freshness info nor validator"
+        );
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Sat, 21 Nov 2026 23:01:38 GMT"),
+        );
         assert!(cacheable(&Method::GET, StatusCode::OK, &h));
         assert!(!cacheable(&Method::POST, StatusCode::OK, &h));
         assert!(!cacheable(&Method::GET, StatusCode::FOUND, &h));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=10, private"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=10, private"),
+        );
         assert!(!cacheable(&Method::GET, StatusCode::OK, &h));
     }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-kept", HeaderValue::from_static("1"));

@@ -7,8 +7,8 @@
 //! late arrival can never overtake a queued request of the same or higher class.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -92,7 +92,10 @@ impl Slots {
 
     /// Whether the queue is full (a request arriving now would be refused).
     pub fn queue_full(&self) -> bool {
-        self.maxconn != 0 && self.maxqueue != 0 && !self.has_free_slot() && self.queued() >= self.maxqueue as usize
+        self.maxconn != 0
+            && self.maxqueue != 0
+            && !self.has_free_slot()
+            && self.queued() >= self.maxqueue as usize
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -100,17 +103,25 @@ impl Slots {
     }
 
     /// Wait for a slot as a request of `class`, for at most `timeout`.
-    pub async fn acquire(self: &Arc<Self>, class: i32, timeout: Duration) -> Result<Permit, QueueError> {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        class: i32,
+        timeout: Duration,
+    ) -> Result<Permit, QueueError> {
         if self.maxconn == 0 {
             self.inflight.fetch_add(1, Ordering::Relaxed);
-            return Ok(Permit { slots: self.clone() });
+            return Ok(Permit {
+                slots: self.clone(),
+            });
         }
         let (key, mut rx) = {
             let mut st = self.lock();
             if st.active < self.maxconn && st.queue.is_empty() {
                 st.active += 1;
                 self.inflight.store(st.active, Ordering::Relaxed);
-                return Ok(Permit { slots: self.clone() });
+                return Ok(Permit {
+                    slots: self.clone(),
+                });
             }
             if self.maxqueue != 0 && st.queue.len() >= self.maxqueue as usize {
                 self.full.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +136,9 @@ impl Slots {
         match tokio::time::timeout(timeout, &mut rx).await {
             Ok(Ok(())) => {
                 self.dequeued.fetch_add(1, Ordering::Relaxed);
-                Ok(Permit { slots: self.clone() })
+                Ok(Permit {
+                    slots: self.clone(),
+                })
             }
             _ => {
                 // Leave the queue; if a slot was handed over meanwhile, take it.
@@ -135,7 +148,9 @@ impl Slots {
                 rx.close();
                 if rx.try_recv().is_ok() {
                     self.dequeued.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Permit { slots: self.clone() });
+                    return Ok(Permit {
+                        slots: self.clone(),
+                    });
                 }
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(QueueError::Timeout)
@@ -170,7 +185,13 @@ mod tests {
         let first = slots.acquire(0, Duration::from_secs(10)).await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for (name, class) in [("low1", 10), ("high1", -5), ("low2", 10), ("high2", -5), ("mid", 0)] {
+        for (name, class) in [
+            ("low1", 10),
+            ("high1", -5),
+            ("low2", 10),
+            ("high2", -5),
+            ("mid", 0),
+        ] {
             let (s, o) = (slots.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let _p = s.acquire(class, Duration::from_secs(10)).await.unwrap();
@@ -184,7 +205,10 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec!["high1", "high2", "mid", "low1", "low2"]);
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec!["high1", "high2", "mid", "low1", "low2"]
+        );
         assert_eq!(slots.inflight(), 0);
         assert_eq!(slots.dequeued.load(Ordering::Relaxed), 5);
     }

@@ -11,7 +11,11 @@ use std::time::Duration;
 use support::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_haproxy(cfg: &str, ports: &[u16]) -> (ChildGuard, tempfile::TempDir) {
@@ -19,12 +23,32 @@ async fn start_haproxy(cfg: &str, ports: &[u16]) -> (ChildGuard, tempfile::TempD
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let check = Command::new("haproxy").arg("-c").arg("-f").arg(&path).output().unwrap();
-    assert!(check.status.success(), "haproxy -c: {}\n{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
-    let child = Command::new("haproxy").arg("-db").arg("-f").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start haproxy");
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
     let guard = ChildGuard(child);
     for &p in ports {
-        let up = wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()).await;
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+        })
+        .await;
         assert!(up, "haproxy did not listen on {p}");
     }
     (guard, dir)
@@ -49,15 +73,23 @@ async fn curl(url: &str, cookie: Option<&str>) -> (String, Vec<(String, String)>
 }
 
 fn header_all(h: &[(String, String)], name: &str) -> Vec<String> {
-    h.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    h.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 /// Split `NAME=srv|last|first; attrs` into (`NAME=srv`, dates, `; attrs`).
 fn split_dates(sc: &str) -> (String, Vec<u64>, String) {
-    let (nv, attrs) = sc.split_once(';').map(|(a, b)| (a.to_string(), format!(";{b}"))).unwrap_or((sc.to_string(), String::new()));
+    let (nv, attrs) = sc
+        .split_once(';')
+        .map(|(a, b)| (a.to_string(), format!(";{b}")))
+        .unwrap_or((sc.to_string(), String::new()));
     let mut parts = nv.split('|');
     let head = parts.next().unwrap().to_string();
-    let dates = parts.map(|d| u64::from(tack_proxy::cookie::b64tos30(d).expect("date field")) << 2).collect();
+    let dates = parts
+        .map(|d| u64::from(tack_proxy::cookie::b64tos30(d).expect("date field")) << 2)
+        .collect();
     (head, dates, attrs)
 }
 
@@ -79,7 +111,10 @@ async fn set_cookie_matches_haproxy_and_cookies_are_interchangeable() {
         a2 = s2.addr
     );
     let (_hp, _dir) = start_haproxy(&hcfg, &[hp_ins, hp_pfx, hp_rw]).await;
-    let servers = format!("    servers:\n      - {{ name: s1, address: \"{}\", cookie: c1 }}\n      - {{ name: s2, address: \"{}\", cookie: c2 }}\n", s1.addr, s2.addr);
+    let servers = format!(
+        "    servers:\n      - {{ name: s1, address: \"{}\", cookie: c1 }}\n      - {{ name: s2, address: \"{}\", cookie: c2 }}\n",
+        s1.addr, s2.addr
+    );
     let tcfg = format!(
         "frontends:\n  - {{ name: ins, bind: [\"127.0.0.1:0\"], backend: ins, access_log: false }}\n  - {{ name: pfx, bind: [\"127.0.0.1:0\"], backend: pfx, access_log: false }}\n  - {{ name: rw, bind: [\"127.0.0.1:0\"], backend: rw, access_log: false }}\n\
          backends:\n  - name: ins\n    cookie: {{ name: SERVERID, mode: insert, indirect: true, nocache: true, httponly: true, secure: true, domain: [.example.test], maxidle: 30m, maxlife: 8h }}\n{servers}\
@@ -96,52 +131,101 @@ async fn set_cookie_matches_haproxy_and_cookies_are_interchangeable() {
         let (tb, th) = curl(&format!("http://{t_ins}/static/a"), None).await;
         let hsc = header_all(&hh, "set-cookie");
         let tsc = header_all(&th, "set-cookie");
-        assert_eq!((hsc.len(), tsc.len()), (1, 1), "haproxy {hh:?}\ntack {th:?}");
+        assert_eq!(
+            (hsc.len(), tsc.len()),
+            (1, 1),
+            "haproxy {hh:?}\ntack {th:?}"
+        );
         let (hhead, hdates, hattrs) = split_dates(&hsc[0]);
         let (thead, tdates, tattrs) = split_dates(&tsc[0]);
         let cookie_of = |b: &str| if b == "s1" { "c1" } else { "c2" };
         assert_eq!(hhead, format!("SERVERID={}", cookie_of(&hb)));
         assert_eq!(thead, format!("SERVERID={}", cookie_of(&tb)));
-        assert_eq!(hattrs, tattrs, "attributes differ: haproxy {:?} tack {:?}", hsc[0], tsc[0]);
+        assert_eq!(
+            hattrs, tattrs,
+            "attributes differ: haproxy {:?} tack {:?}",
+            hsc[0], tsc[0]
+        );
         assert_eq!(hattrs, "; path=/; domain=.example.test; HttpOnly; Secure");
         assert_eq!((hdates.len(), tdates.len()), (2, 2));
         for (h, t) in hdates.iter().zip(&tdates) {
-            assert!(h.abs_diff(*t) <= 4, "dates differ: haproxy {:?} tack {:?}", hsc[0], tsc[0]);
+            assert!(
+                h.abs_diff(*t) <= 4,
+                "dates differ: haproxy {:?} tack {:?}",
+                hsc[0],
+                tsc[0]
+            );
         }
-        assert_eq!(header_all(&hh, "cache-control"), header_all(&th, "cache-control"));
+        assert_eq!(
+            header_all(&hh, "cache-control"),
+            header_all(&th, "cache-control")
+        );
         assert_eq!(header_all(&th, "cache-control"), vec!["private"]);
         // Without a validator or freshness information neither marks it private.
         let (_, hh0) = curl(&format!("http://{}/a", hp(hp_ins)), None).await;
         let (_, th0) = curl(&format!("http://{t_ins}/a"), None).await;
-        assert_eq!(header_all(&hh0, "cache-control"), header_all(&th0, "cache-control"));
+        assert_eq!(
+            header_all(&hh0, "cache-control"),
+            header_all(&th0, "cache-control")
+        );
         assert!(header_all(&th0, "cache-control").is_empty());
 
         // HAProxy's cookie through tack-proxy reaches the same server, and back.
         let hval = hsc[0].split(';').next().unwrap().to_string();
         let (tb2, th2) = curl(&format!("http://{t_ins}/b"), Some(&hval)).await;
-        assert_eq!(tb2, hb, "HAProxy cookie {hval} routed elsewhere by tack-proxy");
+        assert_eq!(
+            tb2, hb,
+            "HAProxy cookie {hval} routed elsewhere by tack-proxy"
+        );
         let _ = th2;
         let tval = tsc[0].split(';').next().unwrap().to_string();
         let (hb2, _) = curl(&format!("http://{}/b", hp(hp_ins)), Some(&tval)).await;
-        assert_eq!(hb2, tb, "tack-proxy cookie {tval} routed elsewhere by HAProxy");
+        assert_eq!(
+            hb2, tb,
+            "tack-proxy cookie {tval} routed elsewhere by HAProxy"
+        );
     }
 
     // Prefix and rewrite modes: the server sets SRVCK, both proxies rewrite it alike.
     for (hport, fe) in [(hp_pfx, "pfx"), (hp_rw, "rw")] {
         let (hb, hh) = curl(&format!("http://{}/setck?v=abc", hp(hport)), None).await;
-        let (tb, th) = curl(&format!("http://{}/setck?v=abc", proxy.local_addr(fe).unwrap()), None).await;
+        let (tb, th) = curl(
+            &format!("http://{}/setck?v=abc", proxy.local_addr(fe).unwrap()),
+            None,
+        )
+        .await;
         let norm = |b: &str, v: &str| v.replace(if b == "s1" { "c1" } else { "c2" }, "<srv>");
-        let hsc: Vec<String> = header_all(&hh, "set-cookie").iter().map(|v| norm(&hb, v)).collect();
-        let tsc: Vec<String> = header_all(&th, "set-cookie").iter().map(|v| norm(&tb, v)).collect();
+        let hsc: Vec<String> = header_all(&hh, "set-cookie")
+            .iter()
+            .map(|v| norm(&hb, v))
+            .collect();
+        let tsc: Vec<String> = header_all(&th, "set-cookie")
+            .iter()
+            .map(|v| norm(&tb, v))
+            .collect();
         assert_eq!(hsc, tsc, "{fe}: haproxy {hh:?}\ntack {th:?}");
         assert!(!hsc.is_empty());
         // The HAProxy-rewritten cookie routes to the same server through tack-proxy.
-        let hval = header_all(&hh, "set-cookie")[0].split(';').next().unwrap().to_string();
-        let (tb2, _) = curl(&format!("http://{}/c", proxy.local_addr(fe).unwrap()), Some(&hval)).await;
+        let hval = header_all(&hh, "set-cookie")[0]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let (tb2, _) = curl(
+            &format!("http://{}/c", proxy.local_addr(fe).unwrap()),
+            Some(&hval),
+        )
+        .await;
         assert_eq!(tb2, hb, "{fe}: {hval}");
     }
     // In prefix mode the server gets its own value back without the prefix.
-    let last = s1.seen().into_iter().chain(s2.seen()).filter(|s| s.uri == "/c" && s.cookie.starts_with("SRVCK=")).map(|s| s.cookie).collect::<Vec<_>>();
+    let last = s1
+        .seen()
+        .into_iter()
+        .chain(s2.seen())
+        .filter(|s| s.uri == "/c" && s.cookie.starts_with("SRVCK="))
+        .map(|s| s.cookie)
+        .collect::<Vec<_>>();
     assert!(last.iter().any(|c| c == "SRVCK=abc"), "{last:?}");
     proxy.shutdown().await;
 }

@@ -45,7 +45,11 @@ pub struct TestServer {
 
 fn param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
     let q = uri.split_once('?')?.1;
-    q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    q.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
 }
 
 impl TestServer {
@@ -61,7 +65,12 @@ impl TestServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (n, s) = (name.to_string(), seen.clone());
         let tasks = tokio::spawn(serve(listener, n, s));
-        TestServer { name: name.into(), addr, seen, tasks: Some(tasks) }
+        TestServer {
+            name: name.into(),
+            addr,
+            seen,
+            tasks: Some(tasks),
+        }
     }
 
     /// Stop: close the listener and every open connection.
@@ -99,45 +108,82 @@ async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>)
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (name, seen) = (name.clone(), seen.clone());
                 async move {
-                    let uri = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-                    let cookie = req.headers().get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    let tag = req.headers().get("x-tag").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    seen.lock().unwrap().push(Seen { uri: uri.clone(), cookie, tag });
+                    let uri = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_default();
+                    let cookie = req
+                        .headers()
+                        .get("cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let tag = req
+                        .headers()
+                        .get("x-tag")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap().push(Seen {
+                        uri: uri.clone(),
+                        cookie,
+                        tag,
+                    });
                     if let Some(ms) = param(&uri, "ms").and_then(|v| v.parse::<u64>().ok()) {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
                     let mut r = hyper::Response::new(Full::new(Bytes::from(name.clone())));
                     r.headers_mut().insert("x-server", name.parse().unwrap());
                     if uri.starts_with("/static") {
-                        r.headers_mut().insert("last-modified", "Sat, 21 Nov 2026 23:01:38 GMT".parse().unwrap());
+                        r.headers_mut().insert(
+                            "last-modified",
+                            "Sat, 21 Nov 2026 23:01:38 GMT".parse().unwrap(),
+                        );
                     }
                     if uri.starts_with("/login")
                         && let Some(sid) = param(&uri, "sid")
                     {
-                        r.headers_mut().append("set-cookie", format!("JSESSIONID={sid}; Path=/").parse().unwrap());
+                        r.headers_mut().append(
+                            "set-cookie",
+                            format!("JSESSIONID={sid}; Path=/").parse().unwrap(),
+                        );
                     }
                     if uri.starts_with("/setck")
                         && let Some(v) = param(&uri, "v")
                     {
-                        r.headers_mut().append("set-cookie", format!("SRVCK={v}; Path=/").parse().unwrap());
+                        r.headers_mut()
+                            .append("set-cookie", format!("SRVCK={v}; Path=/").parse().unwrap());
                     }
                     Ok::<_, Infallible>(r)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
 
 /// Fail clearly when a tool the test needs is missing (install: scripts/setup.sh).
 pub fn require_tool(path: &str) {
-    let ok = Command::new("sh").arg("-c").arg(format!("command -v {path}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "required tool {path:?} is missing: run scripts/setup.sh (Debian packages in scripts/debian-packages.txt)");
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {path}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "required tool {path:?} is missing: run scripts/setup.sh (Debian packages in scripts/debian-packages.txt)"
+    );
 }
 
 /// Start a proxy from YAML text.
 pub async fn start_proxy(yaml: &str) -> tack_proxy::Proxy {
-    let cfg = tack_proxy::config::ProxyConfig::from_yaml_str(yaml).unwrap_or_else(|e| panic!("bad test config: {e}\n{yaml}"));
+    let cfg = tack_proxy::config::ProxyConfig::from_yaml_str(yaml)
+        .unwrap_or_else(|e| panic!("bad test config: {e}\n{yaml}"));
     tack_proxy::Proxy::start(cfg).await.expect("start proxy")
 }
 
@@ -155,22 +201,40 @@ pub struct Resp {
 impl Resp {
     /// All values of a header.
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection (for tests that need no real client).
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let client: hyper_util::client::legacy::Client<_, Empty<Bytes>> = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
+    let client: hyper_util::client::legacy::Client<_, Empty<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
     let mut req = hyper::Request::builder().uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let r = tokio::time::timeout(Duration::from_secs(20), client.request(req.body(Empty::new()).unwrap())).await.expect("request timed out").expect("request failed");
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.request(req.body(Empty::new()).unwrap()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request failed");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let body = String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string();
-    Resp { status, headers, body }
+    let body =
+        String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string();
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A child process killed (and reaped) when dropped.
@@ -187,8 +251,16 @@ impl Drop for ChildGuard {
 /// stderr on failure).
 pub async fn run_cmd(program: &str, args: Vec<String>) -> String {
     let p = program.to_string();
-    let out = tokio::task::spawn_blocking(move || Command::new(&p).args(&args).output()).await.unwrap().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(out.status.success(), "{program} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || Command::new(&p).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 

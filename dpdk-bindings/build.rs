@@ -62,13 +62,46 @@ fn main() {
 
     let statik = env::var_os("CARGO_FEATURE_STATIC").is_some();
     if statik {
-        // `pkg-config --static` yields -Wl,--whole-archive ... so that every PMD's
-        // constructor is linked in; pass it through verbatim.
+        // `pkg-config --static` lists every DPDK library and PMD between
+        // -Wl,--whole-archive and -Wl,--no-whole-archive (so the PMDs' constructors
+        // are kept), then their system dependencies. Turn that into link-lib
+        // directives that also reach the binaries of dependent crates.
+        let libdir = pkg_config(&["--variable=libdir"]).join("");
+        println!("cargo:rustc-link-search=native={libdir}");
+        let mut whole = false;
+        let mut seen = std::collections::HashSet::new();
         for f in pkg_config(&["--static", "--libs"]) {
-            if let Some(dir) = f.strip_prefix("-L") {
-                println!("cargo:rustc-link-search=native={dir}");
-            } else {
-                println!("cargo:rustc-link-arg={f}");
+            match f.as_str() {
+                "-Wl,--whole-archive" => whole = true,
+                "-Wl,--no-whole-archive" => whole = false,
+                "-pthread" => println!("cargo:rustc-link-lib=dylib=pthread"),
+                _ => {
+                    if let Some(dir) = f.strip_prefix("-L") {
+                        println!("cargo:rustc-link-search=native={dir}");
+                    } else if let Some(file) = f.strip_prefix("-l:") {
+                        let name = file.trim_start_matches("lib").trim_end_matches(".a");
+                        if !seen.insert(name.to_string()) {
+                            continue;
+                        }
+                        let modifiers = if whole {
+                            ":-bundle,+whole-archive"
+                        } else {
+                            ":-bundle"
+                        };
+                        println!("cargo:rustc-link-lib=static{modifiers}={name}");
+                    } else if let Some(name) = f.strip_prefix("-l") {
+                        if !seen.insert(name.to_string()) {
+                            continue;
+                        }
+                        if name.starts_with("rte_") {
+                            println!("cargo:rustc-link-lib=static:-bundle={name}");
+                        } else {
+                            println!("cargo:rustc-link-lib=dylib={name}");
+                        }
+                    } else if f.starts_with("-Wl,") {
+                        println!("cargo:rustc-link-arg={f}");
+                    }
+                }
             }
         }
     } else {

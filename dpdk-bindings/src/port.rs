@@ -448,6 +448,20 @@ impl Port {
         Ok(a.addr_bytes)
     }
 
+    /// Sets the port's MAC address (before or after start).
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<()> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid pointer to an address.
+        let rc = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id, &mut a) };
+        if rc < 0 {
+            return Err(Error::from_errno(
+                format!("rte_eth_dev_default_mac_addr_set(port {})", self.id),
+                rc,
+            ));
+        }
+        Ok(())
+    }
+
     /// Current link state, without waiting.
     pub fn link(&self) -> Result<Link> {
         let mut l = sys::rte_eth_link::default();

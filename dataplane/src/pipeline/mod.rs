@@ -1,1 +1,1347 @@
-//! (being written)
+//! The forwarding pipeline of one worker core: bursts of frames in, frames
+//! to transmit (per port) and frames for the host out.
+//!
+//! # Shape
+//! A [`Pipeline`] owns everything one worker needs and shares nothing: a
+//! connection table per address family ([`crate::conn`]), a sticky table
+//! ([`crate::sticky`]), scheduler state ([`crate::sched`]), a neighbour table
+//! ([`neigh`]) and its counters ([`Counters`]). Configuration is an immutable
+//! [`PipelineConfig`] (ports, services, routes, table sizes) swapped at burst
+//! boundaries with [`Pipeline::set_config`]; the control thread talks to the
+//! pipeline with [`ControlMsg`]s and collects [`Event`]s. Time is an argument:
+//! the pipeline is deterministic.
+//!
+//! # A burst
+//! [`Pipeline::process_burst`] classifies up to [`crate::conn::BURST`] frames
+//! ([`crate::wire::classify`]), hashes and looks up the connection table for
+//! the whole burst at once, then handles each frame:
+//!
+//! * a frame of a known connection is rewritten for its forwarding mode
+//!   ([`forward`]) and sent to its next hop;
+//! * a TCP/UDP frame to a VIP opens a connection (sticky binding or
+//!   scheduler) and is forwarded;
+//! * an ICMP error quoting a known connection is translated ([`icmp`]);
+//! * ARP, neighbour discovery and echo requests for our addresses and VIPs
+//!   are answered in place ([`local`]);
+//! * other traffic to the ports' own addresses goes to the host (exception
+//!   path); the rest is dropped.
+//!
+//! Every received frame is counted exactly once as sent, held, handed to the
+//! host, consumed or dropped with a reason ([`Counters`]). Nothing on the
+//! packet path allocates, blocks or panics.
+//!
+//! # Next hops
+//! Destinations are on-link on a port (inside one of its address prefixes)
+//! or behind a static [`Route`]'s gateway; the neighbour table ([`neigh`])
+//! resolves the next hop's MAC and holds a few frames while it does.
+//!
+//! # Forwarding modes and return traffic
+//! * NAT: client → VIP is DNAT'd to the server; the server's replies come back
+//!   through the appliance (its gateway) and are translated back (reply
+//!   entry of the connection).
+//! * Full NAT: DNAT plus SNAT to a local address and port. The port is chosen
+//!   with [`crate::rss::SnatPortPicker`] so that the reply's RSS hash on the
+//!   port it comes back on lands on this worker's queue.
+//! * DSR: only the destination MAC changes (the server holds the VIP on a
+//!   loopback); replies bypass the appliance, so TCP state is tracked on the
+//!   client's packets only.
+//! * Tunnel: IP-in-IP (or IPv6) to the server with the MSS of SYNs clamped;
+//!   replies bypass the appliance.
+
+// Forwarding (NAT, full NAT, DSR, tunnel) is being written: until it lands
+// some runtime data is built but not read yet.
+#![allow(dead_code)]
+
+mod counters;
+mod forward;
+mod fuzz;
+mod icmp;
+mod local;
+mod neigh;
+mod route;
+
+use core::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use thiserror::Error;
+
+use crate::conn::{
+    BURST, Closed, ConnTable4, ConnTable6, ConnTableConfig, ConnTableError, Handle, Key4, Key6,
+};
+use crate::frame::{Frame, FrameAlloc};
+use crate::model::{Config, ServerIdx, ServerState, ServiceIdx};
+use crate::rss::{MS_RSS_KEY, Reta, RssError, SnatPortPicker, Toeplitz};
+use crate::sched::SchedState;
+use crate::sticky::{
+    ClientKey, StickyBinding, StickyConfig, StickyEvent, StickyTable, StickyTableError,
+};
+use crate::time::Time;
+use crate::wire::{self, Classified, ClassifyOptions, EthernetAddress, IpProtocol, L3Kind};
+
+pub use counters::{Counters, WIRE_DROP_NAMES};
+pub use fuzz::fuzz_pipeline;
+pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
+
+use neigh::NeighTable;
+use route::Fib;
+
+/// Most ports a pipeline serves (port sets are 64-bit masks).
+pub const MAX_PORTS: usize = 64;
+
+/// One appliance port; its index in [`PipelineConfig::ports`] is the port id
+/// used everywhere (receive port, [`Output::tx`] index, routes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The port's MAC address (source of every frame sent on it).
+    pub mac: EthernetAddress,
+    /// Own addresses with their prefix lengths: answered (ARP, NDP, ping),
+    /// and defining the on-link subnets.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// IP MTU of the port.
+    pub mtu: u16,
+}
+
+/// What the runtime tells a pipeline about the worker it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// Worker number, `0..n_workers`.
+    pub index: u16,
+    /// Number of workers.
+    pub n_workers: u16,
+    /// The receive queue this worker owns on each port (worker `i` owns queue `i`).
+    pub queue: u16,
+    /// Per port: number of receive queues.
+    pub rx_queues: Vec<u16>,
+    /// Per port: the Toeplitz key if the port spreads with RSS, else `None`.
+    pub rss_key: Vec<Option<Vec<u8>>>,
+}
+
+/// A static route: packets to `dst`/`prefix_len` leave by `port`, to
+/// `gateway` (or on-link, to the destination itself, without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Destination network.
+    pub dst: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// Egress port.
+    pub port: u16,
+    /// Next hop; `None` for a network on-link on `port`.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Everything a pipeline is configured with; shared by all workers as an
+/// `Arc` and swapped as a whole on reload ([`Pipeline::set_config`]).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The ports, by port id.
+    pub ports: Vec<PortSpec>,
+    /// The virtual services.
+    pub services: Arc<Config>,
+    /// Static routes (on-link networks of the ports are implicit).
+    pub routes: Vec<Route>,
+    /// IPv4 connection table (per worker). A NAT / full-NAT connection uses
+    /// two entries, a DSR / tunnel connection one.
+    pub conn4: ConnTableConfig,
+    /// IPv6 connection table (per worker).
+    pub conn6: ConnTableConfig,
+    /// Sticky table (per worker).
+    pub sticky: StickyConfig,
+    /// Neighbour table (per worker).
+    pub neigh: NeighConfig,
+    /// Hand traffic for the ports' own addresses (other than what the
+    /// pipeline answers) to the host; otherwise it is dropped and counted.
+    pub host_path: bool,
+    /// Verify IPv4 header checksums (turn off when the NIC verified them).
+    pub verify_ipv4_checksum: bool,
+    /// Per port: the RSS redirection table the NIC uses, if not the default
+    /// (`entry i = i % rx_queues` over [`PipelineConfig::reta_size`] entries).
+    pub reta: Vec<Option<Vec<u16>>>,
+    /// Size of the default redirection tables.
+    pub reta_size: usize,
+    /// TTL / hop limit of the packets the pipeline originates.
+    pub ttl: u8,
+    /// Generate ICMP errors (time exceeded, fragmentation needed, packet too big).
+    pub icmp_errors: bool,
+    /// Most ICMP errors generated per second per worker.
+    pub icmp_rate: u32,
+    /// Accept TCP flows mid-stream (a first packet that is not a SYN) for
+    /// services whose server choice is deterministic (source hash, Maglev,
+    /// rendezvous, or persistence), except in full NAT; others need a SYN.
+    pub tcp_pickup: bool,
+    /// Most events waiting for [`Pipeline::drain_events`].
+    pub outbox_capacity: usize,
+    /// Timer operations per [`Pipeline::poll`] and table.
+    pub timer_budget: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            ports: Vec::new(),
+            services: Arc::new(Config::empty()),
+            routes: Vec::new(),
+            conn4: ConnTableConfig {
+                capacity: 1 << 18,
+                ..ConnTableConfig::default()
+            },
+            conn6: ConnTableConfig {
+                capacity: 1 << 16,
+                ..ConnTableConfig::default()
+            },
+            sticky: StickyConfig::default(),
+            neigh: NeighConfig::default(),
+            host_path: true,
+            verify_ipv4_checksum: true,
+            reta: Vec::new(),
+            reta_size: 128,
+            ttl: 64,
+            icmp_errors: true,
+            icmp_rate: 1000,
+            tcp_pickup: true,
+            outbox_capacity: 4096,
+            timer_budget: 256,
+        }
+    }
+}
+
+/// Frames to send after a burst or poll: `tx[port]` on each port, `host` to
+/// the kernel (exception path). The runtime reuses one `Output` (its vectors
+/// keep their capacity).
+#[derive(Debug)]
+pub struct Output<F> {
+    /// Per port, frames to transmit.
+    pub tx: Vec<Vec<F>>,
+    /// Frames for the host.
+    pub host: Vec<F>,
+}
+
+impl<F> Output<F> {
+    /// An empty output for `n_ports` ports.
+    pub fn new(n_ports: usize) -> Self {
+        Output {
+            tx: (0..n_ports).map(|_| Vec::new()).collect(),
+            host: Vec::new(),
+        }
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_empty() && self.tx.iter().all(Vec::is_empty)
+    }
+
+    /// Number of frames to send (all ports and the host).
+    pub fn len(&self) -> usize {
+        self.host.len() + self.tx.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Empties every queue (dropping the frames).
+    pub fn clear(&mut self) {
+        for t in &mut self.tx {
+            t.clear();
+        }
+        self.host.clear();
+    }
+}
+
+/// A message from the control thread.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ControlMsg {
+    /// A new services snapshot (server states, weights, pools). Indices map
+    /// by identity as on a reload; the ports and routes stay.
+    Services(Arc<Config>),
+    /// A server's state changed (from a health check or the admin API).
+    ServerState {
+        /// Service index.
+        service: ServiceIdx,
+        /// Server index.
+        server: ServerIdx,
+        /// New state.
+        state: ServerState,
+    },
+    /// A server's weight changed.
+    ServerWeight {
+        /// Service index.
+        service: ServiceIdx,
+        /// Server index.
+        server: ServerIdx,
+        /// New weight.
+        weight: u16,
+    },
+    /// A sticky binding learned by another worker or node.
+    StickyBinding {
+        /// Service index.
+        service: ServiceIdx,
+        /// Client key.
+        key: ClientKey,
+        /// Server.
+        server: ServerIdx,
+    },
+    /// A neighbour learned by another worker.
+    Neighbor {
+        /// Port.
+        port: u16,
+        /// Address.
+        addr: IpAddr,
+        /// MAC address.
+        mac: EthernetAddress,
+    },
+    /// Remove every connection.
+    FlushConnections,
+    /// Remove the sticky bindings of one service, or all.
+    FlushSticky {
+        /// The service, or `None` for all.
+        service: Option<ServiceIdx>,
+    },
+    /// Remove every neighbour entry.
+    FlushNeighbors,
+}
+
+/// An event for the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A sticky binding was learned or moved on this worker: publish it.
+    Sticky(StickyEvent),
+    /// A neighbour was learned from ARP/NDP on this worker: install it in the others.
+    Neighbor {
+        /// Port.
+        port: u16,
+        /// Address.
+        addr: IpAddr,
+        /// MAC address.
+        mac: EthernetAddress,
+    },
+}
+
+/// Why a pipeline cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The worker index is not below the number of workers.
+    #[error("worker index {index} is not below the number of workers {n_workers}")]
+    WorkerIndex {
+        /// Index given.
+        index: u16,
+        /// Number of workers.
+        n_workers: u16,
+    },
+    /// The worker spec does not describe every port.
+    #[error(
+        "{ports} ports but the worker spec has {rx_queues} rx queue counts and {rss_keys} RSS keys"
+    )]
+    PortCount {
+        /// Ports configured.
+        ports: usize,
+        /// Entries of `rx_queues`.
+        rx_queues: usize,
+        /// Entries of `rss_key`.
+        rss_keys: usize,
+    },
+    /// More ports than [`MAX_PORTS`].
+    #[error("{0} ports (at most {MAX_PORTS})")]
+    TooManyPorts(usize),
+    /// A port with zero receive queues.
+    #[error("port {port} has no receive queue")]
+    NoQueues {
+        /// Port.
+        port: usize,
+    },
+    /// An address prefix longer than the address.
+    #[error("port {port}: {addr}/{prefix_len} is not a valid address prefix")]
+    PortAddress {
+        /// Port.
+        port: usize,
+        /// Address.
+        addr: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+    },
+    /// An MTU too small to forward anything.
+    #[error("port {port}: MTU {mtu} is below the minimum of 576 (IPv4) / 1280 (IPv6)")]
+    Mtu {
+        /// Port.
+        port: usize,
+        /// MTU.
+        mtu: u16,
+    },
+    /// A port's RSS key or redirection table is unusable.
+    #[error("port {port}: {source}")]
+    Rss {
+        /// Port.
+        port: usize,
+        /// Why.
+        source: RssError,
+    },
+    /// A route that names no port, or with an invalid prefix or gateway.
+    #[error("route #{index} ({dst}/{prefix_len} via port {port}): {reason}")]
+    Route {
+        /// Route index.
+        index: usize,
+        /// Destination.
+        dst: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Port.
+        port: u16,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The IPv4 connection table cannot be built.
+    #[error("IPv4 connection table: {0}")]
+    Conn4(ConnTableError),
+    /// The IPv6 connection table cannot be built.
+    #[error("IPv6 connection table: {0}")]
+    Conn6(ConnTableError),
+    /// The sticky table cannot be built.
+    #[error("sticky table: {0}")]
+    Sticky(StickyTableError),
+}
+
+/// How a port steers received flows to queues (hardware RSS, or the
+/// software hash the runtime applies for devices without RSS).
+pub(crate) struct Steer {
+    toeplitz: Toeplitz,
+    reta: Reta,
+    /// The queue (RSS) or worker (software) this pipeline owns.
+    target: u16,
+}
+
+/// A port as the pipeline uses it.
+pub(crate) struct PortRt {
+    pub(crate) mac: EthernetAddress,
+    pub(crate) mtu: u16,
+    pub(crate) v4: Vec<(Ipv4Addr, u8)>,
+    pub(crate) v6: Vec<(Ipv6Addr, u8)>,
+    pub(crate) steer: Steer,
+}
+
+impl PortRt {
+    /// The port's IPv4 address to use as source towards `dst`: one whose
+    /// subnet holds `dst`, else the first.
+    pub(crate) fn src_v4_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.v4
+            .iter()
+            .find(|(a, p)| route::same_net_v4(*a, dst, *p))
+            .or(self.v4.first())
+            .map(|(a, _)| *a)
+    }
+
+    /// The port's IPv6 address to use as source towards `dst`.
+    pub(crate) fn src_v6_for(&self, dst: &Ipv6Addr) -> Option<Ipv6Addr> {
+        self.v6
+            .iter()
+            .find(|(a, p)| route::same_net_v6(a, dst, *p))
+            .or(self.v6.first())
+            .map(|(a, _)| *a)
+    }
+
+    /// The port's source address of `dst`'s family towards `dst`.
+    pub(crate) fn src_for(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(d) => self.src_v4_for(d).map(IpAddr::V4),
+            IpAddr::V6(d) => self.src_v6_for(&d).map(IpAddr::V6),
+        }
+    }
+}
+
+/// What an address of ours is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AddrInfo {
+    /// An address of this port.
+    pub(crate) port: Option<u16>,
+    /// A VIP.
+    pub(crate) vip: bool,
+    /// A full-NAT local address.
+    pub(crate) snat: bool,
+    /// Ports on which ARP / NDP for it is answered.
+    pub(crate) answer_ports: u64,
+}
+
+/// A real server as the packet path uses it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SrvRt {
+    pub(crate) addr: IpAddr,
+    pub(crate) port: Option<u16>,
+    /// `up` or `drain`: established connections and sticky clients stay.
+    pub(crate) keeps: bool,
+    /// Egress port and next hop.
+    pub(crate) route: Option<(u16, IpAddr)>,
+}
+
+/// Per-service data derived from the snapshot and the routes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SvcRt {
+    pub(crate) servers: Vec<SrvRt>,
+}
+
+/// Scratch space for one burst (allocated once).
+struct Scratch {
+    cls: Vec<Result<Classified, wire::Error>>,
+    keys4: Vec<Key4>,
+    at4: Vec<u8>,
+    hit4: Vec<Option<Handle>>,
+    keys6: Vec<Key6>,
+    at6: Vec<u8>,
+    hit6: Vec<Option<Handle>>,
+    handles: Vec<Option<Handle>>,
+    closed4: Vec<Closed<Key4>>,
+    closed6: Vec<Closed<Key6>>,
+}
+
+impl Scratch {
+    fn new(budget: usize) -> Scratch {
+        Scratch {
+            cls: Vec::with_capacity(BURST),
+            keys4: Vec::with_capacity(BURST),
+            at4: Vec::with_capacity(BURST),
+            hit4: Vec::with_capacity(BURST),
+            keys6: Vec::with_capacity(BURST),
+            at6: Vec::with_capacity(BURST),
+            hit6: Vec::with_capacity(BURST),
+            handles: Vec::with_capacity(BURST),
+            closed4: Vec::with_capacity(budget.max(4)),
+            closed6: Vec::with_capacity(budget.max(4)),
+        }
+    }
+}
+
+/// One worker's forwarding pipeline (see the module documentation).
+pub struct Pipeline<F: Frame> {
+    cfg: Arc<PipelineConfig>,
+    services: Arc<Config>,
+    worker: WorkerSpec,
+    ports: Vec<PortRt>,
+    addrs: HashMap<IpAddr, AddrInfo>,
+    fib: Fib,
+    svcs: Vec<SvcRt>,
+    conn4: ConnTable4,
+    conn6: ConnTable6,
+    sticky: StickyTable,
+    sched: SchedState,
+    neigh: NeighTable<F>,
+    picker: SnatPortPicker,
+    fnat_cursor: usize,
+    ip_ident: u16,
+    icmp_tokens: u32,
+    icmp_refill: Time,
+    counters: Counters,
+    events: Vec<Event>,
+    scratch: Scratch,
+    classify_opts: ClassifyOptions,
+    now: Time,
+    next_expiry_check: Time,
+}
+
+/// How often `poll` looks at the connection and sticky timer wheels.
+const TIMER_CHECK: Duration = Duration::from_millis(1);
+/// Connection flag: the connection holds a reference on its sticky binding.
+pub(crate) const FLAG_STICKY: u8 = 1;
+
+impl<F: Frame> Pipeline<F> {
+    /// A pipeline for `worker` with configuration `cfg`. Allocates every
+    /// table (sized by `cfg`).
+    pub fn new(cfg: Arc<PipelineConfig>, worker: WorkerSpec) -> Result<Self, ConfigError> {
+        if worker.index >= worker.n_workers {
+            return Err(ConfigError::WorkerIndex {
+                index: worker.index,
+                n_workers: worker.n_workers,
+            });
+        }
+        let (ports, addrs, fib) = build_ports(&cfg, &worker)?;
+        let conn4 = ConnTable4::new(cfg.conn4, Time::ZERO).map_err(ConfigError::Conn4)?;
+        let conn6 = ConnTable6::new(cfg.conn6, Time::ZERO).map_err(ConfigError::Conn6)?;
+        let sticky = StickyTable::new(cfg.sticky, Time::ZERO).map_err(ConfigError::Sticky)?;
+        let services = cfg.services.clone();
+        let sched = SchedState::new(&services);
+        let svcs = build_services(&services, &fib);
+        // Spread each worker's SNAT walk over the port range.
+        let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
+        Ok(Pipeline {
+            picker: SnatPortPicker::new(0, start),
+            fnat_cursor: usize::from(worker.index),
+            ip_ident: worker.index.wrapping_mul(4099),
+            icmp_tokens: cfg.icmp_rate,
+            icmp_refill: Time::ZERO,
+            neigh: NeighTable::new(cfg.neigh),
+            events: Vec::with_capacity(cfg.outbox_capacity),
+            scratch: Scratch::new(cfg.timer_budget),
+            classify_opts: ClassifyOptions {
+                verify_ipv4_checksum: cfg.verify_ipv4_checksum,
+            },
+            counters: Counters::default(),
+            now: Time::ZERO,
+            next_expiry_check: Time::ZERO,
+            services,
+            worker,
+            ports,
+            addrs,
+            fib,
+            svcs,
+            conn4,
+            conn6,
+            sticky,
+            sched,
+            cfg,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Arc<PipelineConfig> {
+        &self.cfg
+    }
+
+    /// The services snapshot in use (the configuration's, or a newer one
+    /// from [`ControlMsg`]s).
+    pub fn services(&self) -> &Arc<Config> {
+        &self.services
+    }
+
+    /// The worker this pipeline runs for.
+    pub fn worker(&self) -> &WorkerSpec {
+        &self.worker
+    }
+
+    /// The counters (tables' counters as of the last burst or poll).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Processes one received burst from `rx_port`, taking every frame out
+    /// of `rx`, and appends what to send to `out`.
+    pub fn process_burst<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        now: Time,
+        rx_port: u16,
+        rx: &mut Vec<F>,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        self.now = now;
+        let n_rx = rx.len() as u64;
+        self.counters.rx_frames += n_rx;
+        if usize::from(rx_port) >= self.ports.len() {
+            self.counters.drop_bad_port += n_rx;
+            rx.clear();
+            return;
+        }
+        while !rx.is_empty() {
+            let n = rx.len().min(BURST);
+            self.classify_burst(&rx[..n]);
+            for (i, frame) in rx.drain(..n).enumerate() {
+                let c = self.scratch.cls[i];
+                let h = self.scratch.handles[i];
+                self.handle(frame, c, h, rx_port, out, alloc);
+            }
+        }
+        self.sync_stats();
+    }
+
+    /// Classifies `frames` and looks their connections up, a burst at a time.
+    fn classify_burst(&mut self, frames: &[F]) {
+        let s = &mut self.scratch;
+        s.cls.clear();
+        s.keys4.clear();
+        s.at4.clear();
+        s.keys6.clear();
+        s.at6.clear();
+        s.handles.clear();
+        for (i, f) in frames.iter().enumerate() {
+            let c = wire::classify_with(f.bytes(), self.classify_opts);
+            if let Ok(c) = &c
+                && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
+                && c.frag != wire::FragStatus::NonFirst
+            {
+                match (c.src_addr, c.dst_addr) {
+                    (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+                        s.keys4
+                            .push(Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0));
+                        s.at4.push(i as u8);
+                    }
+                    (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+                        s.keys6
+                            .push(Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0));
+                        s.at6.push(i as u8);
+                    }
+                    _ => {}
+                }
+            }
+            s.cls.push(c);
+            s.handles.push(None);
+        }
+        if !s.keys4.is_empty() {
+            s.hit4.clear();
+            s.hit4.resize(s.keys4.len(), None);
+            if self.conn4.lookup_burst(&s.keys4, &mut s.hit4).is_ok() {
+                for (&i, h) in s.at4.iter().zip(&s.hit4) {
+                    s.handles[usize::from(i)] = *h;
+                }
+            }
+        }
+        if !s.keys6.is_empty() {
+            s.hit6.clear();
+            s.hit6.resize(s.keys6.len(), None);
+            if self.conn6.lookup_burst(&s.keys6, &mut s.hit6).is_ok() {
+                for (&i, h) in s.at6.iter().zip(&s.hit6) {
+                    s.handles[usize::from(i)] = *h;
+                }
+            }
+        }
+    }
+
+    /// Decides the fate of one classified frame.
+    fn handle<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: Result<Classified, wire::Error>,
+        h: Option<Handle>,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                self.counters.wire_drop(e);
+                return;
+            }
+        };
+        if c.l3 == L3Kind::Arp {
+            return self.arp(frame, &c, rx_port, out);
+        }
+        if let Some(h) = h {
+            return self.established(frame, &c, h, rx_port, out, alloc);
+        }
+        let info = self.addrs.get(&c.dst_addr).copied();
+        // Neighbour discovery is addressed to multicast groups as well as to us.
+        if c.protocol == IpProtocol::ICMPV6 && (133..=137).contains(&c.icmp_type) {
+            return self.ndisc(frame, &c, rx_port, info, out);
+        }
+        if c.is_icmp_error() {
+            return self.icmp_error(frame, &c, rx_port, info, out, alloc);
+        }
+        match info {
+            Some(i)
+                if i.vip && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP) =>
+            {
+                self.new_flow(frame, &c, rx_port, out, alloc)
+            }
+            Some(i) => self.local(frame, &c, rx_port, i, out),
+            None => self.counters.drop_not_for_us += 1,
+        }
+    }
+
+    /// Sends `frame` on `port` as is (its Ethernet header already addressed).
+    #[inline]
+    pub(crate) fn emit(&mut self, frame: F, port: u16, out: &mut Output<F>, local: bool) {
+        match out.tx.get_mut(usize::from(port)) {
+            Some(q) => {
+                q.push(frame);
+                if local {
+                    self.counters.tx_local += 1;
+                } else {
+                    self.counters.tx_forward += 1;
+                }
+            }
+            None => self.counters.drop_bad_port += 1,
+        }
+    }
+
+    /// Hands `frame` to the host, if the host path is on.
+    #[inline]
+    pub(crate) fn give_host(&mut self, frame: F, out: &mut Output<F>) {
+        if self.cfg.host_path {
+            out.host.push(frame);
+            self.counters.host += 1;
+        } else {
+            self.counters.drop_host_disabled += 1;
+        }
+    }
+
+    /// Sends `frame` to next hop `nh` on `port` through the neighbour table.
+    #[inline]
+    pub(crate) fn send_to_next_hop<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        port: u16,
+        nh: IpAddr,
+        out: &mut Output<F>,
+        alloc: &mut A,
+        local: bool,
+    ) {
+        let r = self.neigh.transmit(
+            frame,
+            port,
+            nh,
+            self.now,
+            &self.ports,
+            out,
+            alloc,
+            &mut self.counters,
+        );
+        match r {
+            neigh::TxResult::Sent if local => self.counters.tx_local += 1,
+            neigh::TxResult::Sent => self.counters.tx_forward += 1,
+            neigh::TxResult::Held => self.counters.held += 1,
+            neigh::TxResult::Dropped => {}
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        if self.events.len() < self.cfg.outbox_capacity {
+            self.events.push(ev);
+        } else {
+            self.counters.events_dropped += 1;
+        }
+    }
+
+    /// Timers: expires connections and sticky bindings, retransmits and
+    /// ages neighbour entries (releasing or dropping held frames). Cheap when
+    /// nothing is due.
+    pub fn poll<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        now: Time,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        self.now = now;
+        self.neigh
+            .poll(now, &self.ports, out, alloc, &mut self.counters);
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + TIMER_CHECK;
+            self.expire(now);
+            self.sync_stats();
+        }
+    }
+
+    /// Expires what is due in the connection and sticky tables.
+    fn expire(&mut self, now: Time) {
+        let budget = self.cfg.timer_budget.max(1);
+        let mut closed4 = core::mem::take(&mut self.scratch.closed4);
+        closed4.clear();
+        self.conn4.expire(now, budget, &mut closed4);
+        for c in closed4.drain(..) {
+            self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+        }
+        self.scratch.closed4 = closed4;
+        let mut closed6 = core::mem::take(&mut self.scratch.closed6);
+        closed6.clear();
+        self.conn6.expire(now, budget, &mut closed6);
+        for c in closed6.drain(..) {
+            self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+        }
+        self.scratch.closed6 = closed6;
+        self.sticky.expire(now, budget);
+        self.drain_sticky_events();
+    }
+
+    /// Releases what a connection held (scheduler count, sticky reference).
+    pub(crate) fn conn_gone(&mut self, client: IpAddr, conn: &crate::conn::Conn, reload: bool) {
+        self.counters.conn_closed += 1;
+        if reload {
+            self.counters.conn_reload_closed += 1;
+        }
+        self.sched.conn_closed(conn.service(), conn.server());
+        if conn.user_flags & FLAG_STICKY != 0 {
+            self.sticky
+                .release(&self.services, conn.service(), client, self.now);
+        }
+    }
+
+    fn drain_sticky_events(&mut self) {
+        while let Some(ev) = self.sticky.pending_events().first().copied() {
+            // Take them one by one: the outbox is bounded and never reallocates.
+            self.sticky.drain_events().next();
+            self.push_event(Event::Sticky(ev));
+        }
+    }
+
+    fn sync_stats(&mut self) {
+        self.counters.conn4 = self.conn4.stats;
+        self.counters.conn6 = self.conn6.stats;
+        self.counters.sticky = self.sticky.stats;
+        self.counters.sched = self.sched.stats;
+    }
+
+    /// Takes the events produced since the last call.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+        self.drain_sticky_events();
+        out.append(&mut self.events);
+    }
+
+    /// Swaps in a new configuration at a burst boundary. Connections and
+    /// sticky bindings follow their services and servers by identity;
+    /// connections whose service, server or local address is gone are
+    /// closed and counted. If the new ports or routes are unusable the old
+    /// ones stay (counted in `control_rejected`) and only the services change.
+    pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
+        match build_ports(&cfg, &self.worker) {
+            Ok((ports, addrs, fib)) => {
+                self.ports = ports;
+                self.addrs = addrs;
+                self.fib = fib;
+                self.neigh
+                    .retain_ports(self.ports.len(), &mut self.counters);
+            }
+            Err(e) => {
+                log::warn!(
+                    "pipeline {}: ports or routes refused: {e}",
+                    self.worker.index
+                );
+                self.counters.control_rejected += 1;
+            }
+        }
+        self.classify_opts.verify_ipv4_checksum = cfg.verify_ipv4_checksum;
+        let services = cfg.services.clone();
+        self.cfg = cfg;
+        self.adopt_services(services);
+        self.rebuild_addrs_for_services();
+        self.counters.reloads += 1;
+        self.sync_stats();
+    }
+
+    /// Adopts a services snapshot: maps tables by identity, rebuilds the
+    /// per-service data.
+    fn adopt_services(&mut self, new: Arc<Config>) {
+        let map = Config::reload_map(&self.services, &new);
+        if !map.is_identity() {
+            let mut closed4 = Vec::new();
+            self.conn4.apply_reload(&map, &mut closed4);
+            for c in &closed4 {
+                self.conn_gone(IpAddr::V4(c.key.src), &c.conn, true);
+            }
+            let mut closed6 = Vec::new();
+            self.conn6.apply_reload(&map, &mut closed6);
+            for c in &closed6 {
+                self.conn_gone(IpAddr::V6(c.key.src), &c.conn, true);
+            }
+            self.sticky.apply_reload(&map);
+            self.sched.reconfigure(&new, Some(&map));
+        } else {
+            self.sched.reconfigure(&new, None);
+        }
+        self.services = new;
+        self.svcs = build_services(&self.services, &self.fib);
+    }
+
+    /// Recomputes the address map after the services changed (VIPs and
+    /// local addresses come from the services).
+    fn rebuild_addrs_for_services(&mut self) {
+        self.addrs = build_addrs(&self.ports, &self.services);
+    }
+
+    /// Applies a message from the control thread.
+    pub fn apply(&mut self, msg: ControlMsg) {
+        let ok = match msg {
+            ControlMsg::Services(cfg) => {
+                self.adopt_services(cfg);
+                self.rebuild_addrs_for_services();
+                true
+            }
+            ControlMsg::ServerState {
+                service,
+                server,
+                state,
+            } => match self.services.with_server_state(service, server, state) {
+                Ok(c) => {
+                    self.adopt_services(Arc::new(c));
+                    true
+                }
+                Err(_) => false,
+            },
+            ControlMsg::ServerWeight {
+                service,
+                server,
+                weight,
+            } => match self.services.with_server_weight(service, server, weight) {
+                Ok(c) => {
+                    self.adopt_services(Arc::new(c));
+                    true
+                }
+                Err(_) => false,
+            },
+            ControlMsg::StickyBinding {
+                service,
+                key,
+                server,
+            } => self
+                .sticky
+                .install(&self.services, service, key, server, self.now)
+                .is_ok(),
+            ControlMsg::Neighbor { port, addr, mac } => {
+                // Frames this releases go out on the next poll.
+                let ok = self.neigh.learn(
+                    port,
+                    addr,
+                    mac,
+                    self.now,
+                    true,
+                    true,
+                    true,
+                    &self.ports,
+                    None,
+                    &mut self.counters,
+                );
+                if ok {
+                    self.counters.neigh_installed += 1;
+                }
+                ok
+            }
+            ControlMsg::FlushConnections => {
+                let mut closed4 = Vec::new();
+                self.conn4.flush(&mut closed4);
+                for c in &closed4 {
+                    self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+                }
+                let mut closed6 = Vec::new();
+                self.conn6.flush(&mut closed6);
+                for c in &closed6 {
+                    self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+                }
+                true
+            }
+            ControlMsg::FlushSticky { service } => {
+                match service {
+                    Some(s) => self.sticky.flush_service(s),
+                    None => self.sticky.flush_all(),
+                };
+                true
+            }
+            ControlMsg::FlushNeighbors => {
+                self.neigh.flush(&mut self.counters);
+                true
+            }
+        };
+        if ok {
+            self.counters.control_applied += 1;
+        } else {
+            self.counters.control_rejected += 1;
+        }
+        self.sync_stats();
+    }
+
+    /// Connections on this worker (both families).
+    pub fn connection_count(&self) -> usize {
+        self.conn4.len() + self.conn6.len()
+    }
+
+    /// Every connection on this worker.
+    pub fn connections(&self) -> impl Iterator<Item = ConnView> + '_ {
+        let svc = &self.services;
+        let v4 = self.conn4.iter().map(move |(k, c)| {
+            conn_view(
+                svc,
+                k.src.into(),
+                k.dst.into(),
+                k.src_port,
+                k.dst_port,
+                k.proto,
+                c,
+            )
+        });
+        let v6 = self.conn6.iter().map(move |(k, c)| {
+            conn_view(
+                svc,
+                k.src.into(),
+                k.dst.into(),
+                k.src_port,
+                k.dst_port,
+                k.proto,
+                c,
+            )
+        });
+        v4.chain(v6)
+    }
+
+    /// Every sticky binding on this worker.
+    pub fn sticky_bindings(&self) -> impl Iterator<Item = StickyBinding> + '_ {
+        self.sticky.iter()
+    }
+
+    /// Every neighbour entry on this worker.
+    pub fn neighbors(&self) -> impl Iterator<Item = Neighbor> + '_ {
+        self.neigh.iter(self.now)
+    }
+
+    /// The known MAC of `addr` on `port`, if any.
+    pub fn neighbor(&self, port: u16, addr: IpAddr) -> Option<EthernetAddress> {
+        self.neigh.lookup(port, addr)
+    }
+
+    /// Which worker owns the flow of a received `frame` on `port`: the
+    /// worker whose queue the port's RSS (or, on a port without RSS, the
+    /// software hash the pipeline assumes) steers it to. For full-NAT
+    /// replies that is the worker that opened the connection. ICMP errors
+    /// are steered by the flow they quote. `None` for frames any worker
+    /// may handle (ARP, unparseable frames).
+    pub fn owner_worker(&self, frame: &F, port: u16) -> Option<u16> {
+        let p = self.ports.get(usize::from(port))?;
+        let c = wire::classify_with(frame.bytes(), self.classify_opts).ok()?;
+        route::owner(&p.steer, frame.bytes(), &c)
+    }
+}
+
+/// A connection as the admin CLI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnView {
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// VIP.
+    pub vip: IpAddr,
+    /// VIP port.
+    pub vip_port: u16,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Service index.
+    pub service: ServiceIdx,
+    /// Server index.
+    pub server: ServerIdx,
+    /// Server address (if the server still exists).
+    pub server_addr: Option<IpAddr>,
+    /// Full-NAT local address and port.
+    pub local: Option<(IpAddr, u16)>,
+    /// TCP state.
+    pub state: crate::conn::ConnState,
+    /// Expiry if idle.
+    pub expires: Time,
+}
+
+fn conn_view(
+    svc: &Config,
+    client: IpAddr,
+    vip: IpAddr,
+    client_port: u16,
+    vip_port: u16,
+    protocol: u8,
+    c: &crate::conn::Conn,
+) -> ConnView {
+    let spec = svc.service(c.service());
+    ConnView {
+        client,
+        client_port,
+        vip,
+        vip_port,
+        protocol,
+        service: c.service(),
+        server: c.server(),
+        server_addr: spec.and_then(|s| s.servers.get(usize::from(c.server())).map(|s| s.addr)),
+        local: c.local().and_then(|(i, port)| {
+            spec.and_then(|s| s.local_pool.as_ref())
+                .and_then(|p| p.addrs.get(usize::from(i)))
+                .map(|a| (*a, port))
+        }),
+        state: c.state(),
+        expires: c.expires(),
+    }
+}
+
+/// Ports, address map and routing table built from a configuration.
+type BuiltPorts = (Vec<PortRt>, HashMap<IpAddr, AddrInfo>, Fib);
+
+/// Validates the ports and routes and builds their runtime form.
+fn build_ports(
+    cfg: &PipelineConfig,
+    worker: &WorkerSpec,
+) -> Result<BuiltPorts, ConfigError> {
+    let n = cfg.ports.len();
+    if n > MAX_PORTS {
+        return Err(ConfigError::TooManyPorts(n));
+    }
+    if worker.rx_queues.len() != n || worker.rss_key.len() != n {
+        return Err(ConfigError::PortCount {
+            ports: n,
+            rx_queues: worker.rx_queues.len(),
+            rss_keys: worker.rss_key.len(),
+        });
+    }
+    let mut ports = Vec::with_capacity(n);
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for &(a, len) in &p.addresses {
+            let bad = match a {
+                IpAddr::V4(x) => {
+                    len > 32 || x.is_unspecified() || x.is_multicast() || x.is_broadcast()
+                }
+                IpAddr::V6(x) => len > 128 || x.is_unspecified() || x.is_multicast(),
+            };
+            if bad {
+                return Err(ConfigError::PortAddress {
+                    port: i,
+                    addr: a,
+                    prefix_len: len,
+                });
+            }
+            match a {
+                IpAddr::V4(x) => v4.push((x, len)),
+                IpAddr::V6(x) => v6.push((x, len)),
+            }
+        }
+        if p.mtu < 576 || (!v6.is_empty() && p.mtu < 1280) {
+            return Err(ConfigError::Mtu {
+                port: i,
+                mtu: p.mtu,
+            });
+        }
+        let queues = worker.rx_queues[i];
+        if queues == 0 {
+            return Err(ConfigError::NoQueues { port: i });
+        }
+        // A port without RSS key is steered in software over the workers
+        // (with the standard key), so `owner_worker` and the SNAT port
+        // choice agree with what the runtime does.
+        let (key, reta, target) = match &worker.rss_key[i] {
+            Some(k) => {
+                let reta = match cfg.reta.get(i).and_then(Option::as_ref) {
+                    Some(entries) => Reta::from_entries(entries.clone()),
+                    None => Reta::round_robin(cfg.reta_size.max(1), queues),
+                };
+                (&k[..], reta, worker.queue)
+            }
+            None => (
+                &MS_RSS_KEY[..],
+                Reta::round_robin(cfg.reta_size.max(1), worker.n_workers.max(1)),
+                worker.index,
+            ),
+        };
+        let reta = reta.map_err(|source| ConfigError::Rss { port: i, source })?;
+        let toeplitz = Toeplitz::new(key).map_err(|source| ConfigError::Rss { port: i, source })?;
+        ports.push(PortRt {
+            mac: p.mac,
+            mtu: p.mtu,
+            v4,
+            v6,
+            steer: Steer {
+                toeplitz,
+                reta,
+                target,
+            },
+        });
+    }
+    for (index, r) in cfg.routes.iter().enumerate() {
+        let max = if r.dst.is_ipv4() { 32 } else { 128 };
+        let reason = if usize::from(r.port) >= n {
+            Some("no such port")
+        } else if r.prefix_len > max {
+            Some("prefix longer than the address")
+        } else if r.gateway.is_some_and(|g| g.is_ipv4() != r.dst.is_ipv4()) {
+            Some("gateway of another address family")
+        } else if r
+            .gateway
+            .is_some_and(|g| g.is_unspecified() || g.is_multicast())
+        {
+            Some("gateway is not a unicast address")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ConfigError::Route {
+                index,
+                dst: r.dst,
+                prefix_len: r.prefix_len,
+                port: r.port,
+                reason,
+            });
+        }
+    }
+    let fib = Fib::new(&ports, &cfg.routes);
+    let addrs = build_addrs(&ports, &cfg.services);
+    Ok((ports, addrs, fib))
+}
+
+/// Our addresses: the ports', the VIPs and the full-NAT local addresses.
+fn build_addrs(ports: &[PortRt], services: &Config) -> HashMap<IpAddr, AddrInfo> {
+    let mut m: HashMap<IpAddr, AddrInfo> = HashMap::new();
+    for (i, p) in ports.iter().enumerate() {
+        let addrs =
+            p.v4.iter()
+                .map(|(a, _)| IpAddr::V4(*a))
+                .chain(p.v6.iter().map(|(a, _)| IpAddr::V6(*a)));
+        for a in addrs {
+            let e = m.entry(a).or_default();
+            if e.port.is_none() {
+                e.port = Some(i as u16);
+            }
+            e.answer_ports |= 1u64 << i;
+        }
+    }
+    // VIPs and local addresses are answered on the ports whose subnets hold
+    // them, or on every port if none does.
+    let onlink = |a: IpAddr| -> u64 {
+        let mut mask = 0u64;
+        for (i, p) in ports.iter().enumerate() {
+            let hit = match a {
+                IpAddr::V4(x) => p.v4.iter().any(|(n, l)| route::same_net_v4(*n, x, *l)),
+                IpAddr::V6(x) => p.v6.iter().any(|(n, l)| route::same_net_v6(n, &x, *l)),
+            };
+            if hit {
+                mask |= 1u64 << i;
+            }
+        }
+        if mask == 0 {
+            if ports.len() >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << ports.len()) - 1
+            }
+        } else {
+            mask
+        }
+    };
+    for (_, s) in services.services() {
+        let ports_mask = onlink(s.vip);
+        let e = m.entry(s.vip).or_default();
+        e.vip = true;
+        if e.port.is_none() {
+            e.answer_ports |= ports_mask;
+        }
+        if let Some(pool) = &s.local_pool {
+            for &a in &pool.addrs {
+                let ports_mask = onlink(a);
+                let e = m.entry(a).or_default();
+                e.snat = true;
+                if e.port.is_none() {
+                    e.answer_ports |= ports_mask;
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Per-service, per-server runtime data (routes to the servers).
+fn build_services(services: &Config, fib: &Fib) -> Vec<SvcRt> {
+    services
+        .services()
+        .map(|(_, s)| SvcRt {
+            servers: s
+                .servers
+                .iter()
+                .map(|srv| SrvRt {
+                    addr: srv.addr,
+                    port: srv.port,
+                    keeps: srv.state.keeps_clients(),
+                    route: fib.lookup(srv.addr),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+impl<F: Frame> core::fmt::Debug for Pipeline<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("worker", &self.worker)
+            .field("ports", &self.ports.len())
+            .field("services", &self.services.len())
+            .field("conns", &self.connection_count())
+            .field("sticky", &self.sticky.len())
+            .field("neighbors", &self.neigh.len())
+            .finish_non_exhaustive()
+    }
+}

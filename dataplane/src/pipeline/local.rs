@@ -1,0 +1,447 @@
+//! What the appliance answers itself, in place (the request frame becomes
+//! the reply): ARP for its addresses (RFC 826), neighbour solicitations
+//! (RFC 4861 §7.2.4), ICMP and ICMPv6 echo (RFC 792, RFC 4443 §4.2); and
+//! the exception path for the rest of the traffic to the ports' addresses.
+//!
+//! "Our addresses" are the ports' own addresses (answered on their port),
+//! and the VIPs and full-NAT local addresses (answered on the ports whose
+//! subnets hold them, or on every port if none does).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::neigh::solicited_node;
+use super::{AddrInfo, Event, Output, Pipeline};
+use crate::frame::Frame;
+use crate::wire::checksum;
+use crate::wire::ethernet::EthernetAddress;
+use crate::wire::icmpv4::Icmpv4Packet;
+use crate::wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
+use crate::wire::ipv4::Ipv4Repr;
+use crate::wire::ipv6::Ipv6Repr;
+use crate::wire::ndisc::{NdiscRepr, NeighborFlags};
+use crate::wire::{ArpOperation, ArpPacket, ArpRepr, Classified, FragStatus, IpProtocol, L3Kind};
+
+/// All-nodes multicast (RFC 4291 §2.7.1).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+fn eth_src(b: &[u8]) -> EthernetAddress {
+    let mut m = [0u8; 6];
+    if let Some(s) = b.get(6..12) {
+        m.copy_from_slice(s);
+    }
+    EthernetAddress(m)
+}
+
+fn v4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+    }
+}
+
+impl<F: Frame> Pipeline<F> {
+    fn answers(&self, addr: IpAddr, port: u16) -> Option<AddrInfo> {
+        self.addrs
+            .get(&addr)
+            .copied()
+            .filter(|i| (i.answer_ports >> port) & 1 == 1)
+    }
+
+    /// An ARP packet: learn the sender (RFC 826 merge rule), answer requests
+    /// for our addresses in place.
+    pub(super) fn arp(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
+        let parsed = frame
+            .bytes()
+            .get(c.l3_offset..)
+            .ok_or(crate::wire::Error::TruncatedArp)
+            .and_then(|b| ArpPacket::new_checked(b).and_then(|p| ArpRepr::parse(&p)));
+        let repr = match parsed {
+            Ok(r) => r,
+            Err(e) => return self.counters.wire_drop(e),
+        };
+        let sha = repr.source_hardware_addr;
+        let spa = repr.source_protocol_addr;
+        let tpa = IpAddr::V4(repr.target_protocol_addr);
+        if sha.is_multicast()
+            || sha == EthernetAddress::UNSPECIFIED
+            || (!spa.is_unspecified() && self.addrs.contains_key(&IpAddr::V4(spa)))
+        {
+            self.counters.drop_arp_bad_sender += 1;
+            return;
+        }
+        let target = self.answers(tpa, rx_port);
+        let request = repr.operation == ArpOperation::REQUEST;
+        let mut learned = false;
+        if !spa.is_unspecified() {
+            // Create an entry only when the packet is addressed to us (a
+            // request for our address, or a reply to us).
+            let create = target.is_some() && !repr.is_gratuitous();
+            learned = self.neigh.learn(
+                rx_port,
+                IpAddr::V4(spa),
+                sha,
+                self.now,
+                create,
+                true,
+                true,
+                &self.ports,
+                Some(out),
+                &mut self.counters,
+            );
+            if learned {
+                self.push_event(Event::Neighbor {
+                    port: rx_port,
+                    addr: IpAddr::V4(spa),
+                    mac: sha,
+                });
+            }
+        }
+        match target {
+            Some(_) if request && !repr.is_gratuitous() => {
+                let mac = self.ports[usize::from(rx_port)].mac;
+                let reply = repr.reply(mac);
+                let l3 = c.l3_offset;
+                let b = frame.bytes_mut();
+                b[..6].copy_from_slice(&sha.0);
+                b[6..12].copy_from_slice(&mac.0);
+                match b.get_mut(l3..).map(|a| reply.emit(a)) {
+                    Some(Ok(_)) => {
+                        self.counters.arp_replies += 1;
+                        self.emit(frame, rx_port, out, true);
+                    }
+                    _ => self.counters.drop_no_room += 1,
+                }
+            }
+            // A reply to one of the ports' addresses may answer the host.
+            Some(i) if !request && i.port == Some(rx_port) && self.cfg.host_path => {
+                self.give_host(frame, out)
+            }
+            _ if learned => self.counters.rx_consumed += 1,
+            _ => self.counters.drop_arp_other += 1,
+        }
+    }
+
+    /// A neighbour discovery message: validated (RFC 4861 §7.1), learned
+    /// from, solicitations for our addresses answered in place.
+    pub(super) fn ndisc(
+        &mut self,
+        mut frame: F,
+        c: &Classified,
+        rx_port: u16,
+        info: Option<AddrInfo>,
+        out: &mut Output<F>,
+    ) {
+        let (src, dst) = (v6(c.src_addr), v6(c.dst_addr));
+        let repr = {
+            let b = frame.bytes();
+            let Some(msg) = b.get(c.l4_offset..c.l3_end) else {
+                self.counters.drop_ndp_invalid += 1;
+                return;
+            };
+            let valid_hdr = c.ttl == 255
+                && c.icmp_code == 0
+                && Icmpv6Packet::new_checked(msg).is_ok_and(|p| p.verify_checksum(&src, &dst));
+            match valid_hdr.then(|| NdiscRepr::parse(msg)) {
+                Some(Ok(r)) => r,
+                _ => {
+                    self.counters.drop_ndp_invalid += 1;
+                    return;
+                }
+            }
+        };
+        match repr {
+            NdiscRepr::NeighborSolicit {
+                target_addr,
+                lladdr,
+            } => {
+                let unspecified = src.is_unspecified();
+                let sn = solicited_node(&target_addr);
+                // RFC 4861 §7.1.1: from the unspecified address, only to the
+                // solicited-node group and without a link-layer address.
+                if unspecified && (dst != sn || lladdr.is_some()) {
+                    self.counters.drop_ndp_invalid += 1;
+                    return;
+                }
+                if dst != sn && dst != target_addr {
+                    self.counters.drop_ndp_other += 1;
+                    return;
+                }
+                let target = self.answers(IpAddr::V6(target_addr), rx_port);
+                let mut learned = false;
+                if let (false, Some(mac)) = (unspecified, lladdr) {
+                    learned = self.neigh.learn(
+                        rx_port,
+                        IpAddr::V6(src),
+                        mac,
+                        self.now,
+                        target.is_some(),
+                        false,
+                        true,
+                        &self.ports,
+                        Some(out),
+                        &mut self.counters,
+                    );
+                    if learned {
+                        self.push_event(Event::Neighbor {
+                            port: rx_port,
+                            addr: IpAddr::V6(src),
+                            mac,
+                        });
+                    }
+                }
+                if target.is_none() {
+                    if learned {
+                        self.counters.rx_consumed += 1;
+                    } else {
+                        self.counters.drop_ndp_other += 1;
+                    }
+                    return;
+                }
+                let mac = self.ports[usize::from(rx_port)].mac;
+                let Some(advert) = repr.advert_for(mac, unspecified) else {
+                    self.counters.drop_ndp_invalid += 1;
+                    return;
+                };
+                let (to, to_mac) = if unspecified {
+                    (ALL_NODES, EthernetAddress::from_ipv6_multicast(&ALL_NODES))
+                } else {
+                    (src, lladdr.unwrap_or_else(|| eth_src(frame.bytes())))
+                };
+                let na = Icmpv6Repr::Ndisc(advert);
+                let l3 = c.l3_offset;
+                let len = l3 + 40 + na.len();
+                if !frame.set_len(len) {
+                    self.counters.drop_no_room += 1;
+                    return;
+                }
+                let ip = Ipv6Repr {
+                    src_addr: target_addr,
+                    dst_addr: to,
+                    next_header: IpProtocol::ICMPV6,
+                    payload_len: na.len(),
+                    hop_limit: 255,
+                    traffic_class: 0,
+                    flow_label: 0,
+                };
+                let b = frame.bytes_mut();
+                b[..6].copy_from_slice(&to_mac.0);
+                b[6..12].copy_from_slice(&mac.0);
+                let ok = ip.emit(&mut b[l3..]).is_ok()
+                    && na.emit(&mut b[l3 + 40..], &target_addr, &to).is_ok();
+                if ok {
+                    self.counters.ndp_adverts += 1;
+                    self.emit(frame, rx_port, out, true);
+                } else {
+                    self.counters.drop_no_room += 1;
+                }
+            }
+            NdiscRepr::NeighborAdvert {
+                flags,
+                target_addr,
+                lladdr,
+            } => {
+                // RFC 4861 §7.1.2: a multicast advertisement is not solicited.
+                if dst.is_multicast() && flags.contains(NeighborFlags::SOLICITED) {
+                    self.counters.drop_ndp_invalid += 1;
+                    return;
+                }
+                let mut learned = false;
+                if let Some(mac) = lladdr
+                    && !self.addrs.contains_key(&IpAddr::V6(target_addr))
+                {
+                    learned = self.neigh.learn(
+                        rx_port,
+                        IpAddr::V6(target_addr),
+                        mac,
+                        self.now,
+                        false,
+                        flags.contains(NeighborFlags::SOLICITED),
+                        flags.contains(NeighborFlags::OVERRIDE),
+                        &self.ports,
+                        Some(out),
+                        &mut self.counters,
+                    );
+                    if learned {
+                        self.push_event(Event::Neighbor {
+                            port: rx_port,
+                            addr: IpAddr::V6(target_addr),
+                            mac,
+                        });
+                    }
+                }
+                if info.is_some_and(|i| i.port == Some(rx_port)) && self.cfg.host_path {
+                    self.give_host(frame, out);
+                } else if learned {
+                    self.counters.rx_consumed += 1;
+                } else {
+                    self.counters.drop_ndp_other += 1;
+                }
+            }
+            // Router discovery and redirects are the host's business.
+            _ => {
+                let to_port = info.is_some_and(|i| i.port == Some(rx_port));
+                if (to_port || dst.is_multicast()) && self.cfg.host_path {
+                    self.give_host(frame, out);
+                } else {
+                    self.counters.drop_ndp_other += 1;
+                }
+            }
+        }
+    }
+
+    /// Traffic to one of our addresses that is not a service's: echo
+    /// requests are answered, the rest of what is for a port's address goes
+    /// to the host.
+    pub(super) fn local(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        rx_port: u16,
+        info: AddrInfo,
+        out: &mut Output<F>,
+    ) {
+        match (c.l3, c.protocol, c.icmp_type) {
+            (L3Kind::Ipv4, IpProtocol::ICMP, 8) => self.echo4(frame, c, rx_port, out),
+            (L3Kind::Ipv6, IpProtocol::ICMPV6, 128) => self.echo6(frame, c, rx_port, out),
+            _ if info.port.is_some() => self.give_host(frame, out),
+            (_, IpProtocol::TCP | IpProtocol::UDP, _) if info.snat => {
+                self.fnat_orphan(&frame, c, rx_port)
+            }
+            (_, IpProtocol::ICMP | IpProtocol::ICMPV6, _) => self.counters.drop_icmp_other += 1,
+            _ => self.counters.drop_unsupported_protocol += 1,
+        }
+    }
+
+    /// A packet to a full-NAT local address with no connection here: count
+    /// whether RSS sent it to the wrong worker.
+    fn fnat_orphan(&mut self, frame: &F, c: &Classified, rx_port: u16) {
+        if let Some(p) = self.ports.get(usize::from(rx_port))
+            && let Some(owner) = super::route::owner(&p.steer, frame.bytes(), c)
+            && owner != p.steer.target
+        {
+            self.counters.fnat_reply_wrong_worker += 1;
+        }
+        self.counters.drop_fnat_no_conn += 1;
+    }
+
+    fn echo_ok(&mut self, c: &Classified) -> bool {
+        if c.frag != FragStatus::NotFragment {
+            self.counters.drop_fragment += 1;
+            return false;
+        }
+        let bad_src = match c.src_addr {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        if bad_src || c.l4_len() < 8 {
+            self.counters.drop_icmp_other += 1;
+            return false;
+        }
+        true
+    }
+
+    /// ICMP echo reply in place: options dropped, addresses swapped, TTL reset.
+    fn echo4(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
+        if !self.echo_ok(c) {
+            return;
+        }
+        let l3 = c.l3_offset;
+        let icmp_len = c.l4_len();
+        let end = l3 + 20 + icmp_len;
+        let (tos, ident) = {
+            let b = frame.bytes_mut();
+            let tos = b[l3 + 1];
+            let ident = u16::from_be_bytes([b[l3 + 4], b[l3 + 5]]);
+            if c.l4_offset > l3 + 20 {
+                b.copy_within(c.l4_offset..c.l3_end, l3 + 20);
+            }
+            (tos, ident)
+        };
+        if !frame.set_len(end) {
+            self.counters.drop_no_room += 1;
+            return;
+        }
+        let ip = Ipv4Repr {
+            src_addr: v4(c.dst_addr),
+            dst_addr: v4(c.src_addr),
+            protocol: IpProtocol::ICMP,
+            payload_len: icmp_len,
+            ttl: self.cfg.ttl,
+            tos,
+            ident,
+            dont_frag: false,
+        };
+        let mac = self.ports[usize::from(rx_port)].mac;
+        let b = frame.bytes_mut();
+        let src_mac = eth_src(b);
+        b[..6].copy_from_slice(&src_mac.0);
+        b[6..12].copy_from_slice(&mac.0);
+        let ok = ip.emit(&mut b[l3..]).is_ok()
+            && Icmpv4Packet::new_checked(&mut b[l3 + 20..end])
+                .and_then(|mut p| p.make_echo_reply())
+                .is_ok();
+        if ok {
+            self.counters.echo_replies += 1;
+            self.emit(frame, rx_port, out, true);
+        } else {
+            self.counters.drop_icmp_other += 1;
+        }
+    }
+
+    /// ICMPv6 echo reply in place: extension headers dropped, addresses
+    /// swapped (the pseudo-header sum does not change), hop limit reset.
+    fn echo6(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
+        if !self.echo_ok(c) {
+            return;
+        }
+        let l3 = c.l3_offset;
+        let icmp_len = c.l4_len();
+        let end = l3 + 40 + icmp_len;
+        let tc = {
+            let b = frame.bytes_mut();
+            let tc = ((b[l3] & 0x0f) << 4) | (b[l3 + 1] >> 4);
+            if c.l4_offset > l3 + 40 {
+                b.copy_within(c.l4_offset..c.l3_end, l3 + 40);
+            }
+            tc
+        };
+        if !frame.set_len(end) {
+            self.counters.drop_no_room += 1;
+            return;
+        }
+        let ip = Ipv6Repr {
+            src_addr: v6(c.dst_addr),
+            dst_addr: v6(c.src_addr),
+            next_header: IpProtocol::ICMPV6,
+            payload_len: icmp_len,
+            hop_limit: self.cfg.ttl,
+            traffic_class: tc,
+            flow_label: 0,
+        };
+        let mac = self.ports[usize::from(rx_port)].mac;
+        let b = frame.bytes_mut();
+        let src_mac = eth_src(b);
+        b[..6].copy_from_slice(&src_mac.0);
+        b[6..12].copy_from_slice(&mac.0);
+        if ip.emit(&mut b[l3..]).is_err() {
+            self.counters.drop_icmp_other += 1;
+            return;
+        }
+        let m = &mut b[l3 + 40..end];
+        let old = u16::from_be_bytes([m[0], m[1]]);
+        let new = 0x8100 | (old & 0x00ff);
+        let csum = u16::from_be_bytes([m[2], m[3]]);
+        let csum = checksum::update16(csum, old, new);
+        m[..2].copy_from_slice(&new.to_be_bytes());
+        m[2..4].copy_from_slice(&csum.to_be_bytes());
+        self.counters.echo_replies += 1;
+        self.emit(frame, rx_port, out, true);
+    }
+}

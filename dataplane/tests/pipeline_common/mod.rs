@@ -1,0 +1,287 @@
+//! Shared topology and harness of the pipeline tests (see
+//! `testdata/pipeline/gen.py` for the same topology on the scapy side).
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use tack_dataplane::conn::ConnTableConfig;
+use tack_dataplane::model::{
+    Config, ForwardMode, LocalPool, Protocol, RealServer, SchedulerKind, Service,
+};
+use tack_dataplane::pipeline::{
+    Counters, Event, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
+};
+use tack_dataplane::sticky::StickyConfig;
+use tack_dataplane::wire::EthernetAddress;
+use tack_dataplane::{Time, VecAlloc, VecFrame};
+
+/// The bytes of `testdata/pipeline/<name>.bin`.
+#[macro_export]
+macro_rules! fixture {
+    ($name:literal) => {
+        &include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/pipeline/",
+            $name,
+            ".bin"
+        ))[..]
+    };
+}
+
+pub const C_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+pub const L0_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+pub const L1_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 1, 2]);
+pub const S_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 3]);
+pub const S2_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 4]);
+pub const R_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xfe]);
+
+pub fn a4(s: &str) -> IpAddr {
+    IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+}
+pub fn a6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+}
+
+pub const CLIENT4: &str = "198.51.100.7";
+pub const ROUTER4: &str = "198.51.100.254";
+pub const FAR4: &str = "192.0.2.77";
+pub const PORT0_4: &str = "198.51.100.1";
+pub const PORT1_4: &str = "10.1.0.1";
+pub const VIP4: &str = "203.0.113.10";
+pub const SERVER4: &str = "10.1.0.5";
+pub const SERVER4B: &str = "10.1.0.6";
+pub const LOCAL4: &str = "10.1.0.254";
+pub const CLIENT6: &str = "2001:db8:1::7";
+pub const ROUTER6: &str = "2001:db8:1::fe";
+pub const PORT0_6: &str = "2001:db8:1::1";
+pub const PORT1_6: &str = "fd00:1::1";
+pub const VIP6: &str = "2001:db8:2::10";
+pub const SERVER6: &str = "fd00:1::5";
+pub const LOCAL6: &str = "fd00:1::fe";
+
+pub fn ports() -> Vec<PortSpec> {
+    vec![
+        PortSpec {
+            mac: L0_MAC,
+            addresses: vec![(a4(PORT0_4), 24), (a6(PORT0_6), 64)],
+            mtu: 1500,
+        },
+        PortSpec {
+            mac: L1_MAC,
+            addresses: vec![(a4(PORT1_4), 24), (a6(PORT1_6), 64)],
+            mtu: 1500,
+        },
+    ]
+}
+
+/// Default routes towards the clients' router on port 0.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            dst: a4("0.0.0.0"),
+            prefix_len: 0,
+            port: 0,
+            gateway: Some(a4(ROUTER4)),
+        },
+        Route {
+            dst: a6("::"),
+            prefix_len: 0,
+            port: 0,
+            gateway: Some(a6(ROUTER6)),
+        },
+    ]
+}
+
+/// A service on `vip`/`proto`/`port` with servers, in `mode`.
+pub fn service(
+    vip: IpAddr,
+    proto: Protocol,
+    port: Option<u16>,
+    mode: ForwardMode,
+    servers: &[IpAddr],
+) -> Service {
+    let mut s = Service::new(vip, proto, port);
+    s.mode = mode;
+    s.scheduler = SchedulerKind::RoundRobin;
+    s.servers = servers.iter().map(|a| RealServer::new(*a)).collect();
+    if mode == ForwardMode::FullNat {
+        s.local_pool = Some(LocalPool {
+            addrs: vec![if vip.is_ipv4() {
+                a4(LOCAL4)
+            } else {
+                a6(LOCAL6)
+            }],
+            port_min: 1024,
+            port_max: 65535,
+        });
+    }
+    s
+}
+
+/// The basic services: TCP 80 on VIP4 (NAT) and TCP 443 on VIP6 (NAT).
+pub fn basic_services() -> Vec<Service> {
+    vec![
+        service(
+            a4(VIP4),
+            Protocol::Tcp,
+            Some(80),
+            ForwardMode::Nat,
+            &[a4(SERVER4)],
+        ),
+        service(
+            a6(VIP6),
+            Protocol::Tcp,
+            Some(443),
+            ForwardMode::Nat,
+            &[a6(SERVER6)],
+        ),
+    ]
+}
+
+pub fn config(services: Vec<Service>) -> PipelineConfig {
+    PipelineConfig {
+        ports: ports(),
+        services: Arc::new(Config::new(services).unwrap()),
+        routes: routes(),
+        conn4: ConnTableConfig {
+            capacity: 1024,
+            hash_seed: 1,
+            ..ConnTableConfig::default()
+        },
+        conn6: ConnTableConfig {
+            capacity: 1024,
+            hash_seed: 2,
+            ..ConnTableConfig::default()
+        },
+        sticky: StickyConfig {
+            capacity: 1024,
+            ..StickyConfig::default()
+        },
+        ..PipelineConfig::default()
+    }
+}
+
+pub fn worker(index: u16, n_workers: u16, n_ports: usize) -> WorkerSpec {
+    WorkerSpec {
+        index,
+        n_workers,
+        queue: index,
+        rx_queues: vec![n_workers; n_ports],
+        rss_key: vec![None; n_ports],
+    }
+}
+
+/// A pipeline, its output and allocator, and a clock.
+pub struct Harness {
+    pub p: Pipeline<VecFrame>,
+    pub out: Output<VecFrame>,
+    pub alloc: VecAlloc,
+    pub now: Time,
+}
+
+impl Harness {
+    pub fn new(cfg: PipelineConfig) -> Harness {
+        let n = cfg.ports.len();
+        Harness {
+            p: Pipeline::new(Arc::new(cfg), worker(0, 1, n)).unwrap(),
+            out: Output::new(n),
+            alloc: VecAlloc::default(),
+            now: Time::from_secs(1),
+        }
+    }
+
+    pub fn basic() -> Harness {
+        Harness::new(config(basic_services()))
+    }
+
+    /// Feeds frames received on `port`; returns (per port frames, host frames) as bytes.
+    pub fn rx_many(&mut self, port: u16, frames: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+        let mut rx: Vec<VecFrame> = frames.iter().map(|b| VecFrame::new(b)).collect();
+        self.p
+            .process_burst(self.now, port, &mut rx, &mut self.out, &mut self.alloc);
+        assert!(rx.is_empty(), "the pipeline takes every frame");
+        self.check_accounting();
+        self.take()
+    }
+
+    pub fn rx(&mut self, port: u16, frame: &[u8]) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+        self.rx_many(port, &[frame])
+    }
+
+    /// Advances the clock by `ms` and polls.
+    pub fn poll_after(&mut self, ms: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+        self.now = Time(self.now.as_nanos() + ms * 1_000_000);
+        self.p.poll(self.now, &mut self.out, &mut self.alloc);
+        self.take()
+    }
+
+    pub fn take(&mut self) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+        let tx = self
+            .out
+            .tx
+            .iter_mut()
+            .map(|q| q.drain(..).map(VecFrame::into_bytes).collect())
+            .collect();
+        let host = self.out.host.drain(..).map(VecFrame::into_bytes).collect();
+        (tx, host)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        self.p.counters()
+    }
+
+    pub fn check_accounting(&self) {
+        let c = self.p.counters();
+        assert_eq!(
+            c.accounted(),
+            c.rx_frames,
+            "every frame is accounted once: {c:?}"
+        );
+    }
+
+    pub fn events(&mut self) -> Vec<Event> {
+        let mut v = Vec::new();
+        self.p.drain_events(&mut v);
+        v
+    }
+
+    /// Teaches the pipeline the MACs of the client, router and servers.
+    pub fn learn_neighbors(&mut self) {
+        self.rx(1, fixture!("arp_rep_server"));
+        self.rx(1, fixture!("arp_rep_server2"));
+        self.rx(0, fixture!("arp_rep_router"));
+        self.rx(0, fixture!("arp_rep_client"));
+        self.rx(1, fixture!("na_server6"));
+    }
+}
+
+/// Asserts `got` equals `want`, printing both in hex on failure.
+pub fn assert_frame(got: &[u8], want: &[u8]) {
+    if got != want {
+        panic!("frames differ\n got: {}\nwant: {}", hex(got), hex(want));
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+/// The only frame sent, on `port`.
+pub fn only(tx: &[Vec<Vec<u8>>], port: usize) -> Vec<u8> {
+    for (i, q) in tx.iter().enumerate() {
+        if i == port {
+            assert_eq!(q.len(), 1, "one frame on port {port}: {tx:?}");
+        } else {
+            assert!(q.is_empty(), "nothing on port {i}");
+        }
+    }
+    tx[port][0].clone()
+}
+
+pub fn nothing(tx: &[Vec<Vec<u8>>]) {
+    assert!(tx.iter().all(|q| q.is_empty()), "nothing sent: {tx:?}");
+}

@@ -402,11 +402,11 @@ impl SnatPortPicker {
             return Err(RssError::Exhausted);
         }
         let v6 = flow.server_addr.is_ipv6();
-        let base = toeplitz.hash_flow(
-            &flow.server_addr,
-            &flow.local_addr,
-            Some((flow.server_port, 0)),
-        )?;
+        let base = match (flow.server_addr, flow.local_addr) {
+            (IpAddr::V4(s), IpAddr::V4(l)) => toeplitz.hash_v4_l4(s, l, flow.server_port, 0),
+            (IpAddr::V6(s), IpAddr::V6(l)) => toeplitz.hash_v6_l4(&s, &l, flow.server_port, 0),
+            _ => return Err(RssError::FamilyMismatch),
+        };
         let span = u32::from(hi - lo) + 1;
         let start = if (lo..=hi).contains(&self.cursor) {
             u32::from(self.cursor - lo)

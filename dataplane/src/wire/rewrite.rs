@@ -18,7 +18,7 @@ use core::net::IpAddr;
 use super::checksum;
 use super::classify::{Classified, FragStatus, L3Kind};
 use super::ip::{EmbeddedFlow, IpProtocol};
-use super::{Error, Result, rd_array, rd16};
+use super::{Error, Result, rd16};
 
 /// Which addresses and ports to replace; `None` keeps the field.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,57 +155,81 @@ pub fn rewrite_flow(frame: &mut [u8], c: &Classified, rw: &FlowRewrite) -> Resul
         return Err(Error::InvalidArgument);
     }
 
+    // RFC 1624 eqn. 3 generalised to several changed words,
+    // HC' = ~(~HC + Σ~m + Σm'): accumulate Σ~m + Σm' for every changed word
+    // and update each checksum once.
+    let mut addr_delta: u64 = 0;
+    let mut port_delta: u64 = 0;
+    let mut addr_changed = false;
+    let mut port_changed = false;
     for (off, new) in [(src_off, rw.src_addr), (dst_off, rw.dst_addr)] {
         let Some(new) = new else { continue };
-        let old = if v4 {
-            IpAddr::from(rd_array::<4>(pkt, off))
-        } else {
-            IpAddr::from(rd_array::<16>(pkt, off))
-        };
+        let mut nb = [0u8; 16];
+        match new {
+            IpAddr::V4(a) => nb[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => nb.copy_from_slice(&a.octets()),
+        }
+        let new = &nb[..alen];
+        let old = pkt.get_mut(off..off + alen).ok_or(Error::InvalidArgument)?;
         if old == new {
             continue;
         }
-        if v4 {
-            // RFC 1624 eqn. 3 on the IPv4 header checksum (offset 10).
-            let hc = get16(pkt, ip + 10)?;
-            put16(pkt, ip + 10, checksum::update_addr(hc, &old, &new)?)?;
-        }
-        if let L4Sum::Pseudo { off: coff, udp } = sum {
-            update_l4(pkt, l4 + coff, udp, |c| {
-                checksum::update_addr(c, &old, &new).unwrap_or(c)
-            })?;
-        }
-        match new {
-            IpAddr::V4(a) => pkt[off..off + alen].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => pkt[off..off + alen].copy_from_slice(&a.octets()),
+        addr_delta += word_delta(old, new);
+        old.copy_from_slice(new);
+        addr_changed = true;
+    }
+
+    let port_fields: [(usize, Option<u16>); 2] = if has_ports {
+        [(l4, rw.src_port), (l4 + 2, rw.dst_port)]
+    } else if is_echo && l4_present {
+        [(l4 + 4, rw.src_port.or(rw.dst_port)), (0, None)]
+    } else {
+        [(0, None), (0, None)]
+    };
+    for (off, new) in port_fields {
+        let Some(new) = new else { continue };
+        let old = get16(pkt, off)?;
+        if old != new {
+            port_delta += u64::from(!old) + u64::from(new);
+            put16(pkt, off, new)?;
+            port_changed = true;
         }
     }
 
-    if has_ports {
-        let coff = match sum {
-            L4Sum::Pseudo { off, .. } => off,
-            _ => return Err(Error::InvalidArgument),
-        };
-        let udp = c.protocol == IpProtocol::UDP;
-        for (off, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
-            let Some(new) = new else { continue };
-            let old = get16(pkt, off)?;
-            if old != new {
-                update_l4(pkt, l4 + coff, udp, |c| checksum::update16(c, old, new))?;
-                put16(pkt, off, new)?;
-            }
+    if v4 && addr_changed {
+        let hc = get16(pkt, ip + 10)?;
+        put16(pkt, ip + 10, apply_delta(hc, addr_delta))?;
+    }
+    match sum {
+        L4Sum::Pseudo { off, udp } if addr_changed || port_changed => {
+            update_l4(pkt, l4 + off, udp, |c| {
+                apply_delta(c, addr_delta + port_delta)
+            })?;
         }
-    } else if is_echo
-        && l4_present
-        && let Some(new) = rw.src_port.or(rw.dst_port)
-    {
-        let old = get16(pkt, l4 + 4)?;
-        if old != new {
-            update_l4(pkt, l4 + 2, false, |c| checksum::update16(c, old, new))?;
-            put16(pkt, l4 + 4, new)?;
+        L4Sum::NoPseudo if port_changed => {
+            update_l4(pkt, l4 + 2, false, |c| apply_delta(c, port_delta))?;
         }
+        _ => {}
     }
     Ok(())
+}
+
+/// Σ~m + Σm' over the 16-bit words of two equal-length, even-length slices.
+#[inline(always)]
+fn word_delta(old: &[u8], new: &[u8]) -> u64 {
+    old.chunks_exact(2)
+        .zip(new.chunks_exact(2))
+        .map(|(o, n)| {
+            u64::from(!u16::from_be_bytes([o[0], o[1]]))
+                + u64::from(u16::from_be_bytes([n[0], n[1]]))
+        })
+        .sum()
+}
+
+/// `~(~HC + delta)` with end-around carry.
+#[inline(always)]
+fn apply_delta(hc: u16, delta: u64) -> u16 {
+    !checksum::fold(u64::from(!hc) + delta)
 }
 
 /// Writes into an ICMP message while keeping its checksum (at offset 2)

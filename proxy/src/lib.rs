@@ -14,8 +14,8 @@
 //!
 //! Where TLS slots in: listeners hand accepted streams to [`serve_stream`], which is
 //! generic over the stream, so a rustls acceptor wraps the `TcpStream` before that
-//! call; upstream connections are made by the client built in [`upstream_client`],
-//! whose connector can be swapped for an HTTPS one.
+//! call; upstream connections are made in [`upstream::Upstream`], whose `connect`
+//! wraps the `TcpStream` in TLS for re-encryption.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod persist;
 pub mod proxy;
 pub mod qos;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,8 +36,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -47,7 +46,8 @@ use tokio::task::JoinSet;
 
 use crate::backend::Backend;
 use crate::config::{BackendConfig, FrontendConfig, ProxyConfig};
-use crate::proxy::{Frontend, UpstreamClient};
+use crate::proxy::Frontend;
+use crate::upstream::Upstream;
 
 /// Errors of starting the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -112,18 +112,10 @@ pub fn bind_listener(
     TcpListener::from_std(sock.into())
 }
 
-/// The pooled keep-alive HTTP/1.1 client used to reach a backend's servers.
-pub fn upstream_client(cfg: &BackendConfig) -> UpstreamClient {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_connect_timeout(Some(cfg.timeouts.connect.0));
-    conn.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(cfg.timeouts.pool_idle.0)
-        .pool_max_idle_per_host(1024)
-        .set_host(false)
-        .build(conn)
+/// The keep-alive connection pools used to reach a backend's servers.
+pub fn upstream_pools(cfg: &BackendConfig) -> Upstream {
+    let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
+    Upstream::new(&addrs, cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0)
 }
 
 fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
@@ -252,7 +244,11 @@ impl Proxy {
             .iter()
             .map(|b| Arc::new(Backend::new(b)))
             .collect();
-        let clients: Vec<UpstreamClient> = cfg.backends.iter().map(upstream_client).collect();
+        let pools: Vec<Arc<Upstream>> = cfg
+            .backends
+            .iter()
+            .map(|b| Arc::new(upstream_pools(b)))
+            .collect();
         let mut frontends = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -268,7 +264,7 @@ impl Proxy {
                         line: None,
                     })
                 })?;
-            let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), clients[bi].clone()));
+            let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), pools[bi].clone()));
             for &addr in &fc.bind {
                 let l = bind_listener(addr, fc.freebind, fc.transparent)
                     .map_err(|source| Error::Bind { addr, source })?;

@@ -14,8 +14,6 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::backend::{Backend, Server};
 use crate::balance::RequestView;
@@ -23,13 +21,12 @@ use crate::config::{CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionI
 use crate::cookie::{self, CookieVerdict};
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
+use crate::upstream::{ProxiedBody, Upstream};
 
 /// Error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body of responses the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
-/// The pooled upstream HTTP client.
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// Counters of a frontend.
 #[derive(Debug, Default)]
@@ -91,7 +88,7 @@ pub struct Frontend {
     rules: Vec<Rule>,
     default_class: i32,
     access_log: bool,
-    client: UpstreamClient,
+    upstream: Arc<Upstream>,
     /// Counters.
     pub stats: FrontendStats,
 }
@@ -260,7 +257,7 @@ struct Decision {
 
 impl Frontend {
     /// Build a frontend handler.
-    pub fn new(cfg: &FrontendConfig, backend: Arc<Backend>, client: UpstreamClient) -> Frontend {
+    pub fn new(cfg: &FrontendConfig, backend: Arc<Backend>, upstream: Arc<Upstream>) -> Frontend {
         let rules = cfg
             .priority_rules
             .iter()
@@ -281,7 +278,7 @@ impl Frontend {
             rules,
             default_class: cfg.default_class,
             access_log: cfg.access_log,
-            client,
+            upstream,
             stats: FrontendStats::default(),
         }
     }
@@ -323,24 +320,27 @@ impl Frontend {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let t0 = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().clone();
-        let uri_text = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let version = req.version();
+        let line = (self.access_log
+            && log::log_enabled!(target: "tack_proxy::access", log::Level::Info))
+        .then(|| {
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            (req.method().clone(), uri, req.version())
+        });
         let (resp, server, via, tw) = self.route(peer, req, t0).await;
         let status = resp.status();
         self.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
-        if self.access_log {
+        if let Some((method, uri_text, version)) = line {
             log::info!(
                 target: "tack_proxy::access",
                 "{} {} {}/{} {}/{} {} {} \"{} {} {:?}\"",
                 peer,
                 self.name,
                 self.backend.name,
-                server.as_deref().unwrap_or("<NOSRV>"),
+                server.map(|i| self.backend.servers[i].name.as_str()).unwrap_or("<NOSRV>"),
                 tw.map(|d| d.as_millis() as i64).unwrap_or(-1),
                 t0.elapsed().as_millis(),
                 status.as_u16(),
@@ -380,7 +380,7 @@ impl Frontend {
         t0: Instant,
     ) -> (
         Response<ProxyBody>,
-        Option<String>,
+        Option<usize>,
         Option<Via>,
         Option<std::time::Duration>,
     ) {
@@ -527,7 +527,7 @@ impl Frontend {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            return (r, Some(srv.name.clone()), Some(decision.via), None);
+            return (r, Some(srv.idx), Some(decision.via), None);
         }
 
         // 3. QoS: a slot on the server, by class.
@@ -554,7 +554,7 @@ impl Frontend {
                                     StatusCode::SERVICE_UNAVAILABLE,
                                     "No server is available to handle this request.",
                                 ),
-                                Some(s.name.clone()),
+                                Some(s.idx),
                                 Some(decision.via),
                                 None,
                             );
@@ -570,7 +570,7 @@ impl Frontend {
                     };
                     return (
                         self.fail(StatusCode::SERVICE_UNAVAILABLE, text),
-                        Some(s.name.clone()),
+                        Some(s.idx),
                         Some(decision.via),
                         Some(t0.elapsed()),
                     );
@@ -585,7 +585,7 @@ impl Frontend {
         let mut body = Some(body);
         let mut permit = permit;
         let mut attempts = 0u32;
-        let resp = loop {
+        let (resp, conn) = loop {
             let srv = be.servers[decision.server].clone();
             let b: ProxyBody = if bodyless {
                 Empty::<Bytes>::new()
@@ -599,24 +599,16 @@ impl Frontend {
                         .boxed(),
                 }
             };
-            let up = match self.upstream_request(&parts, &srv, peer, cookies.as_deref(), b) {
-                Ok(r) => r,
-                Err(e) => {
-                    return (
-                        self.fail(StatusCode::BAD_REQUEST, &e),
-                        Some(srv.name.clone()),
-                        Some(decision.via),
-                        Some(tw),
-                    );
-                }
-            };
+            let up = self.upstream_request(&parts, &srv, peer, cookies.as_deref(), b);
             srv.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(be.cfg.timeouts.server.0, self.client.request(up)).await {
+            match tokio::time::timeout(be.cfg.timeouts.server.0, self.upstream.request(srv.idx, up))
+                .await
+            {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) => {
                     srv.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("upstream {} failed: {e:?}", srv.name);
-                    if e.is_connect() && bodyless && attempts < be.cfg.retries {
+                    log::debug!("upstream {} failed: {e}", srv.name);
+                    if e.is_retryable() && bodyless && attempts < be.cfg.retries {
                         attempts += 1;
                         be.stats.retries.fetch_add(1, Ordering::Relaxed);
                         if attempts == be.cfg.retries
@@ -640,7 +632,7 @@ impl Frontend {
                                             StatusCode::SERVICE_UNAVAILABLE,
                                             "No server is available to handle this request.",
                                         ),
-                                        Some(srv.name.clone()),
+                                        Some(srv.idx),
                                         Some(decision.via),
                                         Some(tw),
                                     );
@@ -656,7 +648,7 @@ impl Frontend {
                     };
                     return (
                         self.fail(st, "The server failed to answer."),
-                        Some(srv.name.clone()),
+                        Some(srv.idx),
                         Some(decision.via),
                         Some(tw),
                     );
@@ -667,7 +659,7 @@ impl Frontend {
                             StatusCode::GATEWAY_TIMEOUT,
                             "The server didn't respond in time.",
                         ),
-                        Some(srv.name.clone()),
+                        Some(srv.idx),
                         Some(decision.via),
                         Some(tw),
                     );
@@ -729,17 +721,10 @@ impl Frontend {
                 now_unix,
             );
         }
-        let guard = permit;
-        let body = rbody
-            .map_err(|e| -> BoxError { Box::new(e) })
-            .map_frame(move |f| {
-                let _held = &guard;
-                f
-            })
-            .boxed();
+        let body = ProxiedBody::new(rbody, conn, permit).boxed();
         (
             Response::from_parts(rparts, body),
-            Some(srv.name.clone()),
+            Some(srv.idx),
             Some(decision.via),
             Some(tw),
         )
@@ -830,16 +815,12 @@ impl Frontend {
         peer: SocketAddr,
         cookies: Option<&str>,
         body: ProxyBody,
-    ) -> Result<Request<ProxyBody>, String> {
+    ) -> Request<ProxyBody> {
         let be = &self.backend;
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri: http::Uri = format!("http://{}{}", srv.addr, pq)
-            .parse()
-            .map_err(|e| format!("bad request target: {e}"))?;
+        let uri = match parts.uri.path_and_query() {
+            Some(pq) => http::Uri::from(pq.clone()),
+            None => http::Uri::from_static("/"),
+        };
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
         if !headers.contains_key(header::HOST) {
@@ -878,7 +859,7 @@ impl Frontend {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
-        Ok(req)
+        req
     }
 }
 

@@ -114,7 +114,7 @@ impl Slots {
                 slots: self.clone(),
             });
         }
-        let (key, mut rx) = {
+        let (key, rx) = {
             let mut st = self.lock();
             if st.active < self.maxconn && st.queue.is_empty() {
                 st.active += 1;
@@ -133,29 +133,33 @@ impl Slots {
             st.queue.insert(key, tx);
             (key, rx)
         };
-        match tokio::time::timeout(timeout, &mut rx).await {
-            Ok(Ok(())) => {
-                self.dequeued.fetch_add(1, Ordering::Relaxed);
-                Ok(Permit {
-                    slots: self.clone(),
-                })
-            }
-            _ => {
-                // Leave the queue; if a slot was handed over meanwhile, take it.
-                let mut st = self.lock();
-                st.queue.remove(&key);
-                drop(st);
-                rx.close();
-                if rx.try_recv().is_ok() {
-                    self.dequeued.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Permit {
-                        slots: self.clone(),
-                    });
-                }
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(QueueError::Timeout)
-            }
+        // If this future is dropped while waiting (the client went away), the guard
+        // leaves the queue, or gives back a slot that was handed over meanwhile.
+        let mut waiting = Waiting {
+            slots: self,
+            key,
+            armed: true,
+        };
+        let res = tokio::time::timeout(timeout, rx).await;
+        waiting.armed = false;
+        if let Ok(Ok(())) = res {
+            self.dequeued.fetch_add(1, Ordering::Relaxed);
+            return Ok(Permit {
+                slots: self.clone(),
+            });
         }
+        let mut st = self.lock();
+        if st.queue.remove(&key).is_some() {
+            drop(st);
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(QueueError::Timeout);
+        }
+        // `release` took the entry and handed the slot over just as the timer fired.
+        drop(st);
+        self.dequeued.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit {
+            slots: self.clone(),
+        })
     }
 
     fn release(&self) {
@@ -172,6 +176,27 @@ impl Slots {
         }
         st.active = st.active.saturating_sub(1);
         self.inflight.store(st.active, Ordering::Relaxed);
+    }
+}
+
+/// A queued request; dropping it armed (cancellation) cleans up after it.
+struct Waiting<'a> {
+    slots: &'a Slots,
+    key: (i32, u64),
+    armed: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut st = self.slots.lock();
+        if st.queue.remove(&self.key).is_none() {
+            // The slot was handed to this request, which no longer wants it.
+            drop(st);
+            self.slots.release();
+        }
     }
 }
 
@@ -230,6 +255,34 @@ mod tests {
         assert_eq!(slots.inflight(), 0);
         let _again = slots.acquire(0, Duration::from_millis(1)).await.unwrap();
         assert_eq!(slots.inflight(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waiters_leave_the_queue_and_return_slots() {
+        let slots = Arc::new(Slots::new(1, 0));
+        let p = slots.acquire(0, Duration::from_secs(1)).await.unwrap();
+        // A waiter dropped while queued leaves the queue.
+        let s2 = slots.clone();
+        let w =
+            tokio::spawn(async move { s2.acquire(0, Duration::from_secs(10)).await.map(|_| ()) });
+        while slots.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        w.abort();
+        let _ = w.await;
+        assert_eq!(slots.queued(), 0);
+        // A waiter handed the slot but dropped before it ran gives the slot back.
+        let s3 = slots.clone();
+        let w =
+            tokio::spawn(async move { s3.acquire(0, Duration::from_secs(10)).await.map(|_| ()) });
+        while slots.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(p); // hands the slot to the queued waiter
+        w.abort();
+        let _ = w.await;
+        assert_eq!(slots.inflight(), 0, "no slot leaked");
+        let _again = slots.acquire(0, Duration::ZERO).await.unwrap();
     }
 
     #[tokio::test]

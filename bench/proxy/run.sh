@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# tack-proxy against HAProxy, same backends, same persistence, same run.
+#
+# Each proxy is pinned to one core (taskset; HAProxy nbthread 1, tack-proxy
+# --threads 1), the load generator (wrk, HTTP/1.1 keep-alive) and the nginx
+# backends share the other core. Scenarios:
+#   pinned  - clients send the persistence cookie (SERVERID=s1): cookie lookup, no insert
+#   insert  - clients send no cookie: round robin + Set-Cookie insert on every response
+#   urihash - balance uri, consistent hashing, no cookie
+# Prints requests/s and p99 latency per proxy and the ratio tack/haproxy.
+#
+# Usage: bench/proxy/run.sh [duration-seconds=10] [connections=50]
+# Env:   PROXY_CORE (default 0), LOAD_CORE (default 1), CARGO_TARGET_DIR, SKIP_BUILD=1
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+dur=${1:-10}
+conns=${2:-50}
+pcore=${PROXY_CORE:-0}
+lcore=${LOAD_CORE:-1}
+target=${CARGO_TARGET_DIR:-$root/target}
+
+for t in haproxy nginx wrk taskset curl; do
+  command -v "$t" >/dev/null || { echo "bench: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  (cd "$root" && cargo build --release -p tack-proxy >&2)
+fi
+bin="$target/release/tack-proxy"
+[ -x "$bin" ] || { echo "bench: $bin not built" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/tack-proxy-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "bench: nothing on port $1" >&2; cat "$work"/*.log "$work"/nginx.err >&2 2>/dev/null; exit 1; }
+
+# Backends: two nginx servers (one worker each) answering with their name.
+b1=$(free_port); b2=$(free_port)
+cat > "$work/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$b1; location / { return 200 "s1\n"; } }
+  server { listen 127.0.0.1:$b2; location / { return 200 "s2\n"; } }
+}
+EOF
+taskset -c "$lcore" nginx -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+wait_port "$b1"; wait_port "$b2"
+
+hp_port() { echo $((hp_base + $1)); }
+tk_port() { echo $((tk_base + $1)); }
+hp_base=$(free_port); tk_base=$(free_port)
+# three consecutive ports each, checked free
+for off in 1 2; do
+  for base in $hp_base $tk_base; do
+    python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$((base + off))))" 2>/dev/null || { echo "bench: port $((base + off)) busy, re-run" >&2; exit 1; }
+  done
+done
+
+cat > "$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    option http-keep-alive
+frontend pinned
+    bind 127.0.0.1:$(hp_port 0)
+    default_backend ck
+frontend insert
+    bind 127.0.0.1:$(hp_port 1)
+    default_backend ck
+frontend urihash
+    bind 127.0.0.1:$(hp_port 2)
+    default_backend uh
+backend ck
+    balance roundrobin
+    cookie SERVERID insert indirect nocache
+    server s1 127.0.0.1:$b1 cookie s1
+    server s2 127.0.0.1:$b2 cookie s2
+backend uh
+    balance uri
+    hash-type consistent
+    server s1 127.0.0.1:$b1
+    server s2 127.0.0.1:$b2
+EOF
+cat > "$work/tack.yaml" <<EOF
+frontends:
+  - { name: pinned, bind: ["127.0.0.1:$(tk_port 0)"], backend: ck, access_log: false }
+  - { name: insert, bind: ["127.0.0.1:$(tk_port 1)"], backend: ck, access_log: false }
+  - { name: urihash, bind: ["127.0.0.1:$(tk_port 2)"], backend: uh, access_log: false }
+backends:
+  - name: ck
+    cookie: { name: SERVERID, mode: insert, indirect: true, nocache: true }
+    servers:
+      - { name: s1, address: "127.0.0.1:$b1", cookie: s1 }
+      - { name: s2, address: "127.0.0.1:$b2", cookie: s2 }
+  - name: uh
+    balance: { algorithm: uri }
+    hash_type: consistent
+    servers:
+      - { name: s1, address: "127.0.0.1:$b1" }
+      - { name: s2, address: "127.0.0.1:$b2" }
+EOF
+
+taskset -c "$pcore" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+RUST_LOG=warn taskset -c "$pcore" "$bin" --threads 1 --config "$work/tack.yaml" >"$work/tack.log" 2>&1 &
+pids+=($!)
+for i in 0 1 2; do wait_port "$(hp_port $i)"; wait_port "$(tk_port $i)"; done
+
+# Sanity: both answer and insert the same cookie.
+hsc=$(curl -si "http://127.0.0.1:$(hp_port 1)/" | grep -i '^set-cookie' | tr -d '\r')
+tsc=$(curl -si "http://127.0.0.1:$(tk_port 1)/" | grep -i '^set-cookie' | tr -d '\r')
+echo "haproxy: $hsc" >&2
+echo "tack:    $tsc" >&2
+
+# wrk prints latency percentiles with --latency; take Requests/sec and the 99% line.
+run_wrk() { # port scenario
+  local hdr=()
+  [ "$2" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
+  local path=/
+  [ "$2" = urihash ] && path=/objects/item-42.jpg
+  taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1
+  local rps p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.out")
+  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.out")
+  local errs
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/wrk.out" | tr '\n' ' ')
+  echo "$rps $p99 ${errs:-}"
+}
+
+printf '\n%-9s %-8s %14s %10s   %s\n' scenario proxy "requests/s" "p99" "notes"
+for sc in pinned insert urihash; do
+  case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
+  # warm both briefly, then measure HAProxy and tack-proxy back to back
+  taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(hp_port $i)/" >/dev/null 2>&1
+  taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(tk_port $i)/" >/dev/null 2>&1
+  read -r hr hp hn <<<"$(run_wrk "$(hp_port $i)" $sc)"
+  read -r tr tp tn <<<"$(run_wrk "$(tk_port $i)" $sc)"
+  printf '%-9s %-8s %14s %10s   %s\n' "$sc" haproxy "$hr" "$hp" "${hn:-}"
+  printf '%-9s %-8s %14s %10s   %s\n' "$sc" tack "$tr" "$tp" "${tn:-}"
+  printf '%-9s %-8s %14s\n' "$sc" ratio "$(awk -v a="$tr" -v b="$hr" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
+done
+echo
+echo "proxy core: $pcore; wrk + nginx core: $lcore; ${dur}s per run, $conns connections, HTTP/1.1 keep-alive" 
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -159,6 +159,8 @@ counters! {
     icmp_errors_sent,
     /// ICMP errors not generated because of the rate limit.
     icmp_errors_rate_limited,
+    /// ICMP errors not generated because the port has no address of the family.
+    icmp_errors_no_source,
     /// Connections created.
     conn_created,
     /// Connections picked up mid-stream (first packet not a SYN).

@@ -1,33 +1,598 @@
-//! Forwarding: NAT, full NAT, DSR and tunnel.
+//! Forwarding: opening connections and rewriting their packets for NAT,
+//! full NAT, DSR and IP-in-IP tunnels.
+//!
+//! * NAT and full NAT behave as a router: the TTL / hop limit is decremented
+//!   (an expired one gets an ICMP time exceeded back), packets larger than
+//!   the egress MTU get fragmentation needed / packet too big (IPv4 without
+//!   DF is dropped: the pipeline does not fragment).
+//! * DSR rewrites only the Ethernet header: the IP packet reaches the server
+//!   unchanged, TTL included (the server answers the client directly).
+//! * The tunnel prepends an outer IPv4 (or IPv6) header from the egress
+//!   port's address to the server (RFC 2003 / RFC 2473); the inner packet is
+//!   unchanged except for the MSS of SYNs, clamped so that full segments fit
+//!   the egress MTU once encapsulated. An inner packet that does not fit gets
+//!   fragmentation needed / packet too big with the MTU left after the outer
+//!   header (path MTU discovery is what keeps the client's segments small:
+//!   the server's SYN-ACK, which carries its MSS, does not pass here).
 
-use super::{Output, Pipeline};
-use crate::conn::Handle;
+use std::net::IpAddr;
+
+use super::flow::{Tuple, tuple_free};
+use super::icmp::ErrorKind;
+use super::{FLAG_STICKY, Output, Pipeline, SrvRt};
+use crate::conn::{Handle, InsertError, NewConn};
 use crate::frame::{Frame, FrameAlloc};
-use crate::wire::Classified;
+use crate::model::{ForwardMode, Protocol, ServerIdx, ServiceIdx};
+use crate::rss::ReplyFlow;
+use crate::sched::PickKey;
+use crate::sticky::StickyDecision;
+use crate::wire::ethernet::EtherType;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::Ipv6Packet;
+use crate::wire::rewrite::rewrite_flow;
+use crate::wire::tcp::TcpPacket;
+use crate::wire::{Classified, FlowRewrite, FragStatus, IpProtocol, L3Kind, TcpFlags, tunnel};
+
+/// A connection as the forwarding code needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fwd {
+    pub(crate) svc: ServiceIdx,
+    /// Client → VIP tuple.
+    pub(crate) orig: Tuple,
+    /// Full-NAT local address and port.
+    pub(crate) local: Option<(IpAddr, u16)>,
+}
 
 impl<F: Frame> Pipeline<F> {
+    /// The server's port for a connection whose client sent to `vport`.
+    #[inline]
+    pub(crate) fn server_port(srv: &SrvRt, vport: u16) -> u16 {
+        srv.port.unwrap_or(vport)
+    }
+
     /// A frame of a known connection.
     pub(super) fn established<A: FrameAlloc<Frame = F>>(
         &mut self,
-        _frame: F,
-        _c: &Classified,
-        _h: Handle,
-        _rx_port: u16,
-        _out: &mut Output<F>,
-        _alloc: &mut A,
+        frame: F,
+        c: &Classified,
+        h: Handle,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
     ) {
-        self.counters.drop_not_for_us += 1;
+        let v4 = c.l3 == L3Kind::Ipv4;
+        let Some((orig, conn)) = self.conn_get(v4, &h) else {
+            // Cannot happen (the handle comes from this burst's lookup);
+            // handle the frame as if it had no connection.
+            return self.no_conn(frame, c, rx_port, out, alloc);
+        };
+        let (svc, server) = (conn.service(), conn.server());
+        let srv = self
+            .svcs
+            .get(usize::from(svc))
+            .and_then(|s| s.servers.get(usize::from(server)))
+            .copied();
+        let Some(srv) = srv.filter(|s| s.keeps) else {
+            // The server went down (or away): close the connection. A client
+            // packet may open a new one; a server packet is dropped.
+            self.conn_close(v4, &h);
+            if h.is_reply() {
+                self.counters.drop_server_down += 1;
+                return;
+            }
+            return self.no_conn(frame, c, rx_port, out, alloc);
+        };
+        self.conn_on_packet(v4, &h, c.tcp_flags.0);
+        let local = conn.local().and_then(|(i, port)| {
+            self.svcs
+                .get(usize::from(svc))
+                .and_then(|s| s.locals.get(usize::from(i)))
+                .map(|a| (*a, port))
+        });
+        let fwd = Fwd { svc, orig, local };
+        if h.is_reply() {
+            self.send_reply(frame, c, &fwd, rx_port, out, alloc);
+        } else {
+            self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
+        }
+    }
+
+    /// A client frame with no connection whose destination is a VIP: opens
+    /// one if it can.
+    fn no_conn<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        match self.addrs.get(&c.dst_addr) {
+            Some(i) if i.vip => self.new_flow(frame, c, rx_port, out, alloc),
+            _ => self.counters.drop_server_down += 1,
+        }
     }
 
     /// A TCP/UDP frame to a VIP without a connection.
     pub(super) fn new_flow<A: FrameAlloc<Frame = F>>(
         &mut self,
-        _frame: F,
-        _c: &Classified,
-        _rx_port: u16,
-        _out: &mut Output<F>,
-        _alloc: &mut A,
+        frame: F,
+        c: &Classified,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
     ) {
-        self.counters.drop_no_service += 1;
+        if c.frag != FragStatus::NotFragment {
+            self.counters.drop_fragment += 1;
+            return;
+        }
+        let Some(proto) = Protocol::from_ip_proto(c.protocol.0) else {
+            self.counters.drop_unsupported_protocol += 1;
+            return;
+        };
+        let Some(svc) = self.services.lookup(c.dst_addr, proto, c.dst_port) else {
+            self.counters.drop_no_service += 1;
+            return;
+        };
+        let Some(rt) = self.svcs.get(usize::from(svc)) else {
+            self.counters.drop_no_service += 1;
+            return;
+        };
+        let (mode, pickup, persistent) = (rt.mode, rt.pickup, rt.persistent);
+        let syn = c.tcp_flags.is_syn_only();
+        if proto == Protocol::Tcp && !syn {
+            // RFC 9293: nothing but a SYN opens a connection; a flow picked up
+            // mid-stream must reach the server it had, so only a
+            // deterministic choice may do it.
+            if c.tcp_flags.contains(TcpFlags::RST) || !(self.cfg.tcp_pickup && pickup) {
+                self.counters.drop_tcp_no_conn += 1;
+                return;
+            }
+        }
+        // Choose the server: the sticky binding, else the scheduler.
+        let mut tracked = false;
+        let server = if persistent {
+            match self
+                .sticky
+                .resolve(&self.services, svc, c.src_addr, self.now)
+            {
+                StickyDecision::Pinned {
+                    server, tracked: t, ..
+                } => {
+                    tracked = t;
+                    Some(server)
+                }
+                StickyDecision::NotSticky => self.pick(svc, c),
+                StickyDecision::NoServer => None,
+            }
+        } else {
+            self.pick(svc, c)
+        };
+        let Some(server) = server else {
+            self.counters.drop_no_server += 1;
+            return;
+        };
+        let srv = self
+            .svcs
+            .get(usize::from(svc))
+            .and_then(|s| s.servers.get(usize::from(server)))
+            .copied();
+        let Some(srv) = srv.filter(|s| s.route.is_some()) else {
+            self.release_sticky(tracked, svc, c.src_addr);
+            self.counters.drop_no_route += 1;
+            return;
+        };
+        let orig = Tuple {
+            src: c.src_addr,
+            dst: c.dst_addr,
+            sport: c.src_port,
+            dport: c.dst_port,
+            proto: c.protocol.0,
+        };
+        let sport = Self::server_port(&srv, c.dst_port);
+        let mut local = None;
+        let reply = match mode {
+            ForwardMode::Nat => Some(Tuple {
+                src: srv.addr,
+                dst: c.src_addr,
+                sport,
+                dport: c.src_port,
+                proto: c.protocol.0,
+            }),
+            ForwardMode::FullNat => {
+                let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0) else {
+                    self.release_sticky(tracked, svc, c.src_addr);
+                    self.counters.drop_fnat_no_port += 1;
+                    return;
+                };
+                local = Some((idx, la, lport));
+                Some(Tuple {
+                    src: srv.addr,
+                    dst: la,
+                    sport,
+                    dport: lport,
+                    proto: c.protocol.0,
+                })
+            }
+            ForwardMode::Dsr | ForwardMode::Tunnel => None,
+        };
+        let new = NewConn {
+            service: svc,
+            server,
+            local: local.map(|(i, _, p)| (i, p)),
+            user_flags: if tracked { FLAG_STICKY } else { 0 },
+        };
+        match self.conn_insert(&orig, reply.as_ref(), new, c.tcp_flags.0) {
+            Ok(ins) => {
+                for (client, conn) in ins.evicted.into_iter().flatten() {
+                    self.conn_gone(client, &conn, false);
+                }
+                self.sched.conn_opened(svc, server);
+                self.counters.conn_created += 1;
+                if proto == Protocol::Tcp && !syn {
+                    self.counters.conn_picked_up += 1;
+                }
+                let fwd = Fwd {
+                    svc,
+                    orig,
+                    local: local.map(|(_, a, p)| (a, p)),
+                };
+                self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
+            }
+            Err(InsertError::Exists(h)) => {
+                // Opened by an earlier frame of this burst.
+                self.release_sticky(tracked, svc, c.src_addr);
+                self.established(frame, c, h, rx_port, out, alloc);
+            }
+            Err(InsertError::ReplyExists | InsertError::ReplyIsForward) => {
+                self.release_sticky(tracked, svc, c.src_addr);
+                self.counters.drop_reply_conflict += 1;
+            }
+            Err(_) => {
+                self.release_sticky(tracked, svc, c.src_addr);
+                self.counters.drop_conn_full += 1;
+            }
+        }
+    }
+
+    fn pick(&mut self, svc: ServiceIdx, c: &Classified) -> Option<ServerIdx> {
+        let key = PickKey {
+            src: c.src_addr,
+            src_port: c.src_port,
+            dst_port: c.dst_port,
+        };
+        self.sched.pick(&self.services, svc, &key)
+    }
+
+    fn release_sticky(&mut self, tracked: bool, svc: ServiceIdx, client: IpAddr) {
+        if tracked {
+            self.sticky.release(&self.services, svc, client, self.now);
+        }
+    }
+
+    /// Chooses a full-NAT local address and port: the port makes the reply
+    /// (server → local address) hash to this worker's queue on the port it
+    /// comes back on, and its reply tuple is free.
+    fn fnat_local(
+        &mut self,
+        svc: ServiceIdx,
+        srv: &SrvRt,
+        server_port: u16,
+        proto: u8,
+    ) -> Option<(u16, IpAddr, u16)> {
+        let (egress, _) = srv.route?;
+        let Pipeline {
+            svcs,
+            ports,
+            pickers,
+            conn4,
+            conn6,
+            fnat_cursor,
+            counters,
+            ..
+        } = self;
+        let rt = svcs.get(usize::from(svc))?;
+        let port = ports.get(usize::from(egress))?;
+        let picker = pickers.get_mut(usize::from(egress))?;
+        let n = rt.locals.len();
+        let steered = port.steer.reta.serves(port.steer.target);
+        for k in 0..n {
+            let i = (*fnat_cursor + k) % n;
+            let la = rt.locals[i];
+            let mut free = |p: u16| {
+                tuple_free(
+                    conn4,
+                    conn6,
+                    &Tuple {
+                        src: srv.addr,
+                        dst: la,
+                        sport: server_port,
+                        dport: p,
+                        proto,
+                    },
+                )
+            };
+            let picked = if steered {
+                picker
+                    .pick(
+                        &port.steer.toeplitz,
+                        &port.steer.reta,
+                        &ReplyFlow {
+                            server_addr: srv.addr,
+                            server_port,
+                            local_addr: la,
+                        },
+                        rt.port_min..=rt.port_max,
+                        &mut free,
+                    )
+                    .ok()
+            } else {
+                // This worker's queue gets no RSS traffic on that port: any
+                // free port will do (replies are steered by the runtime, if at all).
+                let span = u32::from(rt.port_max.saturating_sub(rt.port_min)) + 1;
+                let start = u32::from(picker.cursor().saturating_sub(rt.port_min)) % span;
+                let found = (0..span)
+                    .map(|j| rt.port_min + ((start + j) % span) as u16)
+                    .find(|&p| free(p));
+                if found.is_some() {
+                    counters.fnat_port_unsteered += 1;
+                    *picker = crate::rss::SnatPortPicker::new(
+                        port.steer.target,
+                        found.map_or(rt.port_min, |p| p.wrapping_add(1).max(rt.port_min)),
+                    );
+                }
+                found
+            };
+            if let Some(p) = picked {
+                *fnat_cursor = (i + 1) % n;
+                return Some((i as u16, la, p));
+            }
+        }
+        None
+    }
+
+    /// Client → server.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_original<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        fwd: &Fwd,
+        srv: &SrvRt,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        let Some((port, nh)) = srv.route else {
+            self.counters.drop_no_route += 1;
+            return;
+        };
+        let mode = self
+            .svcs
+            .get(usize::from(fwd.svc))
+            .map_or(ForwardMode::Nat, |s| s.mode);
+        match mode {
+            ForwardMode::Nat | ForwardMode::FullNat => {
+                let Some(mut frame) = self.route_checks(frame, c, port, rx_port, out) else {
+                    return;
+                };
+                let (src_addr, src_port) = match fwd.local {
+                    Some((a, p)) => (Some(a), Some(p)),
+                    None => (None, None),
+                };
+                let rw = FlowRewrite {
+                    src_addr,
+                    dst_addr: Some(srv.addr),
+                    src_port,
+                    dst_port: Some(Self::server_port(srv, fwd.orig.dport)),
+                };
+                if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
+                    self.counters.drop_rewrite += 1;
+                    return;
+                }
+                self.send_to_next_hop(frame, port, nh, out, alloc, false);
+            }
+            ForwardMode::Dsr => {
+                if nh != srv.addr {
+                    self.counters.drop_dsr_not_onlink += 1;
+                    return;
+                }
+                let Some(frame) = self.mtu_check(frame, c, port, 0, rx_port, out) else {
+                    return;
+                };
+                self.send_to_next_hop(frame, port, nh, out, alloc, false);
+            }
+            ForwardMode::Tunnel => {
+                if let Some(frame) = self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
+                    self.send_to_next_hop(frame, port, nh, out, alloc, false);
+                }
+            }
+        }
+    }
+
+    /// Server → client (NAT and full NAT).
+    fn send_reply<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        fwd: &Fwd,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        let Some((port, nh)) = self.fib.lookup(fwd.orig.src) else {
+            self.counters.drop_no_route += 1;
+            return;
+        };
+        let Some(mut frame) = self.route_checks(frame, c, port, rx_port, out) else {
+            return;
+        };
+        let full = fwd.local.is_some();
+        let rw = FlowRewrite {
+            src_addr: Some(fwd.orig.dst),
+            dst_addr: full.then_some(fwd.orig.src),
+            src_port: Some(fwd.orig.dport),
+            dst_port: full.then_some(fwd.orig.sport),
+        };
+        if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
+            self.counters.drop_rewrite += 1;
+            return;
+        }
+        self.send_to_next_hop(frame, port, nh, out, alloc, false);
+    }
+
+    /// Router checks before a NAT rewrite: TTL / hop limit, then MTU.
+    fn route_checks(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        egress: u16,
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Option<F> {
+        // RFC 1812 §5.2.1 order: TTL check, MTU check, then decrement.
+        if c.ttl <= 1 {
+            self.counters.drop_ttl_exceeded += 1;
+            self.icmp_send_error(frame, c, rx_port, ErrorKind::TimeExceeded, out);
+            return None;
+        }
+        let mut frame = self.mtu_check(frame, c, egress, 0, rx_port, out)?;
+        let l3 = c.l3_offset;
+        let ok = match c.l3 {
+            L3Kind::Ipv4 => frame
+                .bytes_mut()
+                .get_mut(l3..)
+                .and_then(|b| Ipv4Packet::new_checked(b).ok())
+                .is_some_and(|mut p| p.decrement_ttl().is_some()),
+            _ => frame
+                .bytes_mut()
+                .get_mut(l3..)
+                .and_then(|b| Ipv6Packet::new_checked(b).ok())
+                .is_some_and(|mut p| p.decrement_hop_limit().is_some()),
+        };
+        if !ok {
+            self.counters.drop_rewrite += 1;
+            return None;
+        }
+        Some(frame)
+    }
+
+    /// Drops (with fragmentation needed / packet too big when allowed) a
+    /// packet that would exceed `egress`'s MTU once `overhead` bytes are added.
+    fn mtu_check(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        egress: u16,
+        overhead: usize,
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Option<F> {
+        let mtu = self
+            .ports
+            .get(usize::from(egress))
+            .map_or(0, |p| usize::from(p.mtu));
+        let len = c.l3_end - c.l3_offset;
+        if len + overhead <= mtu {
+            return Some(frame);
+        }
+        self.counters.drop_too_big += 1;
+        let df = match c.l3 {
+            L3Kind::Ipv4 => frame
+                .bytes()
+                .get(c.l3_offset + 6)
+                .is_some_and(|b| b & 0x40 != 0),
+            _ => true,
+        };
+        if df {
+            let room = mtu.saturating_sub(overhead) as u32;
+            let kind = match c.l3 {
+                L3Kind::Ipv4 => ErrorKind::FragNeeded(room.min(0xffff) as u16),
+                _ => ErrorKind::PacketTooBig(room),
+            };
+            self.icmp_send_error(frame, c, rx_port, kind, out);
+        }
+        None
+    }
+
+    /// Encapsulates the IP packet of `frame` for `server` (leaving by
+    /// `egress`); `None` if the frame was dropped or answered instead.
+    pub(crate) fn encapsulate(
+        &mut self,
+        mut frame: F,
+        c: &Classified,
+        server: IpAddr,
+        egress: u16,
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Option<F> {
+        let overhead = match server {
+            IpAddr::V4(_) => tunnel::IPV4_OVERHEAD,
+            IpAddr::V6(_) => tunnel::IPV6_OVERHEAD,
+        };
+        let Some(src) = self
+            .ports
+            .get(usize::from(egress))
+            .and_then(|p| p.src_for(server))
+        else {
+            self.counters.drop_no_source_addr += 1;
+            return None;
+        };
+        let mtu = self
+            .ports
+            .get(usize::from(egress))
+            .map_or(0, |p| usize::from(p.mtu));
+        // Clamp the MSS of SYNs so that full segments fit once encapsulated.
+        if c.protocol == IpProtocol::TCP
+            && c.tcp_flags.contains(TcpFlags::SYN)
+            && c.frag == FragStatus::NotFragment
+        {
+            let ip_hdr = c.l4_offset - c.l3_offset;
+            let max = mtu.saturating_sub(overhead + ip_hdr + 20);
+            let max = u16::try_from(max).unwrap_or(u16::MAX);
+            let seg = frame.bytes_mut().get_mut(c.l4_offset..c.l3_end);
+            if let Some(seg) = seg
+                && let Ok(mut t) = TcpPacket::new_checked(seg)
+                && let Ok(Some(_)) = t.clamp_mss(max)
+            {
+                self.counters.mss_clamped += 1;
+            }
+        }
+        let mut frame = self.mtu_check(frame, c, egress, overhead, rx_port, out)?;
+        let eth = c.l3_offset;
+        // Drop any Ethernet padding, then open room between the Ethernet and IP headers.
+        if !frame.set_len(c.l3_end) || !frame.prepend(overhead) {
+            self.counters.drop_no_room += 1;
+            return None;
+        }
+        let ident = self.next_ident();
+        let ttl = self.cfg.ttl;
+        let b = frame.bytes_mut();
+        b.copy_within(overhead..overhead + eth, 0);
+        let ethertype = match server {
+            IpAddr::V4(_) => EtherType::IPV4,
+            IpAddr::V6(_) => EtherType::IPV6,
+        };
+        b[eth - 2..eth].copy_from_slice(&ethertype.0.to_be_bytes());
+        let (head, inner) = b.split_at_mut(eth + overhead);
+        let r = match (src, server) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                tunnel::emit_ipv4_outer(&mut head[eth..], s, d, inner, ttl, ident)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                tunnel::emit_ipv6_outer(&mut head[eth..], s, d, inner, ttl, 0)
+            }
+            _ => Err(crate::wire::Error::InvalidArgument),
+        };
+        if r.is_err() {
+            self.counters.drop_rewrite += 1;
+            return None;
+        }
+        Some(frame)
+    }
+
+    pub(crate) fn next_ident(&mut self) -> u16 {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident
     }
 }

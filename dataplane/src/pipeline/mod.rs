@@ -48,11 +48,8 @@
 //! * Tunnel: IP-in-IP (or IPv6) to the server with the MSS of SYNs clamped;
 //!   replies bypass the appliance.
 
-// Forwarding (NAT, full NAT, DSR, tunnel) is being written: until it lands
-// some runtime data is built but not read yet.
-#![allow(dead_code)]
-
 mod counters;
+mod flow;
 mod forward;
 mod fuzz;
 mod icmp;
@@ -71,7 +68,7 @@ use crate::conn::{
     BURST, Closed, ConnTable4, ConnTable6, ConnTableConfig, ConnTableError, Handle, Key4, Key6,
 };
 use crate::frame::{Frame, FrameAlloc};
-use crate::model::{Config, ServerIdx, ServerState, ServiceIdx};
+use crate::model::{Config, ForwardMode, SchedulerKind, ServerIdx, ServerState, ServiceIdx};
 use crate::rss::{MS_RSS_KEY, Reta, RssError, SnatPortPicker, Toeplitz};
 use crate::sched::SchedState;
 use crate::sticky::{
@@ -473,8 +470,16 @@ pub(crate) struct SrvRt {
 }
 
 /// Per-service data derived from the snapshot and the routes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct SvcRt {
+    pub(crate) mode: ForwardMode,
+    /// New TCP flows may start without a SYN (deterministic server choice).
+    pub(crate) pickup: bool,
+    pub(crate) persistent: bool,
+    /// Full-NAT local addresses and port range.
+    pub(crate) locals: Vec<IpAddr>,
+    pub(crate) port_min: u16,
+    pub(crate) port_max: u16,
     pub(crate) servers: Vec<SrvRt>,
 }
 
@@ -523,7 +528,8 @@ pub struct Pipeline<F: Frame> {
     sticky: StickyTable,
     sched: SchedState,
     neigh: NeighTable<F>,
-    picker: SnatPortPicker,
+    /// Per port: the SNAT port walk for replies arriving on that port.
+    pickers: Vec<SnatPortPicker>,
     fnat_cursor: usize,
     ip_ident: u16,
     icmp_tokens: u32,
@@ -561,7 +567,7 @@ impl<F: Frame> Pipeline<F> {
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
         Ok(Pipeline {
-            picker: SnatPortPicker::new(0, start),
+            pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
             icmp_tokens: cfg.icmp_rate,
@@ -880,6 +886,8 @@ impl<F: Frame> Pipeline<F> {
     pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
         match build_ports(&cfg, &self.worker) {
             Ok((ports, addrs, fib)) => {
+                let start = self.pickers.first().map_or(1024, SnatPortPicker::cursor);
+                self.pickers = make_pickers(&ports, start);
                 self.ports = ports;
                 self.addrs = addrs;
                 self.fib = fib;
@@ -1140,14 +1148,18 @@ fn conn_view(
     }
 }
 
+fn make_pickers(ports: &[PortRt], start: u16) -> Vec<SnatPortPicker> {
+    ports
+        .iter()
+        .map(|p| SnatPortPicker::new(p.steer.target, start))
+        .collect()
+}
+
 /// Ports, address map and routing table built from a configuration.
 type BuiltPorts = (Vec<PortRt>, HashMap<IpAddr, AddrInfo>, Fib);
 
 /// Validates the ports and routes and builds their runtime form.
-fn build_ports(
-    cfg: &PipelineConfig,
-    worker: &WorkerSpec,
-) -> Result<BuiltPorts, ConfigError> {
+fn build_ports(cfg: &PipelineConfig, worker: &WorkerSpec) -> Result<BuiltPorts, ConfigError> {
     let n = cfg.ports.len();
     if n > MAX_PORTS {
         return Err(ConfigError::TooManyPorts(n));
@@ -1319,6 +1331,23 @@ fn build_services(services: &Config, fib: &Fib) -> Vec<SvcRt> {
     services
         .services()
         .map(|(_, s)| SvcRt {
+            mode: s.mode,
+            pickup: s.mode != ForwardMode::FullNat
+                && (s.persistence.is_some()
+                    || matches!(
+                        s.scheduler,
+                        SchedulerKind::SourceHash
+                            | SchedulerKind::Maglev
+                            | SchedulerKind::Rendezvous
+                    )),
+            persistent: s.persistence.is_some(),
+            locals: s
+                .local_pool
+                .as_ref()
+                .map(|p| p.addrs.clone())
+                .unwrap_or_default(),
+            port_min: s.local_pool.as_ref().map_or(1024, |p| p.port_min),
+            port_max: s.local_pool.as_ref().map_or(65535, |p| p.port_max),
             servers: s
                 .servers
                 .iter()

@@ -30,7 +30,7 @@ S2_MAC = "02:00:00:00:00:04"
 R_MAC = "02:00:00:00:00:fe"
 BCAST = "ff:ff:ff:ff:ff:ff"
 CLIENT4, PORT0_4, PORT1_4 = "198.51.100.7", "198.51.100.1", "10.1.0.1"
-ROUTER4, FAR4 = "198.51.100.254", "192.0.2.77"
+ROUTER4, FAR4, ROUTER6 = "198.51.100.254", "192.0.2.77", "2001:db8:1::fe"
 VIP4, SERVER4, SERVER4B, LOCAL4 = "203.0.113.10", "10.1.0.5", "10.1.0.6", "10.1.0.254"
 CLIENT6, PORT0_6, PORT1_6 = "2001:db8:1::7", "2001:db8:1::1", "fd00:1::1"
 VIP6, SERVER6, LOCAL6 = "2001:db8:2::10", "fd00:1::5", "fd00:1::fe"
@@ -119,6 +119,189 @@ put("na_server6", Ether(src=S_MAC, dst=L1_MAC) / IPv6(src=SERVER6, dst=PORT1_6, 
 put("tcp_to_port", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=PORT0_4) / TCP(sport=50000, dport=22, flags="S"))
 put("udp_not_ours", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst="198.51.100.99") / UDP(sport=1, dport=2))
 put("bad_ip_csum", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, chksum=0x1234) / UDP(sport=1, dport=2))
+
+
+# ----------------------------------------------------------- forwarding ----
+# Services (dataplane/tests/pipeline_common/mod.rs forwarding_services()):
+#   VIP4 tcp/80 NAT -> SERVER4 (port kept)     VIP4 tcp/8080 NAT -> SERVER4:80
+#   VIP4 udp/53 NAT -> SERVER4:5353            VIP4 tcp/443 full NAT -> SERVER4 (local LOCAL4)
+#   VIP4 tcp/22 DSR -> SERVER4                 VIP4 tcp/25 tunnel -> SERVER4
+#   VIP4 tcp/26 tunnel -> SERVER6 (4in6)
+#   VIP6 tcp/443 NAT -> SERVER6                VIP6 tcp/8443 full NAT -> SERVER6 (local LOCAL6)
+#   VIP6 tcp/22 DSR -> SERVER6                 VIP6 tcp/25 tunnel -> SERVER6
+# Worker 0 of 1 without RSS: the first full-NAT port is 1024.
+SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1234567, 0)), ("NOP", None), ("WScale", 7)]
+
+
+def routed(pkt, src_mac, dst_mac, **ip):
+    """pkt after a router hop: new MACs, TTL - 1, IP fields changed, checksums recomputed."""
+    p = pkt.copy()
+    p[Ether].src = src_mac
+    p[Ether].dst = dst_mac
+    l3 = IP if IP in p else IPv6
+    if l3 is IP:
+        p[IP].ttl -= 1
+        del p[IP].chksum
+    else:
+        p[IPv6].hlim -= 1
+    for k, v in ip.items():
+        setattr(p[l3], k, v)
+    for l4 in (TCP, UDP):
+        if l4 in p:
+            del p[l4].chksum
+    return p
+
+
+def l4(p, **kw):
+    for layer in (TCP, UDP):
+        if layer in p:
+            for k, v in kw.items():
+                setattr(p[layer], k, v)
+            del p[layer].chksum
+    return p
+
+
+def syn4(dport, sport=40000, ttl=61):
+    return Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4321, ttl=ttl) / \
+        TCP(sport=sport, dport=dport, seq=1000, flags="S", window=64240, options=SYN_OPTS)
+
+
+def syn6(dport, sport=40000):
+    return Ether(src=C_MAC, dst=L0_MAC) / IPv6(src=CLIENT6, dst=VIP6, hlim=60, fl=0xabcde, tc=0x28) / \
+        TCP(sport=sport, dport=dport, seq=77, flags="S", window=64240, options=SYN_OPTS)
+
+
+def synack4(src, sport, dst, dport):
+    return Ether(src=S_MAC, dst=L1_MAC) / IP(src=src, dst=dst, id=555, ttl=64, flags="DF") / \
+        TCP(sport=sport, dport=dport, seq=9000, ack=1001, flags="SA", window=65160, options=[("MSS", 1460)])
+
+
+def synack6(src, sport, dst, dport):
+    return Ether(src=S_MAC, dst=L1_MAC) / IPv6(src=src, dst=dst, hlim=64) / \
+        TCP(sport=sport, dport=dport, seq=9000, ack=78, flags="SA", window=65160, options=[("MSS", 1440)])
+
+
+# NAT, IPv4: DNAT on the way in, source restored on the way out.
+s = syn4(80); put("nat4_syn", s)
+put("nat4_syn_out", routed(s, L1_MAC, S_MAC, dst=SERVER4))
+r = synack4(SERVER4, 80, CLIENT4, 40000); put("nat4_synack", r)
+put("nat4_synack_out", routed(r, L0_MAC, C_MAC, src=VIP4))
+ack = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4322, ttl=61) / TCP(sport=40000, dport=80, seq=1001, ack=9001, flags="A") / Raw(b"GET / HTTP/1.0\r\n\r\n")
+put("nat4_data", ack)
+put("nat4_data_out", routed(ack, L1_MAC, S_MAC, dst=SERVER4))
+# Port translation 8080 -> 80.
+s = syn4(8080, sport=40001); put("nat4p_syn", s)
+put("nat4p_syn_out", l4(routed(s, L1_MAC, S_MAC, dst=SERVER4), dport=80))
+r = synack4(SERVER4, 80, CLIENT4, 40001); put("nat4p_synack", r)
+put("nat4p_synack_out", l4(routed(r, L0_MAC, C_MAC, src=VIP4), sport=8080))
+# UDP 53 -> 5353, and back.
+u = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, ttl=64) / UDP(sport=1000, dport=53) / Raw(b"dns?")
+put("nat4u_q", u)
+put("nat4u_q_out", l4(routed(u, L1_MAC, S_MAC, dst=SERVER4), dport=5353))
+ur = Ether(src=S_MAC, dst=L1_MAC) / IP(src=SERVER4, dst=CLIENT4, ttl=64) / UDP(sport=5353, dport=1000) / Raw(b"dns!")
+put("nat4u_r", ur)
+put("nat4u_r_out", l4(routed(ur, L0_MAC, C_MAC, src=VIP4), sport=53))
+# Zero UDP checksum stays zero (RFC 768).
+u0 = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, ttl=64) / UDP(sport=1001, dport=53, chksum=0) / Raw(b"nocsum")
+put("nat4u0_q", u0)
+u0o = routed(u0, L1_MAC, S_MAC, dst=SERVER4); u0o[UDP].dport = 5353; u0o[UDP].chksum = 0
+put("nat4u0_q_out", u0o)
+
+# Full NAT, IPv4: client -> LOCAL4:1024 -> SERVER4:443, and back.
+s = syn4(443); put("fnat4_syn", s)
+put("fnat4_syn_out", l4(routed(s, L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4), sport=1024))
+r = synack4(SERVER4, 443, LOCAL4, 1024); put("fnat4_synack", r)
+put("fnat4_synack_out", l4(routed(r, L0_MAC, C_MAC, src=VIP4, dst=CLIENT4), sport=443, dport=40000))
+
+# DSR, IPv4: only the MACs change, the TTL too stays.
+s = syn4(22); put("dsr4_syn", s)
+d = s.copy(); d[Ether].src = L1_MAC; d[Ether].dst = S_MAC
+put("dsr4_syn_out", d)
+
+# Tunnel, IPv4 in IPv4: outer header from port 1's address, MSS clamped to
+# 1500 - 20 (outer) - 20 (IP) - 20 (TCP) = 1440; first ident of the worker is 1.
+s = syn4(25); put("tun4_syn", s)
+inner = s[IP].copy(); inner[TCP].options = [("MSS", 1440)] + SYN_OPTS[1:]; del inner[TCP].chksum
+put("tun4_syn_out", Ether(src=L1_MAC, dst=S_MAC) / IP(src=PORT1_4, dst=SERVER4, proto=4, id=1, ttl=64, flags=0, tos=0) / inner)
+# A full-size DF segment does not fit: fragmentation needed (MTU 1480) to the client, from the VIP (ident 2).
+big = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4400, ttl=61, flags="DF") / TCP(sport=40000, dport=25, seq=1001, ack=1, flags="A") / Raw(b"B" * 1460)
+put("tun4_big", big)
+put("tun4_big_icmp", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=2, ttl=64) / ICMP(type=3, code=4, nexthopmtu=1480) / bytes(big[IP])[:548])
+# IPv4 in IPv6 (VIP4 tcp/26 -> SERVER6): MSS 1500 - 40 - 20 - 20 = 1420.
+s = syn4(26); put("tun46_syn", s)
+inner = s[IP].copy(); inner[TCP].options = [("MSS", 1420)] + SYN_OPTS[1:]; del inner[TCP].chksum
+put("tun46_syn_out", Ether(src=L1_MAC, dst=S_MAC) / IPv6(src=PORT1_6, dst=SERVER6, nh=4, hlim=64, tc=0) / inner)
+
+# Time exceeded: TTL 1 towards the VIP, answered from the VIP, whole packet quoted.
+s = syn4(80, sport=40009, ttl=1); put("ttl1_syn", s)
+put("ttl1_icmp", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=1, ttl=64) / ICMP(type=11, code=0) / bytes(s[IP]))
+
+# ICMP errors about NAT'd flows.
+# Server side: a router behind the appliance cannot reach the server with our
+# forwarded SYN; the error goes to the client (the appliance is its route).
+fwd_syn = routed(syn4(80), L1_MAC, S_MAC, dst=SERVER4)
+e = Ether(src=S2_MAC, dst=L1_MAC) / IP(src="10.1.0.99", dst=CLIENT4, id=77, ttl=64) / ICMP(type=3, code=1) / bytes(fwd_syn[IP])[:28]
+put("nat4_err_srv", e)
+q = IP(bytes(fwd_syn[IP])); q.dst = VIP4; del q.chksum
+put("nat4_err_srv_out", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=77, ttl=63) / ICMP(type=3, code=1) / bytes(q)[:28])
+# Client side: fragmentation needed about our reply (VIP:80 -> client), to the server.
+rep = routed(synack4(SERVER4, 80, CLIENT4, 40000), L0_MAC, C_MAC, src=VIP4)
+e = Ether(src=R_MAC, dst=L0_MAC) / IP(src=ROUTER4, dst=VIP4, id=78, ttl=64) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(rep[IP])[:28]
+put("nat4_err_cli", e)
+q = IP(bytes(rep[IP])); q.src = SERVER4; del q.chksum
+put("nat4_err_cli_out", Ether(src=L1_MAC, dst=S_MAC) / IP(src=ROUTER4, dst=SERVER4, id=78, ttl=63) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(q)[:28])
+# Full NAT, server side: quote LOCAL4:1024 -> SERVER4:443 becomes CLIENT4:40000 -> VIP4:443.
+fwd_f = routed(syn4(443), L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4); fwd_f = l4(fwd_f, sport=1024)
+fwd_f = Ether(bytes(fwd_f))
+e = Ether(src=S2_MAC, dst=L1_MAC) / IP(src="10.1.0.99", dst=LOCAL4, id=79, ttl=64) / ICMP(type=3, code=1) / bytes(fwd_f[IP])[:28]
+put("fnat4_err_srv", e)
+q = IP(bytes(fwd_f[IP])); q.src = CLIENT4; q.dst = VIP4; q[TCP].sport = 40000; del q.chksum
+put("fnat4_err_srv_out", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=79, ttl=63) / ICMP(type=3, code=1) / bytes(q)[:28])
+# Full NAT, client side: quote VIP4:443 -> CLIENT4:40000 becomes SERVER4:443 -> LOCAL4:1024, outer LOCAL4 -> SERVER4.
+rep_f = Ether(bytes(l4(routed(synack4(SERVER4, 443, LOCAL4, 1024), L0_MAC, C_MAC, src=VIP4, dst=CLIENT4), dport=40000)))
+e = Ether(src=R_MAC, dst=L0_MAC) / IP(src=ROUTER4, dst=VIP4, id=80, ttl=64) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(rep_f[IP])[:28]
+put("fnat4_err_cli", e)
+q = IP(bytes(rep_f[IP])); q.src = SERVER4; q.dst = LOCAL4; q[TCP].dport = 1024; del q.chksum
+put("fnat4_err_cli_out", Ether(src=L1_MAC, dst=S_MAC) / IP(src=LOCAL4, dst=SERVER4, id=80, ttl=63) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(q)[:28])
+# DSR, client side: an error about the server's reply (VIP4:22 -> client) goes to the server unchanged.
+rep_d = IP(src=VIP4, dst=CLIENT4, ttl=64) / TCP(sport=22, dport=40000, flags="SA")
+e = Ether(src=R_MAC, dst=L0_MAC) / IP(src=ROUTER4, dst=VIP4, id=81, ttl=64) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(rep_d)[:28]
+put("dsr4_err_cli", e)
+d = e.copy(); d[Ether].src = L1_MAC; d[Ether].dst = S_MAC
+put("dsr4_err_cli_out", d)
+
+# IPv6: NAT, full NAT, DSR, tunnel.
+s = syn6(443); put("nat6_syn", s)
+put("nat6_syn_out", routed(s, L1_MAC, S_MAC, dst=SERVER6))
+r = synack6(SERVER6, 443, CLIENT6, 40000); put("nat6_synack", r)
+put("nat6_synack_out", routed(r, L0_MAC, C_MAC, src=VIP6))
+s = syn6(8443); put("fnat6_syn", s)
+put("fnat6_syn_out", l4(routed(s, L1_MAC, S_MAC, src=LOCAL6, dst=SERVER6), sport=1024))
+r = synack6(SERVER6, 8443, LOCAL6, 1024); put("fnat6_synack", r)
+put("fnat6_synack_out", l4(routed(r, L0_MAC, C_MAC, src=VIP6, dst=CLIENT6), sport=8443, dport=40000))
+s = syn6(22); put("dsr6_syn", s)
+d = s.copy(); d[Ether].src = L1_MAC; d[Ether].dst = S_MAC
+put("dsr6_syn_out", d)
+s = syn6(25); put("tun6_syn", s)
+inner = s[IPv6].copy(); inner[TCP].options = [("MSS", 1400)] + SYN_OPTS[1:]; del inner[TCP].chksum
+put("tun6_syn_out", Ether(src=L1_MAC, dst=S_MAC) / IPv6(src=PORT1_6, dst=SERVER6, nh=41, hlim=64, tc=0x28) / inner)
+big6 = Ether(src=C_MAC, dst=L0_MAC) / IPv6(src=CLIENT6, dst=VIP6, hlim=60) / TCP(sport=40000, dport=25, seq=78, flags="A") / Raw(b"C" * 1440)
+put("tun6_big", big6)
+put("tun6_big_icmp", Ether(src=L0_MAC, dst=C_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=64) / ICMPv6PacketTooBig(mtu=1460) / bytes(big6[IPv6])[:1232])  # RFC 4443 2.4(c): within 1280 bytes
+# ICMPv6 packet too big from the client side about the NAT reply, whole packet quoted (inner TCP checksum updated).
+rep6 = routed(synack6(SERVER6, 443, CLIENT6, 40000), L0_MAC, C_MAC, src=VIP6)
+e = Ether(src=R_MAC, dst=L0_MAC) / IPv6(src=ROUTER6, dst=VIP6, hlim=64) / ICMPv6PacketTooBig(mtu=1280) / bytes(rep6[IPv6])
+put("nat6_err_cli", e)
+q = IPv6(bytes(rep6[IPv6])); q.src = SERVER6; del q[TCP].chksum
+put("nat6_err_cli_out", Ether(src=L1_MAC, dst=S_MAC) / IPv6(src=ROUTER6, dst=SERVER6, hlim=63) / ICMPv6PacketTooBig(mtu=1280) / bytes(q))
+# Hop limit 1 on IPv6: time exceeded from the VIP.
+s6 = syn6(443, sport=40009); s6[IPv6].hlim = 1; put("hlim1_syn", s6)
+put("hlim1_icmp", Ether(src=L0_MAC, dst=C_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=64) / ICMPv6TimeExceeded(code=0) / bytes(s6[IPv6]))
+
+# Strays: a mid-stream segment for a round-robin service, a fragment to the VIP, UDP to a VIP port without service.
+put("nat4_midstream", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) / TCP(sport=41000, dport=80, flags="A"))
+put("udp_no_service", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) / UDP(sport=1, dport=9999))
+put("frag_to_vip", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / UDP(sport=1, dport=53) / Raw(b"x" * 16))
 
 for name, data in out.items():
     with open(name + ".bin", "wb") as f:

@@ -10,7 +10,7 @@ use tack_dataplane::model::{
     Config, ForwardMode, LocalPool, Protocol, RealServer, SchedulerKind, Service,
 };
 use tack_dataplane::pipeline::{
-    Counters, Event, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
+    ControlMsg, Counters, Event, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
 };
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
@@ -117,6 +117,30 @@ pub fn service(
         });
     }
     s
+}
+
+/// The forwarding services of `testdata/pipeline/gen.py`.
+pub fn forwarding_services() -> Vec<Service> {
+    use ForwardMode::*;
+    use Protocol::*;
+    let (v4, v6, s4, s6) = (a4(VIP4), a6(VIP6), a4(SERVER4), a6(SERVER6));
+    let mut p8080 = service(v4, Tcp, Some(8080), Nat, &[s4]);
+    p8080.servers[0].port = Some(80);
+    let mut dns = service(v4, Udp, Some(53), Nat, &[s4]);
+    dns.servers[0].port = Some(5353);
+    vec![
+        service(v4, Tcp, Some(80), Nat, &[s4]),
+        p8080,
+        dns,
+        service(v4, Tcp, Some(443), FullNat, &[s4]),
+        service(v4, Tcp, Some(22), Dsr, &[s4]),
+        service(v4, Tcp, Some(25), Tunnel, &[s4]),
+        service(v4, Tcp, Some(26), Tunnel, &[s6]),
+        service(v6, Tcp, Some(443), Nat, &[s6]),
+        service(v6, Tcp, Some(8443), FullNat, &[s6]),
+        service(v6, Tcp, Some(22), Dsr, &[s6]),
+        service(v6, Tcp, Some(25), Tunnel, &[s6]),
+    ]
 }
 
 /// The basic services: TCP 80 on VIP4 (NAT) and TCP 443 on VIP6 (NAT).
@@ -246,13 +270,20 @@ impl Harness {
         v
     }
 
-    /// Teaches the pipeline the MACs of the client, router and servers.
+    /// Installs the MACs of the clients, routers and servers (as the control
+    /// thread does with what another worker learned).
     pub fn learn_neighbors(&mut self) {
-        self.rx(1, fixture!("arp_rep_server"));
-        self.rx(1, fixture!("arp_rep_server2"));
-        self.rx(0, fixture!("arp_rep_router"));
-        self.rx(0, fixture!("arp_rep_client"));
-        self.rx(1, fixture!("na_server6"));
+        for (port, addr, mac) in [
+            (0, a4(CLIENT4), C_MAC),
+            (0, a4(ROUTER4), R_MAC),
+            (1, a4(SERVER4), S_MAC),
+            (1, a4(SERVER4B), S2_MAC),
+            (0, a6(CLIENT6), C_MAC),
+            (0, a6(ROUTER6), R_MAC),
+            (1, a6(SERVER6), S_MAC),
+        ] {
+            self.p.apply(ControlMsg::Neighbor { port, addr, mac });
+        }
     }
 }
 

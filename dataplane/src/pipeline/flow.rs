@@ -1,0 +1,167 @@
+//! A family-independent view of the two connection tables.
+
+use std::net::IpAddr;
+
+use super::Pipeline;
+use crate::conn::{Conn, Handle, InsertError, Key4, Key6, NewConn, TcpFlags};
+use crate::frame::Frame;
+
+/// A 5-tuple of either family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tuple {
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) proto: u8,
+}
+
+impl Tuple {
+    fn key4(&self) -> Option<Key4> {
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                Some(Key4::new(s, d, self.sport, self.dport, self.proto))
+            }
+            _ => None,
+        }
+    }
+
+    fn key6(&self) -> Option<Key6> {
+        match (self.src, self.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                Some(Key6::new(s, d, self.sport, self.dport, self.proto))
+            }
+            _ => None,
+        }
+    }
+
+    fn from4(k: &Key4) -> Tuple {
+        Tuple {
+            src: IpAddr::V4(k.src),
+            dst: IpAddr::V4(k.dst),
+            sport: k.src_port,
+            dport: k.dst_port,
+            proto: k.proto,
+        }
+    }
+
+    fn from6(k: &Key6) -> Tuple {
+        Tuple {
+            src: IpAddr::V6(k.src),
+            dst: IpAddr::V6(k.dst),
+            sport: k.src_port,
+            dport: k.dst_port,
+            proto: k.proto,
+        }
+    }
+}
+
+/// A successful insert: what was evicted for it (client address and
+/// connection).
+pub(crate) struct Ins {
+    pub(crate) evicted: [Option<(IpAddr, Conn)>; 2],
+}
+
+impl<F: Frame> Pipeline<F> {
+    /// The connection `h` names, with its forward (client-side) tuple.
+    #[inline]
+    pub(crate) fn conn_get(&self, v4: bool, h: &Handle) -> Option<(Tuple, Conn)> {
+        if v4 {
+            self.conn4
+                .get_with_key(h)
+                .map(|(k, c)| (Tuple::from4(k), *c))
+        } else {
+            self.conn6
+                .get_with_key(h)
+                .map(|(k, c)| (Tuple::from6(k), *c))
+        }
+    }
+
+    /// Accounts a packet on `h`: TCP state and expiry.
+    #[inline]
+    pub(crate) fn conn_on_packet(&mut self, v4: bool, h: &Handle, flags: u8) {
+        let f = TcpFlags(flags);
+        if v4 {
+            self.conn4.on_packet(h, f, self.now);
+        } else {
+            self.conn6.on_packet(h, f, self.now);
+        }
+    }
+
+    /// Looks a tuple up.
+    pub(crate) fn conn_lookup(&mut self, t: &Tuple) -> Option<Handle> {
+        match (t.key4(), t.key6()) {
+            (Some(k), _) => self.conn4.lookup(&k),
+            (_, Some(k)) => self.conn6.lookup(&k),
+            _ => None,
+        }
+    }
+
+    /// Removes the connection `h` names and releases what it held.
+    pub(crate) fn conn_close(&mut self, v4: bool, h: &Handle) {
+        let closed = if v4 {
+            self.conn4
+                .remove(h)
+                .map(|c| (IpAddr::V4(c.key.src), c.conn))
+        } else {
+            self.conn6
+                .remove(h)
+                .map(|c| (IpAddr::V6(c.key.src), c.conn))
+        };
+        if let Some((client, conn)) = closed {
+            self.conn_gone(client, &conn, false);
+        }
+    }
+
+    /// Creates a connection.
+    pub(crate) fn conn_insert(
+        &mut self,
+        fwd: &Tuple,
+        reply: Option<&Tuple>,
+        new: NewConn,
+        flags: u8,
+    ) -> Result<Ins, InsertError> {
+        let f = TcpFlags(flags);
+        match (fwd.key4(), fwd.key6()) {
+            (Some(k), _) => {
+                let r = match reply {
+                    Some(r) => Some(r.key4().ok_or(InsertError::ReplyIsForward)?),
+                    None => None,
+                };
+                let ins = self.conn4.insert(k, r, new, f, self.now)?;
+                Ok(Ins {
+                    evicted: ins
+                        .evicted
+                        .map(|e| e.map(|c| (IpAddr::V4(c.key.src), c.conn))),
+                })
+            }
+            (_, Some(k)) => {
+                let r = match reply {
+                    Some(r) => Some(r.key6().ok_or(InsertError::ReplyIsForward)?),
+                    None => None,
+                };
+                let ins = self.conn6.insert(k, r, new, f, self.now)?;
+                Ok(Ins {
+                    evicted: ins
+                        .evicted
+                        .map(|e| e.map(|c| (IpAddr::V6(c.key.src), c.conn))),
+                })
+            }
+            _ => Err(InsertError::ReplyIsForward),
+        }
+    }
+}
+
+/// Whether `t`'s tuple is free in the table of its family (for the SNAT
+/// port choice).
+pub(crate) fn tuple_free(
+    conn4: &mut crate::conn::ConnTable4,
+    conn6: &mut crate::conn::ConnTable6,
+    t: &Tuple,
+) -> bool {
+    match (t.key4(), t.key6()) {
+        (Some(k), _) => conn4.lookup(&k).is_none(),
+        (_, Some(k)) => conn6.lookup(&k).is_none(),
+        _ => false,
+    }
+}

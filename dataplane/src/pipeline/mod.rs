@@ -858,11 +858,12 @@ impl<F: Frame> Pipeline<F> {
     }
 
     fn drain_sticky_events(&mut self) {
-        while let Some(ev) = self.sticky.pending_events().first().copied() {
-            // Take them one by one: the outbox is bounded and never reallocates.
-            self.sticky.drain_events().next();
+        let n = self.sticky.pending_events().len();
+        for i in 0..n {
+            let ev = self.sticky.pending_events()[i];
             self.push_event(Event::Sticky(ev));
         }
+        self.sticky.drain_events();
     }
 
     fn sync_stats(&mut self) {

@@ -303,6 +303,11 @@ put("nat4_midstream", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) /
 put("udp_no_service", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) / UDP(sport=1, dport=9999))
 put("frag_to_vip", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / UDP(sport=1, dport=53) / Raw(b"x" * 16))
 
+# ------------------------------------------------------------ neighbours ----
+put("arp_req_for_client", Ether(src=L0_MAC, dst=BCAST) / ARP(op=1, hwsrc=L0_MAC, psrc=PORT0_4, hwdst="00:00:00:00:00:00", pdst=CLIENT4))
+# Unicast probe of a stale entry (RFC 4861 7.3.3 PROBE, as Linux does for ARP).
+put("arp_probe_server", Ether(src=L1_MAC, dst=S_MAC) / ARP(op=1, hwsrc=L1_MAC, psrc=PORT1_4, hwdst="00:00:00:00:00:00", pdst=SERVER4))
+
 for name, data in out.items():
     with open(name + ".bin", "wb") as f:
         f.write(data)

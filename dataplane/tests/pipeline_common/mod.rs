@@ -316,3 +316,143 @@ pub fn only(tx: &[Vec<Vec<u8>>], port: usize) -> Vec<u8> {
 pub fn nothing(tx: &[Vec<Vec<u8>>]) {
     assert!(tx.iter().all(|q| q.is_empty()), "nothing sent: {tx:?}");
 }
+
+/// What to build with [`packet`].
+#[derive(Debug, Clone, Copy)]
+pub enum L4 {
+    /// TCP with these flags.
+    Tcp(u8),
+    /// UDP.
+    Udp,
+}
+
+pub const SYN: L4 = L4::Tcp(0x02);
+pub const ACK: L4 = L4::Tcp(0x10);
+pub const RST: L4 = L4::Tcp(0x04);
+pub const FIN_ACK: L4 = L4::Tcp(0x11);
+
+/// An Ethernet frame `src:sport -> dst:dport` from `smac` to `dmac`.
+#[allow(clippy::too_many_arguments)]
+pub fn packet_from(
+    smac: EthernetAddress,
+    dmac: EthernetAddress,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    l4: L4,
+    payload: &[u8],
+) -> Vec<u8> {
+    use tack_dataplane::wire::{
+        EtherType, EthernetRepr, IpProtocol, Ipv4Repr, Ipv6Repr, TcpFlags, TcpRepr, UdpRepr,
+    };
+    let seg_len = match l4 {
+        L4::Tcp(_) => 20 + payload.len(),
+        L4::Udp => 8 + payload.len(),
+    };
+    let v4 = src.is_ipv4();
+    let ip_len = if v4 { 20 } else { 40 };
+    let mut b = vec![0u8; 14 + ip_len + seg_len];
+    EthernetRepr {
+        src_addr: smac,
+        dst_addr: dmac,
+        vlan: None,
+        ethertype: if v4 { EtherType::IPV4 } else { EtherType::IPV6 },
+    }
+    .emit(&mut b)
+    .unwrap();
+    let proto = match l4 {
+        L4::Tcp(_) => IpProtocol::TCP,
+        L4::Udp => IpProtocol::UDP,
+    };
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                protocol: proto,
+                payload_len: seg_len,
+                ttl: 64,
+                tos: 0,
+                ident: 1,
+                dont_frag: true,
+            }
+            .emit(&mut b[14..])
+            .unwrap();
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: proto,
+                payload_len: seg_len,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            }
+            .emit(&mut b[14..])
+            .unwrap();
+        }
+        _ => panic!("mixed families"),
+    }
+    let seg = &mut b[14 + ip_len..];
+    match l4 {
+        L4::Tcp(flags) => {
+            TcpRepr {
+                src_port: sport,
+                dst_port: dport,
+                seq_number: 1,
+                ack_number: 0,
+                flags: TcpFlags(flags),
+                window_len: 1000,
+                urgent_at: 0,
+                mss: None,
+                window_scale: None,
+                sack_permitted: false,
+                timestamps: None,
+                payload,
+            }
+            .emit(seg, &src, &dst)
+            .unwrap();
+        }
+        L4::Udp => {
+            UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload,
+            }
+            .emit(seg, &src, &dst)
+            .unwrap();
+        }
+    }
+    b
+}
+
+/// A client packet on port 0.
+pub fn client_pkt(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, l4: L4) -> Vec<u8> {
+    packet_from(C_MAC, L0_MAC, src, sport, dst, dport, l4, b"")
+}
+
+/// A server packet on port 1.
+pub fn server_pkt(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, l4: L4) -> Vec<u8> {
+    packet_from(S_MAC, L1_MAC, src, sport, dst, dport, l4, b"")
+}
+
+/// (source, source port, destination, destination port) of a frame.
+pub fn tuple(frame: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let c = tack_dataplane::wire::classify(frame).unwrap();
+    (c.src_addr, c.src_port, c.dst_addr, c.dst_port)
+}
+
+/// The destination address of the one frame forwarded on port 1 (ARP
+/// probes sent along are ignored).
+pub fn forwarded_to(tx: &[Vec<Vec<u8>>]) -> IpAddr {
+    let ip: Vec<Vec<u8>> = tx[1]
+        .iter()
+        .filter(|f| f.get(12..14) != Some(&[0x08, 0x06][..]))
+        .cloned()
+        .collect();
+    assert!(tx[0].is_empty(), "nothing on port 0");
+    assert_eq!(ip.len(), 1, "one frame forwarded on port 1: {tx:?}");
+    tuple(&ip[0]).2
+}

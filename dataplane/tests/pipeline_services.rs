@@ -1,0 +1,277 @@
+//! Services over time: server states and weights, reloads, table limits,
+//! timeouts, mid-stream pickup.
+
+mod pipeline_common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use pipeline_common::*;
+use tack_dataplane::Time;
+use tack_dataplane::conn::{ConnState, ConnTableConfig, FullPolicy};
+use tack_dataplane::model::{Config, ForwardMode, Protocol, SchedulerKind, ServerState, Service};
+use tack_dataplane::pipeline::ControlMsg;
+
+fn two_servers(mode: ForwardMode, sched: SchedulerKind) -> Vec<Service> {
+    let mut s = service(
+        a4(VIP4),
+        Protocol::Tcp,
+        Some(80),
+        mode,
+        &[a4(SERVER4), a4(SERVER4B)],
+    );
+    s.scheduler = sched;
+    let mut u = service(
+        a4(VIP4),
+        Protocol::Udp,
+        Some(53),
+        mode,
+        &[a4(SERVER4), a4(SERVER4B)],
+    );
+    u.scheduler = sched;
+    vec![s, u]
+}
+
+fn harness(services: Vec<Service>) -> Harness {
+    let mut h = Harness::new(config(services));
+    h.learn_neighbors();
+    h
+}
+
+fn client(i: u16) -> IpAddr {
+    a4(&format!("198.51.100.{}", 10 + (i % 200)))
+}
+
+/// Opens a connection from client `i` and returns the server it went to.
+fn open(h: &mut Harness, i: u16) -> IpAddr {
+    let (tx, _) = h.rx(0, &client_pkt(client(i), 30000 + i, a4(VIP4), 80, SYN));
+    forwarded_to(&tx)
+}
+
+fn data(h: &mut Harness, i: u16) -> Vec<Vec<Vec<u8>>> {
+    h.rx(0, &client_pkt(client(i), 30000 + i, a4(VIP4), 80, ACK))
+        .0
+}
+
+#[test]
+fn round_robin_spreads_and_flows_stay() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    let servers: Vec<IpAddr> = (0..4).map(|i| open(&mut h, i)).collect();
+    assert_eq!(
+        servers,
+        vec![a4(SERVER4), a4(SERVER4B), a4(SERVER4), a4(SERVER4B)]
+    );
+    for _ in 0..3 {
+        for i in 0..4 {
+            assert_eq!(forwarded_to(&data(&mut h, i)), servers[usize::from(i)]);
+        }
+    }
+}
+
+#[test]
+fn down_server_takes_nothing() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    assert_eq!(open(&mut h, 0), a4(SERVER4));
+    assert_eq!(open(&mut h, 1), a4(SERVER4B));
+    h.p.apply(ControlMsg::ServerState {
+        service: 0,
+        server: 0,
+        state: ServerState::Down,
+    });
+    // Established traffic to the down server: the connection is closed, and
+    // a mid-stream segment of a round-robin service cannot open another.
+    nothing(&data(&mut h, 0));
+    assert_eq!(h.counters().drop_tcp_no_conn, 1);
+    assert_eq!(h.counters().conn_closed, 1);
+    // Its replies are dropped too.
+    let (tx, _) = h.rx(1, &server_pkt(a4(SERVER4), 80, client(0), 30000, ACK));
+    nothing(&tx);
+    assert_eq!(h.counters().drop_not_for_us, 1);
+    // The other flow is untouched; new clients go to the live server.
+    assert_eq!(forwarded_to(&data(&mut h, 1)), a4(SERVER4B));
+    for i in 2..6 {
+        assert_eq!(open(&mut h, i), a4(SERVER4B));
+    }
+    // Back up: it takes new clients again.
+    h.p.apply(ControlMsg::ServerState {
+        service: 0,
+        server: 0,
+        state: ServerState::Up,
+    });
+    let got: Vec<IpAddr> = (6..10).map(|i| open(&mut h, i)).collect();
+    assert!(got.contains(&a4(SERVER4)));
+}
+
+#[test]
+fn drain_keeps_established_takes_no_new() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    assert_eq!(open(&mut h, 0), a4(SERVER4));
+    h.p.apply(ControlMsg::ServerState {
+        service: 0,
+        server: 0,
+        state: ServerState::Drain,
+    });
+    assert_eq!(forwarded_to(&data(&mut h, 0)), a4(SERVER4));
+    for i in 1..5 {
+        assert_eq!(open(&mut h, i), a4(SERVER4B));
+    }
+    // Weight 0 on the other server too: nobody takes new clients.
+    h.p.apply(ControlMsg::ServerWeight {
+        service: 0,
+        server: 1,
+        weight: 0,
+    });
+    let (tx, _) = h.rx(0, &client_pkt(client(9), 30009, a4(VIP4), 80, SYN));
+    nothing(&tx);
+    assert_eq!(h.counters().drop_no_server, 1);
+    assert_eq!(forwarded_to(&data(&mut h, 0)), a4(SERVER4));
+}
+
+#[test]
+fn reload_adding_a_server_keeps_connections() {
+    let mut s = two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin);
+    s[0].servers.truncate(1);
+    let mut h = harness(s.clone());
+    for i in 0..4 {
+        assert_eq!(open(&mut h, i), a4(SERVER4));
+    }
+    // New config: a server added in front (indices move), a service added.
+    let mut s2 = s.clone();
+    let extra = service(
+        a4(VIP4),
+        Protocol::Tcp,
+        Some(81),
+        ForwardMode::Nat,
+        &[a4(SERVER4)],
+    );
+    s2.insert(0, extra);
+    s2[1]
+        .servers
+        .insert(0, tack_dataplane::model::RealServer::new(a4(SERVER4B)));
+    let mut cfg = (*h.p.config()).as_ref().clone();
+    cfg.services = Arc::new(Config::new(s2).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    assert_eq!(h.counters().reloads, 1);
+    for i in 0..4 {
+        assert_eq!(forwarded_to(&data(&mut h, i)), a4(SERVER4));
+    }
+    // New clients share the load.
+    let got: Vec<IpAddr> = (4..8).map(|i| open(&mut h, i)).collect();
+    assert!(got.contains(&a4(SERVER4B)) && got.contains(&a4(SERVER4)));
+    assert_eq!(h.counters().conn_reload_closed, 0);
+}
+
+#[test]
+fn reload_removing_a_server_closes_its_connections() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    assert_eq!(open(&mut h, 0), a4(SERVER4));
+    assert_eq!(open(&mut h, 1), a4(SERVER4B));
+    let mut s = two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin);
+    s[0].servers.remove(0);
+    let mut cfg = (*h.p.config()).as_ref().clone();
+    cfg.services = Arc::new(Config::new(s).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    assert_eq!(h.counters().conn_reload_closed, 1);
+    assert_eq!(h.p.connection_count(), 1);
+    assert_eq!(forwarded_to(&data(&mut h, 1)), a4(SERVER4B));
+}
+
+#[test]
+fn full_table_drops_or_evicts() {
+    let mut cfg = config(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    // Room for two NAT connections (two entries each).
+    cfg.conn4 = ConnTableConfig {
+        capacity: 4,
+        hash_seed: 3,
+        ..ConnTableConfig::default()
+    };
+    let mut h = Harness::new(cfg.clone());
+    h.learn_neighbors();
+    open(&mut h, 0);
+    open(&mut h, 1);
+    let (tx, _) = h.rx(0, &client_pkt(client(2), 30002, a4(VIP4), 80, SYN));
+    nothing(&tx);
+    assert_eq!(h.counters().drop_conn_full, 1);
+    assert_eq!(h.counters().conn4.full_drops, 1);
+    // With eviction the oldest goes and is accounted as closed.
+    cfg.conn4.full_policy = FullPolicy::EvictOldest;
+    let mut h = Harness::new(cfg);
+    h.learn_neighbors();
+    open(&mut h, 0);
+    open(&mut h, 1);
+    open(&mut h, 2);
+    assert_eq!(h.counters().conn_closed, 1);
+    assert_eq!(h.counters().conn4.evictions, 1);
+    assert_eq!(h.p.connection_count(), 2);
+}
+
+#[test]
+fn timeouts_expire_connections() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::LeastConn));
+    let (tx, _) = h.rx(0, &client_pkt(client(0), 1000, a4(VIP4), 53, L4::Udp));
+    assert_eq!(forwarded_to(&tx), a4(SERVER4));
+    // Least connections: the second client goes to the idle server.
+    let (tx, _) = h.rx(0, &client_pkt(client(1), 1000, a4(VIP4), 53, L4::Udp));
+    assert_eq!(forwarded_to(&tx), a4(SERVER4B));
+    assert_eq!(h.p.connection_count(), 2);
+    // UDP times out after 300 s.
+    h.poll_after(299_000);
+    assert_eq!(h.p.connection_count(), 2);
+    h.poll_after(2_000);
+    assert_eq!(h.p.connection_count(), 0);
+    assert_eq!(h.counters().conn_closed, 2);
+    // A TCP reset shortens the timeout to 10 s.
+    open(&mut h, 5);
+    h.rx(0, &client_pkt(client(5), 30005, a4(VIP4), 80, RST));
+    assert_eq!(h.p.connections().next().unwrap().state, ConnState::Close);
+    h.poll_after(10_200);
+    assert_eq!(h.p.connection_count(), 0);
+}
+
+#[test]
+fn midstream_pickup_for_consistent_hashing_only() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::Maglev));
+    // An ACK without a connection opens one (another node's flow, or after
+    // a restart): Maglev sends it where the SYN went.
+    let first = forwarded_to(&data(&mut h, 3));
+    assert_eq!(h.counters().conn_picked_up, 1);
+    let mut h2 = harness(two_servers(ForwardMode::Nat, SchedulerKind::Maglev));
+    assert_eq!(open(&mut h2, 3), first);
+    assert_eq!(h2.p.connections().next().unwrap().state, ConnState::SynSent);
+    // RSTs never open connections.
+    let (tx, _) = h.rx(0, &client_pkt(client(9), 30009, a4(VIP4), 80, RST));
+    nothing(&tx);
+    assert_eq!(h.counters().drop_tcp_no_conn, 1);
+}
+
+#[test]
+fn dsr_tracks_client_side_only() {
+    let mut h = harness(two_servers(ForwardMode::Dsr, SchedulerKind::RoundRobin));
+    open(&mut h, 0);
+    data(&mut h, 0);
+    // No SYN-ACK is ever seen: the client's ACK establishes the connection.
+    assert_eq!(
+        h.p.connections().next().unwrap().state,
+        ConnState::Established
+    );
+    h.rx(0, &client_pkt(client(0), 30000, a4(VIP4), 80, FIN_ACK));
+    assert_eq!(h.p.connections().next().unwrap().state, ConnState::FinWait);
+}
+
+#[test]
+fn flush_connections() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    open(&mut h, 0);
+    open(&mut h, 1);
+    h.p.apply(ControlMsg::FlushConnections);
+    assert_eq!(h.p.connection_count(), 0);
+    assert_eq!(h.counters().conn_closed, 2);
+    assert_eq!(h.counters().control_applied, 8);
+    h.p.apply(ControlMsg::ServerState {
+        service: 9,
+        server: 0,
+        state: ServerState::Down,
+    });
+    assert_eq!(h.counters().control_rejected, 1);
+    let _ = Time::ZERO;
+}

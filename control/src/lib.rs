@@ -1,5 +1,8 @@
 //! The Tack appliance: YAML profiles, the lcore runtime on `tack-dpdk`, the
 //! control thread, and the management tools.
 
+pub mod clock;
 pub mod profile;
+pub mod runtime;
+pub mod worker;
 pub mod yamlpos;

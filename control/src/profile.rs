@@ -153,6 +153,52 @@ pub struct PortSection {
     /// RSS Toeplitz key as hex (e.g. 40 bytes = 80 hex digits); `None` keeps the device's.
     #[serde(default)]
     pub rss_key: Option<String>,
+    /// MAC address to set on the port; `None` keeps the device's.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}
+
+/// A MAC address written `02:00:00:00:00:01`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MacAddr, String> {
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        let bad = || format!("`{s}` is not a MAC address (like 02:00:00:00:00:01)");
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut m = [0u8; 6];
+        for (b, p) in m.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if m[0] & 1 != 0 {
+            return Err(format!("`{s}` is a multicast MAC address"));
+        }
+        Ok(MacAddr(m))
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, so that the error is raised at the value (and names its field and line).
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MacAddr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a MAC address like 02:00:00:00:00:01")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<MacAddr, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 fn one() -> u16 {
@@ -217,8 +263,9 @@ pub fn is_pci_address(device: &str) -> bool {
     let parts: Vec<&str> = d.split(':').collect();
     let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
     let devfn = |s: &str| {
-        s.split_once('.')
-            .is_some_and(|(dev, f)| hex(dev, 2) && f.len() == 1 && f.chars().all(|c| c.is_ascii_digit()))
+        s.split_once('.').is_some_and(|(dev, f)| {
+            hex(dev, 2) && f.len() == 1 && f.chars().all(|c| c.is_ascii_digit())
+        })
     };
     match parts.as_slice() {
         [dom, bus, df] => hex(dom, 4) && hex(bus, 2) && devfn(df),
@@ -230,7 +277,7 @@ pub fn is_pci_address(device: &str) -> bool {
 /// Parses a hex string (spaces and colons allowed between bytes).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let digits: String = s.chars().filter(|c| !matches!(c, ' ' | ':')).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     (0..digits.len())
@@ -276,12 +323,14 @@ impl Profile {
             }
         })?;
         let index = LineIndex::new(src);
-        profile.validate().map_err(|(field, message)| ProfileError {
-            file: None,
-            line: index.line(&field),
-            field,
-            message,
-        })?;
+        profile
+            .validate()
+            .map_err(|(field, message)| ProfileError {
+                file: None,
+                line: index.line(&field),
+                field,
+                message,
+            })?;
         Ok(profile)
     }
 
@@ -294,33 +343,61 @@ impl Profile {
         if self.workers.is_empty() {
             return err("workers".into(), "at least one worker is needed".into());
         }
-        if !matches!(self.eal.log_level.as_str(), "error" | "warning" | "notice" | "info" | "debug") {
+        if !matches!(
+            self.eal.log_level.as_str(),
+            "error" | "warning" | "notice" | "info" | "debug"
+        ) {
             return err(
                 "eal.log_level".into(),
-                format!("`{}` is not one of error, warning, notice, info, debug", self.eal.log_level),
+                format!(
+                    "`{}` is not one of error, warning, notice, info, debug",
+                    self.eal.log_level
+                ),
             );
         }
         if self.mempool.mbufs < 256 {
-            return err("mempool.mbufs".into(), "at least 256 mbufs are needed".into());
+            return err(
+                "mempool.mbufs".into(),
+                "at least 256 mbufs are needed".into(),
+            );
         }
-        if self.mempool.cache > 512 || (self.mempool.cache as u64) * 3 > (self.mempool.mbufs as u64) * 2 {
-            return err("mempool.cache".into(), "the cache must be at most 512 and at most 2/3 of mbufs".into());
+        if self.mempool.cache > 512
+            || (self.mempool.cache as u64) * 3 > (self.mempool.mbufs as u64) * 2
+        {
+            return err(
+                "mempool.cache".into(),
+                "the cache must be at most 512 and at most 2/3 of mbufs".into(),
+            );
         }
         if self.mempool.data_room < 1024 {
-            return err("mempool.data_room".into(), "the data room must be at least 1024 bytes".into());
+            return err(
+                "mempool.data_room".into(),
+                "the data room must be at least 1024 bytes".into(),
+            );
         }
         if self.runtime.burst == 0 || self.runtime.burst > 256 {
             return err("runtime.burst".into(), "the burst must be 1..256".into());
         }
         if self.runtime.stats_interval_ms == 0 {
-            return err("runtime.stats_interval_ms".into(), "must be at least 1".into());
+            return err(
+                "runtime.stats_interval_ms".into(),
+                "must be at least 1".into(),
+            );
         }
         let mut names = HashSet::new();
         let mut devices = HashSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             let f = |k: &str| format!("ports[{i}].{k}");
-            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return err(f("name"), format!("`{}` is not a name (letters, digits, - and _)", p.name));
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return err(
+                    f("name"),
+                    format!("`{}` is not a name (letters, digits, - and _)", p.name),
+                );
             }
             if !names.insert(p.name.as_str()) {
                 return err(f("name"), format!("port `{}` is defined twice", p.name));
@@ -332,14 +409,19 @@ impl Profile {
             if !is_pci_address(&p.device) && !dev.starts_with("net_") {
                 return err(
                     f("device"),
-                    format!("`{dev}` is neither a PCI address (0000:03:00.0) nor a virtual device (net_...)"),
+                    format!(
+                        "`{dev}` is neither a PCI address (0000:03:00.0) nor a virtual device (net_...)"
+                    ),
                 );
             }
             if !devices.insert(dev) {
                 return err(f("device"), format!("device `{dev}` is used by two ports"));
             }
             if p.rx_queues == 0 {
-                return err(f("rx_queues"), "at least one receive queue is needed".into());
+                return err(
+                    f("rx_queues"),
+                    "at least one receive queue is needed".into(),
+                );
             }
             if !(64..=32768).contains(&p.rx_desc) {
                 return err(f("rx_desc"), "must be 64..32768".into());
@@ -355,17 +437,28 @@ impl Profile {
             if let Some(k) = &p.rss_key {
                 match parse_hex(k) {
                     Some(b) if b.len() >= 40 => {}
-                    Some(b) => return err(f("rss_key"), format!("{} bytes; a Toeplitz key needs at least 40", b.len())),
+                    Some(b) => {
+                        return err(
+                            f("rss_key"),
+                            format!("{} bytes; a Toeplitz key needs at least 40", b.len()),
+                        );
+                    }
                     None => return err(f("rss_key"), "not a hex string".into()),
                 }
             }
             let mut addrs = HashSet::new();
             for (j, a) in p.addresses.iter().enumerate() {
                 if !addrs.insert(a.addr()) {
-                    return err(format!("ports[{i}].addresses[{j}]"), format!("{} is listed twice", a.addr()));
+                    return err(
+                        format!("ports[{i}].addresses[{j}]"),
+                        format!("{} is listed twice", a.addr()),
+                    );
                 }
                 if a.addr().is_multicast() || a.addr().is_unspecified() {
-                    return err(format!("ports[{i}].addresses[{j}]"), format!("{} cannot be a port address", a.addr()));
+                    return err(
+                        format!("ports[{i}].addresses[{j}]"),
+                        format!("{} cannot be a port address", a.addr()),
+                    );
                 }
             }
         }
@@ -374,13 +467,19 @@ impl Profile {
         for (i, w) in self.workers.iter().enumerate() {
             let f = |k: &str| format!("workers[{i}].{k}");
             if w.lcore == self.eal.main_lcore {
-                return err(f("lcore"), format!("lcore {} is the main lcore (the control thread)", w.lcore));
+                return err(
+                    f("lcore"),
+                    format!("lcore {} is the main lcore (the control thread)", w.lcore),
+                );
             }
             if w.lcore >= 128 {
                 return err(f("lcore"), "lcores are 0..127".into());
             }
             if !lcores.insert(w.lcore) {
-                return err(f("lcore"), format!("lcore {} already runs a worker", w.lcore));
+                return err(
+                    f("lcore"),
+                    format!("lcore {} already runs a worker", w.lcore),
+                );
             }
             let Some(port) = self.ports.iter().find(|p| p.name == w.port) else {
                 return err(f("port"), format!("no port named `{}`", w.port));
@@ -388,17 +487,29 @@ impl Profile {
             if w.queue >= port.rx_queues {
                 return err(
                     f("queue"),
-                    format!("port `{}` has {} receive queue(s); queue {} does not exist", port.name, port.rx_queues, w.queue),
+                    format!(
+                        "port `{}` has {} receive queue(s); queue {} does not exist",
+                        port.name, port.rx_queues, w.queue
+                    ),
                 );
             }
             if !queues.insert((w.port.as_str(), w.queue)) {
-                return err(f("queue"), format!("queue {} of port `{}` already has a worker", w.queue, w.port));
+                return err(
+                    f("queue"),
+                    format!(
+                        "queue {} of port `{}` already has a worker",
+                        w.queue, w.port
+                    ),
+                );
             }
         }
         for (i, p) in self.ports.iter().enumerate() {
             for q in 0..p.rx_queues {
                 if !queues.contains(&(p.name.as_str(), q)) {
-                    return err(format!("ports[{i}].rx_queues"), format!("queue {q} of port `{}` has no worker", p.name));
+                    return err(
+                        format!("ports[{i}].rx_queues"),
+                        format!("queue {q} of port `{}` has no worker", p.name),
+                    );
                 }
             }
         }
@@ -426,11 +537,20 @@ impl Profile {
             // Separate processes (labs, tests) must not share runtime files.
             a.push(format!("--file-prefix=tack{}", std::process::id()));
         }
-        if let Some(m) = self.eal.memory_mb {
+        // Without hugepages EAL reserves only 64 MiB unless told; size it for the pool.
+        if let Some(m) = self
+            .eal
+            .memory_mb
+            .or((!self.eal.hugepages).then(|| self.default_memory_mb()))
+        {
             a.push("-m".into());
             a.push(m.to_string());
         }
-        let pci: Vec<&PortSection> = self.ports.iter().filter(|p| is_pci_address(&p.device)).collect();
+        let pci: Vec<&PortSection> = self
+            .ports
+            .iter()
+            .filter(|p| is_pci_address(&p.device))
+            .collect();
         if pci.is_empty() {
             a.push("--no-pci".into());
         }
@@ -443,6 +563,14 @@ impl Profile {
         a.push(format!("--log-level=*:{}", self.eal.log_level));
         a.extend(self.eal.args.iter().cloned());
         a
+    }
+
+    /// Memory (MiB) for one mempool per NUMA socket plus rings and tables in
+    /// DPDK memory, when the profile does not say.
+    pub fn default_memory_mb(&self) -> u32 {
+        // Each mbuf takes its data room plus the mbuf header and mempool overhead.
+        let pool = self.mempool.mbufs as u64 * (self.mempool.data_room as u64 + 256);
+        (pool / (1 << 20)) as u32 + 128
     }
 
     /// The workers' lcores in profile order.
@@ -512,7 +640,10 @@ workers:
         assert_eq!((e.field.as_str(), e.line), ("ports[0].device", Some(6)));
         let e = error_of(&GOOD.replace("    addresses:", "    rx_queues: 2\n    addresses:"));
         assert_eq!(e.field, "ports[0].rx_queues");
-        assert!(e.message.contains("queue 1 of port `lan` has no worker"), "{e}");
+        assert!(
+            e.message.contains("queue 1 of port `lan` has no worker"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -522,6 +653,25 @@ workers:
         let s = e.to_string();
         assert_eq!(s, "x.yaml:10: workers[0].port: no port named `wan`");
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn mac_addresses() {
+        assert_eq!(
+            "02:00:00:0a:0b:ff".parse::<MacAddr>().unwrap().0,
+            [2, 0, 0, 10, 11, 255]
+        );
+        assert!("02:00:00:0a:0b".parse::<MacAddr>().is_err());
+        assert!("01:00:5e:00:00:01".parse::<MacAddr>().is_err());
+        let e = error_of(&GOOD.replace(
+            "    addresses:",
+            "    mac: 02:zz:00:00:00:01\n    addresses:",
+        ));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("ports[0].mac", Some(7)),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -30,25 +30,30 @@ impl LineIndex {
             let Ok((event, span)) = ev else { break };
             let line = span.start.line();
             // The path a value starting here occupies, if it is a value.
-            let value_path = |stack: &mut Vec<Frame>, lines: &mut HashMap<String, usize>| -> Option<String> {
-                match stack.last_mut() {
-                    None => Some(String::new()),
-                    Some(Frame::Map { key, .. }) => key.take(),
-                    Some(Frame::Seq { path, next }) => {
-                        let p = format!("{path}[{next}]");
-                        *next += 1;
-                        lines.entry(p.clone()).or_insert(line);
-                        Some(p)
+            let value_path =
+                |stack: &mut Vec<Frame>, lines: &mut HashMap<String, usize>| -> Option<String> {
+                    match stack.last_mut() {
+                        None => Some(String::new()),
+                        Some(Frame::Map { key, .. }) => key.take(),
+                        Some(Frame::Seq { path, next }) => {
+                            let p = format!("{path}[{next}]");
+                            *next += 1;
+                            lines.entry(p.clone()).or_insert(line);
+                            Some(p)
+                        }
                     }
-                }
-            };
+                };
             match event {
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Map { path, key }) = stack.last_mut()
                         && key.is_none()
                     {
                         // A key.
-                        let p = if path.is_empty() { value.to_string() } else { format!("{path}.{value}") };
+                        let p = if path.is_empty() {
+                            value.to_string()
+                        } else {
+                            format!("{path}.{value}")
+                        };
                         lines.entry(p.clone()).or_insert(line);
                         *key = Some(p);
                     } else {

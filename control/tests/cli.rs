@@ -1,0 +1,126 @@
+//! `tack run --config` on bad profiles: one line naming the problem, a
+//! non-zero exit, no panic.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TempDir, tack_bin};
+
+const GOOD: &str = "\
+eal:
+  hugepages: false
+  memory_mb: 128
+  lcores: '0@0,1@0'
+runtime:
+  idle: backoff
+mempool:
+  mbufs: 1023
+  cache: 32
+ports:
+  - name: lan
+    device: net_null0
+    addresses: [10.0.0.1/24]
+workers:
+  - lcore: 1
+    port: lan
+";
+
+/// Runs `tack run --config` on `profile` text; returns (exit code, stderr).
+fn run(profile: &str) -> (i32, String) {
+    let dir = TempDir::new();
+    let path = dir.path("p.yaml");
+    std::fs::write(&path, profile).unwrap();
+    let out = Command::new(tack_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("spawn tack");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "tack panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn assert_one_line_error(profile: &str, expect: &[&str]) {
+    let (code, stderr) = run(profile);
+    assert_ne!(code, 0, "a bad profile must fail: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line of error, got:\n{stderr}");
+    for e in expect {
+        assert!(
+            lines[0].contains(e),
+            "error {:?} should mention {e:?}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn bad_field_value() {
+    assert_one_line_error(
+        &GOOD.replace("memory_mb: 128", "memory_mb: -5"),
+        &["eal.memory_mb", ":3:"],
+    );
+}
+
+#[test]
+fn unknown_key() {
+    assert_one_line_error(
+        &GOOD.replace("    addresses:", "    adresses:"),
+        &["unknown field `adresses`", ":13:"],
+    );
+}
+
+#[test]
+fn worker_on_an_unknown_port() {
+    assert_one_line_error(
+        &GOOD.replace("    port: lan", "    port: wan"),
+        &["workers[0].port", "no port named `wan`", ":16:"],
+    );
+}
+
+#[test]
+fn missing_file() {
+    let (code, stderr) = run_path("/nonexistent/tack.yaml");
+    assert_ne!(code, 0);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read profile"), "{stderr}");
+}
+
+fn run_path(path: &str) -> (i32, String) {
+    let out = Command::new(tack_bin())
+        .args(["run", "--config", path])
+        .output()
+        .expect("spawn tack");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn vdev_that_does_not_exist() {
+    common::require_root();
+    assert_one_line_error(
+        &GOOD.replace("device: net_null0", "device: net_nosuchdriver0"),
+        &["port `lan`", "net_nosuchdriver0"],
+    );
+}
+
+#[test]
+fn check_prints_the_eal_arguments() {
+    let dir = TempDir::new();
+    let path = dir.path("p.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = Command::new(tack_bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--no-huge") && text.contains("--lcores=0@0,1@0"),
+        "{text}"
+    );
+}

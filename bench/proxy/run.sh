@@ -10,7 +10,9 @@
 # Prints requests/s and p99 latency per proxy and the ratio tack/haproxy.
 #
 # Usage: bench/proxy/run.sh [duration-seconds=10] [connections=50]
-# Env:   PROXY_CORE (default 0), LOAD_CORE (default 1), CARGO_TARGET_DIR, SKIP_BUILD=1
+# Env:   ROUNDS (default 3), PROXY_CORE (default 0), LOAD_CORE (default 1),
+#        CARGO_TARGET_DIR, SKIP_BUILD=1
+# Medians over alternating rounds; the range shows how noisy the machine was.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -132,33 +134,42 @@ tsc=$(curl -si "http://127.0.0.1:$(tk_port 1)/" | grep -i '^set-cookie' | tr -d 
 echo "haproxy: $hsc" >&2
 echo "tack:    $tsc" >&2
 
-# wrk prints latency percentiles with --latency; take Requests/sec and the 99% line.
+# wrk prints latency percentiles with --latency; take Requests/sec and the 99% line (in ms).
 run_wrk() { # port scenario
   local hdr=()
   [ "$2" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
   local path=/
   [ "$2" = urihash ] && path=/objects/item-42.jpg
   taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.out")
-  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.out")
-  local errs
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/wrk.out" | tr '\n' ' ')
-  echo "$rps $p99 ${errs:-}"
+  if grep -q -E 'Non-2xx|Socket errors' "$work/wrk.out"; then
+    echo "bench: errors on port $1: $(grep -E 'Non-2xx|Socket errors' "$work/wrk.out")" >&2
+  fi
+  awk '/^Requests\/sec:/ {rps=$2}
+       $1=="99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+                  if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
+       END {printf "%s %.2f\n", rps, p99}' "$work/wrk.out"
 }
 
-printf '\n%-9s %-8s %14s %10s   %s\n' scenario proxy "requests/s" "p99" "notes"
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
+
+rounds=${ROUNDS:-3}
+printf '\n%-9s %-8s %12s %16s %10s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms"
 for sc in pinned insert urihash; do
   case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
-  # warm both briefly, then measure HAProxy and tack-proxy back to back
   taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(hp_port $i)/" >/dev/null 2>&1
   taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(tk_port $i)/" >/dev/null 2>&1
-  read -r hr hp hn <<<"$(run_wrk "$(hp_port $i)" $sc)"
-  read -r tr tp tn <<<"$(run_wrk "$(tk_port $i)" $sc)"
-  printf '%-9s %-8s %14s %10s   %s\n' "$sc" haproxy "$hr" "$hp" "${hn:-}"
-  printf '%-9s %-8s %14s %10s   %s\n' "$sc" tack "$tr" "$tp" "${tn:-}"
-  printf '%-9s %-8s %14s\n' "$sc" ratio "$(awk -v a="$tr" -v b="$hr" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
+  hr=""; hp=""; tr=""; tp=""
+  # alternate HAProxy and tack-proxy so machine noise hits both alike
+  for _ in $(seq "$rounds"); do
+    read -r a b <<<"$(run_wrk "$(hp_port $i)" $sc)"; hr="$hr $a"; hp="$hp $b"
+    read -r a b <<<"$(run_wrk "$(tk_port $i)" $sc)"; tr="$tr $a"; tp="$tp $b"
+  done
+  hm=$(echo "$hr" | median); tm=$(echo "$tr" | median)
+  printf '%-9s %-8s %12.0f %16s %10s\n' "$sc" haproxy "$hm" "$(echo "$hr" | range)" "$(echo "$hp" | median)"
+  printf '%-9s %-8s %12.0f %16s %10s\n' "$sc" tack "$tm" "$(echo "$tr" | range)" "$(echo "$tp" | median)"
+  printf '%-9s %-8s %12s\n' "$sc" ratio "$(awk -v a="$tm" -v b="$hm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
 done
 echo
-echo "proxy core: $pcore; wrk + nginx core: $lcore; ${dur}s per run, $conns connections, HTTP/1.1 keep-alive" 
+echo "proxy core: $pcore; wrk + nginx core: $lcore; $rounds alternating rounds of ${dur}s per proxy and scenario, $conns connections, HTTP/1.1 keep-alive"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -227,7 +227,20 @@ pub fn set_cookie_value(set_cookie: &str) -> Option<&str> {
 /// when nothing is left.
 pub fn rewrite_request_cookie(cfg: &CookieConfig, header: &str) -> Option<String> {
     use crate::config::CookieMode::*;
-    let mut out: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(header.len());
+    let mut push = |part: &str, value: Option<&str>| {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        match value {
+            Some(v) => {
+                out.push_str(&cfg.name);
+                out.push('=');
+                out.push_str(v);
+            }
+            None => out.push_str(part),
+        }
+    };
     for part in header.split(';') {
         let p = part.trim();
         if p.is_empty() {
@@ -237,19 +250,15 @@ pub fn rewrite_request_cookie(cfg: &CookieConfig, header: &str) -> Option<String
             Some((k, v)) if k.trim() == cfg.name => match cfg.mode {
                 Insert if cfg.indirect => {}
                 Prefix => match v.split_once(PREFIX_DELIM) {
-                    Some((_, orig)) => out.push(format!("{}={}", cfg.name, orig)),
-                    None => out.push(p.to_string()),
+                    Some((_, orig)) => push(p, Some(orig)),
+                    None => push(p, None),
                 },
-                _ => out.push(p.to_string()),
+                _ => push(p, None),
             },
-            _ => out.push(p.to_string()),
+            _ => push(p, None),
         }
     }
-    if out.is_empty() {
-        None
-    } else {
-        Some(out.join("; "))
-    }
+    if out.is_empty() { None } else { Some(out) }
 }
 
 #[cfg(test)]

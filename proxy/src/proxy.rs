@@ -151,16 +151,21 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// All `Cookie` headers joined (HTTP/2 clients send one per cookie).
 fn joined_cookies(h: &HeaderMap) -> Option<String> {
-    let parts: Vec<&str> = h
+    let mut out: Option<String> = None;
+    for v in h
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("; "))
+    {
+        match &mut out {
+            None => out = Some(v.to_string()),
+            Some(o) => {
+                o.push_str("; ");
+                o.push_str(v);
+            }
+        }
     }
+    out
 }
 
 fn find_cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -229,16 +234,18 @@ fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
     {
-        for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
-            if d == "private"
-                || d == "no-cache"
-                || d == "no-store"
-                || d == "max-age=0"
-                || d == "s-maxage=0"
+        for d in v.split(',').map(str::trim) {
+            let is = |w: &str| d.eq_ignore_ascii_case(w);
+            if is("private")
+                || is("no-cache")
+                || is("no-store")
+                || is("max-age=0")
+                || is("s-maxage=0")
             {
                 return false;
             }
-            if d.starts_with("max-age") || d.starts_with("s-maxage") {
+            let starts = |w: &str| d.len() >= w.len() && d[..w.len()].eq_ignore_ascii_case(w);
+            if starts("max-age") || starts("s-maxage") {
                 fresh = true;
             }
         }
@@ -746,18 +753,21 @@ impl Frontend {
             CookieMode::Insert => {
                 // The server's own cookie of that name is removed (HAProxy deletes it
                 // unless `preserve`), then ours is inserted when needed.
-                let kept: Vec<HeaderValue> = rparts
-                    .headers
-                    .get_all(header::SET_COOKIE)
-                    .iter()
-                    .filter(|v| {
-                        v.to_str().ok().and_then(cookie::set_cookie_name) != Some(ck.name.as_str())
-                    })
-                    .cloned()
-                    .collect();
-                rparts.headers.remove(header::SET_COOKIE);
-                for v in kept {
-                    rparts.headers.append(header::SET_COOKIE, v);
+                let ours = |v: &HeaderValue| {
+                    v.to_str().ok().and_then(cookie::set_cookie_name) == Some(ck.name.as_str())
+                };
+                if rparts.headers.get_all(header::SET_COOKIE).iter().any(ours) {
+                    let kept: Vec<HeaderValue> = rparts
+                        .headers
+                        .get_all(header::SET_COOKIE)
+                        .iter()
+                        .filter(|v| !ours(v))
+                        .cloned()
+                        .collect();
+                    rparts.headers.remove(header::SET_COOKIE);
+                    for v in kept {
+                        rparts.headers.append(header::SET_COOKIE, v);
+                    }
                 }
                 if rparts.status.is_informational() {
                     return;

@@ -3,10 +3,12 @@
 //! pool and its QoS slot when it ends.
 //!
 //! A connection goes back to its pool only once the response body has been read
-//! to the end, so a pooled connection is always idle and ready. A request that a
-//! reused connection could not even start sending (the server closed it while
-//! idle) is sent again on a fresh connection. To add TLS to servers, `connect`
-//! wraps the `TcpStream` before the handshake.
+//! to the end, so a pooled connection is always idle. Connections have no task
+//! of their own: the request handler and then the response body drive them, so
+//! an exchange costs no task switches. A request that a reused connection could
+//! not even start sending (the server closed it while idle) is sent again on a
+//! fresh connection. To add TLS to servers, `connect` wraps the `TcpStream`
+//! before the handshake.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -61,31 +63,99 @@ impl UpstreamError {
     }
 }
 
+type Conn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, ProxyBody>;
+
+/// One keep-alive connection to a server: the request handle and the connection
+/// state machine. No task of its own drives it: whoever holds it polls `conn`
+/// (the request handler while waiting for the response head, then the response
+/// body while it streams), so a whole exchange runs in the client connection's
+/// task without hops between tasks.
+pub struct Link {
+    sender: SendRequest<ProxyBody>,
+    conn: Conn,
+    since: Instant,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("since", &self.since)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Link {
+    /// Drive the connection once; notes when it has ended.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.ended
+            && let Poll::Ready(r) = Pin::new(&mut self.conn).poll(cx)
+        {
+            self.ended = true;
+            if let Err(e) = r {
+                log::debug!("upstream connection: {e}");
+            }
+        }
+    }
+
+    /// Whether it can carry another request after this one.
+    fn reusable(&self) -> bool {
+        !self.ended && !self.sender.is_closed()
+    }
+
+    /// Wait until the connection can take a request; false if it is gone.
+    async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            if self.ended {
+                return Poll::Ready(false);
+            }
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(r) => Poll::Ready(r.is_ok()),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Run an exchange future while driving the connection.
+    async fn exchange<F: std::future::Future>(&mut self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
 /// The idle connections of one server.
 #[derive(Debug)]
 pub struct ServerPool {
     addr: SocketAddr,
-    idle: Mutex<Vec<(SendRequest<ProxyBody>, Instant)>>,
+    idle: Mutex<Vec<Link>>,
 }
 
 impl ServerPool {
-    fn take(&self, max_idle_time: Duration) -> Option<SendRequest<ProxyBody>> {
+    fn take(&self, max_idle_time: Duration) -> Option<Link> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((s, since)) = idle.pop() {
-            if !s.is_closed() && since.elapsed() < max_idle_time {
-                return Some(s);
+        while let Some(l) = idle.pop() {
+            if l.reusable() && l.since.elapsed() < max_idle_time {
+                return Some(l);
             }
         }
         None
     }
 
-    fn put(&self, s: SendRequest<ProxyBody>) {
-        if s.is_closed() {
+    fn put(&self, mut l: Link) {
+        if !l.reusable() {
             return;
         }
+        l.since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push((s, Instant::now()));
+            idle.push(l);
         }
     }
 
@@ -99,13 +169,13 @@ impl ServerPool {
 #[derive(Debug)]
 pub struct PooledConn {
     pool: Arc<ServerPool>,
-    sender: SendRequest<ProxyBody>,
+    link: Link,
 }
 
 impl PooledConn {
     /// Return the (idle) connection to its pool.
     pub fn release(self) {
-        self.pool.put(self.sender);
+        self.pool.put(self.link);
     }
 }
 
@@ -144,10 +214,7 @@ impl Upstream {
         &self.pools[i]
     }
 
-    async fn connect(
-        &self,
-        pool: &Arc<ServerPool>,
-    ) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+    async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(pool.addr)).await {
                 Ok(Ok(s)) => s,
@@ -159,12 +226,12 @@ impl Upstream {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                log::debug!("upstream connection: {e}");
-            }
-        });
-        Ok(sender)
+        Ok(Link {
+            sender,
+            conn,
+            since: Instant::now(),
+            ended: false,
+        })
     }
 
     /// Send `req` (origin-form URI, `Host` set) to server `i` on an idle pooled
@@ -175,17 +242,18 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
         let pool = &self.pools[i];
-        while let Some(mut s) = pool.take(self.idle_timeout) {
-            if s.ready().await.is_err() {
+        while let Some(mut link) = pool.take(self.idle_timeout) {
+            if !link.ready().await {
                 continue;
             }
-            match s.try_send_request(req).await {
+            let fut = link.sender.try_send_request(req);
+            match link.exchange(fut).await {
                 Ok(resp) => {
                     return Ok((
                         resp,
                         PooledConn {
                             pool: pool.clone(),
-                            sender: s,
+                            link,
                         },
                     ));
                 }
@@ -195,20 +263,22 @@ impl Upstream {
                 },
             }
         }
-        let mut s = self.connect(pool).await?;
-        let resp = s.send_request(req).await.map_err(UpstreamError::Http)?;
+        let mut link = self.connect(pool).await?;
+        let fut = link.sender.send_request(req);
+        let resp = link.exchange(fut).await.map_err(UpstreamError::Http)?;
         Ok((
             resp,
             PooledConn {
                 pool: pool.clone(),
-                sender: s,
+                link,
             },
         ))
     }
 }
 
-/// A server's response body on its way to the client. When it ends, its connection
-/// goes back to the pool; when it is dropped, its QoS slot is released.
+/// A server's response body on its way to the client. It drives the server
+/// connection while it streams; when it ends, the connection goes back to the
+/// pool; when it is dropped, its QoS slot is released.
 #[derive(Debug)]
 pub struct ProxiedBody {
     inner: Incoming,
@@ -246,6 +316,9 @@ impl Body for ProxiedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(c) = &mut this.conn {
+            c.link.drive(cx);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 this.finish();

@@ -233,3 +233,43 @@ async fn redirect_persistence_h2c_and_metrics() {
     assert!(m.body.contains("# TYPE tack_proxy_queue_current gauge"));
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_on_reused_connections() {
+    let servers = start_servers(1).await;
+    let yaml = format!(
+        "frontends:\n  - {{ name: web, bind: [\"127.0.0.1:0\"], backend: app, access_log: false }}\nbackends:\n  - name: app\n{}",
+        servers_yaml(&servers, ", maxconn: 2")
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    // Downloads and uploads of a few MB, several in a row and some at once, over
+    // the pooled server connections.
+    for round in 0..3 {
+        let big = get(addr, "/dl?big=3000000", &[]).await;
+        assert_eq!(big.body.len(), 3_000_000, "round {round}");
+        assert_eq!(post(addr, "/up", 2_000_000).await, "s1 got 2000000");
+    }
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                get(addr, "/dl?big=1000000", &[]).await.body.len()
+            } else {
+                post(addr, "/up", 1_000_000).await.len()
+            }
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap() > 0);
+    }
+    // Every slot was given back and the pool kept its connections.
+    let b = proxy.backend("app").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || b.servers[0].slots.inflight()
+            == 0)
+        .await
+    );
+    assert!(get(addr, "/after", &[]).await.status == 200);
+    proxy.shutdown().await;
+}

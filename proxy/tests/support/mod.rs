@@ -31,6 +31,8 @@ pub struct Seen {
 /// - any path: body `<name>`, header `x-server: <name>`;
 /// - `/login?sid=ID`: also `Set-Cookie: JSESSIONID=ID; Path=/`;
 /// - `/setck?v=V`: also `Set-Cookie: SRVCK=V; Path=/`;
+/// - `?big=N`: a body of N bytes;
+/// - POST: reads the body, answers `<name> got <length>`;
 /// - `/slow?ms=N`: waits N ms first;
 /// - `/static...`: carries `Last-Modified` (cacheable in HAProxy's eyes).
 pub struct TestServer {
@@ -125,6 +127,21 @@ async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
+                    if req.method() == hyper::Method::POST {
+                        let n = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        seen.lock().unwrap().push(Seen { uri, cookie, tag });
+                        let body = Full::new(Bytes::from(format!("{name} got {n}")));
+                        return Ok::<_, Infallible>(hyper::Response::new(body));
+                    }
+                    if let Some(n) = param(&uri, "big").and_then(|v| v.parse::<usize>().ok()) {
+                        seen.lock().unwrap().push(Seen { uri, cookie, tag });
+                        return Ok(hyper::Response::new(Full::new(Bytes::from(vec![b'x'; n]))));
+                    }
                     seen.lock().unwrap().push(Seen {
                         uri: uri.clone(),
                         cookie,
@@ -207,6 +224,20 @@ impl Resp {
             .map(|v| v.to_str().unwrap().to_string())
             .collect()
     }
+}
+
+/// A POST of `len` bytes on a fresh connection; returns the body of the answer.
+pub async fn post(addr: SocketAddr, path: &str, len: usize) -> String {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::post(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::from(vec![b'u'; len])))
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("post timed out")
+        .expect("post failed");
+    String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string()
 }
 
 /// One HTTP/1.1 request on a fresh connection (for tests that need no real client).

@@ -275,3 +275,94 @@ fn flush_connections() {
     assert_eq!(h.counters().control_rejected, 1);
     let _ = Time::ZERO;
 }
+
+#[test]
+fn installed_connections_forward_both_ways() {
+    use tack_dataplane::pipeline::{ConnSpec, InstallConnError};
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    h.p.apply(ControlMsg::Neighbor {
+        port: 0,
+        addr: client(3),
+        mac: C_MAC,
+    });
+    let spec = ConnSpec {
+        client: client(3),
+        client_port: 30003,
+        vip: a4(VIP4),
+        vip_port: 80,
+        protocol: 6,
+        server: 1,
+        local: None,
+    };
+    h.p.install_connection(h.now, &spec).unwrap();
+    assert_eq!(
+        h.p.install_connection(h.now, &spec),
+        Err(InstallConnError::Exists)
+    );
+    assert_eq!(
+        h.p.install_connection(
+            h.now,
+            &ConnSpec {
+                vip_port: 81,
+                ..spec
+            }
+        ),
+        Err(InstallConnError::NoService)
+    );
+    assert_eq!(
+        h.p.install_connection(
+            h.now,
+            &ConnSpec {
+                server: 7,
+                client_port: 1,
+                ..spec
+            }
+        ),
+        Err(InstallConnError::NoServer)
+    );
+    // A mid-stream segment of a round-robin service follows the installed connection.
+    assert_eq!(forwarded_to(&data(&mut h, 3)), a4(SERVER4B));
+    let (tx, _) = h.rx(1, &server_pkt(a4(SERVER4B), 80, client(3), 30003, ACK));
+    assert_eq!(tuple(&only(&tx, 0)), (a4(VIP4), 80, client(3), 30003));
+    let sc = &h.p.service_counters()[0];
+    assert_eq!((sc.conns, sc.packets_in, sc.packets_out), (1, 1, 1));
+    assert_eq!(sc.servers[1].conns, 1);
+    assert_eq!(sc.servers[1].packets, 1);
+    assert_eq!(sc.bytes_in, 40);
+}
+
+#[test]
+fn service_counters_follow_reloads() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    open(&mut h, 0);
+    open(&mut h, 1);
+    assert_eq!(h.p.service_counters()[0].conns, 2);
+    // Reverse the pool: counters follow the servers.
+    let mut s = two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin);
+    s[0].servers.reverse();
+    s.reverse();
+    let mut cfg = (*h.p.config()).as_ref().clone();
+    cfg.services = Arc::new(Config::new(s).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    let sc = &h.p.service_counters()[1];
+    assert_eq!(sc.conns, 2);
+    assert_eq!((sc.servers[0].conns, sc.servers[1].conns), (1, 1));
+    assert_eq!(h.p.service_counters()[0].conns, 0);
+}
+
+#[test]
+fn vip_on_the_port_address_leaves_other_ports_to_the_host() {
+    let s = service(
+        a4(PORT0_4),
+        Protocol::Tcp,
+        Some(80),
+        ForwardMode::Nat,
+        &[a4(SERVER4)],
+    );
+    let mut h = harness(vec![s]);
+    let (tx, host) = h.rx(0, &client_pkt(a4(CLIENT4), 40000, a4(PORT0_4), 22, SYN));
+    nothing(&tx);
+    assert_eq!(host.len(), 1);
+    let (tx, _) = h.rx(0, &client_pkt(a4(CLIENT4), 40000, a4(PORT0_4), 80, SYN));
+    assert_eq!(forwarded_to(&tx), a4(SERVER4));
+}

@@ -37,6 +37,7 @@ use crate::wire::{Classified, FlowRewrite, FragStatus, IpProtocol, L3Kind, TcpFl
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fwd {
     pub(crate) svc: ServiceIdx,
+    pub(crate) server: ServerIdx,
     /// Client → VIP tuple.
     pub(crate) orig: Tuple,
     /// Full-NAT local address and port.
@@ -89,7 +90,12 @@ impl<F: Frame> Pipeline<F> {
                 .and_then(|s| s.locals.get(usize::from(i)))
                 .map(|a| (*a, port))
         });
-        let fwd = Fwd { svc, orig, local };
+        let fwd = Fwd {
+            svc,
+            server,
+            orig,
+            local,
+        };
         if h.is_reply() {
             self.send_reply(frame, c, &fwd, rx_port, out, alloc);
         } else {
@@ -131,6 +137,14 @@ impl<F: Frame> Pipeline<F> {
             return;
         };
         let Some(svc) = self.services.lookup(c.dst_addr, proto, c.dst_port) else {
+            // A VIP that is also a port's address: other ports are the host's.
+            if self
+                .addrs
+                .get(&c.dst_addr)
+                .is_some_and(|i| i.port.is_some())
+            {
+                return self.give_host(frame, out);
+            }
             self.counters.drop_no_service += 1;
             return;
         };
@@ -170,6 +184,9 @@ impl<F: Frame> Pipeline<F> {
         };
         let Some(server) = server else {
             self.counters.drop_no_server += 1;
+            if let Some(c) = self.svc_ctr.get_mut(usize::from(svc)) {
+                c.no_server += 1;
+            }
             return;
         };
         let srv = self
@@ -229,11 +246,13 @@ impl<F: Frame> Pipeline<F> {
                 }
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
+                self.count_conn(svc, server);
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;
                 }
                 let fwd = Fwd {
                     svc,
+                    server,
                     orig,
                     local: local.map(|(_, a, p)| (a, p)),
                 };
@@ -363,6 +382,15 @@ impl<F: Frame> Pipeline<F> {
         out: &mut Output<F>,
         alloc: &mut A,
     ) {
+        let len = (c.l3_end - c.l3_offset) as u64;
+        if let Some(sc) = self.svc_ctr.get_mut(usize::from(fwd.svc)) {
+            sc.packets_in += 1;
+            sc.bytes_in += len;
+            if let Some(s) = sc.servers.get_mut(usize::from(fwd.server)) {
+                s.packets += 1;
+                s.bytes += len;
+            }
+        }
         let Some((port, nh)) = srv.route else {
             self.counters.drop_no_route += 1;
             return;
@@ -420,6 +448,10 @@ impl<F: Frame> Pipeline<F> {
         out: &mut Output<F>,
         alloc: &mut A,
     ) {
+        if let Some(sc) = self.svc_ctr.get_mut(usize::from(fwd.svc)) {
+            sc.packets_out += 1;
+            sc.bytes_out += (c.l3_end - c.l3_offset) as u64;
+        }
         let Some((port, nh)) = self.fib.lookup(fwd.orig.src) else {
             self.counters.drop_no_route += 1;
             return;

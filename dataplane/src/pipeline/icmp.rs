@@ -153,6 +153,7 @@ impl<F: Frame> Pipeline<F> {
                 ForwardMode::Dsr | ForwardMode::Tunnel => {
                     let fwd = Fwd {
                         svc,
+                        server,
                         orig,
                         local: None,
                     };

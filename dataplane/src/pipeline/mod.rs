@@ -78,7 +78,7 @@ use crate::time::Time;
 use crate::wire::{self, Classified, ClassifyOptions, EthernetAddress, IpProtocol, L3Kind};
 
 pub use counters::{Counters, WIRE_DROP_NAMES};
-pub use fuzz::fuzz_pipeline;
+pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
 
 use neigh::NeighTable;
@@ -535,6 +535,7 @@ pub struct Pipeline<F: Frame> {
     icmp_tokens: u32,
     icmp_refill: Time,
     counters: Counters,
+    svc_ctr: Vec<ServiceCounters>,
     events: Vec<Event>,
     scratch: Scratch,
     classify_opts: ClassifyOptions,
@@ -579,6 +580,7 @@ impl<F: Frame> Pipeline<F> {
                 verify_ipv4_checksum: cfg.verify_ipv4_checksum,
             },
             counters: Counters::default(),
+            svc_ctr: fresh_counters(&services),
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,
             services,
@@ -796,6 +798,17 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
+    /// Counts a connection opened on (`svc`, `server`).
+    #[inline]
+    pub(crate) fn count_conn(&mut self, svc: ServiceIdx, server: ServerIdx) {
+        if let Some(c) = self.svc_ctr.get_mut(usize::from(svc)) {
+            c.conns += 1;
+            if let Some(s) = c.servers.get_mut(usize::from(server)) {
+                s.conns += 1;
+            }
+        }
+    }
+
     pub(crate) fn push_event(&mut self, ev: Event) {
         if self.events.len() < self.cfg.outbox_capacity {
             self.events.push(ev);
@@ -932,8 +945,37 @@ impl<F: Frame> Pipeline<F> {
         } else {
             self.sched.reconfigure(&new, None);
         }
+        let mut ctr = fresh_counters(&new);
+        for (old, c) in core::mem::take(&mut self.svc_ctr).into_iter().enumerate() {
+            let Some(m) = map.service(old as ServiceIdx) else {
+                continue;
+            };
+            let Some(slot) = ctr.get_mut(usize::from(m.new_index)) else {
+                continue;
+            };
+            let servers = core::mem::take(&mut slot.servers);
+            *slot = ServiceCounters {
+                servers,
+                ..c.clone()
+            };
+            for (j, sc) in c.servers.iter().enumerate() {
+                if let Some(Some(nj)) = m.servers.get(j)
+                    && let Some(dst) = slot.servers.get_mut(usize::from(*nj))
+                {
+                    *dst = *sc;
+                }
+            }
+        }
+        self.svc_ctr = ctr;
         self.services = new;
         self.svcs = build_services(&self.services, &self.fib);
+    }
+
+    /// Per-service (and per-server) traffic counters, by service index of
+    /// the current snapshot ([`Pipeline::services`]). They follow their
+    /// service and servers across reloads.
+    pub fn service_counters(&self) -> &[ServiceCounters] {
+        &self.svc_ctr
     }
 
     /// Recomputes the address map after the services changed (VIPs and
@@ -1065,6 +1107,95 @@ impl<F: Frame> Pipeline<F> {
         v4.chain(v6)
     }
 
+    /// Installs an established connection without its packets: a flow
+    /// synchronised from a cluster peer, or preloaded by a benchmark. The
+    /// service is found by (`vip`, `protocol`, `vip_port`); the reply entry
+    /// is built for the service's mode. Counted like a created connection.
+    pub fn install_connection(
+        &mut self,
+        now: Time,
+        spec: &ConnSpec,
+    ) -> Result<(), InstallConnError> {
+        self.now = now;
+        let proto = crate::model::Protocol::from_ip_proto(spec.protocol)
+            .ok_or(InstallConnError::NoService)?;
+        let svc = self
+            .services
+            .lookup(spec.vip, proto, spec.vip_port)
+            .ok_or(InstallConnError::NoService)?;
+        let rt = self
+            .svcs
+            .get(usize::from(svc))
+            .ok_or(InstallConnError::NoService)?;
+        let srv = *rt
+            .servers
+            .get(usize::from(spec.server))
+            .ok_or(InstallConnError::NoServer)?;
+        if spec.client.is_ipv4() != spec.vip.is_ipv4() {
+            return Err(InstallConnError::NoService);
+        }
+        let sport = srv.port.unwrap_or(spec.vip_port);
+        let local = match (rt.mode, spec.local) {
+            (ForwardMode::FullNat, Some((a, p))) => {
+                let i = rt
+                    .locals
+                    .iter()
+                    .position(|x| *x == a)
+                    .ok_or(InstallConnError::BadLocal)?;
+                Some((i as u16, a, p))
+            }
+            (ForwardMode::FullNat, None) | (_, Some(_)) => return Err(InstallConnError::BadLocal),
+            _ => None,
+        };
+        let orig = flow::Tuple {
+            src: spec.client,
+            dst: spec.vip,
+            sport: spec.client_port,
+            dport: spec.vip_port,
+            proto: spec.protocol,
+        };
+        let reply = match (rt.mode, local) {
+            (ForwardMode::Nat, _) => Some(flow::Tuple {
+                src: srv.addr,
+                dst: spec.client,
+                sport,
+                dport: spec.client_port,
+                proto: spec.protocol,
+            }),
+            (ForwardMode::FullNat, Some((_, a, p))) => Some(flow::Tuple {
+                src: srv.addr,
+                dst: a,
+                sport,
+                dport: p,
+                proto: spec.protocol,
+            }),
+            _ => None,
+        };
+        let new = crate::conn::NewConn {
+            service: svc,
+            server: spec.server,
+            local: local.map(|(i, _, p)| (i, p)),
+            user_flags: 0,
+        };
+        // An ACK: the connection starts established.
+        match self.conn_insert(&orig, reply.as_ref(), new, 0x10) {
+            Ok(ins) => {
+                for (client, conn) in ins.evicted.into_iter().flatten() {
+                    self.conn_gone(client, &conn, false);
+                }
+                self.sched.conn_opened(svc, spec.server);
+                self.counters.conn_created += 1;
+                self.count_conn(svc, spec.server);
+                Ok(())
+            }
+            Err(crate::conn::InsertError::Exists(_)) => Err(InstallConnError::Exists),
+            Err(
+                crate::conn::InsertError::ReplyExists | crate::conn::InsertError::ReplyIsForward,
+            ) => Err(InstallConnError::ReplyConflict),
+            Err(_) => Err(InstallConnError::Full),
+        }
+    }
+
     /// Every sticky binding on this worker.
     pub fn sticky_bindings(&self) -> impl Iterator<Item = StickyBinding> + '_ {
         self.sticky.iter()
@@ -1091,6 +1222,81 @@ impl<F: Frame> Pipeline<F> {
         let c = wire::classify_with(frame.bytes(), self.classify_opts).ok()?;
         route::owner(&p.steer, frame.bytes(), &c)
     }
+}
+
+/// Traffic of one service on this worker ([`Pipeline::service_counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceCounters {
+    /// Client packets of the service's connections received.
+    pub packets_in: u64,
+    /// Their bytes (IP length).
+    pub bytes_in: u64,
+    /// Server packets of the service's connections received (NAT and full NAT).
+    pub packets_out: u64,
+    /// Their bytes (IP length).
+    pub bytes_out: u64,
+    /// Connections opened.
+    pub conns: u64,
+    /// New clients dropped because no server was available.
+    pub no_server: u64,
+    /// Per server, in pool order.
+    pub servers: Vec<ServerCounters>,
+}
+
+/// Traffic of one real server on this worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Connections opened to it.
+    pub conns: u64,
+    /// Client packets sent its way.
+    pub packets: u64,
+    /// Their bytes (IP length).
+    pub bytes: u64,
+}
+
+/// A connection to install with [`Pipeline::install_connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSpec {
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// VIP.
+    pub vip: IpAddr,
+    /// VIP port.
+    pub vip_port: u16,
+    /// IP protocol (6 or 17).
+    pub protocol: u8,
+    /// Server index in the service's pool.
+    pub server: ServerIdx,
+    /// Full NAT: the local address (of the service's pool) and port.
+    pub local: Option<(IpAddr, u16)>,
+}
+
+/// Why [`Pipeline::install_connection`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum InstallConnError {
+    /// No service for the VIP, protocol and port.
+    #[error("no such service")]
+    NoService,
+    /// No such server in the service's pool.
+    #[error("no such server")]
+    NoServer,
+    /// A local address outside the service's pool, or missing for full NAT.
+    #[error("local address missing or not in the service's pool")]
+    BadLocal,
+    /// The connection already exists.
+    #[error("connection exists")]
+    Exists,
+    /// Its reply tuple is in use.
+    #[error("reply tuple in use")]
+    ReplyConflict,
+    /// The connection table is full.
+    #[error("connection table full")]
+    Full,
 }
 
 /// A connection as the admin CLI shows it.
@@ -1325,6 +1531,17 @@ fn build_addrs(ports: &[PortRt], services: &Config) -> HashMap<IpAddr, AddrInfo>
         }
     }
     m
+}
+
+/// Zeroed per-service counters for `services`.
+fn fresh_counters(services: &Config) -> Vec<ServiceCounters> {
+    services
+        .services()
+        .map(|(_, s)| ServiceCounters {
+            servers: vec![ServerCounters::default(); s.servers.len()],
+            ..ServiceCounters::default()
+        })
+        .collect()
 }
 
 /// Per-service, per-server runtime data (routes to the servers).

@@ -2,6 +2,9 @@
 //! control thread, and the management tools.
 
 pub mod clock;
+pub mod ctl;
+pub mod mgmt;
+pub mod msg;
 pub mod profile;
 pub mod runtime;
 pub mod worker;

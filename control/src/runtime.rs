@@ -1,23 +1,27 @@
 //! Bringing the appliance up and down: EAL, mempools, ports, one worker per
-//! (port, receive queue) on its lcore, and the control loop on the main lcore.
+//! (port, receive queue) on its lcore with its rings, and the control plane
+//! on the main lcore.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tack_dataplane::pipeline::{Pipeline, PipelineConfig, PortSpec, WorkerSpec};
+use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
+use tack_dpdk::ring::{self, Consumer, Producer};
 use tack_dpdk::{
-    Eal, LcoreJoin, Mempool, MempoolConfig, Port, PortConfig, PortStats, RssConfig, RxQueue,
+    Eal, LcoreJoin, Mbuf, Mempool, MempoolConfig, Port, PortConfig, PortStats, RssConfig, RxQueue,
     TxQueue,
 };
 
 use crate::clock::TscClock;
-use crate::profile::{Profile, parse_hex};
-use crate::worker::{Worker, WorkerShared, WorkerSnapshot};
+use crate::ctl::ControlPlane;
+use crate::msg::{FromWorker, ToWorker};
+use crate::profile::{Profile, Steering, build_routes, build_services, parse_hex};
+use crate::worker::{Worker, WorkerRings, WorkerSnapshot};
 
 /// Why the appliance could not start or stop cleanly. One line, naming the part at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +53,23 @@ pub struct RunReport {
     pub ports: Vec<(String, PortStats)>,
     /// Final snapshot of each worker.
     pub workers: Vec<WorkerSnapshot>,
+    /// Mbufs in use after the ports stopped, and the pools' sizes.
+    pub mbufs_in_use: u32,
 }
+
+/// Ring sizes.
+const CONTROL_RING: u32 = 1024;
+const HOST_RING: u32 = 1024;
+const STEER_RING: u32 = 4096;
 
 /// The running appliance.
 pub struct Appliance {
-    eal: Eal,
     ports: Vec<RunningPort>,
     joins: Vec<LcoreJoin>,
     stop: Arc<AtomicBool>,
-    shared: Vec<Arc<WorkerShared>>,
     pools: Vec<Mempool>,
+    /// The control plane (owned by the main lcore).
+    pub control: ControlPlane,
 }
 
 impl Appliance {
@@ -93,7 +104,8 @@ impl Appliance {
         let mut rxqs: Vec<Vec<Option<RxQueue>>> = Vec::new();
         let mut txqs: Vec<Vec<Option<TxQueue>>> = Vec::new();
         let mut rss_keys: Vec<Option<Vec<u8>>> = Vec::new();
-        for ps in &profile.ports {
+        let mut port_index: Vec<Option<u16>> = Vec::new();
+        for (pi, ps) in profile.ports.iter().enumerate() {
             let port = Port::open(eal, &ps.device).map_err(|e| {
                 RunError(format!(
                     "port `{}`: cannot open device `{}`: {e} (no such DPDK driver or device?)",
@@ -116,14 +128,14 @@ impl Appliance {
             // Receive queue q takes buffers from the pool of the worker polling it.
             let pools: Vec<Mempool> = (0..ps.rx_queues)
                 .map(|q| {
-                    profile
+                    let w = profile
                         .workers
                         .iter()
-                        .find(|w| w.port == ps.name && w.queue == q)
-                        .map_or(
-                            pools_by_socket.values().next().copied().expect("a pool"),
-                            |w| pool_of(w.lcore),
-                        )
+                        .find(|w| w.port == ps.name && w.queue == q);
+                    w.map_or_else(
+                        || *pools_by_socket.values().next().expect("a pool"),
+                        |w| pool_of(w.lcore),
+                    )
                 })
                 .collect();
             let (rx, tx) = port
@@ -160,10 +172,12 @@ impl Appliance {
             let info = port
                 .info()
                 .map_err(|e| RunError(format!("port `{}`: {e}", ps.name)))?;
-            let key_in_use = if ps.rx_queues > 1 {
+            // The key the pipeline steers with: the device's when it hashes with
+            // RSS, else the configured one (or the pipeline's default).
+            let key_in_use = if ps.rx_queues > 1 && info.rss_hash_types != 0 {
                 port.rss_key().ok().flatten().or(key)
             } else {
-                None
+                key
             };
             log::info!(
                 "port `{}`: {} driver {} mac {} rx queues {} tx queues {}",
@@ -174,6 +188,11 @@ impl Appliance {
                 ps.rx_queues,
                 n_workers
             );
+            let id = port.id() as usize;
+            if port_index.len() <= id {
+                port_index.resize(id + 1, None);
+            }
+            port_index[id] = Some(pi as u16);
             rss_keys.push(key_in_use);
             rxqs.push(rx.into_iter().map(Some).collect());
             txqs.push(tx.into_iter().map(Some).collect());
@@ -184,11 +203,50 @@ impl Appliance {
             });
         }
 
-        let cfg = Arc::new(pipeline_config(profile, &ports));
+        let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
+        let cfg = Arc::new(
+            pipeline_config(profile, &macs).map_err(|(f, m)| RunError(format!("{f}: {m}")))?,
+        );
+
+        // Rings: control ↔ worker both ways, host frames, worker → worker steering.
+        let mut to_workers: Vec<Producer<Box<ToWorker>>> = Vec::new();
+        let mut from_control: Vec<Option<Consumer<Box<ToWorker>>>> = Vec::new();
+        let mut from_workers: Vec<Consumer<Box<FromWorker>>> = Vec::new();
+        let mut to_control: Vec<Option<Producer<Box<FromWorker>>>> = Vec::new();
+        let mut host_in: Vec<Consumer<Mbuf>> = Vec::new();
+        let mut host_out: Vec<Option<Producer<Mbuf>>> = Vec::new();
+        let ring_err = |e: tack_dpdk::Error| RunError(format!("ring: {e}"));
+        for i in 0..n_workers {
+            let (p, c) = ring::spsc(eal, &format!("c2w{i}"), CONTROL_RING).map_err(ring_err)?;
+            to_workers.push(p);
+            from_control.push(Some(c));
+            let (p, c) = ring::spsc(eal, &format!("w2c{i}"), CONTROL_RING).map_err(ring_err)?;
+            to_control.push(Some(p));
+            from_workers.push(c);
+            let (p, c) = ring::spsc(eal, &format!("host{i}"), HOST_RING).map_err(ring_err)?;
+            host_out.push(Some(p));
+            host_in.push(c);
+        }
+        let steering = n_workers > 1 && profile.runtime.steering == Steering::Auto;
+        let mut steer_out: Vec<Vec<Option<Producer<Mbuf>>>> =
+            (0..n_workers).map(|_| Vec::new()).collect();
+        let mut steer_in: Vec<Vec<Consumer<Mbuf>>> = (0..n_workers).map(|_| Vec::new()).collect();
+        for (from, outs) in steer_out.iter_mut().enumerate() {
+            for (to, ins) in steer_in.iter_mut().enumerate() {
+                if !steering || from == to {
+                    outs.push(None);
+                    continue;
+                }
+                let (p, c) =
+                    ring::spsc(eal, &format!("st{from}_{to}"), STEER_RING).map_err(ring_err)?;
+                outs.push(Some(p));
+                ins.push(c);
+            }
+        }
+
         let stop = Arc::new(AtomicBool::new(false));
         let clock = TscClock::new(tack_dpdk::tsc_hz());
         let mut joins = Vec::new();
-        let mut shared = Vec::new();
         for (i, w) in profile.workers.iter().enumerate() {
             let port_idx = profile
                 .ports
@@ -211,16 +269,23 @@ impl Appliance {
             };
             let pipeline = Pipeline::new(cfg.clone(), spec)
                 .map_err(|e| RunError(format!("worker {i} (lcore {}): {e}", w.lcore)))?;
-            let slot = Arc::new(WorkerShared::default());
             let worker = Worker {
                 index: i,
                 rx_port: port_idx as u16,
                 rx,
                 tx,
+                port_index: port_index.clone(),
                 pipeline,
                 pool: pool_of(w.lcore),
+                rings: WorkerRings {
+                    from_control: from_control[i].take().expect("one per worker"),
+                    to_control: to_control[i].take().expect("one per worker"),
+                    host: host_out[i].take().expect("one per worker"),
+                    steer_out: std::mem::take(&mut steer_out[i]),
+                    steer_in: std::mem::take(&mut steer_in[i]),
+                },
+                steering,
                 stop: stop.clone(),
-                shared: slot.clone(),
                 idle: profile.runtime.idle,
                 idle_sleep_max: Duration::from_micros(profile.runtime.idle_sleep_max_us as u64),
                 burst: profile.runtime.burst,
@@ -234,15 +299,21 @@ impl Appliance {
                 })
                 .map_err(|e| RunError(format!("worker {i}: {e}")))?;
             joins.push(join);
-            shared.push(slot);
         }
+        let control = ControlPlane::new(
+            profile.clone(),
+            macs,
+            cfg,
+            to_workers,
+            from_workers,
+            host_in,
+        );
         Ok(Appliance {
-            eal,
             ports,
             joins,
             stop,
-            shared,
             pools: pools_by_socket.into_values().collect(),
+            control,
         })
     }
 
@@ -251,35 +322,22 @@ impl Appliance {
         &self.ports
     }
 
-    /// The latest counters each worker published.
-    pub fn snapshots(&self) -> Vec<WorkerSnapshot> {
-        self.shared
-            .iter()
-            .map(|s| s.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
-    }
-
-    /// Mbufs in use in each pool (idle level: those posted to receive rings).
+    /// Mbufs handed out by the pools (receive rings, queues, rings, in flight).
     pub fn mbufs_in_use(&self) -> u32 {
         self.pools.iter().map(Mempool::in_use).sum()
     }
 
-    /// Runs the control loop until `quit` is set (by a signal handler).
-    pub fn control_loop(&self, quit: &AtomicBool) {
-        while !quit.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Stops the workers, then the ports, and reports the final counters.
-    pub fn shutdown(self) -> RunReport {
+    pub fn shutdown(mut self) -> RunReport {
         self.stop.store(true, Ordering::Relaxed);
-        for j in self.joins {
+        for j in self.joins.drain(..) {
             let rc = j.join();
             if rc != 0 {
                 log::error!("a worker ended with status {rc}");
             }
         }
+        // Take the workers' last words (final counters, events).
+        self.control.tick();
         let mut report = RunReport::default();
         for p in &self.ports {
             let stats = p.port.stats().unwrap_or_default();
@@ -288,107 +346,146 @@ impl Appliance {
             }
             report.ports.push((p.name.clone(), stats));
         }
-        report.workers = self
-            .shared
-            .iter()
-            .map(|s| s.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect();
+        report.workers = self.control.snapshots().to_vec();
         for p in &self.ports {
             if let Err(e) = p.port.close() {
                 log::warn!("port `{}`: {e}", p.name);
             }
         }
-        let _ = self.eal;
+        report.mbufs_in_use = self.pools.iter().map(Mempool::in_use).sum();
         report
     }
 }
 
-/// The pipeline's view of the profile.
-pub fn pipeline_config(profile: &Profile, ports: &[RunningPort]) -> PipelineConfig {
-    PipelineConfig {
+/// The pipeline's view of a profile, with the ports' MAC addresses.
+/// Errors name the profile field at fault.
+pub fn pipeline_config(
+    profile: &Profile,
+    macs: &[[u8; 6]],
+) -> Result<PipelineConfig, (String, String)> {
+    let services = build_services(&profile.services)?;
+    let routes = build_routes(&profile.routes, &profile.port_prefixes())?;
+    let t = &profile.tables;
+    let mut cfg = PipelineConfig {
         ports: profile
             .ports
             .iter()
-            .zip(ports)
-            .map(|(ps, rp)| PortSpec {
-                mac: EthernetAddress(rp.mac),
+            .zip(macs)
+            .map(|(ps, mac)| PortSpec {
+                mac: EthernetAddress(*mac),
                 addresses: ps
                     .addresses
                     .iter()
                     .map(|n| (n.addr(), n.prefix_len()))
-                    .collect::<Vec<(IpAddr, u8)>>(),
+                    .collect(),
                 mtu: ps.mtu.unwrap_or(1500),
             })
             .collect(),
+        services: Arc::new(services),
+        routes,
         ..PipelineConfig::default()
+    };
+    let timeouts = t.timeouts.to_timeouts();
+    for (table, capacity) in [
+        (&mut cfg.conn4, t.connections),
+        (&mut cfg.conn6, t.connections_v6),
+    ] {
+        table.capacity = capacity;
+        table.timeouts = timeouts;
+        table.full_policy = t.when_full.into();
     }
+    cfg.sticky = StickyConfig {
+        capacity: t.sticky,
+        ..cfg.sticky
+    };
+    cfg.neigh.capacity = t.neighbours;
+    Ok(cfg)
 }
 
 impl RunReport {
     /// Counters as a text table: ports, then every non-zero worker counter
     /// summed over workers with a column per worker.
     pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
+        let mut s = render_ports(&self.ports);
+        s.push('\n');
+        s.push_str(&render_workers(&self.workers));
+        s.push_str(&format!(
+            "\nmbufs in use after stop: {}\n",
+            self.mbufs_in_use
+        ));
+        s
+    }
+}
+
+/// The port table.
+pub fn render_ports(ports: &[(String, PortStats)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
+        "port",
+        "rx_packets",
+        "tx_packets",
+        "rx_bytes",
+        "tx_bytes",
+        "rx_missed",
+        "rx_errors",
+        "tx_errors"
+    );
+    for (name, st) in ports {
         let _ = writeln!(
             s,
             "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-            "port",
-            "rx_packets",
-            "tx_packets",
-            "rx_bytes",
-            "tx_bytes",
-            "rx_missed",
-            "rx_errors",
-            "tx_errors"
+            name,
+            st.ipackets,
+            st.opackets,
+            st.ibytes,
+            st.obytes,
+            st.imissed,
+            st.ierrors,
+            st.oerrors
         );
-        for (name, st) in &self.ports {
-            let _ = writeln!(
-                s,
-                "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-                name,
-                st.ipackets,
-                st.opackets,
-                st.ibytes,
-                st.obytes,
-                st.imissed,
-                st.ierrors,
-                st.oerrors
-            );
+    }
+    s
+}
+
+/// Every non-zero worker counter, total and per worker.
+pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
+    use std::fmt::Write;
+    let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    let mut order: Vec<&'static str> = Vec::new();
+    let n = workers.len();
+    for (i, w) in workers.iter().enumerate() {
+        let mut add = |name: &'static str, v: u64| {
+            let row = rows.entry(name).or_insert_with(|| {
+                order.push(name);
+                vec![0; n]
+            });
+            row[i] = v;
+        };
+        w.lp.for_each(&mut add);
+        for (name, v) in &w.pipeline {
+            add(name, *v);
         }
-        let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-        let mut order: Vec<&'static str> = Vec::new();
-        let n = self.workers.len();
-        for (i, w) in self.workers.iter().enumerate() {
-            let mut add = |name: &'static str, v: u64| {
-                let row = rows.entry(name).or_insert_with(|| {
-                    order.push(name);
-                    vec![0; n]
-                });
-                row[i] = v;
-            };
-            w.lp.for_each(&mut add);
-            for (name, v) in &w.pipeline {
-                add(name, *v);
-            }
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{:<32} {:>12}", "counter", "total");
+    for i in 0..n {
+        let _ = write!(s, " {:>12}", format!("worker{i}"));
+    }
+    let _ = writeln!(s);
+    for name in order {
+        let row = &rows[name];
+        let total: u64 = row.iter().sum();
+        if total == 0 {
+            continue;
         }
-        let _ = write!(s, "\n{:<32} {:>12}", "counter", "total");
-        for i in 0..n {
-            let _ = write!(s, " {:>12}", format!("worker{i}"));
+        let _ = write!(s, "{name:<32} {total:>12}");
+        for v in row {
+            let _ = write!(s, " {v:>12}");
         }
         let _ = writeln!(s);
-        for name in order {
-            let row = &rows[name];
-            let total: u64 = row.iter().sum();
-            if total == 0 {
-                continue;
-            }
-            let _ = write!(s, "{name:<32} {total:>12}");
-            for v in row {
-                let _ = write!(s, " {v:>12}");
-            }
-            let _ = writeln!(s);
-        }
-        s
     }
+    s
 }

@@ -1,23 +1,29 @@
 //! The worker loop: one per (port, receive queue), pinned to its lcore.
 //!
-//! receive burst → pipeline → transmit bursts, then timers; every mbuf is
-//! either transmitted or dropped (freed) exactly once. Counters are published
-//! to the control thread at a fixed interval without blocking the worker.
+//! Each iteration: take the control thread's messages (configuration epochs
+//! are swapped here, at a burst boundary), receive a burst, hand frames whose
+//! flow another worker owns to that worker (software steering), run the
+//! pipeline on the rest and on what other workers handed over, run the timers,
+//! transmit, pass host-bound frames and pipeline events to the control
+//! thread. Every mbuf is transmitted, handed over or freed exactly once.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tack_dataplane::pipeline::{Output, Pipeline};
+use tack_dataplane::pipeline::{Event, Output, Pipeline};
+use tack_dpdk::ring::{Consumer, Producer};
 use tack_dpdk::{Mbuf, Mempool, RxQueue, TxQueue};
 
 use crate::clock::TscClock;
+use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::IdlePolicy;
 
 /// Runtime counters of one worker (the pipeline keeps its own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopCounters {
-    /// Packets received.
+    /// Packets received from the NIC.
     pub rx_packets: u64,
     /// Non-empty receive bursts.
     pub rx_bursts: u64,
@@ -25,8 +31,20 @@ pub struct LoopCounters {
     pub tx_packets: u64,
     /// Packets dropped because a transmit queue stayed full.
     pub tx_queue_full: u64,
-    /// Packets for the host dropped because there is no exception path.
-    pub host_dropped: u64,
+    /// Packets handed to the worker that owns their flow.
+    pub steered_out: u64,
+    /// Packets received from other workers.
+    pub steered_in: u64,
+    /// Packets dropped because another worker's steering ring was full.
+    pub steer_ring_full: u64,
+    /// Packets passed to the control thread for the host.
+    pub host_packets: u64,
+    /// Host-bound packets dropped because the ring to the control thread was full.
+    pub host_ring_full: u64,
+    /// Pipeline events dropped because the ring to the control thread was full.
+    pub events_dropped: u64,
+    /// Configuration epochs applied.
+    pub config_epochs: u64,
     /// Times the back-off policy slept.
     pub idle_sleeps: u64,
 }
@@ -38,7 +56,13 @@ impl LoopCounters {
         f("rx_bursts", self.rx_bursts);
         f("tx_packets", self.tx_packets);
         f("tx_queue_full", self.tx_queue_full);
-        f("host_dropped", self.host_dropped);
+        f("steered_out", self.steered_out);
+        f("steered_in", self.steered_in);
+        f("steer_ring_full", self.steer_ring_full);
+        f("host_packets", self.host_packets);
+        f("host_ring_full", self.host_ring_full);
+        f("events_dropped", self.events_dropped);
+        f("config_epochs", self.config_epochs);
         f("idle_sleeps", self.idle_sleeps);
     }
 }
@@ -52,11 +76,18 @@ pub struct WorkerSnapshot {
     pub pipeline: Vec<(&'static str, u64)>,
 }
 
-/// The slot a worker publishes its snapshot into.
-#[derive(Debug, Default)]
-pub struct WorkerShared {
-    /// Latest snapshot.
-    pub snapshot: Mutex<WorkerSnapshot>,
+/// The rings of one worker.
+pub struct WorkerRings {
+    /// Messages from the control thread.
+    pub from_control: Consumer<Box<ToWorker>>,
+    /// Events, counters and replies to the control thread.
+    pub to_control: Producer<Box<FromWorker>>,
+    /// Host-bound frames to the control thread.
+    pub host: Producer<Mbuf>,
+    /// Frames for the other workers, by worker index (`None` for itself).
+    pub steer_out: Vec<Option<Producer<Mbuf>>>,
+    /// Frames from the other workers.
+    pub steer_in: Vec<Consumer<Mbuf>>,
 }
 
 /// Everything a worker owns.
@@ -69,14 +100,18 @@ pub struct Worker {
     pub rx: RxQueue,
     /// Its transmit queue on every port, by port index.
     pub tx: Vec<TxQueue>,
+    /// Port index by DPDK port id (for frames handed over by other workers).
+    pub port_index: Vec<Option<u16>>,
     /// Its pipeline.
     pub pipeline: Pipeline<Mbuf>,
     /// Pool for frames the pipeline originates.
     pub pool: Mempool,
+    /// Its rings.
+    pub rings: WorkerRings,
+    /// Whether to hand frames to the worker owning their flow.
+    pub steering: bool,
     /// Set by the control thread to stop.
     pub stop: Arc<AtomicBool>,
-    /// Where counters are published.
-    pub shared: Arc<WorkerShared>,
     /// Idle policy.
     pub idle: IdlePolicy,
     /// Longest back-off sleep.
@@ -93,42 +128,92 @@ pub struct Worker {
 const SPIN_BEFORE_SLEEP: u32 = 64;
 /// Times a transmit burst is retried before the rest is dropped.
 const TX_RETRIES: u32 = 4;
+/// Connections listed at most per query.
+const QUERY_LIMIT_MAX: usize = 100_000;
 
 impl Worker {
     /// Runs until `stop` is set; returns the final snapshot.
     pub fn run(mut self) -> WorkerSnapshot {
         let mut lp = LoopCounters::default();
-        let mut rx: Vec<Mbuf> = Vec::with_capacity(self.burst as usize);
+        let burst = self.burst as usize;
+        let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut keep: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut handed: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut by_port: BTreeMap<u16, Vec<Mbuf>> = BTreeMap::new();
+        let mut events: Vec<Event> = Vec::new();
         let mut out: Output<Mbuf> = Output::new(self.tx.len());
         for v in &mut out.tx {
-            v.reserve(self.burst as usize * 2);
+            v.reserve(burst * 2);
         }
         let mut empty_polls = 0u32;
         let mut sleep_us = 1u64;
         let mut next_publish = 0u64;
         log::info!(
-            "worker {} on lcore {:?}: port {} queue {}",
+            "worker {} on lcore {:?}: port {} queue {}, steering {}",
             self.index,
             tack_dpdk::current_lcore(),
             self.rx_port,
-            self.rx.queue()
+            self.rx.queue(),
+            if self.steering { "on" } else { "off" }
         );
         while !self.stop.load(Ordering::Relaxed) {
-            let n = self.rx.rx_burst(&mut rx, self.burst);
+            let mut busy = self.control_messages(&mut lp);
             let now = self.clock.now();
+
+            let n = self.rx.rx_burst(&mut rx, self.burst);
             if n > 0 {
+                busy = true;
                 lp.rx_packets += n as u64;
                 lp.rx_bursts += 1;
-                empty_polls = 0;
-                sleep_us = 1;
+                if self.steering {
+                    self.steer(&mut rx, &mut keep, &mut lp);
+                    std::mem::swap(&mut rx, &mut keep);
+                }
                 self.pipeline
                     .process_burst(now, self.rx_port, &mut rx, &mut out, &mut self.pool);
-                // Whatever the pipeline left in `rx` is dropped here.
-                rx.clear();
+                rx.clear(); // whatever the pipeline left is dropped (freed) here
+            }
+            for ring in &mut self.rings.steer_in {
+                if ring.pop_burst(&mut handed, burst) == 0 {
+                    continue;
+                }
+                busy = true;
+                lp.steered_in += handed.len() as u64;
+                for m in handed.drain(..) {
+                    match self.port_index.get(m.port() as usize).copied().flatten() {
+                        Some(p) => by_port.entry(p).or_default().push(m),
+                        None => drop(m),
+                    }
+                }
+                for (port, frames) in by_port.iter_mut() {
+                    if !frames.is_empty() {
+                        self.pipeline
+                            .process_burst(now, *port, frames, &mut out, &mut self.pool);
+                        frames.clear();
+                    }
+                }
             }
             self.pipeline.poll(now, &mut out, &mut self.pool);
             self.flush(&mut out, &mut lp);
-            if n == 0 {
+            self.pipeline.drain_events(&mut events);
+            if !events.is_empty() {
+                let batch = Box::new(FromWorker::Events(std::mem::take(&mut events)));
+                if let Err(b) = self.rings.to_control.push(batch)
+                    && let FromWorker::Events(v) = *b
+                {
+                    lp.events_dropped += v.len() as u64;
+                }
+            }
+            if now.as_nanos() >= next_publish {
+                let snap = Box::new(FromWorker::Counters(self.snapshot(&lp)));
+                // A full ring only delays the next publication.
+                let _ = self.rings.to_control.push(snap);
+                next_publish = now.as_nanos() + self.stats_interval_ns;
+            }
+            if busy {
+                empty_polls = 0;
+                sleep_us = 1;
+            } else {
                 empty_polls = empty_polls.saturating_add(1);
                 if self.idle == IdlePolicy::Backoff && empty_polls > SPIN_BEFORE_SLEEP {
                     std::thread::sleep(Duration::from_micros(sleep_us));
@@ -138,18 +223,81 @@ impl Worker {
                     std::hint::spin_loop();
                 }
             }
-            if now.as_nanos() >= next_publish {
-                self.publish(&lp);
-                next_publish = now.as_nanos() + self.stats_interval_ns;
-            }
         }
         let snap = self.snapshot(&lp);
-        *self
-            .shared
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = snap.clone();
+        let _ = self
+            .rings
+            .to_control
+            .push(Box::new(FromWorker::Counters(snap.clone())));
         snap
+    }
+
+    /// Applies what the control thread sent; true if there was anything.
+    fn control_messages(&mut self, lp: &mut LoopCounters) -> bool {
+        let mut any = false;
+        while let Some(msg) = self.rings.from_control.pop() {
+            any = true;
+            match *msg {
+                ToWorker::Config(cfg) => {
+                    self.pipeline.set_config(cfg);
+                    lp.config_epochs += 1;
+                }
+                ToWorker::Msg(m) => self.pipeline.apply(m),
+                ToWorker::Query(q) => {
+                    let reply = Box::new(FromWorker::Reply(self.answer(q)));
+                    // The control thread waits for replies, so the ring has room;
+                    // if not, the query times out there.
+                    let _ = self.rings.to_control.push(reply);
+                }
+            }
+        }
+        any
+    }
+
+    fn answer(&self, q: Query) -> Reply {
+        match q {
+            Query::Connections { limit } => {
+                let mut per_server: BTreeMap<(u16, u16), u64> = BTreeMap::new();
+                let mut list = Vec::new();
+                let limit = limit.min(QUERY_LIMIT_MAX);
+                for c in self.pipeline.connections() {
+                    *per_server.entry((c.service, c.server)).or_default() += 1;
+                    if list.len() < limit {
+                        list.push(c);
+                    }
+                }
+                Reply::Connections {
+                    total: self.pipeline.connection_count(),
+                    list,
+                    per_server: per_server.into_iter().collect(),
+                }
+            }
+            Query::Sticky => Reply::Sticky(self.pipeline.sticky_bindings().collect()),
+            Query::Neighbours => Reply::Neighbours(self.pipeline.neighbors().collect()),
+        }
+    }
+
+    /// Splits a burst: frames this worker owns go to `keep`, the others to their owner.
+    fn steer(&mut self, rx: &mut Vec<Mbuf>, keep: &mut Vec<Mbuf>, lp: &mut LoopCounters) {
+        keep.clear();
+        for m in rx.drain(..) {
+            let owner = self.pipeline.owner_worker(&m, self.rx_port);
+            match owner.map(usize::from) {
+                Some(o) if o != self.index => {
+                    match self.rings.steer_out.get_mut(o).and_then(Option::as_mut) {
+                        Some(ring) => match ring.push(m) {
+                            Ok(()) => lp.steered_out += 1,
+                            Err(m) => {
+                                lp.steer_ring_full += 1;
+                                drop(m);
+                            }
+                        },
+                        None => keep.push(m),
+                    }
+                }
+                _ => keep.push(m),
+            }
+        }
     }
 
     fn flush(&mut self, out: &mut Output<Mbuf>, lp: &mut LoopCounters) {
@@ -166,27 +314,19 @@ impl Worker {
             pkts.clear();
         }
         if !out.host.is_empty() {
-            lp.host_dropped += out.host.len() as u64;
+            let n = out.host.len();
+            let sent = self.rings.host.push_burst(&mut out.host);
+            lp.host_packets += sent as u64;
+            lp.host_ring_full += (n - sent) as u64;
             out.host.clear();
         }
     }
 
     fn snapshot(&self, lp: &LoopCounters) -> WorkerSnapshot {
-        let mut pipeline = Vec::new();
+        let mut pipeline = Vec::with_capacity(128);
         self.pipeline
             .counters()
             .for_each(|name, v| pipeline.push((name, v)));
         WorkerSnapshot { lp: *lp, pipeline }
-    }
-
-    fn publish(&self, lp: &LoopCounters) {
-        // Never wait for the control thread: skip this round if it holds the lock.
-        if let Ok(mut slot) = self.shared.snapshot.try_lock() {
-            slot.lp = *lp;
-            slot.pipeline.clear();
-            self.pipeline
-                .counters()
-                .for_each(|name, v| slot.pipeline.push((name, v)));
-        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
+use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
 use tack_control::runtime::Appliance;
 
@@ -19,11 +20,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the appliance on a profile until SIGINT or SIGTERM.
+    /// Run the appliance on a profile until SIGINT or SIGTERM; SIGHUP reloads the profile.
     Run {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]
         config: PathBuf,
+        /// Management socket for tackctl (overrides the profile's management.socket).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Check a profile and print the EAL arguments it gives, without running.
     Check {
@@ -50,28 +54,47 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => {
-            let profile = match Profile::load(&config) {
+        Command::Run { config, socket } => {
+            let mut profile = match Profile::load(&config) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("tack: {e}");
                     return ExitCode::from(2);
                 }
             };
-            run(&profile)
+            if let Some(s) = socket {
+                profile.management.socket = s;
+            }
+            run(&profile, config)
         }
     }
 }
 
-fn run(profile: &Profile) -> ExitCode {
+fn run(profile: &Profile, path: PathBuf) -> ExitCode {
     let quit = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, quit.clone()) {
+    let reload = Arc::new(AtomicBool::new(false));
+    let mut signals = vec![
+        (signal_hook::consts::SIGINT, quit.clone()),
+        (signal_hook::consts::SIGTERM, quit.clone()),
+        (signal_hook::consts::SIGHUP, reload.clone()),
+    ];
+    for (sig, flag) in signals.drain(..) {
+        if let Err(e) = signal_hook::flag::register(sig, flag) {
             eprintln!("tack: cannot handle signal {sig}: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let app = match Appliance::start(profile) {
+    let mgmt = match MgmtServer::bind(&profile.management.socket) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!(
+                "tack: management socket {}: {e}",
+                profile.management.socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut app = match Appliance::start(profile) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("tack: {e}");
@@ -86,10 +109,13 @@ fn run(profile: &Profile) -> ExitCode {
         );
     }
     println!(
-        "tack: running {} worker(s); SIGINT or SIGTERM stops",
-        profile.workers.len()
+        "tack: running {} worker(s), {} service(s); management socket {}; SIGHUP reloads, SIGINT or SIGTERM stops",
+        profile.workers.len(),
+        profile.services.len(),
+        profile.management.socket.display()
     );
-    app.control_loop(&quit);
+    app.control.set_profile_path(path);
+    app.control.run(&quit, &reload, Some(mgmt));
     println!("tack: stopping");
     let report = app.shutdown();
     print!("{}", report.render());

@@ -1,2 +1,49 @@
-//! `tackctl`: admin CLI.
-fn main() {}
+//! `tackctl`: the admin CLI of a running `tack`, over its local management socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tack_control::mgmt::request;
+use tack_control::profile::DEFAULT_SOCKET;
+
+/// Administer a running Tack appliance.
+///
+/// Commands:
+///   status                                   ports, workers, services
+///   counters                                 every worker counter
+///   services                                 services, servers, weights, states, open connections
+///   connections [N | flush]                  list (first N) or flush connections
+///   sticky [show]                            sticky bindings
+///   sticky flush [SERVICE]                   flush sticky bindings
+///   sticky SERVICE MINUTES [NETWORK]         natural-class persistence (LocalDirector `sticky`)
+///   neighbours                               ARP/NDP table
+///   server SERVICE SERVER state up|drain|maint|down
+///   server SERVICE SERVER weight N
+///   server SERVICE add ADDR[:PORT] [weight N]
+///   server SERVICE remove SERVER
+///   reload                                   re-read the profile file
+#[derive(Parser, Debug)]
+#[command(name = "tackctl", version, about, verbatim_doc_comment)]
+struct Cli {
+    /// The appliance's management socket.
+    #[arg(short, long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match request(&cli.socket, &cli.command.join(" ")) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tackctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

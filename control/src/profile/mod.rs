@@ -7,12 +7,18 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::yamlpos::LineIndex;
+
+mod services;
+pub use services::{
+    ModeName, PersistenceSection, RouteSection, ServerSection, ServiceSection, TablesSection,
+    TimeoutsSection, WhenFull, build_routes, build_services,
+};
 
 /// A whole profile.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -31,6 +37,50 @@ pub struct Profile {
     pub ports: Vec<PortSection>,
     /// Worker lcores, one per (port, receive queue).
     pub workers: Vec<WorkerSection>,
+    /// Virtual services.
+    #[serde(default)]
+    pub services: Vec<ServiceSection>,
+    /// Static routes (networks on-link on a port need none).
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    /// Table sizes and timeouts.
+    #[serde(default)]
+    pub tables: TablesSection,
+    /// The management socket `tackctl` talks to.
+    #[serde(default)]
+    pub management: ManagementSection,
+}
+
+/// Management API settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementSection {
+    /// Unix socket path (local only: file permissions guard it).
+    pub socket: PathBuf,
+}
+
+impl Default for ManagementSection {
+    fn default() -> Self {
+        ManagementSection {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
+}
+
+/// Where `tack` listens for `tackctl` unless the profile says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/tack/tack.sock";
+
+/// Whether workers hand packets to the worker that owns their flow.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Steering {
+    /// On when there is more than one worker (the default): needed when the
+    /// device does not spread with Toeplitz RSS under the port's key (af_packet,
+    /// af_xdp on veth), and for NAT services, whose replies a NIC's RSS cannot
+    /// send to the worker that owns the connection.
+    Auto,
+    /// Never (a single worker, or full NAT / DSR only on NICs with Toeplitz RSS).
+    Off,
 }
 
 /// EAL settings; turned into EAL arguments by [`Profile::eal_args`].
@@ -110,6 +160,8 @@ pub struct RuntimeSection {
     pub burst: u16,
     /// How often workers publish their counters, in milliseconds.
     pub stats_interval_ms: u32,
+    /// Software flow steering between workers.
+    pub steering: Steering,
 }
 
 impl Default for RuntimeSection {
@@ -119,6 +171,7 @@ impl Default for RuntimeSection {
             idle_sleep_max_us: 200,
             burst: 32,
             stats_interval_ms: 100,
+            steering: Steering::Auto,
         }
     }
 }
@@ -571,6 +624,11 @@ impl Profile {
         // Each mbuf takes its data room plus the mbuf header and mempool overhead.
         let pool = self.mempool.mbufs as u64 * (self.mempool.data_room as u64 + 256);
         (pool / (1 << 20)) as u32 + 128
+    }
+
+    /// Each port's address prefixes (its on-link networks), by port index.
+    pub fn port_prefixes(&self) -> Vec<Vec<IpNet>> {
+        self.ports.iter().map(|p| p.addresses.clone()).collect()
     }
 
     /// The workers' lcores in profile order.

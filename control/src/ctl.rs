@@ -1,0 +1,660 @@
+//! The control plane, on the main lcore: publishes what one worker learns to
+//! the others (sticky bindings, neighbours), collects counters, applies
+//! reloads and management commands as new configuration epochs, and answers
+//! questions about the workers' tables.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tack_dataplane::model::ServerState;
+use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
+use tack_dataplane::sticky::StickyEvent;
+use tack_dpdk::Mbuf;
+use tack_dpdk::ring::{Consumer, Producer};
+
+use crate::mgmt::MgmtServer;
+use crate::msg::{FromWorker, Query, Reply, ToWorker};
+use crate::profile::{PersistenceSection, Profile, ServerSection};
+use crate::runtime::{pipeline_config, render_workers};
+use crate::worker::WorkerSnapshot;
+
+/// Counters of the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlCounters {
+    /// Sticky bindings published to the other workers.
+    pub sticky_published: u64,
+    /// Neighbours published to the other workers.
+    pub neighbours_published: u64,
+    /// Host-bound frames received from workers (dropped: no exception path).
+    pub host_frames: u64,
+    /// Messages to a worker dropped because its ring stayed full.
+    pub messages_dropped: u64,
+    /// Configuration epochs published.
+    pub epochs: u64,
+    /// Reloads refused.
+    pub reload_errors: u64,
+}
+
+/// The control plane's state.
+pub struct ControlPlane {
+    profile: Profile,
+    profile_path: Option<PathBuf>,
+    macs: Vec<[u8; 6]>,
+    cfg: Arc<PipelineConfig>,
+    to_workers: Vec<Producer<Box<ToWorker>>>,
+    from_workers: Vec<Consumer<Box<FromWorker>>>,
+    host_in: Vec<Consumer<Mbuf>>,
+    snapshots: Vec<WorkerSnapshot>,
+    replies: Vec<Option<Reply>>,
+    counters: ControlCounters,
+}
+
+impl ControlPlane {
+    /// A control plane for workers reached through these rings.
+    pub fn new(
+        profile: Profile,
+        macs: Vec<[u8; 6]>,
+        cfg: Arc<PipelineConfig>,
+        to_workers: Vec<Producer<Box<ToWorker>>>,
+        from_workers: Vec<Consumer<Box<FromWorker>>>,
+        host_in: Vec<Consumer<Mbuf>>,
+    ) -> ControlPlane {
+        let n = to_workers.len();
+        ControlPlane {
+            profile,
+            profile_path: None,
+            macs,
+            cfg,
+            to_workers,
+            from_workers,
+            host_in,
+            snapshots: vec![WorkerSnapshot::default(); n],
+            replies: vec![None; n],
+            counters: ControlCounters::default(),
+        }
+    }
+
+    /// The file `reload` reads.
+    pub fn set_profile_path(&mut self, path: PathBuf) {
+        self.profile_path = Some(path);
+    }
+
+    /// The workers' latest counters.
+    pub fn snapshots(&self) -> &[WorkerSnapshot] {
+        &self.snapshots
+    }
+
+    /// The control plane's counters.
+    pub fn counters(&self) -> ControlCounters {
+        self.counters
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<PipelineConfig> {
+        &self.cfg
+    }
+
+    /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile.
+    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mut mgmt: Option<MgmtServer>) {
+        while !quit.load(Ordering::Relaxed) {
+            let busy = self.tick();
+            if reload.swap(false, Ordering::Relaxed) {
+                match self.reload() {
+                    Ok(msg) => log::warn!("reload: {msg}"),
+                    Err(e) => log::error!("reload refused: {e}"),
+                }
+            }
+            if let Some(m) = mgmt.as_mut() {
+                m.serve(self);
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Drains the workers' rings once: publishes events, stores counters and
+    /// replies, takes host frames. True if anything arrived.
+    pub fn tick(&mut self) -> bool {
+        let mut busy = false;
+        let mut publish: Vec<(usize, ControlMsg)> = Vec::new();
+        for (i, ring) in self.from_workers.iter_mut().enumerate() {
+            while let Some(msg) = ring.pop() {
+                busy = true;
+                match *msg {
+                    FromWorker::Counters(s) => self.snapshots[i] = s,
+                    FromWorker::Reply(r) => self.replies[i] = Some(r),
+                    FromWorker::Events(evs) => {
+                        for ev in evs {
+                            if let Some(m) = event_to_msg(ev, &mut self.counters) {
+                                publish.push((i, m));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (from, m) in publish {
+            for to in 0..self.to_workers.len() {
+                if to != from {
+                    self.send(to, ToWorker::Msg(m.clone()));
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        for ring in &mut self.host_in {
+            ring.pop_burst(&mut frames, 256);
+        }
+        if !frames.is_empty() {
+            busy = true;
+            self.counters.host_frames += frames.len() as u64;
+        }
+        busy
+    }
+
+    fn send(&mut self, worker: usize, msg: ToWorker) {
+        let mut msg = Box::new(msg);
+        let deadline = Instant::now() + Duration::from_millis(100);
+        loop {
+            match self.to_workers[worker].push(msg) {
+                Ok(()) => return,
+                Err(back) if Instant::now() < deadline => {
+                    msg = back;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(_) => {
+                    self.counters.messages_dropped += 1;
+                    log::error!("worker {worker} does not take messages; one was dropped");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes a new configuration epoch to every worker.
+    fn publish(&mut self, cfg: PipelineConfig) {
+        self.cfg = Arc::new(cfg);
+        for w in 0..self.to_workers.len() {
+            self.send(w, ToWorker::Config(self.cfg.clone()));
+        }
+        self.counters.epochs += 1;
+    }
+
+    /// Applies a changed profile (same ports, workers and EAL settings) as a
+    /// new configuration epoch; established connections stay.
+    pub fn apply_profile(&mut self, new: Profile) -> Result<String, String> {
+        let same = |a: &Profile, b: &Profile| {
+            a.eal == b.eal
+                && a.mempool == b.mempool
+                && a.workers == b.workers
+                && a.runtime == b.runtime
+                && a.ports.len() == b.ports.len()
+                && a.ports.iter().zip(&b.ports).all(|(x, y)| {
+                    x.name == y.name
+                        && x.device == y.device
+                        && x.rx_queues == y.rx_queues
+                        && x.mac == y.mac
+                })
+        };
+        if !same(&self.profile, &new) {
+            self.counters.reload_errors += 1;
+            return Err(
+                "eal, mempool, runtime, workers or the ports' devices, queues or MACs changed; those need a restart"
+                    .into(),
+            );
+        }
+        let cfg = pipeline_config(&new, &self.macs).map_err(|(f, m)| {
+            self.counters.reload_errors += 1;
+            format!("{f}: {m}")
+        })?;
+        let n = cfg.services.len();
+        self.profile = new;
+        self.publish(cfg);
+        Ok(format!(
+            "configuration epoch {} with {n} service(s) published",
+            self.counters.epochs
+        ))
+    }
+
+    /// Re-reads the profile file and applies it.
+    pub fn reload(&mut self) -> Result<String, String> {
+        let Some(path) = self.profile_path.clone() else {
+            return Err("no profile file to reload".into());
+        };
+        let new = Profile::load(&path).map_err(|e| {
+            self.counters.reload_errors += 1;
+            e.to_string()
+        })?;
+        self.apply_profile(new)
+    }
+
+    /// Asks every worker and waits (up to a second) for all answers.
+    pub fn query(&mut self, q: Query) -> Result<Vec<Reply>, String> {
+        for r in &mut self.replies {
+            *r = None;
+        }
+        for w in 0..self.to_workers.len() {
+            self.send(w, ToWorker::Query(q));
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.replies.iter().any(Option::is_none) {
+            if Instant::now() > deadline {
+                return Err("a worker did not answer within 1 s".into());
+            }
+            if !self.tick() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Ok(self.replies.iter_mut().filter_map(Option::take).collect())
+    }
+
+    fn service_index(&self, name: &str) -> Result<usize, String> {
+        self.profile
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| format!("no service named `{name}`"))
+    }
+
+    fn server_index(&self, service: usize, name: &str) -> Result<usize, String> {
+        let svc = &self.profile.services[service];
+        svc.servers
+            .iter()
+            .position(|s| s.display_name() == name || s.address.to_string() == name)
+            .ok_or_else(|| format!("service `{}` has no server `{name}`", svc.name))
+    }
+
+    /// Handles one management command line; returns the answer text.
+    pub fn command(&mut self, line: &str) -> Result<String, String> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        match args.as_slice() {
+            ["status"] | [] => Ok(self.status()),
+            ["counters"] => Ok(render_workers(&self.snapshots) + &self.render_control_counters()),
+            ["services"] => self.services(),
+            ["connections"] => self.connections(20),
+            ["connections", "flush"] => {
+                self.broadcast(ControlMsg::FlushConnections);
+                Ok("connections flushed".into())
+            }
+            ["connections", n] => {
+                self.connections(n.parse().map_err(|_| format!("`{n}` is not a count"))?)
+            }
+            ["sticky"] | ["sticky", "show"] => self.sticky_show(),
+            ["sticky", "flush"] => {
+                self.broadcast(ControlMsg::FlushSticky { service: None });
+                Ok("all sticky bindings flushed".into())
+            }
+            ["sticky", "flush", svc] => {
+                let i = self.service_index(svc)?;
+                self.broadcast(ControlMsg::FlushSticky {
+                    service: Some(i as u16),
+                });
+                Ok(format!("sticky bindings of `{svc}` flushed"))
+            }
+            ["sticky", svc, minutes, rest @ ..] if rest.len() <= 1 => {
+                self.sticky_set(svc, minutes, rest.first().copied())
+            }
+            ["neighbours"] | ["neighbors"] => self.neighbours(),
+            ["server", svc, server, "state", st] => {
+                let state = parse_state(st)?;
+                let (i, j) = self.locate(svc, server)?;
+                let mut p = self.profile.clone();
+                p.services[i].servers[j].state = state;
+                self.apply_profile(p)
+                    .map(|_| format!("{svc}/{server}: state {st}"))
+            }
+            ["server", svc, server, "weight", w] => {
+                let weight: u16 = w
+                    .parse()
+                    .map_err(|_| format!("`{w}` is not a weight (0..65535)"))?;
+                let (i, j) = self.locate(svc, server)?;
+                let mut p = self.profile.clone();
+                p.services[i].servers[j].weight = weight;
+                self.apply_profile(p)
+                    .map(|_| format!("{svc}/{server}: weight {weight}"))
+            }
+            ["server", svc, "add", addr, rest @ ..] => self.server_add(svc, addr, rest),
+            ["server", svc, "remove", server] => {
+                let (i, j) = self.locate(svc, server)?;
+                let mut p = self.profile.clone();
+                let removed = p.services[i].servers.remove(j).display_name();
+                for s in &mut p.services[i].servers {
+                    if s.backup.as_deref() == Some(removed.as_str()) {
+                        s.backup = None;
+                    }
+                }
+                self.apply_profile(p)
+                    .map(|_| format!("{svc}/{server}: removed"))
+            }
+            ["reload"] => self.reload(),
+            _ => Err(format!(
+                "unknown command `{line}` (try: status, counters, services, connections [N|flush], sticky [show|flush [SERVICE]|SERVICE MINUTES [NETWORK]], neighbours, server SERVICE SERVER state|weight V, server SERVICE add ADDR[:PORT] [weight N], server SERVICE remove SERVER, reload)"
+            )),
+        }
+    }
+
+    fn locate(&self, svc: &str, server: &str) -> Result<(usize, usize), String> {
+        let i = self.service_index(svc)?;
+        Ok((i, self.server_index(i, server)?))
+    }
+
+    fn broadcast(&mut self, msg: ControlMsg) {
+        for w in 0..self.to_workers.len() {
+            self.send(w, ToWorker::Msg(msg.clone()));
+        }
+    }
+
+    fn server_add(&mut self, svc: &str, addr: &str, rest: &[&str]) -> Result<String, String> {
+        let i = self.service_index(svc)?;
+        let (address, port) = parse_addr_port(addr)?;
+        let weight = match rest {
+            [] => 1,
+            ["weight", w] => w.parse().map_err(|_| format!("`{w}` is not a weight"))?,
+            _ => return Err("usage: server SERVICE add ADDR[:PORT] [weight N]".into()),
+        };
+        let mut p = self.profile.clone();
+        p.services[i].servers.push(ServerSection {
+            name: None,
+            address,
+            port,
+            weight,
+            state: ServerState::Up,
+            backup: None,
+        });
+        self.apply_profile(p)
+            .map(|_| format!("{svc}: server {addr} added with weight {weight}"))
+    }
+
+    /// LocalDirector's `sticky <vid> <minutes> [nc-subnet]`: natural-class
+    /// persistence for a service (0 minutes turns persistence off).
+    fn sticky_set(
+        &mut self,
+        svc: &str,
+        minutes: &str,
+        network: Option<&str>,
+    ) -> Result<String, String> {
+        let i = self.service_index(svc)?;
+        let minutes: u32 = minutes
+            .parse()
+            .map_err(|_| format!("`{minutes}` is not a number of minutes"))?;
+        let networks =
+            match network {
+                None => Vec::new(),
+                Some(n) => vec![n.parse().map_err(|_| {
+                    format!("`{n}` is not a classful network address like 172.16.0.0")
+                })?],
+            };
+        let mut p = self.profile.clone();
+        p.services[i].persistence = (minutes > 0).then_some(PersistenceSection {
+            timeout: minutes,
+            netmask: None,
+            prefix: None,
+            natural_class: true,
+            networks,
+        });
+        self.apply_profile(p).map(|_| match minutes {
+            0 => format!("{svc}: persistence off"),
+            m => format!(
+                "{svc}: natural-class persistence, {m} minute(s){}",
+                network.map(|n| format!(" for {n}")).unwrap_or_default()
+            ),
+        })
+    }
+
+    fn status(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "workers: {}", self.to_workers.len());
+        for (i, p) in self.profile.ports.iter().enumerate() {
+            let mac = self.macs.get(i).copied().unwrap_or_default();
+            let addrs: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "port {}: {} mac {} addresses {}",
+                p.name,
+                p.device,
+                tack_dataplane::wire::EthernetAddress(mac),
+                addrs.join(" ")
+            );
+        }
+        let _ = writeln!(s, "services: {}", self.profile.services.len());
+        let _ = writeln!(
+            s,
+            "configuration epochs published: {}",
+            self.counters.epochs
+        );
+        let total = |name: &str| -> u64 {
+            self.snapshots
+                .iter()
+                .map(|w| {
+                    let mut v = 0;
+                    w.lp.for_each(|n, x| {
+                        if n == name {
+                            v = x;
+                        }
+                    });
+                    v
+                })
+                .sum()
+        };
+        let _ = writeln!(
+            s,
+            "rx_packets: {}  tx_packets: {}",
+            total("rx_packets"),
+            total("tx_packets")
+        );
+        s
+    }
+
+    fn render_control_counters(&self) -> String {
+        let c = self.counters;
+        format!(
+            "\ncontrol: sticky_published {} neighbours_published {} host_frames {} messages_dropped {} epochs {} reload_errors {}\n",
+            c.sticky_published,
+            c.neighbours_published,
+            c.host_frames,
+            c.messages_dropped,
+            c.epochs,
+            c.reload_errors
+        )
+    }
+
+    fn services(&mut self) -> Result<String, String> {
+        let replies = self.query(Query::Connections { limit: 0 })?;
+        let mut active: BTreeMap<(u16, u16), u64> = BTreeMap::new();
+        for r in replies {
+            if let Reply::Connections { per_server, .. } = r {
+                for (k, v) in per_server {
+                    *active.entry(k).or_default() += v;
+                }
+            }
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<6} {:>12}",
+            "service", "vip", "mode", "sched", "server", "weight", "state", "connections"
+        );
+        for (i, svc) in self.profile.services.iter().enumerate() {
+            let vip = match svc.port {
+                Some(p) => format!("{}/{}:{p}", svc.protocol, fmt_addr(svc.vip)),
+                None => format!("{}/{}:*", svc.protocol, fmt_addr(svc.vip)),
+            };
+            let mode = format!("{:?}", svc.mode).to_lowercase();
+            let sched = format!("{:?}", svc.scheduler);
+            for (j, sv) in svc.servers.iter().enumerate() {
+                let conns = active.get(&(i as u16, j as u16)).copied().unwrap_or(0);
+                let state = format!("{:?}", sv.state).to_lowercase();
+                let _ = writeln!(
+                    s,
+                    "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<6} {:>12}",
+                    svc.name,
+                    vip,
+                    mode,
+                    sched,
+                    sv.display_name(),
+                    sv.weight,
+                    state,
+                    conns
+                );
+            }
+        }
+        Ok(s)
+    }
+
+    fn connections(&mut self, limit: usize) -> Result<String, String> {
+        let replies = self.query(Query::Connections { limit })?;
+        let mut s = String::new();
+        let mut total = 0;
+        let _ = writeln!(
+            s,
+            "{:<6} {:<5} {:<28} {:<28} {:<28} {:<12}",
+            "worker", "proto", "client", "vip", "server", "state"
+        );
+        for (w, r) in replies.into_iter().enumerate() {
+            if let Reply::Connections { total: t, list, .. } = r {
+                total += t;
+                for c in list {
+                    let proto = match c.protocol {
+                        6 => "tcp",
+                        17 => "udp",
+                        _ => "other",
+                    };
+                    let server = c.server_addr.map_or("(removed)".to_string(), fmt_addr);
+                    let _ = writeln!(
+                        s,
+                        "{:<6} {:<5} {:<28} {:<28} {:<28} {:<12}",
+                        w,
+                        proto,
+                        format!("{}:{}", fmt_addr(c.client), c.client_port),
+                        format!("{}:{}", fmt_addr(c.vip), c.vip_port),
+                        server,
+                        format!("{:?}", c.state)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(s, "connection table entries: {total}");
+        Ok(s)
+    }
+
+    fn sticky_show(&mut self) -> Result<String, String> {
+        let replies = self.query(Query::Sticky)?;
+        // One line per (service, key): the server, and on how many workers it is known.
+        let mut rows: BTreeMap<(u16, String), (Option<u16>, u32, usize)> = BTreeMap::new();
+        for r in replies {
+            if let Reply::Sticky(list) = r {
+                for b in list {
+                    let e = rows
+                        .entry((b.service, b.key.to_string()))
+                        .or_insert((b.server, 0, 0));
+                    e.1 += b.active;
+                    e.2 += 1;
+                }
+            }
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<16} {:<24} {:<24} {:>8} {:>8}",
+            "service", "client key", "server", "active", "workers"
+        );
+        for ((svc, key), (server, active, workers)) in &rows {
+            let svc_sec = self.profile.services.get(*svc as usize);
+            let name = svc_sec.map_or("?".to_string(), |x| x.name.clone());
+            let server_name = server
+                .and_then(|j| svc_sec.and_then(|x| x.servers.get(j as usize)))
+                .map_or("(none)".to_string(), ServerSection::display_name);
+            let _ = writeln!(
+                s,
+                "{name:<16} {key:<24} {server_name:<24} {active:>8} {workers:>8}"
+            );
+        }
+        let _ = writeln!(s, "sticky bindings: {}", rows.len());
+        Ok(s)
+    }
+
+    fn neighbours(&mut self) -> Result<String, String> {
+        let replies = self.query(Query::Neighbours)?;
+        let mut rows: BTreeMap<(u16, IpAddr), String> = BTreeMap::new();
+        for r in replies {
+            if let Reply::Neighbours(list) = r {
+                for n in list {
+                    let mac = n.mac.map_or("(resolving)".to_string(), |m| m.to_string());
+                    rows.entry((n.port, n.addr))
+                        .or_insert(format!("{mac} {:?}", n.state));
+                }
+            }
+        }
+        let mut s = String::new();
+        for ((port, addr), v) in rows {
+            let pname = self
+                .profile
+                .ports
+                .get(port as usize)
+                .map_or("?", |p| p.name.as_str());
+            let _ = writeln!(s, "{pname:<10} {addr:<28} {v}");
+        }
+        Ok(s)
+    }
+}
+
+fn fmt_addr(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+fn parse_state(s: &str) -> Result<ServerState, String> {
+    match s {
+        "up" => Ok(ServerState::Up),
+        "drain" => Ok(ServerState::Drain),
+        "maint" => Ok(ServerState::Maint),
+        "down" => Ok(ServerState::Down),
+        _ => Err(format!("`{s}` is not a state (up, drain, maint, down)")),
+    }
+}
+
+fn parse_addr_port(s: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok((a, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    Err(format!("`{s}` is not ADDRESS or ADDRESS:PORT ([v6]:port)"))
+}
+
+/// What a worker's event means for the others.
+fn event_to_msg(ev: Event, counters: &mut ControlCounters) -> Option<ControlMsg> {
+    match ev {
+        Event::Sticky(StickyEvent::Learned {
+            service,
+            key,
+            server,
+        })
+        | Event::Sticky(StickyEvent::Rebound {
+            service,
+            key,
+            to: server,
+            ..
+        }) => {
+            counters.sticky_published += 1;
+            Some(ControlMsg::StickyBinding {
+                service,
+                key,
+                server,
+            })
+        }
+        Event::Neighbor { port, addr, mac } => {
+            counters.neighbours_published += 1;
+            Some(ControlMsg::Neighbor { port, addr, mac })
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,62 @@
+//! What travels on the rings between the control thread and the workers.
+
+use std::sync::Arc;
+
+use tack_dataplane::pipeline::{ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
+use tack_dataplane::sticky::StickyBinding;
+
+use crate::worker::WorkerSnapshot;
+
+/// Control thread → worker.
+#[derive(Debug)]
+pub enum ToWorker {
+    /// A new configuration epoch, swapped in at the next burst boundary.
+    Config(Arc<PipelineConfig>),
+    /// A state change for the pipeline (server state, learned sticky binding, flush...).
+    Msg(ControlMsg),
+    /// A question from the management API; answered with [`FromWorker::Reply`].
+    Query(Query),
+}
+
+/// Worker → control thread.
+#[derive(Debug)]
+pub enum FromWorker {
+    /// Pipeline events (new sticky bindings, neighbours) to publish to the others.
+    Events(Vec<Event>),
+    /// The worker's counters.
+    Counters(WorkerSnapshot),
+    /// The answer to a [`Query`].
+    Reply(Reply),
+}
+
+/// A question about a worker's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// Up to `limit` connections, and the total.
+    Connections {
+        /// Most connections to list.
+        limit: usize,
+    },
+    /// Every sticky binding.
+    Sticky,
+    /// Every neighbour entry.
+    Neighbours,
+}
+
+/// A worker's answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Connections: the total and the first `limit`.
+    Connections {
+        /// Connections in the worker's tables.
+        total: usize,
+        /// The listed ones.
+        list: Vec<ConnView>,
+        /// Open connections per (service, server).
+        per_server: Vec<((u16, u16), u64)>,
+    },
+    /// Sticky bindings.
+    Sticky(Vec<StickyBinding>),
+    /// Neighbours.
+    Neighbours(Vec<Neighbor>),
+}

@@ -1,0 +1,465 @@
+//! The load-balancing part of a profile: virtual services with their real
+//! servers and persistence, static routes, and table sizes and timeouts.
+//!
+//! These are the operator's words (servers referenced by name, persistence as
+//! a netmask, prefix or natural class, timeouts in seconds); they compile into
+//! the dataplane's [`tack_dataplane::model`] and [`PipelineConfig`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use tack_dataplane::conn::{FullPolicy, Timeouts};
+use tack_dataplane::model::{
+    ClientKeyRule, Config, ConfigError, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
+    SchedulerKind, ServerState, Service,
+};
+use tack_dataplane::pipeline::Route;
+
+/// One virtual service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The operator's name for it (LocalDirector's virtual id), unique.
+    pub name: String,
+    /// The virtual IP address (IPv4 or IPv6).
+    pub vip: IpAddr,
+    /// `tcp` or `udp`.
+    #[serde(default = "tcp")]
+    pub protocol: Protocol,
+    /// Destination port; omit to serve every port of the VIP.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Scheduler for new clients: `rr`, `wrr`, `lc`, `wlc`, `sh`, `maglev`, `hrw`
+    /// (or their long names, e.g. `weighted_round_robin`).
+    #[serde(default)]
+    pub scheduler: SchedulerKind,
+    /// Maglev lookup table size (a prime); Maglev only.
+    #[serde(default)]
+    pub maglev_table_size: Option<u32>,
+    /// Forwarding mode: `nat`, `fullnat`, `dsr` or `tunnel`.
+    #[serde(default)]
+    pub mode: ModeName,
+    /// Source persistence; omit for none.
+    #[serde(default)]
+    pub persistence: Option<PersistenceSection>,
+    /// Local (source) addresses for full NAT.
+    #[serde(default)]
+    pub local_addresses: Vec<IpAddr>,
+    /// Local port range for full NAT, `first-last` (default 1024-65535).
+    #[serde(default)]
+    pub local_ports: Option<String>,
+    /// The real servers.
+    pub servers: Vec<ServerSection>,
+}
+
+fn tcp() -> Protocol {
+    Protocol::Tcp
+}
+
+/// Forwarding mode as written in a profile.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    /// Destination NAT; the servers route back through the appliance.
+    #[default]
+    Nat,
+    /// Destination and source NAT to `local_addresses`.
+    #[serde(alias = "full_nat", alias = "full-nat")]
+    Fullnat,
+    /// Direct server return (MAC rewrite; the VIP on the servers' loopback).
+    Dsr,
+    /// IP-in-IP tunnel to the servers.
+    Tunnel,
+}
+
+impl From<ModeName> for ForwardMode {
+    fn from(m: ModeName) -> ForwardMode {
+        match m {
+            ModeName::Nat => ForwardMode::Nat,
+            ModeName::Fullnat => ForwardMode::FullNat,
+            ModeName::Dsr => ForwardMode::Dsr,
+            ModeName::Tunnel => ForwardMode::Tunnel,
+        }
+    }
+}
+
+/// Source persistence: all connections from one client key within `timeout`
+/// minutes (counted from the end of its last connection) reach one server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PersistenceSection {
+    /// Minutes a key stays bound after its last connection ends.
+    pub timeout: u32,
+    /// IPv4 netmask applied to the source (e.g. 255.255.255.0).
+    #[serde(default)]
+    pub netmask: Option<Ipv4Addr>,
+    /// Prefix length applied to the source (IPv4 or IPv6).
+    #[serde(default)]
+    pub prefix: Option<u8>,
+    /// Key on the source's natural class network (A → /8, B → /16, C → /24;
+    /// class D and E sources are never sticky).
+    #[serde(default)]
+    pub natural_class: bool,
+    /// With `natural_class`, only these classful networks (LocalDirector's
+    /// `nc-subnet`, e.g. 172.16.0.0); other sources are keyed by address.
+    #[serde(default)]
+    pub networks: Vec<Ipv4Addr>,
+}
+
+/// A real server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Name, unique in the service (default: the address, or address:port).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Address.
+    pub address: IpAddr,
+    /// Destination port on the server; omit to keep the client's.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Weight (0 takes no new clients).
+    #[serde(default = "one")]
+    pub weight: u16,
+    /// `up`, `drain`, `maint` or `down`.
+    #[serde(default)]
+    pub state: ServerState,
+    /// The server (by name) that takes this one's sticky clients while it is down.
+    #[serde(default)]
+    pub backup: Option<String>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+impl ServerSection {
+    /// The name other fields refer to this server by.
+    pub fn display_name(&self) -> String {
+        match (&self.name, self.port) {
+            (Some(n), _) => n.clone(),
+            (None, Some(p)) => format!("{}:{p}", self.address),
+            (None, None) => self.address.to_string(),
+        }
+    }
+}
+
+/// A static route.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Destination network (`0.0.0.0/0` and `::/0` for defaults).
+    pub prefix: IpNet,
+    /// Next hop; it must be on-link on one of the ports.
+    pub via: IpAddr,
+}
+
+/// Table sizes (per worker) and timeouts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesSection {
+    /// IPv4 connection table entries per worker (a NAT/full-NAT connection takes two).
+    pub connections: usize,
+    /// IPv6 connection table entries per worker.
+    pub connections_v6: usize,
+    /// Sticky bindings per worker.
+    pub sticky: usize,
+    /// When the connection table is full: `drop` new flows or `evict-oldest`.
+    pub when_full: WhenFull,
+    /// Neighbour (ARP/NDP) entries per worker.
+    pub neighbours: usize,
+    /// Timeouts in seconds.
+    pub timeouts: TimeoutsSection,
+}
+
+impl Default for TablesSection {
+    fn default() -> Self {
+        TablesSection {
+            connections: 1 << 18,
+            connections_v6: 1 << 16,
+            sticky: 1 << 16,
+            when_full: WhenFull::Drop,
+            neighbours: 4096,
+            timeouts: TimeoutsSection::default(),
+        }
+    }
+}
+
+/// Full connection table policy.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Refuse new flows (counted).
+    Drop,
+    /// Evict the connection closest to expiry (counted).
+    EvictOldest,
+}
+
+/// Connection timeouts in seconds (IPVS-like defaults).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsSection {
+    /// TCP established.
+    pub tcp_established: u64,
+    /// TCP opening (SYN seen, SYN-ACK seen).
+    pub tcp_syn: u64,
+    /// TCP closing (FIN seen from either side, last ACK).
+    pub tcp_fin: u64,
+    /// TCP TIME_WAIT.
+    pub tcp_time_wait: u64,
+    /// TCP after a reset.
+    pub tcp_close: u64,
+    /// UDP.
+    pub udp: u64,
+}
+
+impl Default for TimeoutsSection {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        TimeoutsSection {
+            tcp_established: t.established.as_secs(),
+            tcp_syn: t.syn_sent.as_secs(),
+            tcp_fin: t.fin_wait.as_secs(),
+            tcp_time_wait: t.time_wait.as_secs(),
+            tcp_close: t.close.as_secs(),
+            udp: t.udp.as_secs(),
+        }
+    }
+}
+
+impl TimeoutsSection {
+    /// The dataplane's timeouts.
+    pub fn to_timeouts(&self) -> Timeouts {
+        let s = Duration::from_secs;
+        Timeouts {
+            syn_sent: s(self.tcp_syn),
+            syn_recv: s(self.tcp_syn),
+            established: s(self.tcp_established),
+            fin_wait: s(self.tcp_fin),
+            close_wait: s(self.tcp_fin),
+            last_ack: s(self.tcp_fin),
+            time_wait: s(self.tcp_time_wait),
+            close: s(self.tcp_close),
+            udp: s(self.udp),
+        }
+    }
+}
+
+impl From<WhenFull> for FullPolicy {
+    fn from(w: WhenFull) -> FullPolicy {
+        match w {
+            WhenFull::Drop => FullPolicy::Drop,
+            WhenFull::EvictOldest => FullPolicy::EvictOldest,
+        }
+    }
+}
+
+/// Parses `first-last`.
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// Builds the dataplane services. Errors name the offending field path.
+pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, String)> {
+    let mut out = Vec::with_capacity(services.len());
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in services.iter().enumerate() {
+        let f = |k: &str| format!("services[{i}].{k}");
+        if s.name.is_empty() || s.name.contains(char::is_whitespace) {
+            return Err((f("name"), format!("`{}` is not a name (no spaces)", s.name)));
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err((f("name"), format!("service `{}` is defined twice", s.name)));
+        }
+        let mut svc = Service::new(s.vip, s.protocol, s.port);
+        svc.name = Some(s.name.clone());
+        svc.scheduler = s.scheduler;
+        if let Some(m) = s.maglev_table_size {
+            if s.scheduler != SchedulerKind::Maglev {
+                return Err((
+                    f("maglev_table_size"),
+                    "only the maglev scheduler uses a table".into(),
+                ));
+            }
+            svc.maglev_table_size = m;
+        }
+        svc.mode = s.mode.into();
+        if let Some(p) = &s.persistence {
+            let rules = [p.netmask.is_some(), p.prefix.is_some(), p.natural_class]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if rules > 1 {
+                return Err((
+                    f("persistence"),
+                    "give one of netmask, prefix or natural_class".into(),
+                ));
+            }
+            if !p.networks.is_empty() && !p.natural_class {
+                return Err((
+                    f("persistence.networks"),
+                    "networks go with natural_class: true".into(),
+                ));
+            }
+            let key = if let Some(m) = p.netmask {
+                ClientKeyRule::from_netmask(m)
+                    .map_err(|e| (f("persistence.netmask"), e.to_string()))?
+            } else if let Some(pl) = p.prefix {
+                ClientKeyRule::Prefix(pl)
+            } else if p.natural_class {
+                ClientKeyRule::NaturalClass {
+                    networks: p.networks.clone(),
+                }
+            } else {
+                ClientKeyRule::Address
+            };
+            svc.persistence = Some(Persistence {
+                key,
+                timeout_minutes: p.timeout,
+            });
+        }
+        if !s.local_addresses.is_empty() || s.local_ports.is_some() {
+            let (port_min, port_max) = match &s.local_ports {
+                Some(r) => port_range(r).ok_or_else(|| {
+                    (
+                        f("local_ports"),
+                        format!("`{r}` is not a range like 1024-65535"),
+                    )
+                })?,
+                None => (1024, 65535),
+            };
+            svc.local_pool = Some(LocalPool {
+                addrs: s.local_addresses.clone(),
+                port_min,
+                port_max,
+            });
+        }
+        let mut server_names = Vec::with_capacity(s.servers.len());
+        for (j, sv) in s.servers.iter().enumerate() {
+            let name = sv.display_name();
+            if server_names.contains(&name) {
+                return Err((
+                    format!("services[{i}].servers[{j}]"),
+                    format!("server `{name}` is listed twice"),
+                ));
+            }
+            server_names.push(name);
+        }
+        for (j, sv) in s.servers.iter().enumerate() {
+            let backup = match &sv.backup {
+                None => None,
+                Some(b) => Some(server_names.iter().position(|n| n == b).ok_or_else(|| {
+                    (
+                        format!("services[{i}].servers[{j}].backup"),
+                        format!(
+                            "no server named `{b}` in service `{}` (names: {})",
+                            s.name,
+                            server_names.join(", ")
+                        ),
+                    )
+                })? as u16),
+            };
+            svc.servers.push(RealServer {
+                addr: sv.address,
+                port: sv.port,
+                weight: sv.weight,
+                state: sv.state,
+                backup,
+            });
+        }
+        out.push(svc);
+    }
+    Config::new(out).map_err(|e| (config_error_path(&e), config_error_message(&e)))
+}
+
+/// The profile path of what a dataplane configuration error is about.
+fn config_error_path(e: &ConfigError) -> String {
+    use ConfigError as E;
+    match *e {
+        E::DuplicateService { second, .. } => format!("services[{second}]"),
+        E::InvalidVip { service, .. } => format!("services[{service}].vip"),
+        E::ZeroPort { service } => format!("services[{service}].port"),
+        E::TooManyServers { service, .. } => format!("services[{service}].servers"),
+        E::DuplicateServer {
+            service, second, ..
+        } => format!("services[{service}].servers[{second}]"),
+        E::InvalidServerAddr {
+            service, server, ..
+        }
+        | E::FamilyMismatch {
+            service, server, ..
+        } => {
+            format!("services[{service}].servers[{server}].address")
+        }
+        E::ZeroServerPort { service, server } => {
+            format!("services[{service}].servers[{server}].port")
+        }
+        E::BackupSelf { service, server }
+        | E::BackupOutOfRange {
+            service, server, ..
+        } => {
+            format!("services[{service}].servers[{server}].backup")
+        }
+        E::FullNatWithoutLocalAddrs { service } | E::LocalPoolUnused { service, .. } => {
+            format!("services[{service}].local_addresses")
+        }
+        E::InvalidLocalAddr { service, .. } | E::TooManyLocalAddrs { service, .. } => {
+            format!("services[{service}].local_addresses")
+        }
+        E::InvalidPortRange { service, .. } => format!("services[{service}].local_ports"),
+        E::MaglevTableSize { service, .. } => format!("services[{service}].maglev_table_size"),
+        E::PersistenceTimeout { service, .. } => format!("services[{service}].persistence.timeout"),
+        E::PrefixLength { service, .. } => format!("services[{service}].persistence.prefix"),
+        E::NaturalClassOnIpv6 { service } => {
+            format!("services[{service}].persistence.natural_class")
+        }
+        E::NaturalClassNetwork { service, .. } => {
+            format!("services[{service}].persistence.networks")
+        }
+        _ => "services".into(),
+    }
+}
+
+/// The error's text without its "service #N:" prefix (the path says which).
+fn config_error_message(e: &ConfigError) -> String {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((head, rest)) if head.starts_with("service #") => rest.to_string(),
+        _ => text,
+    }
+}
+
+/// Turns the routes into the dataplane's, finding each next hop's port from
+/// the ports' on-link prefixes.
+pub fn build_routes(
+    routes: &[RouteSection],
+    port_prefixes: &[Vec<IpNet>],
+) -> Result<Vec<Route>, (String, String)> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.prefix.addr().is_ipv4() != r.via.is_ipv4() {
+                return Err((format!("routes[{i}].via"), format!("{} is not in the family of {}", r.via, r.prefix)));
+            }
+            let port = port_prefixes
+                .iter()
+                .position(|nets| nets.iter().any(|n| n.contains(&r.via)))
+                .ok_or_else(|| {
+                    (
+                        format!("routes[{i}].via"),
+                        format!("next hop {} is not on-link on any port (inside no port address's prefix)", r.via),
+                    )
+                })?;
+            Ok(Route {
+                dst: r.prefix.trunc().addr(),
+                prefix_len: r.prefix.prefix_len(),
+                port: port as u16,
+                gateway: Some(r.via),
+            })
+        })
+        .collect()
+}

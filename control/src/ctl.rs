@@ -104,9 +104,10 @@ impl ControlPlane {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             if reload.swap(false, Ordering::Relaxed) {
+                // Operator output, like the start and stop lines of `tack run`.
                 match self.reload() {
-                    Ok(msg) => log::warn!("reload: {msg}"),
-                    Err(e) => log::error!("reload refused: {e}"),
+                    Ok(msg) => println!("tack: reload: {msg}"),
+                    Err(e) => println!("tack: reload refused: {e}"),
                 }
             }
             if let Some(m) = mgmt.as_mut() {

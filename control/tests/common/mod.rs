@@ -5,6 +5,8 @@
 //! namespace with no route towards the machine's real interfaces.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -56,6 +58,7 @@ pub fn sh(args: &[&str]) -> Output {
 pub struct Netns {
     /// Its name.
     pub name: String,
+    owned: bool,
 }
 
 impl Netns {
@@ -63,9 +66,17 @@ impl Netns {
     pub fn new(prefix: &str) -> Netns {
         let name = unique(prefix);
         sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
+        let ns = Netns { name, owned: true };
         ns.run(&["ip", "link", "set", "lo", "up"]);
         ns
+    }
+
+    /// A handle on a namespace created elsewhere (not deleted on drop).
+    pub fn existing(name: &str) -> Netns {
+        Netns {
+            name: name.to_string(),
+            owned: false,
+        }
     }
 
     /// Runs a command inside the namespace, panicking on failure.
@@ -94,6 +105,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "pids", &self.name])
             .output()
@@ -231,6 +245,36 @@ impl Tack {
             let _ = e.read_to_string(&mut s);
         }
         s
+    }
+
+    /// Sends SIGHUP (reload the profile), waits until `tack` reports it
+    /// applied it, and panics if it refused it.
+    pub fn reload(&mut self) {
+        let before = self
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("tack: reload"))
+            .count();
+        sh(&["kill", "-HUP", &self.child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let done: Vec<&String> = self
+                .lines
+                .iter()
+                .filter(|l| l.starts_with("tack: reload"))
+                .collect();
+            if done.len() > before {
+                let last = done[done.len() - 1];
+                assert!(!last.contains("refused"), "{last}");
+                // Workers take the new epoch at their next loop iteration.
+                std::thread::sleep(Duration::from_millis(20));
+                return;
+            }
+            assert!(Instant::now() < deadline, "tack did not report the reload");
+            if let Ok(l) = self.stdout.recv_timeout(Duration::from_millis(100)) {
+                self.lines.push(l);
+            }
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns everything it printed.

@@ -1,0 +1,453 @@
+//! End to end in the lab of `scripts/lab.sh`: real clients (curl, Python,
+//! wrk) in class A, B and C networks, real servers (nginx, a UDP echo), and
+//! `tack` load-balancing between them with NAT, full NAT (IPv4 and IPv6) and
+//! direct server return, with one worker and with two workers on two queues.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::lab::{LAB_LOCK, Lab, tackctl};
+use common::{Tack, counter};
+
+/// Every mode of the lab, plus persistent services.
+const SERVICES: &str = r#"  - name: web
+    vip: 10.100.0.10
+    port: 80
+    mode: nat
+    servers:
+      - { name: s1, address: 10.0.0.11, weight: 1 }
+      - { name: s2, address: 10.0.0.12, weight: 2 }
+      - { name: s3, address: 10.0.0.13, weight: 3 }
+  - name: echo
+    vip: 10.100.0.10
+    protocol: udp
+    port: 5353
+    mode: nat
+    servers: [ { address: 10.0.0.11 }, { address: 10.0.0.12 }, { address: 10.0.0.13 } ]
+  - name: web-fnat
+    vip: 10.100.0.11
+    port: 80
+    mode: fullnat
+    local_addresses: [10.0.0.201, 10.0.0.202]
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 }, { name: s3, address: 10.0.0.13 } ]
+  - name: echo-fnat
+    vip: 10.100.0.11
+    protocol: udp
+    port: 5353
+    mode: fullnat
+    local_addresses: [10.0.0.201]
+    servers: [ { address: 10.0.0.11 }, { address: 10.0.0.12 }, { address: 10.0.0.13 } ]
+  - name: web-dsr
+    vip: 10.100.0.12
+    port: 80
+    mode: dsr
+    scheduler: maglev
+    servers: [ { address: 10.0.0.11 }, { address: 10.0.0.12 }, { address: 10.0.0.13 } ]
+  - name: echo-dsr
+    vip: 10.100.0.12
+    protocol: udp
+    port: 5353
+    mode: dsr
+    servers: [ { address: 10.0.0.11 }, { address: 10.0.0.12 }, { address: 10.0.0.13 } ]
+  - name: web6
+    vip: "fd00:100::11"
+    port: 80
+    mode: fullnat
+    local_addresses: ["fd00::201"]
+    servers: [ { address: "fd00::11" }, { address: "fd00::12" }, { address: "fd00::13" } ]
+  - name: echo6
+    vip: "fd00:100::11"
+    protocol: udp
+    port: 5353
+    mode: fullnat
+    local_addresses: ["fd00::201"]
+    servers: [ { address: "fd00::11" }, { address: "fd00::12" }, { address: "fd00::13" } ]
+  - name: sticky32
+    vip: 10.100.0.13
+    port: 80
+    mode: nat
+    persistence: { timeout: 5, netmask: 255.255.255.255 }
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 }, { name: s3, address: 10.0.0.13 } ]
+  - name: natural
+    vip: 10.100.0.14
+    port: 80
+    mode: fullnat
+    local_addresses: [10.0.0.203]
+    persistence: { timeout: 5, natural_class: true }
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 }, { name: s3, address: 10.0.0.13 } ]
+"#;
+
+fn server_of(body: &str) -> String {
+    body.split_whitespace().next().unwrap_or("").to_string()
+}
+
+/// Drop counters that traffic of the lab explains: frames for other hosts on
+/// the shared segment (flooded by the bridge before it learns MAC addresses,
+/// or multicast) and neighbour discovery of other hosts.
+const EXPLAINED_DROPS: &[&str] = &[
+    "drop_not_for_us",
+    "drop_other_mac",
+    "drop_ndp_other",
+    "drop_multicast",
+];
+
+/// Stops `tack` and checks the run ended clean: no unexplained drops, every mbuf back.
+fn stop_and_check(tack: Tack) -> String {
+    stop_and_check_allowing(tack, &[])
+}
+
+/// As [`stop_and_check`], with drops the test itself explains, each at most `max`.
+fn stop_and_check_allowing(tack: Tack, allowed: &[(&str, u64)]) -> String {
+    let report = tack.stop();
+    for line in report.lines() {
+        let mut w = line.split_whitespace();
+        let (Some(name), Some(total)) = (w.next(), w.next()) else {
+            continue;
+        };
+        let total: u64 = total.parse().unwrap_or(0);
+        let dropish = name.starts_with("drop_")
+            || name.ends_with("_full")
+            || name.contains("ring_full")
+            || name.contains("wrong_worker")
+            || name == "neigh_hold_dropped"
+            || name == "events_dropped";
+        if dropish && total > 0 {
+            if let Some((_, max)) = allowed.iter().find(|(n, _)| *n == name) {
+                assert!(
+                    total <= *max,
+                    "{name} = {total}, more than the {max} this test explains\n{report}"
+                );
+                continue;
+            }
+            assert!(
+                EXPLAINED_DROPS.contains(&name),
+                "unexplained drops: {name} = {total}\n{report}"
+            );
+        }
+    }
+    assert!(
+        report.contains("mbufs in use after stop: 0"),
+        "mempool back to idle:\n{report}"
+    );
+    report
+}
+
+fn every_mode_answers(workers: usize) {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(workers, SERVICES);
+    let tack = Tack::start(&lab.lb(), &profile);
+    for (c, url) in [
+        ("c1", "http://10.100.0.10/"),
+        ("c2", "http://10.100.0.11/"),
+        ("c3", "http://10.100.0.12/"),
+        ("c1", "http://[fd00:100::11]/"),
+    ] {
+        for _ in 0..3 {
+            let body = lab
+                .curl(c, url)
+                .unwrap_or_else(|e| panic!("curl {url} from {c}: {e}"));
+            let s = server_of(&body);
+            assert!(
+                ["s1", "s2", "s3"].contains(&s.as_str()),
+                "{url}: answered by {body:?}"
+            );
+        }
+    }
+    // The servers see the client (NAT, DSR) or a local address (full NAT).
+    assert!(
+        lab.curl("c1", "http://10.100.0.10/")
+            .unwrap()
+            .contains("11.1.2.3")
+    );
+    assert!(
+        lab.curl("c1", "http://10.100.0.11/")
+            .unwrap()
+            .contains("10.0.0.20")
+    );
+    assert!(
+        lab.curl("c3", "http://10.100.0.12/")
+            .unwrap()
+            .contains("198.18.5.")
+    );
+    assert!(
+        lab.curl("c1", "http://[fd00:100::11]/")
+            .unwrap()
+            .contains("fd00::201")
+    );
+    for (c, vip) in [
+        ("c1", "10.100.0.10"),
+        ("c2", "10.100.0.11"),
+        ("c3", "10.100.0.12"),
+        ("c1", "fd00:100::11"),
+    ] {
+        let answer = lab
+            .udp(c, vip, 5353, "ping")
+            .unwrap_or_else(|e| panic!("udp {vip} from {c}: {e}"));
+        assert!(
+            answer.ends_with(" ping") && answer.starts_with('s'),
+            "udp {vip}: {answer:?}"
+        );
+    }
+    stop_and_check(tack);
+}
+
+#[test]
+fn every_mode_answers_one_worker() {
+    every_mode_answers(1);
+}
+
+#[test]
+fn every_mode_answers_two_workers() {
+    every_mode_answers(2);
+}
+
+fn assert_share(hits: &BTreeMap<String, u64>, total: u64, weights: &[(&str, u64)]) {
+    let wsum: u64 = weights.iter().map(|(_, w)| w).sum();
+    for (name, w) in weights {
+        let expect = total as f64 * *w as f64 / wsum as f64;
+        let got = *hits.get(*name).unwrap_or(&0) as f64;
+        assert!(
+            (got - expect).abs() <= expect * 0.10,
+            "{name}: {got} connections, expected {expect:.0} ±10% ({hits:?})"
+        );
+    }
+}
+
+fn distribution_and_persistence(workers: usize) {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, sock) = lab.profile(workers, SERVICES);
+    let tack = Tack::start(&lab.lb(), &profile);
+
+    // No persistence: 3000 connections spread 1:2:3.
+    let h = lab.hits("c1", "http://10.100.0.10/", 3000, &[]);
+    assert_eq!(h.errors, 0, "{h:?}");
+    assert_share(&h.servers, 3000, &[("s1", 1), ("s2", 2), ("s3", 3)]);
+
+    // Source persistence /32: 500 connections from one client, one server.
+    let h = lab.hits("c2", "http://10.100.0.13/", 500, &["172.16.1.5"]);
+    assert_eq!(h.errors, 0, "{h:?}");
+    assert_eq!(h.servers.len(), 1, "one server for one /32 key: {h:?}");
+    assert_eq!(h.servers.values().sum::<u64>(), 500);
+
+    // Natural class: different addresses in one class A, B or C network share a server.
+    for (c, sources) in [
+        ("c1", ["11.1.2.3", "11.200.0.1"]),
+        ("c2", ["172.16.1.5", "172.16.200.9"]),
+        ("c3", ["198.18.5.1", "198.18.5.77"]),
+    ] {
+        let h = lab.hits(c, "http://10.100.0.14/", 60, &sources);
+        assert_eq!(h.errors, 0, "{h:?}");
+        assert_eq!(
+            h.servers.len(),
+            1,
+            "{c}: {sources:?} must reach one server: {h:?}"
+        );
+        assert_eq!(h.by_source.len(), 2, "{h:?}");
+    }
+    let sticky = tackctl(&sock, "sticky show");
+    for key in [
+        "11.0.0.0/8",
+        "172.16.0.0/16",
+        "198.18.5.0/24",
+        "172.16.1.5/32",
+    ] {
+        assert!(
+            sticky.contains(key),
+            "sticky binding {key} listed:\n{sticky}"
+        );
+    }
+    if workers > 1 {
+        // Bindings made on one worker are published to the other.
+        assert!(
+            sticky.lines().any(|l| l.trim_end().ends_with(" 2")),
+            "bindings on both workers:\n{sticky}"
+        );
+    }
+    stop_and_check(tack);
+}
+
+#[test]
+fn distribution_and_persistence_one_worker() {
+    distribution_and_persistence(1);
+}
+
+#[test]
+fn distribution_and_persistence_two_workers() {
+    distribution_and_persistence(2);
+}
+
+#[test]
+fn wrk_through_full_nat_with_two_workers_has_no_socket_errors() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(2, SERVICES);
+    let tack = Tack::start(&lab.lb(), &profile);
+    let (ok, out, err) = lab.exec(
+        "c1",
+        &[
+            "wrk",
+            "-t2",
+            "-c32",
+            "-d10s",
+            "--timeout",
+            "5s",
+            "http://10.100.0.11/",
+        ],
+    );
+    assert!(ok, "wrk: {err}");
+    assert!(
+        !out.contains("Socket errors"),
+        "wrk reported socket errors:\n{out}"
+    );
+    let requests: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    assert!(requests > 1000, "wrk made {requests} requests:\n{out}");
+    let report = stop_and_check(tack);
+    let steered = counter(&report, "steered_out").unwrap_or(0);
+    eprintln!(
+        "wrk: {requests} requests in 10 s through full NAT; {steered} packets steered between workers"
+    );
+}
+
+/// A client holding keep-alive connections, driven line by line.
+struct KeepAlive {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl KeepAlive {
+    fn new(lab: &Lab, c: &str) -> KeepAlive {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab/keepalive.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(c), "python3"])
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("keepalive.py");
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        KeepAlive { child, out }
+    }
+
+    fn say(&mut self, line: &str) -> Vec<String> {
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{line}").expect("write keepalive");
+        stdin.flush().expect("flush");
+        let mut answer = String::new();
+        self.out.read_line(&mut answer).expect("read keepalive");
+        answer.split_whitespace().map(str::to_string).collect()
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reload_down_and_drain(workers: usize) {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, sock) = lab.profile(workers, SERVICES);
+    let mut tack = Tack::start(&lab.lb(), &profile);
+
+    // Long-lived connections to every server, kept open across the reloads.
+    let mut ka = KeepAlive::new(&lab, "c3");
+    let first = ka.say("open 12 http://10.100.0.10/");
+    assert!(first.iter().all(|s| s.starts_with('s')), "{first:?}");
+    assert!(
+        first.iter().any(|s| s == "s2"),
+        "a connection to s2: {first:?}"
+    );
+
+    // Reload with s2 down: new connections avoid it; the others' connections live on.
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let down = text.replacen(
+        "{ name: s2, address: 10.0.0.12, weight: 2 }",
+        "{ name: s2, address: 10.0.0.12, weight: 2, state: down }",
+        1,
+    );
+    std::fs::write(&profile, &down).unwrap();
+    tack.reload();
+    let h = lab.hits("c1", "http://10.100.0.10/", 300, &[]);
+    assert_eq!(h.errors, 0, "{h:?}");
+    assert!(!h.servers.contains_key("s2"), "s2 is down: {h:?}");
+    let again = ka.say("again");
+    for (before, after) in first.iter().zip(&again) {
+        if before != "s2" {
+            assert_eq!(
+                before, after,
+                "a long-lived connection to {before} was broken by the reload: {again:?}"
+            );
+        }
+    }
+
+    // Drain: sticky clients of the drained server stay on it, new clients go elsewhere.
+    let bound = lab.hits("c2", "http://10.100.0.14/", 20, &["172.16.1.5"]);
+    let pinned = bound.servers.keys().next().cloned().expect("a server");
+    assert_eq!(bound.servers.len(), 1);
+    // Drain the pinned server in the `natural` service (the last section of the profile).
+    let at = down.find("name: natural").expect("natural service");
+    let (head, tail) = down.split_at(at);
+    let entry = format!("{{ name: {pinned}, address:");
+    let drained = format!(
+        "{head}{}",
+        tail.replacen(
+            &entry,
+            &format!("{{ name: {pinned}, state: drain, address:"),
+            1
+        )
+    );
+    assert_ne!(drained, down, "profile edited");
+    std::fs::write(&profile, &drained).unwrap();
+    tack.reload();
+    let h = lab.hits("c2", "http://10.100.0.14/", 20, &["172.16.200.9"]);
+    assert_eq!(
+        h.servers.keys().collect::<Vec<_>>(),
+        vec![&pinned],
+        "sticky clients keep the drained server: {h:?}"
+    );
+    for (c, src) in [("c1", "11.1.2.3"), ("c3", "198.18.5.1")] {
+        let h = lab.hits(c, "http://10.100.0.14/", 10, &[src]);
+        assert_eq!(h.errors, 0);
+        assert!(
+            !h.servers.contains_key(&pinned),
+            "new client {src} sent to drained {pinned}: {h:?}"
+        );
+    }
+    let services = tackctl(&sock, "services");
+    assert!(
+        services
+            .lines()
+            .any(|l| l.contains("natural") && l.contains(&pinned) && l.contains("drain")),
+        "{services}"
+    );
+    drop(ka);
+    // The connections to s2 were removed with it: the keep-alive client's
+    // request on each of them (and its retransmissions and FIN) find none.
+    let to_s2 = first.iter().filter(|s| *s == "s2").count() as u64;
+    stop_and_check_allowing(tack, &[("drop_tcp_no_conn", to_s2 * 12)]);
+}
+
+#[test]
+fn reload_down_and_drain_one_worker() {
+    reload_down_and_drain(1);
+}
+
+#[test]
+fn reload_down_and_drain_two_workers() {
+    reload_down_and_drain(2);
+}

@@ -18,8 +18,8 @@
 //!
 //! Each connection has an id in `0..capacity` (with an 8-bit generation, so a
 //! stale handle never reaches a recycled slot) used by the timer wheel and by
-//! reply entries; per-id metadata (24 bytes: the two entry hashes) and a timer
-//! node (24 bytes) are allocated at construction. The hash table is allocated
+//! reply entries; per-id metadata (the two entry hashes) lives in the id's
+//! timer node (40 bytes together), all allocated at construction. The hash table is allocated
 //! at construction for twice the configured entry capacity: hashbrown then
 //! always cleans deleted slots in place instead of growing, so the table
 //! **never allocates or grows after construction** and never holds more than
@@ -158,12 +158,14 @@ impl sealed::Sealed for Key6 {}
 impl FlowKey for Key4 {
     #[inline]
     fn hash_with(&self, seed: u64) -> u64 {
-        let mut b = [0u8; 13];
-        b[..4].copy_from_slice(&self.src.octets());
-        b[4..8].copy_from_slice(&self.dst.octets());
-        b[8..10].copy_from_slice(&self.src_port.to_ne_bytes());
-        b[10..12].copy_from_slice(&self.dst_port.to_ne_bytes());
-        b[12] = self.proto;
+        // Whole-word stores, so XXH3's 8-byte loads are forwarded from the
+        // store buffer instead of stalling on byte-wise writes.
+        let lo = u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst));
+        let hi =
+            u64::from(self.src_port) << 24 | u64::from(self.dst_port) << 8 | u64::from(self.proto);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&lo.to_ne_bytes());
+        b[8..].copy_from_slice(&hi.to_ne_bytes());
         bytes_hash(seed, &b)
     }
     fn src_addr(&self) -> IpAddr {
@@ -186,12 +188,14 @@ impl FlowKey for Key4 {
 impl FlowKey for Key6 {
     #[inline]
     fn hash_with(&self, seed: u64) -> u64 {
-        let mut b = [0u8; 37];
-        b[..16].copy_from_slice(&self.src.octets());
-        b[16..32].copy_from_slice(&self.dst.octets());
-        b[32..34].copy_from_slice(&self.src_port.to_ne_bytes());
-        b[34..36].copy_from_slice(&self.dst_port.to_ne_bytes());
-        b[36] = self.proto;
+        // Three 16-byte words: XXH3 reads this length in aligned 16-byte chunks.
+        let ports = u128::from(self.src_port) << 24
+            | u128::from(self.dst_port) << 8
+            | u128::from(self.proto);
+        let mut b = [0u8; 48];
+        b[..16].copy_from_slice(&u128::from(self.src).to_ne_bytes());
+        b[16..32].copy_from_slice(&u128::from(self.dst).to_ne_bytes());
+        b[32..].copy_from_slice(&ports.to_ne_bytes());
         bytes_hash(seed, &b)
     }
     fn src_addr(&self) -> IpAddr {
@@ -729,9 +733,8 @@ struct Meta {
 /// A per-core connection table for one address family (see the module docs).
 pub struct ConnTable<K: FlowKey> {
     table: HashTable<Entry<K>>,
-    meta: Vec<Meta>,
     free: Vec<u32>,
-    wheel: TimerWheel,
+    wheel: TimerWheel<Meta>,
     capacity: usize,
     timeouts: [u64; STATES],
     policy: FullPolicy,
@@ -770,7 +773,6 @@ impl<K: FlowKey> ConnTable<K> {
         let free = (0..cfg.capacity as u32).rev().collect();
         Ok(ConnTable {
             table,
-            meta: vec![Meta::default(); cfg.capacity],
             free,
             wheel,
             capacity: cfg.capacity,
@@ -779,6 +781,19 @@ impl<K: FlowKey> ConnTable<K> {
             seed,
             stats: ConnStats::default(),
         })
+    }
+
+    #[inline]
+    fn meta(&self, id: u32) -> Meta {
+        self.wheel.payload(id).copied().unwrap_or_default()
+    }
+
+    #[inline]
+    fn set_meta(&mut self, id: u32, m: Meta) {
+        // Ids come from the free list, always below the wheel's capacity.
+        if let Some(p) = self.wheel.payload_mut(id) {
+            *p = m;
+        }
     }
 
     /// Maximum number of entries.
@@ -1013,7 +1028,7 @@ impl<K: FlowKey> ConnTable<K> {
             self.stats.full_drops += 1;
             return Err(InsertError::Full);
         };
-        let generation = self.meta[id as usize].generation.wrapping_add(1);
+        let generation = self.meta(id).generation.wrapping_add(1);
         let state = ConnState::initial(key.proto(), flags);
         let expires = now.as_nanos().saturating_add(self.timeouts[state as usize]);
         let (local_addr, local_port) = new.local.unwrap_or((NO_LOCAL, 0));
@@ -1044,13 +1059,16 @@ impl<K: FlowKey> ConnTable<K> {
             self.table
                 .insert_unique(rh, Entry { key: r, c: rc }, hasher);
         }
-        self.meta[id as usize] = Meta {
-            fwd_hash: h,
-            rev_hash: rh.unwrap_or(0),
-            generation,
-            has_reply: reply.is_some(),
-            live: true,
-        };
+        self.set_meta(
+            id,
+            Meta {
+                fwd_hash: h,
+                rev_hash: rh.unwrap_or(0),
+                generation,
+                has_reply: reply.is_some(),
+                live: true,
+            },
+        );
         // Cannot fail: ids are below the wheel's capacity.
         let _ = self.wheel.arm(id, Time(expires));
         self.stats.inserts += 1;
@@ -1069,7 +1087,7 @@ impl<K: FlowKey> ConnTable<K> {
 
     /// Removes connection `id` (both entries), frees its id and timer.
     fn remove_id(&mut self, id: u32, reason: CloseReason) -> Option<Closed<K>> {
-        let m = *self.meta.get(id as usize)?;
+        let m = *self.wheel.payload(id)?;
         if !m.live {
             return None;
         }
@@ -1086,7 +1104,7 @@ impl<K: FlowKey> ConnTable<K> {
             r.remove();
         }
         self.wheel.disarm(id);
-        self.meta[id as usize].live = false;
+        self.set_meta(id, Meta { live: false, ..m });
         self.free.push(id);
         Some(Closed {
             key: entry.key,
@@ -1109,7 +1127,7 @@ impl<K: FlowKey> ConnTable<K> {
         const ATTEMPTS: usize = 8;
         for attempt in 0..ATTEMPTS {
             let id = self.wheel.earliest()?;
-            let m = self.meta[id as usize];
+            let m = self.meta(id);
             let expires = self
                 .table
                 .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
@@ -1148,7 +1166,7 @@ impl<K: FlowKey> ConnTable<K> {
             let Some((id, _)) = self.wheel.pop_expired(now) else {
                 break;
             };
-            let m = self.meta[id as usize];
+            let m = self.meta(id);
             if !m.live {
                 continue;
             }
@@ -1181,7 +1199,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// Removes every connection, appending them to `out`. Returns the count.
     pub fn flush(&mut self, out: &mut Vec<Closed<K>>) -> usize {
         let ids: Vec<u32> = (0..self.capacity as u32)
-            .filter(|&i| self.meta[i as usize].live)
+            .filter(|&i| self.meta(i).live)
             .collect();
         let mut n = 0;
         for id in ids {

@@ -383,9 +383,9 @@ const _: () = assert!(core::mem::size_of::<SEntry>() <= 48);
 /// A per-core sticky table (see the module documentation).
 pub struct StickyTable {
     table: HashTable<SEntry>,
-    hashes: Vec<u64>,
     free: Vec<u32>,
-    wheel: TimerWheel,
+    /// Timer per binding id; the payload is the binding's hash.
+    wheel: TimerWheel<u64>,
     capacity: usize,
     policy: StickyFullPolicy,
     seed: u64,
@@ -448,7 +448,6 @@ impl StickyTable {
             .map_err(|_| StickyTableError::Alloc(cfg.capacity))?;
         Ok(StickyTable {
             table,
-            hashes: vec![0; cfg.capacity],
             free: (0..cfg.capacity as u32).rev().collect(),
             wheel,
             capacity: cfg.capacity,
@@ -458,6 +457,16 @@ impl StickyTable {
             outbox_capacity: cfg.outbox_capacity,
             stats: StickyStats::default(),
         })
+    }
+
+    fn hash_of(&self, id: u32) -> u64 {
+        self.wheel.payload(id).copied().unwrap_or(0)
+    }
+
+    fn set_hash(&mut self, id: u32, h: u64) {
+        if let Some(p) = self.wheel.payload_mut(id) {
+            *p = h;
+        }
     }
 
     /// Number of bindings.
@@ -599,7 +608,7 @@ impl StickyTable {
             let Some(id) = self.wheel.earliest() else {
                 return false;
             };
-            let h = self.hashes[id as usize];
+            let h = self.hash_of(id);
             let Some(e) = self.table.find(h, |e| e.id == id).copied() else {
                 self.wheel.disarm(id);
                 continue;
@@ -633,7 +642,7 @@ impl StickyTable {
             },
             |e| e.key.hash(seed),
         );
-        self.hashes[id as usize] = h;
+        self.set_hash(id, h);
         if active == 0 {
             let _ = self.wheel.arm(id, Time(expires));
         }
@@ -641,7 +650,7 @@ impl StickyTable {
     }
 
     fn remove_id(&mut self, id: u32) -> Option<SEntry> {
-        let h = *self.hashes.get(id as usize)?;
+        let h = *self.wheel.payload(id)?;
         let e = self.table.find_entry(h, |e| e.id == id).ok()?.remove().0;
         self.wheel.disarm(id);
         self.free.push(id);
@@ -697,7 +706,7 @@ impl StickyTable {
             let Some((id, _)) = self.wheel.pop_expired(now) else {
                 break;
             };
-            let h = self.hashes[id as usize];
+            let h = self.hash_of(id);
             let Some(e) = self.table.find(h, |e| e.id == id).copied() else {
                 continue;
             };
@@ -848,7 +857,7 @@ impl StickyTable {
                 .flatten()
                 .unwrap_or(NO_SERVER);
             let h = e.key.hash(seed);
-            self.hashes[e.id as usize] = h;
+            self.set_hash(e.id, h);
             self.table.insert_unique(h, e, |x| x.key.hash(seed));
         }
         self.stats.reload_removed += removed as u64;

@@ -19,6 +19,8 @@
 //! (the connection and sticky tables use their entry ids). All nodes are
 //! allocated at construction; arming, disarming and firing never allocate.
 //! Lists are intrusive and doubly linked, so re-arming or disarming is O(1).
+//! Each node carries a small owner payload `P` (the tables keep their per-id
+//! metadata there), so one cache line serves both the timer and the owner.
 //!
 //! **Lazy re-arming** is the owners' policy: a table does not move a timer
 //! when a packet pushes an entry's expiry later; when the old timer fires the
@@ -62,35 +64,42 @@ pub enum TimerError {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Node {
+struct Node<P> {
+    deadline: u64,
     next: u32,
     prev: u32,
-    deadline: u64,
     slot: u16,
+    payload: P,
 }
 
-const FREE_NODE: Node = Node {
-    next: NIL,
-    prev: NIL,
-    deadline: 0,
-    slot: UNARMED,
-};
+impl<P: Default> Node<P> {
+    fn free() -> Node<P> {
+        Node {
+            deadline: 0,
+            next: NIL,
+            prev: NIL,
+            slot: UNARMED,
+            payload: P::default(),
+        }
+    }
+}
 
-/// A hierarchical timer wheel (see the module documentation).
+/// A hierarchical timer wheel (see the module documentation) whose nodes
+/// carry an owner payload `P` (default none).
 #[derive(Debug, Clone)]
-pub struct TimerWheel {
+pub struct TimerWheel<P = ()> {
     tick_ns: u64,
     /// Current tick: every armed timer's tick is ≥ `elapsed`.
     elapsed: u64,
     heads: Vec<u32>,
     occupied: [u64; LEVELS],
-    nodes: Vec<Node>,
+    nodes: Vec<Node<P>>,
     armed: usize,
 }
 
-impl TimerWheel {
+impl<P: Copy + Default> TimerWheel<P> {
     /// A wheel for timer ids `0..capacity` with ticks of `tick`, starting at `now`.
-    pub fn new(capacity: usize, tick: Duration, now: Time) -> Result<TimerWheel, TimerError> {
+    pub fn new(capacity: usize, tick: Duration, now: Time) -> Result<TimerWheel<P>, TimerError> {
         let tick_ns = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
         if tick_ns == 0 {
             return Err(TimerError::ZeroTick);
@@ -103,9 +112,21 @@ impl TimerWheel {
             elapsed: now.as_nanos() / tick_ns,
             heads: vec![NIL; LEVELS * SLOTS],
             occupied: [0; LEVELS],
-            nodes: vec![FREE_NODE; capacity],
+            nodes: vec![Node::free(); capacity],
             armed: 0,
         })
+    }
+
+    /// The payload of timer `id` (armed or not).
+    #[inline]
+    pub fn payload(&self, id: TimerId) -> Option<&P> {
+        self.nodes.get(id as usize).map(|n| &n.payload)
+    }
+
+    /// Mutable payload of timer `id` (armed or not).
+    #[inline]
+    pub fn payload_mut(&mut self, id: TimerId) -> Option<&mut P> {
+        self.nodes.get_mut(id as usize).map(|n| &mut n.payload)
     }
 
     /// Number of timer ids.
@@ -172,11 +193,11 @@ impl TimerWheel {
         true
     }
 
-    /// Disarms every timer.
+    /// Disarms every timer and resets every payload.
     pub fn clear(&mut self) {
         self.heads.iter_mut().for_each(|h| *h = NIL);
         self.occupied = [0; LEVELS];
-        self.nodes.iter_mut().for_each(|n| *n = FREE_NODE);
+        self.nodes.iter_mut().for_each(|n| *n = Node::free());
         self.armed = 0;
     }
 
@@ -310,7 +331,7 @@ mod tests {
 
     #[test]
     fn fires_in_order_within_a_tick() {
-        let mut w = TimerWheel::new(8, Duration::from_millis(10), Time::ZERO).unwrap();
+        let mut w = TimerWheel::<()>::new(8, Duration::from_millis(10), Time::ZERO).unwrap();
         w.arm(0, ms(25)).unwrap();
         w.arm(1, ms(5)).unwrap();
         w.arm(2, ms(100_000)).unwrap();
@@ -326,7 +347,7 @@ mod tests {
 
     #[test]
     fn rearm_disarm_and_far_deadlines() {
-        let mut w = TimerWheel::new(4, Duration::from_millis(1), Time::ZERO).unwrap();
+        let mut w = TimerWheel::<()>::new(4, Duration::from_millis(1), Time::ZERO).unwrap();
         let far = Time(u64::MAX - 1_000_000_000);
         w.arm(3, far).unwrap();
         w.arm(2, ms(50)).unwrap();
@@ -340,12 +361,12 @@ mod tests {
         assert_eq!(w.pop_expired(Time(u64::MAX - 1_000_000_001)), None);
         assert_eq!(w.pop_expired(Time(u64::MAX)), Some((3, far)));
         assert!(w.arm(4, ms(1)).is_err());
-        assert!(TimerWheel::new(1, Duration::ZERO, Time::ZERO).is_err());
+        assert!(TimerWheel::<()>::new(1, Duration::ZERO, Time::ZERO).is_err());
     }
 
     #[test]
     fn past_deadline_fires_next_poll() {
-        let mut w = TimerWheel::new(2, Duration::from_secs(1), Time::from_secs(100)).unwrap();
+        let mut w = TimerWheel::<()>::new(2, Duration::from_secs(1), Time::from_secs(100)).unwrap();
         w.arm(0, Time::from_secs(3)).unwrap();
         assert_eq!(
             w.pop_expired(Time::from_secs(100)),

@@ -32,7 +32,8 @@ fn op(cap: u32, max_delay: u64, max_step: u64) -> impl Strategy<Value = Op> {
 /// timer still armed has deadline > now − tick (so it is at most one tick late).
 fn check(tick_ns: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     const CAP: u32 = 64;
-    let mut w = TimerWheel::new(CAP as usize, Duration::from_nanos(tick_ns), Time(start)).unwrap();
+    let mut w: TimerWheel =
+        TimerWheel::new(CAP as usize, Duration::from_nanos(tick_ns), Time(start)).unwrap();
     let mut model: HashMap<u32, u64> = HashMap::new();
     let mut now = start;
     for op in ops {
@@ -105,7 +106,7 @@ proptest! {
 #[test]
 fn huge_gap_costs_nothing() {
     // A poll after years of idleness finds the timers without stepping ticks.
-    let mut w = TimerWheel::new(4, Duration::from_millis(1), Time::ZERO).unwrap();
+    let mut w: TimerWheel = TimerWheel::new(4, Duration::from_millis(1), Time::ZERO).unwrap();
     w.arm(0, Time::from_secs(10)).unwrap();
     w.arm(1, Time::from_secs(86_400 * 365 * 5)).unwrap();
     let far = Time::from_secs(86_400 * 365 * 10);

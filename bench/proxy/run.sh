@@ -123,9 +123,11 @@ backends:
 EOF
 
 taskset -c "$pcore" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-pids+=($!)
+hpid=$!
+pids+=($hpid)
 RUST_LOG=warn taskset -c "$pcore" "$bin" --threads 1 --config "$work/tack.yaml" >"$work/tack.log" 2>&1 &
-pids+=($!)
+tpid=$!
+pids+=($tpid)
 for i in 0 1 2; do wait_port "$(hp_port $i)"; wait_port "$(tk_port $i)"; done
 
 # Sanity: both answer and insert the same cookie.
@@ -134,42 +136,56 @@ tsc=$(curl -si "http://127.0.0.1:$(tk_port 1)/" | grep -i '^set-cookie' | tr -d 
 echo "haproxy: $hsc" >&2
 echo "tack:    $tsc" >&2
 
-# wrk prints latency percentiles with --latency; take Requests/sec and the 99% line (in ms).
-run_wrk() { # port scenario
+# CPU time (user + system, all threads) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# wrk prints latency percentiles with --latency; take Requests/sec, the 99% line
+# (in ms), and requests per CPU-second of the proxy process (robust to other load
+# on the machine: it is what one core delivers when fully busy).
+run_wrk() { # port scenario pid
   local hdr=()
   [ "$2" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
   local path=/
   [ "$2" = urihash ] && path=/objects/item-42.jpg
+  local c0 c1
+  c0=$(cpu_ticks "$3")
   taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1
+  c1=$(cpu_ticks "$3")
   if grep -q -E 'Non-2xx|Socket errors' "$work/wrk.out"; then
     echo "bench: errors on port $1: $(grep -E 'Non-2xx|Socket errors' "$work/wrk.out")" >&2
   fi
-  awk '/^Requests\/sec:/ {rps=$2}
+  awk -v cpu=$((c1 - c0)) -v hz="$hz" '
+       / requests in / {n=$1}
+       /^Requests\/sec:/ {rps=$2}
        $1=="99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
                   if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
-       END {printf "%s %.2f\n", rps, p99}' "$work/wrk.out"
+       END {printf "%s %.2f %.0f\n", rps, p99, (cpu > 0) ? n / (cpu / hz) : 0}' "$work/wrk.out"
 }
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 rounds=${ROUNDS:-3}
-printf '\n%-9s %-8s %12s %16s %10s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms"
+printf '\n%-9s %-8s %11s %16s %8s %15s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second"
 for sc in pinned insert urihash; do
   case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
   taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(hp_port $i)/" >/dev/null 2>&1
   taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(tk_port $i)/" >/dev/null 2>&1
-  hr=""; hp=""; tr=""; tp=""
+  hr=""; hp=""; hc=""; tr=""; tp=""; tc=""
   # alternate HAProxy and tack-proxy so machine noise hits both alike
   for _ in $(seq "$rounds"); do
-    read -r a b <<<"$(run_wrk "$(hp_port $i)" $sc)"; hr="$hr $a"; hp="$hp $b"
-    read -r a b <<<"$(run_wrk "$(tk_port $i)" $sc)"; tr="$tr $a"; tp="$tp $b"
+    read -r a b c <<<"$(run_wrk "$(hp_port $i)" $sc $hpid)"; hr="$hr $a"; hp="$hp $b"; hc="$hc $c"
+    read -r a b c <<<"$(run_wrk "$(tk_port $i)" $sc $tpid)"; tr="$tr $a"; tp="$tp $b"; tc="$tc $c"
   done
   hm=$(echo "$hr" | median); tm=$(echo "$tr" | median)
-  printf '%-9s %-8s %12.0f %16s %10s\n' "$sc" haproxy "$hm" "$(echo "$hr" | range)" "$(echo "$hp" | median)"
-  printf '%-9s %-8s %12.0f %16s %10s\n' "$sc" tack "$tm" "$(echo "$tr" | range)" "$(echo "$tp" | median)"
-  printf '%-9s %-8s %12s\n' "$sc" ratio "$(awk -v a="$tm" -v b="$hm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
+  hcm=$(echo "$hc" | median); tcm=$(echo "$tc" | median)
+  printf '%-9s %-8s %11.0f %16s %8s %15.0f\n' "$sc" haproxy "$hm" "$(echo "$hr" | range)" "$(echo "$hp" | median)" "$hcm"
+  printf '%-9s %-8s %11.0f %16s %8s %15.0f\n' "$sc" tack "$tm" "$(echo "$tr" | range)" "$(echo "$tp" | median)" "$tcm"
+  printf '%-9s %-8s %11s %16s %8s %15s\n' "$sc" ratio "$(awk -v a="$tm" -v b="$hm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')" "" "" \
+    "$(awk -v a="$tcm" -v b="$hcm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
 done
 echo
 echo "proxy core: $pcore; wrk + nginx core: $lcore; $rounds alternating rounds of ${dur}s per proxy and scenario, $conns connections, HTTP/1.1 keep-alive"
+echo "req/CPU-second: requests served per second of CPU the proxy process used (user+system, all threads)"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

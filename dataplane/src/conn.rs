@@ -55,7 +55,7 @@ use thiserror::Error;
 use crate::model::{ReloadMap, ServerIdx, ServiceIdx};
 use crate::sched::hash::bytes_hash;
 use crate::time::Time;
-use crate::timer::{TimerError, TimerWheel};
+use crate::timer::{TimerError, TimerWheel, id_stack};
 
 /// Largest burst hashed in one pass of [`ConnTable::lookup_burst`].
 pub const BURST: usize = 32;
@@ -770,7 +770,7 @@ impl<K: FlowKey> ConnTable<K> {
         table
             .try_reserve(cfg.capacity * 2, |e: &Entry<K>| e.key.hash_with(seed))
             .map_err(|_| ConnTableError::Alloc(cfg.capacity))?;
-        let free = (0..cfg.capacity as u32).rev().collect();
+        let free = id_stack(cfg.capacity).ok_or(ConnTableError::Alloc(cfg.capacity))?;
         Ok(ConnTable {
             table,
             free,

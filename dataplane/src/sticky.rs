@@ -65,7 +65,7 @@ use crate::model::{
 };
 use crate::sched::{hash, hrw};
 use crate::time::Time;
-use crate::timer::{TimerError, TimerWheel};
+use crate::timer::{TimerError, TimerWheel, id_stack};
 
 const NO_SERVER: u16 = u16::MAX;
 
@@ -446,14 +446,19 @@ impl StickyTable {
         table
             .try_reserve(cfg.capacity * 2, |e: &SEntry| e.key.hash(seed))
             .map_err(|_| StickyTableError::Alloc(cfg.capacity))?;
+        let free = id_stack(cfg.capacity).ok_or(StickyTableError::Alloc(cfg.capacity))?;
+        let mut events = Vec::new();
+        events
+            .try_reserve_exact(cfg.outbox_capacity)
+            .map_err(|_| StickyTableError::Alloc(cfg.capacity))?;
         Ok(StickyTable {
             table,
-            free: (0..cfg.capacity as u32).rev().collect(),
+            free,
             wheel,
             capacity: cfg.capacity,
             policy: cfg.full_policy,
             seed,
-            events: Vec::with_capacity(cfg.outbox_capacity),
+            events,
             outbox_capacity: cfg.outbox_capacity,
             stats: StickyStats::default(),
         })

@@ -53,6 +53,9 @@ pub enum TimerError {
     /// The capacity does not fit timer ids.
     #[error("timer capacity {0} is too large")]
     Capacity(usize),
+    /// The allocator refused the timer nodes.
+    #[error("cannot allocate {0} timers")]
+    Alloc(usize),
     /// A timer id at or above the capacity.
     #[error("timer id {id} is out of range (capacity {capacity})")]
     BadId {
@@ -107,12 +110,17 @@ impl<P: Copy + Default> TimerWheel<P> {
         if capacity >= NIL as usize {
             return Err(TimerError::Capacity(capacity));
         }
+        let mut nodes = Vec::new();
+        nodes
+            .try_reserve_exact(capacity)
+            .map_err(|_| TimerError::Alloc(capacity))?;
+        nodes.resize(capacity, Node::free());
         Ok(TimerWheel {
             tick_ns,
             elapsed: now.as_nanos() / tick_ns,
             heads: vec![NIL; LEVELS * SLOTS],
             occupied: [0; LEVELS],
-            nodes: vec![Node::free(); capacity],
+            nodes,
             armed: 0,
         })
     }
@@ -319,6 +327,14 @@ impl<P: Copy + Default> TimerWheel<P> {
             }
         }
     }
+}
+
+/// The ids `0..n` as a stack popping 0 first, allocated fallibly.
+pub(crate) fn id_stack(n: usize) -> Option<Vec<u32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.extend((0..n as u32).rev());
+    Some(v)
 }
 
 #[cfg(test)]

@@ -148,6 +148,7 @@ pub async fn serve_stream<S>(
     let svc = service_fn(move |req| f2.clone().handle(peer, req));
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     if let Err(e) = watcher.watch(conn).await {
+        fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
         log::debug!("connection from {peer} on {}: {e}", fe.name);
     }
     fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);

@@ -83,6 +83,20 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
     }
     head(
         &mut o,
+        "tack_proxy_frontend_conn_errors_total",
+        "counter",
+        "Client connections that ended in a protocol or I/O error.",
+    );
+    for f in frontends {
+        let _ = writeln!(
+            o,
+            "tack_proxy_frontend_conn_errors_total{{frontend=\"{}\"}} {}",
+            f.name,
+            v(&f.stats.conn_errors)
+        );
+    }
+    head(
+        &mut o,
         "tack_proxy_frontend_errors_total",
         "counter",
         "Requests the proxy answered with an error itself.",

@@ -41,6 +41,9 @@ pub struct FrontendStats {
     pub responses: [AtomicU64; 5],
     /// Requests answered by the proxy itself with an error.
     pub errors: AtomicU64,
+    /// Client connections that ended in a protocol or I/O error (malformed
+    /// requests are answered `400` by the HTTP layer and counted here).
+    pub conn_errors: AtomicU64,
 }
 
 /// How the server of a request was chosen.
@@ -138,7 +141,10 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Most messages carry none: one pass over the names is cheaper than hashing
     // each hop-by-hop name for a removal.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k) || k == header::TRAILER) {
+    if !h
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == header::TRAILER)
+    {
         return;
     }
     let listed: Vec<HeaderName> = h
@@ -398,6 +404,15 @@ impl Frontend {
     ) {
         let be = self.backend.clone();
         be.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if req.method() == Method::CONNECT {
+            // A reverse proxy does not open tunnels.
+            return (
+                self.fail(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."),
+                None,
+                None,
+                None,
+            );
+        }
         let (parts, body) = req.into_parts();
         let path_q = parts
             .uri

@@ -305,6 +305,18 @@ impl Proxy {
             );
             tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
         }
+        for up in &pools {
+            let (up, mut stop) = (up.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(up.reap_interval());
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => up.reap(),
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+        }
         for (b, bc) in backends.iter().zip(&cfg.backends) {
             if let Some(hc) = &bc.health_check {
                 for s in b.servers.iter().filter(|s| s.check) {

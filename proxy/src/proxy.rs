@@ -301,6 +301,11 @@ impl Frontend {
         }
     }
 
+    /// The connection pools of this frontend's backend.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
     /// The priority class of a request (first matching rule, else the default).
     pub fn classify(&self, path: &str, headers: &HeaderMap, src: IpAddr) -> i32 {
         for r in &self.rules {

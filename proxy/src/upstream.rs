@@ -159,6 +159,17 @@ impl ServerPool {
         }
     }
 
+    /// Drop idle connections the server closed or that idled past `max_idle_time`.
+    fn reap(&self, max_idle_time: Duration) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain_mut(|l| {
+            // Nobody waits on an idle connection: a no-op waker lets it notice EOF.
+            l.drive(&mut cx);
+            l.reusable() && l.since.elapsed() < max_idle_time
+        });
+    }
+
     /// Idle connections held now.
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -207,6 +218,19 @@ impl Upstream {
             connect_timeout,
             idle_timeout,
         }
+    }
+
+    /// Close idle connections that servers closed or that idled too long; the
+    /// proxy calls this periodically.
+    pub fn reap(&self) {
+        for p in &self.pools {
+            p.reap(self.idle_timeout);
+        }
+    }
+
+    /// How often [`Upstream::reap`] should run.
+    pub fn reap_interval(&self) -> Duration {
+        (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// The pool of server `i`.

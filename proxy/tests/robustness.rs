@@ -114,3 +114,28 @@ async fn drain_keeps_pinned_clients_and_maint_takes_nothing() {
     assert_eq!(b.stats.retries.load(Ordering::Relaxed), 1);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_server_connections_are_reused_and_reaped_when_closed() {
+    let mut s1 = TestServer::start("s1").await;
+    let yaml = format!(
+        "frontends:\n  - {{ name: web, bind: [\"127.0.0.1:0\"], backend: app, access_log: false }}\nbackends:\n  - name: app\n    timeouts: {{ pool_idle: 2s }}\n    servers:\n      - {{ name: s1, address: \"{}\" }}\n",
+        s1.addr
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(addr, "/", &[]).await.body, "s1");
+    }
+    let pool = proxy.frontend("web").unwrap().upstream().pool(0).clone();
+    assert_eq!(
+        pool.idle_count(),
+        1,
+        "sequential requests reuse one server connection"
+    );
+    // The server goes away: its idle connection is noticed closed and dropped
+    // (well before the 2 s idle limit).
+    s1.stop().await;
+    assert!(wait_until(Duration::from_millis(1500), || pool.idle_count() == 0).await);
+    proxy.shutdown().await;
+}

@@ -255,6 +255,7 @@ print(" ".join(after))
         .await
         .expect("s2 never marked down")
         .unwrap();
+    eprintln!("s2 marked down {detect:?} after it was killed (interval 200 ms × fall 2)");
     // interval 200 ms × fall 2 = 400 ms, plus scheduling slack on a busy machine.
     assert!(
         detect <= Duration::from_millis(400 + 600),

@@ -161,6 +161,8 @@ counters! {
     icmp_errors_rate_limited,
     /// ICMP errors not generated because the port has no address of the family.
     icmp_errors_no_source,
+    /// ICMP errors not generated because the frame could not be resized.
+    icmp_errors_no_room,
     /// Connections created.
     conn_created,
     /// Connections picked up mid-stream (first packet not a SYN).

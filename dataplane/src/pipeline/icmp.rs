@@ -260,11 +260,12 @@ impl<F: Frame> Pipeline<F> {
         let icmp = l3 + hdr;
         let end = icmp + 8 + quote;
         if frame.bytes().len() < end && !frame.set_len(end) {
-            self.counters.icmp_errors_no_source += 1;
+            self.counters.icmp_errors_no_room += 1;
             return;
         }
         frame.bytes_mut().copy_within(l3..l3 + quote, icmp + 8);
         if !frame.set_len(end) {
+            self.counters.icmp_errors_no_room += 1;
             return;
         }
         let ident = self.next_ident();

@@ -47,6 +47,24 @@
 //!   client's packets only.
 //! * Tunnel: IP-in-IP (or IPv6) to the server with the MSS of SYNs clamped;
 //!   replies bypass the appliance.
+//!
+//! # Workers and return traffic
+//! Each worker owns its connections. Client traffic is spread by the NIC's
+//! RSS; full-NAT replies come back to the owner because the SNAT port was
+//! chosen for it ([`Pipeline::owner_worker`] computes the same steering for
+//! a runtime that steers in software). NAT-mode replies (server → client)
+//! hash to an arbitrary queue: with several workers per port, NAT needs the
+//! runtime to steer replies (or a single worker); full NAT does not.
+//!
+//! # Limits
+//! * IP fragments are not reassembled: first fragments of known connections
+//!   are forwarded, other fragments are dropped (`drop_fragment`).
+//! * Forwarded frames keep the VLAN tag they arrived with, as do answers and
+//!   ICMP errors built in place; requests the pipeline originates (ARP,
+//!   neighbour solicitations) are untagged. Ports have no VLAN setting.
+//! * Neighbours are learned from ARP and NDP only, never from data traffic.
+//! * The pipeline does not fragment: an IPv4 packet without DF larger than
+//!   the egress MTU is dropped (`drop_too_big`).
 
 mod counters;
 mod flow;

@@ -284,3 +284,32 @@ print(" ".join(after))
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_checks_take_a_dead_server_out_and_back() {
+    let mut s1 = TestServer::start("s1").await;
+    let s2 = TestServer::start("s2").await;
+    let yaml = format!(
+        "frontends:\n  - {{ name: web, bind: [\"127.0.0.1:0\"], backend: app, access_log: false }}\nbackends:\n  - name: app\n    health_check: {{ type: tcp, interval: 100ms, rise: 1, fall: 1 }}\n    servers:\n      - {{ name: s1, address: \"{}\" }}\n      - {{ name: s2, address: \"{}\" }}\n",
+        s1.addr, s2.addr
+    );
+    let proxy = start_proxy(&yaml).await;
+    let b = proxy.backend("app").unwrap().clone();
+    s1.stop().await;
+    assert!(wait_until(Duration::from_secs(2), || !b.servers[0].is_healthy()).await);
+    let addr = proxy.local_addr("web").unwrap();
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/", &[]).await.body, "s2");
+    }
+    let a1 = s1.addr;
+    let _s1 = TestServer::start_on("s1", a1).await;
+    assert!(wait_until(Duration::from_secs(2), || b.servers[0].is_healthy()).await);
+    assert!(
+        b.servers[0]
+            .stats
+            .check_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    proxy.shutdown().await;
+}

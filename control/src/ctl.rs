@@ -21,6 +21,7 @@ use crate::mgmt::MgmtServer;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::{PersistenceSection, Profile, ServerSection};
 use crate::runtime::{pipeline_config, render_workers};
+use crate::say;
 use crate::worker::WorkerSnapshot;
 
 /// Counters of the control plane.
@@ -106,8 +107,8 @@ impl ControlPlane {
             if reload.swap(false, Ordering::Relaxed) {
                 // Operator output, like the start and stop lines of `tack run`.
                 match self.reload() {
-                    Ok(msg) => println!("tack: reload: {msg}"),
-                    Err(e) => println!("tack: reload refused: {e}"),
+                    Ok(msg) => say!("tack: reload: {msg}"),
+                    Err(e) => say!("tack: reload refused: {e}"),
                 }
             }
             if let Some(m) = mgmt.as_mut() {

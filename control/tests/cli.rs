@@ -124,3 +124,21 @@ fn check_prints_the_eal_arguments() {
         "{text}"
     );
 }
+
+#[test]
+fn every_shipped_profile_checks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // proxy*.yaml are tack-proxy's configurations, checked by its own tests.
+        if !name.ends_with(".yaml") || name.starts_with("proxy") {
+            continue;
+        }
+        let out = Command::new(tack_bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    assert!(checked >= 3, "configs/ holds the lab and bare-metal profiles");
+}

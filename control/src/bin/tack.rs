@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
 use tack_control::runtime::Appliance;
+use tack_control::{say, say_raw};
 
 /// Tack: a DPDK load-balancing appliance.
 #[derive(Parser, Debug)]
@@ -45,8 +46,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Profile::load(&config) {
             Ok(p) => {
-                println!("{}: ok", config.display());
-                println!("EAL arguments: {}", p.eal_args().join(" "));
+                say!("{}: ok", config.display());
+                say!("EAL arguments: {}", p.eal_args().join(" "));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -102,13 +103,13 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
         }
     };
     for p in app.ports() {
-        println!(
+        say!(
             "tack: port {} up, mac {}",
             p.name,
             tack_dataplane::wire::EthernetAddress(p.mac)
         );
     }
-    println!(
+    say!(
         "tack: running {} worker(s), {} service(s); management socket {}; SIGHUP reloads, SIGINT or SIGTERM stops",
         profile.workers.len(),
         profile.services.len(),
@@ -116,8 +117,8 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
     );
     app.control.set_profile_path(path);
     app.control.run(&quit, &reload, Some(mgmt));
-    println!("tack: stopping");
+    say!("tack: stopping");
     let report = app.shutdown();
-    print!("{}", report.render());
+    say_raw!("{}", report.render());
     ExitCode::SUCCESS
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tack_control::mgmt::request;
 use tack_control::profile::DEFAULT_SOCKET;
+use tack_control::say_raw;
 
 /// Administer a running Tack appliance.
 ///
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match request(&cli.socket, &cli.command.join(" ")) {
         Ok(text) => {
-            print!("{text}");
+            say_raw!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -28,9 +28,11 @@
 //! counted.
 //!
 //! # Bursts
-//! [`ConnTable::lookup_burst`] hashes a whole burst (up to 32 keys at a time)
-//! before probing, then probes with the precomputed hashes through
-//! `HashTable::find_bucket_index`. A [`Handle`] remembers the bucket, so later
+//! [`ConnTable::lookup_burst`] works in passes over up to 32 keys: hash them
+//! all, then load every key's control group (`HashTable::iter_hash_buckets`),
+//! then read the candidate buckets. Each pass is a short loop of independent
+//! loads, so the CPU overlaps their cache misses: the effect of prefetching,
+//! which hashbrown does not expose to safe code. A [`Handle`] remembers the bucket, so later
 //! accesses in the same burst do not probe again (they re-probe only if an
 //! insert in between moved entries).
 //!
@@ -838,8 +840,15 @@ impl<K: FlowKey> ConnTable<K> {
     }
 
     #[inline]
-    fn resolve(&mut self, hash: u64, key: &K) -> Option<Handle> {
+    fn resolve(&self, hash: u64, key: &K) -> Option<Handle> {
         let b = self.table.find_bucket_index(hash, |e| e.key == *key)?;
+        self.handle_at(hash, b)
+    }
+
+    /// The handle for the entry in bucket `b` (whose hash is `hash`),
+    /// following a reply entry to its connection.
+    #[inline]
+    fn handle_at(&self, hash: u64, b: usize) -> Option<Handle> {
         let e = self.table.get_bucket(b)?;
         if !e.c.is_reply() {
             return Some(Handle {
@@ -893,14 +902,33 @@ impl<K: FlowKey> ConnTable<K> {
                 out: out.len(),
             });
         }
+        const ABSENT: usize = usize::MAX;
         let mut hashes = [0u64; BURST];
+        let mut cand = [ABSENT; BURST];
         for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            // Pass 1: hash the burst.
             for (h, k) in hashes.iter_mut().zip(kc) {
                 *h = k.hash_with(self.seed);
             }
+            // Pass 2: load every key's control group and take its first
+            // matching bucket. The loop body is tiny and the loads are
+            // independent, so the CPU overlaps the cache misses (the
+            // prefetching that safe Rust cannot express directly).
+            for (c, &h) in cand.iter_mut().zip(&hashes[..kc.len()]) {
+                *c = self.table.iter_hash_buckets(h).next().unwrap_or(ABSENT);
+            }
+            // Pass 3: read the candidate buckets (again independent loads).
+            // A missing candidate means the key is absent; a candidate whose
+            // key differs (a 7-bit tag collision) falls back to a full probe.
             let mut hits = 0u64;
-            for ((k, o), &h) in kc.iter().zip(oc.iter_mut()).zip(&hashes) {
-                *o = self.resolve(h, k);
+            for (((k, o), &h), &c) in kc.iter().zip(oc.iter_mut()).zip(&hashes).zip(&cand) {
+                *o = if c == ABSENT {
+                    None
+                } else if self.table.get_bucket(c).is_some_and(|e| e.key == *k) {
+                    self.handle_at(h, c)
+                } else {
+                    self.resolve(h, k)
+                };
                 hits += u64::from(o.is_some());
             }
             self.stats.lookups += kc.len() as u64;

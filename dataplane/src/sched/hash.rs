@@ -3,10 +3,11 @@
 //! Everything that must agree between cores, between cluster nodes and across
 //! software versions (Maglev tables, rendezvous scores, source hashing, the
 //! sticky first choice) hashes with **XXH3-64** (`xxhash-rust`), whose output is
-//! fixed by its specification. Addresses are encoded as 17 bytes: a family tag
-//! (4 or 6) followed by the address in network order, IPv4 left-aligned and
-//! zero-padded, so that an IPv4 address and its IPv4-mapped IPv6 form never
-//! collide.
+//! fixed by its specification, over a fixed little-endian encoding: two
+//! 16-byte words, the address (IPv4 in the low 32 bits) and a word holding the
+//! family (4 or 6, so an IPv4 address and its IPv4-mapped IPv6 form never
+//! collide) and the other fields. Whole-word stores keep XXH3's loads
+//! forwarded from the store buffer.
 
 use std::net::IpAddr;
 
@@ -20,79 +21,70 @@ const SERVICE_SEED: u64 = 0x7461_636b_5f73_7663; // "tack_svc"
 /// Seed used to derive a server's identity hash.
 const SERVER_SEED: u64 = 0x7461_636b_5f73_7276; // "tack_srv"
 
-/// Writes the 17-byte encoding of `addr` into `out[..17]`.
+/// The address as a 128-bit word and its family tag.
 #[inline]
-pub(crate) fn encode_addr(addr: IpAddr, out: &mut [u8]) {
+fn addr_word(addr: IpAddr) -> (u128, u128) {
     match addr {
-        IpAddr::V4(a) => {
-            out[0] = 4;
-            out[1..5].copy_from_slice(&a.octets());
-            out[5..17].fill(0);
-        }
-        IpAddr::V6(a) => {
-            out[0] = 6;
-            out[1..17].copy_from_slice(&a.octets());
-        }
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 4),
+        IpAddr::V6(a) => (u128::from(a), 6),
     }
+}
+
+/// XXH3 of the 32-byte encoding `addr | (family + extra << 8)`.
+#[inline]
+fn hash_words(seed: u64, addr: IpAddr, extra: u128) -> u64 {
+    let (a, family) = addr_word(addr);
+    let mut buf = [0u8; 32];
+    buf[..16].copy_from_slice(&a.to_le_bytes());
+    buf[16..].copy_from_slice(&(family | extra << 8).to_le_bytes());
+    xxh3_64_with_seed(&buf, seed)
 }
 
 /// Seed of a service, derived from its identity (VIP, protocol, port), so it is
 /// the same on every core and node and survives configuration reloads.
 pub fn service_seed(vip: IpAddr, protocol: Protocol, port: Option<u16>) -> u64 {
-    let mut buf = [0u8; 21];
-    encode_addr(vip, &mut buf);
-    buf[17] = protocol.ip_proto();
-    let p = port.unwrap_or(0);
-    buf[18..20].copy_from_slice(&p.to_be_bytes());
-    buf[20] = u8::from(port.is_some());
-    xxh3_64_with_seed(&buf, SERVICE_SEED)
+    let port = port.map_or(0, |p| u128::from(p) << 1 | 1);
+    hash_words(
+        SERVICE_SEED,
+        vip,
+        u128::from(protocol.ip_proto()) | port << 8,
+    )
 }
 
 /// Identity hash of a real server (address and optional port). Used by Maglev
 /// and rendezvous hashing instead of the server's index, so that adding or
 /// removing a server does not change the scores of the others.
 pub fn server_ident(addr: IpAddr, port: Option<u16>) -> u64 {
-    let mut buf = [0u8; 20];
-    encode_addr(addr, &mut buf);
-    let p = port.unwrap_or(0);
-    buf[17..19].copy_from_slice(&p.to_be_bytes());
-    buf[19] = u8::from(port.is_some());
-    xxh3_64_with_seed(&buf, SERVER_SEED)
+    let port = port.map_or(0, |p| u128::from(p) << 1 | 1);
+    hash_words(SERVER_SEED, addr, port)
 }
 
 /// Hash of a source address under `seed` (source-hash scheduling).
 pub fn addr_hash(seed: u64, addr: IpAddr) -> u64 {
-    let mut buf = [0u8; 17];
-    encode_addr(addr, &mut buf);
-    xxh3_64_with_seed(&buf, seed)
+    hash_words(seed, addr, 0)
 }
 
 /// Hash of a masked client key (address + prefix length) under `seed`.
 pub fn client_key_hash(seed: u64, addr: IpAddr, prefix: u8) -> u64 {
-    let mut buf = [0u8; 18];
-    encode_addr(addr, &mut buf);
-    buf[17] = prefix;
-    xxh3_64_with_seed(&buf, seed)
+    hash_words(seed, addr, u128::from(prefix) << 1 | 1)
 }
 
 /// Hash of a client flow (source address, source port, destination port)
 /// under `seed` (per-flow Maglev and rendezvous scheduling).
 pub fn flow_hash(seed: u64, src: IpAddr, src_port: u16, dst_port: u16) -> u64 {
-    let mut buf = [0u8; 21];
-    encode_addr(src, &mut buf);
-    buf[17..19].copy_from_slice(&src_port.to_be_bytes());
-    buf[19..21].copy_from_slice(&dst_port.to_be_bytes());
-    xxh3_64_with_seed(&buf, seed)
+    hash_words(
+        seed,
+        src,
+        u128::from(src_port) << 16 | u128::from(dst_port) << 32 | 1 << 48,
+    )
 }
 
-/// Combines two 64-bit values into a well-mixed 64-bit hash (XXH3 of their
-/// 16 bytes). Used for rendezvous scores (`key hash`, `server identity`).
+/// Combines a key hash with a server identity into a well-mixed 64-bit hash
+/// (XXH3 of the key hash's 8 bytes, seeded by the identity). Used for
+/// rendezvous scores.
 #[inline]
-pub fn combine(a: u64, b: u64) -> u64 {
-    let mut buf = [0u8; 16];
-    buf[..8].copy_from_slice(&a.to_le_bytes());
-    buf[8..].copy_from_slice(&b.to_le_bytes());
-    xxh3_64_with_seed(&buf, 0)
+pub fn combine(key_hash: u64, ident: u64) -> u64 {
+    xxh3_64_with_seed(&key_hash.to_le_bytes(), ident)
 }
 
 /// Hashes raw bytes under `seed` (tables hash their keys with this).

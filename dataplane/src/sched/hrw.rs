@@ -31,7 +31,21 @@ pub fn score(weight: u16, h: u64) -> f64 {
 /// Picks the backend with the highest weighted score for `key_hash`, or `None`
 /// when no backend has a positive weight. Ties (practically impossible) go to
 /// the larger identity, so the result never depends on the listing order.
+///
+/// When all positive weights are equal the score is monotonic in the hash,
+/// so the hashes are compared directly and no logarithm is computed; the
+/// result is the same as with scores.
 pub fn pick(backends: &[Backend], key_hash: u64) -> Option<u16> {
+    let mut weights = backends.iter().map(|b| b.weight).filter(|&w| w > 0);
+    let first = weights.next()?;
+    if weights.all(|w| w == first) {
+        return backends
+            .iter()
+            .filter(|b| b.weight > 0)
+            .map(|b| (combine(key_hash, b.ident) >> 12, b.ident, b.index))
+            .max()
+            .map(|(_, _, i)| i);
+    }
     let mut best: Option<(f64, u64, u16)> = None;
     for b in backends {
         if b.weight == 0 {
@@ -60,6 +74,27 @@ mod tests {
             assert!(s.is_finite() && s > 0.0, "{h}: {s}");
         }
         assert_eq!(score(0, 5), 0.0);
+    }
+
+    #[test]
+    fn equal_weight_fast_path_matches_scores() {
+        let b: Vec<Backend> = (0..20u16)
+            .map(|i| Backend {
+                index: i,
+                weight: if i == 7 { 0 } else { 3 },
+                ident: combine(u64::from(i), 99),
+            })
+            .collect();
+        for k in 0..2000u64 {
+            let kh = combine(k, 1);
+            let slow = b
+                .iter()
+                .filter(|x| x.weight > 0)
+                .map(|x| (score(x.weight, combine(kh, x.ident)), x.ident, x.index))
+                .max_by(|a, c| a.0.total_cmp(&c.0).then(a.1.cmp(&c.1)))
+                .map(|x| x.2);
+            assert_eq!(pick(&b, kh), slow);
+        }
     }
 
     #[test]

@@ -359,11 +359,12 @@ impl SKey {
     }
 
     fn hash(&self, seed: u64) -> u64 {
-        let mut b = [0u8; 20];
-        b[..2].copy_from_slice(&self.service.to_ne_bytes());
-        b[2] = self.prefix;
-        b[3] = u8::from(self.v6);
-        b[4..].copy_from_slice(&self.addr);
+        // Two whole 16-byte words (see crate::sched::hash).
+        let meta =
+            u128::from(self.service) | u128::from(self.prefix) << 16 | u128::from(self.v6) << 24;
+        let mut b = [0u8; 32];
+        b[..16].copy_from_slice(&self.addr);
+        b[16..].copy_from_slice(&meta.to_ne_bytes());
         hash::bytes_hash(seed, &b)
     }
 }

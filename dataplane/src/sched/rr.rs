@@ -64,20 +64,21 @@ impl SmoothWrr {
     /// backend's index lies outside the pool this state was sized for.
     pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
         let mut total = 0i64;
-        let mut best: Option<usize> = None;
+        let mut best: Option<(i64, usize)> = None;
         for b in backends {
             if b.weight == 0 {
                 continue;
             }
+            let w = i64::from(b.weight);
             let slot = self.current.get_mut(b.index as usize)?;
-            *slot += i64::from(b.weight);
-            total += i64::from(b.weight);
+            *slot += w;
+            total += w;
             let c = *slot;
-            if best.is_none_or(|bi| c > self.current[bi]) {
-                best = Some(b.index as usize);
+            if best.is_none_or(|(bc, _)| c > bc) {
+                best = Some((c, b.index as usize));
             }
         }
-        let bi = best?;
+        let (_, bi) = best?;
         self.current[bi] -= total;
         Some(bi as u16)
     }

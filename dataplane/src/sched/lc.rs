@@ -18,10 +18,14 @@ use super::Backend;
 /// (callers rotate it) so that equal servers share the load. Backends with
 /// weight 0 are never picked.
 pub fn pick(backends: &[Backend], conns: &[u32], start: usize, weighted: bool) -> Option<u16> {
-    let n = backends.len();
+    let start = if backends.is_empty() {
+        0
+    } else {
+        start % backends.len()
+    };
+    let (tail, head) = backends.split_at(start);
     let mut best: Option<(u64, u64, u16)> = None; // (load numerator, weight, index)
-    for k in 0..n {
-        let b = &backends[(start + k) % n];
+    for b in head.iter().chain(tail) {
         if b.weight == 0 {
             continue;
         }

@@ -283,7 +283,7 @@ pub enum InstallOutcome {
 pub struct StickyStats {
     /// New connections that found their binding.
     pub hits: u64,
-    /// New keys bound by the deterministic first choice.
+    /// New keys bound by the deterministic first choice (sticky misses).
     pub learned: u64,
     /// Bindings moved off a `Down`/`Maint`/removed server.
     pub rebinds: u64,

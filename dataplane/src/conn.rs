@@ -16,9 +16,11 @@
 //! Lookups resolve both kinds to a [`Handle`] on the forward entry;
 //! [`Handle::is_reply`] tells which direction the packet travels.
 //!
-//! Each connection has an id in `0..capacity` (with an 8-bit generation, so a
-//! stale handle never reaches a recycled slot) used by the timer wheel and by
-//! reply entries; per-id metadata (the two entry hashes) lives in the id's
+//! Each connection has an id in `0..capacity` used by the timer wheel and by
+//! reply entries, with an 8-bit generation: a [`Handle`] kept after its
+//! connection left resolves to `None` rather than to the id's next occupant
+//! (handles are meant to live for one burst; the generation guards 255
+//! reuses); per-id metadata (the two entry hashes) lives in the id's
 //! timer node (48 bytes together), all allocated at construction. The hash
 //! table is allocated at construction for twice the configured entry
 //! capacity: hashbrown then always cleans deleted slots in place instead of

@@ -15,7 +15,7 @@
 //!   header (path MTU discovery is what keeps the client's segments small:
 //!   the server's SYN-ACK, which carries its MSS, does not pass here).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::flow::{Tuple, tuple_free};
 use super::icmp::ErrorKind;
@@ -26,6 +26,7 @@ use crate::model::{ForwardMode, Protocol, ServerIdx, ServiceIdx};
 use crate::rss::ReplyFlow;
 use crate::sched::PickKey;
 use crate::sticky::StickyDecision;
+use crate::wire::checksum;
 use crate::wire::ethernet::EtherType;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
@@ -414,11 +415,11 @@ impl<F: Frame> Pipeline<F> {
                     src_port,
                     dst_port: Some(Self::server_port(srv, fwd.orig.dport)),
                 };
-                if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
+                if !nat_rewrite(frame.bytes_mut(), c, &rw) {
                     self.counters.drop_rewrite += 1;
                     return;
                 }
-                self.send_to_next_hop(frame, port, nh, out, alloc, false);
+                self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
             }
             ForwardMode::Dsr => {
                 if nh != srv.addr {
@@ -428,11 +429,11 @@ impl<F: Frame> Pipeline<F> {
                 let Some(frame) = self.mtu_check(frame, c, port, 0, rx_port, out) else {
                     return;
                 };
-                self.send_to_next_hop(frame, port, nh, out, alloc, false);
+                self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
             }
             ForwardMode::Tunnel => {
                 if let Some(frame) = self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
-                    self.send_to_next_hop(frame, port, nh, out, alloc, false);
+                    self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
                 }
             }
         }
@@ -466,7 +467,7 @@ impl<F: Frame> Pipeline<F> {
             src_port: Some(fwd.orig.dport),
             dst_port: full.then_some(fwd.orig.sport),
         };
-        if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
+        if !nat_rewrite(frame.bytes_mut(), c, &rw) {
             self.counters.drop_rewrite += 1;
             return;
         }
@@ -626,5 +627,224 @@ impl<F: Frame> Pipeline<F> {
     pub(crate) fn next_ident(&mut self) -> u16 {
         self.ip_ident = self.ip_ident.wrapping_add(1);
         self.ip_ident
+    }
+}
+
+/// Rewrites addresses and ports of a TCP/UDP packet: the fast path for the
+/// common case (whole L4 header present), every checksum updated
+/// incrementally (RFC 1624) with fixed offsets; anything else goes through
+/// [`rewrite_flow`]. True on success (the frame is untouched otherwise).
+#[inline]
+pub(crate) fn nat_rewrite(b: &mut [u8], c: &Classified, rw: &FlowRewrite) -> bool {
+    let (coff, udp) = match c.protocol {
+        IpProtocol::TCP => (16, false),
+        IpProtocol::UDP => (6, true),
+        _ => return rewrite_flow(b, c, rw).is_ok(),
+    };
+    let (l3, l4) = (c.l3_offset, c.l4_offset);
+    let fits = c.frag != FragStatus::NonFirst
+        && c.l3_end <= b.len()
+        && l4 + coff + 2 <= c.l3_end
+        && l4 + 4 <= c.l3_end;
+    let families = [rw.src_addr, rw.dst_addr]
+        .iter()
+        .flatten()
+        .all(|a| a.is_ipv4() == (c.l3 == L3Kind::Ipv4));
+    if !fits || !families || c.l3 == L3Kind::Arp {
+        return rewrite_flow(b, c, rw).is_ok();
+    }
+    let rd16 = |b: &[u8], o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
+    let mut l4sum = rd16(b, l4 + coff);
+    // RFC 768: a zero UDP checksum means none was computed; it stays zero.
+    let keep_l4 = !(udp && l4sum == 0);
+    match c.l3 {
+        L3Kind::Ipv4 => {
+            let mut hsum = rd16(b, l3 + 10);
+            for (off, new) in [(l3 + 12, rw.src_addr), (l3 + 16, rw.dst_addr)] {
+                let Some(IpAddr::V4(new)) = new else {
+                    continue;
+                };
+                let old = u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
+                let new = u32::from(new);
+                if old != new {
+                    hsum = checksum::update32(hsum, old, new);
+                    l4sum = checksum::update32(l4sum, old, new);
+                    b[off..off + 4].copy_from_slice(&new.to_be_bytes());
+                }
+            }
+            b[l3 + 10..l3 + 12].copy_from_slice(&hsum.to_be_bytes());
+        }
+        _ => {
+            for (off, new) in [(l3 + 8, rw.src_addr), (l3 + 24, rw.dst_addr)] {
+                let Some(IpAddr::V6(new)) = new else {
+                    continue;
+                };
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&b[off..off + 16]);
+                let old = Ipv6Addr::from(o);
+                if old != new {
+                    l4sum = checksum::update_v6addr(l4sum, &old, &new);
+                    b[off..off + 16].copy_from_slice(&new.octets());
+                }
+            }
+        }
+    }
+    for (off, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
+        let Some(new) = new else {
+            continue;
+        };
+        let old = rd16(b, off);
+        if old != new {
+            l4sum = checksum::update16(l4sum, old, new);
+            b[off..off + 2].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if keep_l4 {
+        let v = if udp {
+            checksum::udp_nonzero(l4sum)
+        } else {
+            l4sum
+        };
+        b[l4 + coff..l4 + coff + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{
+        EtherType, EthernetAddress, EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr,
+    };
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn frame(
+        v6: bool,
+        tcp: bool,
+        udp_zero: bool,
+        a: [u8; 16],
+        b: [u8; 16],
+        ports: (u16, u16),
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (src, dst) = if v6 {
+            (IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b)))
+        } else {
+            (
+                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+            )
+        };
+        let seg = if tcp { 20 } else { 8 } + payload.len();
+        let ip = if v6 { 40 } else { 20 };
+        let mut f = vec![0u8; 14 + ip + seg];
+        EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            vlan: None,
+            ethertype: if v6 { EtherType::IPV6 } else { EtherType::IPV4 },
+        }
+        .emit(&mut f)
+        .unwrap();
+        let proto = if tcp {
+            IpProtocol::TCP
+        } else {
+            IpProtocol::UDP
+        };
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                protocol: proto,
+                payload_len: seg,
+                ttl: 64,
+                tos: 0,
+                ident: 7,
+                dont_frag: false,
+            }
+            .emit(&mut f[14..])
+            .unwrap(),
+            (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: proto,
+                payload_len: seg,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            }
+            .emit(&mut f[14..])
+            .unwrap(),
+            _ => unreachable!(),
+        };
+        let l4 = &mut f[14 + ip..];
+        if tcp {
+            TcpRepr {
+                src_port: ports.0,
+                dst_port: ports.1,
+                seq_number: 1,
+                ack_number: 2,
+                flags: crate::wire::TcpFlags::ACK,
+                window_len: 100,
+                urgent_at: 0,
+                mss: None,
+                window_scale: None,
+                sack_permitted: false,
+                timestamps: None,
+                payload,
+            }
+            .emit(l4, &src, &dst)
+            .unwrap();
+        } else {
+            UdpRepr {
+                src_port: ports.0,
+                dst_port: ports.1,
+                payload,
+            }
+            .emit(l4, &src, &dst)
+            .unwrap();
+            if udp_zero {
+                l4[6] = 0;
+                l4[7] = 0;
+            }
+        }
+        f
+    }
+
+    proptest! {
+        /// The fast path writes exactly what the wire layer's general rewrite writes.
+        #[test]
+        fn fast_rewrite_matches_wire_rewrite(
+            v6 in any::<bool>(),
+            tcp in any::<bool>(),
+            udp_zero in any::<bool>(),
+            a in any::<[u8; 16]>(),
+            b in any::<[u8; 16]>(),
+            ports in any::<(u16, u16)>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            na in proptest::option::of(any::<[u8; 16]>()),
+            nb in proptest::option::of(any::<[u8; 16]>()),
+            np in (proptest::option::of(any::<u16>()), proptest::option::of(any::<u16>())),
+        ) {
+            let f = frame(v6, tcp, udp_zero, a, b, ports, &payload);
+            let c = crate::wire::classify(&f).unwrap();
+            let addr = |x: [u8; 16]| if v6 {
+                IpAddr::V6(Ipv6Addr::from(x))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(x[0], x[1], x[2], x[3]))
+            };
+            let rw = FlowRewrite {
+                src_addr: na.map(addr),
+                dst_addr: nb.map(addr),
+                src_port: np.0,
+                dst_port: np.1,
+            };
+            let mut fast = f.clone();
+            let mut slow = f.clone();
+            prop_assert!(nat_rewrite(&mut fast, &c, &rw));
+            prop_assert!(rewrite_flow(&mut slow, &c, &rw).is_ok());
+            prop_assert_eq!(fast, slow);
+        }
     }
 }

@@ -485,6 +485,8 @@ pub(crate) struct SrvRt {
     pub(crate) keeps: bool,
     /// Egress port and next hop.
     pub(crate) route: Option<(u16, IpAddr)>,
+    /// Index of the next hop's neighbour entry, as last seen.
+    pub(crate) nh_hint: u32,
 }
 
 /// Per-service data derived from the snapshot and the routes.
@@ -807,7 +809,46 @@ impl<F: Frame> Pipeline<F> {
             out,
             alloc,
             &mut self.counters,
+            None,
         );
+        self.count_tx(r, local);
+    }
+
+    /// Sends `frame` to server `server` of service `svc` (next hop `nh` on
+    /// `port`), through the neighbour entry cached for that server.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn send_to_server<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        port: u16,
+        nh: IpAddr,
+        svc: ServiceIdx,
+        server: ServerIdx,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        let hint = self
+            .svcs
+            .get_mut(usize::from(svc))
+            .and_then(|s| s.servers.get_mut(usize::from(server)))
+            .map(|s| &mut s.nh_hint);
+        let r = self.neigh.transmit(
+            frame,
+            port,
+            nh,
+            self.now,
+            &self.ports,
+            out,
+            alloc,
+            &mut self.counters,
+            hint,
+        );
+        self.count_tx(r, false);
+    }
+
+    #[inline]
+    fn count_tx(&mut self, r: neigh::TxResult, local: bool) {
         match r {
             neigh::TxResult::Sent if local => self.counters.tx_local += 1,
             neigh::TxResult::Sent => self.counters.tx_forward += 1,
@@ -1592,6 +1633,7 @@ fn build_services(services: &Config, fib: &Fib) -> Vec<SvcRt> {
                     port: srv.port,
                     keeps: srv.state.keeps_clients(),
                     route: fib.lookup(srv.addr),
+                    nh_hint: u32::MAX,
                 })
                 .collect(),
         })
@@ -1608,5 +1650,73 @@ impl<F: Frame> core::fmt::Debug for Pipeline<F> {
             .field("sticky", &self.sticky.len())
             .field("neighbors", &self.neigh.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_moves_to_its_worker_thread() {
+        fn send<T: Send>() {}
+        send::<Pipeline<crate::frame::VecFrame>>();
+        send::<Output<crate::frame::VecFrame>>();
+        send::<ControlMsg>();
+        send::<Event>();
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let cfg = Arc::new(PipelineConfig {
+            ports: vec![PortSpec {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                addresses: vec![(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 24)],
+                mtu: 1500,
+            }],
+            ..PipelineConfig::default()
+        });
+        let w = |index, rx: Vec<u16>, key: Vec<Option<Vec<u8>>>| WorkerSpec {
+            index,
+            n_workers: 2,
+            queue: index,
+            rx_queues: rx,
+            rss_key: key,
+        };
+        let new = |w| Pipeline::<crate::frame::VecFrame>::new(cfg.clone(), w).map(|_| ());
+        assert!(matches!(
+            new(w(2, vec![2], vec![None])),
+            Err(ConfigError::WorkerIndex { .. })
+        ));
+        assert!(matches!(
+            new(w(0, vec![], vec![None])),
+            Err(ConfigError::PortCount { .. })
+        ));
+        assert!(matches!(
+            new(w(0, vec![0], vec![None])),
+            Err(ConfigError::NoQueues { .. })
+        ));
+        assert!(matches!(
+            new(w(0, vec![2], vec![Some(vec![1, 2, 3])])),
+            Err(ConfigError::Rss { .. })
+        ));
+        assert!(new(w(1, vec![2], vec![None])).is_ok());
+        let mut bad = (*cfg).clone();
+        bad.routes.push(Route {
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            prefix_len: 0,
+            port: 3,
+            gateway: None,
+        });
+        assert!(matches!(
+            Pipeline::<crate::frame::VecFrame>::new(Arc::new(bad), w(0, vec![2], vec![None])),
+            Err(ConfigError::Route { index: 0, .. })
+        ));
+        let mut bad = (*cfg).clone();
+        bad.ports[0].mtu = 100;
+        assert!(matches!(
+            Pipeline::<crate::frame::VecFrame>::new(Arc::new(bad), w(0, vec![2], vec![None])),
+            Err(ConfigError::Mtu { .. })
+        ));
     }
 }

@@ -238,6 +238,7 @@ impl<F: Frame> NeighTable<F> {
         out: &mut Output<F>,
         alloc: &mut A,
         ctr: &mut Counters,
+        hint: Option<&mut u32>,
     ) -> TxResult {
         let Some(p) = ports.get(usize::from(port)) else {
             ctr.drop_bad_port += 1;
@@ -247,8 +248,17 @@ impl<F: Frame> NeighTable<F> {
             ctr.drop_bad_port += 1;
             return TxResult::Dropped;
         }
-        let idx = match self.map.get(&(port, nh)) {
-            Some(&i) => i as usize,
+        // The caller's cached entry index saves the map lookup.
+        let cached = hint.as_deref().and_then(|&h| {
+            let e = self.entries.get(h as usize)?;
+            (e.live && e.port == port && e.addr == nh).then_some(h as usize)
+        });
+        let found = cached.or_else(|| self.map.get(&(port, nh)).map(|&i| i as usize));
+        if let (Some(h), Some(i)) = (hint, found) {
+            *h = i as u32;
+        }
+        let idx = match found {
+            Some(i) => i,
             None => {
                 // New entry: Incomplete, request now.
                 let Some(i) = self.free.pop() else {

@@ -483,6 +483,9 @@ fn main() {
     maglev(&mut c);
     c.final_summary();
     let t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "\nAll timed runs, warm-up included (thread CPU time; criterion's estimates above exclude warm-up):"
+    );
     println!("\n| benchmark | ns per packet (or per op) | Mpps (or Mops) |");
     println!("|---|---:|---:|");
     for (name, d, n) in t.iter() {

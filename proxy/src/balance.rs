@@ -4,6 +4,7 @@
 //! request, and the request's hash input, and returns a server index. Server state
 //! and load live in [`crate::backend`].
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -19,15 +20,47 @@ pub trait Candidate {
     fn load(&self) -> u32;
 }
 
+/// Header lookup over whatever holds a request's headers: a `HeaderMap` (hyper
+/// path) or a head parsed in place (fast path).
+pub trait HeaderLookup {
+    /// The first value of the header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl HeaderLookup for http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(|v| v.as_bytes())
+    }
+}
+
+/// A header value as text when it holds only visible ASCII, spaces and tabs (the
+/// rule of `http::HeaderValue::to_str`).
+pub fn visible_str(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
 /// The parts of a request hash-based algorithms read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestView<'a> {
     /// Client address.
     pub source: IpAddr,
     /// Request target as received (origin form, or absolute form for proxies/h2).
     pub uri: &'a str,
     /// Headers.
-    pub headers: &'a http::HeaderMap,
+    pub headers: &'a (dyn HeaderLookup + Sync),
+}
+
+impl std::fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestView")
+            .field("source", &self.source)
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
 }
 
 /// HAProxy's default hash function for map-based hashing (`sdbm`).
@@ -269,35 +302,35 @@ impl Balancer {
 
     /// The bytes a hash algorithm hashes, or `None` for non-hash algorithms and
     /// requests that lack the key (those are round-robined, as in HAProxy).
-    pub fn hash_input(&self, req: &RequestView<'_>) -> Option<Vec<u8>> {
+    pub fn hash_input<'a>(&self, req: &RequestView<'a>) -> Option<Cow<'a, [u8]>> {
         match &self.algo {
-            Balance::Source => Some(match req.source {
+            Balance::Source => Some(Cow::Owned(match req.source {
                 IpAddr::V4(a) => a.octets().to_vec(),
                 IpAddr::V6(a) => match a.to_ipv4_mapped() {
                     Some(v4) => v4.octets().to_vec(),
                     None => a.octets().to_vec(),
                 },
-            }),
+            })),
             Balance::Uri {
                 whole,
                 path_only,
                 len,
                 depth,
-            } => Some(
-                uri_key(req.uri, *whole, *path_only, *len, *depth)
-                    .as_bytes()
-                    .to_vec(),
-            ),
-            Balance::UrlParam { name } => url_param(req.uri, name).map(|v| v.as_bytes().to_vec()),
+            } => Some(Cow::Borrowed(
+                uri_key(req.uri, *whole, *path_only, *len, *depth).as_bytes(),
+            )),
+            Balance::UrlParam { name } => {
+                url_param(req.uri, name).map(|v| Cow::Borrowed(v.as_bytes()))
+            }
             Balance::Hdr {
                 name,
                 use_domain_only,
             } => {
-                let v = req.headers.get(name.as_str())?.to_str().ok()?;
+                let v = visible_str(req.headers.header(name.as_str())?)?;
                 if *use_domain_only {
-                    Some(domain_only(v).as_bytes().to_vec())
+                    Some(Cow::Borrowed(domain_only(v).as_bytes()))
                 } else {
-                    Some(v.as_bytes().to_vec())
+                    Some(Cow::Borrowed(v.as_bytes()))
                 }
             }
             _ => None,

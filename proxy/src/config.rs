@@ -190,13 +190,27 @@ pub struct FrontendConfig {
     /// Write an access log line per request (log target `tack_proxy::access`).
     #[serde(default = "yes")]
     pub access_log: bool,
-    /// Idle time allowed between two requests on a kept-alive client connection.
+    /// Idle time allowed between two requests on a kept-alive client connection,
+    /// and to receive a request head (HAProxy's `timeout http-keep-alive` and
+    /// `timeout http-request`).
     #[serde(default = "default_keepalive")]
     pub keepalive_timeout: Dur,
+    /// Client inactivity allowed while a request body is received or a response
+    /// sent (HAProxy's `timeout client`).
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: Dur,
+    /// Serve HTTP/1.1 clients with the fast path (heads parsed and rewritten in
+    /// place, bodies copied with their framing); `false` serves every connection
+    /// with hyper. Requests the fast path does not handle go to hyper either way.
+    #[serde(default = "yes")]
+    pub fast_path: bool,
 }
 
 fn yes() -> bool {
     true
+}
+fn default_client_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 fn default_keepalive() -> Dur {
     Dur(Duration::from_secs(10))
@@ -709,6 +723,20 @@ impl ProxyConfig {
                 "at least one frontend is required".into(),
                 None,
             ));
+        }
+        for (i, fe) in self.frontends.iter().enumerate() {
+            for (field, d) in [
+                ("keepalive_timeout", fe.keepalive_timeout),
+                ("client_timeout", fe.client_timeout),
+            ] {
+                if d.0.is_zero() {
+                    return Err(err(
+                        format!("frontends[{i}].{field}"),
+                        "must be greater than zero".into(),
+                        Some(field),
+                    ));
+                }
+            }
         }
         let mut names = HashSet::new();
         for (i, b) in self.backends.iter().enumerate() {

@@ -226,19 +226,30 @@ pub fn set_cookie_value(set_cookie: &str) -> Option<&str> {
 /// cookie is removed; in prefix mode its server prefix is stripped. Returns `None`
 /// when nothing is left.
 pub fn rewrite_request_cookie(cfg: &CookieConfig, header: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(header.len());
+    rewrite_request_cookie_into(cfg, header, &mut out);
+    if out.is_empty() {
+        None
+    } else {
+        String::from_utf8(out).ok()
+    }
+}
+
+/// [`rewrite_request_cookie`] appending to `out` (nothing when nothing is left).
+pub fn rewrite_request_cookie_into(cfg: &CookieConfig, header: &str, out: &mut Vec<u8>) {
     use crate::config::CookieMode::*;
-    let mut out = String::with_capacity(header.len());
+    let start = out.len();
     let mut push = |part: &str, value: Option<&str>| {
-        if !out.is_empty() {
-            out.push_str("; ");
+        if out.len() > start {
+            out.extend_from_slice(b"; ");
         }
         match value {
             Some(v) => {
-                out.push_str(&cfg.name);
-                out.push('=');
-                out.push_str(v);
+                out.extend_from_slice(cfg.name.as_bytes());
+                out.push(b'=');
+                out.extend_from_slice(v.as_bytes());
             }
-            None => out.push_str(part),
+            None => out.extend_from_slice(part.as_bytes()),
         }
     };
     for part in header.split(';') {
@@ -258,7 +269,11 @@ pub fn rewrite_request_cookie(cfg: &CookieConfig, header: &str) -> Option<String
             _ => push(p, None),
         }
     }
-    if out.is_empty() { None } else { Some(out) }
+}
+
+/// Whether a `Cookie` header value carries a cookie named `name`.
+pub fn has_cookie(header: &str, name: &str) -> bool {
+    request_cookies(header).any(|(k, _)| k == name)
 }
 
 #[cfg(test)]

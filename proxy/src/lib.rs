@@ -22,6 +22,8 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod cookie;
+mod fast;
+pub mod h1;
 pub mod health;
 pub mod metrics;
 pub mod persist;
@@ -78,6 +80,79 @@ pub struct Proxy {
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+}
+
+/// A stream that first yields bytes already read from it (handing a connection
+/// from the fast path to hyper).
+#[derive(Debug)]
+pub struct Rewind<S> {
+    pre: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    /// `inner`, after `pre`.
+    pub fn new(pre: Vec<u8>, inner: S) -> Rewind<S> {
+        Rewind { pre, pos: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.pos < self.pre.len() {
+            let n = (self.pre.len() - self.pos).min(buf.remaining());
+            let from = self.pos;
+            buf.put_slice(&self.pre[from..from + n]);
+            self.pos += n;
+            if self.pos == self.pre.len() {
+                self.pre = Vec::new();
+                self.pos = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Bind a listening socket, optionally with `IP_FREEBIND` / `IP_TRANSPARENT` (a VIP
@@ -144,6 +219,19 @@ pub async fn serve_stream<S>(
 {
     fe.stats.connections.fetch_add(1, Ordering::Relaxed);
     fe.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+    // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
+    // odd framing...) comes back with the bytes already read, for hyper.
+    let stream = if fe.fast_path {
+        match fast::serve(&fe, stream, peer).await {
+            fast::Served::Done => {
+                fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            fast::Served::Fallback(s, read) => Rewind::new(read, s),
+        }
+    } else {
+        Rewind::new(Vec::new(), stream)
+    };
     let f2 = fe.clone();
     let svc = service_fn(move |req| f2.clone().handle(peer, req));
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -185,10 +273,15 @@ async fn accept_loop(
         ));
     }
     drop(listener);
-    if tokio::time::timeout(GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Fast-path connections close when idle; hyper's drain gracefully.
+    fe.stop_connections();
+    let drained = async {
+        graceful.shutdown().await;
+        while fe.stats.open_connections.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(GRACE, drained).await.is_err() {
         log::warn!(
             "frontend {}: connections still open after {GRACE:?}, closing them",
             fe.name

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,14 +14,15 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
+use tokio::sync::watch;
 
 use crate::backend::{Backend, Server};
-use crate::balance::RequestView;
+use crate::balance::{HeaderLookup, RequestView};
 use crate::config::{CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionIdConfig};
 use crate::cookie::{self, CookieVerdict};
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
-use crate::upstream::{ProxiedBody, Upstream};
+use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
 
 /// Error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -92,12 +93,19 @@ pub struct Frontend {
     default_class: i32,
     access_log: bool,
     upstream: Arc<Upstream>,
+    /// Idle time allowed between requests (and to receive a request head).
+    pub(crate) keepalive_timeout: Duration,
+    /// Client inactivity allowed while a request or response body is transferred.
+    pub(crate) client_timeout: Duration,
+    /// Whether HTTP/1.1 clients are served by the fast path ([`crate::fast`]).
+    pub(crate) fast_path: bool,
+    stop: watch::Sender<bool>,
     /// Counters.
     pub stats: FrontendStats,
 }
 
-fn status_idx(s: StatusCode) -> usize {
-    (s.as_u16() / 100).clamp(1, 5) as usize - 1
+pub(crate) fn status_idx(s: u16) -> usize {
+    (s / 100).clamp(1, 5) as usize - 1
 }
 
 fn unix_now() -> u64 {
@@ -109,13 +117,7 @@ fn unix_now() -> u64 {
 
 /// A response the proxy writes itself (HAProxy's error pages).
 pub fn local_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let body = format!(
-        "<html><body><h1>{} {}</h1>\n{}\n</body></html>\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        text
-    );
-    let mut r = Response::new(full(body));
+    let mut r = Response::new(full(error_page(status, text)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
@@ -179,7 +181,7 @@ fn joined_cookies(h: &HeaderMap) -> Option<String> {
     out
 }
 
-fn find_cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
+pub(crate) fn find_cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
     cookie::request_cookies(cookies?)
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
@@ -216,35 +218,31 @@ fn url_session_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Whether HAProxy 2.6 would consider the response cacheable, so that `nocache`
-/// marks it `Cache-control: private`: a safe method, a cacheable status, nothing
-/// in `Pragma`/`Cache-Control` forbidding it, and freshness information
-/// (`max-age`, `s-maxage`, `Expires`) or a validator (`ETag`, `Last-Modified`).
-fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
-    if !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
-        return false;
+/// What a response's headers say about its cacheability, gathered header by header
+/// so both the hyper path and the fast path can feed it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CacheInfo {
+    /// `Pragma: no-cache` or a `Cache-Control` directive forbidding caching.
+    forbidden: bool,
+    /// `max-age` / `s-maxage` / `Expires`.
+    fresh: bool,
+    /// `ETag` / `Last-Modified`.
+    validator: bool,
+}
+
+impl CacheInfo {
+    /// Account for one `Pragma` value.
+    pub(crate) fn pragma(&mut self, v: &[u8]) {
+        if v.eq_ignore_ascii_case(b"no-cache") {
+            self.forbidden = true;
+        }
     }
-    if !matches!(
-        status.as_u16(),
-        200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501
-    ) {
-        return false;
-    }
-    if h.get_all(header::PRAGMA)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
-    {
-        return false;
-    }
-    let mut fresh = false;
-    for v in h
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
+
+    /// Account for one `Cache-Control` value.
+    pub(crate) fn cache_control(&mut self, v: &[u8]) {
+        let Some(v) = crate::balance::visible_str(v) else {
+            return;
+        };
         for d in v.split(',').map(str::trim) {
             let is = |w: &str| d.eq_ignore_ascii_case(w);
             if is("private")
@@ -253,24 +251,159 @@ fn cacheable(method: &Method, status: StatusCode, h: &HeaderMap) -> bool {
                 || is("max-age=0")
                 || is("s-maxage=0")
             {
-                return false;
+                self.forbidden = true;
             }
             let starts = |w: &str| d.len() >= w.len() && d[..w.len()].eq_ignore_ascii_case(w);
             if starts("max-age") || starts("s-maxage") {
-                fresh = true;
+                self.fresh = true;
             }
         }
     }
-    fresh
-        || h.contains_key(header::EXPIRES)
-        || h.contains_key(header::ETAG)
-        || h.contains_key(header::LAST_MODIFIED)
+
+    /// Account for an `Expires` header.
+    pub(crate) fn expires(&mut self) {
+        self.fresh = true;
+    }
+
+    /// Account for an `ETag` or `Last-Modified` header.
+    pub(crate) fn validator(&mut self) {
+        self.validator = true;
+    }
+
+    fn of_headers(h: &HeaderMap) -> CacheInfo {
+        let mut c = CacheInfo::default();
+        for v in h.get_all(header::PRAGMA) {
+            c.pragma(v.as_bytes());
+        }
+        for v in h.get_all(header::CACHE_CONTROL) {
+            c.cache_control(v.as_bytes());
+        }
+        if h.contains_key(header::EXPIRES) {
+            c.expires();
+        }
+        if h.contains_key(header::ETAG) || h.contains_key(header::LAST_MODIFIED) {
+            c.validator();
+        }
+        c
+    }
 }
 
-struct Decision {
-    server: usize,
-    via: Via,
-    direct: bool,
+/// Whether HAProxy 2.6 would consider the response cacheable, so that `nocache`
+/// marks it `Cache-control: private`: a safe method, a cacheable status, nothing
+/// in `Pragma`/`Cache-Control` forbidding it, and freshness information
+/// (`max-age`, `s-maxage`, `Expires`) or a validator (`ETag`, `Last-Modified`).
+pub(crate) fn cacheable(method: &Method, status: u16, c: &CacheInfo) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) && matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501
+    ) && !c.forbidden
+        && (c.fresh || c.validator)
+}
+
+/// Where a request goes and why.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decision {
+    /// Server index.
+    pub(crate) server: usize,
+    /// How it was chosen.
+    pub(crate) via: Via,
+    /// Whether the client's persistence cookie chose it.
+    pub(crate) direct: bool,
+}
+
+/// What the routing steps read of a request, whichever path (hyper or fast) it
+/// arrived by.
+pub(crate) struct ReqInfo<'a> {
+    pub(crate) method: &'a Method,
+    /// Origin-form target (path and query).
+    pub(crate) path_q: &'a str,
+    /// Path without the query.
+    pub(crate) path: &'a str,
+    /// All `Cookie` headers joined.
+    pub(crate) cookies: Option<&'a str>,
+    pub(crate) headers: &'a (dyn HeaderLookup + Sync),
+    pub(crate) peer: SocketAddr,
+}
+
+impl<'a> ReqInfo<'a> {
+    fn view(&self) -> RequestView<'a> {
+        RequestView {
+            source: self.peer.ip(),
+            uri: self.path_q,
+            headers: self.headers,
+        }
+    }
+}
+
+/// A routed request: the decision and what the response side needs to know.
+pub(crate) struct Routed {
+    pub(crate) decision: Decision,
+    pub(crate) class: i32,
+    pub(crate) client_cookie: Option<cookie::ClientCookie>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) now_unix: u64,
+    pub(crate) now: Instant,
+    /// Servers tried so far (filled on the first redispatch).
+    tried: Vec<usize>,
+}
+
+/// A request the proxy answers itself.
+pub(crate) enum Early {
+    /// An error page (counted in the frontend's `errors`).
+    Fail {
+        status: StatusCode,
+        text: &'static str,
+        server: Option<usize>,
+        via: Option<Via>,
+        waited: Option<Duration>,
+    },
+    /// Redirect persistence: `302` to the server's prefix plus the target.
+    Redirect {
+        location: String,
+        server: usize,
+        via: Via,
+    },
+}
+
+impl Early {
+    fn no_server(server: Option<usize>, via: Option<Via>, waited: Option<Duration>) -> Early {
+        Early::Fail {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            text: "No server is available to handle this request.",
+            server,
+            via,
+            waited,
+        }
+    }
+
+    /// Status, server, how it was chosen and the time waited for a slot.
+    pub(crate) fn log_parts(&self) -> (StatusCode, Option<usize>, Option<Via>, Option<Duration>) {
+        match self {
+            Early::Fail {
+                status,
+                server,
+                via,
+                waited,
+                ..
+            } => (*status, *server, *via, *waited),
+            Early::Redirect { server, via, .. } => {
+                (StatusCode::FOUND, Some(*server), Some(*via), None)
+            }
+        }
+    }
+}
+
+/// The text of an error page (HAProxy-like).
+pub(crate) fn error_page(status: StatusCode, text: &str) -> String {
+    format!(
+        "<html><body><h1>{} {}</h1>\n{}\n</body></html>\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text
+    )
 }
 
 impl Frontend {
@@ -297,6 +430,10 @@ impl Frontend {
             default_class: cfg.default_class,
             access_log: cfg.access_log,
             upstream,
+            keepalive_timeout: cfg.keepalive_timeout.0,
+            client_timeout: cfg.client_timeout.0,
+            fast_path: cfg.fast_path,
+            stop: watch::channel(false).0,
             stats: FrontendStats::default(),
         }
     }
@@ -306,8 +443,23 @@ impl Frontend {
         &self.upstream
     }
 
+    /// Ask the connections served by the fast path to close once idle (shutdown).
+    pub fn stop_connections(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// A receiver that turns true when [`Frontend::stop_connections`] is called.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Whether the access log is written for this frontend now.
+    pub(crate) fn logging(&self) -> bool {
+        self.access_log && log::log_enabled!(target: "tack_proxy::access", log::Level::Info)
+    }
+
     /// The priority class of a request (first matching rule, else the default).
-    pub fn classify(&self, path: &str, headers: &HeaderMap, src: IpAddr) -> i32 {
+    pub fn classify(&self, path: &str, headers: &dyn HeaderLookup, src: IpAddr) -> i32 {
         for r in &self.rules {
             if let Some(p) = &r.path_prefix
                 && !path.starts_with(p.as_str())
@@ -315,9 +467,9 @@ impl Frontend {
                 continue;
             }
             if let Some((n, want)) = &r.header {
-                match (headers.get(n), want) {
+                match (headers.header(n.as_str()), want) {
                     (None, _) => continue,
-                    (Some(v), Some(w)) if v.as_bytes() != w.as_bytes() => continue,
+                    (Some(v), Some(w)) if v != w.as_bytes() => continue,
                     _ => {}
                 }
             }
@@ -335,7 +487,40 @@ impl Frontend {
         self.default_class
     }
 
-    /// Handle one request from `peer`.
+    /// Write the access log line of a request (HAProxy's `option logasap`: when
+    /// the response headers are sent).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn log_access(
+        &self,
+        peer: SocketAddr,
+        server: Option<usize>,
+        waited: Option<Duration>,
+        t0: Instant,
+        status: u16,
+        via: Option<Via>,
+        method: &str,
+        uri: &str,
+        version: &str,
+    ) {
+        log::info!(
+            target: "tack_proxy::access",
+            "{} {} {}/{} {}/{} {} {} \"{} {} {}\"",
+            peer,
+            self.name,
+            self.backend.name,
+            server.map(|i| self.backend.servers[i].name.as_str()).unwrap_or("<NOSRV>"),
+            waited.map(|d| d.as_millis() as i64).unwrap_or(-1),
+            t0.elapsed().as_millis(),
+            status,
+            via.map(|v| v.tag()).unwrap_or("-"),
+            method,
+            uri,
+            version
+        );
+    }
+
+    /// Handle one request from `peer` (the hyper path: HTTP/2, and HTTP/1.1 that the
+    /// fast path hands over).
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
@@ -343,9 +528,7 @@ impl Frontend {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let t0 = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let line = (self.access_log
-            && log::log_enabled!(target: "tack_proxy::access", log::Level::Info))
-        .then(|| {
+        let line = self.logging().then(|| {
             let uri = req
                 .uri()
                 .path_and_query()
@@ -355,22 +538,18 @@ impl Frontend {
         });
         let (resp, server, via, tw) = self.route(peer, req, t0).await;
         let status = resp.status();
-        self.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
+        self.stats.responses[status_idx(status.as_u16())].fetch_add(1, Ordering::Relaxed);
         if let Some((method, uri_text, version)) = line {
-            log::info!(
-                target: "tack_proxy::access",
-                "{} {} {}/{} {}/{} {} {} \"{} {} {:?}\"",
+            self.log_access(
                 peer,
-                self.name,
-                self.backend.name,
-                server.map(|i| self.backend.servers[i].name.as_str()).unwrap_or("<NOSRV>"),
-                tw.map(|d| d.as_millis() as i64).unwrap_or(-1),
-                t0.elapsed().as_millis(),
+                server,
+                tw,
+                t0,
                 status.as_u16(),
-                via.map(|v| v.tag()).unwrap_or("-"),
-                method,
-                uri_text,
-                version
+                via,
+                method.as_str(),
+                &uri_text,
+                &format!("{version:?}"),
             );
         }
         Ok(resp)
@@ -379,6 +558,24 @@ impl Frontend {
     fn fail(&self, status: StatusCode, text: &str) -> Response<ProxyBody> {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         local_response(status, text)
+    }
+
+    fn early_response(&self, e: Early) -> Response<ProxyBody> {
+        match e {
+            Early::Fail { status, text, .. } => self.fail(status, text),
+            Early::Redirect { location, .. } => {
+                let mut r = Response::new(full(Bytes::new()));
+                *r.status_mut() = StatusCode::FOUND;
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                r
+            }
+        }
     }
 
     /// Choose a server for a load-balanced request, avoiding `exclude`.
@@ -396,49 +593,21 @@ impl Frontend {
         )
     }
 
-    async fn route(
-        &self,
-        peer: SocketAddr,
-        req: Request<Incoming>,
-        t0: Instant,
-    ) -> (
-        Response<ProxyBody>,
-        Option<usize>,
-        Option<Via>,
-        Option<std::time::Duration>,
-    ) {
-        let be = self.backend.clone();
+    /// Classify, apply persistence (cookie, session ID, hash group), schedule, and
+    /// answer redirect persistence: everything before waiting for a slot.
+    pub(crate) fn decide(&self, r: &ReqInfo<'_>) -> Result<Routed, Early> {
+        let be = &self.backend;
         be.stats.requests.fetch_add(1, Ordering::Relaxed);
-        if req.method() == Method::CONNECT {
-            // A reverse proxy does not open tunnels.
-            return (
-                self.fail(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."),
-                None,
-                None,
-                None,
-            );
-        }
-        let (parts, body) = req.into_parts();
-        let path_q = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let class = self.classify(parts.uri.path(), &parts.headers, peer.ip());
+        let class = self.classify(r.path, r.headers, r.peer.ip());
         let now_unix = unix_now();
         let now = Instant::now();
-        let cookies = joined_cookies(&parts.headers);
-        let view = RequestView {
-            source: peer.ip(),
-            uri: path_q,
-            headers: &parts.headers,
-        };
+        let view = r.view();
 
         // 1. Persistence: cookie, then session ID, then hash group.
         let mut decision: Option<Decision> = None;
         let mut client_cookie = None;
         if let Some(ck) = &be.cfg.cookie
-            && let Some(v) = find_cookie(cookies.as_deref(), &ck.name)
+            && let Some(v) = find_cookie(r.cookies, &ck.name)
         {
             let cc = cookie::parse_client_value(ck, v);
             match cookie::check_dates(ck, &cc, now_unix) {
@@ -475,7 +644,7 @@ impl Frontend {
             .cfg
             .session_id
             .as_ref()
-            .and_then(|sc| request_session_id(sc, cookies.as_deref(), path_q))
+            .and_then(|sc| request_session_id(sc, r.cookies, r.path_q))
             .map(str::to_string);
         if decision.is_none()
             && let (Some(table), Some(id)) = (&be.sessions, &session_id)
@@ -491,13 +660,7 @@ impl Frontend {
         }
         if decision.is_none()
             && let (Some(groups), Some(hg)) = (&be.groups, &be.cfg.hash_groups)
-            && let Some(key) = group_key(
-                &hg.key,
-                peer.ip(),
-                &parts.headers,
-                cookies.as_deref(),
-                path_q,
-            )
+            && let Some(key) = group_key(&hg.key, r.peer.ip(), r.headers, r.cookies, r.path_q)
         {
             let g = groups.group_of(key_hash(&key));
             let seen = groups.get(g);
@@ -521,7 +684,7 @@ impl Frontend {
                 });
             }
         }
-        let mut decision = match decision {
+        let decision = match decision {
             Some(d) => d,
             None => match self.schedule(&view, &[]) {
                 Some(i) => Decision {
@@ -531,49 +694,57 @@ impl Frontend {
                 },
                 None => {
                     be.stats.no_server.fetch_add(1, Ordering::Relaxed);
-                    return (
-                        self.fail(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "No server is available to handle this request.",
-                        ),
-                        None,
-                        None,
-                        None,
-                    );
+                    return Err(Early::no_server(None, None, None));
                 }
             },
         };
 
         // 2. Redirect persistence.
-        let srv = be.servers[decision.server].clone();
+        let srv = &be.servers[decision.server];
         if let Some(prefix) = &srv.redir
-            && (parts.method == Method::GET || parts.method == Method::HEAD)
+            && (*r.method == Method::GET || *r.method == Method::HEAD)
         {
             srv.stats.redirects.fetch_add(1, Ordering::Relaxed);
-            let mut r = Response::new(full(Bytes::new()));
-            *r.status_mut() = StatusCode::FOUND;
-            if let Ok(v) = HeaderValue::from_str(&format!("{prefix}{path_q}")) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            return (r, Some(srv.idx), Some(decision.via), None);
+            return Err(Early::Redirect {
+                location: format!("{prefix}{}", r.path_q),
+                server: srv.idx,
+                via: decision.via,
+            });
         }
+        Ok(Routed {
+            decision,
+            class,
+            client_cookie,
+            session_id,
+            now_unix,
+            now,
+            tried: Vec::new(),
+        })
+    }
 
-        // 3. QoS: a slot on the server, by class.
-        let mut tried = vec![decision.server];
-        let permit: Permit = loop {
-            let s = &be.servers[decision.server];
-            match s.slots.acquire(class, be.queue_timeout()).await {
-                Ok(p) => break p,
-                Err(QueueError::Full) if decision.via == Via::Balance || be.cfg.redispatch => {
-                    match self.schedule(&view, &tried) {
+    /// QoS: a slot on the chosen server, by class; a full queue redispatches where
+    /// persistence allows.
+    pub(crate) async fn slot(
+        &self,
+        r: &ReqInfo<'_>,
+        routed: &mut Routed,
+        t0: Instant,
+    ) -> Result<Permit, Early> {
+        let be = &self.backend;
+        loop {
+            let d = routed.decision;
+            let s = &be.servers[d.server];
+            match s.slots.acquire(routed.class, be.queue_timeout()).await {
+                Ok(p) => return Ok(p),
+                Err(QueueError::Full) if d.via == Via::Balance || be.cfg.redispatch => {
+                    if routed.tried.is_empty() {
+                        routed.tried.push(d.server);
+                    }
+                    match self.schedule(&r.view(), &routed.tried) {
                         Some(i) => {
                             be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                            tried.push(i);
-                            decision = Decision {
+                            routed.tried.push(i);
+                            routed.decision = Decision {
                                 server: i,
                                 via: Via::Redispatch,
                                 direct: false,
@@ -581,15 +752,7 @@ impl Frontend {
                         }
                         None => {
                             be.stats.no_server.fetch_add(1, Ordering::Relaxed);
-                            return (
-                                self.fail(
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    "No server is available to handle this request.",
-                                ),
-                                Some(s.idx),
-                                Some(decision.via),
-                                None,
-                            );
+                            return Err(Early::no_server(Some(s.idx), Some(d.via), None));
                         }
                     }
                 }
@@ -600,25 +763,199 @@ impl Frontend {
                     } else {
                         "Server queue is full."
                     };
-                    return (
-                        self.fail(StatusCode::SERVICE_UNAVAILABLE, text),
-                        Some(s.idx),
-                        Some(decision.via),
-                        Some(t0.elapsed()),
-                    );
+                    return Err(Early::Fail {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        text,
+                        server: Some(s.idx),
+                        via: Some(d.via),
+                        waited: Some(t0.elapsed()),
+                    });
                 }
+            }
+        }
+    }
+
+    /// After an attempt to reach the server failed: `Ok` to try again (after a
+    /// redispatch to another server on the last retry, when allowed), `Err` with
+    /// the answer otherwise. Failed connects of bodiless requests (and failures
+    /// of a reused connection before any response) are retried `retries` times.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn after_failure(
+        &self,
+        r: &ReqInfo<'_>,
+        routed: &mut Routed,
+        permit: &mut Permit,
+        attempts: &mut u32,
+        e: &UpstreamError,
+        bodyless: bool,
+        tw: Duration,
+    ) -> Result<(), Early> {
+        let be = &self.backend;
+        let srv = &be.servers[routed.decision.server];
+        srv.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+        log::debug!("upstream {} failed: {e}", srv.name);
+        if e.is_retryable() && bodyless && *attempts < be.cfg.retries {
+            *attempts += 1;
+            be.stats.retries.fetch_add(1, Ordering::Relaxed);
+            if *attempts == be.cfg.retries && be.cfg.redispatch {
+                if routed.tried.is_empty() {
+                    routed.tried.push(routed.decision.server);
+                }
+                if let Some(i) = self.schedule(&r.view(), &routed.tried) {
+                    match be.servers[i]
+                        .slots
+                        .acquire(routed.class, be.queue_timeout())
+                        .await
+                    {
+                        Ok(p) => {
+                            be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                            routed.tried.push(i);
+                            *permit = p;
+                            routed.decision = Decision {
+                                server: i,
+                                via: Via::Redispatch,
+                                direct: false,
+                            };
+                        }
+                        Err(_) => {
+                            return Err(Early::no_server(
+                                Some(srv.idx),
+                                Some(routed.decision.via),
+                                Some(tw),
+                            ));
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let status = if e.is_connect() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        Err(Early::Fail {
+            status,
+            text: "The server failed to answer.",
+            server: Some(srv.idx),
+            via: Some(routed.decision.via),
+            waited: Some(tw),
+        })
+    }
+
+    /// The answer when the server did not respond within `timeouts.server`.
+    pub(crate) fn server_timeout(&self, routed: &Routed, tw: Duration) -> Early {
+        Early::Fail {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            text: "The server didn't respond in time.",
+            server: Some(routed.decision.server),
+            via: Some(routed.decision.via),
+            waited: Some(tw),
+        }
+    }
+
+    /// Learn session IDs from a response: a `Set-Cookie` of the configured cookie,
+    /// the URL parameter in `Location`, or else the ID the request carried (seed 003
+    /// claim 1: "assigning the unique I.D. to the selected server").
+    pub(crate) fn learn_sessions<'v>(
+        &self,
+        routed: &Routed,
+        server: usize,
+        set_cookies: impl Iterator<Item = &'v [u8]>,
+        location: Option<&[u8]>,
+    ) {
+        let be = &self.backend;
+        let (Some(table), Some(sc)) = (&be.sessions, &be.cfg.session_id) else {
+            return;
+        };
+        let mut learnt = false;
+        if let Some(name) = &sc.cookie {
+            for v in set_cookies.filter_map(crate::balance::visible_str) {
+                if cookie::set_cookie_name(v) == Some(name.as_str())
+                    && let Some(id) = cookie::set_cookie_value(v)
+                    && !id.is_empty()
+                {
+                    table.learn(id, server, routed.now);
+                    learnt = true;
+                }
+            }
+        }
+        if let (Some(p), Some(loc)) = (
+            &sc.url_param,
+            location.and_then(crate::balance::visible_str),
+        ) && let Some(id) = url_session_param(loc, p)
+        {
+            table.learn(id, server, routed.now);
+            learnt = true;
+        }
+        if !learnt
+            && routed.decision.via != Via::Session
+            && let Some(id) = &routed.session_id
+        {
+            table.learn(id, server, routed.now);
+        }
+    }
+
+    async fn route(
+        &self,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        t0: Instant,
+    ) -> (
+        Response<ProxyBody>,
+        Option<usize>,
+        Option<Via>,
+        Option<Duration>,
+    ) {
+        if req.method() == Method::CONNECT {
+            self.backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+            // A reverse proxy does not open tunnels.
+            return (
+                self.fail(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."),
+                None,
+                None,
+                None,
+            );
+        }
+        let (parts, body) = req.into_parts();
+        let path_q = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let cookies = joined_cookies(&parts.headers);
+        let info = ReqInfo {
+            method: &parts.method,
+            path_q,
+            path: parts.uri.path(),
+            cookies: cookies.as_deref(),
+            headers: &parts.headers,
+            peer,
+        };
+        let mut routed = match self.decide(&info) {
+            Ok(r) => r,
+            Err(e) => {
+                let (_, server, via, tw) = e.log_parts();
+                return (self.early_response(e), server, via, tw);
+            }
+        };
+        let mut permit = match self.slot(&info, &mut routed, t0).await {
+            Ok(p) => p,
+            Err(e) => {
+                let (_, server, via, tw) = e.log_parts();
+                return (self.early_response(e), server, via, tw);
             }
         };
         let tw = t0.elapsed();
+        let be = &self.backend;
 
         // 4. Forward, retrying failed connects (bodiless requests only), and on the
         //    last retry redispatching to another server when allowed.
         let bodyless = body.is_end_stream();
         let mut body = Some(body);
-        let mut permit = permit;
         let mut attempts = 0u32;
         let (resp, conn) = loop {
-            let srv = be.servers[decision.server].clone();
+            let srv = be.servers[routed.decision.server].clone();
             let b: ProxyBody = if bodyless {
                 Empty::<Bytes>::new()
                     .map_err(|never| match never {})
@@ -638,126 +975,61 @@ impl Frontend {
             {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) => {
-                    srv.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("upstream {} failed: {e}", srv.name);
-                    if e.is_retryable() && bodyless && attempts < be.cfg.retries {
-                        attempts += 1;
-                        be.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        if attempts == be.cfg.retries
-                            && be.cfg.redispatch
-                            && let Some(i) = self.schedule(&view, &tried)
-                        {
-                            match be.servers[i].slots.acquire(class, be.queue_timeout()).await {
-                                Ok(p) => {
-                                    be.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                                    tried.push(i);
-                                    permit = p;
-                                    decision = Decision {
-                                        server: i,
-                                        via: Via::Redispatch,
-                                        direct: false,
-                                    };
-                                }
-                                Err(_) => {
-                                    return (
-                                        self.fail(
-                                            StatusCode::SERVICE_UNAVAILABLE,
-                                            "No server is available to handle this request.",
-                                        ),
-                                        Some(srv.idx),
-                                        Some(decision.via),
-                                        Some(tw),
-                                    );
-                                }
-                            }
-                        }
-                        continue;
+                    if let Err(early) = self
+                        .after_failure(
+                            &info,
+                            &mut routed,
+                            &mut permit,
+                            &mut attempts,
+                            &e,
+                            bodyless,
+                            tw,
+                        )
+                        .await
+                    {
+                        let (_, server, via, tw) = early.log_parts();
+                        return (self.early_response(early), server, via, tw);
                     }
-                    let st = if e.is_connect() {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    return (
-                        self.fail(st, "The server failed to answer."),
-                        Some(srv.idx),
-                        Some(decision.via),
-                        Some(tw),
-                    );
                 }
                 Err(_) => {
-                    return (
-                        self.fail(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "The server didn't respond in time.",
-                        ),
-                        Some(srv.idx),
-                        Some(decision.via),
-                        Some(tw),
-                    );
+                    let early = self.server_timeout(&routed, tw);
+                    let (_, server, via, tw) = early.log_parts();
+                    return (self.early_response(early), server, via, tw);
                 }
             }
         };
-        let srv = be.servers[decision.server].clone();
+        let srv = be.servers[routed.decision.server].clone();
 
         // 5. Response: learn session IDs, persistence cookies, hop-by-hop headers.
         let (mut rparts, rbody) = resp.into_parts();
-        srv.stats.responses[status_idx(rparts.status)].fetch_add(1, Ordering::Relaxed);
+        srv.stats.responses[status_idx(rparts.status.as_u16())].fetch_add(1, Ordering::Relaxed);
         strip_hop_by_hop(&mut rparts.headers);
-        if let (Some(table), Some(sc)) = (&be.sessions, &be.cfg.session_id) {
-            let mut learnt = false;
-            if let Some(name) = &sc.cookie {
-                for v in rparts
-                    .headers
-                    .get_all(header::SET_COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                {
-                    if cookie::set_cookie_name(v) == Some(name.as_str())
-                        && let Some(id) = cookie::set_cookie_value(v)
-                        && !id.is_empty()
-                    {
-                        table.learn(id, srv.idx, now);
-                        learnt = true;
-                    }
-                }
-            }
-            if let (Some(p), Some(loc)) = (
-                &sc.url_param,
-                rparts
-                    .headers
-                    .get(header::LOCATION)
-                    .and_then(|v| v.to_str().ok()),
-            ) && let Some(id) = url_session_param(loc, p)
-            {
-                table.learn(id, srv.idx, now);
-                learnt = true;
-            }
-            // A request carrying an ID the table did not know binds it to the server
-            // that served it (seed 003 claim 1).
-            if !learnt
-                && decision.via != Via::Session
-                && let Some(id) = &session_id
-            {
-                table.learn(id, srv.idx, now);
-            }
-        }
+        self.learn_sessions(
+            &routed,
+            srv.idx,
+            rparts
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| v.as_bytes()),
+            rparts.headers.get(header::LOCATION).map(|v| v.as_bytes()),
+        );
         if let Some(ck) = &be.cfg.cookie {
             self.apply_cookie(
                 ck,
                 &parts.method,
                 &mut rparts,
                 &srv,
-                decision.direct && decision.server == srv.idx,
-                client_cookie.as_ref(),
-                now_unix,
+                routed.decision.direct && routed.decision.server == srv.idx,
+                routed.client_cookie.as_ref(),
+                routed.now_unix,
             );
         }
         let body = ProxiedBody::new(rbody, conn, permit).boxed();
         (
             Response::from_parts(rparts, body),
             Some(srv.idx),
-            Some(decision.via),
+            Some(routed.decision.via),
             Some(tw),
         )
     }
@@ -811,7 +1083,13 @@ impl Frontend {
                     rparts.headers.append(header::SET_COOKIE, v);
                     be.stats.cookie_set.fetch_add(1, Ordering::Relaxed);
                 }
-                if ck.nocache && cacheable(method, rparts.status, &rparts.headers) {
+                if ck.nocache
+                    && cacheable(
+                        method,
+                        rparts.status.as_u16(),
+                        &CacheInfo::of_headers(&rparts.headers),
+                    )
+                {
                     rparts
                         .headers
                         .append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
@@ -902,7 +1180,7 @@ impl Frontend {
 fn group_key(
     k: &GroupKey,
     src: IpAddr,
-    h: &HeaderMap,
+    h: &dyn HeaderLookup,
     cookies: Option<&str>,
     uri: &str,
 ) -> Option<Vec<u8>> {
@@ -914,7 +1192,7 @@ fn group_key(
                 .map(|v| v.octets().to_vec())
                 .unwrap_or_else(|| a.octets().to_vec()),
         }),
-        GroupKey::Header(n) => h.get(n.as_str()).map(|v| v.as_bytes().to_vec()),
+        GroupKey::Header(n) => h.header(n.as_str()).map(<[u8]>::to_vec),
         GroupKey::Cookie(n) => find_cookie(cookies, n).map(|v| v.as_bytes().to_vec()),
         GroupKey::UrlParam(n) => crate::balance::url_param(uri, n).map(|v| v.as_bytes().to_vec()),
     }
@@ -939,23 +1217,26 @@ mod tests {
 
     #[test]
     fn cacheability_like_haproxy() {
+        let c = |m: &Method, s: StatusCode, h: &HeaderMap| {
+            cacheable(m, s.as_u16(), &CacheInfo::of_headers(h))
+        };
         let mut h = HeaderMap::new();
         assert!(
-            !cacheable(&Method::GET, StatusCode::OK, &h),
+            !c(&Method::GET, StatusCode::OK, &h),
             "no freshness info nor validator"
         );
         h.insert(
             header::LAST_MODIFIED,
             HeaderValue::from_static("Sat, 21 Nov 2026 23:01:38 GMT"),
         );
-        assert!(cacheable(&Method::GET, StatusCode::OK, &h));
-        assert!(!cacheable(&Method::POST, StatusCode::OK, &h));
-        assert!(!cacheable(&Method::GET, StatusCode::FOUND, &h));
+        assert!(c(&Method::GET, StatusCode::OK, &h));
+        assert!(!c(&Method::POST, StatusCode::OK, &h));
+        assert!(!c(&Method::GET, StatusCode::FOUND, &h));
         h.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("max-age=10, private"),
         );
-        assert!(!cacheable(&Method::GET, StatusCode::OK, &h));
+        assert!(!c(&Method::GET, StatusCode::OK, &h));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Keep-alive connection pools to servers (one per server) on hyper's HTTP/1.1
-//! client connections, and the response body that returns its connection to the
+//! Keep-alive connection pools to servers (one per server): hyper HTTP/1.1 client
+//! connections for the hyper path, plain TCP streams for the fast path
+//! ([`crate::fast`]), and the response body that returns its connection to the
 //! pool and its QoS slot when it ends.
 //!
 //! A connection goes back to its pool only once the response body has been read
@@ -46,6 +47,15 @@ pub enum UpstreamError {
     /// have closed it as the request was sent).
     #[error("reused connection failed: {0}")]
     Reused(hyper::Error),
+    /// The exchange failed on a fresh connection (fast path).
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+    /// A reused keep-alive connection failed before any response (fast path).
+    #[error("reused connection failed: {0}")]
+    ReusedIo(std::io::Error),
+    /// The server's response was not valid HTTP/1.1 (fast path).
+    #[error("invalid response: {0}")]
+    Protocol(&'static str),
 }
 
 impl UpstreamError {
@@ -59,7 +69,7 @@ impl UpstreamError {
 
     /// Whether a bodiless request may safely be sent again.
     pub fn is_retryable(&self) -> bool {
-        self.is_connect() || matches!(self, UpstreamError::Reused(_))
+        self.is_connect() || matches!(self, UpstreamError::Reused(_) | UpstreamError::ReusedIo(_))
     }
 }
 
@@ -135,9 +145,48 @@ impl Link {
 pub struct ServerPool {
     addr: SocketAddr,
     idle: Mutex<Vec<Link>>,
+    raw: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+/// Whether an idle stream is still open with nothing unread: no readiness event
+/// since its last read costs nothing to check; otherwise one non-blocking read
+/// tells end of stream or unsolicited bytes (either: drop it) from a stale event.
+fn idle_stream_ok(s: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match s.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut b = [0u8; 1];
+            matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
 }
 
 impl ServerPool {
+    fn lock_raw(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
+        self.raw.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle plain connection (fast path), most recently used first.
+    fn take_raw(&self, max_idle_time: Duration) -> Option<TcpStream> {
+        let mut idle = self.lock_raw();
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < max_idle_time && idle_stream_ok(&s) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Give back a plain connection whose last response was read to its end.
+    pub(crate) fn put_raw(&self, s: TcpStream) {
+        let mut idle = self.lock_raw();
+        if idle.len() < MAX_IDLE {
+            idle.push((s, Instant::now()));
+        }
+    }
+
     fn take(&self, max_idle_time: Duration) -> Option<Link> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(l) = idle.pop() {
@@ -168,11 +217,19 @@ impl ServerPool {
             l.drive(&mut cx);
             l.reusable() && l.since.elapsed() < max_idle_time
         });
+        drop(idle);
+        self.lock_raw().retain(|(s, since)| {
+            // A read, not just the readiness flag: nobody polls an idle stream, so
+            // the flag may not have been updated since it went idle.
+            let mut b = [0u8; 1];
+            since.elapsed() < max_idle_time
+                && matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
     }
 
-    /// Idle connections held now.
+    /// Idle connections held now (hyper and plain).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len() + self.lock_raw().len()
     }
 }
 
@@ -212,6 +269,7 @@ impl Upstream {
                     Arc::new(ServerPool {
                         addr,
                         idle: Mutex::new(Vec::new()),
+                        raw: Mutex::new(Vec::new()),
                     })
                 })
                 .collect(),
@@ -238,14 +296,29 @@ impl Upstream {
         &self.pools[i]
     }
 
-    async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
+    async fn connect_tcp(&self, addr: SocketAddr) -> Result<TcpStream, UpstreamError> {
         let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(pool.addr)).await {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
                 Err(_) => return Err(UpstreamError::ConnectTimeout),
             };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// An idle plain connection to server `i` (fast path), if one is pooled.
+    pub(crate) fn take_raw(&self, i: usize) -> Option<TcpStream> {
+        self.pools[i].take_raw(self.idle_timeout)
+    }
+
+    /// A new plain connection to server `i` (fast path).
+    pub(crate) async fn connect_raw(&self, i: usize) -> Result<TcpStream, UpstreamError> {
+        self.connect_tcp(self.pools[i].addr).await
+    }
+
+    async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
+        let stream = self.connect_tcp(pool.addr).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -25,11 +25,12 @@ use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -45,7 +46,7 @@ use crate::qos::Permit;
 use crate::upstream::UpstreamError;
 
 /// Initial size of a client connection's read buffer.
-const CLIENT_BUF: usize = 8 * 1024;
+const CLIENT_BUF: usize = 4 * 1024;
 /// Initial size of the buffer server responses are read into.
 const SERVER_BUF: usize = 16 * 1024;
 /// Buffer size for long bodies.
@@ -65,62 +66,51 @@ pub(crate) enum Served<S> {
     Fallback(S, Vec<u8>),
 }
 
-/// A read buffer of initialized bytes with a consumed prefix (no `unsafe` needed to
-/// read into it).
+/// A read buffer: bytes read and not yet consumed, with room to read more.
 struct IoBuf {
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: BytesMut,
+    initial: usize,
 }
 
 impl IoBuf {
-    fn new(cap: usize) -> IoBuf {
+    fn new(initial: usize) -> IoBuf {
         IoBuf {
-            data: vec![0; cap],
-            start: 0,
-            end: 0,
+            buf: BytesMut::new(),
+            initial,
         }
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.data[self.start..self.end]
-    }
-
-    fn len(&self) -> usize {
-        self.end - self.start
+        &self.buf
     }
 
     fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.buf.is_empty()
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn consume(&mut self, n: usize) {
-        self.start += n.min(self.len());
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
+        self.buf.advance(n.min(self.buf.len()));
     }
 
     fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
+        self.buf.clear();
     }
 
-    /// Make room for at least `want` more bytes (compacting, then growing up to
-    /// `max` in total).
-    fn make_room(&mut self, want: usize, max: usize) {
-        if self.data.len() - self.end >= want {
-            return;
+    /// Give the memory back when nothing is buffered (idle connections hold none).
+    fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
         }
-        if self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.data.len() - self.end < want && self.data.len() < max {
-            let n = (self.end + want).max(self.data.len() * 2).min(max);
-            self.data.resize(n, 0);
+    }
+
+    /// Make room for at least `want` more bytes.
+    fn make_room(&mut self, want: usize) {
+        if self.buf.capacity() - self.buf.len() < want {
+            self.buf.reserve(want.max(self.initial));
         }
     }
 
@@ -129,14 +119,10 @@ impl IoBuf {
         cx: &mut Context<'_>,
         io: &mut R,
     ) -> Poll<io::Result<usize>> {
-        if self.end == self.data.len() {
-            return Poll::Ready(Err(io::Error::other("buffer full")));
+        if self.buf.capacity() == self.buf.len() {
+            self.make_room(self.initial);
         }
-        let mut rb = ReadBuf::new(&mut self.data[self.end..]);
-        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        self.end += n;
-        Poll::Ready(Ok(n))
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf)
     }
 }
 
@@ -350,7 +336,7 @@ async fn read_head_once<R: AsyncRead + Unpin>(
         }
         scanned = b.len();
         let had = !sbuf.is_empty();
-        sbuf.make_room(4096, h1::MAX_HEAD + 4096);
+        sbuf.make_room(4096);
         match fill(up, sbuf, timer, deadline).await {
             Ok(0) => {
                 let e = io::Error::from(io::ErrorKind::UnexpectedEof);
@@ -404,9 +390,9 @@ where
 {
     if scan
         .remaining_hint()
-        .is_none_or(|n| n > buf.data.len() as u64)
+        .is_none_or(|n| n > buf.capacity() as u64)
     {
-        buf.make_room(BODY_BUF, BODY_BUF);
+        buf.make_room(BODY_BUF);
     }
     loop {
         if !buf.is_empty() {
@@ -422,7 +408,7 @@ where
         if scan.is_done() {
             return Ok(());
         }
-        buf.make_room(4096, BODY_BUF);
+        buf.make_room(4096);
         let deadline = Instant::now() + read_timeout;
         match fill(src, buf, timer, deadline).await {
             Ok(0) if scan.until_close() => return Ok(()),
@@ -537,7 +523,14 @@ where
             }
         };
         match next {
-            Next::KeepAlive => continue,
+            Next::KeepAlive => {
+                // Idle connections keep no server buffer, nor a grown client one.
+                c.sbuf.release();
+                if c.cbuf.capacity() > 4 * CLIENT_BUF {
+                    c.cbuf.release();
+                }
+                continue;
+            }
             Next::Close => {
                 let _ = c.client.shutdown().await;
                 return Served::Done;
@@ -654,7 +647,7 @@ where
             }
             let deadline =
                 *deadline.get_or_insert_with(|| Instant::now() + self.fe.keepalive_timeout);
-            self.cbuf.make_room(2048, h1::MAX_HEAD + 4096);
+            self.cbuf.make_room(2048);
             let idle = self.cbuf.is_empty();
             let Conn {
                 client,

@@ -306,3 +306,276 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
     cond()
 }
+
+/// What a [`RawServer`] does with a request, decided from its head.
+pub struct Reply {
+    /// Bytes to send back (written as they are).
+    pub bytes: Vec<u8>,
+    /// Read the request body before answering (false: answer right after the head).
+    pub read_body: bool,
+    /// Close the connection after answering.
+    pub close: bool,
+}
+
+impl Reply {
+    /// Answer after reading the whole request, keep the connection.
+    pub fn keep(bytes: &[u8]) -> Reply {
+        Reply {
+            bytes: bytes.to_vec(),
+            read_body: true,
+            close: false,
+        }
+    }
+}
+
+/// A scripted HTTP/1.1 server on loopback that sees and sends raw bytes: it
+/// records every request as received (head and body with its framing) and answers
+/// with what the script returns, so tests control framing byte for byte.
+pub struct RawServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Requests received, raw.
+    pub requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Connections accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The length of a chunked body at the start of `b` (with trailers), if complete.
+pub fn chunked_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let line_end = i + find(&b[i..], b"\r\n")?;
+        let line = std::str::from_utf8(&b[i..line_end]).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        i = line_end + 2;
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                let e = i + find(&b[i..], b"\r\n")?;
+                let empty = e == i;
+                i = e + 2;
+                if empty {
+                    return Some(i);
+                }
+            }
+        }
+        if b.len() < i + size + 2 {
+            return None;
+        }
+        i += size + 2;
+    }
+}
+
+/// A header of a raw head (case-insensitive name), first value.
+pub fn head_field(head: &str, name: &str) -> Option<String> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+impl RawServer {
+    /// Start; `script` maps a request head (text) to the reply.
+    pub async fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> RawServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener =
+            tack_proxy::bind_listener("127.0.0.1:0".parse().unwrap(), false, false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let script = Arc::new(script);
+        let (reqs, conns) = (requests.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (script, reqs) = (script.clone(), reqs.clone());
+                set.spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = vec![0u8; 65536];
+                    loop {
+                        let head_end = loop {
+                            if let Some(p) = find(&buf, b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                        let reply = script(&head);
+                        let mut total = head_end;
+                        if reply.read_body {
+                            let chunked = head_field(&head, "transfer-encoding")
+                                .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+                            let len: usize = head_field(&head, "content-length")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            loop {
+                                let have = if chunked {
+                                    chunked_len(&buf[head_end..]).map(|n| head_end + n)
+                                } else if buf.len() >= head_end + len {
+                                    Some(head_end + len)
+                                } else {
+                                    None
+                                };
+                                if let Some(t) = have {
+                                    total = t;
+                                    break;
+                                }
+                                match s.read(&mut tmp).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                                }
+                            }
+                        }
+                        reqs.lock().unwrap().push(buf[..total].to_vec());
+                        buf.drain(..total);
+                        if s.write_all(&reply.bytes).await.is_err() || reply.close {
+                            let _ = s.shutdown().await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawServer {
+            addr,
+            requests,
+            connections,
+            task,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Vec<u8>> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A response read off a raw connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// The head as text.
+    pub head: String,
+    /// The body as sent (chunked framing included).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// First value of a header.
+    pub fn field(&self, name: &str) -> Option<String> {
+        head_field(&self.head, name)
+    }
+
+    /// All values of a header.
+    pub fn fields(&self, name: &str) -> Vec<String> {
+        self.head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+}
+
+async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut tmp = [0u8; 16384];
+    match tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => false,
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&tmp[..n]);
+            true
+        }
+        Err(_) => panic!("no response within 10 s"),
+    }
+}
+
+/// Read one response from `s` (with `buf` holding bytes already read); `head`: the
+/// request was HEAD. Bodies without a length are read to the end of the stream.
+pub async fn read_response(
+    s: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    head: bool,
+) -> Option<RawResponse> {
+    let head_end = loop {
+        if let Some(p) = find(buf, b"\r\n\r\n") {
+            break p + 4;
+        }
+        if !more(s, buf).await {
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let chunked = head_field(&text, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let len = head_field(&text, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let body_len = if head || (100..200).contains(&status) || status == 204 || status == 304 {
+        0
+    } else if chunked {
+        loop {
+            if let Some(n) = chunked_len(&buf[head_end..]) {
+                break n;
+            }
+            if !more(s, buf).await {
+                return None;
+            }
+        }
+    } else if let Some(n) = len {
+        while buf.len() < head_end + n {
+            if !more(s, buf).await {
+                return None;
+            }
+        }
+        n
+    } else {
+        while more(s, buf).await {}
+        buf.len() - head_end
+    };
+    let body = buf[head_end..head_end + body_len].to_vec();
+    buf.drain(..head_end + body_len);
+    Some(RawResponse {
+        status,
+        head: text,
+        body,
+    })
+}
+
+/// Whether the peer closed `s` (end of stream within `limit`).
+pub async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1024];
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        match tokio::time::timeout(limit, s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}

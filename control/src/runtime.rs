@@ -172,12 +172,20 @@ impl Appliance {
             let info = port
                 .info()
                 .map_err(|e| RunError(format!("port `{}`: {e}", ps.name)))?;
-            // The key the pipeline steers with: the device's when it hashes with
-            // RSS, else the configured one (or the pipeline's default).
-            let key_in_use = if ps.rx_queues > 1 && info.rss_hash_types != 0 {
+            // The pipeline steers flows to workers as the NIC's RSS does when the
+            // NIC hashes with RSS and worker i polls its queue i (then NIC and
+            // pipeline agree and frames rarely move between workers). Otherwise
+            // it assumes software steering over the workers (key `None`).
+            let queue_i_is_worker_i = ps.rx_queues as usize == n_workers
+                && profile
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .all(|(i, w)| w.port == ps.name && w.queue as usize == i);
+            let key_in_use = if ps.rx_queues > 1 && info.rss_hash_types != 0 && queue_i_is_worker_i {
                 port.rss_key().ok().flatten().or(key)
             } else {
-                key
+                None
             };
             log::info!(
                 "port `{}`: {} driver {} mac {} rx queues {} tx queues {}",

@@ -253,16 +253,25 @@ impl<F: Frame> Pipeline<F> {
                     return;
                 }
                 let mut learned = false;
+                // RFC 4861 §7.2.5: an advertisement without a target link-layer
+                // address (Linux omits it when answering a unicast probe) confirms
+                // an entry that already has one.
+                let lladdr = lladdr.or_else(|| self.neigh.lookup(rx_port, IpAddr::V6(target_addr)));
                 if let Some(mac) = lladdr
                     && !self.addrs.contains_key(&IpAddr::V6(target_addr))
                 {
+                    // A solicited advertisement answers a solicitation one of the
+                    // workers sent; it may reach another worker (the host spreads
+                    // frames over the queues), which creates the entry and
+                    // publishes it to the one that asked.
+                    let solicited = flags.contains(NeighborFlags::SOLICITED);
                     learned = self.neigh.learn(
                         rx_port,
                         IpAddr::V6(target_addr),
                         mac,
                         self.now,
-                        false,
-                        flags.contains(NeighborFlags::SOLICITED),
+                        solicited && !dst.is_multicast(),
+                        solicited,
                         flags.contains(NeighborFlags::OVERRIDE),
                         &self.ports,
                         Some(out),

@@ -32,16 +32,15 @@ echo "==> starting the lab"
 ns() { ip netns exec "$P-$1" "${@:2}"; }
 
 echo "==> starting tack on configs/lab.yaml in namespace $P-lb"
-ns lb "$tack" run --config configs/lab.yaml --socket $sock >"$out/tack.log" 2>&1 &
+# (not through the ns function: $! must be tack itself, to signal it)
+ip netns exec "$P-lb" "$tack" run --config configs/lab.yaml --socket $sock >"$out/tack.log" 2>&1 &
 tack_pid=$!
 for _ in $(seq 50); do grep -q "running" "$out/tack.log" 2>/dev/null && break; sleep 0.2; done
 cat "$out/tack.log"
 ctl() { "$tackctl" --socket $sock "$@"; }
 
 hits() { ns "$1" python3 scripts/lab/hits.py "${@:2}"; }
-table() { # JSON from hits.py -> "server: count" lines
-  python3 -c 'import json,sys; d=json.load(sys.stdin); [print(f"    {k}: {v}") for k,v in sorted(d["servers"].items())]; print(f"    errors: {d[\"errors\"]}")'
-}
+table() { python3 scripts/lab/summary.py servers; }
 
 echo
 echo "==> 600 new connections from client c1 (11.1.2.3) to web, NAT, weights s1:s2:s3 = 1:2:3"
@@ -52,7 +51,7 @@ echo "==> web-sticky (full NAT, natural-class persistence, 5 min): 20 connection
 printf "    %-14s %-16s %s\n" source "natural class" "answered by"
 for pair in c1:11.1.2.3 c1:11.200.0.1 c2:172.16.1.5 c2:172.16.200.9 c3:198.18.5.1 c3:198.18.5.77; do
   c=${pair%%:*}; src=${pair#*:}
-  got=$(hits "$c" http://10.100.0.11/ 20 --source "$src" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(f"{k}x{v}" for k,v in sorted(d["servers"].items())) + (f" errors={d[\"errors\"]}" if d["errors"] else ""))')
+  got=$(hits "$c" http://10.100.0.11/ 20 --source "$src" | python3 scripts/lab/summary.py inline)
   case $src in 11.*) cls="A 11.0.0.0/8";; 172.*) cls="B 172.16.0.0/16";; *) cls="C 198.18.5.0/24";; esac
   printf "    %-14s %-16s %s\n" "$src" "$cls" "$got"
 done

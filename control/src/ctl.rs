@@ -487,7 +487,7 @@ impl ControlPlane {
                 None => format!("{}/{}:*", svc.protocol, fmt_addr(svc.vip)),
             };
             let mode = format!("{:?}", svc.mode).to_lowercase();
-            let sched = format!("{:?}", svc.scheduler);
+            let sched = sched_name(svc.scheduler);
             for (j, sv) in svc.servers.iter().enumerate() {
                 let conns = active.get(&(i as u16, j as u16)).copied().unwrap_or(0);
                 let state = format!("{:?}", sv.state).to_lowercase();
@@ -602,6 +602,20 @@ impl ControlPlane {
             let _ = writeln!(s, "{pname:<10} {addr:<28} {v}");
         }
         Ok(s)
+    }
+}
+
+/// The short name a profile uses for a scheduler.
+fn sched_name(s: tack_dataplane::model::SchedulerKind) -> &'static str {
+    use tack_dataplane::model::SchedulerKind as K;
+    match s {
+        K::RoundRobin => "rr",
+        K::WeightedRoundRobin => "wrr",
+        K::LeastConn => "lc",
+        K::WeightedLeastConn => "wlc",
+        K::SourceHash => "sh",
+        K::Maglev => "maglev",
+        K::Rendezvous => "hrw",
     }
 }
 

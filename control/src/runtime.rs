@@ -182,7 +182,8 @@ impl Appliance {
                     .iter()
                     .enumerate()
                     .all(|(i, w)| w.port == ps.name && w.queue as usize == i);
-            let key_in_use = if ps.rx_queues > 1 && info.rss_hash_types != 0 && queue_i_is_worker_i {
+            let key_in_use = if ps.rx_queues > 1 && info.rss_hash_types != 0 && queue_i_is_worker_i
+            {
                 port.rss_key().ok().flatten().or(key)
             } else {
                 None

@@ -136,9 +136,20 @@ fn every_shipped_profile_checks() {
         if !name.ends_with(".yaml") || name.starts_with("proxy") {
             continue;
         }
-        let out = Command::new(tack_bin()).args(["check", "--config"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(tack_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
-    assert!(checked >= 3, "configs/ holds the lab and bare-metal profiles");
+    assert!(
+        checked >= 3,
+        "configs/ holds the lab and bare-metal profiles"
+    );
 }

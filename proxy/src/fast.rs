@@ -165,33 +165,52 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "timeout")
 }
 
-/// Read more bytes into `buf`: the count, 0 at end of stream, `TimedOut` past the
-/// deadline.
+/// A deadline `timeout` from the first time an operation has to wait (reading the
+/// clock only then: most reads and writes complete at once).
+struct Lazy {
+    timeout: Duration,
+    at: Option<Instant>,
+}
+
+impl Lazy {
+    fn new(timeout: Duration) -> Lazy {
+        Lazy { timeout, at: None }
+    }
+
+    fn expired(&mut self, timer: &mut Timer, cx: &mut Context<'_>) -> bool {
+        let t = self.timeout;
+        let at = *self.at.get_or_insert_with(|| Instant::now() + t);
+        timer.poll_expired(cx, at)
+    }
+}
+
+/// Read more bytes into `buf`: the count, 0 at end of stream, `TimedOut` after
+/// `timeout` of waiting.
 async fn fill<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut IoBuf,
     timer: &mut Timer,
-    deadline: Instant,
+    dl: &mut Lazy,
 ) -> io::Result<usize> {
     std::future::poll_fn(|cx| match buf.poll_fill(cx, io) {
         Poll::Ready(r) => Poll::Ready(r),
-        Poll::Pending if timer.poll_expired(cx, deadline) => Poll::Ready(Err(timed_out())),
+        Poll::Pending if dl.expired(timer, cx) => Poll::Ready(Err(timed_out())),
         Poll::Pending => Poll::Pending,
     })
     .await
 }
 
-/// Write all of `data`, `TimedOut` past the deadline.
+/// Write all of `data`, `TimedOut` after `timeout` of waiting.
 async fn write_all<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut data: &[u8],
     timer: &mut Timer,
-    deadline: Instant,
+    dl: &mut Lazy,
 ) -> io::Result<()> {
     while !data.is_empty() {
         let n = std::future::poll_fn(|cx| match Pin::new(&mut *io).poll_write(cx, data) {
             Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending if timer.poll_expired(cx, deadline) => Poll::Ready(Err(timed_out())),
+            Poll::Pending if dl.expired(timer, cx) => Poll::Ready(Err(timed_out())),
             Poll::Pending => Poll::Pending,
         })
         .await?;
@@ -209,11 +228,11 @@ async fn write_two<W: AsyncWrite + Unpin>(
     head: &[u8],
     body: &[u8],
     timer: &mut Timer,
-    deadline: Instant,
+    dl: &mut Lazy,
 ) -> io::Result<()> {
     if body.is_empty() || !io.is_write_vectored() {
-        write_all(io, head, timer, deadline).await?;
-        return write_all(io, body, timer, deadline).await;
+        write_all(io, head, timer, dl).await?;
+        return write_all(io, body, timer, dl).await;
     }
     let mut done = 0;
     let total = head.len() + body.len();
@@ -222,7 +241,7 @@ async fn write_two<W: AsyncWrite + Unpin>(
             let bufs = [io::IoSlice::new(&head[done..]), io::IoSlice::new(body)];
             match Pin::new(&mut *io).poll_write_vectored(cx, &bufs) {
                 Poll::Ready(r) => Poll::Ready(r),
-                Poll::Pending if timer.poll_expired(cx, deadline) => Poll::Ready(Err(timed_out())),
+                Poll::Pending if dl.expired(timer, cx) => Poll::Ready(Err(timed_out())),
                 Poll::Pending => Poll::Pending,
             }
         })
@@ -233,7 +252,7 @@ async fn write_two<W: AsyncWrite + Unpin>(
         done += n;
     }
     if done < total {
-        write_all(io, &body[done - head.len()..], timer, deadline).await?;
+        write_all(io, &body[done - head.len()..], timer, dl).await?;
     }
     Ok(())
 }
@@ -319,7 +338,7 @@ async fn read_head_once<R: AsyncRead + Unpin>(
     sbuf: &mut IoBuf,
     rs: &mut ResponseHead,
     timer: &mut Timer,
-    deadline: Instant,
+    dl: &mut Lazy,
 ) -> Result<(), HeadWait> {
     let mut scanned = 0;
     loop {
@@ -337,7 +356,7 @@ async fn read_head_once<R: AsyncRead + Unpin>(
         scanned = b.len();
         let had = !sbuf.is_empty();
         sbuf.make_room(4096);
-        match fill(up, sbuf, timer, deadline).await {
+        match fill(up, sbuf, timer, dl).await {
             Ok(0) => {
                 let e = io::Error::from(io::ErrorKind::UnexpectedEof);
                 return Err(if had {
@@ -398,8 +417,7 @@ where
         if !buf.is_empty() {
             let n = scan.scan(buf.bytes()).map_err(|_| PumpError::Malformed)?;
             if n > 0 {
-                let deadline = Instant::now() + write_timeout;
-                write_all(dst, &buf.bytes()[..n], timer, deadline)
+                write_all(dst, &buf.bytes()[..n], timer, &mut Lazy::new(write_timeout))
                     .await
                     .map_err(PumpError::Write)?;
                 buf.consume(n);
@@ -409,8 +427,7 @@ where
             return Ok(());
         }
         buf.make_room(4096);
-        let deadline = Instant::now() + read_timeout;
-        match fill(src, buf, timer, deadline).await {
+        match fill(src, buf, timer, &mut Lazy::new(read_timeout)).await {
             Ok(0) if scan.until_close() => return Ok(()),
             Ok(0) => return Err(PumpError::Eof),
             Ok(_) => {}
@@ -531,11 +548,13 @@ where
                 }
                 continue;
             }
-            Next::Close => {
+            // Unread pipelined requests would make the close a reset, which can
+            // destroy the response on its way: drain them first.
+            Next::Close if c.cbuf.is_empty() => {
                 let _ = c.client.shutdown().await;
                 return Served::Done;
             }
-            Next::Linger => {
+            Next::Close | Next::Linger => {
                 c.linger().await;
                 return Served::Done;
             }
@@ -562,7 +581,10 @@ fn req_info<'a>(
     peer: SocketAddr,
 ) -> ReqInfo<'a> {
     let path_q = target_str(buf, rq);
-    let path = path_q.split_once('?').map(|(p, _)| p).unwrap_or(path_q);
+    let path = match memchr::memchr(b'?', path_q.as_bytes()) {
+        Some(i) => &path_q[..i],
+        None => path_q,
+    };
     let cookies = joined.or_else(|| {
         rq.fields
             .iter()
@@ -587,11 +609,11 @@ where
     /// that it gets the response rather than a connection reset.
     async fn linger(&mut self) {
         let _ = self.client.shutdown().await;
-        let deadline = Instant::now() + LINGER_TIME;
+        let mut dl = Lazy::new(LINGER_TIME);
         let mut dropped = 0;
         while dropped < LINGER_BYTES {
             self.cbuf.clear();
-            match fill(&mut self.client, &mut self.cbuf, &mut self.timer, deadline).await {
+            match fill(&mut self.client, &mut self.cbuf, &mut self.timer, &mut dl).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => dropped += n,
             }
@@ -607,8 +629,8 @@ where
             _ => "The request head is too large.",
         };
         local_reply(&mut self.out, status, text, true);
-        let deadline = Instant::now() + self.fe.client_timeout;
-        let _ = write_all(&mut self.client, &self.out, &mut self.timer, deadline).await;
+        let mut dl = Lazy::new(self.fe.client_timeout);
+        let _ = write_all(&mut self.client, &self.out, &mut self.timer, &mut dl).await;
         Next::Linger
     }
 
@@ -616,7 +638,7 @@ where
     async fn read_head(&mut self) -> HeadStatus {
         const H2: &[u8] = b"PRI * HTTP/2";
         let mut scanned = 0usize;
-        let mut deadline = None;
+        let mut dl = Lazy::new(self.fe.keepalive_timeout);
         loop {
             let b = self.cbuf.bytes();
             if !b.is_empty() {
@@ -645,8 +667,6 @@ where
                     return HeadStatus::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
                 }
             }
-            let deadline =
-                *deadline.get_or_insert_with(|| Instant::now() + self.fe.keepalive_timeout);
             self.cbuf.make_room(2048);
             let idle = self.cbuf.is_empty();
             let Conn {
@@ -662,7 +682,7 @@ where
                     if idle && stop.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(0));
                     }
-                    if timer.poll_expired(cx, deadline) {
+                    if dl.expired(timer, cx) {
                         return Poll::Ready(Err(timed_out()));
                     }
                     Poll::Pending
@@ -774,7 +794,7 @@ where
                 &lookup,
                 self.peer,
             );
-            match fe.decide(&info) {
+            match fe.decide(&info, t0) {
                 Ok(mut routed) => match fe.slot(&info, &mut routed, t0).await {
                     Ok(permit) => Ok((routed, permit)),
                     Err(e) => Err(e),
@@ -786,7 +806,12 @@ where
             Ok(x) => x,
             Err(e) => return self.early(e, &facts, &method, t0, log).await,
         };
-        let tw = t0.elapsed();
+        // Time to get a slot: only the access log shows it.
+        let tw = if log.is_some() {
+            t0.elapsed()
+        } else {
+            Duration::ZERO
+        };
 
         // Forward, retrying as the routing rules say.
         let bodyless = facts.framing == Framing::None;
@@ -916,8 +941,8 @@ where
                 "HTTP/1.1",
             );
         }
-        let deadline = Instant::now() + fe.client_timeout;
-        if write_all(&mut self.client, &self.out, &mut self.timer, deadline)
+        let mut dl = Lazy::new(fe.client_timeout);
+        if write_all(&mut self.client, &self.out, &mut self.timer, &mut dl)
             .await
             .is_err()
         {
@@ -965,7 +990,11 @@ where
                 Kind::Expect if facts.expect_continue => continue,
                 Kind::XForwardedFor if be.cfg.forwardfor => continue,
                 Kind::Cookie => {
-                    if let (Some(ck), Some(v)) = (ck, visible_str(value))
+                    // Rewritten only when it carries the persistence cookie (a cheap
+                    // substring test first).
+                    if let Some(ck) = ck
+                        && memchr::memmem::find(value, ck.name.as_bytes()).is_some()
+                        && let Some(v) = visible_str(value)
                         && cookie::has_cookie(v, &ck.name)
                     {
                         let mark = out.len();
@@ -1037,13 +1066,13 @@ where
                     UpstreamError::Io(e)
                 })
             };
-            let deadline = Instant::now() + server_timeout;
             let body: &[u8] = if coalesce {
                 &[]
             } else {
                 &self.cbuf.bytes()[head_len..req_bytes]
             };
-            if let Err(e) = write_two(&mut up, &self.out, body, &mut self.timer, deadline).await {
+            let mut dl = Lazy::new(server_timeout);
+            if let Err(e) = write_two(&mut up, &self.out, body, &mut self.timer, &mut dl).await {
                 if reused && bodyless {
                     continue; // the server closed it while idle
                 }
@@ -1053,12 +1082,11 @@ where
             if !scan.is_done() {
                 self.cbuf.consume(req_bytes);
                 if facts.expect_continue && initial == 0 {
-                    let deadline = Instant::now() + fe.client_timeout;
                     write_all(
                         &mut self.client,
                         b"HTTP/1.1 100 Continue\r\n\r\n",
                         &mut self.timer,
-                        deadline,
+                        &mut Lazy::new(fe.client_timeout),
                     )
                     .await
                     .map_err(|_| ExchError::Client)?;
@@ -1066,14 +1094,14 @@ where
                 return self.upload(up, scan, facts).await;
             }
             let mut interim = false;
-            let deadline = Instant::now() + server_timeout;
+            let mut dl = Lazy::new(server_timeout);
             loop {
                 match read_head_once(
                     &mut up,
                     &mut self.sbuf,
                     &mut self.rs,
                     &mut self.timer,
-                    deadline,
+                    &mut dl,
                 )
                 .await
                 {
@@ -1097,12 +1125,11 @@ where
                     // Interim responses go to the client (100 Continue is the
                     // proxy's own business: it answers `Expect` itself).
                     if st != 100 {
-                        let deadline = Instant::now() + fe.client_timeout;
                         write_all(
                             &mut self.client,
                             &self.sbuf.bytes()[..self.rs.len],
                             &mut self.timer,
-                            deadline,
+                            &mut Lazy::new(fe.client_timeout),
                         )
                         .await
                         .map_err(|_| ExchError::Client)?;
@@ -1156,7 +1183,8 @@ where
             let (mut rd, mut wr) = up.split();
             let mut t_up = Timer::new();
             let mut t_head = Timer::new();
-            let far = Instant::now() + Duration::from_secs(365 * 86400);
+            // The server timeout runs once the body is sent (below).
+            let mut never = Lazy::new(Duration::from_secs(365 * 86400));
             let upload = pump(
                 client,
                 cbuf,
@@ -1168,7 +1196,7 @@ where
             );
             let head = async {
                 loop {
-                    read_head_once(&mut rd, sbuf, rs, &mut t_head, far).await?;
+                    read_head_once(&mut rd, sbuf, rs, &mut t_head, &mut never).await?;
                     if (100..200).contains(&rs.status) && rs.status != 101 {
                         sbuf.consume(rs.len);
                         continue;
@@ -1358,17 +1386,17 @@ where
                 "The server failed to answer.",
                 true,
             );
-            let deadline = Instant::now() + fe.client_timeout;
-            let _ = write_all(&mut self.client, &self.out, &mut self.timer, deadline).await;
+            let mut dl = Lazy::new(fe.client_timeout);
+            let _ = write_all(&mut self.client, &self.out, &mut self.timer, &mut dl).await;
             return if body_done { Next::Close } else { Next::Linger };
         };
         let body = &sb[head_len..head_len + n];
-        let deadline = Instant::now() + fe.client_timeout;
+        let mut dl = Lazy::new(fe.client_timeout);
         let written = if body.len() <= COALESCE {
             out.extend_from_slice(body);
-            write_all(&mut self.client, out, &mut self.timer, deadline).await
+            write_all(&mut self.client, out, &mut self.timer, &mut dl).await
         } else {
-            write_two(&mut self.client, out, body, &mut self.timer, deadline).await
+            write_two(&mut self.client, out, body, &mut self.timer, &mut dl).await
         };
         fe.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
         if let Some(uri) = log {

@@ -75,26 +75,29 @@ pub enum Kind {
 impl Kind {
     /// Classify a header name (case-insensitive).
     pub fn of(name: &[u8]) -> Kind {
+        let Some(&first) = name.first() else {
+            return Kind::Other;
+        };
         let is = |k: &[u8]| name.eq_ignore_ascii_case(k);
-        match name.len() {
-            2 if is(b"te") => Kind::Te,
-            4 if is(b"host") => Kind::Host,
-            4 if is(b"etag") => Kind::ETag,
-            6 if is(b"cookie") => Kind::Cookie,
-            6 if is(b"expect") => Kind::Expect,
-            6 if is(b"pragma") => Kind::Pragma,
-            7 if is(b"upgrade") => Kind::Upgrade,
-            7 if is(b"expires") => Kind::Expires,
-            8 if is(b"location") => Kind::Location,
-            10 if is(b"connection") => Kind::Connection,
-            10 if is(b"keep-alive") => Kind::KeepAlive,
-            10 if is(b"set-cookie") => Kind::SetCookie,
-            13 if is(b"cache-control") => Kind::CacheControl,
-            13 if is(b"last-modified") => Kind::LastModified,
-            14 if is(b"content-length") => Kind::ContentLength,
-            15 if is(b"x-forwarded-for") => Kind::XForwardedFor,
-            16 if is(b"proxy-connection") => Kind::ProxyConnection,
-            17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        match (name.len(), first | 0x20) {
+            (2, b't') if is(b"te") => Kind::Te,
+            (4, b'h') if is(b"host") => Kind::Host,
+            (4, b'e') if is(b"etag") => Kind::ETag,
+            (6, b'c') if is(b"cookie") => Kind::Cookie,
+            (6, b'e') if is(b"expect") => Kind::Expect,
+            (6, b'p') if is(b"pragma") => Kind::Pragma,
+            (7, b'u') if is(b"upgrade") => Kind::Upgrade,
+            (7, b'e') if is(b"expires") => Kind::Expires,
+            (8, b'l') if is(b"location") => Kind::Location,
+            (10, b'c') if is(b"connection") => Kind::Connection,
+            (10, b'k') if is(b"keep-alive") => Kind::KeepAlive,
+            (10, b's') if is(b"set-cookie") => Kind::SetCookie,
+            (13, b'c') if is(b"cache-control") => Kind::CacheControl,
+            (13, b'l') if is(b"last-modified") => Kind::LastModified,
+            (14, b'c') if is(b"content-length") => Kind::ContentLength,
+            (15, b'x') if is(b"x-forwarded-for") => Kind::XForwardedFor,
+            (16, b'p') if is(b"proxy-connection") => Kind::ProxyConnection,
+            (17, b't') if is(b"transfer-encoding") => Kind::TransferEncoding,
             _ => Kind::Other,
         }
     }

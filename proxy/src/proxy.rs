@@ -595,12 +595,17 @@ impl Frontend {
 
     /// Classify, apply persistence (cookie, session ID, hash group), schedule, and
     /// answer redirect persistence: everything before waiting for a slot.
-    pub(crate) fn decide(&self, r: &ReqInfo<'_>) -> Result<Routed, Early> {
+    /// `now` is when the request arrived.
+    pub(crate) fn decide(&self, r: &ReqInfo<'_>, now: Instant) -> Result<Routed, Early> {
         let be = &self.backend;
         be.stats.requests.fetch_add(1, Ordering::Relaxed);
         let class = self.classify(r.path, r.headers, r.peer.ip());
-        let now_unix = unix_now();
-        let now = Instant::now();
+        // Cookie dates are the only use of the wall clock.
+        let now_unix = if be.cfg.cookie.is_some() {
+            unix_now()
+        } else {
+            0
+        };
         let view = r.view();
 
         // 1. Persistence: cookie, then session ID, then hash group.
@@ -932,7 +937,7 @@ impl Frontend {
             headers: &parts.headers,
             peer,
         };
-        let mut routed = match self.decide(&info) {
+        let mut routed = match self.decide(&info, t0) {
             Ok(r) => r,
             Err(e) => {
                 let (_, server, via, tw) = e.log_parts();

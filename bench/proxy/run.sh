@@ -7,12 +7,18 @@
 #   pinned  - clients send the persistence cookie (SERVERID=s1): cookie lookup, no insert
 #   insert  - clients send no cookie: round robin + Set-Cookie insert on every response
 #   urihash - balance uri, consistent hashing, no cookie
-# Prints requests/s and p99 latency per proxy and the ratio tack/haproxy.
+# Prints requests/s and p99 latency per proxy and the ratio tack/haproxy, and
+# the proxy's CPU per request (user and system microseconds, from /proc).
 #
 # Usage: bench/proxy/run.sh [duration-seconds=10] [connections=50]
 # Env:   ROUNDS (default 3), PROXY_CORE (default 0), LOAD_CORE (default 1),
-#        CARGO_TARGET_DIR, SKIP_BUILD=1
+#        CARGO_TARGET_DIR, SKIP_BUILD=1,
+#        HYPER=1 also runs a second tack-proxy with `fast_path: false` (every
+#        request through hyper, the path before the HTTP/1.1 fast path) in the
+#        same alternating rounds, pinned to the same core.
 # Medians over alternating rounds; the range shows how noisy the machine was.
+# bench/proxy/callgrind.sh counts user-space instructions per request instead
+# (noise-free, without the kernel's share).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -64,10 +70,11 @@ wait_port "$b1"; wait_port "$b2"
 
 hp_port() { echo $((hp_base + $1)); }
 tk_port() { echo $((tk_base + $1)); }
-hp_base=$(free_port); tk_base=$(free_port)
+hy_port() { echo $((hy_base + $1)); }
+hp_base=$(free_port); tk_base=$(free_port); hy_base=$(free_port)
 # three consecutive ports each, checked free
 for off in 1 2; do
-  for base in $hp_base $tk_base; do
+  for base in $hp_base $tk_base $hy_base; do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$((base + off))))" 2>/dev/null || { echo "bench: port $((base + off)) busy, re-run" >&2; exit 1; }
   done
 done
@@ -122,12 +129,24 @@ backends:
       - { name: s2, address: "127.0.0.1:$b2" }
 EOF
 
+sed -e "s/:$(tk_port 0)\"\]/:$(hy_port 0)\"], fast_path: false/" \
+    -e "s/:$(tk_port 1)\"\]/:$(hy_port 1)\"], fast_path: false/" \
+    -e "s/:$(tk_port 2)\"\]/:$(hy_port 2)\"], fast_path: false/" "$work/tack.yaml" >"$work/tack-hyper.yaml"
+grep -q "fast_path: false" "$work/tack-hyper.yaml" || { echo "bench: could not derive the hyper-path config" >&2; exit 1; }
+
 taskset -c "$pcore" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 hpid=$!
 pids+=($hpid)
 RUST_LOG=warn taskset -c "$pcore" "$bin" --threads 1 --config "$work/tack.yaml" >"$work/tack.log" 2>&1 &
 tpid=$!
 pids+=($tpid)
+ypid=""
+if [ "${HYPER:-0}" = 1 ]; then
+  RUST_LOG=warn taskset -c "$pcore" "$bin" --threads 1 --config "$work/tack-hyper.yaml" >"$work/tack-hyper.log" 2>&1 &
+  ypid=$!
+  pids+=($ypid)
+  for i in 0 1 2; do wait_port "$(hy_port $i)"; done
+fi
 for i in 0 1 2; do wait_port "$(hp_port $i)"; wait_port "$(tk_port $i)"; done
 
 # Sanity: both answer and insert the same cookie.
@@ -136,8 +155,8 @@ tsc=$(curl -si "http://127.0.0.1:$(tk_port 1)/" | grep -i '^set-cookie' | tr -d 
 echo "haproxy: $hsc" >&2
 echo "tack:    $tsc" >&2
 
-# CPU time (user + system, all threads) a process has used, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time (user and system, all threads) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # wrk prints latency percentiles with --latency; take Requests/sec, the 99% line
@@ -148,44 +167,60 @@ run_wrk() { # port scenario pid
   [ "$2" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
   local path=/
   [ "$2" = urihash ] && path=/objects/item-42.jpg
-  local c0 c1
-  c0=$(cpu_ticks "$3")
+  local u0 s0 u1 s1
+  read -r u0 s0 <<<"$(cpu_ticks "$3")"
   taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1
-  c1=$(cpu_ticks "$3")
+  read -r u1 s1 <<<"$(cpu_ticks "$3")"
   if grep -q -E 'Non-2xx|Socket errors' "$work/wrk.out"; then
     echo "bench: errors on port $1: $(grep -E 'Non-2xx|Socket errors' "$work/wrk.out")" >&2
   fi
-  awk -v cpu=$((c1 - c0)) -v hz="$hz" '
+  awk -v us=$((u1 - u0)) -v sy=$((s1 - s0)) -v hz="$hz" '
        / requests in / {n=$1}
        /^Requests\/sec:/ {rps=$2}
        $1=="99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
                   if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
-       END {printf "%s %.2f %.0f\n", rps, p99, (cpu > 0) ? n / (cpu / hz) : 0}' "$work/wrk.out"
+       END {cpu = us + sy
+            printf "%s %.2f %.0f %.2f %.2f\n", rps, p99, (cpu > 0) ? n / (cpu / hz) : 0,
+                   (n > 0) ? us / hz * 1e6 / n : 0, (n > 0) ? sy / hz * 1e6 / n : 0}' "$work/wrk.out"
 }
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 rounds=${ROUNDS:-3}
-printf '\n%-9s %-8s %11s %16s %8s %15s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second"
+printf '\n%-9s %-10s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 for sc in pinned insert urihash; do
   case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
-  taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(hp_port $i)/" >/dev/null 2>&1
-  taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$(tk_port $i)/" >/dev/null 2>&1
-  hr=""; hp=""; hc=""; tr=""; tp=""; tc=""
-  # alternate HAProxy and tack-proxy so machine noise hits both alike
-  for _ in $(seq "$rounds"); do
-    read -r a b c <<<"$(run_wrk "$(hp_port $i)" $sc $hpid)"; hr="$hr $a"; hp="$hp $b"; hc="$hc $c"
-    read -r a b c <<<"$(run_wrk "$(tk_port $i)" $sc $tpid)"; tr="$tr $a"; tp="$tp $b"; tc="$tc $c"
+  names=(haproxy tack); ports=("$(hp_port $i)" "$(tk_port $i)"); ppids=("$hpid" "$tpid")
+  if [ -n "$ypid" ]; then names+=(tack-hyper); ports+=("$(hy_port $i)"); ppids+=("$ypid"); fi
+  for k in "${!names[@]}"; do
+    taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null 2>&1
   done
-  hm=$(echo "$hr" | median); tm=$(echo "$tr" | median)
-  hcm=$(echo "$hc" | median); tcm=$(echo "$tc" | median)
-  printf '%-9s %-8s %11.0f %16s %8s %15.0f\n' "$sc" haproxy "$hm" "$(echo "$hr" | range)" "$(echo "$hp" | median)" "$hcm"
-  printf '%-9s %-8s %11.0f %16s %8s %15.0f\n' "$sc" tack "$tm" "$(echo "$tr" | range)" "$(echo "$tp" | median)" "$tcm"
-  printf '%-9s %-8s %11s %16s %8s %15s\n' "$sc" ratio "$(awk -v a="$tm" -v b="$hm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')" "" "" \
-    "$(awk -v a="$tcm" -v b="$hcm" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')"
+  declare -A R P C U S
+  for k in "${!names[@]}"; do R[$k]=""; P[$k]=""; C[$k]=""; U[$k]=""; S[$k]=""; done
+  # alternate the proxies so machine noise hits them alike
+  for _ in $(seq "$rounds"); do
+    for k in "${!names[@]}"; do
+      read -r a b c d e <<<"$(run_wrk "${ports[$k]}" $sc "${ppids[$k]}")"
+      R[$k]="${R[$k]} $a"; P[$k]="${P[$k]} $b"; C[$k]="${C[$k]} $c"; U[$k]="${U[$k]} $d"; S[$k]="${S[$k]} $e"
+    done
+  done
+  for k in "${!names[@]}"; do
+    printf '%-9s %-10s %11.0f %16s %8s %15.0f %9s %9s\n' "$sc" "${names[$k]}" "$(echo "${R[$k]}" | median)" \
+      "$(echo "${R[$k]}" | range)" "$(echo "${P[$k]}" | median)" "$(echo "${C[$k]}" | median)" \
+      "$(echo "${U[$k]}" | median)" "$(echo "${S[$k]}" | median)"
+  done
+  for k in "${!names[@]}"; do
+    [ "$k" = 0 ] && continue
+    printf '%-9s %-14s %7s %16s %8s %15s\n' "$sc" "${names[$k]}/hap" \
+      "$(ratio "$(echo "${R[$k]}" | median)" "$(echo "${R[0]}" | median)")" "" "" \
+      "$(ratio "$(echo "${C[$k]}" | median)" "$(echo "${C[0]}" | median)")"
+  done
+  unset R P C U S
 done
 echo
 echo "proxy core: $pcore; wrk + nginx core: $lcore; $rounds alternating rounds of ${dur}s per proxy and scenario, $conns connections, HTTP/1.1 keep-alive"
-echo "req/CPU-second: requests served per second of CPU the proxy process used (user+system, all threads)"
+echo "req/CPU-second: requests served per second of CPU the proxy process used (user+system, all threads);"
+echo "user us / sys us: the proxy's user and system CPU microseconds per request (medians)"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

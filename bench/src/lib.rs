@@ -1,1 +1,453 @@
-//! Shared helpers for Tack's benchmarks.
+//! Shared helpers for Tack's benchmarks: a reusable packet buffer, the
+//! benchmark topology (one VIP, 16 NAT/full-NAT/DSR servers behind port 1,
+//! clients behind port 0's gateway), frame builders, the thread CPU clock,
+//! and the **baselines** every pipeline figure is compared with in the same
+//! run:
+//!
+//! * [`MacSwap`]: the cheapest possible forwarder (testpmd's `macswap`): it
+//!   touches each frame once, swaps its MAC addresses and queues it on a
+//!   port. What is left above it is the pipeline's own work.
+//! * [`HashLookup`]: the same flows in a plain `hashbrown::HashMap` of the
+//!   same number of entries, looked up by the 5-tuple parsed at fixed
+//!   offsets: the memory cost (cache and TLB misses) of *any* hash table of
+//!   that size on this machine.
+//!
+//! [`huge_pages`] re-executes the benchmark with glibc's
+//! `glibc.malloc.hugetlb=1` tunable (transparent huge pages for malloc),
+//! which is how the big tables get 2 MiB pages without `unsafe` code.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+use tack_dataplane::conn::ConnTableConfig;
+use tack_dataplane::model::{
+    ClientKeyRule, Config, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
+    SchedulerKind, Service,
+};
+use tack_dataplane::pipeline::{
+    ConnSpec, ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
+};
+use tack_dataplane::sticky::StickyConfig;
+use tack_dataplane::wire::EthernetAddress;
+use tack_dataplane::{Frame, FrameAlloc, Time};
+
+/// Frames per burst.
+pub const BURST: usize = 32;
+/// The benchmark's VIP (TCP port 80).
+pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// Real servers in the benchmark's service.
+pub const SERVERS: usize = 16;
+/// The time every benchmark runs at.
+pub const NOW: Time = Time::from_secs(10);
+
+/// A packet buffer with a fixed headroom (like an mbuf), reused burst after burst.
+pub struct BenchFrame {
+    buf: Box<[u8; 2176]>,
+    start: usize,
+    len: usize,
+}
+
+impl Default for BenchFrame {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BenchFrame {
+    /// Headroom in front of the frame.
+    pub const HEADROOM: usize = 128;
+
+    /// An empty frame.
+    pub fn new() -> BenchFrame {
+        BenchFrame {
+            buf: Box::new([0; 2176]),
+            start: Self::HEADROOM,
+            len: 0,
+        }
+    }
+
+    /// Replaces the content with `bytes`.
+    pub fn load(&mut self, bytes: &[u8]) {
+        self.start = Self::HEADROOM;
+        self.len = bytes.len();
+        self.buf[self.start..self.start + self.len].copy_from_slice(bytes);
+    }
+}
+
+impl Frame for BenchFrame {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        self.len += n;
+        true
+    }
+    fn strip_front(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.start += n;
+        self.len -= n;
+        true
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.start + len > self.buf.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+}
+
+/// Hands out fresh frames (only ARP requests would need one here).
+pub struct Pool;
+
+impl FrameAlloc for Pool {
+    type Frame = BenchFrame;
+    fn alloc(&mut self) -> Option<BenchFrame> {
+        Some(BenchFrame::new())
+    }
+}
+
+/// xorshift64*: a deterministic stream of flow choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Address of real server `i`.
+pub fn server(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, 2 + (i % 250) as u8))
+}
+
+/// Flow `i`: its client address and port.
+pub fn client(i: u64) -> (Ipv4Addr, u16) {
+    (
+        Ipv4Addr::from(0x1000_0000u32 + (i / 50_000) as u32),
+        10_000 + (i % 50_000) as u16,
+    )
+}
+
+/// The benchmark's service: VIP:80/TCP, smooth weighted round robin over
+/// [`SERVERS`] servers, in `mode`, with /24 persistence if `sticky`.
+pub fn services(mode: ForwardMode, sticky: bool) -> Vec<Service> {
+    let mut s = Service::new(IpAddr::V4(VIP), Protocol::Tcp, Some(80));
+    s.mode = mode;
+    s.scheduler = SchedulerKind::WeightedRoundRobin;
+    s.servers = (0..SERVERS).map(|i| RealServer::new(server(i))).collect();
+    if mode == ForwardMode::FullNat {
+        s.local_pool = Some(LocalPool {
+            addrs: (0..4)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 1, 200, 1 + i)))
+                .collect(),
+            port_min: 1024,
+            port_max: 65535,
+        });
+    }
+    if sticky {
+        s.persistence = Some(Persistence {
+            key: ClientKeyRule::Prefix(24),
+            timeout_minutes: 10,
+        });
+    }
+    vec![s]
+}
+
+/// A one-worker pipeline with two ports (clients on port 0 behind a
+/// gateway, servers on-link on port 1, every server's MAC known) and an
+/// IPv4 connection table of `capacity` entries.
+pub fn pipeline(services: Vec<Service>, capacity: usize) -> Pipeline<BenchFrame> {
+    let cfg = PipelineConfig {
+        ports: vec![
+            PortSpec {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                addresses: vec![(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 24)],
+                mtu: 1500,
+            },
+            PortSpec {
+                mac: EthernetAddress([2, 0, 0, 0, 1, 2]),
+                addresses: vec![(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), 16)],
+                mtu: 1500,
+            },
+        ],
+        services: Arc::new(Config::new(services).expect("valid services")),
+        routes: vec![Route {
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            prefix_len: 0,
+            port: 0,
+            gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 254))),
+        }],
+        conn4: ConnTableConfig {
+            capacity,
+            ..ConnTableConfig::default()
+        },
+        sticky: StickyConfig {
+            capacity: 1 << 20,
+            ..StickyConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let worker = WorkerSpec {
+        index: 0,
+        n_workers: 1,
+        queue: 0,
+        rx_queues: vec![1, 1],
+        rss_key: vec![None, None],
+    };
+    let mut p = Pipeline::new(Arc::new(cfg), worker).expect("valid pipeline");
+    for i in 0..SERVERS {
+        p.apply(ControlMsg::Neighbor {
+            port: 1,
+            addr: server(i),
+            mac: EthernetAddress([2, 0, 0, 0, 0, 3]),
+        });
+    }
+    p.apply(ControlMsg::Neighbor {
+        port: 0,
+        addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 254)),
+        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+    });
+    p
+}
+
+/// Installs `n` established NAT connections (flows `0..n`, server `i % 16`).
+pub fn install_flows(p: &mut Pipeline<BenchFrame>, n: u64) {
+    for i in 0..n {
+        let (addr, port) = client(i);
+        p.install_connection(
+            NOW,
+            &ConnSpec {
+                client: IpAddr::V4(addr),
+                client_port: port,
+                vip: IpAddr::V4(VIP),
+                vip_port: 80,
+                protocol: 6,
+                server: (i % SERVERS as u64) as u16,
+                local: None,
+            },
+        )
+        .expect("room for every flow");
+    }
+}
+
+/// Writes a 60-byte frame holding a TCP segment `src:sport` → VIP:80 with
+/// `flags` and a valid IPv4 header checksum.
+pub fn segment(buf: &mut [u8; 60], src: Ipv4Addr, sport: u16, flags: u8) {
+    segment_from(buf, src, sport, VIP, 80, flags);
+}
+
+/// Writes a 60-byte frame holding a TCP segment `src:sport` → `dst:dport`
+/// with `flags`, a valid IPv4 header checksum and a valid TCP checksum.
+pub fn segment_from(
+    buf: &mut [u8; 60],
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+) {
+    buf.fill(0);
+    buf[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    buf[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    buf[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut buf[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let mut sum = 0u32;
+    for w in ip.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let tcp = &mut buf[34..54];
+    tcp[..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 0x50;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&1000u16.to_be_bytes());
+    // TCP checksum over the pseudo-header and the 20-byte segment.
+    let mut sum = 6u32 + 20;
+    for w in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    for w in buf[34..54].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    buf[50..52].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`). The machine
+/// the benchmarks run on is shared: wall time would also count the time the
+/// thread waits for a CPU.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Something that forwards a burst: the pipeline, or a baseline.
+pub trait Forwarder {
+    /// Processes `rx` (taking every frame) into `out`.
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>);
+}
+
+impl Forwarder for Pipeline<BenchFrame> {
+    #[inline]
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>) {
+        self.process_burst(NOW, 0, rx, out, &mut Pool);
+    }
+}
+
+/// The trivial forwarder (testpmd `macswap`): swaps the Ethernet addresses
+/// of each frame and queues it on port 1.
+#[derive(Debug, Default)]
+pub struct MacSwap {
+    /// Frames forwarded.
+    pub forwarded: u64,
+}
+
+impl Forwarder for MacSwap {
+    #[inline]
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>) {
+        for mut f in rx.drain(..) {
+            if let Some(h) = f.bytes_mut().get_mut(..12) {
+                let mut d = [0u8; 6];
+                d.copy_from_slice(&h[..6]);
+                h.copy_within(6..12, 0);
+                h[6..].copy_from_slice(&d);
+                self.forwarded += 1;
+            }
+            out.tx[1].push(f);
+        }
+    }
+}
+
+/// A 5-tuple as the [`HashLookup`] baseline keys it.
+type Tuple = (u32, u32, u16, u16, u8);
+
+/// The memory baseline: a plain `hashbrown::HashMap` holding as many
+/// entries as the pipeline's table (every flow's forward and reply tuple),
+/// looked up with the 5-tuple read at fixed offsets of each frame; a hit
+/// bumps a per-entry counter (a write to the entry, like the pipeline's
+/// expiry update) and the frame is queued as is.
+pub struct HashLookup {
+    map: HashMap<Tuple, (u32, u64)>,
+    /// Frames whose flow was found.
+    pub hits: u64,
+}
+
+impl HashLookup {
+    /// A map with the forward and reply tuples of flows `0..n` (as
+    /// [`install_flows`] creates them).
+    pub fn new(n: u64) -> HashLookup {
+        let mut map = HashMap::with_capacity(2 * n as usize);
+        for i in 0..n {
+            let (addr, port) = client(i);
+            let srv = match server((i % SERVERS as u64) as usize) {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(_) => 0,
+            };
+            map.insert(
+                (u32::from(addr), u32::from(VIP), port, 80, 6),
+                (i as u32, 0),
+            );
+            map.insert((srv, u32::from(addr), 80, port, 6), (i as u32, 0));
+        }
+        HashLookup { map, hits: 0 }
+    }
+}
+
+impl Forwarder for HashLookup {
+    #[inline]
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>) {
+        for f in rx.drain(..) {
+            let b = f.bytes();
+            if b.len() >= 54 {
+                let rd32 = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+                let rd16 = |o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
+                let key = (rd32(26), rd32(30), rd16(34), rd16(36), b[23]);
+                if let Some(v) = self.map.get_mut(&key) {
+                    v.1 += 1;
+                    self.hits += 1;
+                }
+            }
+            out.tx[1].push(f);
+        }
+    }
+}
+
+/// Re-executes the current program with glibc's `glibc.malloc.hugetlb=1`
+/// tunable set, unless it is already set or `TACK_BENCH_HUGEPAGES=0`.
+/// glibc reads tunables once, at start-up, hence the re-exec. With the
+/// tunable, malloc advises transparent huge pages (`madvise(MADV_HUGEPAGE)`)
+/// for its large allocations, so the connection table is mapped with 2 MiB
+/// pages when the kernel's THP mode is `madvise` or `always` (see
+/// `/sys/kernel/mm/transparent_hugepage/enabled`). Returns whether huge
+/// pages were requested for this process.
+pub fn huge_pages() -> bool {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if tunables.contains("glibc.malloc.hugetlb=") {
+        return !tunables.contains("glibc.malloc.hugetlb=0");
+    }
+    if std::env::var("TACK_BENCH_HUGEPAGES").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let new = if tunables.is_empty() {
+        "glibc.malloc.hugetlb=1".to_string()
+    } else {
+        format!("{tunables}:glibc.malloc.hugetlb=1")
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", new)
+        .exec();
+    eprintln!("could not re-execute with huge pages: {err}");
+    false
+}
+
+/// Transparent huge pages currently backing this process's anonymous
+/// memory, in MiB (`AnonHugePages` of `/proc/self/smaps_rollup`).
+pub fn anon_huge_mib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}

@@ -67,6 +67,7 @@
 //!   the egress MTU is dropped (`drop_too_big`).
 
 mod counters;
+mod fast;
 mod flow;
 mod forward;
 mod fuzz;
@@ -487,6 +488,10 @@ pub(crate) struct SrvRt {
     pub(crate) route: Option<(u16, IpAddr)>,
     /// Index of the next hop's neighbour entry, as last seen.
     pub(crate) nh_hint: u32,
+    /// MTU of the egress port (0 without a route).
+    pub(crate) mtu: u16,
+    /// MAC address of the egress port.
+    pub(crate) src_mac: EthernetAddress,
 }
 
 /// Per-service data derived from the snapshot and the routes.
@@ -564,6 +569,13 @@ pub struct Pipeline<F: Frame> {
     classify_opts: ClassifyOptions,
     now: Time,
     next_expiry_check: Time,
+    /// Use the established-flow fast path ([`fast`]); tests turn it off to
+    /// compare it with the general path.
+    fast_path: bool,
+    /// Neighbour entry index of the last reply next hop (fast path).
+    reply_nh_hint: u32,
+    /// Frames the fast path forwarded.
+    fast_forwarded: u64,
 }
 
 /// How often `poll` looks at the connection and sticky timer wheels.
@@ -587,7 +599,7 @@ impl<F: Frame> Pipeline<F> {
         let sticky = StickyTable::new(cfg.sticky, Time::ZERO).map_err(ConfigError::Sticky)?;
         let services = cfg.services.clone();
         let sched = SchedState::new(&services);
-        let svcs = build_services(&services, &fib);
+        let svcs = build_services(&services, &fib, &ports);
         let nat_servers = build_nat_servers(&services);
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
@@ -607,6 +619,9 @@ impl<F: Frame> Pipeline<F> {
             svc_ctr: fresh_counters(&services),
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,
+            fast_path: true,
+            reply_nh_hint: u32::MAX,
+            fast_forwarded: 0,
             services,
             worker,
             ports,
@@ -746,6 +761,9 @@ impl<F: Frame> Pipeline<F> {
             return self.arp(frame, &c, rx_port, out);
         }
         if let Some(h) = h {
+            let Some(frame) = self.fast4(frame, &c, &h, out) else {
+                return;
+            };
             return self.established(frame, &c, h, rx_port, out, alloc);
         }
         let info = self.addrs.get(&c.dst_addr).copied();
@@ -1032,7 +1050,7 @@ impl<F: Frame> Pipeline<F> {
         }
         self.svc_ctr = ctr;
         self.services = new;
-        self.svcs = build_services(&self.services, &self.fib);
+        self.svcs = build_services(&self.services, &self.fib, &self.ports);
         self.nat_servers = build_nat_servers(&self.services);
     }
 
@@ -1693,8 +1711,9 @@ fn fresh_counters(services: &Config) -> Vec<ServiceCounters> {
         .collect()
 }
 
-/// Per-service, per-server runtime data (routes to the servers).
-fn build_services(services: &Config, fib: &Fib) -> Vec<SvcRt> {
+/// Per-service, per-server runtime data (routes to the servers, and what
+/// the fast path needs of their egress ports).
+fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> Vec<SvcRt> {
     services
         .services()
         .map(|(_, s)| SvcRt {
@@ -1718,12 +1737,18 @@ fn build_services(services: &Config, fib: &Fib) -> Vec<SvcRt> {
             servers: s
                 .servers
                 .iter()
-                .map(|srv| SrvRt {
-                    addr: srv.addr,
-                    port: srv.port,
-                    keeps: srv.state.keeps_clients(),
-                    route: fib.lookup(srv.addr),
-                    nh_hint: u32::MAX,
+                .map(|srv| {
+                    let route = fib.lookup(srv.addr);
+                    let egress = route.and_then(|(p, _)| ports.get(usize::from(p)));
+                    SrvRt {
+                        addr: srv.addr,
+                        port: srv.port,
+                        keeps: srv.state.keeps_clients(),
+                        route,
+                        nh_hint: u32::MAX,
+                        mtu: egress.map_or(0, |p| p.mtu),
+                        src_mac: egress.map_or(EthernetAddress::UNSPECIFIED, |p| p.mac),
+                    }
                 })
                 .collect(),
         })

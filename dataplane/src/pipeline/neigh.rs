@@ -323,6 +323,42 @@ impl<F: Frame> NeighTable<F> {
         }
     }
 
+    /// The fast path's neighbour check: the MAC of entry `hint` if it is
+    /// the entry of `nh` on `port` and reachable at `now`, when
+    /// [`NeighTable::transmit`] would use it as is (then call
+    /// [`NeighTable::touch`] if the frame is sent). `None` when anything else
+    /// is needed (a lookup, a probe, a resolution): use `transmit`.
+    #[inline]
+    pub(crate) fn peek(
+        &self,
+        hint: u32,
+        port: u16,
+        nh: IpAddr,
+        now: Time,
+    ) -> Option<EthernetAddress> {
+        let e = self.entries.get(hint as usize)?;
+        let ok = e.live
+            && e.port == port
+            && e.addr == nh
+            && e.state == NeighState::Reachable
+            && now.saturating_since(e.confirmed) <= self.cfg.reachable;
+        ok.then_some(e.mac)
+    }
+
+    /// Marks entry `idx` used at `now` (a frame was sent to it).
+    #[inline]
+    pub(crate) fn touch(&mut self, idx: u32, now: Time) {
+        if let Some(e) = self.entries.get_mut(idx as usize) {
+            e.used = now;
+        }
+    }
+
+    /// The entry index of `nh` on `port`, if there is one (to seed a hint).
+    #[inline]
+    pub(crate) fn index_of(&self, port: u16, nh: IpAddr) -> Option<u32> {
+        self.map.get(&(port, nh)).copied()
+    }
+
     fn hold(&mut self, idx: usize, frame: F, ctr: &mut Counters) -> TxResult {
         let e = &mut self.entries[idx];
         if e.held.len() >= self.cfg.hold {

@@ -61,6 +61,16 @@ fn sum_wide(data: &[u8]) -> u64 {
     acc
 }
 
+/// Whether a 20-byte IPv4 header (no options) carries a valid checksum:
+/// the one's complement sum of the whole header, checksum included, must be
+/// all ones. Sums the five 32-bit words in native byte order: by RFC 1071
+/// §2 (B) that gives the byte-swapped sum, and all ones is its own swap.
+#[inline(always)]
+pub fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    fold(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff
+}
+
 /// One's complement addition of two sums.
 #[inline(always)]
 pub const fn combine(a: u16, b: u16) -> u16 {
@@ -275,6 +285,33 @@ mod tests {
         }
         assert_eq!(sum(&[0xff; 1000]), 0xffff);
         assert_eq!(sum(&[]), 0);
+    }
+
+    #[test]
+    fn header20_matches_sum() {
+        let mut x: u32 = 99;
+        for round in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                *b = (x >> 16) as u8;
+            }
+            if round % 2 == 0 {
+                // Make half of them valid.
+                h[10] = 0;
+                h[11] = 0;
+                let c = checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            assert_eq!(ipv4_header20_ok(&h), sum(&h) == 0xffff, "{h:?}");
+        }
+        // Zero checksum field variants: all-zero words are valid only if
+        // the rest sums to all ones.
+        let mut h = [0u8; 20];
+        assert_eq!(ipv4_header20_ok(&h), sum(&h) == 0xffff);
+        h[10] = 0xff;
+        h[11] = 0xff;
+        assert_eq!(ipv4_header20_ok(&h), sum(&h) == 0xffff);
     }
 
     #[test]

@@ -214,8 +214,14 @@ fn classify_v4(
     if b.len() < total {
         return Err(Error::TruncatedIpv4);
     }
-    if opts.verify_ipv4_checksum && checksum::sum(&b[..hl]) != 0xffff {
-        return Err(Error::BadIpv4Checksum);
+    if opts.verify_ipv4_checksum {
+        let ok = match b.first_chunk::<20>() {
+            Some(h) if hl == 20 => checksum::ipv4_header20_ok(h),
+            _ => checksum::sum(&b[..hl]) == 0xffff,
+        };
+        if !ok {
+            return Err(Error::BadIpv4Checksum);
+        }
     }
     let flg_off = rd16(b, 6);
     let frag = if flg_off & 0x1fff != 0 {

@@ -1,0 +1,233 @@
+//! Runs one pipeline scenario for a fixed number of bursts, for profilers
+//! (`valgrind --tool=callgrind`, `perf record`) and quick A/B timings:
+//! instruction counts from callgrind are repeatable on a shared machine
+//! where times are not.
+//!
+//! ```sh
+//! cargo build --profile bench -p tack-bench --bin pipeprof
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*process_burst*' \
+//!     $CARGO_TARGET_DIR/release/pipeprof established 1000 2000
+//! ```
+//!
+//! Usage: `pipeprof SCENARIO [FLOWS] [BURSTS]`. Scenarios: `established`
+//! (NAT, `FLOWS` preloaded connections, client packets), `established-reply`
+//! (the same connections, server packets), `new-nat`, `new-fnat`,
+//! `new-dsr-sticky` (SYNs of new flows into a table of 2^21 entries),
+//! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
+//! `table` (the connection table alone: burst lookup and state update).
+//! Prints the thread CPU time per packet over the timed bursts (16 bursts
+//! are built, untimed, then processed and timed together). Huge pages are
+//! requested unless `TACK_BENCH_HUGEPAGES=0`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tack_bench::{
+    BURST, BenchFrame, Forwarder, HashLookup, MacSwap, NOW, Rng, SERVERS, VIP, client,
+    install_flows, pipeline, segment, server, services, thread_cpu,
+};
+use tack_dataplane::Frame;
+use tack_dataplane::conn::{ConnTable4, ConnTableConfig, Key4, NewConn, TcpFlags};
+use tack_dataplane::model::ForwardMode;
+use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline};
+
+/// Bursts built and then timed together.
+const GROUP: usize = 16;
+
+/// Runs `bursts` bursts through `fwd`, `fill` loading each frame (untimed).
+fn run(
+    fwd: &mut dyn Forwarder,
+    bursts: u64,
+    mut before_group: impl FnMut(&mut dyn Forwarder),
+    mut fill: impl FnMut(&mut BenchFrame),
+) -> Duration {
+    let mut out: Output<BenchFrame> = Output::new(2);
+    let mut pool: Vec<BenchFrame> = (0..GROUP * BURST).map(|_| BenchFrame::new()).collect();
+    let mut group: Vec<Vec<BenchFrame>> = (0..GROUP).map(|_| Vec::with_capacity(BURST)).collect();
+    let mut total = Duration::ZERO;
+    let mut left = bursts;
+    while left > 0 {
+        let n = (left as usize).min(GROUP);
+        left -= n as u64;
+        before_group(fwd);
+        pool.resize_with(n * BURST, BenchFrame::new);
+        for b in group.iter_mut().take(n) {
+            let at = pool.len() - BURST;
+            b.extend(pool.drain(at..));
+            b.iter_mut().for_each(&mut fill);
+        }
+        let t = thread_cpu();
+        for b in group.iter_mut().take(n) {
+            fwd.burst(b, &mut out);
+        }
+        total += thread_cpu() - t;
+        for q in &mut out.tx {
+            pool.append(q);
+        }
+        pool.append(&mut out.host);
+        for b in &mut group {
+            pool.append(b);
+        }
+    }
+    total
+}
+
+fn v4(a: IpAddr) -> std::net::Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("IPv4 servers"),
+    }
+}
+
+/// The connection table alone, filled as the pipeline fills it (forward and
+/// reply entry per flow): burst lookup of the frames' tuples, then the state
+/// update of each hit.
+struct TableOnly {
+    t: ConnTable4,
+    keys: Vec<Key4>,
+    hits: Vec<Option<tack_dataplane::conn::Handle>>,
+    found: u64,
+}
+
+impl Forwarder for TableOnly {
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>) {
+        self.keys.clear();
+        for f in rx.iter() {
+            let b = f.bytes();
+            let a = |o: usize| std::net::Ipv4Addr::new(b[o], b[o + 1], b[o + 2], b[o + 3]);
+            let p = |o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
+            self.keys.push(Key4::new(a(26), a(30), p(34), p(36), b[23]));
+        }
+        self.hits.resize(self.keys.len(), None);
+        if self.t.lookup_burst(&self.keys, &mut self.hits).is_ok() {
+            for h in self.hits.iter().flatten() {
+                self.found += u64::from(self.t.on_packet(h, TcpFlags::ACK, NOW).is_some());
+            }
+        }
+        out.tx[1].append(rx);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let scenario = args.get(1).map_or("established", String::as_str);
+    let flows: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+        .max(1);
+    let bursts: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let hp = tack_bench::huge_pages();
+    let mut rng = Rng(0x5eed_0000 + flows);
+    let mut buf = [0u8; 60];
+    let mut client_pkt = |f: &mut BenchFrame| {
+        let (addr, port) = client(rng.next() % flows);
+        segment(&mut buf, addr, port, 0x10);
+        f.load(&buf);
+    };
+    let total = match scenario {
+        "established" | "established-reply" | "macswap" | "hashmap" | "table" => {
+            let mut fwd: Box<dyn Forwarder> = match scenario {
+                "established" | "established-reply" => {
+                    let mut p = pipeline(
+                        services(ForwardMode::Nat, false),
+                        (2 * flows as usize).max(64),
+                    );
+                    install_flows(&mut p, flows);
+                    Box::new(p)
+                }
+                "macswap" => Box::new(MacSwap::default()),
+                "hashmap" => Box::new(HashLookup::new(flows)),
+                _ => {
+                    let mut t = ConnTable4::new(
+                        ConnTableConfig {
+                            capacity: (2 * flows as usize).max(64),
+                            ..ConnTableConfig::default()
+                        },
+                        NOW,
+                    )
+                    .expect("table");
+                    for i in 0..flows {
+                        let (addr, port) = client(i);
+                        let srv = v4(server((i % SERVERS as u64) as usize));
+                        let nc = NewConn {
+                            service: 0,
+                            server: (i % SERVERS as u64) as u16,
+                            local: None,
+                            user_flags: 0,
+                        };
+                        t.insert(
+                            Key4::new(addr, VIP, port, 80, 6),
+                            Some(Key4::new(srv, addr, 80, port, 6)),
+                            nc,
+                            TcpFlags::ACK,
+                            NOW,
+                        )
+                        .expect("room");
+                    }
+                    Box::new(TableOnly {
+                        t,
+                        keys: Vec::with_capacity(BURST),
+                        hits: Vec::with_capacity(BURST),
+                        found: 0,
+                    })
+                }
+            };
+            if scenario == "established-reply" {
+                let mut rng = Rng(0x5eed_0000 + flows);
+                run(
+                    fwd.as_mut(),
+                    bursts,
+                    |_| {},
+                    |f| {
+                        let i = rng.next() % flows;
+                        let (addr, port) = client(i);
+                        let srv = v4(server((i % SERVERS as u64) as usize));
+                        tack_bench::segment_from(&mut buf, srv, 80, addr, port, 0x10);
+                        f.load(&buf);
+                    },
+                )
+            } else {
+                run(fwd.as_mut(), bursts, |_| {}, &mut client_pkt)
+            }
+        }
+        "new-nat" | "new-fnat" | "new-dsr-sticky" => {
+            let (mode, sticky) = match scenario {
+                "new-nat" => (ForwardMode::Nat, false),
+                "new-fnat" => (ForwardMode::FullNat, false),
+                _ => (ForwardMode::Dsr, true),
+            };
+            let cap = 1usize << 21;
+            let mut p: Pipeline<BenchFrame> = pipeline(services(mode, sticky), cap);
+            let mut next = 0u64;
+            let d = run(
+                &mut p,
+                bursts,
+                |_| {},
+                |f| {
+                    let (addr, port) = client(next);
+                    next = (next + 1) % 50_000_000;
+                    segment(&mut buf, addr, port, 0x02);
+                    f.load(&buf);
+                },
+            );
+            let c = p.counters();
+            assert_eq!(c.tx_forward, c.rx_frames, "every SYN forwarded: {c:?}");
+            // Keep the table below a quarter full between runs of this size.
+            if p.connection_count() > cap / 4 {
+                p.apply(ControlMsg::FlushConnections);
+            }
+            d
+        }
+        other => {
+            eprintln!("unknown scenario {other}");
+            std::process::exit(2);
+        }
+    };
+    let pkts = bursts * BURST as u64;
+    println!(
+        "{scenario} flows={flows} bursts={bursts} hugepages={hp} anon_huge_mib={}: {:.1} ns/packet (thread CPU)",
+        tack_bench::anon_huge_mib().unwrap_or(0),
+        total.as_nanos() as f64 / pkts as f64
+    );
+}

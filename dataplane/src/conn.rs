@@ -69,6 +69,13 @@ use crate::sched::hash::bytes_hash;
 use crate::time::Time;
 use crate::timer::{TimerError, TimerWheel, id_stack};
 
+/// Loads whose values only feed this sink are kept (not optimised away),
+/// and nothing waits for them: a prefetch written as loads.
+#[inline(always)]
+fn touch(values: impl Iterator<Item = u32>) {
+    core::hint::black_box(values.fold(0u32, |a, v| a ^ v));
+}
+
 /// Largest burst hashed in one pass of [`ConnTable::lookup_burst`].
 pub const BURST: usize = 32;
 /// Largest number of connections (ids) in one table.
@@ -915,31 +922,97 @@ impl<K: FlowKey> ConnTable<K> {
         const ABSENT: usize = usize::MAX;
         let mut hashes = [0u64; BURST];
         let mut cand = [ABSENT; BURST];
+        // Reply hits: the forward entry's hash, to resolve in a later pass.
+        let mut fwd = [None::<(u64, u32, u8)>; BURST];
+        let mask = self.table.num_buckets().wrapping_sub(1);
         for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
             // Pass 1: hash the burst.
             for (h, k) in hashes.iter_mut().zip(kc) {
                 *h = k.hash_with(self.seed);
             }
-            // Pass 2: load every key's control group and take its first
-            // matching bucket. The loop body is tiny and the loads are
-            // independent, so the CPU overlaps the cache misses (the
-            // prefetching that safe Rust cannot express directly).
+            // Pass 2: touch each key's control byte and its likeliest bucket.
+            // The loads are independent and nothing branches on what they
+            // return (only the control byte's "full" test, which the CPU
+            // predicts), so their cache and TLB misses overlap across the
+            // burst: the prefetching that safe Rust cannot express directly.
+            // An entry sits at the first free bucket of the probe sequence,
+            // which starts at `hash & mask` (hashbrown's `h1`): at the load
+            // factor this table keeps (at most half full, see the module
+            // docs) that first guess is right for most keys. A wrong guess
+            // costs nothing but the touch.
+            touch(hashes[..kc.len()].iter().map(|&h| {
+                self.table
+                    .get_bucket((h as usize) & mask)
+                    .map_or(0, |e| e.c.id)
+            }));
+            // Pass 3: each key's control group (now cached), first matching bucket.
             for (c, &h) in cand.iter_mut().zip(&hashes[..kc.len()]) {
                 *c = self.table.iter_hash_buckets(h).next().unwrap_or(ABSENT);
             }
-            // Pass 3: read the candidate buckets (again independent loads).
-            // A missing candidate means the key is absent; a candidate whose
-            // key differs (a 7-bit tag collision) falls back to a full probe.
+            // Pass 4: read the candidate buckets (cached if the guess was
+            // right). A missing candidate means the key is absent; a candidate
+            // whose key differs (a 7-bit tag collision) falls back to a full
+            // probe. A reply entry names its forward entry, found in pass 6.
             let mut hits = 0u64;
-            for (((k, o), &h), &c) in kc.iter().zip(oc.iter_mut()).zip(&hashes).zip(&cand) {
-                *o = if c == ABSENT {
+            let mut replies = 0usize;
+            for ((((k, o), &h), &c), f) in kc
+                .iter()
+                .zip(oc.iter_mut())
+                .zip(&hashes)
+                .zip(&cand)
+                .zip(fwd.iter_mut())
+            {
+                *f = None;
+                let b = if c == ABSENT {
                     None
                 } else if self.table.get_bucket(c).is_some_and(|e| e.key == *k) {
-                    self.handle_at(h, c)
+                    Some(c)
                 } else {
-                    self.resolve(h, k)
+                    self.table.find_bucket_index(h, |e| e.key == *k)
                 };
-                hits += u64::from(o.is_some());
+                *o = None;
+                if let Some(b) = b
+                    && let Some(e) = self.table.get_bucket(b)
+                {
+                    if e.c.is_reply() {
+                        *f = Some((e.c.word, e.c.id, e.c.generation));
+                        replies += 1;
+                    } else {
+                        *o = Some(Handle {
+                            hash: h,
+                            bucket: b as u32,
+                            id: e.c.id,
+                            generation: e.c.generation,
+                            reply: false,
+                        });
+                        hits += 1;
+                    }
+                }
+            }
+            if replies > 0 {
+                // Pass 5: touch the forward entries' likeliest buckets.
+                touch(fwd[..kc.len()].iter().flatten().map(|&(fh, _, _)| {
+                    self.table
+                        .get_bucket((fh as usize) & mask)
+                        .map_or(0, |e| e.c.id)
+                }));
+                // Pass 6: resolve them.
+                for (o, f) in oc.iter_mut().zip(&fwd) {
+                    let Some((fh, id, generation)) = *f else {
+                        continue;
+                    };
+                    *o = self
+                        .table
+                        .find_bucket_index(fh, |e| e.is_conn(id, generation))
+                        .map(|fb| Handle {
+                            hash: fh,
+                            bucket: fb as u32,
+                            id,
+                            generation,
+                            reply: true,
+                        });
+                    hits += u64::from(o.is_some());
+                }
             }
             self.stats.lookups += kc.len() as u64;
             self.stats.hits += hits;
@@ -1490,5 +1563,46 @@ mod tests {
         assert_eq!(t.stats.hits, 64);
         assert_eq!(t.stats.misses, 16);
         assert!(t.lookup_burst(&keys, &mut out[..3]).is_err());
+    }
+
+    /// Bursts mixing forward keys, reply keys and absent keys (more than
+    /// [`BURST`] of them) find what one-by-one lookups find, in a table
+    /// whose entries collide on purpose (a small table, many keys).
+    #[test]
+    fn burst_lookup_with_replies_matches_single_lookups() {
+        let mut t = ConnTable4::new(cfg(512), Time::ZERO).unwrap();
+        let reply = |i: u32| {
+            Key4::new(
+                Ipv4Addr::new(10, 9, (i >> 8) as u8, i as u8),
+                Ipv4Addr::from(0x0a00_0000 + i),
+                80,
+                1000 + (i % 5000) as u16,
+                6,
+            )
+        };
+        for i in 0..200 {
+            let r = (i % 3 != 0).then(|| reply(i));
+            t.insert(k(i), r, nc(i as u16), TcpFlags::ACK, Time::ZERO)
+                .unwrap();
+        }
+        // Remove some, so deleted slots sit in probe sequences.
+        for i in (0..200).step_by(7) {
+            let h = t.lookup(&k(i)).unwrap();
+            t.remove(&h).unwrap();
+        }
+        let mut keys = Vec::new();
+        for i in 0..260 {
+            keys.push(k(i));
+            keys.push(reply(i));
+        }
+        let mut out = vec![None; keys.len()];
+        t.lookup_burst(&keys, &mut out).unwrap();
+        for (key, got) in keys.iter().zip(&out) {
+            assert_eq!(*got, t.lookup(key), "{key:?}");
+            if let Some(h) = got {
+                assert_eq!(h.is_reply(), key.src.octets()[1] == 9);
+                assert!(t.get(h).is_some());
+            }
+        }
     }
 }

@@ -679,11 +679,15 @@ impl<F: Frame> Pipeline<F> {
         while !rx.is_empty() {
             let n = rx.len().min(BURST);
             self.classify_burst(&rx[..n]);
-            for (i, frame) in rx.drain(..n).enumerate() {
-                let c = self.scratch.cls[i];
-                let h = self.scratch.handles[i];
-                self.handle(frame, c, h, rx_port, out, alloc);
+            // Out of the scratch space while the frames are handled, so that
+            // each classification is read in place rather than copied.
+            let cls = core::mem::take(&mut self.scratch.cls);
+            let handles = core::mem::take(&mut self.scratch.handles);
+            for ((frame, c), h) in rx.drain(..n).zip(&cls).zip(&handles) {
+                self.handle(frame, c, h.as_ref(), rx_port, out, alloc);
             }
+            self.scratch.cls = cls;
+            self.scratch.handles = handles;
         }
         self.sync_stats();
     }
@@ -698,23 +702,36 @@ impl<F: Frame> Pipeline<F> {
         s.at6.clear();
         s.handles.clear();
         for (i, f) in frames.iter().enumerate() {
-            let c = wire::classify_with(f.bytes(), self.classify_opts);
+            let b = f.bytes();
+            let c = wire::classify_with(b, self.classify_opts);
             if let Ok(c) = &c
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
             {
-                match (c.src_addr, c.dst_addr) {
-                    (IpAddr::V4(s4), IpAddr::V4(d4)) => {
-                        s.keys4
-                            .push(Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0));
-                        s.at4.push(i as u8);
+                // The addresses are read from the frame: the classification's
+                // copies are `IpAddr`s, slower to take apart.
+                let l3 = c.l3_offset;
+                match c.l3 {
+                    L3Kind::Ipv4 => {
+                        if let Some(a) = b
+                            .get(l3 + 12..l3 + 20)
+                            .and_then(|a| <[u8; 8]>::try_from(a).ok())
+                        {
+                            let src = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+                            let dst = Ipv4Addr::new(a[4], a[5], a[6], a[7]);
+                            s.keys4
+                                .push(Key4::new(src, dst, c.src_port, c.dst_port, c.protocol.0));
+                            s.at4.push(i as u8);
+                        }
                     }
-                    (IpAddr::V6(s6), IpAddr::V6(d6)) => {
-                        s.keys6
-                            .push(Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0));
-                        s.at6.push(i as u8);
+                    L3Kind::Ipv6 => {
+                        if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
+                            s.keys6
+                                .push(Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0));
+                            s.at6.push(i as u8);
+                        }
                     }
-                    _ => {}
+                    L3Kind::Arp => {}
                 }
             }
             s.cls.push(c);
@@ -741,11 +758,12 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Decides the fate of one classified frame.
+    #[inline]
     fn handle<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,
-        c: Result<Classified, wire::Error>,
-        h: Option<Handle>,
+        c: &Result<Classified, wire::Error>,
+        h: Option<&Handle>,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
@@ -753,34 +771,46 @@ impl<F: Frame> Pipeline<F> {
         let c = match c {
             Ok(c) => c,
             Err(e) => {
-                self.counters.wire_drop(e);
+                self.counters.wire_drop(*e);
                 return;
             }
         };
-        if c.l3 == L3Kind::Arp {
-            return self.arp(frame, &c, rx_port, out);
-        }
         if let Some(h) = h {
-            let Some(frame) = self.fast4(frame, &c, &h, out) else {
+            let Some(frame) = self.fast4(frame, c, h, out) else {
                 return;
             };
-            return self.established(frame, &c, h, rx_port, out, alloc);
+            return self.established(frame, c, *h, rx_port, out, alloc);
+        }
+        self.handle_other(frame, c, rx_port, out, alloc);
+    }
+
+    /// A frame without a connection.
+    fn handle_other<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        if c.l3 == L3Kind::Arp {
+            return self.arp(frame, c, rx_port, out);
         }
         let info = self.addrs.get(&c.dst_addr).copied();
         // Neighbour discovery is addressed to multicast groups as well as to us.
         if c.protocol == IpProtocol::ICMPV6 && (133..=137).contains(&c.icmp_type) {
-            return self.ndisc(frame, &c, rx_port, info, out);
+            return self.ndisc(frame, c, rx_port, info, out);
         }
         if c.is_icmp_error() {
-            return self.icmp_error(frame, &c, rx_port, info, out, alloc);
+            return self.icmp_error(frame, c, rx_port, info, out, alloc);
         }
         match info {
             Some(i)
                 if i.vip && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP) =>
             {
-                self.new_flow(frame, &c, rx_port, out, alloc)
+                self.new_flow(frame, c, rx_port, out, alloc)
             }
-            Some(i) => self.local(frame, &c, rx_port, i, out),
+            Some(i) => self.local(frame, c, rx_port, i, out),
             None => self.counters.drop_not_for_us += 1,
         }
     }

@@ -1051,6 +1051,15 @@ backends:
             e.starts_with("backends[0].cookie.indirect: indirect only applies to mode insert"),
             "{e}"
         );
+        let e = ProxyConfig::from_yaml_str(
+            &GOOD.replace("backend: app\n", "backend: app\n    client_timeout: 0s\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("frontends[0].client_timeout: must be greater than zero"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -69,13 +69,31 @@ pub enum CookieVerdict {
     Old,
 }
 
+/// Iterate the `;`-separated parts of a `Cookie` header value, trimmed, empty ones
+/// skipped, each with its `(name, value)` split when it has a `=`. Byte-level (the
+/// separators are ASCII), as this runs on every request.
+fn cookie_parts(header: &str) -> impl Iterator<Item = (&str, Option<(&str, &str)>)> {
+    let b = header.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        while pos < b.len() {
+            let end = memchr::memchr(b';', &b[pos..]).map_or(b.len(), |i| pos + i);
+            let part = header[pos..end].trim_ascii();
+            pos = end + 1;
+            if part.is_empty() {
+                continue;
+            }
+            let kv = memchr::memchr(b'=', part.as_bytes())
+                .map(|i| (part[..i].trim_ascii(), part[i + 1..].trim_ascii()));
+            return Some((part, kv));
+        }
+        None
+    })
+}
+
 /// Iterate `(name, value)` pairs of `Cookie` header values.
 pub fn request_cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|kv| {
-        let kv = kv.trim();
-        let (k, v) = kv.split_once('=')?;
-        Some((k.trim(), v.trim()))
-    })
+    cookie_parts(header).filter_map(|(_, kv)| kv)
 }
 
 /// Parse the value of the persistence cookie according to the mode.
@@ -252,13 +270,9 @@ pub fn rewrite_request_cookie_into(cfg: &CookieConfig, header: &str, out: &mut V
             None => out.extend_from_slice(part.as_bytes()),
         }
     };
-    for part in header.split(';') {
-        let p = part.trim();
-        if p.is_empty() {
-            continue;
-        }
-        match p.split_once('=') {
-            Some((k, v)) if k.trim() == cfg.name => match cfg.mode {
+    for (p, kv) in cookie_parts(header) {
+        match kv {
+            Some((k, v)) if k == cfg.name => match cfg.mode {
                 Insert if cfg.indirect => {}
                 Prefix => match v.split_once(PREFIX_DELIM) {
                     Some((_, orig)) => push(p, Some(orig)),
@@ -269,11 +283,6 @@ pub fn rewrite_request_cookie_into(cfg: &CookieConfig, header: &str, out: &mut V
             _ => push(p, None),
         }
     }
-}
-
-/// Whether a `Cookie` header value carries a cookie named `name`.
-pub fn has_cookie(header: &str, name: &str) -> bool {
-    request_cookies(header).any(|(k, _)| k == name)
 }
 
 #[cfg(test)]
@@ -295,6 +304,23 @@ mod tests {
             maxidle: None,
             maxlife: None,
         }
+    }
+
+    #[test]
+    fn cookie_headers_split_into_trimmed_pairs() {
+        let pairs: Vec<(&str, &str)> = request_cookies(" a=1 ;; b = 2;c;d=; e=x=y").collect();
+        assert_eq!(pairs, [("a", "1"), ("b", "2"), ("d", ""), ("e", "x=y")]);
+        assert_eq!(request_cookies("").count(), 0);
+        let i = cfg(CookieMode::Insert);
+        assert_eq!(
+            rewrite_request_cookie(&i, " a=1 ; SERVERID = s1|AAAAA ;c").unwrap(),
+            "a=1; c"
+        );
+        let p = cfg(CookieMode::Prefix);
+        assert_eq!(
+            rewrite_request_cookie(&p, "SERVERID= s2~orig=1;x=2").unwrap(),
+            "SERVERID=orig=1; x=2"
+        );
     }
 
     #[test]

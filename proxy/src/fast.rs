@@ -995,7 +995,6 @@ where
                     if let Some(ck) = ck
                         && memchr::memmem::find(value, ck.name.as_bytes()).is_some()
                         && let Some(v) = visible_str(value)
-                        && cookie::has_cookie(v, &ck.name)
                     {
                         let mark = out.len();
                         out.extend_from_slice(name);
@@ -1208,6 +1207,8 @@ where
             let mut uploaded: Option<Result<(), PumpError>> = None;
             let head = loop {
                 tokio::select! {
+                    // The body's end first: a response that comes with it is not early.
+                    biased;
                     r = &mut upload, if uploaded.is_none() => {
                         if let Err(e) = &r {
                             log::debug!("request body: {e:?}");

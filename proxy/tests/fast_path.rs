@@ -603,3 +603,94 @@ backends:
     }
     proxy.shutdown().await;
 }
+
+/// Mutated request streams (bytes flipped, inserted or cut) get an answer or a
+/// close, never break the proxy: it keeps serving and its counters stay sane.
+#[test]
+fn mutated_requests_never_break_the_proxy() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (s1, proxy) = rt.block_on(async {
+        let s1 = TestServer::start("s1").await;
+        let proxy = start_proxy(&one_server(
+            s1.addr,
+            ", keepalive_timeout: 1s, client_timeout: 1s",
+            "    cookie: { name: SRV, mode: prefix }\n    forwardfor: true\n    timeouts: { server: 2s }\n",
+        ))
+        .await;
+        (s1, proxy)
+    });
+    let addr = proxy.local_addr("web").unwrap();
+    let seed: &[u8] = b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nCookie: SRV=s1~v; o=1\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n4;e=1\r\nbody\r\n0\r\nT: 1\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi";
+    let mutation = (
+        proptest::collection::vec((0..seed.len(), any::<u8>(), 0u8..3), 1..6),
+        0..=seed.len(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&mutation, |(edits, cut)| {
+            let mut req = seed[..cut].to_vec();
+            for (at, byte, how) in edits {
+                let at = at.min(req.len());
+                match how {
+                    0 if at < req.len() => req[at] = byte,
+                    1 => req.insert(at, byte),
+                    _ if at < req.len() => {
+                        req.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            rt.block_on(async {
+                let mut c = connect(addr).await;
+                let _ = c.write_all(&req).await;
+                let _ = c.shutdown().await;
+                // Whatever comes back, the connection ends within the timeouts.
+                let mut buf = Vec::new();
+                let end = tokio::time::timeout(Duration::from_secs(8), async {
+                    while read_response(&mut c, &mut buf, false).await.is_some() {}
+                })
+                .await;
+                prop_assert!(
+                    end.is_ok(),
+                    "connection left open: {:?}",
+                    String::from_utf8_lossy(&req)
+                );
+                Ok(())
+            })
+        })
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(get(addr, "/after", &[]).await.body, "s1");
+        let b = proxy.backend("app").unwrap();
+        assert!(
+            wait_until(Duration::from_secs(3), || b.servers[0].slots.inflight()
+                == 0)
+            .await,
+            "a slot leaked"
+        );
+        let fe = proxy.frontend("web").unwrap();
+        assert!(
+            wait_until(Duration::from_secs(3), || fe
+                .stats
+                .open_connections
+                .load(Ordering::Relaxed)
+                == 0)
+            .await,
+            "a client connection was left open"
+        );
+    });
+    // Some mutated streams were still valid requests and were served.
+    assert!(s1.seen().len() > 10, "{}", s1.seen().len());
+    drop(s1);
+    rt.block_on(proxy.shutdown());
+}

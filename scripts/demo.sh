@@ -43,6 +43,12 @@ hits() { ns "$1" python3 scripts/lab/hits.py "${@:2}"; }
 table() { python3 scripts/lab/summary.py servers; }
 
 echo
+echo "==> ping from client c3 (198.18.5.1, through the router): the appliance's own address and a VIP"
+ns c3 ping -c 10 -i 0.05 -W 2 10.0.0.1 | sed -n 's/^/    /; /packets transmitted/p'
+ns c3 ping -c 10 -i 0.05 -W 2 10.100.0.10 | sed -n 's/^/    /; /packets transmitted/p'
+ns c1 ping -6 -c 5 -i 0.05 -W 2 fd00::1 | sed -n 's/^/    /; /packets transmitted/p'
+
+echo
 echo "==> 600 new connections from client c1 (11.1.2.3) to web, NAT, weights s1:s2:s3 = 1:2:3"
 hits c1 http://10.100.0.10/ 600 | table
 

@@ -1,11 +1,14 @@
 //! `tack-proxy`: Tack's L7 load-balancing server (requirement R5).
 //!
-//! An HTTP/1.1 and HTTP/2 (h2c) reverse proxy on tokio and hyper that keeps client
+//! An HTTP/1.1 and HTTP/2 (h2c) reverse proxy on tokio that keeps client
 //! connections alive and schedules every request on its own (round robin, least
 //! connections, random with two choices, source, URI, URL parameter, header, and
 //! ketama-compatible consistent hashing), pins clients with HAProxy-compatible
 //! cookies, application session IDs or hash groups, answers redirect persistence,
 //! health-checks its servers, and queues requests per server by priority class.
+//! HTTP/1.1 is served by a fast path of its own ([`h1`] heads parsed in place,
+//! bodies copied with their framing); HTTP/2 and what the fast path leaves (upgrades,
+//! HTTP/1.0, odd framing) by hyper.
 //!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then

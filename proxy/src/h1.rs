@@ -1,5 +1,5 @@
 //! HTTP/1.1 message heads as offsets into a read buffer, and message framing, for
-//! the fast path ([`crate::fast`]).
+//! the fast path (module `fast`).
 //!
 //! Heads are parsed with `httparse` (hyper's own parser) into [`Span`]s over the
 //! buffer, each header tagged with the [`Kind`] the proxy cares about, so a head can

@@ -1,6 +1,6 @@
 //! Keep-alive connection pools to servers (one per server): hyper HTTP/1.1 client
 //! connections for the hyper path, plain TCP streams for the fast path
-//! ([`crate::fast`]), and the response body that returns its connection to the
+//! (module `fast`), and the response body that returns its connection to the
 //! pool and its QoS slot when it ends.
 //!
 //! A connection goes back to its pool only once the response body has been read

@@ -919,9 +919,7 @@ impl<K: FlowKey> ConnTable<K> {
                 out: out.len(),
             });
         }
-        const ABSENT: usize = usize::MAX;
         let mut hashes = [0u64; BURST];
-        let mut cand = [ABSENT; BURST];
         // Reply hits: the forward entry's hash, to resolve in a later pass.
         let mut fwd = [None::<(u64, u32, u8)>; BURST];
         let mask = self.table.num_buckets().wrapping_sub(1);
@@ -945,72 +943,76 @@ impl<K: FlowKey> ConnTable<K> {
                     .get_bucket((h as usize) & mask)
                     .map_or(0, |e| e.c.id)
             }));
-            // Pass 3: each key's control group (now cached), first matching bucket.
-            for (c, &h) in cand.iter_mut().zip(&hashes[..kc.len()]) {
-                *c = self.table.iter_hash_buckets(h).next().unwrap_or(ABSENT);
-            }
-            // Pass 4: read the candidate buckets (cached if the guess was
-            // right). A missing candidate means the key is absent; a candidate
-            // whose key differs (a 7-bit tag collision) falls back to a full
-            // probe. A reply entry names its forward entry, found in pass 6.
+            // Pass 3: the key in its likeliest bucket (cached now) is a hit
+            // without reading its control group; any other key is probed
+            // in full (an absent key, or one that sits further along).
             let mut hits = 0u64;
             let mut replies = 0usize;
-            for ((((k, o), &h), &c), f) in kc
+            for (((k, o), &h), f) in kc
                 .iter()
                 .zip(oc.iter_mut())
                 .zip(&hashes)
-                .zip(&cand)
                 .zip(fwd.iter_mut())
             {
                 *f = None;
-                let b = if c == ABSENT {
-                    None
-                } else if self.table.get_bucket(c).is_some_and(|e| e.key == *k) {
-                    Some(c)
+                *o = None;
+                let guess = (h as usize) & mask;
+                let b = if self.table.get_bucket(guess).is_some_and(|e| e.key == *k) {
+                    Some(guess)
                 } else {
                     self.table.find_bucket_index(h, |e| e.key == *k)
                 };
-                *o = None;
-                if let Some(b) = b
-                    && let Some(e) = self.table.get_bucket(b)
-                {
-                    if e.c.is_reply() {
-                        *f = Some((e.c.word, e.c.id, e.c.generation));
-                        replies += 1;
-                    } else {
-                        *o = Some(Handle {
-                            hash: h,
-                            bucket: b as u32,
-                            id: e.c.id,
-                            generation: e.c.generation,
-                            reply: false,
-                        });
-                        hits += 1;
-                    }
+                let Some(b) = b else {
+                    continue;
+                };
+                let Some(e) = self.table.get_bucket(b) else {
+                    continue;
+                };
+                if e.c.is_reply() {
+                    // A reply entry names its forward entry, found in pass 5.
+                    *f = Some((e.c.word, e.c.id, e.c.generation));
+                    replies += 1;
+                } else {
+                    *o = Some(Handle {
+                        hash: h,
+                        bucket: b as u32,
+                        id: e.c.id,
+                        generation: e.c.generation,
+                        reply: false,
+                    });
+                    hits += 1;
                 }
             }
             if replies > 0 {
-                // Pass 5: touch the forward entries' likeliest buckets.
+                // Pass 4: touch the forward entries' likeliest buckets.
                 touch(fwd[..kc.len()].iter().flatten().map(|&(fh, _, _)| {
                     self.table
                         .get_bucket((fh as usize) & mask)
                         .map_or(0, |e| e.c.id)
                 }));
-                // Pass 6: resolve them.
+                // Pass 5: resolve them.
                 for (o, f) in oc.iter_mut().zip(&fwd) {
                     let Some((fh, id, generation)) = *f else {
                         continue;
                     };
-                    *o = self
+                    let guess = (fh as usize) & mask;
+                    let fb = if self
                         .table
-                        .find_bucket_index(fh, |e| e.is_conn(id, generation))
-                        .map(|fb| Handle {
-                            hash: fh,
-                            bucket: fb as u32,
-                            id,
-                            generation,
-                            reply: true,
-                        });
+                        .get_bucket(guess)
+                        .is_some_and(|e| e.is_conn(id, generation))
+                    {
+                        Some(guess)
+                    } else {
+                        self.table
+                            .find_bucket_index(fh, |e| e.is_conn(id, generation))
+                    };
+                    *o = fb.map(|fb| Handle {
+                        hash: fh,
+                        bucket: fb as u32,
+                        id,
+                        generation,
+                        reply: true,
+                    });
                     hits += u64::from(o.is_some());
                 }
             }
@@ -1065,9 +1067,16 @@ impl<K: FlowKey> ConnTable<K> {
         };
         let e = self.table.get_bucket_mut(b)?;
         let c = &mut e.c;
-        let old = ConnState::from_u8(c.state);
-        let new = if e.key.proto() == 6 {
-            old.next(h.direction(), flags, c.bits & BIT_INPUT_ONLY != 0)
+        // The common cases first: an established TCP connection's segment
+        // without SYN, FIN or RST, or a UDP datagram, leaves the state as it
+        // is (what `ConnState::next` returns for them).
+        let steady = (c.state == ConnState::Established as u8
+            && flags.0 & (TcpFlags::SYN.0 | TcpFlags::FIN.0 | TcpFlags::RST.0) == 0)
+            || c.state == ConnState::Udp as u8;
+        let new = if steady {
+            ConnState::from_u8(c.state)
+        } else if e.key.proto() == 6 {
+            ConnState::from_u8(c.state).next(h.direction(), flags, c.bits & BIT_INPUT_ONLY != 0)
         } else {
             ConnState::Udp
         };
@@ -1413,6 +1422,28 @@ mod tests {
         assert_eq!(core::mem::size_of::<Entry<Key6>>(), 64);
         assert_eq!(core::mem::size_of::<Entry<Key4>>(), 40);
         assert_eq!(core::mem::size_of::<Conn>(), 24);
+    }
+
+    /// `on_packet`'s shortcut for steady states gives what `next` gives.
+    #[test]
+    fn steady_states_are_fixed_points() {
+        for flags in 0..=255u8 {
+            let f = TcpFlags(flags);
+            if flags & 0x07 == 0 {
+                for dir in [Direction::Original, Direction::Reply] {
+                    for input_only in [false, true] {
+                        assert_eq!(
+                            ConnState::Established.next(dir, f, input_only),
+                            ConnState::Established
+                        );
+                    }
+                }
+            }
+            assert_eq!(
+                ConnState::Udp.next(Direction::Original, f, false),
+                ConnState::Udp
+            );
+        }
     }
 
     #[test]

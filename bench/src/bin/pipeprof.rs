@@ -12,7 +12,8 @@
 //! Usage: `pipeprof SCENARIO [FLOWS] [BURSTS]`. Scenarios: `established`
 //! (NAT, `FLOWS` preloaded connections, client packets), `established-reply`
 //! (the same connections, server packets), `new-nat`, `new-fnat`,
-//! `new-dsr-sticky` (SYNs of new flows into a table of 2^21 entries),
+//! `new-dsr-sticky` (SYNs of new flows into a table of FLOWS entries, 2^21
+//! if not given; flushed, untimed, when a quarter full),
 //! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
 //! `table` (the connection table alone: burst lookup and state update).
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
@@ -37,10 +38,10 @@ const GROUP: usize = 16;
 /// Runs `bursts` bursts through `fwd`, `fill` loading each frame (untimed).
 /// Returns the timed CPU time; notes the process's huge pages at the end
 /// (while the tables are still allocated) in [`HUGE_MIB`].
-fn run(
-    fwd: &mut dyn Forwarder,
+fn run<W: Forwarder + ?Sized>(
+    fwd: &mut W,
     bursts: u64,
-    mut before_group: impl FnMut(&mut dyn Forwarder),
+    mut before_group: impl FnMut(&mut W),
     mut fill: impl FnMut(&mut BenchFrame),
 ) -> Duration {
     let mut out: Output<BenchFrame> = Output::new(2);
@@ -206,13 +207,24 @@ fn main() {
                 "new-fnat" => (ForwardMode::FullNat, false),
                 _ => (ForwardMode::Dsr, true),
             };
-            let cap = 1usize << 21;
-            let mut p: Pipeline<BenchFrame> = pipeline(services(mode, sticky), cap);
+            // FLOWS is the table capacity here (entries).
+            let cap = if args.len() > 2 {
+                flows as usize
+            } else {
+                1 << 21
+            };
+            let mut p: Pipeline<BenchFrame> = pipeline(services(mode, sticky), cap.max(64));
             let mut next = 0u64;
             let d = run(
                 &mut p,
                 bursts,
-                |_| {},
+                |p| {
+                    // Untimed: keep the table below a quarter full.
+                    if p.connection_count() > cap / 4 {
+                        p.apply(ControlMsg::FlushConnections);
+                        p.apply(ControlMsg::FlushSticky { service: None });
+                    }
+                },
                 |f| {
                     let (addr, port) = client(next);
                     next = (next + 1) % 50_000_000;
@@ -222,10 +234,6 @@ fn main() {
             );
             let c = p.counters();
             assert_eq!(c.tx_forward, c.rx_frames, "every SYN forwarded: {c:?}");
-            // Keep the table below a quarter full between runs of this size.
-            if p.connection_count() > cap / 4 {
-                p.apply(ControlMsg::FlushConnections);
-            }
             d
         }
         other => {

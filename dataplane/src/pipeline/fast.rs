@@ -10,6 +10,11 @@
 //! and the TTL decrement and the address/port rewrite update each checksum
 //! incrementally at fixed offsets.
 //!
+//! A new flow is opened by the general path (service, scheduler or sticky
+//! binding, connection insert); its first packet is then sent by the same
+//! plan ([`Pipeline::plan_original4`], [`Pipeline::send_plan4`]) when it
+//! qualifies.
+//!
 //! Every check comes **before** anything changes: when one fails (a TTL about
 //! to expire, a packet larger than the MTU, a server that is going away, a
 //! neighbour that needs a probe or a resolution, a tunnel service, IPv6, a
@@ -22,7 +27,7 @@ use super::{Output, Pipeline};
 use crate::conn::{Handle, TcpFlags};
 use crate::frame::Frame;
 use crate::model::ForwardMode;
-use crate::wire::{Classified, FragStatus, IpProtocol, L3Kind, checksum};
+use crate::wire::{Classified, EthernetAddress, FragStatus, IpProtocol, L3Kind, checksum};
 
 /// How the fast path rewrites an IPv4 TCP/UDP packet: TTL decrement, then
 /// source and destination address and port (the order of the general path:
@@ -63,54 +68,70 @@ pub(crate) fn nat4_rewrite(
         return false;
     };
     if udp {
-        rewrite_fixed::<6>(ip, tail, true, rw)
+        rewrite_fixed::<6, 8>(ip, tail, true, rw)
     } else {
-        rewrite_fixed::<16>(ip, tail, false, rw)
+        rewrite_fixed::<16, 18>(ip, tail, false, rw)
     }
 }
 
-/// [`nat4_rewrite`] on the 20-byte IPv4 header and the first bytes of the
-/// L4 header, whose checksum is at `COFF`.
+/// [`nat4_rewrite`] on the 20-byte IPv4 header and the first `N` bytes of
+/// the L4 header, whose checksum is at `COFF` (`N = COFF + 2`). Fixed-size
+/// arrays and unrolled fields: no bounds checks, no loops.
 #[inline(always)]
-fn rewrite_fixed<const COFF: usize>(ip: &mut [u8], seg: &mut [u8], udp: bool, rw: &Nat4) -> bool {
-    let (Ok(ip), Some(seg)) = (<&mut [u8; 20]>::try_from(ip), seg.get_mut(..COFF + 2)) else {
+fn rewrite_fixed<const COFF: usize, const N: usize>(
+    ip: &mut [u8],
+    seg: &mut [u8],
+    udp: bool,
+    rw: &Nat4,
+) -> bool {
+    let (Ok(ip), Some(Ok(seg))) = (
+        <&mut [u8; 20]>::try_from(ip),
+        seg.get_mut(..N).map(<&mut [u8; N]>::try_from),
+    ) else {
         return false;
     };
     if rw.dec_ttl && ip[8] <= 1 {
         return false;
     }
-    let rd16 = |x: &[u8], o: usize| u16::from_be_bytes([x[o], x[o + 1]]);
-    let mut hsum = rd16(ip, 10);
+    let mut hsum = u16::from_be_bytes([ip[10], ip[11]]);
     if rw.dec_ttl {
         // RFC 1624 on the TTL/protocol word, as Ipv4Packet::decrement_ttl.
-        let old = rd16(ip, 8);
-        let new = old - 0x0100;
-        hsum = checksum::update16(hsum, old, new);
+        let old = u16::from_be_bytes([ip[8], ip[9]]);
+        hsum = checksum::update16(hsum, old, old - 0x0100);
         ip[8] -= 1;
     }
-    let mut l4sum = rd16(seg, COFF);
+    let mut l4sum = u16::from_be_bytes([seg[COFF], seg[COFF + 1]]);
     // RFC 768: a zero UDP checksum means none was computed; it stays zero.
     let keep_l4 = !(udp && l4sum == 0);
-    for (off, new) in [(12, rw.src), (16, rw.dst)] {
-        let Some((new, _)) = new else {
-            continue;
-        };
-        let old = u32::from_be_bytes([ip[off], ip[off + 1], ip[off + 2], ip[off + 3]]);
+    if let Some((new, _)) = rw.src {
+        let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
         if old != new {
             hsum = checksum::update32(hsum, old, new);
             l4sum = checksum::update32(l4sum, old, new);
-            ip[off..off + 4].copy_from_slice(&new.to_be_bytes());
+            ip[12..16].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if let Some((new, _)) = rw.dst {
+        let old = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        if old != new {
+            hsum = checksum::update32(hsum, old, new);
+            l4sum = checksum::update32(l4sum, old, new);
+            ip[16..20].copy_from_slice(&new.to_be_bytes());
         }
     }
     ip[10..12].copy_from_slice(&hsum.to_be_bytes());
-    for (off, new) in [(0, rw.src), (2, rw.dst)] {
-        let Some((_, new)) = new else {
-            continue;
-        };
-        let old = rd16(seg, off);
+    if let Some((_, new)) = rw.src {
+        let old = u16::from_be_bytes([seg[0], seg[1]]);
         if old != new {
             l4sum = checksum::update16(l4sum, old, new);
-            seg[off..off + 2].copy_from_slice(&new.to_be_bytes());
+            seg[0..2].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if let Some((_, new)) = rw.dst {
+        let old = u16::from_be_bytes([seg[2], seg[3]]);
+        if old != new {
+            l4sum = checksum::update16(l4sum, old, new);
+            seg[2..4].copy_from_slice(&new.to_be_bytes());
         }
     }
     if keep_l4 {
@@ -124,13 +145,20 @@ fn rewrite_fixed<const COFF: usize>(ip: &mut [u8], seg: &mut [u8], udp: bool, rw
     true
 }
 
-/// Which cached neighbour index a fast-path packet uses.
-#[derive(Clone, Copy)]
-enum Hint {
-    /// The server's (`svcs[svc].servers[server].nh_hint`).
-    Server,
-    /// The pipeline's last reply next hop.
-    Reply,
+/// Everything the fast path decided about a packet before changing
+/// anything: where it goes, how it is rewritten, what it is counted as.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan4 {
+    svc: u16,
+    server: u16,
+    reply: bool,
+    udp: bool,
+    port: u16,
+    nh_idx: u32,
+    dst_mac: EthernetAddress,
+    src_mac: EthernetAddress,
+    rw: Option<Nat4>,
+    len: u64,
 }
 
 impl<F: Frame> Pipeline<F> {
@@ -140,7 +168,7 @@ impl<F: Frame> Pipeline<F> {
     #[inline]
     pub(super) fn fast4(
         &mut self,
-        mut frame: F,
+        frame: F,
         c: &Classified,
         h: &Handle,
         out: &mut Output<F>,
@@ -148,11 +176,6 @@ impl<F: Frame> Pipeline<F> {
         if !self.fast_path || c.l3 != L3Kind::Ipv4 || c.frag != FragStatus::NotFragment {
             return Some(frame);
         }
-        let udp = match c.protocol {
-            IpProtocol::TCP => false,
-            IpProtocol::UDP => true,
-            _ => return Some(frame),
-        };
         let Some((key, conn)) = self.conn4.get_with_key(h) else {
             return Some(frame);
         };
@@ -173,107 +196,199 @@ impl<F: Frame> Pipeline<F> {
                 Some(IpAddr::V4(a)) => Some((u32::from(*a), port)),
                 _ => None,
             });
-        let len = c.l3_end.saturating_sub(c.l3_offset);
-        let (port, nh, mtu, src_mac, hint, rw) = if h.is_reply() {
-            // Server → client: back to the VIP (and to the client in full NAT).
-            let Some((port, nh)) = self.fib.lookup(IpAddr::V4(key.src)) else {
-                return Some(frame);
-            };
-            let Some(p) = self.ports.get(usize::from(port)) else {
-                return Some(frame);
-            };
+        let plan = if h.is_reply() {
+            // Server → client: back from the VIP (and to the client in full NAT).
             let rw = Nat4 {
                 dec_ttl: true,
                 src: Some((u32::from(key.dst), key.dst_port)),
                 dst: local.map(|_| (u32::from(key.src), key.src_port)),
             };
-            (port, nh, p.mtu, p.mac, Hint::Reply, Some(rw))
+            self.plan_reply4(c, svc, server, IpAddr::V4(key.src), rw)
         } else {
-            let Some((port, nh)) = srv.route else {
-                return Some(frame);
-            };
-            let rw = match (rt.mode, srv.addr) {
-                (ForwardMode::Nat | ForwardMode::FullNat, IpAddr::V4(sa)) => Some(Nat4 {
-                    dec_ttl: true,
-                    src: local,
-                    dst: Some((u32::from(sa), srv.port.unwrap_or(key.dst_port))),
-                }),
-                (ForwardMode::Dsr, _) if nh == srv.addr => None,
-                _ => return Some(frame),
-            };
-            (port, nh, srv.mtu, srv.src_mac, Hint::Server, rw)
+            self.plan_original4(c, svc, server, local, key.dst_port)
         };
-        // Router checks (a TTL about to expire and a packet too big are the
-        // general path's business: it answers them with ICMP errors).
-        if len > usize::from(mtu)
-            || (rw.is_some() && c.ttl <= 1)
-            || out.tx.len() <= usize::from(port)
-        {
+        let Some(plan) = plan else {
             return Some(frame);
+        };
+        if let Err(f) = self.send_plan4(frame, c, &plan, out) {
+            return Some(f);
+        }
+        self.conn4.on_packet(h, TcpFlags(c.tcp_flags.0), self.now);
+        None
+    }
+
+    /// The plan for a client packet of service `svc` to `server` (full-NAT
+    /// local address and port `local`, destination port `vport` on the VIP),
+    /// if the fast path can send it: the checks of `send_original`,
+    /// `route_checks` and the neighbour table, without side effects.
+    #[inline]
+    pub(super) fn plan_original4(
+        &mut self,
+        c: &Classified,
+        svc: u16,
+        server: u16,
+        local: Option<(u32, u16)>,
+        vport: u16,
+    ) -> Option<Plan4> {
+        let udp = fast_l4(c)?;
+        let rt = self.svcs.get(usize::from(svc))?;
+        let srv = rt.servers.get(usize::from(server))?;
+        let (port, nh) = srv.route?;
+        let rw = match (rt.mode, srv.addr) {
+            (ForwardMode::Nat | ForwardMode::FullNat, IpAddr::V4(sa)) => Some(Nat4 {
+                dec_ttl: true,
+                src: local,
+                dst: Some((u32::from(sa), srv.port.unwrap_or(vport))),
+            }),
+            (ForwardMode::Dsr, _) if nh == srv.addr => None,
+            _ => return None,
+        };
+        let (mtu, src_mac, hint) = (srv.mtu, srv.src_mac, srv.nh_hint);
+        self.plan4(c, svc, server, false, udp, port, nh, mtu, src_mac, hint, rw)
+    }
+
+    /// The plan for a server packet (NAT or full-NAT reply) to `client`.
+    #[inline]
+    fn plan_reply4(
+        &mut self,
+        c: &Classified,
+        svc: u16,
+        server: u16,
+        client: IpAddr,
+        rw: Nat4,
+    ) -> Option<Plan4> {
+        let udp = fast_l4(c)?;
+        let (port, nh) = self.fib.lookup(client)?;
+        let p = self.ports.get(usize::from(port))?;
+        let (mtu, src_mac, hint) = (p.mtu, p.mac, self.reply_nh_hint);
+        self.plan4(
+            c,
+            svc,
+            server,
+            true,
+            udp,
+            port,
+            nh,
+            mtu,
+            src_mac,
+            hint,
+            Some(rw),
+        )
+    }
+
+    /// The router and neighbour checks shared by both directions.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn plan4(
+        &mut self,
+        c: &Classified,
+        svc: u16,
+        server: u16,
+        reply: bool,
+        udp: bool,
+        port: u16,
+        nh: IpAddr,
+        mtu: u16,
+        src_mac: EthernetAddress,
+        hint: u32,
+        rw: Option<Nat4>,
+    ) -> Option<Plan4> {
+        // A TTL about to expire and a packet too big are the general path's
+        // business: it answers them with ICMP errors.
+        let len = c.l3_end.saturating_sub(c.l3_offset);
+        if len > usize::from(mtu) || (rw.is_some() && c.ttl <= 1) {
+            return None;
         }
         let now = self.now;
-        let mut idx = match hint {
-            Hint::Server => srv.nh_hint,
-            Hint::Reply => self.reply_nh_hint,
-        };
-        let dst_mac = match self.neigh.peek(idx, port, nh, now) {
-            Some(m) => m,
+        let (nh_idx, dst_mac) = match self.neigh.peek(hint, port, nh, now) {
+            Some(m) => (hint, m),
             None => {
                 // Not the cached entry: find it (and cache it) if it exists.
-                let Some(i) = self.neigh.index_of(port, nh) else {
-                    return Some(frame);
-                };
-                idx = i;
-                match hint {
-                    Hint::Server => {
-                        if let Some(s) = self
-                            .svcs
-                            .get_mut(usize::from(svc))
-                            .and_then(|s| s.servers.get_mut(usize::from(server)))
-                        {
-                            s.nh_hint = i;
-                        }
-                    }
-                    Hint::Reply => self.reply_nh_hint = i,
+                let i = self.neigh.index_of(port, nh)?;
+                if reply {
+                    self.reply_nh_hint = i;
+                } else if let Some(s) = self
+                    .svcs
+                    .get_mut(usize::from(svc))
+                    .and_then(|s| s.servers.get_mut(usize::from(server)))
+                {
+                    s.nh_hint = i;
                 }
-                match self.neigh.peek(i, port, nh, now) {
-                    Some(m) => m,
-                    None => return Some(frame),
-                }
+                (i, self.neigh.peek(i, port, nh, now)?)
             }
         };
-        // The rewrite writes nothing if it cannot be done.
+        Some(Plan4 {
+            svc,
+            server,
+            reply,
+            udp,
+            port,
+            nh_idx,
+            dst_mac,
+            src_mac,
+            rw,
+            len: len as u64,
+        })
+    }
+
+    /// Sends `frame` per `plan`: rewrite, Ethernet addresses, counters,
+    /// queue. Gives the frame back untouched if it cannot be rewritten.
+    #[inline]
+    pub(super) fn send_plan4(
+        &mut self,
+        mut frame: F,
+        c: &Classified,
+        plan: &Plan4,
+        out: &mut Output<F>,
+    ) -> Result<(), F> {
+        let port = usize::from(plan.port);
+        if port >= out.tx.len() {
+            return Err(frame);
+        }
         let b = frame.bytes_mut();
-        if let Some(rw) = rw
-            && !nat4_rewrite(b, c.l3_offset, c.l4_offset, c.l3_end, udp, &rw)
+        if let Some(rw) = &plan.rw
+            && !nat4_rewrite(b, c.l3_offset, c.l4_offset, c.l3_end, plan.udp, rw)
         {
-            return Some(frame);
+            return Err(frame);
         }
         if let Some(h) = b.get_mut(..12) {
-            h[..6].copy_from_slice(&dst_mac.0);
-            h[6..].copy_from_slice(&src_mac.0);
+            h[..6].copy_from_slice(&plan.dst_mac.0);
+            h[6..].copy_from_slice(&plan.src_mac.0);
         }
-        // Committed: account and queue.
-        self.neigh.touch(idx, now);
-        self.conn4.on_packet(h, TcpFlags(c.tcp_flags.0), now);
-        if let Some(sc) = self.svc_ctr.get_mut(usize::from(svc)) {
-            let len = len as u64;
-            if h.is_reply() {
+        self.neigh.touch(plan.nh_idx, self.now);
+        if let Some(sc) = self.svc_ctr.get_mut(usize::from(plan.svc)) {
+            if plan.reply {
                 sc.packets_out += 1;
-                sc.bytes_out += len;
+                sc.bytes_out += plan.len;
             } else {
                 sc.packets_in += 1;
-                sc.bytes_in += len;
-                if let Some(s) = sc.servers.get_mut(usize::from(server)) {
+                sc.bytes_in += plan.len;
+                if let Some(s) = sc.servers.get_mut(usize::from(plan.server)) {
                     s.packets += 1;
-                    s.bytes += len;
+                    s.bytes += plan.len;
                 }
             }
         }
-        out.tx[usize::from(port)].push(frame);
+        if let Some(q) = out.tx.get_mut(port) {
+            q.push(frame);
+        }
         self.counters.tx_forward += 1;
         self.fast_forwarded += 1;
-        None
+        Ok(())
+    }
+}
+
+/// Whether the fast path handles `c`'s L4 protocol: `Some(udp)` for an
+/// unfragmented IPv4 TCP or UDP packet.
+#[inline(always)]
+fn fast_l4(c: &Classified) -> Option<bool> {
+    if c.l3 != L3Kind::Ipv4 || c.frag != FragStatus::NotFragment {
+        return None;
+    }
+    match c.protocol {
+        IpProtocol::TCP => Some(false),
+        IpProtocol::UDP => Some(true),
+        _ => None,
     }
 }
 
@@ -748,8 +863,8 @@ mod tests {
     }
 
     /// The fast path does take the common cases (so the property above
-    /// compares something): established NAT, full-NAT and DSR packets in
-    /// both directions leave without the general path.
+    /// compares something): new flows' first packets once opened, and
+    /// established NAT, full-NAT and DSR packets in both directions.
     #[test]
     fn fast_path_takes_established_flows() {
         let mut s = Side::new(true);
@@ -779,7 +894,8 @@ mod tests {
             let (tx, _) = s.rx(now, 0, &[syn]);
             assert_eq!(tx[1].len(), 1, "service {svc}");
         }
-        assert_eq!(s.p.fast_forwarded, 0, "new flows take the general path");
+        // New flows are opened by the general path and sent by the fast one.
+        assert_eq!(s.p.fast_forwarded, 5);
         let conns: Vec<_> = s.p.connections().collect();
         assert_eq!(conns.len(), 5);
         let mut replies = Vec::new();
@@ -810,7 +926,7 @@ mod tests {
         assert_eq!(tx[0].len(), 4);
         let (tx, _) = s.rx(now, 0, &requests);
         assert_eq!(tx[1].len(), 5);
-        assert_eq!(s.p.fast_forwarded, 9);
+        assert_eq!(s.p.fast_forwarded, 5 + 9);
         assert_eq!(s.p.counters().accounted(), s.p.counters().rx_frames);
     }
 }

@@ -251,6 +251,22 @@ impl<F: Frame> Pipeline<F> {
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;
                 }
+                // The fast path sends it if it can (IPv4, next hop resolved...).
+                let local4 = match local {
+                    Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
+                    _ => None,
+                };
+                let plan = self
+                    .fast_path
+                    .then(|| self.plan_original4(c, svc, server, local4, c.dst_port))
+                    .flatten();
+                let frame = match plan {
+                    Some(plan) => match self.send_plan4(frame, c, &plan, out) {
+                        Ok(()) => return,
+                        Err(f) => f,
+                    },
+                    None => frame,
+                };
                 let fwd = Fwd {
                     svc,
                     server,

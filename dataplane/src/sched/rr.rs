@@ -63,24 +63,29 @@ impl SmoothWrr {
     /// Picks a backend, or `None` when none has a positive weight or a
     /// backend's index lies outside the pool this state was sized for.
     pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
+        let current = self.current.as_mut_slice();
         let mut total = 0i64;
-        let mut best: Option<(i64, usize)> = None;
+        let mut best_c = i64::MIN;
+        let mut best = usize::MAX;
         for b in backends {
             if b.weight == 0 {
                 continue;
             }
             let w = i64::from(b.weight);
-            let slot = self.current.get_mut(b.index as usize)?;
-            *slot += w;
+            let i = usize::from(b.index);
+            let slot = current.get_mut(i)?;
+            let c = *slot + w;
+            *slot = c;
             total += w;
-            let c = *slot;
-            if best.is_none_or(|(bc, _)| c > bc) {
-                best = Some((c, b.index as usize));
+            // Strictly greater: the first of equal current weights wins.
+            if c > best_c {
+                best_c = c;
+                best = i;
             }
         }
-        let (_, bi) = best?;
-        self.current[bi] -= total;
-        Some(bi as u16)
+        let slot = current.get_mut(best)?;
+        *slot -= total;
+        Some(best as u16)
     }
 }
 

@@ -39,12 +39,19 @@
 //!
 //! # Bursts
 //! [`ConnTable::lookup_burst`] works in passes over up to 32 keys: hash them
-//! all, then load every key's control group (`HashTable::iter_hash_buckets`),
-//! then read the candidate buckets. Each pass is a short loop of independent
-//! loads, so the CPU overlaps their cache misses: the effect of prefetching,
-//! which hashbrown does not expose to safe code. A [`Handle`] remembers the
-//! bucket, so later accesses in the same burst do not probe again (they
-//! re-probe only if an insert in between moved entries).
+//! all; then *touch* each key's likeliest bucket, the first of its probe
+//! sequence (`hash & (buckets - 1)`, hashbrown's `h1`), and its control
+//! byte; then take a key found there as a hit, and probe the others in full
+//! (absent keys, or keys further along their probe sequence); then resolve
+//! the forward entries of reply hits the same way (touch, then read). The
+//! touch pass is a short loop of independent loads whose values nothing
+//! waits for, so the CPU overlaps their cache and TLB misses across the
+//! burst: the effect of prefetching, which hashbrown does not expose to safe
+//! code. At the load this table keeps (at most half full, usually far less)
+//! about nine keys in ten sit in their likeliest bucket, so a hit costs the
+//! two lines the touch brought in. A [`Handle`] remembers the bucket, so
+//! later accesses in the same burst do not probe again (they re-probe only
+//! if an insert in between moved entries).
 //!
 //! # TCP state and timeouts
 //! The table follows each TCP connection through the states of

@@ -444,6 +444,57 @@ pub fn huge_pages() -> bool {
     false
 }
 
+/// Locks the process's memory, present and future (`mlockall(MCL_CURRENT |
+/// MCL_FUTURE)`), if `TACK_BENCH_MLOCK=1`: every later allocation is then
+/// populated when it is made, so no page fault lands in a timed region. Off
+/// by default: populating at `mmap` time comes before glibc's
+/// `madvise(MADV_HUGEPAGE)`, so the tables get 4 KiB pages (the benchmarks
+/// warm their tables up instead, untimed). Returns whether the memory is
+/// locked (it needs `CAP_IPC_LOCK` or a large enough `RLIMIT_MEMLOCK`).
+pub fn lock_memory() -> bool {
+    if !std::env::var("TACK_BENCH_MLOCK").is_ok_and(|v| v == "1") {
+        return false;
+    }
+    // SAFETY: mlockall has no memory-safety preconditions.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    if rc != 0 {
+        eprintln!(
+            "mlockall failed ({}): page faults may land in timed regions",
+            std::io::Error::last_os_error()
+        );
+    }
+    rc == 0
+}
+
+/// Opens new flows (SYNs of flows `*next..`) until `p` has held
+/// `connections` of them, then flushes its connections and sticky bindings:
+/// every page of the tables a new-flow benchmark writes to is then faulted
+/// in (and, with [`huge_pages`], backed by huge pages) before it is timed.
+pub fn warm_new_flows(p: &mut Pipeline<BenchFrame>, next: &mut u64, connections: usize) {
+    let mut out: Output<BenchFrame> = Output::new(2);
+    let mut rx: Vec<BenchFrame> = (0..BURST).map(|_| BenchFrame::new()).collect();
+    let mut buf = [0u8; 60];
+    while p.connection_count() < connections {
+        for f in rx.iter_mut() {
+            let (addr, port) = client(*next);
+            *next = (*next + 1) % 50_000_000;
+            segment(&mut buf, addr, port, 0x02);
+            f.load(&buf);
+        }
+        let before = p.connection_count();
+        p.burst(&mut rx, &mut out);
+        rx.append(&mut out.tx[1]);
+        rx.append(&mut out.tx[0]);
+        rx.append(&mut out.host);
+        rx.resize_with(BURST, BenchFrame::new);
+        if p.connection_count() == before {
+            break;
+        }
+    }
+    p.apply(ControlMsg::FlushConnections);
+    p.apply(ControlMsg::FlushSticky { service: None });
+}
+
 /// Transparent huge pages currently backing this process's anonymous
 /// memory, in MiB (`AnonHugePages` of `/proc/self/smaps_rollup`).
 pub fn anon_huge_mib() -> Option<u64> {

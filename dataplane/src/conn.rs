@@ -1173,18 +1173,36 @@ impl<K: FlowKey> ConnTable<K> {
         };
         let seed = self.seed;
         let hasher = |e: &Entry<K>| e.key.hash_with(seed);
-        let bucket = self
-            .table
-            .insert_unique(h, Entry { key, c: conn }, hasher)
-            .bucket_index();
+        // Through the entry API: the vacant entry writes the new entry into
+        // its bucket straight from registers (`insert_unique` would read it
+        // back from the stack, stalling behind the stores still missing the
+        // cache). Both keys were checked absent above.
+        let bucket = match self.table.entry(h, |e| e.key == key, hasher) {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Entry { key, c: conn }).bucket_index()
+            }
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                // Cannot happen (checked above, and eviction only removes).
+                let b = o.bucket_index();
+                self.free.push(id);
+                self.stats.insert_exists += 1;
+                return match self.handle_at(h, b) {
+                    Some(existing) => Err(InsertError::Exists(existing)),
+                    None => Err(InsertError::Full),
+                };
+            }
+        };
         if let (Some(r), Some(rh)) = (reply, rh) {
             let rc = Conn {
                 word: h,
                 bits: BIT_REPLY,
                 ..conn
             };
-            self.table
-                .insert_unique(rh, Entry { key: r, c: rc }, hasher);
+            if let hashbrown::hash_table::Entry::Vacant(v) =
+                self.table.entry(rh, |e| e.key == r, hasher)
+            {
+                v.insert(Entry { key: r, c: rc });
+            }
         }
         self.set_meta(
             id,

@@ -221,7 +221,7 @@ impl<F: Frame> Pipeline<F> {
     /// local address and port `local`, destination port `vport` on the VIP),
     /// if the fast path can send it: the checks of `send_original`,
     /// `route_checks` and the neighbour table, without side effects.
-    #[inline]
+    #[inline(always)]
     pub(super) fn plan_original4(
         &mut self,
         c: &Classified,
@@ -333,7 +333,7 @@ impl<F: Frame> Pipeline<F> {
 
     /// Sends `frame` per `plan`: rewrite, Ethernet addresses, counters,
     /// queue. Gives the frame back untouched if it cannot be rewritten.
-    #[inline]
+    #[inline(always)]
     pub(super) fn send_plan4(
         &mut self,
         mut frame: F,

@@ -56,12 +56,6 @@ impl Tuple {
     }
 }
 
-/// A successful insert: what was evicted for it (client address and
-/// connection).
-pub(crate) struct Ins {
-    pub(crate) evicted: [Option<(IpAddr, Conn)>; 2],
-}
-
 impl<F: Frame> Pipeline<F> {
     /// The connection `h` names, with its forward (client-side) tuple.
     #[inline]
@@ -113,14 +107,15 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Creates a connection.
+    /// Creates a connection. Connections evicted to make room for it are
+    /// closed (and what they held released) before this returns.
     pub(crate) fn conn_insert(
         &mut self,
         fwd: &Tuple,
         reply: Option<&Tuple>,
         new: NewConn,
         flags: u8,
-    ) -> Result<Ins, InsertError> {
+    ) -> Result<(), InsertError> {
         let f = TcpFlags(flags);
         match (fwd.key4(), fwd.key6()) {
             (Some(k), _) => {
@@ -129,11 +124,10 @@ impl<F: Frame> Pipeline<F> {
                     None => None,
                 };
                 let ins = self.conn4.insert(k, r, new, f, self.now)?;
-                Ok(Ins {
-                    evicted: ins
-                        .evicted
-                        .map(|e| e.map(|c| (IpAddr::V4(c.key.src), c.conn))),
-                })
+                for c in ins.evicted.iter().flatten() {
+                    self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+                }
+                Ok(())
             }
             (_, Some(k)) => {
                 let r = match reply {
@@ -141,11 +135,10 @@ impl<F: Frame> Pipeline<F> {
                     None => None,
                 };
                 let ins = self.conn6.insert(k, r, new, f, self.now)?;
-                Ok(Ins {
-                    evicted: ins
-                        .evicted
-                        .map(|e| e.map(|c| (IpAddr::V6(c.key.src), c.conn))),
-                })
+                for c in ins.evicted.iter().flatten() {
+                    self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+                }
+                Ok(())
             }
             _ => Err(InsertError::ReplyIsForward),
         }

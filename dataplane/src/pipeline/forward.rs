@@ -240,26 +240,27 @@ impl<F: Frame> Pipeline<F> {
             local: local.map(|(i, _, p)| (i, p)),
             user_flags: if tracked { FLAG_STICKY } else { 0 },
         };
+        // The fast path's plan for the first packet (IPv4, next hop resolved,
+        // ...), made before the insert: it changes nothing, and nothing read
+        // after the insert then waits for the insert's stores to reach the
+        // cache.
+        let plan = if self.fast_path {
+            let local4 = match local {
+                Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
+                _ => None,
+            };
+            self.plan_original4(c, svc, server, local4, c.dst_port)
+        } else {
+            None
+        };
         match self.conn_insert(&orig, reply.as_ref(), new, c.tcp_flags.0) {
-            Ok(ins) => {
-                for (client, conn) in ins.evicted.into_iter().flatten() {
-                    self.conn_gone(client, &conn, false);
-                }
+            Ok(()) => {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
                 self.count_conn(svc, server);
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;
                 }
-                // The fast path sends it if it can (IPv4, next hop resolved...).
-                let local4 = match local {
-                    Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
-                    _ => None,
-                };
-                let plan = self
-                    .fast_path
-                    .then(|| self.plan_original4(c, svc, server, local4, c.dst_port))
-                    .flatten();
                 let frame = match plan {
                     Some(plan) => match self.send_plan4(frame, c, &plan, out) {
                         Ok(()) => return,

@@ -1292,10 +1292,7 @@ impl<F: Frame> Pipeline<F> {
         };
         // An ACK: the connection starts established.
         match self.conn_insert(&orig, reply.as_ref(), new, 0x10) {
-            Ok(ins) => {
-                for (client, conn) in ins.evicted.into_iter().flatten() {
-                    self.conn_gone(client, &conn, false);
-                }
+            Ok(()) => {
                 self.sched.conn_opened(svc, spec.server);
                 self.counters.conn_created += 1;
                 self.count_conn(svc, spec.server);

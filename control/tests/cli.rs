@@ -31,14 +31,7 @@ fn run(profile: &str) -> (i32, String) {
     let dir = TempDir::new();
     let path = dir.path("p.yaml");
     std::fs::write(&path, profile).unwrap();
-    let out = Command::new(tack_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("spawn tack");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "tack panicked: {stderr}");
-    (out.status.code().unwrap_or(-1), stderr)
+    run_path(path.to_str().expect("utf-8 path"))
 }
 
 fn assert_one_line_error(profile: &str, expect: &[&str]) {
@@ -87,15 +80,15 @@ fn missing_file() {
     assert!(stderr.contains("cannot read profile"), "{stderr}");
 }
 
+/// Runs `tack run --config PATH`; returns (exit code, stderr), checking it did not panic.
 fn run_path(path: &str) -> (i32, String) {
     let out = Command::new(tack_bin())
         .args(["run", "--config", path])
         .output()
         .expect("spawn tack");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "tack panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
 }
 
 #[test]

@@ -66,6 +66,13 @@ unsafe impl<T: RingItem> Send for Inner<T> {}
 // SAFETY: as above.
 unsafe impl<T: RingItem> Sync for Inner<T> {}
 
+impl<T: RingItem> Inner<T> {
+    fn count(&self) -> usize {
+        // SAFETY: reads the ring's indexes.
+        unsafe { sys::tack_rte_ring_count(self.ring.as_ptr()) as usize }
+    }
+}
+
 impl<T: RingItem> Drop for Inner<T> {
     fn drop(&mut self) {
         // Both ends are gone: drop what is left, then free the ring.
@@ -190,8 +197,7 @@ impl<T: RingItem> Producer<T> {
 
     /// Items currently in the ring.
     pub fn len(&self) -> usize {
-        // SAFETY: reads the ring's indexes.
-        unsafe { sys::tack_rte_ring_count(self.inner.ring.as_ptr()) as usize }
+        self.inner.count()
     }
 
     /// Whether the ring is empty.
@@ -246,8 +252,7 @@ impl<T: RingItem> Consumer<T> {
 
     /// Items currently in the ring.
     pub fn len(&self) -> usize {
-        // SAFETY: reads the ring's indexes.
-        unsafe { sys::tack_rte_ring_count(self.inner.ring.as_ptr()) as usize }
+        self.inner.count()
     }
 
     /// Whether the ring is empty.

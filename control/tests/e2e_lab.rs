@@ -451,3 +451,86 @@ fn reload_down_and_drain_one_worker() {
 fn reload_down_and_drain_two_workers() {
     reload_down_and_drain(2);
 }
+
+/// Two servers only, for the add-a-server test.
+const TWO_SERVERS: &str = r#"  - name: web
+    vip: 10.100.0.10
+    port: 80
+    mode: nat
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 } ]
+  - name: natural
+    vip: 10.100.0.14
+    port: 80
+    mode: fullnat
+    local_addresses: [10.0.0.203]
+    persistence: { timeout: 5, natural_class: true }
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 } ]
+"#;
+
+#[test]
+fn added_server_shares_load_without_breaking_established_or_sticky_clients() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, sock) = lab.profile(2, TWO_SERVERS);
+    let mut tack = Tack::start(&lab.lb(), &profile);
+    let mut ka = KeepAlive::new(&lab, "c3");
+    let first = ka.say("open 8 http://10.100.0.10/");
+    let sticky_before: Vec<(&str, &str, String)> = [
+        ("c1", "11.1.2.3"),
+        ("c2", "172.16.1.5"),
+        ("c3", "198.18.5.1"),
+    ]
+    .into_iter()
+    .map(|(c, src)| {
+        let h = lab.hits(c, "http://10.100.0.14/", 5, &[src]);
+        assert_eq!(h.servers.len(), 1, "{h:?}");
+        (c, src, h.servers.keys().next().cloned().unwrap())
+    })
+    .collect();
+
+    // LocalDirector claim 11: a new real server shares the load...
+    tackctl(&sock, "server web add 10.0.0.13");
+    tackctl(&sock, "server natural add 10.0.0.13");
+    let h = lab.hits("c1", "http://10.100.0.10/", 300, &[]);
+    assert_eq!(h.errors, 0);
+    assert!(
+        h.servers.get("s3").copied().unwrap_or(0) > 60,
+        "the new server takes new clients: {h:?}"
+    );
+    // ...without breaking established connections or sticky clients.
+    assert_eq!(
+        ka.say("again"),
+        first,
+        "established connections keep their servers"
+    );
+    for (c, src, server) in &sticky_before {
+        let h = lab.hits(c, "http://10.100.0.14/", 5, &[src]);
+        assert_eq!(
+            h.servers.keys().collect::<Vec<_>>(),
+            vec![server],
+            "sticky client {src} stays on {server}"
+        );
+    }
+    let services = tackctl(&sock, "services");
+    assert!(
+        services
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains("10.0.0.13")),
+        "{services}"
+    );
+
+    // Removing it again, and a reload with a broken profile, keep the rest running.
+    tackctl(&sock, "server web remove 10.0.0.13");
+    let h = lab.hits("c1", "http://10.100.0.10/", 50, &[]);
+    assert!(!h.servers.contains_key("s3") && h.errors == 0, "{h:?}");
+    let good = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(&profile, good.replace("mode: nat", "mode: natt")).unwrap();
+    let refused = tack.reload_outcome();
+    assert!(
+        refused.contains("refused") && refused.contains("services[0].mode"),
+        "{refused}"
+    );
+    assert_eq!(ka.say("again"), first, "a refused reload changes nothing");
+    drop(ka);
+    stop_and_check(tack);
+}

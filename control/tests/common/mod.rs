@@ -250,6 +250,12 @@ impl Tack {
     /// Sends SIGHUP (reload the profile), waits until `tack` reports it
     /// applied it, and panics if it refused it.
     pub fn reload(&mut self) {
+        let line = self.reload_outcome();
+        assert!(!line.contains("refused"), "{line}");
+    }
+
+    /// Sends SIGHUP and returns `tack`'s report of the reload.
+    pub fn reload_outcome(&mut self) -> String {
         let before = self
             .lines
             .iter()
@@ -264,11 +270,10 @@ impl Tack {
                 .filter(|l| l.starts_with("tack: reload"))
                 .collect();
             if done.len() > before {
-                let last = done[done.len() - 1];
-                assert!(!last.contains("refused"), "{last}");
+                let last = done[done.len() - 1].clone();
                 // Workers take the new epoch at their next loop iteration.
                 std::thread::sleep(Duration::from_millis(20));
-                return;
+                return last;
             }
             assert!(Instant::now() < deadline, "tack did not report the reload");
             if let Ok(l) = self.stdout.recv_timeout(Duration::from_millis(100)) {

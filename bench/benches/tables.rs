@@ -2,15 +2,27 @@
 //! new-connection inserts, sticky resolution, scheduler picks and Maglev
 //! table builds.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-tables cargo bench -p tack-bench --bench tables`
-//! (add `-- lookup` etc. to filter). Throughput figures are per key / per
-//! connection / per pick.
+//! Run: `cargo bench -p tack-bench --bench tables` (add `-- lookup` etc. to
+//! filter; `TACK_BENCH_FLOWS=1000,1000000,10000000` for other table sizes,
+//! 10 M being opt-in: 1.8 GiB and a while to fill). Throughput figures are per
+//! key / per connection / per pick.
+//!
+//! The burst lookups are compared with a baseline measured in the same run:
+//! a plain `hashbrown::HashMap` holding the same keys, looked up one by one
+//! (`baseline-hashmap`). A summary table (thread CPU time per key) is printed
+//! at the end. Like the pipeline benchmark, this one re-executes itself with
+//! transparent huge pages for malloc ([`tack_bench::huge_pages`];
+//! `TACK_BENCH_HUGEPAGES=0` to measure 4 KiB pages).
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput};
+use hashbrown::HashMap;
+use tack_bench::thread_cpu;
 use tack_dataplane::Time;
 use tack_dataplane::conn::{
     BURST, ConnTable4, ConnTable6, ConnTableConfig, Handle, Key4, Key6, NewConn, TcpFlags,
@@ -90,12 +102,43 @@ fn probe_order(n: u32, len: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Thread CPU time and keys per summary row.
+static TOTALS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
+
+fn record(name: &str, d: Duration, keys: u64) {
+    let mut t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+    let e = t.entry(name.to_string()).or_default();
+    e.0 += d;
+    e.1 += keys;
+}
+
+/// Runs `iters` bursts of `keys` (from `*pos`, wrapping) through `f`;
+/// returns the thread CPU time.
+fn bursts(keys: &[Key4], pos: &mut usize, iters: u64, mut f: impl FnMut(&[Key4])) -> Duration {
+    let start = thread_cpu();
+    for _ in 0..iters {
+        let burst = &keys[*pos..*pos + BURST];
+        *pos = (*pos + BURST) % (keys.len() - BURST);
+        f(burst);
+    }
+    thread_cpu() - start
+}
+
+fn flow_counts() -> Vec<u32> {
+    match std::env::var("TACK_BENCH_FLOWS") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![1_000, 100_000, 1_000_000],
+    }
+}
+
 fn bench_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("conn_lookup_burst32");
     g.throughput(Throughput::Elements(BURST as u64));
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(4));
-    for &n in &[1_000u32, 100_000, 1_000_000, 10_000_000] {
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    for n in flow_counts() {
+        let n = n.max(1);
         let mut t = filled4(n);
         eprintln!(
             "conn table v4: {n} flows, hash table {} MiB ({:.0} B/flow incl. slack)",
@@ -106,27 +149,50 @@ fn bench_lookup(c: &mut Criterion) {
         let keys: Vec<Key4> = order.iter().map(|&i| key4(i)).collect();
         let mut out = [None::<Handle>; BURST];
         let mut pos = 0usize;
+        let name = format!("conn table burst lookup, {n} flows");
         g.bench_function(format!("lookup/{n}"), |b| {
-            b.iter(|| {
-                let burst = &keys[pos..pos + BURST];
-                pos = (pos + BURST) % (keys.len() - BURST);
-                t.lookup_burst(burst, &mut out).unwrap();
-                black_box(&out);
+            b.iter_custom(|iters| {
+                let d = bursts(&keys, &mut pos, iters, |burst| {
+                    t.lookup_burst(burst, &mut out).unwrap();
+                    black_box(&out);
+                });
+                record(&name, d, iters * BURST as u64);
+                d
             })
         });
         let mut now = 1u64;
+        let name_u = format!("conn table burst lookup + state update, {n} flows");
         g.bench_function(format!("lookup+update/{n}"), |b| {
-            b.iter(|| {
-                let burst = &keys[pos..pos + BURST];
-                pos = (pos + BURST) % (keys.len() - BURST);
-                now += 1000;
-                t.lookup_burst(burst, &mut out).unwrap();
-                for h in out.iter().flatten() {
-                    black_box(t.on_packet(h, TcpFlags::ACK, Time(now)));
-                }
+            b.iter_custom(|iters| {
+                let d = bursts(&keys, &mut pos, iters, |burst| {
+                    now += 1000;
+                    t.lookup_burst(burst, &mut out).unwrap();
+                    for h in out.iter().flatten() {
+                        black_box(t.on_packet(h, TcpFlags::ACK, Time(now)));
+                    }
+                });
+                record(&name_u, d, iters * BURST as u64);
+                d
             })
         });
         drop(t);
+        // Baseline: the same keys in a plain hashbrown map, one lookup each.
+        let mut map: HashMap<Key4, u32> = HashMap::with_capacity(2 * n as usize);
+        for i in 0..n {
+            map.insert(key4(i), i);
+        }
+        let name_b = format!("hashbrown HashMap lookup, {n} flows");
+        g.bench_function(format!("baseline-hashmap/{n}"), |b| {
+            b.iter_custom(|iters| {
+                let d = bursts(&keys, &mut pos, iters, |burst| {
+                    for k in burst {
+                        black_box(map.get(k));
+                    }
+                });
+                record(&name_b, d, iters * BURST as u64);
+                d
+            })
+        });
     }
     g.finish();
 
@@ -382,11 +448,40 @@ fn bench_sched(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_lookup,
-    bench_insert,
-    bench_sticky,
-    bench_sched
-);
-criterion_main!(benches);
+fn main() {
+    let huge = tack_bench::huge_pages();
+    let mut c = Criterion::default().configure_from_args();
+    bench_lookup(&mut c);
+    bench_insert(&mut c);
+    bench_sticky(&mut c);
+    bench_sched(&mut c);
+    c.final_summary();
+    let t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+    if t.is_empty() {
+        return;
+    }
+    println!(
+        "\nConnection table lookups (thread CPU time per key, warm-up included; \
+         transparent huge pages {}; baseline: a plain hashbrown HashMap of the same keys, \
+         looked up one by one, in the same run):\n",
+        if huge { "requested" } else { "off" }
+    );
+    println!("| flows | burst lookup ns/key | + state update | HashMap ns/key | burst / HashMap |");
+    println!("|---:|---:|---:|---:|---:|");
+    let get = |name: String| {
+        t.get(&name)
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| d.as_nanos() as f64 / *n as f64)
+    };
+    for n in flow_counts() {
+        let l = get(format!("conn table burst lookup, {n} flows"));
+        let u = get(format!("conn table burst lookup + state update, {n} flows"));
+        let b = get(format!("hashbrown HashMap lookup, {n} flows"));
+        let f = |x: Option<f64>| x.map_or_else(|| "–".to_string(), |x| format!("{x:.1}"));
+        let r = match (l, b) {
+            (Some(l), Some(b)) => format!("{:.2}", l / b),
+            _ => "–".to_string(),
+        };
+        println!("| {n} | {} | {} | {} | {r} |", f(l), f(u), f(b));
+    }
+}

@@ -708,19 +708,24 @@ impl<F: Frame> Pipeline<F> {
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
             {
-                // The addresses are read from the frame: the classification's
-                // copies are `IpAddr`s, slower to take apart.
-                let l3 = c.l3_offset;
+                // The addresses and ports are read from the frame: the
+                // classification's copies are `IpAddr`s, slower to take
+                // apart, and its ports were just stored as two halves that a
+                // wider load would wait for.
+                let (l3, l4) = (c.l3_offset, c.l4_offset);
                 match c.l3 {
                     L3Kind::Ipv4 => {
-                        if let Some(a) = b
+                        let addrs = b
                             .get(l3 + 12..l3 + 20)
-                            .and_then(|a| <[u8; 8]>::try_from(a).ok())
-                        {
+                            .and_then(|a| <[u8; 8]>::try_from(a).ok());
+                        let ports = b.get(l4..l4 + 4).and_then(|p| <[u8; 4]>::try_from(p).ok());
+                        if let (Some(a), Some(p)) = (addrs, ports) {
                             let src = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
                             let dst = Ipv4Addr::new(a[4], a[5], a[6], a[7]);
+                            let sport = u16::from_be_bytes([p[0], p[1]]);
+                            let dport = u16::from_be_bytes([p[2], p[3]]);
                             s.keys4
-                                .push(Key4::new(src, dst, c.src_port, c.dst_port, c.protocol.0));
+                                .push(Key4::new(src, dst, sport, dport, c.protocol.0));
                             s.at4.push(i as u8);
                         }
                     }

@@ -12,9 +12,35 @@
 //!   offsets: the memory cost (cache and TLB misses) of *any* hash table of
 //!   that size on this machine.
 //!
-//! [`huge_pages`] re-executes the benchmark with glibc's
-//! `glibc.malloc.hugetlb=1` tunable (transparent huge pages for malloc),
-//! which is how the big tables get 2 MiB pages without `unsafe` code.
+//! # Running
+//! ```sh
+//! cargo bench -p tack-bench --bench pipeline   # ~3 min; summary table at the end
+//! cargo bench -p tack-bench --bench tables     # connection table, sticky, schedulers
+//! # one scenario, for profilers and quick A/B timings (see its docs):
+//! cargo build --profile bench -p tack-bench --bin pipeprof
+//! ```
+//!
+//! # Memory: huge pages and page faults
+//! At a million flows the connection table is hundreds of MiB (328 MiB of
+//! buckets for 1 M NAT connections) and every packet touches it at a random
+//! place: with 4 KiB pages each touch is also a TLB miss and a page walk.
+//! [`huge_pages`] re-executes a benchmark with glibc's
+//! `glibc.malloc.hugetlb=1` tunable (malloc then advises transparent huge
+//! pages for its large mappings; THP is in `madvise` mode on this machine),
+//! which is how the tables get 2 MiB pages without `unsafe` code in the
+//! pipeline. The runtime should do the same for its workers (the tunable in
+//! the service's environment, or the same re-exec), or better, allocate
+//! the tables from DPDK's hugepage memory.
+//!
+//! A table's pages are faulted in when they are first written, i.e. by the
+//! first packets that create connections there; with huge pages each such
+//! fault clears 2 MiB and may compact memory first (hundreds of µs on the
+//! packet path). The new-flow benchmarks therefore warm their tables up,
+//! untimed ([`warm_new_flows`]); a worker wants its tables populated before
+//! it takes traffic (e.g. `mlockall(MCL_CURRENT | MCL_FUTURE)` once the
+//! pipelines are built, so that the huge-page advice is already in place
+//! when the pages are populated; [`lock_memory`] before building them gives
+//! 4 KiB pages).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

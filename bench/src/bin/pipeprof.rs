@@ -19,7 +19,8 @@
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
 //! are built, untimed, then processed and timed together). Huge pages are
 //! requested unless `TACK_BENCH_HUGEPAGES=0`; new-flow tables are warmed up
-//! (filled a quarter and flushed, untimed) first.
+//! (filled a quarter and flushed, untimed) first, and with
+//! `TACK_BENCH_MLOCK=1` locked (populated) once the pipeline is built.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -129,7 +130,7 @@ fn main() {
         .max(1);
     let bursts: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let hp = tack_bench::huge_pages();
-    let locked = tack_bench::lock_memory();
+    let mut locked = false;
     let mut rng = Rng(0x5eed_0000 + flows);
     let mut buf = [0u8; 60];
     let mut client_pkt = |f: &mut BenchFrame| {
@@ -216,6 +217,8 @@ fn main() {
                 1 << 21
             };
             let mut p: Pipeline<BenchFrame> = pipeline(services(mode, sticky), cap.max(64));
+            // Optionally populate the tables now, their huge-page advice given.
+            locked = tack_bench::lock_memory();
             let mut next = 0u64;
             tack_bench::warm_new_flows(&mut p, &mut next, cap / 4);
             let d = run(

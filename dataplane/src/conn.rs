@@ -108,10 +108,16 @@ pub trait FlowKey: Copy + Eq + fmt::Debug + sealed::Sealed {
     fn dst_port(&self) -> u16;
     /// IP protocol number.
     fn proto(&self) -> u8;
+    /// The key's first byte in memory (the source address's first octet):
+    /// with the last byte of the entry's connection, the two ends of an
+    /// entry, touched by [`ConnTable::lookup_burst`].
+    #[doc(hidden)]
+    fn first_octet(&self) -> u8;
 }
 
 /// An IPv4 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Key4 {
     /// Source address.
     pub src: Ipv4Addr,
@@ -146,6 +152,7 @@ impl Key4 {
 
 /// An IPv6 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Key6 {
     /// Source address.
     pub src: Ipv6Addr,
@@ -197,6 +204,10 @@ impl FlowKey for Key4 {
     fn src_addr(&self) -> IpAddr {
         IpAddr::V4(self.src)
     }
+    #[inline]
+    fn first_octet(&self) -> u8 {
+        self.src.octets()[0]
+    }
     fn dst_addr(&self) -> IpAddr {
         IpAddr::V4(self.dst)
     }
@@ -226,6 +237,10 @@ impl FlowKey for Key6 {
     }
     fn src_addr(&self) -> IpAddr {
         IpAddr::V6(self.src)
+    }
+    #[inline]
+    fn first_octet(&self) -> u8 {
+        self.src.octets()[0]
     }
     fn dst_addr(&self) -> IpAddr {
         IpAddr::V6(self.dst)
@@ -548,6 +563,7 @@ pub struct BurstLenMismatch {
 
 /// A connection: where its packets go and how long it lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Conn {
     /// Expiry instant (for reply entries: the forward entry's hash).
     word: u64,
@@ -608,6 +624,11 @@ impl Conn {
     }
 }
 
+/// A bucket's entry. The layout is fixed (key first, `c.user_flags`
+/// last) because [`ConnTable::lookup_burst`] touches both ends: an entry
+/// of 40 or 64 bytes is not line-aligned in the table, so it often spans
+/// two cache lines, and both must be in flight before the key is compared.
+#[repr(C)]
 struct Entry<K> {
     key: K,
     c: Conn,
@@ -945,10 +966,11 @@ impl<K: FlowKey> ConnTable<K> {
             // factor this table keeps (at most half full, see the module
             // docs) that first guess is right for most keys. A wrong guess
             // costs nothing but the touch.
+            // Both ends of the entry: it may span two cache lines.
             touch(hashes[..kc.len()].iter().map(|&h| {
                 self.table
                     .get_bucket((h as usize) & mask)
-                    .map_or(0, |e| e.c.id)
+                    .map_or(0, |e| u32::from(e.key.first_octet() ^ e.c.user_flags))
             }));
             // Pass 3: the key in its likeliest bucket (cached now) is a hit
             // without reading its control group; any other key is probed
@@ -995,7 +1017,7 @@ impl<K: FlowKey> ConnTable<K> {
                 touch(fwd[..kc.len()].iter().flatten().map(|&(fh, _, _)| {
                     self.table
                         .get_bucket((fh as usize) & mask)
-                        .map_or(0, |e| e.c.id)
+                        .map_or(0, |e| u32::from(e.key.first_octet() ^ e.c.user_flags))
                 }));
                 // Pass 5: resolve them.
                 for (o, f) in oc.iter_mut().zip(&fwd) {
@@ -1447,6 +1469,14 @@ mod tests {
         assert_eq!(core::mem::size_of::<Entry<Key6>>(), 64);
         assert_eq!(core::mem::size_of::<Entry<Key4>>(), 40);
         assert_eq!(core::mem::size_of::<Conn>(), 24);
+        // `lookup_burst` touches the key's first byte and the conn's last.
+        assert_eq!(core::mem::offset_of!(Entry<Key4>, key), 0);
+        assert_eq!(core::mem::offset_of!(Entry<Key6>, key), 0);
+        assert_eq!(core::mem::offset_of!(Key4, src), 0);
+        assert_eq!(core::mem::offset_of!(Key6, src), 0);
+        assert_eq!(core::mem::offset_of!(Conn, user_flags), 23);
+        assert_eq!(core::mem::offset_of!(Entry<Key4>, c), 16);
+        assert_eq!(core::mem::offset_of!(Entry<Key6>, c), 40);
     }
 
     /// `on_packet`'s shortcut for steady states gives what `next` gives.

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod ctl;
+pub mod hugepages;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;

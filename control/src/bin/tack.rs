@@ -66,6 +66,11 @@ fn main() -> ExitCode {
             if let Some(s) = socket {
                 profile.management.socket = s;
             }
+            if profile.runtime.huge_pages
+                && let Err(e) = tack_control::hugepages::reexec_with_huge_pages()
+            {
+                log::warn!("{e}; the tables use 4 KiB pages");
+            }
             run(&profile, config)
         }
     }
@@ -109,6 +114,15 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
             tack_dataplane::wire::EthernetAddress(p.mac)
         );
     }
+    say!(
+        "tack: tables on {} (transparent huge pages: kernel mode {})",
+        if tack_control::hugepages::requested() {
+            "huge pages"
+        } else {
+            "4 KiB pages"
+        },
+        tack_control::hugepages::thp_mode().unwrap_or_else(|| "unknown".into())
+    );
     say!(
         "tack: running {} worker(s), {} service(s); management socket {}; SIGHUP reloads, SIGINT or SIGTERM stops",
         profile.workers.len(),

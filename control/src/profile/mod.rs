@@ -162,6 +162,9 @@ pub struct RuntimeSection {
     pub stats_interval_ms: u32,
     /// Software flow steering between workers.
     pub steering: Steering,
+    /// Back the tables with transparent huge pages (see
+    /// [`crate::hugepages`]).
+    pub huge_pages: bool,
 }
 
 impl Default for RuntimeSection {
@@ -172,6 +175,7 @@ impl Default for RuntimeSection {
             burst: 32,
             stats_interval_ms: 100,
             steering: Steering::Auto,
+            huge_pages: true,
         }
     }
 }

@@ -199,6 +199,11 @@ impl Tack {
         t
     }
 
+    /// The process id of `tack`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a stdout line containing `needle`, panicking (with stderr) after `timeout`.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

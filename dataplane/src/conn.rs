@@ -40,8 +40,9 @@
 //! # Bursts
 //! [`ConnTable::lookup_burst`] works in passes over up to 32 keys: hash them
 //! all; then *touch* each key's likeliest bucket, the first of its probe
-//! sequence (`hash & (buckets - 1)`, hashbrown's `h1`), and its control
-//! byte; then take a key found there as a hit, and probe the others in full
+//! sequence (`hash & (buckets - 1)`, hashbrown's `h1`): both ends of its
+//! entry (an entry is not line-aligned and may span two lines) and its
+//! control byte; then take a key found there as a hit, and probe the others in full
 //! (absent keys, or keys further along their probe sequence); then resolve
 //! the forward entries of reply hits the same way (touch, then read). The
 //! touch pass is a short loop of independent loads whose values nothing

@@ -47,6 +47,38 @@ fn v6(a: IpAddr) -> Ipv6Addr {
 }
 
 impl<F: Frame> Pipeline<F> {
+    /// Learns (or refreshes) neighbour `addr` on `port` from a frame
+    /// received there (see `NeighTable::learn` for `create`, `confirm` and
+    /// `override_mac`), and publishes a new binding for the other workers.
+    #[allow(clippy::too_many_arguments)]
+    fn learn_neighbor(
+        &mut self,
+        port: u16,
+        addr: IpAddr,
+        mac: EthernetAddress,
+        create: bool,
+        confirm: bool,
+        override_mac: bool,
+        out: &mut Output<F>,
+    ) -> bool {
+        let learned = self.neigh.learn(
+            port,
+            addr,
+            mac,
+            self.now,
+            create,
+            confirm,
+            override_mac,
+            &self.ports,
+            Some(out),
+            &mut self.counters,
+        );
+        if learned {
+            self.push_event(Event::Neighbor { port, addr, mac });
+        }
+        learned
+    }
+
     fn answers(&self, addr: IpAddr, port: u16) -> Option<AddrInfo> {
         self.addrs
             .get(&addr)
@@ -83,25 +115,7 @@ impl<F: Frame> Pipeline<F> {
             // Create an entry only when the packet is addressed to us (a
             // request for our address, or a reply to us).
             let create = target.is_some() && !repr.is_gratuitous();
-            learned = self.neigh.learn(
-                rx_port,
-                IpAddr::V4(spa),
-                sha,
-                self.now,
-                create,
-                true,
-                true,
-                &self.ports,
-                Some(out),
-                &mut self.counters,
-            );
-            if learned {
-                self.push_event(Event::Neighbor {
-                    port: rx_port,
-                    addr: IpAddr::V4(spa),
-                    mac: sha,
-                });
-            }
+            learned = self.learn_neighbor(rx_port, IpAddr::V4(spa), sha, create, true, true, out);
         }
         match target {
             Some(_) if request && !repr.is_gratuitous() => {
@@ -176,25 +190,15 @@ impl<F: Frame> Pipeline<F> {
                 let target = self.answers(IpAddr::V6(target_addr), rx_port);
                 let mut learned = false;
                 if let (false, Some(mac)) = (unspecified, lladdr) {
-                    learned = self.neigh.learn(
+                    learned = self.learn_neighbor(
                         rx_port,
                         IpAddr::V6(src),
                         mac,
-                        self.now,
                         target.is_some(),
                         false,
                         true,
-                        &self.ports,
-                        Some(out),
-                        &mut self.counters,
+                        out,
                     );
-                    if learned {
-                        self.push_event(Event::Neighbor {
-                            port: rx_port,
-                            addr: IpAddr::V6(src),
-                            mac,
-                        });
-                    }
                 }
                 if target.is_none() {
                     if learned {
@@ -265,25 +269,15 @@ impl<F: Frame> Pipeline<F> {
                     // frames over the queues), which creates the entry and
                     // publishes it to the one that asked.
                     let solicited = flags.contains(NeighborFlags::SOLICITED);
-                    learned = self.neigh.learn(
+                    learned = self.learn_neighbor(
                         rx_port,
                         IpAddr::V6(target_addr),
                         mac,
-                        self.now,
                         solicited && !dst.is_multicast(),
                         solicited,
                         flags.contains(NeighborFlags::OVERRIDE),
-                        &self.ports,
-                        Some(out),
-                        &mut self.counters,
+                        out,
                     );
-                    if learned {
-                        self.push_event(Event::Neighbor {
-                            port: rx_port,
-                            addr: IpAddr::V6(target_addr),
-                            mac,
-                        });
-                    }
                 }
                 if info.is_some_and(|i| i.port == Some(rx_port)) && self.cfg.host_path {
                     self.give_host(frame, out);

@@ -1042,6 +1042,16 @@ impl<F: Frame> Pipeline<F> {
         self.sync_stats();
     }
 
+    /// Adopts `changed`, a copy of the services with one server changed;
+    /// `false` if there is none (the change named no such server).
+    fn adopt_changed(&mut self, changed: Option<Config>) -> bool {
+        let Some(c) = changed else {
+            return false;
+        };
+        self.adopt_services(Arc::new(c));
+        true
+    }
+
     /// Adopts a services snapshot: maps tables by identity, rebuilds the
     /// per-service data.
     fn adopt_services(&mut self, new: Arc<Config>) {
@@ -1114,24 +1124,18 @@ impl<F: Frame> Pipeline<F> {
                 service,
                 server,
                 state,
-            } => match self.services.with_server_state(service, server, state) {
-                Ok(c) => {
-                    self.adopt_services(Arc::new(c));
-                    true
-                }
-                Err(_) => false,
-            },
+            } => {
+                let changed = self.services.with_server_state(service, server, state);
+                self.adopt_changed(changed.ok())
+            }
             ControlMsg::ServerWeight {
                 service,
                 server,
                 weight,
-            } => match self.services.with_server_weight(service, server, weight) {
-                Ok(c) => {
-                    self.adopt_services(Arc::new(c));
-                    true
-                }
-                Err(_) => false,
-            },
+            } => {
+                let changed = self.services.with_server_weight(service, server, weight);
+                self.adopt_changed(changed.ok())
+            }
             ControlMsg::StickyBinding {
                 service,
                 key,

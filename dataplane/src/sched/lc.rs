@@ -51,17 +51,7 @@ pub fn pick(backends: &[Backend], conns: &[u32], start: usize, weighted: bool) -
 mod tests {
     use super::*;
 
-    fn b(weights: &[u16]) -> Vec<Backend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Backend {
-                index: i as u16,
-                weight: w,
-                ident: i as u64,
-            })
-            .collect()
-    }
+    use crate::sched::test_backends as b;
 
     #[test]
     fn least_and_weighted() {

@@ -53,6 +53,21 @@ pub struct Backend {
     pub ident: u64,
 }
 
+/// Backends `0..weights.len()` with the given weights (identity = index),
+/// for the schedulers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_backends(weights: &[u16]) -> Vec<Backend> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| Backend {
+            index: i as u16,
+            weight: w,
+            ident: i as u64,
+        })
+        .collect()
+}
+
 /// What a scheduler may look at in a new client's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PickKey {

@@ -93,17 +93,7 @@ impl SmoothWrr {
 mod tests {
     use super::*;
 
-    fn b(weights: &[u16]) -> Vec<Backend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Backend {
-                index: i as u16,
-                weight: w,
-                ident: i as u64,
-            })
-            .collect()
-    }
+    use crate::sched::test_backends as b;
 
     #[test]
     fn nginx_sequence() {

@@ -16,106 +16,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 n=${1:-20000}
-target=${CARGO_TARGET_DIR:-$root/target}
-
-for t in haproxy nginx h2load valgrind callgrind_control curl; do
-  command -v "$t" >/dev/null || { echo "callgrind: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
-done
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$root" && cargo build --release -p tack-proxy >&2)
-fi
-bin="$target/release/tack-proxy"
-[ -x "$bin" ] || { echo "callgrind: $bin not built" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/tack-proxy-cg.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  # Give them 5 s to stop (valgrind writes its profile), then make sure.
-  for _ in $(seq 50); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 400); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "callgrind: nothing on port $1" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1; }
-
-b1=$(free_port); b2=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$b1; location / { return 200 "s1\n"; } }
-  server { listen 127.0.0.1:$b2; location / { return 200 "s2\n"; } }
-}
-CONF
-nginx -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-wait_port "$b1"; wait_port "$b2"
-
-hp=$(free_port); tk=$(free_port); hy=$(free_port)
-cat > "$work/haproxy.cfg" <<CONF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    option http-keep-alive
-frontend pinned
-    bind 127.0.0.1:$hp
-    default_backend ck
-frontend insert
-    bind 127.0.0.1:$((hp + 1))
-    default_backend ck
-frontend urihash
-    bind 127.0.0.1:$((hp + 2))
-    default_backend uh
-backend ck
-    balance roundrobin
-    cookie SERVERID insert indirect nocache
-    server s1 127.0.0.1:$b1 cookie s1
-    server s2 127.0.0.1:$b2 cookie s2
-backend uh
-    balance uri
-    hash-type consistent
-    server s1 127.0.0.1:$b1
-    server s2 127.0.0.1:$b2
-CONF
-tack_yaml() { # base-port fast-path
-  cat <<CONF
-frontends:
-  - { name: pinned, bind: ["127.0.0.1:$1"], backend: ck, access_log: false, fast_path: $2 }
-  - { name: insert, bind: ["127.0.0.1:$(($1 + 1))"], backend: ck, access_log: false, fast_path: $2 }
-  - { name: urihash, bind: ["127.0.0.1:$(($1 + 2))"], backend: uh, access_log: false, fast_path: $2 }
-backends:
-  - name: ck
-    cookie: { name: SERVERID, mode: insert, indirect: true, nocache: true }
-    servers:
-      - { name: s1, address: "127.0.0.1:$b1", cookie: s1 }
-      - { name: s2, address: "127.0.0.1:$b2", cookie: s2 }
-  - name: uh
-    balance: { algorithm: uri }
-    hash_type: consistent
-    servers:
-      - { name: s1, address: "127.0.0.1:$b1" }
-      - { name: s2, address: "127.0.0.1:$b2" }
-CONF
-}
+me=callgrind
+# shellcheck source=bench/proxy/common.sh
+. "$here/common.sh"
+bench_init haproxy nginx h2load valgrind callgrind_control curl
+start_backends 1
+hp=$(free_ports3); tk=$(free_ports3); hy=$(free_ports3)
+haproxy_cfg "$hp" >"$work/haproxy.cfg"
 tack_yaml "$tk" true >"$work/tack.yaml"
 tack_yaml "$hy" false >"$work/tack-hyper.yaml"
 
@@ -133,9 +40,8 @@ for b in "${bases[@]}"; do for i in 0 1 2; do wait_port $((b + i)); done; done
 
 # Instructions counted between a zero and a dump of process $1, divided by $n.
 measure() { # pid port scenario
-  local hdr=() path=/
-  [ "$3" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
-  [ "$3" = urihash ] && path=/objects/item-42.jpg
+  local hdr path
+  scenario_request "$3"
   h2load --h1 -n 2000 -c 50 -t 1 "${hdr[@]}" "http://127.0.0.1:$2$path" >/dev/null
   callgrind_control -z "$1" >/dev/null 2>&1 || { echo "callgrind: cannot reach pid $1" >&2; exit 1; }
   local out

@@ -26,121 +26,19 @@ dur=${1:-10}
 conns=${2:-50}
 pcore=${PROXY_CORE:-0}
 lcore=${LOAD_CORE:-1}
-target=${CARGO_TARGET_DIR:-$root/target}
+me=bench
+# shellcheck source=bench/proxy/common.sh
+. "$here/common.sh"
+bench_init haproxy nginx wrk taskset curl
+start_backends 2 taskset -c "$lcore"
 
-for t in haproxy nginx wrk taskset curl; do
-  command -v "$t" >/dev/null || { echo "bench: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
-done
-
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$root" && cargo build --release -p tack-proxy >&2)
-fi
-bin="$target/release/tack-proxy"
-[ -x "$bin" ] || { echo "bench: $bin not built" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/tack-proxy-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  # Give them 5 s to stop (valgrind writes its profile), then make sure.
-  for _ in $(seq 50); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "bench: nothing on port $1" >&2; cat "$work"/*.log "$work"/nginx.err >&2 2>/dev/null; exit 1; }
-
-# Backends: two nginx servers (one worker each) answering with their name.
-b1=$(free_port); b2=$(free_port)
-cat > "$work/nginx.conf" <<EOF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$b1; location / { return 200 "s1\n"; } }
-  server { listen 127.0.0.1:$b2; location / { return 200 "s2\n"; } }
-}
-EOF
-taskset -c "$lcore" nginx -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-wait_port "$b1"; wait_port "$b2"
-
+hp_base=$(free_ports3); tk_base=$(free_ports3); hy_base=$(free_ports3)
 hp_port() { echo $((hp_base + $1)); }
 tk_port() { echo $((tk_base + $1)); }
 hy_port() { echo $((hy_base + $1)); }
-hp_base=$(free_port); tk_base=$(free_port); hy_base=$(free_port)
-# three consecutive ports each, checked free
-for off in 1 2; do
-  for base in $hp_base $tk_base $hy_base; do
-    python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$((base + off))))" 2>/dev/null || { echo "bench: port $((base + off)) busy, re-run" >&2; exit 1; }
-  done
-done
-
-cat > "$work/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    option http-keep-alive
-frontend pinned
-    bind 127.0.0.1:$(hp_port 0)
-    default_backend ck
-frontend insert
-    bind 127.0.0.1:$(hp_port 1)
-    default_backend ck
-frontend urihash
-    bind 127.0.0.1:$(hp_port 2)
-    default_backend uh
-backend ck
-    balance roundrobin
-    cookie SERVERID insert indirect nocache
-    server s1 127.0.0.1:$b1 cookie s1
-    server s2 127.0.0.1:$b2 cookie s2
-backend uh
-    balance uri
-    hash-type consistent
-    server s1 127.0.0.1:$b1
-    server s2 127.0.0.1:$b2
-EOF
-cat > "$work/tack.yaml" <<EOF
-frontends:
-  - { name: pinned, bind: ["127.0.0.1:$(tk_port 0)"], backend: ck, access_log: false }
-  - { name: insert, bind: ["127.0.0.1:$(tk_port 1)"], backend: ck, access_log: false }
-  - { name: urihash, bind: ["127.0.0.1:$(tk_port 2)"], backend: uh, access_log: false }
-backends:
-  - name: ck
-    cookie: { name: SERVERID, mode: insert, indirect: true, nocache: true }
-    servers:
-      - { name: s1, address: "127.0.0.1:$b1", cookie: s1 }
-      - { name: s2, address: "127.0.0.1:$b2", cookie: s2 }
-  - name: uh
-    balance: { algorithm: uri }
-    hash_type: consistent
-    servers:
-      - { name: s1, address: "127.0.0.1:$b1" }
-      - { name: s2, address: "127.0.0.1:$b2" }
-EOF
-
-sed -e "s/:$(tk_port 0)\"\]/:$(hy_port 0)\"], fast_path: false/" \
-    -e "s/:$(tk_port 1)\"\]/:$(hy_port 1)\"], fast_path: false/" \
-    -e "s/:$(tk_port 2)\"\]/:$(hy_port 2)\"], fast_path: false/" "$work/tack.yaml" >"$work/tack-hyper.yaml"
-grep -q "fast_path: false" "$work/tack-hyper.yaml" || { echo "bench: could not derive the hyper-path config" >&2; exit 1; }
+haproxy_cfg "$hp_base" >"$work/haproxy.cfg"
+tack_yaml "$tk_base" true >"$work/tack.yaml"
+tack_yaml "$hy_base" false >"$work/tack-hyper.yaml"
 
 taskset -c "$pcore" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 hpid=$!
@@ -171,10 +69,8 @@ hz=$(getconf CLK_TCK)
 # (in ms), and requests per CPU-second of the proxy process (robust to other load
 # on the machine: it is what one core delivers when fully busy).
 run_wrk() { # port scenario pid
-  local hdr=()
-  [ "$2" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
-  local path=/
-  [ "$2" = urihash ] && path=/objects/item-42.jpg
+  local hdr path
+  scenario_request "$2"
   local u0 s0 u1 s1
   read -r u0 s0 <<<"$(cpu_ticks "$3")"
   taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1

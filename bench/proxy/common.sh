@@ -1,0 +1,149 @@
+# Shared set-up of bench/proxy/run.sh and bench/proxy/callgrind.sh (sourced):
+# the tools check, the build, a work directory removed on exit with every
+# process started, the two nginx backends, and the HAProxy and tack-proxy
+# configurations of the three scenarios (pinned, insert, urihash) on three
+# consecutive ports each.
+#
+# The caller sets `me` (the name in messages) and `root` (the repository).
+
+target=${CARGO_TARGET_DIR:-$root/target}
+
+# bench_init TOOL...: checks the tools, builds tack-proxy (unless SKIP_BUILD=1),
+# makes the work directory and the clean-up.
+bench_init() {
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$me: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+  done
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    (cd "$root" && cargo build --release -p tack-proxy >&2)
+  fi
+  bin="$target/release/tack-proxy"
+  [ -x "$bin" ] || { echo "$me: $bin not built" >&2; exit 1; }
+  work=$(mktemp -d "/tmp/tack-proxy-$me.XXXXXX")
+  pids=()
+  trap cleanup EXIT INT TERM
+}
+
+cleanup() {
+  local p alive
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Give them 5 s to stop (valgrind writes its profile), then make sure.
+  for _ in $(seq 50); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A free port whose two successors are free too (one per scenario).
+free_ports3() {
+  local base off
+  base=$(free_port)
+  for off in 1 2; do
+    python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',$((base + off))))" 2>/dev/null \
+      || { echo "$me: port $((base + off)) busy, re-run" >&2; exit 1; }
+  done
+  echo "$base"
+}
+
+wait_port() {
+  for _ in $(seq 400); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
+  echo "$me: nothing on port $1" >&2
+  cat "$work"/*.log "$work"/nginx.err >&2 2>/dev/null
+  exit 1
+}
+
+# start_backends WORKERS [COMMAND PREFIX...]: two nginx servers on $b1 and
+# $b2, answering with their name.
+start_backends() {
+  local workers=$1
+  shift
+  b1=$(free_port); b2=$(free_port)
+  cat > "$work/nginx.conf" <<CONF
+worker_processes $workers;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$b1; location / { return 200 "s1\n"; } }
+  server { listen 127.0.0.1:$b2; location / { return 200 "s2\n"; } }
+}
+CONF
+  "$@" nginx -c "$work/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  wait_port "$b1"; wait_port "$b2"
+}
+
+# haproxy_cfg BASE: the scenarios on BASE, BASE+1, BASE+2.
+haproxy_cfg() {
+  cat <<CONF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    option http-keep-alive
+frontend pinned
+    bind 127.0.0.1:$1
+    default_backend ck
+frontend insert
+    bind 127.0.0.1:$(($1 + 1))
+    default_backend ck
+frontend urihash
+    bind 127.0.0.1:$(($1 + 2))
+    default_backend uh
+backend ck
+    balance roundrobin
+    cookie SERVERID insert indirect nocache
+    server s1 127.0.0.1:$b1 cookie s1
+    server s2 127.0.0.1:$b2 cookie s2
+backend uh
+    balance uri
+    hash-type consistent
+    server s1 127.0.0.1:$b1
+    server s2 127.0.0.1:$b2
+CONF
+}
+
+# tack_yaml BASE FAST_PATH: the same for tack-proxy.
+tack_yaml() {
+  cat <<CONF
+frontends:
+  - { name: pinned, bind: ["127.0.0.1:$1"], backend: ck, access_log: false, fast_path: $2 }
+  - { name: insert, bind: ["127.0.0.1:$(($1 + 1))"], backend: ck, access_log: false, fast_path: $2 }
+  - { name: urihash, bind: ["127.0.0.1:$(($1 + 2))"], backend: uh, access_log: false, fast_path: $2 }
+backends:
+  - name: ck
+    cookie: { name: SERVERID, mode: insert, indirect: true, nocache: true }
+    servers:
+      - { name: s1, address: "127.0.0.1:$b1", cookie: s1 }
+      - { name: s2, address: "127.0.0.1:$b2", cookie: s2 }
+  - name: uh
+    balance: { algorithm: uri }
+    hash_type: consistent
+    servers:
+      - { name: s1, address: "127.0.0.1:$b1" }
+      - { name: s2, address: "127.0.0.1:$b2" }
+CONF
+}
+
+# scenario_request SCENARIO: sets `hdr` (extra request headers) and `path`.
+scenario_request() {
+  hdr=(); path=/
+  [ "$1" = pinned ] && hdr=(-H "Cookie: SERVERID=s1")
+  [ "$1" = urihash ] && path=/objects/item-42.jpg
+  return 0
+}

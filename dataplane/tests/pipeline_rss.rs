@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use pipeline_common::*;
+use tack_dataplane::VecFrame;
 use tack_dataplane::model::{ForwardMode, Protocol};
-use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline, PipelineConfig, WorkerSpec};
+use tack_dataplane::pipeline::{ControlMsg, Pipeline, PipelineConfig, WorkerSpec};
 use tack_dataplane::rss::{MS_RSS_KEY, Reta, toeplitz_hash};
-use tack_dataplane::{Time, VecAlloc, VecFrame};
 
 const WORKERS: u16 = 4;
 
@@ -57,19 +57,6 @@ fn workers(rss: bool) -> Vec<Pipeline<VecFrame>> {
             p
         })
         .collect()
-}
-
-fn run(p: &mut Pipeline<VecFrame>, port: u16, f: &[u8]) -> Output<VecFrame> {
-    let mut out = Output::new(2);
-    let mut rx = vec![VecFrame::new(f)];
-    p.process_burst(
-        Time::from_secs(1),
-        port,
-        &mut rx,
-        &mut out,
-        &mut VecAlloc::default(),
-    );
-    out
 }
 
 /// The reference hash of a reply server → local, as the NIC computes it.

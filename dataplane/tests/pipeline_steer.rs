@@ -54,19 +54,6 @@ fn workers(cfg: &Arc<PipelineConfig>) -> Vec<Pipeline<VecFrame>> {
         .collect()
 }
 
-fn run(p: &mut Pipeline<VecFrame>, port: u16, f: &[u8]) -> Output<VecFrame> {
-    let mut out = Output::new(2);
-    let mut rx = vec![VecFrame::new(f)];
-    p.process_burst(
-        Time::from_secs(1),
-        port,
-        &mut rx,
-        &mut out,
-        &mut VecAlloc::default(),
-    );
-    out
-}
-
 fn owner(ws: &[Pipeline<VecFrame>], port: u16, f: &[u8]) -> usize {
     let o: Vec<Option<u16>> = ws
         .iter()

@@ -288,6 +288,21 @@ impl Harness {
 }
 
 /// Asserts `got` equals `want`, printing both in hex on failure.
+/// Feeds one frame received on `port` (of a two-port pipeline) at 1 s;
+/// returns what the pipeline put out.
+pub fn run(p: &mut Pipeline<VecFrame>, port: u16, f: &[u8]) -> Output<VecFrame> {
+    let mut out = Output::new(2);
+    let mut rx = vec![VecFrame::new(f)];
+    p.process_burst(
+        Time::from_secs(1),
+        port,
+        &mut rx,
+        &mut out,
+        &mut VecAlloc::default(),
+    );
+    out
+}
+
 pub fn assert_frame(got: &[u8], want: &[u8]) {
     if got != want {
         panic!("frames differ\n got: {}\nwant: {}", hex(got), hex(want));

@@ -38,22 +38,27 @@
 //! [`ConnTable::table_bytes`] reports the table's allocation.
 //!
 //! # Bursts
-//! [`ConnTable::lookup_burst`] works in passes over up to 32 keys: hash them
-//! all; then *touch* each key's likeliest bucket, the first of its probe
-//! sequence (`hash & (buckets - 1)`, hashbrown's `h1`): both ends of its
-//! entry (an entry is not line-aligned and may span two lines) and its
-//! control byte; then take a key found there as a hit, and probe the others in full
-//! (absent keys, or keys further along their probe sequence); then resolve
-//! the forward entries of reply hits the same way (touch, then read). The
-//! touch pass is a short loop of independent loads whose values nothing
-//! waits for, so the CPU overlaps their cache and TLB misses across the
-//! burst: the effect of prefetching, which hashbrown does not expose to safe
-//! code. At the load this table keeps (at most half full, usually far less)
-//! about nine keys in ten sit in their likeliest bucket, so a hit costs the
-//! two lines the touch brought in. A [`Handle`] remembers the bucket, so
-//! later accesses in the same burst do not probe again (they re-probe only
-//! if an insert in between moved entries).
-//!
+//! A lookup is split in three steps so that a burst's cache misses overlap:
+//! [`ConnTable::prefetch`] hashes a key and prefetches its likeliest bucket,
+//! the first of its probe sequence (`hash & (buckets - 1)`, hashbrown's
+//! `h1`): its control byte and both ends of its entry (an entry is not
+//! line-aligned and may span two lines). The bucket addresses are computed
+//! from where the bucket array lies (learnt at the first insert), so the
+//! prefetch reads nothing and waits for nothing (hashbrown has no prefetch
+//! of its own; the `prefetch-index` crate issues the instruction, and this
+//! crate stays free of `unsafe`). [`ConnTable::probe`], as late as
+//! possible, takes a key found in that bucket as a hit and probes the
+//! others in full (absent keys, or keys further along their probe
+//! sequence); a reply entry's forward entry is prefetched there and read by
+//! [`ConnTable::finish`]. At the load this table keeps (at most half full,
+//! usually far less) about nine keys in ten sit in their likeliest bucket,
+//! so a hit costs the lines the prefetch brought in. The pipeline prefetches
+//! every frame's key as it classifies the burst and probes each four frames
+//! before it handles it; [`ConnTable::lookup_burst`] runs the three steps
+//! over a whole burst for other callers. A [`Handle`] remembers the bucket,
+//! so later accesses do not probe again (they re-probe only if an insert in
+//! between moved entries).
+
 //! # TCP state and timeouts
 //! The table follows each TCP connection through the states of
 //! [`ConnState`], from the client's SYN and the server's SYN-ACK to the FIN
@@ -76,13 +81,6 @@ use crate::model::{ReloadMap, ServerIdx, ServiceIdx};
 use crate::sched::hash::bytes_hash;
 use crate::time::Time;
 use crate::timer::{TimerError, TimerWheel, id_stack};
-
-/// Loads whose values only feed this sink are kept (not optimised away),
-/// and nothing waits for them: a prefetch written as loads.
-#[inline(always)]
-fn touch(values: impl Iterator<Item = u32>) {
-    core::hint::black_box(values.fold(0u32, |a, v| a ^ v));
-}
 
 /// Largest burst hashed in one pass of [`ConnTable::lookup_burst`].
 pub const BURST: usize = 32;
@@ -109,11 +107,6 @@ pub trait FlowKey: Copy + Eq + fmt::Debug + sealed::Sealed {
     fn dst_port(&self) -> u16;
     /// IP protocol number.
     fn proto(&self) -> u8;
-    /// The key's first byte in memory (the source address's first octet):
-    /// with the last byte of the entry's connection, the two ends of an
-    /// entry, touched by [`ConnTable::lookup_burst`].
-    #[doc(hidden)]
-    fn first_octet(&self) -> u8;
 }
 
 /// An IPv4 5-tuple.
@@ -205,10 +198,6 @@ impl FlowKey for Key4 {
     fn src_addr(&self) -> IpAddr {
         IpAddr::V4(self.src)
     }
-    #[inline]
-    fn first_octet(&self) -> u8 {
-        self.src.octets()[0]
-    }
     fn dst_addr(&self) -> IpAddr {
         IpAddr::V4(self.dst)
     }
@@ -238,10 +227,6 @@ impl FlowKey for Key6 {
     }
     fn src_addr(&self) -> IpAddr {
         IpAddr::V6(self.src)
-    }
-    #[inline]
-    fn first_octet(&self) -> u8 {
-        self.src.octets()[0]
     }
     fn dst_addr(&self) -> IpAddr {
         IpAddr::V6(self.dst)
@@ -625,11 +610,8 @@ impl Conn {
     }
 }
 
-/// A bucket's entry. The layout is fixed (key first, `c.user_flags`
-/// last) because [`ConnTable::lookup_burst`] touches both ends: an entry
-/// of 40 or 64 bytes is not line-aligned in the table, so it often spans
-/// two cache lines, and both must be in flight before the key is compared.
-#[repr(C)]
+/// A bucket's entry: 40 bytes (IPv4) or 64 (IPv6), not line-aligned in
+/// the table, so [`ConnTable::prefetch`] fetches both its ends.
 struct Entry<K> {
     key: K,
     c: Conn,
@@ -649,6 +631,25 @@ impl<K> Entry<K> {
 // Entries must stay within one cache line: 64 bytes for IPv6, 40 for IPv4.
 const _: () = assert!(core::mem::size_of::<Entry<Key6>>() <= 64);
 const _: () = assert!(core::mem::size_of::<Entry<Key4>>() <= 40);
+
+/// What [`ConnTable::probe`] found for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// No such key.
+    Miss,
+    /// The key of a connection's forward (client-side) entry.
+    Hit(Handle),
+    /// The key of a reply entry: pass it to [`ConnTable::finish`].
+    Reply(ReplyRef),
+}
+
+/// A reply entry's reference to its connection (see [`Probe::Reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyRef {
+    hash: u64,
+    id: u32,
+    generation: u8,
+}
 
 /// Refers to a connection found by a lookup or created by an insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -787,6 +788,12 @@ pub struct ConnTable<K: FlowKey> {
     timeouts: [u64; STATES],
     policy: FullPolicy,
     seed: u64,
+    /// Address just past bucket 0's entry, where the control bytes start
+    /// (0 until the first insert shows it): prefetch addresses are computed
+    /// from it.
+    base: usize,
+    /// A byte whose address anchors the prefetch arithmetic.
+    anchor: u8,
     /// Counters.
     pub stats: ConnStats,
 }
@@ -827,6 +834,8 @@ impl<K: FlowKey> ConnTable<K> {
             timeouts: cfg.timeouts.as_nanos(),
             policy: cfg.full_policy,
             seed,
+            base: 0,
+            anchor: 0,
             stats: ConnStats::default(),
         })
     }
@@ -932,10 +941,143 @@ impl<K: FlowKey> ConnTable<K> {
         r
     }
 
-    /// Looks up a burst: hashes up to [`BURST`] keys, then probes each with
-    /// its precomputed hash. `out[i]` receives the result for `keys[i]`.
-    /// `out` must be exactly as long as `keys` (otherwise nothing is looked
-    /// up and the call is counted in [`ConnStats::bad_calls`]).
+    /// Hashes `key` and prefetches its likeliest bucket (control byte and
+    /// entry); returns the hash for [`ConnTable::probe`]. Issue this for a
+    /// whole burst first and probe afterwards, as late as possible: the
+    /// prefetches neither fault nor wait, so their cache and TLB misses
+    /// overlap each other and whatever work comes between.
+    ///
+    /// An entry sits at the first free bucket of the probe sequence, which
+    /// starts at `hash & mask` (hashbrown's `h1`): at the load factor this
+    /// table keeps (at most half full, see the module docs) that first
+    /// guess is right for most keys. A wrong guess costs nothing but the
+    /// prefetch.
+    #[inline]
+    pub fn prefetch(&self, key: &K) -> u64 {
+        let h = key.hash_with(self.seed);
+        self.prefetch_bucket(h);
+        h
+    }
+
+    /// Prefetches the control byte and both ends of the entry of bucket
+    /// `hash & mask` (an entry of 40 or 64 bytes is not line-aligned in the
+    /// table, so it may span two cache lines). Nothing is read: the
+    /// addresses are computed from the bucket array's position, learnt at
+    /// the first insert ([`ConnTable::base`]); before that, nothing is
+    /// prefetched (and nothing can be found).
+    #[inline(always)]
+    fn prefetch_bucket(&self, hash: u64) {
+        if self.base == 0 {
+            return;
+        }
+        let i = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
+        let size = core::mem::size_of::<Entry<K>>();
+        let entry = self.entry_addr(i);
+        // Safe address arithmetic: `prefetch_index` offsets a pointer
+        // (never dereferenced) from a byte of this struct to the target.
+        let anchor = core::slice::from_ref(&self.anchor);
+        let at = &self.anchor as *const u8 as usize;
+        prefetch_index::prefetch_index(anchor, self.base.wrapping_add(i).wrapping_sub(at));
+        prefetch_index::prefetch_index(anchor, entry.wrapping_sub(at));
+        prefetch_index::prefetch_index(anchor, entry.wrapping_add(size - 1).wrapping_sub(at));
+    }
+
+    /// Address of bucket `i`'s entry (buckets lie below the control bytes,
+    /// bucket 0 highest), as far as [`ConnTable::base`] is known.
+    #[inline(always)]
+    fn entry_addr(&self, i: usize) -> usize {
+        self.base
+            .wrapping_sub((i + 1) * core::mem::size_of::<Entry<K>>())
+    }
+
+    /// Remembers where bucket `b`, holding `e`, lies: the bucket array ends
+    /// (and the control bytes start) `(b + 1)` entries after it.
+    #[inline]
+    fn learn_base(&mut self, b: usize, e: *const Entry<K>) {
+        self.base = (e as usize).wrapping_add((b + 1) * core::mem::size_of::<Entry<K>>());
+    }
+
+    /// Looks `key` (hashed by [`ConnTable::prefetch`]) up. A reply entry is
+    /// returned as [`Probe::Reply`] with its connection's forward entry
+    /// prefetched, to be resolved by [`ConnTable::finish`] a little later.
+    #[inline]
+    pub fn probe(&mut self, key: &K, hash: u64) -> Probe {
+        self.stats.lookups += 1;
+        // The key in its likeliest bucket (prefetched) is a hit without
+        // reading its control group; any other key is probed in full (an
+        // absent key, or one that sits further along).
+        let guess = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
+        let b = if self.table.get_bucket(guess).is_some_and(|e| e.key == *key) {
+            Some(guess)
+        } else {
+            self.table.find_bucket_index(hash, |e| e.key == *key)
+        };
+        let Some(e) = b.and_then(|b| self.table.get_bucket(b).map(|e| (b, e))) else {
+            self.stats.misses += 1;
+            return Probe::Miss;
+        };
+        let (b, e) = e;
+        if e.c.is_reply() {
+            let r = ReplyRef {
+                hash: e.c.word,
+                id: e.c.id,
+                generation: e.c.generation,
+            };
+            self.prefetch_bucket(r.hash);
+            return Probe::Reply(r);
+        }
+        self.stats.hits += 1;
+        Probe::Hit(Handle {
+            hash,
+            bucket: b as u32,
+            id: e.c.id,
+            generation: e.c.generation,
+            reply: false,
+        })
+    }
+
+    /// Resolves a reply entry found by [`ConnTable::probe`] to its
+    /// connection (`None`, counted as a miss, if it has left the table).
+    #[inline]
+    pub fn finish(&mut self, r: ReplyRef) -> Option<Handle> {
+        let ReplyRef {
+            hash,
+            id,
+            generation,
+        } = r;
+        let guess = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
+        let fb = if self
+            .table
+            .get_bucket(guess)
+            .is_some_and(|e| e.is_conn(id, generation))
+        {
+            Some(guess)
+        } else {
+            self.table
+                .find_bucket_index(hash, |e| e.is_conn(id, generation))
+        };
+        let h = fb.map(|fb| Handle {
+            hash,
+            bucket: fb as u32,
+            id,
+            generation,
+            reply: true,
+        });
+        if h.is_some() {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+        h
+    }
+
+    /// Looks up a burst: hashes and prefetches up to [`BURST`] keys, then
+    /// probes each, then resolves the reply hits. `out[i]` receives the
+    /// result for `keys[i]`. `out` must be exactly as long as `keys`
+    /// (otherwise nothing is looked up and the call is counted in
+    /// [`ConnStats::bad_calls`]). The pipeline interleaves the same steps
+    /// with its own per-packet work instead ([`ConnTable::prefetch`],
+    /// [`ConnTable::probe`], [`ConnTable::finish`]).
     pub fn lookup_burst(
         &mut self,
         keys: &[K],
@@ -949,106 +1091,31 @@ impl<K: FlowKey> ConnTable<K> {
             });
         }
         let mut hashes = [0u64; BURST];
-        // Reply hits: the forward entry's hash, to resolve in a later pass.
-        let mut fwd = [None::<(u64, u32, u8)>; BURST];
-        let mask = self.table.num_buckets().wrapping_sub(1);
+        let mut replies = [None::<ReplyRef>; BURST];
         for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
-            // Pass 1: hash the burst.
             for (h, k) in hashes.iter_mut().zip(kc) {
-                *h = k.hash_with(self.seed);
+                *h = self.prefetch(k);
             }
-            // Pass 2: touch each key's control byte and its likeliest bucket.
-            // The loads are independent and nothing branches on what they
-            // return (only the control byte's "full" test, which the CPU
-            // predicts), so their cache and TLB misses overlap across the
-            // burst: the prefetching that safe Rust cannot express directly.
-            // An entry sits at the first free bucket of the probe sequence,
-            // which starts at `hash & mask` (hashbrown's `h1`): at the load
-            // factor this table keeps (at most half full, see the module
-            // docs) that first guess is right for most keys. A wrong guess
-            // costs nothing but the touch.
-            // Both ends of the entry: it may span two cache lines.
-            touch(hashes[..kc.len()].iter().map(|&h| {
-                self.table
-                    .get_bucket((h as usize) & mask)
-                    .map_or(0, |e| u32::from(e.key.first_octet() ^ e.c.user_flags))
-            }));
-            // Pass 3: the key in its likeliest bucket (cached now) is a hit
-            // without reading its control group; any other key is probed
-            // in full (an absent key, or one that sits further along).
-            let mut hits = 0u64;
-            let mut replies = 0usize;
-            for (((k, o), &h), f) in kc
-                .iter()
-                .zip(oc.iter_mut())
-                .zip(&hashes)
-                .zip(fwd.iter_mut())
-            {
-                *f = None;
-                *o = None;
-                let guess = (h as usize) & mask;
-                let b = if self.table.get_bucket(guess).is_some_and(|e| e.key == *k) {
-                    Some(guess)
-                } else {
-                    self.table.find_bucket_index(h, |e| e.key == *k)
+            let mut any_reply = false;
+            for (((k, o), &h), r) in kc.iter().zip(oc.iter_mut()).zip(&hashes).zip(&mut replies) {
+                *r = None;
+                *o = match self.probe(k, h) {
+                    Probe::Miss => None,
+                    Probe::Hit(handle) => Some(handle),
+                    Probe::Reply(rr) => {
+                        *r = Some(rr);
+                        any_reply = true;
+                        None
+                    }
                 };
-                let Some(b) = b else {
-                    continue;
-                };
-                let Some(e) = self.table.get_bucket(b) else {
-                    continue;
-                };
-                if e.c.is_reply() {
-                    // A reply entry names its forward entry, found in pass 5.
-                    *f = Some((e.c.word, e.c.id, e.c.generation));
-                    replies += 1;
-                } else {
-                    *o = Some(Handle {
-                        hash: h,
-                        bucket: b as u32,
-                        id: e.c.id,
-                        generation: e.c.generation,
-                        reply: false,
-                    });
-                    hits += 1;
+            }
+            if any_reply {
+                for (o, r) in oc.iter_mut().zip(&replies) {
+                    if let Some(r) = *r {
+                        *o = self.finish(r);
+                    }
                 }
             }
-            if replies > 0 {
-                // Pass 4: touch the forward entries' likeliest buckets.
-                touch(fwd[..kc.len()].iter().flatten().map(|&(fh, _, _)| {
-                    self.table
-                        .get_bucket((fh as usize) & mask)
-                        .map_or(0, |e| u32::from(e.key.first_octet() ^ e.c.user_flags))
-                }));
-                // Pass 5: resolve them.
-                for (o, f) in oc.iter_mut().zip(&fwd) {
-                    let Some((fh, id, generation)) = *f else {
-                        continue;
-                    };
-                    let guess = (fh as usize) & mask;
-                    let fb = if self
-                        .table
-                        .get_bucket(guess)
-                        .is_some_and(|e| e.is_conn(id, generation))
-                    {
-                        Some(guess)
-                    } else {
-                        self.table
-                            .find_bucket_index(fh, |e| e.is_conn(id, generation))
-                    };
-                    *o = fb.map(|fb| Handle {
-                        hash: fh,
-                        bucket: fb as u32,
-                        id,
-                        generation,
-                        reply: true,
-                    });
-                    hits += u64::from(o.is_some());
-                }
-            }
-            self.stats.lookups += kc.len() as u64;
-            self.stats.hits += hits;
-            self.stats.misses += kc.len() as u64 - hits;
         }
         Ok(())
     }
@@ -1202,7 +1269,11 @@ impl<K: FlowKey> ConnTable<K> {
         // cache). Both keys were checked absent above.
         let bucket = match self.table.entry(h, |e| e.key == key, hasher) {
             hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(Entry { key, c: conn }).bucket_index()
+                let o = v.insert(Entry { key, c: conn });
+                let b = o.bucket_index();
+                let at: *const Entry<K> = o.get();
+                self.learn_base(b, at);
+                b
             }
             hashbrown::hash_table::Entry::Occupied(o) => {
                 // Cannot happen (checked above, and eviction only removes).
@@ -1470,14 +1541,6 @@ mod tests {
         assert_eq!(core::mem::size_of::<Entry<Key6>>(), 64);
         assert_eq!(core::mem::size_of::<Entry<Key4>>(), 40);
         assert_eq!(core::mem::size_of::<Conn>(), 24);
-        // `lookup_burst` touches the key's first byte and the conn's last.
-        assert_eq!(core::mem::offset_of!(Entry<Key4>, key), 0);
-        assert_eq!(core::mem::offset_of!(Entry<Key6>, key), 0);
-        assert_eq!(core::mem::offset_of!(Key4, src), 0);
-        assert_eq!(core::mem::offset_of!(Key6, src), 0);
-        assert_eq!(core::mem::offset_of!(Conn, user_flags), 23);
-        assert_eq!(core::mem::offset_of!(Entry<Key4>, c), 16);
-        assert_eq!(core::mem::offset_of!(Entry<Key6>, c), 40);
     }
 
     /// `on_packet`'s shortcut for steady states gives what `next` gives.
@@ -1629,6 +1692,89 @@ mod tests {
         assert_eq!(t.stats.evictions, 1);
         assert!(t.lookup(&k(2)).is_some());
         assert_eq!(t.len(), 2);
+    }
+
+    /// The prefetch addresses are the buckets' addresses, whatever the key
+    /// type, once an insert has shown where the bucket array lies.
+    #[test]
+    fn prefetch_addresses_are_the_buckets() {
+        fn check<K: FlowKey>(t: &ConnTable<K>) {
+            let mut full = 0;
+            for i in 0..t.table.num_buckets() {
+                if let Some(e) = t.table.get_bucket(i) {
+                    assert_eq!(t.entry_addr(i), e as *const Entry<K> as usize, "bucket {i}");
+                    full += 1;
+                }
+            }
+            assert_eq!(full, t.len());
+        }
+        let mut t = ConnTable4::new(cfg(256), Time::ZERO).unwrap();
+        assert_eq!(t.base, 0);
+        // Before the first insert nothing is prefetched, and nothing found.
+        let h = t.prefetch(&k(1));
+        assert_eq!(t.probe(&k(1), h), Probe::Miss);
+        for i in 0..200 {
+            t.insert(k(i), None, nc(0), TcpFlags::ACK, Time::ZERO)
+                .unwrap();
+        }
+        check(&t);
+        let mut t6 = ConnTable6::new(cfg(64), Time::ZERO).unwrap();
+        for i in 0..40u16 {
+            let key = Key6::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i),
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1),
+                1000 + i,
+                80,
+                6,
+            );
+            t6.insert(key, None, nc(0), TcpFlags::ACK, Time::ZERO)
+                .unwrap();
+        }
+        check(&t6);
+    }
+
+    /// Probing a reply key gives a reference that `finish` resolves, or
+    /// not when the connection left the table between the two (the
+    /// pipeline handles frames between a probe and its use).
+    #[test]
+    fn probe_then_finish() {
+        let mut t = ConnTable4::new(cfg(64), Time::ZERO).unwrap();
+        let reply = |i: u32| {
+            Key4::new(
+                Ipv4Addr::new(10, 9, 0, i as u8),
+                Ipv4Addr::from(i),
+                80,
+                1,
+                6,
+            )
+        };
+        for i in 0..3 {
+            t.insert(
+                k(i),
+                Some(reply(i)),
+                nc(i as u16),
+                TcpFlags::ACK,
+                Time::ZERO,
+            )
+            .unwrap();
+        }
+        let fwd = t.lookup(&k(1)).unwrap();
+        let h = t.prefetch(&k(1));
+        assert_eq!(t.probe(&k(1), h), Probe::Hit(fwd));
+        let h = t.prefetch(&reply(1));
+        let Probe::Reply(r) = t.probe(&reply(1), h) else {
+            panic!("reply key not found as a reply");
+        };
+        let got = t.finish(r).unwrap();
+        assert!(got.is_reply());
+        assert_eq!(t.get(&got).unwrap().server(), 1);
+        // The same reference after the connection is gone.
+        t.remove(&fwd).unwrap();
+        let (hits, misses) = (t.stats.hits, t.stats.misses);
+        assert_eq!(t.finish(r), None);
+        assert_eq!((t.stats.hits, t.stats.misses), (hits, misses + 1));
+        let h = t.prefetch(&k(7));
+        assert_eq!(t.probe(&k(7), h), Probe::Miss);
     }
 
     #[test]

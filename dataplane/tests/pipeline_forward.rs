@@ -4,6 +4,8 @@
 mod pipeline_common;
 
 use pipeline_common::*;
+use tack_dataplane::pipeline::Output;
+use tack_dataplane::{Time, VecAlloc, VecFrame};
 
 fn fwd() -> Harness {
     let mut h = Harness::new(config(forwarding_services()));
@@ -242,4 +244,96 @@ fn strays_dropped_with_reasons() {
     let (tx, _) = h.rx(0, fixture!("frag_to_vip"));
     nothing(&tx);
     assert_eq!(h.counters().drop_fragment, 1);
+}
+
+/// A burst of 32 frames is handled as 32 one-frame bursts would be, in
+/// order, although its connection lookups are prefetched and probed ahead
+/// of the frames that are handled: the same frames go out, and a flow whose
+/// SYN is repeated within the burst gets one connection (the repeat sees
+/// the connection its first SYN created a few frames earlier). Covers NAT
+/// and full NAT, IPv4 and IPv6, both directions, and RSTs closing flows
+/// whose later frames are already probed.
+#[test]
+fn a_burst_is_handled_like_single_frames() {
+    let mut burst = fwd();
+    let mut single = fwd();
+    let services = [
+        (a4(VIP4), 80, a4(CLIENT4)),
+        (a4(VIP4), 443, a4(CLIENT4)),
+        (a6(VIP6), 443, a6(CLIENT6)),
+        (a6(VIP6), 8443, a6(CLIENT6)),
+    ];
+    let flow = |i: u16| {
+        let (vip, port, client) = services[usize::from(i) % services.len()];
+        (client, 20000 + i, vip, port)
+    };
+    // Client frames: 12 flows, each SYN sent twice, interleaved.
+    let mut syns = Vec::new();
+    for i in 0..12u16 {
+        for j in [i, i.saturating_sub(2)] {
+            let (c, cp, v, vp) = flow(j);
+            syns.push(client_pkt(c, cp, v, vp, SYN));
+        }
+    }
+    let feed = |h: &mut Harness, port: u16, frames: &[Vec<u8>], one_by_one: bool| {
+        let mut out = Output::new(2);
+        let chunk = if one_by_one { 1 } else { frames.len() };
+        for c in frames.chunks(chunk) {
+            let mut rx: Vec<VecFrame> = c.iter().map(|f| VecFrame::new(f)).collect();
+            h.p.process_burst(
+                Time::from_secs(1),
+                port,
+                &mut rx,
+                &mut out,
+                &mut VecAlloc::default(),
+            );
+        }
+        out.tx
+            .into_iter()
+            .map(|q| q.into_iter().map(VecFrame::into_bytes).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let a = feed(&mut burst, 0, &syns, false);
+    let b = feed(&mut single, 0, &syns, true);
+    assert_eq!(a, b);
+    assert_eq!(a[1].len(), syns.len(), "every SYN forwarded");
+    assert_eq!(burst.p.connection_count(), 12);
+    assert_eq!(single.p.connection_count(), 12);
+    // Server replies to what went out (one per flow), client ACKs, and
+    // RSTs for every third flow followed by more of its data.
+    let mut mixed = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in &a[1] {
+        let (c, cp, s, sp) = tuple(f);
+        if seen.insert((c, cp)) {
+            mixed.push((1, server_pkt(s, sp, c, cp, L4::Tcp(0x12))));
+        }
+    }
+    for i in 0..12u16 {
+        let (c, cp, v, vp) = flow(i);
+        mixed.push((
+            0,
+            client_pkt(c, cp, v, vp, if i % 3 == 0 { RST } else { ACK }),
+        ));
+        mixed.push((0, client_pkt(c, cp, v, vp, ACK)));
+    }
+    // Interleave replies (port 1) and client frames (port 0) as two bursts
+    // per port, in a fixed order, on both pipelines.
+    for port in [1u16, 0] {
+        let frames: Vec<Vec<u8>> = mixed
+            .iter()
+            .filter(|(p, _)| *p == port)
+            .map(|(_, f)| f.clone())
+            .collect();
+        assert!(frames.len() > 8);
+        let a = feed(&mut burst, port, &frames, false);
+        let b = feed(&mut single, port, &frames, true);
+        assert_eq!(a, b, "port {port}");
+    }
+    assert_eq!(burst.p.connection_count(), single.p.connection_count());
+    assert_eq!(
+        burst.counters().conn_created,
+        single.counters().conn_created
+    );
+    assert_eq!(burst.counters().tx_forward, single.counters().tx_forward);
 }

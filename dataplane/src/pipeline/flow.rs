@@ -82,6 +82,20 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
+    /// Prefetches the bucket where `t` would be looked up or inserted.
+    #[inline]
+    pub(crate) fn conn_prefetch(&self, t: &Tuple) {
+        match (t.key4(), t.key6()) {
+            (Some(k), _) => {
+                self.conn4.prefetch(&k);
+            }
+            (_, Some(k)) => {
+                self.conn6.prefetch(&k);
+            }
+            _ => {}
+        }
+    }
+
     /// Looks a tuple up.
     pub(crate) fn conn_lookup(&mut self, t: &Tuple) -> Option<Handle> {
         match (t.key4(), t.key6()) {

@@ -234,6 +234,11 @@ impl<F: Frame> Pipeline<F> {
             }
             ForwardMode::Dsr | ForwardMode::Tunnel => None,
         };
+        // The reply entry's bucket is where the insert misses the cache:
+        // its key is known only now. Fetch it while the plan is made.
+        if let Some(r) = &reply {
+            self.conn_prefetch(r);
+        }
         let new = NewConn {
             service: svc,
             server,

@@ -85,6 +85,7 @@ use thiserror::Error;
 
 use crate::conn::{
     BURST, Closed, ConnTable4, ConnTable6, ConnTableConfig, ConnTableError, Handle, Key4, Key6,
+    Probe,
 };
 use crate::frame::{Frame, FrameAlloc};
 use crate::model::{Config, ForwardMode, SchedulerKind, ServerIdx, ServerState, ServiceIdx};
@@ -508,16 +509,31 @@ pub(crate) struct SvcRt {
     pub(crate) servers: Vec<SrvRt>,
 }
 
+/// Where a frame's connection key is in the burst's scratch space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// No TCP/UDP key (ARP, ICMP, a later fragment, a wire error).
+    None,
+    /// Index into `keys4` / `hash4`.
+    V4(u8),
+    /// Index into `keys6` / `hash6`.
+    V6(u8),
+}
+
+/// How many frames ahead of the one being handled its connection lookup is
+/// probed: a reply entry's forward entry is prefetched at the probe and
+/// read this many frames later.
+const PROBE_AHEAD: usize = 4;
+
 /// Scratch space for one burst (allocated once).
 struct Scratch {
     cls: Vec<Result<Classified, wire::Error>>,
+    slots: Vec<Slot>,
     keys4: Vec<Key4>,
-    at4: Vec<u8>,
-    hit4: Vec<Option<Handle>>,
+    hash4: Vec<u64>,
     keys6: Vec<Key6>,
-    at6: Vec<u8>,
-    hit6: Vec<Option<Handle>>,
-    handles: Vec<Option<Handle>>,
+    hash6: Vec<u64>,
+    probes: Vec<Probe>,
     closed4: Vec<Closed<Key4>>,
     closed6: Vec<Closed<Key6>>,
 }
@@ -526,13 +542,12 @@ impl Scratch {
     fn new(budget: usize) -> Scratch {
         Scratch {
             cls: Vec::with_capacity(BURST),
+            slots: Vec::with_capacity(BURST),
             keys4: Vec::with_capacity(BURST),
-            at4: Vec::with_capacity(BURST),
-            hit4: Vec::with_capacity(BURST),
+            hash4: Vec::with_capacity(BURST),
             keys6: Vec::with_capacity(BURST),
-            at6: Vec::with_capacity(BURST),
-            hit6: Vec::with_capacity(BURST),
-            handles: Vec::with_capacity(BURST),
+            hash6: Vec::with_capacity(BURST),
+            probes: Vec::with_capacity(BURST),
             closed4: Vec::with_capacity(budget.max(4)),
             closed6: Vec::with_capacity(budget.max(4)),
         }
@@ -682,28 +697,40 @@ impl<F: Frame> Pipeline<F> {
             // Out of the scratch space while the frames are handled, so that
             // each classification is read in place rather than copied.
             let cls = core::mem::take(&mut self.scratch.cls);
-            let handles = core::mem::take(&mut self.scratch.handles);
-            for ((frame, c), h) in rx.drain(..n).zip(&cls).zip(&handles) {
+            // The connection lookups were prefetched by the classification;
+            // each is probed `PROBE_AHEAD` frames before its frame is
+            // handled, as late as a reply's second lookup allows, so that
+            // the misses overlap the handling of the frames before it.
+            for i in 0..n.min(PROBE_AHEAD) {
+                self.probe_frame(i);
+            }
+            for (i, (frame, c)) in rx.drain(..n).zip(&cls).enumerate() {
+                if i + PROBE_AHEAD < n {
+                    self.probe_frame(i + PROBE_AHEAD);
+                }
+                let h = self.resolve_frame(i);
                 self.handle(frame, c, h.as_ref(), rx_port, out, alloc);
             }
             self.scratch.cls = cls;
-            self.scratch.handles = handles;
         }
         self.sync_stats();
     }
 
-    /// Classifies `frames` and looks their connections up, a burst at a time.
+    /// Classifies `frames`, and hashes and prefetches the connection
+    /// lookup of each TCP/UDP frame (probed later, see `process_burst`).
     fn classify_burst(&mut self, frames: &[F]) {
         let s = &mut self.scratch;
         s.cls.clear();
+        s.slots.clear();
         s.keys4.clear();
-        s.at4.clear();
+        s.hash4.clear();
         s.keys6.clear();
-        s.at6.clear();
-        s.handles.clear();
-        for (i, f) in frames.iter().enumerate() {
+        s.hash6.clear();
+        s.probes.clear();
+        for f in frames {
             let b = f.bytes();
             let c = wire::classify_with(b, self.classify_opts);
+            let mut slot = Slot::None;
             if let Ok(c) = &c
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
@@ -724,41 +751,66 @@ impl<F: Frame> Pipeline<F> {
                             let dst = Ipv4Addr::new(a[4], a[5], a[6], a[7]);
                             let sport = u16::from_be_bytes([p[0], p[1]]);
                             let dport = u16::from_be_bytes([p[2], p[3]]);
-                            s.keys4
-                                .push(Key4::new(src, dst, sport, dport, c.protocol.0));
-                            s.at4.push(i as u8);
+                            let key = Key4::new(src, dst, sport, dport, c.protocol.0);
+                            slot = Slot::V4(s.keys4.len() as u8);
+                            s.hash4.push(self.conn4.prefetch(&key));
+                            s.keys4.push(key);
                         }
                     }
                     L3Kind::Ipv6 => {
                         if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
-                            s.keys6
-                                .push(Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0));
-                            s.at6.push(i as u8);
+                            let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
+                            slot = Slot::V6(s.keys6.len() as u8);
+                            s.hash6.push(self.conn6.prefetch(&key));
+                            s.keys6.push(key);
                         }
                     }
                     L3Kind::Arp => {}
                 }
             }
             s.cls.push(c);
-            s.handles.push(None);
+            s.slots.push(slot);
+            s.probes.push(Probe::Miss);
         }
-        if !s.keys4.is_empty() {
-            s.hit4.clear();
-            s.hit4.resize(s.keys4.len(), None);
-            if self.conn4.lookup_burst(&s.keys4, &mut s.hit4).is_ok() {
-                for (&i, h) in s.at4.iter().zip(&s.hit4) {
-                    s.handles[usize::from(i)] = *h;
+    }
+
+    /// Probes the connection table for frame `i` of the burst.
+    #[inline]
+    fn probe_frame(&mut self, i: usize) {
+        let s = &mut self.scratch;
+        let p = match s.slots.get(i) {
+            Some(&Slot::V4(k)) => {
+                let k = usize::from(k);
+                match (s.keys4.get(k), s.hash4.get(k)) {
+                    (Some(key), Some(&h)) => self.conn4.probe(key, h),
+                    _ => Probe::Miss,
                 }
             }
-        }
-        if !s.keys6.is_empty() {
-            s.hit6.clear();
-            s.hit6.resize(s.keys6.len(), None);
-            if self.conn6.lookup_burst(&s.keys6, &mut s.hit6).is_ok() {
-                for (&i, h) in s.at6.iter().zip(&s.hit6) {
-                    s.handles[usize::from(i)] = *h;
+            Some(&Slot::V6(k)) => {
+                let k = usize::from(k);
+                match (s.keys6.get(k), s.hash6.get(k)) {
+                    (Some(key), Some(&h)) => self.conn6.probe(key, h),
+                    _ => Probe::Miss,
                 }
             }
+            _ => Probe::Miss,
+        };
+        if let Some(slot) = s.probes.get_mut(i) {
+            *slot = p;
+        }
+    }
+
+    /// Frame `i`'s connection, once probed (a reply entry resolved).
+    #[inline]
+    fn resolve_frame(&mut self, i: usize) -> Option<Handle> {
+        match self.scratch.probes.get(i).copied()? {
+            Probe::Miss => None,
+            Probe::Hit(h) => Some(h),
+            Probe::Reply(r) => match self.scratch.slots.get(i)? {
+                Slot::V4(_) => self.conn4.finish(r),
+                Slot::V6(_) => self.conn6.finish(r),
+                Slot::None => None,
+            },
         }
     }
 

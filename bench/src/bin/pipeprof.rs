@@ -5,8 +5,10 @@
 //!
 //! ```sh
 //! cargo build --profile bench -p tack-bench --bin pipeprof
-//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*process_burst*' \
-//!     $CARGO_TARGET_DIR/release/pipeprof established 1000 2000
+//! TACK_BENCH_HUGEPAGES=0 valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='*Forwarder>::burst' $CARGO_TARGET_DIR/release/pipeprof established 1000 2000
+//! # two builds compared, alternating runs (times vary 2x between runs here):
+//! bench/ab.sh 8 established 1000000 20000 /tmp/pipeprof.old /tmp/pipeprof.new
 //! ```
 //!
 //! Usage: `pipeprof SCENARIO [FLOWS] [BURSTS]`. Scenarios: `established`

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::sched::maglev::{self, Maglev, MaglevError};
+use crate::sched::rr::{self, SmoothWrr};
 use crate::sched::{Backend, hash};
 
 /// Index of a service in a [`Config`] snapshot.
@@ -593,6 +594,7 @@ pub struct ServiceEntry {
     eligible: Vec<Backend>,
     cum_weights: Vec<u64>,
     maglev: Option<Maglev>,
+    swrr: Vec<u16>,
 }
 
 impl ServiceEntry {
@@ -628,6 +630,11 @@ impl ServiceEntry {
         } else {
             None
         };
+        let swrr = if spec.scheduler == SchedulerKind::WeightedRoundRobin {
+            SmoothWrr::cycle(&eligible, rr::MAX_CYCLE).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(ServiceEntry {
             spec,
             ident,
@@ -636,6 +643,7 @@ impl ServiceEntry {
             eligible,
             cum_weights,
             maglev,
+            swrr,
         })
     }
 
@@ -657,6 +665,13 @@ impl ServiceEntry {
     /// Servers eligible for new clients (`Up`, weight > 0), in pool order.
     pub fn eligible(&self) -> &[Backend] {
         &self.eligible
+    }
+
+    /// The smooth weighted round robin cycle over the eligible servers
+    /// (server indices, one per unit of weight), when the scheduler is
+    /// `wrr` and the weights sum to at most [`rr::MAX_CYCLE`]; else empty.
+    pub fn swrr_cycle(&self) -> &[u16] {
+        &self.swrr
     }
 
     /// Running sums of the eligible servers' weights (source hashing).

@@ -79,6 +79,33 @@ fn smooth_wrr_is_nginx_sequence() {
     assert_eq!(seq, "aabacaaaabacaa");
 }
 
+/// Weights summing past the precomputed cycle's limit are scheduled by the
+/// current weights instead, with the same sequence; a pool change moves the
+/// walk to the new cycle, which keeps exact shares.
+#[test]
+fn smooth_wrr_long_cycles_and_pool_changes() {
+    let big = cfg(SchedulerKind::WeightedRoundRobin, &[3000, 2000, 1000]);
+    assert!(big.entry(0).unwrap().swrr_cycle().is_empty());
+    let small = cfg(SchedulerKind::WeightedRoundRobin, &[3, 2, 1]);
+    assert_eq!(small.entry(0).unwrap().swrr_cycle().len(), 6);
+    let (mut a, mut b) = (SchedState::new(&big), SchedState::new(&small));
+    for i in 0..600 {
+        // 3000:2000:1000 from zero picks as 3:2:1 does, cycle by cycle.
+        assert_eq!(a.pick(&big, 0, &key(i)), b.pick(&small, 0, &key(i)), "{i}");
+    }
+    // Server 0 goes down: the rest share 2:1 exactly, every 3 picks.
+    let mut s = service(SchedulerKind::WeightedRoundRobin, &[3, 2, 1]);
+    s.servers[0].state = ServerState::Down;
+    let changed = Config::new(vec![s]).unwrap();
+    let picks: Vec<u16> = (0..300)
+        .map(|i| b.pick(&changed, 0, &key(i)).unwrap())
+        .collect();
+    for w in picks.chunks(3) {
+        assert_eq!(w.iter().filter(|&&x| x == 1).count(), 2, "{w:?}");
+        assert_eq!(w.iter().filter(|&&x| x == 2).count(), 1, "{w:?}");
+    }
+}
+
 #[test]
 fn every_scheduler_follows_weights() {
     let weights = [1, 2, 3, 4];

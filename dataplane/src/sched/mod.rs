@@ -3,14 +3,17 @@
 //! here; they follow their connection entry.
 //!
 //! Algorithms (each usable on its own over a slice of [`Backend`]s):
-//! - [`rr::RoundRobin`] and [`rr::SmoothWrr`] (nginx's smooth weighted round robin);
+//! - [`rr::RoundRobin`] and [`rr::SmoothWrr`] (nginx's smooth weighted round
+//!   robin; the snapshot precomputes its whole cycle, one entry per unit of
+//!   weight up to [`rr::MAX_CYCLE`], so a pick is one array read);
 //! - [`lc::pick`]: least connections and weighted least connections;
 //! - [`source_hash`]: hash of the source address over the weighted servers;
 //! - [`maglev::Maglev`]: Maglev consistent hashing (table built per snapshot);
 //! - [`hrw::pick`]: weighted rendezvous hashing.
 //!
 //! [`SchedState`] is one core's scheduling state for a whole [`Config`]
-//! (round-robin cursors, smooth-WRR current weights, connection counts) and
+//! (round-robin cursors, smooth-WRR cycle positions or current weights,
+//! connection counts) and
 //! dispatches on each service's [`SchedulerKind`].
 //!
 //! # Eligibility
@@ -111,6 +114,8 @@ pub struct SchedStats {
 struct ServiceSched {
     rr: rr::RoundRobin,
     swrr: rr::SmoothWrr,
+    /// Position in the service's precomputed `wrr` cycle.
+    swrr_pos: usize,
     lc_start: usize,
     conns: Vec<u32>,
 }
@@ -120,6 +125,7 @@ impl ServiceSched {
         ServiceSched {
             rr: rr::RoundRobin::new(),
             swrr: rr::SmoothWrr::new(pool_len),
+            swrr_pos: 0,
             lc_start: 0,
             conns: vec![0; pool_len],
         }
@@ -215,7 +221,19 @@ impl SchedState {
         let st = &mut self.services[service as usize];
         let choice = match entry.spec().scheduler {
             SchedulerKind::RoundRobin => st.rr.pick(eligible),
-            SchedulerKind::WeightedRoundRobin => st.swrr.pick(eligible),
+            SchedulerKind::WeightedRoundRobin => {
+                // The cycle of the current eligible set, walked in O(1);
+                // after a change the walk goes on from the same position
+                // of the new cycle. Too long a cycle: O(servers) per pick.
+                let cycle = entry.swrr_cycle();
+                if cycle.is_empty() {
+                    st.swrr.pick(eligible)
+                } else {
+                    let i = st.swrr_pos % cycle.len();
+                    st.swrr_pos = i + 1;
+                    cycle.get(i).copied()
+                }
+            }
             SchedulerKind::LeastConn | SchedulerKind::WeightedLeastConn => {
                 let weighted = entry.spec().scheduler == SchedulerKind::WeightedLeastConn;
                 let start = st.lc_start % eligible.len();

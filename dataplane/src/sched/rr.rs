@@ -29,6 +29,10 @@ impl RoundRobin {
     }
 }
 
+/// Longest precomputed smooth weighted round robin cycle (the sum of the
+/// eligible weights), see [`SmoothWrr::cycle`].
+pub const MAX_CYCLE: usize = 4096;
+
 /// Smooth weighted round robin as in nginx (`ngx_http_upstream_get_peer`):
 /// on each pick every backend's current weight grows by its weight, the
 /// largest current weight wins and is lowered by the total. Weights 5, 1, 1
@@ -58,6 +62,22 @@ impl SmoothWrr {
     /// Resets all current weights (used when the pool is remapped).
     pub fn reset(&mut self) {
         self.current.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// The whole cycle of picks over `backends` from the zero state: one
+    /// entry per unit of weight (the sum of the weights), after which the
+    /// current weights are back at zero and the cycle repeats. Any `W`
+    /// consecutive picks of it (`W` the sum) hold each backend exactly its
+    /// weight times. `None` when the weights are all zero or sum to more
+    /// than `max` (the caller then picks with the state instead).
+    pub fn cycle(backends: &[Backend], max: usize) -> Option<Vec<u16>> {
+        let total: usize = backends.iter().map(|b| usize::from(b.weight)).sum();
+        if total == 0 || total > max {
+            return None;
+        }
+        let pool = backends.iter().map(|b| usize::from(b.index)).max()? + 1;
+        let mut s = SmoothWrr::new(pool);
+        (0..total).map(|_| s.pick(backends)).collect()
     }
 
     /// Picks a backend, or `None` when none has a positive weight or a
@@ -104,6 +124,31 @@ mod tests {
         // The cycle repeats.
         let seq2: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap()).collect();
         assert_eq!(seq, seq2);
+    }
+
+    /// The precomputed cycle is the picks' sequence from zero, which then
+    /// repeats; too long a cycle is refused.
+    #[test]
+    fn cycle_is_the_sequence_from_zero() {
+        assert_eq!(
+            SmoothWrr::cycle(&b(&[5, 1, 1]), MAX_CYCLE).unwrap(),
+            vec![0, 0, 1, 0, 2, 0, 0]
+        );
+        let backends = b(&[3, 0, 7, 2, 9]);
+        let cyc = SmoothWrr::cycle(&backends, MAX_CYCLE).unwrap();
+        assert_eq!(cyc.len(), 21);
+        let mut s = SmoothWrr::new(5);
+        let picks: Vec<u16> = (0..63).map(|_| s.pick(&backends).unwrap()).collect();
+        assert_eq!(picks, [&cyc[..], &cyc[..], &cyc[..]].concat());
+        // Every window of 21 picks holds each server its weight times.
+        let doubled = [&cyc[..], &cyc[..]].concat();
+        for w in doubled.windows(21) {
+            for (i, want) in [(0u16, 3), (2, 7), (3, 2), (4, 9)] {
+                assert_eq!(w.iter().filter(|&&x| x == i).count(), want);
+            }
+        }
+        assert_eq!(SmoothWrr::cycle(&b(&[0, 0]), MAX_CYCLE), None);
+        assert_eq!(SmoothWrr::cycle(&b(&[3000, 2000]), MAX_CYCLE), None);
     }
 
     #[test]

@@ -904,41 +904,76 @@ impl<K: FlowKey> ConnTable<K> {
     /// following a reply entry to its connection.
     #[inline]
     fn handle_at(&self, hash: u64, b: usize) -> Option<Handle> {
-        let e = self.table.get_bucket(b)?;
-        if !e.c.is_reply() {
-            return Some(Handle {
-                hash,
-                bucket: b as u32,
+        match self.probe_at(hash, b) {
+            Probe::Miss => None,
+            Probe::Hit(h) => Some(h),
+            Probe::Reply(r) => self.reply_handle(r),
+        }
+    }
+
+    /// What bucket `b`, found for a key of hash `hash`, holds: a
+    /// connection's forward entry or a reply entry.
+    #[inline]
+    fn probe_at(&self, hash: u64, b: usize) -> Probe {
+        let Some(e) = self.table.get_bucket(b) else {
+            return Probe::Miss;
+        };
+        if e.c.is_reply() {
+            return Probe::Reply(ReplyRef {
+                hash: e.c.word,
                 id: e.c.id,
                 generation: e.c.generation,
-                reply: false,
             });
         }
-        let (fh, id, generation) = (e.c.word, e.c.id, e.c.generation);
-        let fb = self
-            .table
-            .find_bucket_index(fh, |e| e.is_conn(id, generation))?;
+        Probe::Hit(Handle {
+            hash,
+            bucket: b as u32,
+            id: e.c.id,
+            generation: e.c.generation,
+            reply: false,
+        })
+    }
+
+    /// The connection a reply entry names, if it is still in the table.
+    #[inline]
+    fn reply_handle(&self, r: ReplyRef) -> Option<Handle> {
+        let is_conn = |e: &Entry<K>| e.is_conn(r.id, r.generation);
+        let fb = self.find_from(self.first_bucket(r.hash), r.hash, is_conn)?;
         Some(Handle {
-            hash: fh,
+            hash: r.hash,
             bucket: fb as u32,
-            id,
-            generation,
+            id: r.id,
+            generation: r.generation,
             reply: true,
         })
+    }
+
+    /// The first bucket of `hash`'s probe sequence (hashbrown's `h1`), where
+    /// most entries sit at the load this table keeps.
+    #[inline(always)]
+    fn first_bucket(&self, hash: u64) -> usize {
+        (hash as usize) & self.table.num_buckets().wrapping_sub(1)
+    }
+
+    /// The bucket of the entry of hash `hash` that `eq` accepts, trying
+    /// bucket `first` (the likeliest: prefetched, or remembered) before
+    /// probing the control groups in full.
+    #[inline]
+    fn find_from(&self, first: usize, hash: u64, eq: impl Fn(&Entry<K>) -> bool) -> Option<usize> {
+        if self.table.get_bucket(first).is_some_and(&eq) {
+            return Some(first);
+        }
+        self.table.find_bucket_index(hash, eq)
     }
 
     /// Looks up one key.
     #[inline]
     pub fn lookup(&mut self, key: &K) -> Option<Handle> {
-        let h = self.hash_key(key);
-        self.stats.lookups += 1;
-        let r = self.resolve(h, key);
-        if r.is_some() {
-            self.stats.hits += 1;
-        } else {
-            self.stats.misses += 1;
+        match self.probe(key, self.hash_key(key)) {
+            Probe::Miss => None,
+            Probe::Hit(h) => Some(h),
+            Probe::Reply(r) => self.finish(r),
         }
-        r
     }
 
     /// Hashes `key` and prefetches its likeliest bucket (control byte and
@@ -970,7 +1005,7 @@ impl<K: FlowKey> ConnTable<K> {
         if self.base == 0 {
             return;
         }
-        let i = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
+        let i = self.first_bucket(hash);
         let size = core::mem::size_of::<Entry<K>>();
         let entry = self.entry_addr(i);
         // Safe address arithmetic: `prefetch_index` offsets a pointer
@@ -1006,63 +1041,22 @@ impl<K: FlowKey> ConnTable<K> {
         // The key in its likeliest bucket (prefetched) is a hit without
         // reading its control group; any other key is probed in full (an
         // absent key, or one that sits further along).
-        let guess = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
-        let b = if self.table.get_bucket(guess).is_some_and(|e| e.key == *key) {
-            Some(guess)
-        } else {
-            self.table.find_bucket_index(hash, |e| e.key == *key)
-        };
-        let Some(e) = b.and_then(|b| self.table.get_bucket(b).map(|e| (b, e))) else {
-            self.stats.misses += 1;
-            return Probe::Miss;
-        };
-        let (b, e) = e;
-        if e.c.is_reply() {
-            let r = ReplyRef {
-                hash: e.c.word,
-                id: e.c.id,
-                generation: e.c.generation,
-            };
-            self.prefetch_bucket(r.hash);
-            return Probe::Reply(r);
+        let p = self
+            .find_from(self.first_bucket(hash), hash, |e| e.key == *key)
+            .map_or(Probe::Miss, |b| self.probe_at(hash, b));
+        match p {
+            Probe::Miss => self.stats.misses += 1,
+            Probe::Hit(_) => self.stats.hits += 1,
+            Probe::Reply(r) => self.prefetch_bucket(r.hash),
         }
-        self.stats.hits += 1;
-        Probe::Hit(Handle {
-            hash,
-            bucket: b as u32,
-            id: e.c.id,
-            generation: e.c.generation,
-            reply: false,
-        })
+        p
     }
 
     /// Resolves a reply entry found by [`ConnTable::probe`] to its
     /// connection (`None`, counted as a miss, if it has left the table).
     #[inline]
     pub fn finish(&mut self, r: ReplyRef) -> Option<Handle> {
-        let ReplyRef {
-            hash,
-            id,
-            generation,
-        } = r;
-        let guess = (hash as usize) & self.table.num_buckets().wrapping_sub(1);
-        let fb = if self
-            .table
-            .get_bucket(guess)
-            .is_some_and(|e| e.is_conn(id, generation))
-        {
-            Some(guess)
-        } else {
-            self.table
-                .find_bucket_index(hash, |e| e.is_conn(id, generation))
-        };
-        let h = fb.map(|fb| Handle {
-            hash,
-            bucket: fb as u32,
-            id,
-            generation,
-            reply: true,
-        });
+        let h = self.reply_handle(r);
         if h.is_some() {
             self.stats.hits += 1;
         } else {
@@ -1123,13 +1117,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// Bucket of the connection `h` names, if it is still live.
     #[inline]
     fn locate(&self, h: &Handle) -> Option<usize> {
-        if let Some(e) = self.table.get_bucket(h.bucket as usize)
-            && e.is_conn(h.id, h.generation)
-        {
-            return Some(h.bucket as usize);
-        }
-        self.table
-            .find_bucket_index(h.hash, |e| e.is_conn(h.id, h.generation))
+        self.find_from(h.bucket as usize, h.hash, |e| e.is_conn(h.id, h.generation))
     }
 
     /// The connection `h` names (`None` if it has left the table).

@@ -514,9 +514,9 @@ pub(crate) struct SvcRt {
 enum Slot {
     /// No TCP/UDP key (ARP, ICMP, a later fragment, a wire error).
     None,
-    /// Index into `keys4` / `hash4`.
+    /// Index into `keys4`.
     V4(u8),
-    /// Index into `keys6` / `hash6`.
+    /// Index into `keys6`.
     V6(u8),
 }
 
@@ -529,10 +529,9 @@ const PROBE_AHEAD: usize = 4;
 struct Scratch {
     cls: Vec<Result<Classified, wire::Error>>,
     slots: Vec<Slot>,
-    keys4: Vec<Key4>,
-    hash4: Vec<u64>,
-    keys6: Vec<Key6>,
-    hash6: Vec<u64>,
+    /// The burst's connection keys, with their hashes.
+    keys4: Vec<(Key4, u64)>,
+    keys6: Vec<(Key6, u64)>,
     probes: Vec<Probe>,
     closed4: Vec<Closed<Key4>>,
     closed6: Vec<Closed<Key6>>,
@@ -544,9 +543,7 @@ impl Scratch {
             cls: Vec::with_capacity(BURST),
             slots: Vec::with_capacity(BURST),
             keys4: Vec::with_capacity(BURST),
-            hash4: Vec::with_capacity(BURST),
             keys6: Vec::with_capacity(BURST),
-            hash6: Vec::with_capacity(BURST),
             probes: Vec::with_capacity(BURST),
             closed4: Vec::with_capacity(budget.max(4)),
             closed6: Vec::with_capacity(budget.max(4)),
@@ -723,9 +720,7 @@ impl<F: Frame> Pipeline<F> {
         s.cls.clear();
         s.slots.clear();
         s.keys4.clear();
-        s.hash4.clear();
         s.keys6.clear();
-        s.hash6.clear();
         s.probes.clear();
         for f in frames {
             let b = f.bytes();
@@ -753,16 +748,14 @@ impl<F: Frame> Pipeline<F> {
                             let dport = u16::from_be_bytes([p[2], p[3]]);
                             let key = Key4::new(src, dst, sport, dport, c.protocol.0);
                             slot = Slot::V4(s.keys4.len() as u8);
-                            s.hash4.push(self.conn4.prefetch(&key));
-                            s.keys4.push(key);
+                            s.keys4.push((key, self.conn4.prefetch(&key)));
                         }
                     }
                     L3Kind::Ipv6 => {
                         if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
                             let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
                             slot = Slot::V6(s.keys6.len() as u8);
-                            s.hash6.push(self.conn6.prefetch(&key));
-                            s.keys6.push(key);
+                            s.keys6.push((key, self.conn6.prefetch(&key)));
                         }
                     }
                     L3Kind::Arp => {}
@@ -779,20 +772,14 @@ impl<F: Frame> Pipeline<F> {
     fn probe_frame(&mut self, i: usize) {
         let s = &mut self.scratch;
         let p = match s.slots.get(i) {
-            Some(&Slot::V4(k)) => {
-                let k = usize::from(k);
-                match (s.keys4.get(k), s.hash4.get(k)) {
-                    (Some(key), Some(&h)) => self.conn4.probe(key, h),
-                    _ => Probe::Miss,
-                }
-            }
-            Some(&Slot::V6(k)) => {
-                let k = usize::from(k);
-                match (s.keys6.get(k), s.hash6.get(k)) {
-                    (Some(key), Some(&h)) => self.conn6.probe(key, h),
-                    _ => Probe::Miss,
-                }
-            }
+            Some(&Slot::V4(k)) => s
+                .keys4
+                .get(usize::from(k))
+                .map_or(Probe::Miss, |(key, h)| self.conn4.probe(key, *h)),
+            Some(&Slot::V6(k)) => s
+                .keys6
+                .get(usize::from(k))
+                .map_or(Probe::Miss, |(key, h)| self.conn6.probe(key, *h)),
             _ => Probe::Miss,
         };
         if let Some(slot) = s.probes.get_mut(i) {

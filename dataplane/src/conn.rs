@@ -966,6 +966,15 @@ impl<K: FlowKey> ConnTable<K> {
         self.table.find_bucket_index(hash, eq)
     }
 
+    /// Whether an entry (forward or reply) has key `key`, of hash `hash`
+    /// (from [`ConnTable::hash_key`] or [`ConnTable::prefetch`]).
+    #[inline]
+    pub fn contains(&self, key: &K, hash: u64) -> bool {
+        debug_assert_eq!(hash, self.hash_key(key), "key hash");
+        self.find_from(self.first_bucket(hash), hash, |e| e.key == *key)
+            .is_some()
+    }
+
     /// Looks up one key.
     #[inline]
     pub fn lookup(&mut self, key: &K) -> Option<Handle> {
@@ -1191,24 +1200,44 @@ impl<K: FlowKey> ConnTable<K> {
         now: Time,
     ) -> Result<Inserted<K>, InsertError> {
         let h = self.hash_key(&key);
+        let reply = reply.map(|r| (r, self.hash_key(&r)));
+        self.insert_hashed(key, h, reply, new, flags, now)
+    }
+
+    /// [`ConnTable::insert`] with both keys already hashed by
+    /// [`ConnTable::hash_key`] (or [`ConnTable::prefetch`]): the hashes a
+    /// caller computed to prefetch the keys' buckets are not computed again.
+    pub fn insert_hashed(
+        &mut self,
+        key: K,
+        h: u64,
+        reply: Option<(K, u64)>,
+        new: NewConn,
+        flags: TcpFlags,
+        now: Time,
+    ) -> Result<Inserted<K>, InsertError> {
+        debug_assert_eq!(h, self.hash_key(&key), "forward key hash");
         if let Some(existing) = self.resolve(h, &key) {
             self.stats.insert_exists += 1;
             return Err(InsertError::Exists(existing));
         }
         let rh = match reply {
-            Some(r) => {
+            Some((r, rh)) => {
+                debug_assert_eq!(rh, self.hash_key(&r), "reply key hash");
                 if r == key {
                     self.stats.reply_conflicts += 1;
                     return Err(InsertError::ReplyIsForward);
                 }
-                let rh = self.hash_key(&r);
-                if self.table.find(rh, |e| e.key == r).is_some() {
+                if self
+                    .find_from(self.first_bucket(rh), rh, |e| e.key == r)
+                    .is_some()
+                {
                     self.stats.reply_conflicts += 1;
                     return Err(InsertError::ReplyExists);
                 }
-                Some(rh)
+                rh
             }
-            None => None,
+            None => 0,
         };
         let need = 1 + usize::from(reply.is_some());
         let mut evicted = [None, None];
@@ -1274,7 +1303,7 @@ impl<K: FlowKey> ConnTable<K> {
                 };
             }
         };
-        if let (Some(r), Some(rh)) = (reply, rh) {
+        if let Some((r, rh)) = reply {
             let rc = Conn {
                 word: h,
                 bits: BIT_REPLY,
@@ -1290,7 +1319,7 @@ impl<K: FlowKey> ConnTable<K> {
             id,
             Meta {
                 fwd_hash: h,
-                rev_hash: rh.unwrap_or(0),
+                rev_hash: rh,
                 generation,
                 has_reply: reply.is_some(),
                 live: true,

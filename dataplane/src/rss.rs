@@ -394,6 +394,48 @@ impl SnatPortPicker {
         range: RangeInclusive<u16>,
         mut is_free: impl FnMut(u16) -> bool,
     ) -> Result<u16, RssError> {
+        let port = self
+            .walk(toeplitz, reta, flow, range.clone())?
+            .find(|&p| is_free(p))
+            .ok_or(RssError::Exhausted)?;
+        self.advance_past(port, range);
+        Ok(port)
+    }
+
+    /// The port [`SnatPortPicker::pick`] would return if it is free, without
+    /// checking that it is and without moving the cursor: the caller can
+    /// fetch the reply tuple's table bucket, do other work while it
+    /// arrives, then check it and [`SnatPortPicker::advance_past`] it (or
+    /// fall back to [`SnatPortPicker::pick`]).
+    pub fn candidate(
+        &self,
+        toeplitz: &Toeplitz,
+        reta: &Reta,
+        flow: &ReplyFlow,
+        range: RangeInclusive<u16>,
+    ) -> Result<u16, RssError> {
+        self.walk(toeplitz, reta, flow, range)?
+            .next()
+            .ok_or(RssError::Exhausted)
+    }
+
+    /// Moves the cursor just past `port` (a port handed out), wrapping at
+    /// the end of `range`.
+    pub fn advance_past(&mut self, port: u16, range: RangeInclusive<u16>) {
+        let (lo, hi) = (*range.start(), *range.end());
+        self.cursor = if port >= hi { lo } else { port + 1 };
+    }
+
+    /// The ports of `range` whose reply hash lands on this picker's queue,
+    /// in walk order: from the cursor to the end of the range, then from
+    /// its start, once.
+    fn walk<'a>(
+        &self,
+        toeplitz: &'a Toeplitz,
+        reta: &'a Reta,
+        flow: &ReplyFlow,
+        range: RangeInclusive<u16>,
+    ) -> Result<impl Iterator<Item = u16> + 'a, RssError> {
         let (lo, hi) = (*range.start(), *range.end());
         if lo > hi {
             return Err(RssError::EmptyRange);
@@ -413,15 +455,10 @@ impl SnatPortPicker {
         } else {
             0
         };
-        for i in 0..span {
-            let port = lo + ((start + i) % span) as u16;
-            let h = base ^ toeplitz.dport_term(v6, port);
-            if reta.queue(h) == self.queue && is_free(port) {
-                self.cursor = if port == hi { lo } else { port + 1 };
-                return Ok(port);
-            }
-        }
-        Err(RssError::Exhausted)
+        let queue = self.queue;
+        Ok((0..span)
+            .map(move |i| lo + ((start + i) % span) as u16)
+            .filter(move |&port| reta.queue(base ^ toeplitz.dport_term(v6, port)) == queue))
     }
 }
 
@@ -599,5 +636,40 @@ mod tests {
         }
         let (got, cursor) = found.unwrap();
         assert_eq!(cursor, got, "cursor wraps to the range start");
+    }
+
+    #[test]
+    fn candidate_is_the_next_pick_and_moves_nothing() {
+        let t = Toeplitz::new(&MS_RSS_KEY).unwrap();
+        let reta = Reta::round_robin(128, 4).unwrap();
+        let flow = ReplyFlow {
+            server_addr: "10.0.0.1".parse().unwrap(),
+            server_port: 80,
+            local_addr: "10.0.1.1".parse().unwrap(),
+        };
+        let mut p = SnatPortPicker::new(2, 60000);
+        let mut q = p.clone();
+        for _ in 0..200 {
+            let c = p.candidate(&t, &reta, &flow, 1024..=65535).unwrap();
+            assert_eq!(p.candidate(&t, &reta, &flow, 1024..=65535), Ok(c));
+            let h = t.hash_v4_l4(
+                "10.0.0.1".parse().unwrap(),
+                "10.0.1.1".parse().unwrap(),
+                80,
+                c,
+            );
+            assert_eq!(reta.queue(h), 2, "port {c} steers to the queue");
+            assert_eq!(q.pick(&t, &reta, &flow, 1024..=65535, |_| true), Ok(c));
+            p.advance_past(c, 1024..=65535);
+            assert_eq!(p, q, "advance_past moves the cursor as pick does");
+        }
+        // A taken candidate: pick skips it, to the next candidate.
+        let c = p.candidate(&t, &reta, &flow, 1024..=65535).unwrap();
+        let got = p.pick(&t, &reta, &flow, 1024..=65535, |x| x != c).unwrap();
+        assert_ne!(got, c);
+        assert_eq!(
+            SnatPortPicker::new(7, 0).candidate(&t, &reta, &flow, 1024..=65535),
+            Err(RssError::Exhausted)
+        );
     }
 }

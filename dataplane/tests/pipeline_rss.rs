@@ -132,3 +132,56 @@ fn software_steering_without_rss() {
     // over the workers, which the port choice and owner_worker assume.
     check_family(false, a4(CLIENT4), a4(VIP4), a4(SERVER4), a4(LOCAL4));
 }
+
+/// The port the picker would hand out next is already the local end of a
+/// connection (here a synchronised one): the new flow gets the next free
+/// port steered to the same worker, and both connections work.
+fn taken_port_is_skipped(client: IpAddr, vip: IpAddr, server: IpAddr, local: IpAddr) {
+    use tack_dataplane::pipeline::ConnSpec;
+    let w = 2usize;
+    // Two identical workers: `a` shows which port comes next, `b` has it taken.
+    let (mut a, mut b) = (workers(true).remove(w), workers(true).remove(w));
+    let syn = client_pkt(client, 40000, vip, 443, SYN);
+    let out = run(&mut a, 0, &syn);
+    let (_, next, _, _) = tuple(out.tx[1][0].bytes_ref());
+    b.install_connection(
+        tack_dataplane::Time::ZERO,
+        &ConnSpec {
+            client,
+            client_port: 50000,
+            vip,
+            vip_port: 443,
+            protocol: 6,
+            server: 0,
+            local: Some((local, next)),
+        },
+    )
+    .unwrap();
+    let out = run(&mut b, 0, &syn);
+    assert_eq!(out.tx[1].len(), 1, "forwarded on another port");
+    let (src, lport, dst, _) = tuple(out.tx[1][0].bytes_ref());
+    assert_eq!((src, dst), (local, server));
+    assert_ne!(lport, next, "the taken port is not reused");
+    assert_eq!(nic_queue(server, local, lport, 443), w as u16);
+    // Each server reply reaches its own client.
+    for (port, cport) in [(lport, 40000), (next, 50000)] {
+        let out = run(&mut b, 1, &server_pkt(server, 443, local, port, ACK));
+        assert_eq!(tuple(out.tx[0][0].bytes_ref()), (vip, 443, client, cport));
+    }
+    assert_eq!(b.counters().drop_fnat_no_port, 0);
+    assert_eq!(b.counters().conn_created, 2);
+    // Next time the walk goes on from the port handed out.
+    let out = run(&mut b, 0, &client_pkt(client, 40001, vip, 443, SYN));
+    let (_, after, _, _) = tuple(out.tx[1][0].bytes_ref());
+    assert!(after != lport && after != next);
+}
+
+#[test]
+fn fnat4_taken_port_is_skipped() {
+    taken_port_is_skipped(a4(CLIENT4), a4(VIP4), a4(SERVER4), a4(LOCAL4));
+}
+
+#[test]
+fn fnat6_taken_port_is_skipped() {
+    taken_port_is_skipped(a6(CLIENT6), a6(VIP6), a6(SERVER6), a6(LOCAL6));
+}

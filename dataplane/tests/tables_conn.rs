@@ -541,3 +541,57 @@ fn bad_configuration_and_calls_are_errors() {
     assert!(t.lookup_burst(&[fwd(1)], &mut out).is_err());
     assert_eq!(t.stats.bad_calls, 1);
 }
+
+/// `insert_hashed` with the hashes `prefetch` returned behaves as `insert`;
+/// `contains` sees forward and reply keys, at any position in their probe
+/// sequence, and forgets them when the connection goes.
+#[test]
+fn hashed_insert_and_contains() {
+    let n = 20_000u32;
+    let mut t = ConnTable4::new(
+        ConnTableConfig {
+            capacity: 2 * n as usize,
+            ..ConnTableConfig::default()
+        },
+        Time::ZERO,
+    )
+    .unwrap();
+    for i in 0..n {
+        let (k, r) = (fwd(i), reply(i));
+        assert!(!t.contains(&k, t.hash_key(&k)));
+        let (kh, rh) = (t.prefetch(&k), t.prefetch(&r));
+        t.insert_hashed(k, kh, Some((r, rh)), nc(i, true), TcpFlags::SYN, Time::ZERO)
+            .unwrap();
+    }
+    for i in 0..n {
+        for k in [fwd(i), reply(i)] {
+            assert!(t.contains(&k, t.hash_key(&k)), "key {i}");
+        }
+        assert!(t.lookup(&reply(i)).is_some_and(|h| h.is_reply()));
+        let absent = Key4 {
+            src_port: 1,
+            ..fwd(i)
+        };
+        assert!(!t.contains(&absent, t.hash_key(&absent)));
+    }
+    // A reply key already in use is refused, as by `insert`.
+    let k = fwd(n + 1);
+    let (kh, r) = (t.hash_key(&k), reply(3));
+    assert_eq!(
+        t.insert_hashed(
+            k,
+            kh,
+            Some((r, t.hash_key(&r))),
+            nc(n + 1, true),
+            TcpFlags::SYN,
+            Time::ZERO
+        )
+        .map(|_| ()),
+        Err(InsertError::ReplyExists)
+    );
+    let h = t.lookup(&fwd(3)).unwrap();
+    t.remove(&h).unwrap();
+    for k in [fwd(3), reply(3)] {
+        assert!(!t.contains(&k, t.hash_key(&k)));
+    }
+}

@@ -82,18 +82,32 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Prefetches the bucket where `t` would be looked up or inserted.
+    /// Prefetches the bucket where `t` would be looked up or inserted, and
+    /// returns `t`'s hash (for [`Pipeline::conn_insert`] and
+    /// [`Pipeline::conn_has`]).
     #[inline]
-    pub(crate) fn conn_prefetch(&self, t: &Tuple) {
+    pub(crate) fn conn_prefetch(&self, t: &Tuple) -> u64 {
         match (t.key4(), t.key6()) {
-            (Some(k), _) => {
-                self.conn4.prefetch(&k);
-            }
-            (_, Some(k)) => {
-                self.conn6.prefetch(&k);
-            }
-            _ => {}
+            (Some(k), _) => self.conn4.prefetch(&k),
+            (_, Some(k)) => self.conn6.prefetch(&k),
+            _ => 0,
         }
+    }
+
+    /// `t`'s hash in the table of its family.
+    #[inline]
+    pub(crate) fn conn_hash(&self, t: &Tuple) -> u64 {
+        match (t.key4(), t.key6()) {
+            (Some(k), _) => self.conn4.hash_key(&k),
+            (_, Some(k)) => self.conn6.hash_key(&k),
+            _ => 0,
+        }
+    }
+
+    /// Whether an entry has `t` (of hash `hash`) as its key.
+    #[inline]
+    pub(crate) fn conn_has(&self, t: &Tuple, hash: u64) -> bool {
+        tuple_taken(&self.conn4, &self.conn6, t, hash)
     }
 
     /// Looks a tuple up.
@@ -121,12 +135,14 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Creates a connection. Connections evicted to make room for it are
-    /// closed (and what they held released) before this returns.
+    /// Creates a connection from forward tuple `fwd` and, for NAT and full
+    /// NAT, reply tuple `reply` with its hash ([`Pipeline::conn_hash`] or
+    /// [`Pipeline::conn_prefetch`]). Connections evicted to make room for
+    /// it are closed (and what they held released) before this returns.
     pub(crate) fn conn_insert(
         &mut self,
         fwd: &Tuple,
-        reply: Option<&Tuple>,
+        reply: Option<(&Tuple, u64)>,
         new: NewConn,
         flags: u8,
     ) -> Result<(), InsertError> {
@@ -134,10 +150,11 @@ impl<F: Frame> Pipeline<F> {
         match (fwd.key4(), fwd.key6()) {
             (Some(k), _) => {
                 let r = match reply {
-                    Some(r) => Some(r.key4().ok_or(InsertError::ReplyIsForward)?),
+                    Some((r, rh)) => Some((r.key4().ok_or(InsertError::ReplyIsForward)?, rh)),
                     None => None,
                 };
-                let ins = self.conn4.insert(k, r, new, f, self.now)?;
+                let h = self.conn4.hash_key(&k);
+                let ins = self.conn4.insert_hashed(k, h, r, new, f, self.now)?;
                 for c in ins.evicted.iter().flatten() {
                     self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
                 }
@@ -145,10 +162,11 @@ impl<F: Frame> Pipeline<F> {
             }
             (_, Some(k)) => {
                 let r = match reply {
-                    Some(r) => Some(r.key6().ok_or(InsertError::ReplyIsForward)?),
+                    Some((r, rh)) => Some((r.key6().ok_or(InsertError::ReplyIsForward)?, rh)),
                     None => None,
                 };
-                let ins = self.conn6.insert(k, r, new, f, self.now)?;
+                let h = self.conn6.hash_key(&k);
+                let ins = self.conn6.insert_hashed(k, h, r, new, f, self.now)?;
                 for c in ins.evicted.iter().flatten() {
                     self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
                 }
@@ -162,13 +180,29 @@ impl<F: Frame> Pipeline<F> {
 /// Whether `t`'s tuple is free in the table of its family (for the SNAT
 /// port choice).
 pub(crate) fn tuple_free(
-    conn4: &mut crate::conn::ConnTable4,
-    conn6: &mut crate::conn::ConnTable6,
+    conn4: &crate::conn::ConnTable4,
+    conn6: &crate::conn::ConnTable6,
     t: &Tuple,
 ) -> bool {
+    let h = match (t.key4(), t.key6()) {
+        (Some(k), _) => conn4.hash_key(&k),
+        (_, Some(k)) => conn6.hash_key(&k),
+        _ => return false,
+    };
+    !tuple_taken(conn4, conn6, t, h)
+}
+
+/// Whether an entry of the table of `t`'s family has `t` (of hash `hash`)
+/// as its key; a tuple of mixed families is taken (it can never be used).
+fn tuple_taken(
+    conn4: &crate::conn::ConnTable4,
+    conn6: &crate::conn::ConnTable6,
+    t: &Tuple,
+    hash: u64,
+) -> bool {
     match (t.key4(), t.key6()) {
-        (Some(k), _) => conn4.lookup(&k).is_none(),
-        (_, Some(k)) => conn6.lookup(&k).is_none(),
-        _ => false,
+        (Some(k), _) => conn4.contains(&k, hash),
+        (_, Some(k)) => conn6.contains(&k, hash),
+        _ => true,
     }
 }

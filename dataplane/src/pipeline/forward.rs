@@ -208,8 +208,13 @@ impl<F: Frame> Pipeline<F> {
             proto: c.protocol.0,
         };
         let sport = Self::server_port(&srv, c.dst_port);
+        // Full NAT: the port the picker would give, on the next local
+        // address, is taken as a guess. Its reply bucket is fetched with
+        // the other new-flow work and only then checked, so that the
+        // check's cache miss is not waited for on its own.
+        let mut guessed = false;
         let mut local = None;
-        let reply = match mode {
+        let mut reply = match mode {
             ForwardMode::Nat => Some(Tuple {
                 src: srv.addr,
                 dst: c.src_addr,
@@ -218,7 +223,14 @@ impl<F: Frame> Pipeline<F> {
                 proto: c.protocol.0,
             }),
             ForwardMode::FullNat => {
-                let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0) else {
+                let l = match self.fnat_guess(svc, &srv, sport) {
+                    Some(g) => {
+                        guessed = true;
+                        Some(g)
+                    }
+                    None => self.fnat_local(svc, &srv, sport, c.protocol.0),
+                };
+                let Some((idx, la, lport)) = l else {
                     self.release_sticky(tracked, svc, c.src_addr);
                     self.counters.drop_fnat_no_port += 1;
                     return;
@@ -236,20 +248,15 @@ impl<F: Frame> Pipeline<F> {
         };
         // The reply entry's bucket is where the insert misses the cache:
         // its key is known only now. Fetch it while the plan is made.
-        if let Some(r) = &reply {
-            self.conn_prefetch(r);
-        }
-        let new = NewConn {
-            service: svc,
-            server,
-            local: local.map(|(i, _, p)| (i, p)),
-            user_flags: if tracked { FLAG_STICKY } else { 0 },
+        let mut reply_hash = match &reply {
+            Some(r) => self.conn_prefetch(r),
+            None => 0,
         };
         // The fast path's plan for the first packet (IPv4, next hop resolved,
         // ...), made before the insert: it changes nothing, and nothing read
         // after the insert then waits for the insert's stores to reach the
         // cache.
-        let plan = if self.fast_path {
+        let mut plan = if self.fast_path {
             let local4 = match local {
                 Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
                 _ => None,
@@ -258,7 +265,38 @@ impl<F: Frame> Pipeline<F> {
         } else {
             None
         };
-        match self.conn_insert(&orig, reply.as_ref(), new, c.tcp_flags.0) {
+        if guessed && let (Some((i, _, lport)), Some(r)) = (local, &reply) {
+            if self.conn_has(r, reply_hash) {
+                // The guess is taken: search on (the walk skips it).
+                let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0) else {
+                    self.release_sticky(tracked, svc, c.src_addr);
+                    self.counters.drop_fnat_no_port += 1;
+                    return;
+                };
+                local = Some((idx, la, lport));
+                // The plan was for the guess: this frame takes the slow path.
+                plan = None;
+                let r = Tuple {
+                    src: srv.addr,
+                    dst: la,
+                    sport,
+                    dport: lport,
+                    proto: c.protocol.0,
+                };
+                reply_hash = self.conn_hash(&r);
+                reply = Some(r);
+            } else {
+                self.fnat_taken(&srv, i, lport, svc);
+            }
+        }
+        let new = NewConn {
+            service: svc,
+            server,
+            local: local.map(|(i, _, p)| (i, p)),
+            user_flags: if tracked { FLAG_STICKY } else { 0 },
+        };
+        let reply = reply.as_ref().map(|r| (r, reply_hash));
+        match self.conn_insert(&orig, reply, new, c.tcp_flags.0) {
             Ok(()) => {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
@@ -310,6 +348,54 @@ impl<F: Frame> Pipeline<F> {
         if tracked {
             self.sticky.release(&self.services, svc, client, self.now);
         }
+    }
+
+    /// The local address and port [`Pipeline::fnat_local`] would choose
+    /// first, unchecked: the next local address, and its picker's next
+    /// port steered to this worker. `None` when that is not simple (no
+    /// local address, or this worker's queue gets no RSS traffic on the
+    /// egress port).
+    fn fnat_guess(
+        &self,
+        svc: ServiceIdx,
+        srv: &SrvRt,
+        server_port: u16,
+    ) -> Option<(u16, IpAddr, u16)> {
+        let (egress, _) = srv.route?;
+        let rt = self.svcs.get(usize::from(svc))?;
+        let port = self.ports.get(usize::from(egress))?;
+        let picker = self.pickers.get(usize::from(egress))?;
+        if rt.locals.is_empty() {
+            return None;
+        }
+        let i = self.fnat_cursor % rt.locals.len();
+        let la = *rt.locals.get(i)?;
+        let flow = ReplyFlow {
+            server_addr: srv.addr,
+            server_port,
+            local_addr: la,
+        };
+        let p = picker
+            .candidate(
+                &port.steer.toeplitz,
+                &port.steer.reta,
+                &flow,
+                rt.port_min..=rt.port_max,
+            )
+            .ok()?;
+        Some((i as u16, la, p))
+    }
+
+    /// Hands out a guess of [`Pipeline::fnat_guess`] found free: the cursors
+    /// move on as [`Pipeline::fnat_local`] would have moved them.
+    fn fnat_taken(&mut self, srv: &SrvRt, i: u16, lport: u16, svc: ServiceIdx) {
+        let (Some(rt), Some((egress, _))) = (self.svcs.get(usize::from(svc)), srv.route) else {
+            return;
+        };
+        if let Some(picker) = self.pickers.get_mut(usize::from(egress)) {
+            picker.advance_past(lport, rt.port_min..=rt.port_max);
+        }
+        self.fnat_cursor = (usize::from(i) + 1) % rt.locals.len().max(1);
     }
 
     /// Chooses a full-NAT local address and port: the port makes the reply

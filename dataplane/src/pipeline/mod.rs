@@ -1339,7 +1339,8 @@ impl<F: Frame> Pipeline<F> {
             user_flags: 0,
         };
         // An ACK: the connection starts established.
-        match self.conn_insert(&orig, reply.as_ref(), new, 0x10) {
+        let reply = reply.as_ref().map(|r| (r, self.conn_hash(r)));
+        match self.conn_insert(&orig, reply, new, 0x10) {
             Ok(()) => {
                 self.sched.conn_opened(svc, spec.server);
                 self.counters.conn_created += 1;

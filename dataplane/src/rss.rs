@@ -592,15 +592,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn picker_gives_up_cleanly() {
-        let t = Toeplitz::new(&MS_RSS_KEY).unwrap();
-        let reta = Reta::round_robin(128, 4).unwrap();
+    /// The standard key, four queues, and a reply 10.0.0.1:80 → 10.0.1.1.
+    fn picker_setup() -> (Toeplitz, Reta, ReplyFlow) {
         let flow = ReplyFlow {
             server_addr: "10.0.0.1".parse().unwrap(),
             server_port: 80,
             local_addr: "10.0.1.1".parse().unwrap(),
         };
+        (
+            Toeplitz::new(&MS_RSS_KEY).unwrap(),
+            Reta::round_robin(128, 4).unwrap(),
+            flow,
+        )
+    }
+
+    #[test]
+    fn picker_gives_up_cleanly() {
+        let (t, reta, flow) = picker_setup();
         let mut p = SnatPortPicker::new(5, 0);
         assert_eq!(
             p.pick(&t, &reta, &flow, 1024..=2048, |_| true),
@@ -640,13 +648,7 @@ mod tests {
 
     #[test]
     fn candidate_is_the_next_pick_and_moves_nothing() {
-        let t = Toeplitz::new(&MS_RSS_KEY).unwrap();
-        let reta = Reta::round_robin(128, 4).unwrap();
-        let flow = ReplyFlow {
-            server_addr: "10.0.0.1".parse().unwrap(),
-            server_port: 80,
-            local_addr: "10.0.1.1".parse().unwrap(),
-        };
+        let (t, reta, flow) = picker_setup();
         let mut p = SnatPortPicker::new(2, 60000);
         let mut q = p.clone();
         for _ in 0..200 {

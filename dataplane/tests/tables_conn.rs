@@ -300,17 +300,22 @@ fn ipv6_full_nat_both_directions() {
     assert_eq!(t.entries(), 0);
 }
 
-#[test]
-fn burst_lookup_at_scale() {
-    let n = 50_000u32;
-    let mut t = ConnTable4::new(
+/// An IPv4 table with room for `n` connections with reply entries.
+fn table_for(n: u32) -> ConnTable4 {
+    ConnTable4::new(
         ConnTableConfig {
             capacity: 2 * n as usize,
             ..ConnTableConfig::default()
         },
         Time::ZERO,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn burst_lookup_at_scale() {
+    let n = 50_000u32;
+    let mut t = table_for(n);
     let key = |i: u32| {
         Key4::new(
             Ipv4Addr::from(0x0c00_0000 + i * 7),
@@ -548,14 +553,7 @@ fn bad_configuration_and_calls_are_errors() {
 #[test]
 fn hashed_insert_and_contains() {
     let n = 20_000u32;
-    let mut t = ConnTable4::new(
-        ConnTableConfig {
-            capacity: 2 * n as usize,
-            ..ConnTableConfig::default()
-        },
-        Time::ZERO,
-    )
-    .unwrap();
+    let mut t = table_for(n);
     for i in 0..n {
         let (k, r) = (fwd(i), reply(i));
         assert!(!t.contains(&k, t.hash_key(&k)));

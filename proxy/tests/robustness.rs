@@ -124,10 +124,14 @@ async fn idle_server_connections_are_reused_and_reaped_when_closed() {
     );
     let proxy = start_proxy(&yaml).await;
     let addr = proxy.local_addr("web").unwrap();
+    let pool = proxy.frontend("web").unwrap().upstream().pool(0).clone();
     for _ in 0..5 {
         assert_eq!(get(addr, "/", &[]).await.body, "s1");
+        // The connection goes back to the pool once the proxy has seen the
+        // response end, which may be just after the client has: wait for it,
+        // so that the next request can only reuse it or open another.
+        assert!(wait_until(Duration::from_millis(1000), || pool.idle_count() >= 1).await);
     }
-    let pool = proxy.frontend("web").unwrap().upstream().pool(0).clone();
     assert_eq!(
         pool.idle_count(),
         1,

@@ -42,13 +42,14 @@
 //! [`ConnTable::prefetch`] hashes a key and prefetches its likeliest bucket,
 //! the first of its probe sequence (`hash & (buckets - 1)`, hashbrown's
 //! `h1`): its control byte and both ends of its entry (an entry is not
-//! line-aligned and may span two lines). The bucket addresses are computed
+//! line-aligned and may span two lines), and the start of the next
+//! bucket's entry, the second likeliest. The bucket addresses are computed
 //! from where the bucket array lies (learnt at the first insert), so the
 //! prefetch reads nothing and waits for nothing (hashbrown has no prefetch
 //! of its own; the `prefetch-index` crate issues the instruction, and this
 //! crate stays free of `unsafe`). [`ConnTable::probe`], as late as
-//! possible, takes a key found in that bucket as a hit and probes the
-//! others in full (absent keys, or keys further along their probe
+//! possible, takes a key found in one of those two buckets as a hit and
+//! probes the others in full (absent keys, or keys further along their probe
 //! sequence); a reply entry's forward entry is prefetched there and read by
 //! [`ConnTable::finish`]. At the load this table keeps (at most half full,
 //! usually far less) about nine keys in ten sit in their likeliest bucket,
@@ -900,6 +901,13 @@ impl<K: FlowKey> ConnTable<K> {
         self.handle_at(hash, b)
     }
 
+    /// The bucket of the entry (forward or reply) with key `key`, of hash
+    /// `hash`, trying its likeliest buckets first.
+    #[inline(always)]
+    fn find_key(&self, key: &K, hash: u64) -> Option<usize> {
+        self.find_from(self.first_bucket(hash), hash, |e| e.key == *key)
+    }
+
     /// The handle for the entry in bucket `b` (whose hash is `hash`),
     /// following a reply entry to its connection.
     #[inline]
@@ -958,7 +966,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// The bucket of the entry of hash `hash` that `eq` accepts, trying
     /// bucket `first` (the likeliest: prefetched, or remembered) and the
     /// one after it before probing the control groups in full.
-    #[inline]
+    #[inline(always)]
     fn find_from(&self, first: usize, hash: u64, eq: impl Fn(&Entry<K>) -> bool) -> Option<usize> {
         if self.table.get_bucket(first).is_some_and(&eq) {
             return Some(first);
@@ -975,8 +983,7 @@ impl<K: FlowKey> ConnTable<K> {
     #[inline]
     pub fn contains(&self, key: &K, hash: u64) -> bool {
         debug_assert_eq!(hash, self.hash_key(key), "key hash");
-        self.find_from(self.first_bucket(hash), hash, |e| e.key == *key)
-            .is_some()
+        self.find_key(key, hash).is_some()
     }
 
     /// Looks up one key.
@@ -1058,7 +1065,7 @@ impl<K: FlowKey> ConnTable<K> {
         // reading its control group; any other key is probed in full (an
         // absent key, or one that sits further along).
         let p = self
-            .find_from(self.first_bucket(hash), hash, |e| e.key == *key)
+            .find_key(key, hash)
             .map_or(Probe::Miss, |b| self.probe_at(hash, b));
         match p {
             Probe::Miss => self.stats.misses += 1,
@@ -1230,15 +1237,11 @@ impl<K: FlowKey> ConnTable<K> {
         }
         let rh = match reply {
             Some((r, rh)) => {
-                debug_assert_eq!(rh, self.hash_key(&r), "reply key hash");
                 if r == key {
                     self.stats.reply_conflicts += 1;
                     return Err(InsertError::ReplyIsForward);
                 }
-                if self
-                    .find_from(self.first_bucket(rh), rh, |e| e.key == r)
-                    .is_some()
-                {
+                if self.contains(&r, rh) {
                     self.stats.reply_conflicts += 1;
                     return Err(InsertError::ReplyExists);
                 }

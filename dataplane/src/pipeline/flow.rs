@@ -83,23 +83,13 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Prefetches the bucket where `t` would be looked up or inserted, and
-    /// returns `t`'s hash (for [`Pipeline::conn_insert`] and
-    /// [`Pipeline::conn_has`]).
+    /// returns `t`'s hash in the table of its family (for
+    /// [`Pipeline::conn_insert`] and [`Pipeline::conn_has`]).
     #[inline]
     pub(crate) fn conn_prefetch(&self, t: &Tuple) -> u64 {
         match (t.key4(), t.key6()) {
             (Some(k), _) => self.conn4.prefetch(&k),
             (_, Some(k)) => self.conn6.prefetch(&k),
-            _ => 0,
-        }
-    }
-
-    /// `t`'s hash in the table of its family.
-    #[inline]
-    pub(crate) fn conn_hash(&self, t: &Tuple) -> u64 {
-        match (t.key4(), t.key6()) {
-            (Some(k), _) => self.conn4.hash_key(&k),
-            (_, Some(k)) => self.conn6.hash_key(&k),
             _ => 0,
         }
     }
@@ -136,8 +126,7 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Creates a connection from forward tuple `fwd` and, for NAT and full
-    /// NAT, reply tuple `reply` with its hash ([`Pipeline::conn_hash`] or
-    /// [`Pipeline::conn_prefetch`]). Connections evicted to make room for
+    /// NAT, reply tuple `reply` with its hash ([`Pipeline::conn_prefetch`]). Connections evicted to make room for
     /// it are closed (and what they held released) before this returns.
     pub(crate) fn conn_insert(
         &mut self,

@@ -265,8 +265,8 @@ impl<F: Frame> Pipeline<F> {
         } else {
             None
         };
-        if guessed && let (Some((i, _, lport)), Some(r)) = (local, &reply) {
-            if self.conn_has(r, reply_hash) {
+        if guessed && let (Some((i, _, lport)), Some(r)) = (local, reply) {
+            if self.conn_has(&r, reply_hash) {
                 // The guess is taken: search on (the walk skips it).
                 let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0) else {
                     self.release_sticky(tracked, svc, c.src_addr);
@@ -277,13 +277,11 @@ impl<F: Frame> Pipeline<F> {
                 // The plan was for the guess: this frame takes the slow path.
                 plan = None;
                 let r = Tuple {
-                    src: srv.addr,
                     dst: la,
-                    sport,
                     dport: lport,
-                    proto: c.protocol.0,
+                    ..r
                 };
-                reply_hash = self.conn_hash(&r);
+                reply_hash = self.conn_prefetch(&r);
                 reply = Some(r);
             } else {
                 self.fnat_taken(&srv, i, lport, svc);

@@ -1339,7 +1339,7 @@ impl<F: Frame> Pipeline<F> {
             user_flags: 0,
         };
         // An ACK: the connection starts established.
-        let reply = reply.as_ref().map(|r| (r, self.conn_hash(r)));
+        let reply = reply.as_ref().map(|r| (r, self.conn_prefetch(r)));
         match self.conn_insert(&orig, reply, new, 0x10) {
             Ok(()) => {
                 self.sched.conn_opened(svc, spec.server);

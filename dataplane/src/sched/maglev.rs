@@ -182,15 +182,7 @@ mod tests {
     use super::*;
 
     fn backends(weights: &[u16]) -> Vec<Backend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Backend {
-                index: i as u16,
-                weight: w,
-                ident: crate::sched::hash::combine(i as u64, 42),
-            })
-            .collect()
+        crate::sched::test_backends_by(weights, |i| crate::sched::hash::combine(i as u64, 42))
     }
 
     #[test]

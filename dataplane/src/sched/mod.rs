@@ -60,13 +60,20 @@ pub struct Backend {
 /// for the schedulers' unit tests.
 #[cfg(test)]
 pub(crate) fn test_backends(weights: &[u16]) -> Vec<Backend> {
+    test_backends_by(weights, |i| i as u64)
+}
+
+/// Backends `0..weights.len()` with the given weights and identities
+/// `ident(index)`, for the schedulers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_backends_by(weights: &[u16], ident: impl Fn(usize) -> u64) -> Vec<Backend> {
     weights
         .iter()
         .enumerate()
         .map(|(i, &w)| Backend {
             index: i as u16,
             weight: w,
-            ident: i as u64,
+            ident: ident(i),
         })
         .collect()
 }

@@ -14,8 +14,9 @@ use tack_dataplane::wire::rewrite::rewrite_flow;
 use tack_dataplane::wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use tack_dataplane::wire::udp::{UdpPacket, UdpRepr};
 use tack_dataplane::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    FlowRewrite, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, classify, fuzz_parse,
+    ArpOperation, ArpPacket, ArpRepr, ClassifyOptions, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, FlowRewrite, IpProtocol, Ipv4L4, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    L3Kind, classify, classify_ipv4_l4, fuzz_parse,
 };
 
 fn mac() -> impl Strategy<Value = EthernetAddress> {
@@ -448,6 +449,23 @@ proptest! {
             f[i] = v;
         }
         fuzz_parse(&f);
+    }
+
+    /// The fast IPv4 classifier takes every valid unfragmented IPv4 TCP or
+    /// UDP frame without IP options, and gives what `classify` gives.
+    #[test]
+    fn fast_ipv4_classification_matches(spec in frame_spec()) {
+        let f = build(&spec);
+        let c = classify(&f).unwrap();
+        let common = c.l3 == L3Kind::Ipv4
+            && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
+            && c.l4_offset == c.l3_offset + 20;
+        let fast = classify_ipv4_l4(&f, ClassifyOptions::default());
+        prop_assert_eq!(fast.is_some(), common);
+        if let Some(fast) = fast {
+            prop_assert_eq!(fast.classified(), c);
+            prop_assert_eq!(Ipv4L4::of(&c), Some(fast));
+        }
     }
 
     /// Every truncation of a valid frame inside its IP packet is an error.

@@ -27,7 +27,7 @@ use super::{Output, Pipeline};
 use crate::conn::{Handle, TcpFlags};
 use crate::frame::Frame;
 use crate::model::ForwardMode;
-use crate::wire::{Classified, EthernetAddress, FragStatus, IpProtocol, L3Kind, checksum};
+use crate::wire::{EthernetAddress, Ipv4L4, checksum};
 
 /// How the fast path rewrites an IPv4 TCP/UDP packet: TTL decrement, then
 /// source and destination address and port (the order of the general path:
@@ -169,11 +169,11 @@ impl<F: Frame> Pipeline<F> {
     pub(super) fn fast4(
         &mut self,
         frame: F,
-        c: &Classified,
+        c: &Ipv4L4,
         h: &Handle,
         out: &mut Output<F>,
     ) -> Option<F> {
-        if !self.fast_path || c.l3 != L3Kind::Ipv4 || c.frag != FragStatus::NotFragment {
+        if !self.fast_path {
             return Some(frame);
         }
         let Some((key, conn)) = self.conn4.get_with_key(h) else {
@@ -224,13 +224,13 @@ impl<F: Frame> Pipeline<F> {
     #[inline(always)]
     pub(super) fn plan_original4(
         &mut self,
-        c: &Classified,
+        c: &Ipv4L4,
         svc: u16,
         server: u16,
         local: Option<(u32, u16)>,
         vport: u16,
     ) -> Option<Plan4> {
-        let udp = fast_l4(c)?;
+        let udp = c.udp;
         let rt = self.svcs.get(usize::from(svc))?;
         let srv = rt.servers.get(usize::from(server))?;
         let (port, nh) = srv.route?;
@@ -251,13 +251,13 @@ impl<F: Frame> Pipeline<F> {
     #[inline]
     fn plan_reply4(
         &mut self,
-        c: &Classified,
+        c: &Ipv4L4,
         svc: u16,
         server: u16,
         client: IpAddr,
         rw: Nat4,
     ) -> Option<Plan4> {
-        let udp = fast_l4(c)?;
+        let udp = c.udp;
         let (port, nh) = self.fib.lookup(client)?;
         let p = self.ports.get(usize::from(port))?;
         let (mtu, src_mac, hint) = (p.mtu, p.mac, self.reply_nh_hint);
@@ -281,7 +281,7 @@ impl<F: Frame> Pipeline<F> {
     #[inline(always)]
     fn plan4(
         &mut self,
-        c: &Classified,
+        c: &Ipv4L4,
         svc: u16,
         server: u16,
         reply: bool,
@@ -295,7 +295,7 @@ impl<F: Frame> Pipeline<F> {
     ) -> Option<Plan4> {
         // A TTL about to expire and a packet too big are the general path's
         // business: it answers them with ICMP errors.
-        let len = c.l3_end.saturating_sub(c.l3_offset);
+        let len = usize::from(c.l3_end.saturating_sub(c.l3_offset));
         if len > usize::from(mtu) || (rw.is_some() && c.ttl <= 1) {
             return None;
         }
@@ -337,7 +337,7 @@ impl<F: Frame> Pipeline<F> {
     pub(super) fn send_plan4(
         &mut self,
         mut frame: F,
-        c: &Classified,
+        c: &Ipv4L4,
         plan: &Plan4,
         out: &mut Output<F>,
     ) -> Result<(), F> {
@@ -347,7 +347,14 @@ impl<F: Frame> Pipeline<F> {
         }
         let b = frame.bytes_mut();
         if let Some(rw) = &plan.rw
-            && !nat4_rewrite(b, c.l3_offset, c.l4_offset, c.l3_end, plan.udp, rw)
+            && !nat4_rewrite(
+                b,
+                usize::from(c.l3_offset),
+                usize::from(c.l4_offset),
+                usize::from(c.l3_end),
+                plan.udp,
+                rw,
+            )
         {
             return Err(frame);
         }
@@ -375,20 +382,6 @@ impl<F: Frame> Pipeline<F> {
         self.counters.tx_forward += 1;
         self.fast_forwarded += 1;
         Ok(())
-    }
-}
-
-/// Whether the fast path handles `c`'s L4 protocol: `Some(udp)` for an
-/// unfragmented IPv4 TCP or UDP packet.
-#[inline(always)]
-fn fast_l4(c: &Classified) -> Option<bool> {
-    if c.l3 != L3Kind::Ipv4 || c.frag != FragStatus::NotFragment {
-        return None;
-    }
-    match c.protocol {
-        IpProtocol::TCP => Some(false),
-        IpProtocol::UDP => Some(true),
-        _ => None,
     }
 }
 

@@ -32,7 +32,9 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::rewrite::rewrite_flow;
 use crate::wire::tcp::TcpPacket;
-use crate::wire::{Classified, FlowRewrite, FragStatus, IpProtocol, L3Kind, TcpFlags, tunnel};
+use crate::wire::{
+    Classified, FlowRewrite, FragStatus, IpProtocol, Ipv4L4, L3Kind, TcpFlags, tunnel,
+};
 
 /// A connection as the forwarding code needs it.
 #[derive(Debug, Clone, Copy)]
@@ -256,15 +258,14 @@ impl<F: Frame> Pipeline<F> {
         // ...), made before the insert: it changes nothing, and nothing read
         // after the insert then waits for the insert's stores to reach the
         // cache.
-        let mut plan = if self.fast_path {
+        let c4 = Ipv4L4::of(c).filter(|_| self.fast_path);
+        let mut plan = c4.as_ref().and_then(|c4| {
             let local4 = match local {
                 Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
                 _ => None,
             };
-            self.plan_original4(c, svc, server, local4, c.dst_port)
-        } else {
-            None
-        };
+            self.plan_original4(c4, svc, server, local4, c.dst_port)
+        });
         if guessed && let (Some((i, _, lport)), Some(r)) = (local, reply) {
             if self.conn_has(&r, reply_hash) {
                 // The guess is taken: search on (the walk skips it).
@@ -302,12 +303,12 @@ impl<F: Frame> Pipeline<F> {
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;
                 }
-                let frame = match plan {
-                    Some(plan) => match self.send_plan4(frame, c, &plan, out) {
+                let frame = match (plan, &c4) {
+                    (Some(plan), Some(c4)) => match self.send_plan4(frame, c4, &plan, out) {
                         Ok(()) => return,
                         Err(f) => f,
                     },
-                    None => frame,
+                    _ => frame,
                 };
                 let fwd = Fwd {
                     svc,

@@ -95,7 +95,7 @@ use crate::sticky::{
     ClientKey, StickyBinding, StickyConfig, StickyEvent, StickyTable, StickyTableError,
 };
 use crate::time::Time;
-use crate::wire::{self, Classified, ClassifyOptions, EthernetAddress, IpProtocol, L3Kind};
+use crate::wire::{self, Classified, ClassifyOptions, EthernetAddress, IpProtocol, Ipv4L4, L3Kind};
 
 pub use counters::{Counters, WIRE_DROP_NAMES};
 pub use fuzz::{fuzz_pipeline, fuzz_script};
@@ -525,9 +525,18 @@ enum Slot {
 /// read this many frames later.
 const PROBE_AHEAD: usize = 4;
 
+/// A frame's classification: the fast one for the common case (unfragmented
+/// IPv4 TCP/UDP without options), else the full one.
+enum Cls {
+    /// [`wire::classify_ipv4_l4`] took it.
+    Ipv4L4(Ipv4L4),
+    /// [`wire::classify_with`]'s result.
+    Full(Result<Classified, wire::Error>),
+}
+
 /// Scratch space for one burst (allocated once).
 struct Scratch {
-    cls: Vec<Result<Classified, wire::Error>>,
+    cls: Vec<Cls>,
     slots: Vec<Slot>,
     /// The burst's connection keys, with their hashes.
     keys4: Vec<(Key4, u64)>,
@@ -724,43 +733,36 @@ impl<F: Frame> Pipeline<F> {
         s.probes.clear();
         for f in frames {
             let b = f.bytes();
+            if let Some(c) = wire::classify_ipv4_l4(b, self.classify_opts) {
+                let key = Key4::new(c.src, c.dst, c.src_port, c.dst_port, c.protocol().0);
+                s.slots.push(Slot::V4(s.keys4.len() as u8));
+                s.keys4.push((key, self.conn4.prefetch(&key)));
+                s.cls.push(Cls::Ipv4L4(c));
+                s.probes.push(Probe::Miss);
+                continue;
+            }
             let c = wire::classify_with(b, self.classify_opts);
             let mut slot = Slot::None;
             if let Ok(c) = &c
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
             {
-                // The addresses and ports are read from the frame: the
-                // classification's copies are `IpAddr`s, slower to take
-                // apart, and its ports were just stored as two halves that a
-                // wider load would wait for.
-                let (l3, l4) = (c.l3_offset, c.l4_offset);
-                match c.l3 {
-                    L3Kind::Ipv4 => {
-                        let addrs = b
-                            .get(l3 + 12..l3 + 20)
-                            .and_then(|a| <[u8; 8]>::try_from(a).ok());
-                        let ports = b.get(l4..l4 + 4).and_then(|p| <[u8; 4]>::try_from(p).ok());
-                        if let (Some(a), Some(p)) = (addrs, ports) {
-                            let src = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-                            let dst = Ipv4Addr::new(a[4], a[5], a[6], a[7]);
-                            let sport = u16::from_be_bytes([p[0], p[1]]);
-                            let dport = u16::from_be_bytes([p[2], p[3]]);
-                            let key = Key4::new(src, dst, sport, dport, c.protocol.0);
-                            slot = Slot::V4(s.keys4.len() as u8);
-                            s.keys4.push((key, self.conn4.prefetch(&key)));
-                        }
+                let key4 = match (c.src_addr, c.dst_addr) {
+                    (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+                        Some(Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0))
                     }
-                    L3Kind::Ipv6 => {
-                        if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
-                            let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
-                            slot = Slot::V6(s.keys6.len() as u8);
-                            s.keys6.push((key, self.conn6.prefetch(&key)));
-                        }
-                    }
-                    L3Kind::Arp => {}
+                    _ => None,
+                };
+                if let Some(key) = key4 {
+                    slot = Slot::V4(s.keys4.len() as u8);
+                    s.keys4.push((key, self.conn4.prefetch(&key)));
+                } else if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
+                    let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
+                    slot = Slot::V6(s.keys6.len() as u8);
+                    s.keys6.push((key, self.conn6.prefetch(&key)));
                 }
             }
+            let c = Cls::Full(c);
             s.cls.push(c);
             s.slots.push(slot);
             s.probes.push(Probe::Miss);
@@ -806,26 +808,54 @@ impl<F: Frame> Pipeline<F> {
     fn handle<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,
-        c: &Result<Classified, wire::Error>,
+        c: &Cls,
         h: Option<&Handle>,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
     ) {
         let c = match c {
-            Ok(c) => c,
-            Err(e) => {
+            Cls::Ipv4L4(f) => {
+                let frame = match h {
+                    Some(h) => match self.fast4(frame, f, h, out) {
+                        Some(frame) => frame,
+                        None => return,
+                    },
+                    None => frame,
+                };
+                return self.handle_classified(frame, &f.classified(), h, rx_port, out, alloc);
+            }
+            Cls::Full(Ok(c)) => c,
+            Cls::Full(Err(e)) => {
                 self.counters.wire_drop(*e);
                 return;
             }
         };
-        if let Some(h) = h {
-            let Some(frame) = self.fast4(frame, c, h, out) else {
+        // IPv4 with options.
+        if let (Some(h), Some(f)) = (h, Ipv4L4::of(c)) {
+            let Some(frame) = self.fast4(frame, &f, h, out) else {
                 return;
             };
-            return self.established(frame, c, *h, rx_port, out, alloc);
+            return self.handle_classified(frame, c, Some(h), rx_port, out, alloc);
         }
-        self.handle_other(frame, c, rx_port, out, alloc);
+        self.handle_classified(frame, c, h, rx_port, out, alloc)
+    }
+
+    /// A frame the fast path did not send.
+    #[inline]
+    fn handle_classified<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        h: Option<&Handle>,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        match h {
+            Some(h) => self.established(frame, c, *h, rx_port, out, alloc),
+            None => self.handle_other(frame, c, rx_port, out, alloc),
+        }
     }
 
     /// A frame without a connection.

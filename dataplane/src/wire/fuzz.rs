@@ -5,7 +5,9 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::arp::{ArpPacket, ArpRepr};
 use super::checksum;
-use super::classify::{ClassifyOptions, FragStatus, L3Kind, classify, classify_with};
+use super::classify::{
+    ClassifyOptions, FragStatus, L3Kind, classify, classify_ipv4_l4, classify_with,
+};
 use super::ethernet::{EthernetFrame, EthernetRepr};
 use super::icmpv4::{Icmpv4Packet, Icmpv4Repr};
 use super::icmpv6::{Icmpv6Packet, Icmpv6Repr};
@@ -26,11 +28,25 @@ use super::udp::{UdpPacket, UdpRepr};
 /// * a rewrite of a classified frame keeps it classifiable with the same
 ///   offsets and the new addresses/ports, and keeps every checksum exactly
 ///   as valid (or invalid) as it was;
-/// * the MSS clamp and TTL decrement keep checksums valid.
+/// * the MSS clamp and TTL decrement keep checksums valid;
+/// * whenever the fast IPv4 classifier accepts a frame, the full one
+///   accepts it too, with the same result.
 ///
 /// Panics (that is, reports a bug to the fuzzer) if an invariant fails.
 pub fn fuzz_parse(data: &[u8]) {
     let _ = classify(data);
+    for verify_ipv4_checksum in [true, false] {
+        let opts = ClassifyOptions {
+            verify_ipv4_checksum,
+        };
+        if let Some(f) = classify_ipv4_l4(data, opts) {
+            assert_eq!(
+                Ok(f.classified()),
+                classify_with(data, opts),
+                "fast IPv4 classification"
+            );
+        }
+    }
     for off in [0usize, 14, 18] {
         if let Some(b) = data.get(off..) {
             parse_all(b);

@@ -41,7 +41,10 @@ pub mod tunnel;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
-pub use classify::{Classified, ClassifyOptions, FragStatus, L3Kind, classify, classify_with};
+pub use classify::{
+    Classified, ClassifyOptions, FragStatus, Ipv4L4, L3Kind, classify, classify_ipv4_l4,
+    classify_with,
+};
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
 pub use fuzz::fuzz_parse;

@@ -390,6 +390,18 @@ proptest! {
         }
     }
 
+    /// Changes summed with `delta16`/`delta32` and folded once give exactly
+    /// what updating change by change gives, +0 and -0 included.
+    #[test]
+    fn batched_updates_equal_sequential(hc in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+                                        a in any::<u32>(), b in any::<u32>(),
+                                        c in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+                                        d in any::<u16>()) {
+        let seq = checksum::update16(checksum::update32(hc, a, b), c, d);
+        let batched = !checksum::fold(u64::from(!hc) + checksum::delta32(a, b) + checksum::delta16(c, d));
+        prop_assert_eq!(batched, seq);
+    }
+
     /// The checksum primitives agree with recomputation on raw data.
     #[test]
     fn checksum_primitives(mut data in proptest::collection::vec(any::<u8>(), 20..200), word in 0usize..8,

@@ -93,47 +93,54 @@ fn rewrite_fixed<const COFF: usize, const N: usize>(
     if rw.dec_ttl && ip[8] <= 1 {
         return false;
     }
-    let mut hsum = u16::from_be_bytes([ip[10], ip[11]]);
+    // The changes to each checksum are summed and folded once (RFC 1624
+    // eqn. 3, see `checksum::delta16`).
+    let hsum = u16::from_be_bytes([ip[10], ip[11]]);
+    let mut hacc = u64::from(!hsum);
     if rw.dec_ttl {
-        // RFC 1624 on the TTL/protocol word, as Ipv4Packet::decrement_ttl.
+        // The TTL/protocol word, as Ipv4Packet::decrement_ttl.
         let old = u16::from_be_bytes([ip[8], ip[9]]);
-        hsum = checksum::update16(hsum, old, old - 0x0100);
+        hacc += checksum::delta16(old, old - 0x0100);
         ip[8] -= 1;
     }
-    let mut l4sum = u16::from_be_bytes([seg[COFF], seg[COFF + 1]]);
+    let l4sum = u16::from_be_bytes([seg[COFF], seg[COFF + 1]]);
     // RFC 768: a zero UDP checksum means none was computed; it stays zero.
     let keep_l4 = !(udp && l4sum == 0);
+    let mut lacc = u64::from(!l4sum);
     if let Some((new, _)) = rw.src {
         let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
         if old != new {
-            hsum = checksum::update32(hsum, old, new);
-            l4sum = checksum::update32(l4sum, old, new);
+            let d = checksum::delta32(old, new);
+            hacc += d;
+            lacc += d;
             ip[12..16].copy_from_slice(&new.to_be_bytes());
         }
     }
     if let Some((new, _)) = rw.dst {
         let old = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         if old != new {
-            hsum = checksum::update32(hsum, old, new);
-            l4sum = checksum::update32(l4sum, old, new);
+            let d = checksum::delta32(old, new);
+            hacc += d;
+            lacc += d;
             ip[16..20].copy_from_slice(&new.to_be_bytes());
         }
     }
-    ip[10..12].copy_from_slice(&hsum.to_be_bytes());
+    ip[10..12].copy_from_slice(&(!checksum::fold(hacc)).to_be_bytes());
     if let Some((_, new)) = rw.src {
         let old = u16::from_be_bytes([seg[0], seg[1]]);
         if old != new {
-            l4sum = checksum::update16(l4sum, old, new);
+            lacc += checksum::delta16(old, new);
             seg[0..2].copy_from_slice(&new.to_be_bytes());
         }
     }
     if let Some((_, new)) = rw.dst {
         let old = u16::from_be_bytes([seg[2], seg[3]]);
         if old != new {
-            l4sum = checksum::update16(l4sum, old, new);
+            lacc += checksum::delta16(old, new);
             seg[2..4].copy_from_slice(&new.to_be_bytes());
         }
     }
+    let l4sum = !checksum::fold(lacc);
     if keep_l4 {
         let v = if udp {
             checksum::udp_nonzero(l4sum)

@@ -160,19 +160,29 @@ pub const fn udp_nonzero(csum: u16) -> u16 {
 /// inner one's complement sum is zero only if every term is zero.
 #[inline(always)]
 pub const fn update16(hc: u16, old: u16, new: u16) -> u16 {
-    !fold((!hc) as u64 + (!old) as u64 + new as u64)
+    !fold((!hc) as u64 + delta16(old, new))
+}
+
+/// The terms of eqn. 3 for a word changing from `old` to `new` (`~m + m'`).
+/// Several changes to one checksum can be summed into `~HC` and folded once,
+/// `HC' = !fold(!HC + delta + delta...)`: the result is the same as updating
+/// change by change.
+#[inline(always)]
+pub const fn delta16(old: u16, new: u16) -> u64 {
+    (!old) as u64 + new as u64
+}
+
+/// [`delta16`] for a 32-bit field (two words).
+#[inline(always)]
+pub const fn delta32(old: u32, new: u32) -> u64 {
+    delta16((old >> 16) as u16, (new >> 16) as u16) + delta16(old as u16, new as u16)
 }
 
 /// Incremental update for one 32-bit field (two words) changing, e.g. a TCP
 /// sequence number. RFC 1624 eqn. 3 applied to both words at once.
 #[inline(always)]
 pub const fn update32(hc: u16, old: u32, new: u32) -> u16 {
-    let acc = (!hc) as u64
-        + (!(old >> 16) & 0xffff) as u64
-        + (!old & 0xffff) as u64
-        + (new >> 16) as u64
-        + (new & 0xffff) as u64;
-    !fold(acc)
+    !fold((!hc) as u64 + delta32(old, new))
 }
 
 /// Incremental update for an IPv4 address change (source or destination, in

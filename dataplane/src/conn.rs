@@ -1151,7 +1151,7 @@ impl<K: FlowKey> ConnTable<K> {
     }
 
     /// The connection and its forward (client-side) key.
-    #[inline]
+    #[inline(always)]
     pub fn get_with_key(&self, h: &Handle) -> Option<(&K, &Conn)> {
         let b = self.locate(h)?;
         self.table.get_bucket(b).map(|e| (&e.key, &e.c))
@@ -1167,7 +1167,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// Accounts a packet on connection `h` (direction from the handle): TCP
     /// state transition for `flags`, expiry moved to `now` + the state's
     /// timeout. Returns the new state, or `None` (counted) for a stale handle.
-    #[inline]
+    #[inline(always)]
     pub fn on_packet(&mut self, h: &Handle, flags: TcpFlags, now: Time) -> Option<ConnState> {
         let Some(b) = self.locate(h) else {
             self.stats.stale_handles += 1;

@@ -4,11 +4,14 @@
 //! It does what the general path ([`Pipeline::established`] and the
 //! functions it calls) does for such a packet, byte for byte and counter for
 //! counter, in one pass and without re-deriving anything per packet: the
+//! packet was classified by [`crate::wire::classify_ipv4_l4`] (the full
+//! classification is made only if the general path takes the packet), the
 //! connection is read once from the bucket the burst lookup found, the
 //! server's egress port, MTU and port MAC were computed with the services
 //! ([`super::SrvRt`]), the neighbour entry is checked through a cached index,
 //! and the TTL decrement and the address/port rewrite update each checksum
-//! incrementally at fixed offsets.
+//! incrementally at fixed offsets, folding the sum of the changes once per
+//! checksum.
 //!
 //! A new flow is opened by the general path (service, scheduler or sticky
 //! binding, connection insert); its first packet is then sent by the same

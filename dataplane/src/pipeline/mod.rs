@@ -13,7 +13,9 @@
 //!
 //! # A burst
 //! [`Pipeline::process_burst`] classifies up to [`crate::conn::BURST`] frames
-//! ([`crate::wire::classify`]), hashes and looks up the connection table for
+//! (unfragmented IPv4 TCP/UDP without options by
+//! [`crate::wire::classify_ipv4_l4`], in a few checks; the rest by
+//! [`crate::wire::classify`]), hashes and looks up the connection table for
 //! the whole burst at once, then handles each frame:
 //!
 //! * a frame of a known connection is rewritten for its forwarding mode

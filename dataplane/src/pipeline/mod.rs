@@ -749,23 +749,21 @@ impl<F: Frame> Pipeline<F> {
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
             {
-                let key4 = match (c.src_addr, c.dst_addr) {
+                match (c.src_addr, c.dst_addr) {
                     (IpAddr::V4(s4), IpAddr::V4(d4)) => {
-                        Some(Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0))
+                        let key = Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0);
+                        slot = Slot::V4(s.keys4.len() as u8);
+                        s.keys4.push((key, self.conn4.prefetch(&key)));
                     }
-                    _ => None,
-                };
-                if let Some(key) = key4 {
-                    slot = Slot::V4(s.keys4.len() as u8);
-                    s.keys4.push((key, self.conn4.prefetch(&key)));
-                } else if let (IpAddr::V6(s6), IpAddr::V6(d6)) = (c.src_addr, c.dst_addr) {
-                    let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
-                    slot = Slot::V6(s.keys6.len() as u8);
-                    s.keys6.push((key, self.conn6.prefetch(&key)));
+                    (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+                        let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
+                        slot = Slot::V6(s.keys6.len() as u8);
+                        s.keys6.push((key, self.conn6.prefetch(&key)));
+                    }
+                    _ => {}
                 }
             }
-            let c = Cls::Full(c);
-            s.cls.push(c);
+            s.cls.push(Cls::Full(c));
             s.slots.push(slot);
             s.probes.push(Probe::Miss);
         }
@@ -805,7 +803,9 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Decides the fate of one classified frame.
+    /// Decides the fate of one classified frame: the fast path first for a
+    /// known connection's unfragmented IPv4 TCP/UDP packet, else the general
+    /// path with the full classification (made now if the fast one was used).
     #[inline]
     fn handle<A: FrameAlloc<Frame = F>>(
         &mut self,
@@ -843,7 +843,7 @@ impl<F: Frame> Pipeline<F> {
         self.handle_classified(frame, c, h, rx_port, out, alloc)
     }
 
-    /// A frame the fast path did not send.
+    /// A frame the fast path did not send: a known connection's, or not.
     #[inline]
     fn handle_classified<A: FrameAlloc<Frame = F>>(
         &mut self,

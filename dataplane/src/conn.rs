@@ -652,6 +652,11 @@ pub struct ReplyRef {
     generation: u8,
 }
 
+/// Where a connection lies in its table ([`ConnTable::get_located`]): valid
+/// until the table next changes (an insert, a removal, an expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Located(usize);
+
 /// Refers to a connection found by a lookup or created by an insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Handle {
@@ -1153,8 +1158,15 @@ impl<K: FlowKey> ConnTable<K> {
     /// The connection and its forward (client-side) key.
     #[inline(always)]
     pub fn get_with_key(&self, h: &Handle) -> Option<(&K, &Conn)> {
+        self.get_located(h).map(|(_, k, c)| (k, c))
+    }
+
+    /// The connection, its forward key and where it lies, for a later
+    /// [`ConnTable::on_packet_at`] that need not find it again.
+    #[inline(always)]
+    pub(crate) fn get_located(&self, h: &Handle) -> Option<(Located, &K, &Conn)> {
         let b = self.locate(h)?;
-        self.table.get_bucket(b).map(|e| (&e.key, &e.c))
+        self.table.get_bucket(b).map(|e| (Located(b), &e.key, &e.c))
     }
 
     /// Mutable access (only [`Conn::user_flags`] is writable).
@@ -1173,7 +1185,20 @@ impl<K: FlowKey> ConnTable<K> {
             self.stats.stale_handles += 1;
             return None;
         };
-        let e = self.table.get_bucket_mut(b)?;
+        self.on_packet_at(Located(b), h.direction(), flags, now)
+    }
+
+    /// [`ConnTable::on_packet`] for the connection at `at`, from
+    /// [`ConnTable::get_located`] with no change to the table since.
+    #[inline(always)]
+    pub(crate) fn on_packet_at(
+        &mut self,
+        at: Located,
+        dir: Direction,
+        flags: TcpFlags,
+        now: Time,
+    ) -> Option<ConnState> {
+        let e = self.table.get_bucket_mut(at.0)?;
         let c = &mut e.c;
         // The common cases first: an established TCP connection's segment
         // without SYN, FIN or RST, or a UDP datagram, leaves the state as it
@@ -1184,7 +1209,7 @@ impl<K: FlowKey> ConnTable<K> {
         let new = if steady {
             ConnState::from_u8(c.state)
         } else if e.key.proto() == 6 {
-            ConnState::from_u8(c.state).next(h.direction(), flags, c.bits & BIT_INPUT_ONLY != 0)
+            ConnState::from_u8(c.state).next(dir, flags, c.bits & BIT_INPUT_ONLY != 0)
         } else {
             ConnState::Udp
         };

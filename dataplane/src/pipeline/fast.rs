@@ -186,7 +186,7 @@ impl<F: Frame> Pipeline<F> {
         if !self.fast_path {
             return Some(frame);
         }
-        let Some((key, conn)) = self.conn4.get_with_key(h) else {
+        let Some((at, key, conn)) = self.conn4.get_located(h) else {
             return Some(frame);
         };
         let (key, conn) = (*key, *conn);
@@ -223,7 +223,9 @@ impl<F: Frame> Pipeline<F> {
         if let Err(f) = self.send_plan4(frame, c, &plan, out) {
             return Some(f);
         }
-        self.conn4.on_packet(h, TcpFlags(c.tcp_flags.0), self.now);
+        // Nothing changed the table since `get_located`.
+        self.conn4
+            .on_packet_at(at, h.direction(), TcpFlags(c.tcp_flags.0), self.now);
         None
     }
 

@@ -170,6 +170,8 @@ pub(crate) struct NeighTable<F> {
     entries: Vec<Entry<F>>,
     free: Vec<u32>,
     next_due: Time,
+    /// `cfg.reachable` in nanoseconds (saturated), for the per-packet check.
+    reachable_ns: u64,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -205,6 +207,7 @@ impl<F: Frame> NeighTable<F> {
             entries,
             free: (0..cfg.capacity as u32).rev().collect(),
             next_due: Time::ZERO,
+            reachable_ns: u64::try_from(cfg.reachable.as_nanos()).unwrap_or(u64::MAX),
             cfg,
         }
     }
@@ -220,8 +223,11 @@ impl<F: Frame> NeighTable<F> {
         }
     }
 
+    /// Whether `e` is Reachable and its confirmation at most `reachable` old.
+    #[inline(always)]
     fn is_reachable(&self, e: &Entry<F>, now: Time) -> bool {
-        e.state == NeighState::Reachable && now.saturating_since(e.confirmed) <= self.cfg.reachable
+        e.state == NeighState::Reachable
+            && now.as_nanos().saturating_sub(e.confirmed.as_nanos()) <= self.reachable_ns
     }
 
     /// Sends `frame` to neighbour `nh` on `port`: fills in the Ethernet
@@ -337,11 +343,7 @@ impl<F: Frame> NeighTable<F> {
         now: Time,
     ) -> Option<EthernetAddress> {
         let e = self.entries.get(hint as usize)?;
-        let ok = e.live
-            && e.port == port
-            && e.addr == nh
-            && e.state == NeighState::Reachable
-            && now.saturating_since(e.confirmed) <= self.cfg.reachable;
+        let ok = e.live && e.port == port && e.addr == nh && self.is_reachable(e, now);
         ok.then_some(e.mac)
     }
 

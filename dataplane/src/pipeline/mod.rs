@@ -87,7 +87,7 @@ use thiserror::Error;
 
 use crate::conn::{
     BURST, Closed, ConnTable4, ConnTable6, ConnTableConfig, ConnTableError, Handle, Key4, Key6,
-    Probe,
+    Probe, ReplyRef,
 };
 use crate::frame::{Frame, FrameAlloc};
 use crate::model::{Config, ForwardMode, SchedulerKind, ServerIdx, ServerState, ServiceIdx};
@@ -543,7 +543,6 @@ struct Scratch {
     /// The burst's connection keys, with their hashes.
     keys4: Vec<(Key4, u64)>,
     keys6: Vec<(Key6, u64)>,
-    probes: Vec<Probe>,
     closed4: Vec<Closed<Key4>>,
     closed6: Vec<Closed<Key6>>,
 }
@@ -555,7 +554,6 @@ impl Scratch {
             slots: Vec::with_capacity(BURST),
             keys4: Vec::with_capacity(BURST),
             keys6: Vec::with_capacity(BURST),
-            probes: Vec::with_capacity(BURST),
             closed4: Vec::with_capacity(budget.max(4)),
             closed6: Vec::with_capacity(budget.max(4)),
         }
@@ -699,6 +697,8 @@ impl<F: Frame> Pipeline<F> {
             rx.clear();
             return;
         }
+        // Each frame's connection probe (`PROBE_AHEAD` frames early).
+        let mut probes = [Probe::Miss; BURST];
         while !rx.is_empty() {
             let n = rx.len().min(BURST);
             self.classify_burst(&rx[..n]);
@@ -709,15 +709,25 @@ impl<F: Frame> Pipeline<F> {
             // each is probed `PROBE_AHEAD` frames before its frame is
             // handled, as late as a reply's second lookup allows, so that
             // the misses overlap the handling of the frames before it.
-            for i in 0..n.min(PROBE_AHEAD) {
-                self.probe_frame(i);
+            for (i, p) in probes.iter_mut().enumerate().take(n.min(PROBE_AHEAD)) {
+                *p = self.probe_frame(i);
             }
             for (i, (frame, c)) in rx.drain(..n).zip(&cls).enumerate() {
-                if i + PROBE_AHEAD < n {
-                    self.probe_frame(i + PROBE_AHEAD);
+                if i + PROBE_AHEAD < n
+                    && let Some(p) = probes.get_mut(i + PROBE_AHEAD)
+                {
+                    *p = self.probe_frame(i + PROBE_AHEAD);
                 }
-                let h = self.resolve_frame(i);
-                self.handle(frame, c, h.as_ref(), rx_port, out, alloc);
+                let finished;
+                let h = match probes.get(i) {
+                    Some(Probe::Hit(h)) => Some(h),
+                    Some(Probe::Reply(r)) => {
+                        finished = self.finish_frame(i, *r);
+                        finished.as_ref()
+                    }
+                    _ => None,
+                };
+                self.handle(frame, c, h, rx_port, out, alloc);
             }
             self.scratch.cls = cls;
         }
@@ -732,7 +742,6 @@ impl<F: Frame> Pipeline<F> {
         s.slots.clear();
         s.keys4.clear();
         s.keys6.clear();
-        s.probes.clear();
         for f in frames {
             let b = f.bytes();
             if let Some(c) = wire::classify_ipv4_l4(b, self.classify_opts) {
@@ -740,7 +749,6 @@ impl<F: Frame> Pipeline<F> {
                 s.slots.push(Slot::V4(s.keys4.len() as u8));
                 s.keys4.push((key, self.conn4.prefetch(&key)));
                 s.cls.push(Cls::Ipv4L4(c));
-                s.probes.push(Probe::Miss);
                 continue;
             }
             let c = wire::classify_with(b, self.classify_opts);
@@ -765,15 +773,14 @@ impl<F: Frame> Pipeline<F> {
             }
             s.cls.push(Cls::Full(c));
             s.slots.push(slot);
-            s.probes.push(Probe::Miss);
         }
     }
 
     /// Probes the connection table for frame `i` of the burst.
     #[inline]
-    fn probe_frame(&mut self, i: usize) {
-        let s = &mut self.scratch;
-        let p = match s.slots.get(i) {
+    fn probe_frame(&mut self, i: usize) -> Probe {
+        let s = &self.scratch;
+        match s.slots.get(i) {
             Some(&Slot::V4(k)) => s
                 .keys4
                 .get(usize::from(k))
@@ -783,23 +790,16 @@ impl<F: Frame> Pipeline<F> {
                 .get(usize::from(k))
                 .map_or(Probe::Miss, |(key, h)| self.conn6.probe(key, *h)),
             _ => Probe::Miss,
-        };
-        if let Some(slot) = s.probes.get_mut(i) {
-            *slot = p;
         }
     }
 
-    /// Frame `i`'s connection, once probed (a reply entry resolved).
+    /// Frame `i`'s connection, from the reply entry its probe found.
     #[inline]
-    fn resolve_frame(&mut self, i: usize) -> Option<Handle> {
-        match self.scratch.probes.get(i).copied()? {
-            Probe::Miss => None,
-            Probe::Hit(h) => Some(h),
-            Probe::Reply(r) => match self.scratch.slots.get(i)? {
-                Slot::V4(_) => self.conn4.finish(r),
-                Slot::V6(_) => self.conn6.finish(r),
-                Slot::None => None,
-            },
+    fn finish_frame(&mut self, i: usize, r: ReplyRef) -> Option<Handle> {
+        match self.scratch.slots.get(i)? {
+            Slot::V4(_) => self.conn4.finish(r),
+            Slot::V6(_) => self.conn6.finish(r),
+            Slot::None => None,
         }
     }
 

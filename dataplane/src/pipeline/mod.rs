@@ -511,15 +511,15 @@ pub(crate) struct SvcRt {
     pub(crate) servers: Vec<SrvRt>,
 }
 
-/// Where a frame's connection key is in the burst's scratch space.
+/// A frame's connection key, with its hash, for the burst's lookups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+enum Lookup {
     /// No TCP/UDP key (ARP, ICMP, a later fragment, a wire error).
     None,
-    /// Index into `keys4`.
-    V4(u8),
-    /// Index into `keys6`.
-    V6(u8),
+    /// An IPv4 key.
+    V4(Key4, u64),
+    /// An IPv6 key.
+    V6(Key6, u64),
 }
 
 /// How many frames ahead of the one being handled its connection lookup is
@@ -539,10 +539,8 @@ enum Cls {
 /// Scratch space for one burst (allocated once).
 struct Scratch {
     cls: Vec<Cls>,
-    slots: Vec<Slot>,
-    /// The burst's connection keys, with their hashes.
-    keys4: Vec<(Key4, u64)>,
-    keys6: Vec<(Key6, u64)>,
+    /// Each frame's connection key.
+    lookups: Vec<Lookup>,
     closed4: Vec<Closed<Key4>>,
     closed6: Vec<Closed<Key6>>,
 }
@@ -551,9 +549,7 @@ impl Scratch {
     fn new(budget: usize) -> Scratch {
         Scratch {
             cls: Vec::with_capacity(BURST),
-            slots: Vec::with_capacity(BURST),
-            keys4: Vec::with_capacity(BURST),
-            keys6: Vec::with_capacity(BURST),
+            lookups: Vec::with_capacity(BURST),
             closed4: Vec::with_capacity(budget.max(4)),
             closed6: Vec::with_capacity(budget.max(4)),
         }
@@ -739,20 +735,17 @@ impl<F: Frame> Pipeline<F> {
     fn classify_burst(&mut self, frames: &[F]) {
         let s = &mut self.scratch;
         s.cls.clear();
-        s.slots.clear();
-        s.keys4.clear();
-        s.keys6.clear();
+        s.lookups.clear();
         for f in frames {
             let b = f.bytes();
             if let Some(c) = wire::classify_ipv4_l4(b, self.classify_opts) {
                 let key = Key4::new(c.src, c.dst, c.src_port, c.dst_port, c.protocol().0);
-                s.slots.push(Slot::V4(s.keys4.len() as u8));
-                s.keys4.push((key, self.conn4.prefetch(&key)));
+                s.lookups.push(Lookup::V4(key, self.conn4.prefetch(&key)));
                 s.cls.push(Cls::Ipv4L4(c));
                 continue;
             }
             let c = wire::classify_with(b, self.classify_opts);
-            let mut slot = Slot::None;
+            let mut lookup = Lookup::None;
             if let Ok(c) = &c
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)
                 && c.frag != wire::FragStatus::NonFirst
@@ -760,35 +753,26 @@ impl<F: Frame> Pipeline<F> {
                 match (c.src_addr, c.dst_addr) {
                     (IpAddr::V4(s4), IpAddr::V4(d4)) => {
                         let key = Key4::new(s4, d4, c.src_port, c.dst_port, c.protocol.0);
-                        slot = Slot::V4(s.keys4.len() as u8);
-                        s.keys4.push((key, self.conn4.prefetch(&key)));
+                        lookup = Lookup::V4(key, self.conn4.prefetch(&key));
                     }
                     (IpAddr::V6(s6), IpAddr::V6(d6)) => {
                         let key = Key6::new(s6, d6, c.src_port, c.dst_port, c.protocol.0);
-                        slot = Slot::V6(s.keys6.len() as u8);
-                        s.keys6.push((key, self.conn6.prefetch(&key)));
+                        lookup = Lookup::V6(key, self.conn6.prefetch(&key));
                     }
                     _ => {}
                 }
             }
             s.cls.push(Cls::Full(c));
-            s.slots.push(slot);
+            s.lookups.push(lookup);
         }
     }
 
     /// Probes the connection table for frame `i` of the burst.
     #[inline]
     fn probe_frame(&mut self, i: usize) -> Probe {
-        let s = &self.scratch;
-        match s.slots.get(i) {
-            Some(&Slot::V4(k)) => s
-                .keys4
-                .get(usize::from(k))
-                .map_or(Probe::Miss, |(key, h)| self.conn4.probe(key, *h)),
-            Some(&Slot::V6(k)) => s
-                .keys6
-                .get(usize::from(k))
-                .map_or(Probe::Miss, |(key, h)| self.conn6.probe(key, *h)),
+        match self.scratch.lookups.get(i) {
+            Some(Lookup::V4(key, h)) => self.conn4.probe(key, *h),
+            Some(Lookup::V6(key, h)) => self.conn6.probe(key, *h),
             _ => Probe::Miss,
         }
     }
@@ -796,10 +780,10 @@ impl<F: Frame> Pipeline<F> {
     /// Frame `i`'s connection, from the reply entry its probe found.
     #[inline]
     fn finish_frame(&mut self, i: usize, r: ReplyRef) -> Option<Handle> {
-        match self.scratch.slots.get(i)? {
-            Slot::V4(_) => self.conn4.finish(r),
-            Slot::V6(_) => self.conn6.finish(r),
-            Slot::None => None,
+        match self.scratch.lookups.get(i)? {
+            Lookup::V4(..) => self.conn4.finish(r),
+            Lookup::V6(..) => self.conn6.finish(r),
+            Lookup::None => None,
         }
     }
 

@@ -175,7 +175,7 @@ impl<F: Frame> Pipeline<F> {
     /// Forwards `frame` (classified as `c`, of the connection `h` found by
     /// this burst's lookup) if the fast path applies, else gives it back
     /// untouched for the general path (see the module documentation).
-    #[inline]
+    #[inline(always)]
     pub(super) fn fast4(
         &mut self,
         frame: F,
@@ -260,7 +260,7 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// The plan for a server packet (NAT or full-NAT reply) to `client`.
-    #[inline]
+    #[inline(always)]
     fn plan_reply4(
         &mut self,
         c: &Ipv4L4,

@@ -402,6 +402,20 @@ proptest! {
         prop_assert_eq!(batched, seq);
     }
 
+    /// `fold` is RFC 1071's end-around-carry loop, for any accumulator
+    /// (zero only for zero, 0xffff for any other multiple of 0xffff).
+    #[test]
+    fn fold_is_the_rfc1071_loop(acc in prop_oneof![
+        Just(0u64), Just(u64::MAX), Just(0xffff), Just(0x1_0000), Just(0xffff_ffff),
+        Just(0x1_0000_0000), Just(0xffff_0000_ffff), (0u64..1 << 36), any::<u64>(),
+    ]) {
+        let mut r = u128::from(acc);
+        while r >> 16 != 0 {
+            r = (r & 0xffff) + (r >> 16);
+        }
+        prop_assert_eq!(u128::from(checksum::fold(acc)), r);
+    }
+
     /// The checksum primitives agree with recomputation on raw data.
     #[test]
     fn checksum_primitives(mut data in proptest::collection::vec(any::<u8>(), 20..200), word in 0usize..8,

@@ -19,13 +19,14 @@ use super::{Error, Result};
 ///
 /// The result is zero only if the accumulator is zero.
 #[inline(always)]
-pub const fn fold(mut acc: u64) -> u16 {
-    // Two folds bring 64 bits to at most 17 bits, two more to 16 bits.
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
+pub const fn fold(acc: u64) -> u16 {
+    // The two halves added with the carry out added back in (an add and an
+    // add-with-carry): 64 bits to 32, then 32 to 16. Adding the carry back
+    // cannot carry again: when the add carried, its sum is at most 2^n - 2.
+    let (s, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let s = s + c as u32;
+    let (t, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    t + c as u16
 }
 
 /// One's complement sum of `data` read as big-endian 16-bit words, an odd

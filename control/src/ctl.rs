@@ -29,6 +29,10 @@ use crate::worker::WorkerSnapshot;
 pub struct ControlCounters {
     /// Sticky bindings published to the other workers.
     pub sticky_published: u64,
+    /// Sticky bindings not published because a worker made them in an
+    /// earlier configuration epoch, whose service and server indices may
+    /// name other services and servers now.
+    pub sticky_stale: u64,
     /// Neighbours published to the other workers.
     pub neighbours_published: u64,
     /// Host-bound frames received from workers (dropped: no exception path).
@@ -131,12 +135,10 @@ impl ControlPlane {
                 match *msg {
                     FromWorker::Counters(s) => self.snapshots[i] = s,
                     FromWorker::Reply(r) => self.replies[i] = Some(r),
-                    FromWorker::Events(evs) => {
-                        for ev in evs {
-                            if let Some(m) = event_to_msg(ev, &mut self.counters) {
-                                publish.push((i, m));
-                            }
-                        }
+                    FromWorker::Events { epoch, events } => {
+                        let current = self.cfg.epoch;
+                        let c = &mut self.counters;
+                        publishable(c, current, i, epoch, events, &mut publish);
                     }
                 }
             }
@@ -179,7 +181,8 @@ impl ControlPlane {
     }
 
     /// Publishes a new configuration epoch to every worker.
-    fn publish(&mut self, cfg: PipelineConfig) {
+    fn publish(&mut self, mut cfg: PipelineConfig) {
+        cfg.epoch = self.cfg.epoch + 1;
         self.cfg = Arc::new(cfg);
         for w in 0..self.to_workers.len() {
             self.send(w, ToWorker::Config(self.cfg.clone()));
@@ -455,8 +458,9 @@ impl ControlPlane {
     fn render_control_counters(&self) -> String {
         let c = self.counters;
         format!(
-            "\ncontrol: sticky_published {} neighbours_published {} host_frames {} messages_dropped {} epochs {} reload_errors {}\n",
+            "\ncontrol: sticky_published {} sticky_stale {} neighbours_published {} host_frames {} messages_dropped {} epochs {} reload_errors {}\n",
             c.sticky_published,
+            c.sticky_stale,
             c.neighbours_published,
             c.host_frames,
             c.messages_dropped,
@@ -646,6 +650,31 @@ fn parse_addr_port(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     Err(format!("`{s}` is not ADDRESS or ADDRESS:PORT ([v6]:port)"))
 }
 
+/// Appends to `out` the messages that carry worker `from`'s events, taken
+/// in configuration `epoch`, to the other workers (`current`: the epoch in
+/// force).
+fn publishable(
+    counters: &mut ControlCounters,
+    current: u64,
+    from: usize,
+    epoch: u64,
+    events: Vec<Event>,
+    out: &mut Vec<(usize, ControlMsg)>,
+) {
+    for ev in events {
+        // Indices are those of the worker's epoch: a binding made before the
+        // last reload could name another service or server in the epoch in
+        // force.
+        if matches!(ev, Event::Sticky(_)) && epoch != current {
+            counters.sticky_stale += 1;
+            continue;
+        }
+        if let Some(m) = event_to_msg(ev, counters) {
+            out.push((from, m));
+        }
+    }
+}
+
 /// What a worker's event means for the others.
 fn event_to_msg(ev: Event, counters: &mut ControlCounters) -> Option<ControlMsg> {
     match ev {
@@ -672,5 +701,89 @@ fn event_to_msg(ev: Event, counters: &mut ControlCounters) -> Option<ControlMsg>
             Some(ControlMsg::Neighbor { port, addr, mac })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tack_dataplane::sticky::ClientKey;
+    use tack_dataplane::wire::EthernetAddress;
+
+    use super::*;
+
+    fn plane() -> ControlPlane {
+        let profile = Profile::parse(include_str!("../../configs/lab.yaml")).unwrap();
+        let macs = vec![[2, 0, 0, 0, 0, 1]];
+        let cfg = Arc::new(pipeline_config(&profile, &macs).unwrap());
+        ControlPlane::new(profile, macs, cfg, Vec::new(), Vec::new(), Vec::new())
+    }
+
+    fn learned(service: u16) -> Event {
+        Event::Sticky(StickyEvent::Learned {
+            service,
+            key: ClientKey {
+                addr: "172.16.0.0".parse().unwrap(),
+                prefix: 16,
+            },
+            server: 1,
+        })
+    }
+
+    fn neighbour() -> Event {
+        Event::Neighbor {
+            port: 0,
+            addr: "10.0.0.254".parse().unwrap(),
+            mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        }
+    }
+
+    /// Sticky bindings made in an earlier configuration epoch are not
+    /// passed on (their indices may name other services now); neighbours
+    /// are, and bindings of the epoch in force are.
+    #[test]
+    fn stale_sticky_events_are_not_published() {
+        let mut c = plane();
+        let mut out = Vec::new();
+        publishable(
+            &mut c.counters,
+            c.cfg.epoch,
+            0,
+            0,
+            vec![learned(3)],
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(c.counters.sticky_published, 1);
+
+        let again = c.profile.clone();
+        c.apply_profile(again).unwrap();
+        assert_eq!(c.config().epoch, 1);
+        out.clear();
+        let events = vec![learned(3), neighbour()];
+        publishable(&mut c.counters, c.cfg.epoch, 1, 0, events, &mut out);
+        assert!(
+            matches!(out.as_slice(), [(1, ControlMsg::Neighbor { .. })]),
+            "{out:?}"
+        );
+        assert_eq!(c.counters.sticky_stale, 1);
+        assert_eq!(c.counters.sticky_published, 1);
+
+        out.clear();
+        publishable(
+            &mut c.counters,
+            c.cfg.epoch,
+            0,
+            1,
+            vec![learned(3)],
+            &mut out,
+        );
+        assert!(
+            matches!(
+                out.as_slice(),
+                [(0, ControlMsg::StickyBinding { service: 3, .. })]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(c.counters.sticky_published, 2);
     }
 }

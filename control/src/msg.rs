@@ -22,7 +22,13 @@ pub enum ToWorker {
 #[derive(Debug)]
 pub enum FromWorker {
     /// Pipeline events (new sticky bindings, neighbours) to publish to the others.
-    Events(Vec<Event>),
+    Events {
+        /// The epoch of the worker's configuration when it took them
+        /// ([`PipelineConfig::epoch`]).
+        epoch: u64,
+        /// The events.
+        events: Vec<Event>,
+    },
     /// The worker's counters.
     Counters(WorkerSnapshot),
     /// The answer to a [`Query`].

@@ -197,9 +197,12 @@ impl Worker {
             self.flush(&mut out, &mut lp);
             self.pipeline.drain_events(&mut events);
             if !events.is_empty() {
-                let batch = Box::new(FromWorker::Events(std::mem::take(&mut events)));
+                let batch = Box::new(FromWorker::Events {
+                    epoch: self.pipeline.config().epoch,
+                    events: std::mem::take(&mut events),
+                });
                 if let Err(b) = self.rings.to_control.push(batch)
-                    && let FromWorker::Events(v) = *b
+                    && let FromWorker::Events { events: v, .. } = *b
                 {
                     lp.events_dropped += v.len() as u64;
                 }

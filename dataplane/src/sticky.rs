@@ -150,6 +150,42 @@ pub enum StickyEvent {
     },
 }
 
+impl StickyEvent {
+    /// The event in the indices of a new snapshot (`map` from the reload),
+    /// or `None` if its service, its key rule or its server is gone: an
+    /// event must name the service and server as the snapshot that applies
+    /// it does.
+    pub fn remap(self, map: &ReloadMap) -> Option<StickyEvent> {
+        let svc = |s: ServiceIdx| {
+            map.service(s)
+                .filter(|m| !m.persistence_changed)
+                .map(|m| m.new_index)
+        };
+        match self {
+            StickyEvent::Learned {
+                service,
+                key,
+                server,
+            } => Some(StickyEvent::Learned {
+                service: svc(service)?,
+                key,
+                server: map.server_index(service, server)?,
+            }),
+            StickyEvent::Rebound {
+                service,
+                key,
+                from,
+                to,
+            } => Some(StickyEvent::Rebound {
+                service: svc(service)?,
+                key,
+                from: from.and_then(|f| map.server_index(service, f)),
+                to: map.server_index(service, to)?,
+            }),
+        }
+    }
+}
+
 /// What to do with a new client of a persistent service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StickyDecision {
@@ -311,6 +347,9 @@ pub struct StickyStats {
     pub reload_removed: u64,
     /// Events dropped because the outbox was full.
     pub events_dropped: u64,
+    /// Pending events dropped by a reload that removed their service,
+    /// server or key rule (the others are carried over to the new indices).
+    pub reload_events_dropped: u64,
     /// Calls naming a service that is not in the snapshot.
     pub invalid_service: u64,
 }
@@ -835,9 +874,10 @@ impl StickyTable {
     /// Adopts a new snapshot: bindings follow their service and server to
     /// their new indices; bindings of removed services, or of services whose
     /// key rule changed, are removed; bindings to removed servers are kept
-    /// without a server and rebound on their next connection. Allocates a
-    /// scratch list: call at configuration change only. Returns how many were
-    /// removed.
+    /// without a server and rebound on their next connection. Pending events
+    /// move to the new indices too ([`StickyEvent::remap`]); those that
+    /// cannot are dropped and counted. Allocates a scratch list: call at
+    /// configuration change only. Returns how many bindings were removed.
     pub fn apply_reload(&mut self, map: &ReloadMap) -> usize {
         if map.is_identity() {
             return 0;
@@ -867,6 +907,12 @@ impl StickyTable {
             self.table.insert_unique(h, e, |x| x.key.hash(seed));
         }
         self.stats.reload_removed += removed as u64;
+        let before = self.events.len();
+        self.events = core::mem::take(&mut self.events)
+            .into_iter()
+            .filter_map(|ev| ev.remap(map))
+            .collect();
+        self.stats.reload_events_dropped += (before - self.events.len()) as u64;
         removed
     }
 }

@@ -273,3 +273,64 @@ fn bindings_from_other_workers_are_installed() {
     h.p.apply(ControlMsg::FlushSticky { service: None });
     assert_eq!(h.p.sticky_bindings().count(), 0);
 }
+
+/// Sticky events not yet drained when a reload reorders services and
+/// servers leave in the new indices; those of a removed service are dropped
+/// and counted.
+#[test]
+fn pending_events_follow_a_reload() {
+    let mut h = harness(sticky_service([1, 1, 1, 1]));
+    let first = open_from(&mut h, "172.16.1.5", 1000);
+    let old = SERVERS.iter().position(|s| a4(s) == first).unwrap();
+    // Another service first, and the sticky one's servers in reverse order.
+    let other = service(
+        a4(VIP4),
+        Protocol::Tcp,
+        Some(443),
+        ForwardMode::Nat,
+        &[a4(SERVERS[0])],
+    );
+    let mut reordered = sticky_service([1, 1, 1, 1]);
+    reordered.servers.reverse();
+    let mut cfg = sticky_config(reordered.clone());
+    cfg.services =
+        Arc::new(tack_dataplane::model::Config::new(vec![other.clone(), reordered]).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    let mut events = Vec::new();
+    h.p.drain_events(&mut events);
+    let sticky: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sticky(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    let key = ClientKey {
+        addr: a4("172.16.0.0"),
+        prefix: 16,
+    };
+    assert_eq!(
+        sticky,
+        vec![StickyEvent::Learned {
+            service: 1,
+            key,
+            server: (3 - old) as u16,
+        }]
+    );
+    // The connection still reaches the same server, now at its new index.
+    assert_eq!(open_from(&mut h, "172.16.1.5", 1001), first);
+    assert_eq!(h.counters().sticky.reload_events_dropped, 0);
+
+    // A new key's event, then a reload without its service.
+    open_from(&mut h, "11.1.2.3", 1000);
+    let mut cfg = sticky_config(other.clone());
+    cfg.services = Arc::new(tack_dataplane::model::Config::new(vec![other]).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    events.clear();
+    h.p.drain_events(&mut events);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Sticky(_))),
+        "{events:?}"
+    );
+    assert_eq!(h.counters().sticky.reload_events_dropped, 1);
+}

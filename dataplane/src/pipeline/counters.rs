@@ -310,6 +310,7 @@ fn sticky_stats(s: &StickyStats, f: &mut impl FnMut(&'static str, u64)) {
     f("sticky_flushed", s.flushed);
     f("sticky_reload_removed", s.reload_removed);
     f("sticky_events_dropped", s.events_dropped);
+    f("sticky_reload_events_dropped", s.reload_events_dropped);
     f("sticky_invalid_service", s.invalid_service);
 }
 

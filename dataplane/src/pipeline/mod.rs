@@ -194,6 +194,10 @@ pub struct PipelineConfig {
     pub outbox_capacity: usize,
     /// Timer operations per [`Pipeline::poll`] and table.
     pub timer_budget: usize,
+    /// The configuration epoch, numbered by the control thread: events
+    /// name services and servers by their indices in one epoch, so the
+    /// control thread passes on only those of the epoch in force.
+    pub epoch: u64,
 }
 
 impl Default for PipelineConfig {
@@ -222,6 +226,7 @@ impl Default for PipelineConfig {
             tcp_pickup: true,
             outbox_capacity: 4096,
             timer_budget: 256,
+            epoch: 0,
         }
     }
 }
@@ -1123,6 +1128,14 @@ impl<F: Frame> Pipeline<F> {
                 self.conn_gone(IpAddr::V6(c.key.src), &c.conn, true);
             }
             self.sticky.apply_reload(&map);
+            // Sticky events waiting in the outbox were made in the old
+            // indices; they leave in the new ones (or not at all).
+            let before = self.events.len();
+            self.events.retain_mut(|ev| match ev {
+                Event::Sticky(s) => s.remap(&map).map(|n| *s = n).is_some(),
+                _ => true,
+            });
+            self.sticky.stats.reload_events_dropped += (before - self.events.len()) as u64;
             self.sched.reconfigure(&new, Some(&map));
         } else {
             self.sched.reconfigure(&new, None);

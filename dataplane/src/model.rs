@@ -956,6 +956,13 @@ pub struct ServiceMap {
     pub persistence_changed: bool,
 }
 
+impl ServiceMap {
+    /// New index of old server `old` (`None`: removed).
+    pub fn server(&self, old: ServerIdx) -> Option<ServerIdx> {
+        self.servers.get(old as usize).copied().flatten()
+    }
+}
+
 impl ReloadMap {
     /// The new snapshot's view of old service `old`, `None` if it was removed.
     pub fn service(&self, old: ServiceIdx) -> Option<&ServiceMap> {
@@ -969,8 +976,7 @@ impl ReloadMap {
 
     /// New index of old server `server` of old service `service`.
     pub fn server_index(&self, service: ServiceIdx, server: ServerIdx) -> Option<ServerIdx> {
-        self.service(service)
-            .and_then(|m| m.servers.get(server as usize).copied().flatten())
+        self.service(service).and_then(|m| m.server(server))
     }
 
     /// Whether every service and server keeps its index (only states,

@@ -60,8 +60,8 @@ use hashbrown::HashTable;
 use thiserror::Error;
 
 use crate::model::{
-    ClientKeyRule, Config, ReloadMap, ServerIdx, ServerState, ServiceEntry, ServiceIdx, mask_v4,
-    mask_v6, natural_class,
+    ClientKeyRule, Config, ReloadMap, ServerIdx, ServerState, ServiceEntry, ServiceIdx, ServiceMap,
+    mask_v4, mask_v6, natural_class,
 };
 use crate::sched::{hash, hrw};
 use crate::time::Time;
@@ -156,34 +156,41 @@ impl StickyEvent {
     /// event must name the service and server as the snapshot that applies
     /// it does.
     pub fn remap(self, map: &ReloadMap) -> Option<StickyEvent> {
-        let svc = |s: ServiceIdx| {
-            map.service(s)
-                .filter(|m| !m.persistence_changed)
-                .map(|m| m.new_index)
-        };
         match self {
             StickyEvent::Learned {
                 service,
                 key,
                 server,
-            } => Some(StickyEvent::Learned {
-                service: svc(service)?,
-                key,
-                server: map.server_index(service, server)?,
-            }),
+            } => {
+                let m = keeps_bindings(map, service)?;
+                Some(StickyEvent::Learned {
+                    service: m.new_index,
+                    key,
+                    server: m.server(server)?,
+                })
+            }
             StickyEvent::Rebound {
                 service,
                 key,
                 from,
                 to,
-            } => Some(StickyEvent::Rebound {
-                service: svc(service)?,
-                key,
-                from: from.and_then(|f| map.server_index(service, f)),
-                to: map.server_index(service, to)?,
-            }),
+            } => {
+                let m = keeps_bindings(map, service)?;
+                Some(StickyEvent::Rebound {
+                    service: m.new_index,
+                    key,
+                    from: from.and_then(|f| m.server(f)),
+                    to: m.server(to)?,
+                })
+            }
         }
     }
+}
+
+/// How old service `service` maps into the new snapshot, if its bindings
+/// carry over: it is still there with the same key rule.
+fn keeps_bindings(map: &ReloadMap, service: ServiceIdx) -> Option<&ServiceMap> {
+    map.service(service).filter(|m| !m.persistence_changed)
 }
 
 /// What to do with a new client of a persistent service.
@@ -886,32 +893,22 @@ impl StickyTable {
         let mut removed = 0;
         let seed = self.seed;
         for mut e in all {
-            let target = map
-                .service(e.key.service)
-                .filter(|m| !m.persistence_changed);
-            let Some(m) = target else {
+            let Some(m) = keeps_bindings(map, e.key.service) else {
                 self.wheel.disarm(e.id);
                 self.free.push(e.id);
                 removed += 1;
                 continue;
             };
             e.key.service = m.new_index;
-            e.server = m
-                .servers
-                .get(e.server as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(NO_SERVER);
+            e.server = m.server(e.server).unwrap_or(NO_SERVER);
             let h = e.key.hash(seed);
             self.set_hash(e.id, h);
             self.table.insert_unique(h, e, |x| x.key.hash(seed));
         }
         self.stats.reload_removed += removed as u64;
         let before = self.events.len();
-        self.events = core::mem::take(&mut self.events)
-            .into_iter()
-            .filter_map(|ev| ev.remap(map))
-            .collect();
+        self.events
+            .retain_mut(|ev| ev.remap(map).map(|n| *ev = n).is_some());
         self.stats.reload_events_dropped += (before - self.events.len()) as u64;
         removed
     }

@@ -24,7 +24,7 @@
 //! fragment...) the frame goes to the general path untouched, which then
 //! handles it from the start (and counts it once).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Output, Pipeline};
 use crate::conn::{Handle, TcpFlags};
@@ -213,7 +213,7 @@ impl<F: Frame> Pipeline<F> {
                 src: Some((u32::from(key.dst), key.dst_port)),
                 dst: local.map(|_| (u32::from(key.src), key.src_port)),
             };
-            self.plan_reply4(c, svc, server, IpAddr::V4(key.src), rw)
+            self.plan_reply4(c, svc, server, key.src, rw)
         } else {
             self.plan_original4(c, svc, server, local, key.dst_port)
         };
@@ -266,11 +266,11 @@ impl<F: Frame> Pipeline<F> {
         c: &Ipv4L4,
         svc: u16,
         server: u16,
-        client: IpAddr,
+        client: Ipv4Addr,
         rw: Nat4,
     ) -> Option<Plan4> {
         let udp = c.udp;
-        let (port, nh) = self.fib.lookup(client)?;
+        let (port, nh) = self.fib.lookup_v4(client)?;
         let p = self.ports.get(usize::from(port))?;
         let (mtu, src_mac, hint) = (p.mtu, p.mac, self.reply_nh_hint);
         self.plan4(
@@ -280,7 +280,7 @@ impl<F: Frame> Pipeline<F> {
             true,
             udp,
             port,
-            nh,
+            IpAddr::V4(nh),
             mtu,
             src_mac,
             hint,

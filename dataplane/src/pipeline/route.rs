@@ -39,7 +39,7 @@ struct Entry<A> {
     net: A,
     mask: A,
     port: u16,
-    gateway: Option<IpAddr>,
+    gateway: Option<A>,
 }
 
 /// A longest-prefix-match table: the ports' connected networks and the
@@ -57,6 +57,8 @@ impl Fib {
         let mut v4: Vec<(u8, Entry<u32>)> = Vec::new();
         let mut v6: Vec<(u8, Entry<u128>)> = Vec::new();
         let mut add = |dst: IpAddr, len: u8, port: u16, gateway: Option<IpAddr>| match dst {
+            // The gateway is of the destination's family (checked with the
+            // configuration).
             IpAddr::V4(a) => {
                 let mask = mask32(len);
                 v4.push((
@@ -65,7 +67,10 @@ impl Fib {
                         net: u32::from(a) & mask,
                         mask,
                         port,
-                        gateway,
+                        gateway: gateway.and_then(|g| match g {
+                            IpAddr::V4(g) => Some(u32::from(g)),
+                            IpAddr::V6(_) => None,
+                        }),
                     },
                 ));
             }
@@ -77,7 +82,10 @@ impl Fib {
                         net: u128::from(a) & mask,
                         mask,
                         port,
-                        gateway,
+                        gateway: gateway.and_then(|g| match g {
+                            IpAddr::V6(g) => Some(u128::from(g)),
+                            IpAddr::V4(_) => None,
+                        }),
                     },
                 ));
             }
@@ -106,21 +114,25 @@ impl Fib {
     #[inline]
     pub(crate) fn lookup(&self, dst: IpAddr) -> Option<(u16, IpAddr)> {
         match dst {
-            IpAddr::V4(a) => {
-                let x = u32::from(a);
-                self.v4
-                    .iter()
-                    .find(|e| x & e.mask == e.net)
-                    .map(|e| (e.port, e.gateway.unwrap_or(dst)))
-            }
+            IpAddr::V4(a) => self.lookup_v4(a).map(|(p, nh)| (p, IpAddr::V4(nh))),
             IpAddr::V6(a) => {
                 let x = u128::from(a);
                 self.v6
                     .iter()
                     .find(|e| x & e.mask == e.net)
-                    .map(|e| (e.port, e.gateway.unwrap_or(dst)))
+                    .map(|e| (e.port, Ipv6Addr::from(e.gateway.unwrap_or(x)).into()))
             }
         }
+    }
+
+    /// [`Fib::lookup`] for an IPv4 destination.
+    #[inline]
+    pub(crate) fn lookup_v4(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
+        let x = u32::from(dst);
+        self.v4
+            .iter()
+            .find(|e| x & e.mask == e.net)
+            .map(|e| (e.port, Ipv4Addr::from(e.gateway.unwrap_or(x))))
     }
 }
 
@@ -173,5 +185,80 @@ mod tests {
         assert!(same_net_v6(&b, &"2001:db8::ffff".parse().unwrap(), 64));
         assert!(!same_net_v6(&b, &"2001:db9::1".parse().unwrap(), 32));
         assert!(same_net_v6(&b, &b, 128));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Longest prefix first, connected before static at equal length,
+    /// on-link destinations are their own next hop, and both families
+    /// (IPv4 through `lookup_v4` too) agree.
+    #[test]
+    fn longest_prefix_match() {
+        use super::super::{PipelineConfig, PortSpec, WorkerSpec, build_ports};
+        use crate::wire::EthernetAddress;
+        let port = |addrs: &[(&str, u8)]| PortSpec {
+            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            addresses: addrs.iter().map(|&(a, l)| (ip(a), l)).collect(),
+            mtu: 1500,
+        };
+        let route = |dst: &str, prefix_len: u8, port: u16, gw: Option<&str>| Route {
+            dst: ip(dst),
+            prefix_len,
+            port,
+            gateway: gw.map(ip),
+        };
+        let cfg = PipelineConfig {
+            ports: vec![
+                port(&[("198.51.100.1", 24), ("2001:db8:1::1", 64)]),
+                port(&[("10.1.0.1", 16), ("2001:db8:2::1", 64)]),
+            ],
+            routes: vec![
+                route("0.0.0.0", 0, 0, Some("198.51.100.254")),
+                route("10.9.0.0", 16, 1, Some("10.1.0.9")),
+                // Same length as port 1's network: the connected one wins.
+                route("10.1.0.0", 16, 0, Some("198.51.100.7")),
+                route("10.9.8.0", 24, 0, None),
+                route("::", 0, 0, Some("2001:db8:1::fe")),
+                route("2001:db8:9::", 48, 1, Some("2001:db8:2::9")),
+            ],
+            ..PipelineConfig::default()
+        };
+        let worker = WorkerSpec {
+            index: 0,
+            n_workers: 1,
+            queue: 0,
+            rx_queues: vec![1, 1],
+            rss_key: vec![None, None],
+        };
+        let (_, _, fib) = build_ports(&cfg, &worker).unwrap();
+        let cases = [
+            ("203.0.113.5", Some((0, "198.51.100.254"))),
+            ("198.51.100.77", Some((0, "198.51.100.77"))),
+            ("10.1.2.3", Some((1, "10.1.2.3"))),
+            ("10.9.1.1", Some((1, "10.1.0.9"))),
+            ("10.9.8.7", Some((0, "10.9.8.7"))),
+            ("2001:db8:1::5", Some((0, "2001:db8:1::5"))),
+            ("2001:db8:9:1::5", Some((1, "2001:db8:2::9"))),
+            ("2001:db8:7::5", Some((0, "2001:db8:1::fe"))),
+        ];
+        for (dst, want) in cases {
+            let want = want.map(|(p, nh)| (p, ip(nh)));
+            assert_eq!(fib.lookup(ip(dst)), want, "{dst}");
+            if let IpAddr::V4(a) = ip(dst) {
+                let got = fib.lookup_v4(a).map(|(p, nh)| (p, IpAddr::V4(nh)));
+                assert_eq!(got, want, "{dst} (lookup_v4)");
+            }
+        }
+        // Without a default route, an address off every network has none.
+        let cfg = PipelineConfig {
+            routes: Vec::new(),
+            ..cfg
+        };
+        let (_, _, fib) = build_ports(&cfg, &worker).unwrap();
+        assert_eq!(fib.lookup(ip("203.0.113.5")), None);
+        assert_eq!(fib.lookup_v4("203.0.113.5".parse().unwrap()), None);
+        assert_eq!(fib.lookup(ip("2001:db8:7::5")), None);
     }
 }

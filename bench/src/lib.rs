@@ -437,37 +437,30 @@ impl Forwarder for HashLookup {
     }
 }
 
+// The same re-execution as `tack`'s, from the same source file (the
+// control crate itself links DPDK, which the benchmarks do not need).
+#[path = "../../control/src/hugepages.rs"]
+mod hugepages;
+
 /// Re-executes the current program with glibc's `glibc.malloc.hugetlb=1`
-/// tunable set, unless it is already set or `TACK_BENCH_HUGEPAGES=0`.
-/// glibc reads tunables once, at start-up, hence the re-exec. With the
-/// tunable, malloc advises transparent huge pages (`madvise(MADV_HUGEPAGE)`)
-/// for its large allocations, so the connection table is mapped with 2 MiB
-/// pages when the kernel's THP mode is `madvise` or `always` (see
-/// `/sys/kernel/mm/transparent_hugepage/enabled`). Returns whether huge
-/// pages were requested for this process.
+/// tunable set, unless `GLIBC_TUNABLES` already decides it or
+/// `TACK_BENCH_HUGEPAGES=0`. glibc reads tunables once, at start-up, hence
+/// the re-exec. With the tunable, malloc advises transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`) for its large allocations, so the connection
+/// table is mapped with 2 MiB pages when the kernel's THP mode is `madvise`
+/// or `always` (see `/sys/kernel/mm/transparent_hugepage/enabled`). Returns
+/// whether huge pages were requested for this process.
 pub fn huge_pages() -> bool {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if tunables.contains("glibc.malloc.hugetlb=") {
-        return !tunables.contains("glibc.malloc.hugetlb=0");
+    let off = std::env::var("TACK_BENCH_HUGEPAGES").is_ok_and(|v| v == "0");
+    if hugepages::decided(&tunables).is_none()
+        && !off
+        && let Err(e) = hugepages::reexec_with_huge_pages()
+    {
+        eprintln!("{e}");
     }
-    if std::env::var("TACK_BENCH_HUGEPAGES").is_ok_and(|v| v == "0") {
-        return false;
-    }
-    let new = if tunables.is_empty() {
-        "glibc.malloc.hugetlb=1".to_string()
-    } else {
-        format!("{tunables}:glibc.malloc.hugetlb=1")
-    };
-    let Ok(exe) = std::env::current_exe() else {
-        return false;
-    };
-    use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("GLIBC_TUNABLES", new)
-        .exec();
-    eprintln!("could not re-execute with huge pages: {err}");
-    false
+    // Still here: decided already, turned off, or the exec was not done.
+    hugepages::requested()
 }
 
 /// Locks the process's memory, present and future (`mlockall(MCL_CURRENT |

@@ -124,6 +124,7 @@ impl Appliance {
                     key: key.clone(),
                     ..RssConfig::default()
                 },
+                rx_ipv4_checksum: true,
             };
             // Receive queue q takes buffers from the pool of the worker polling it.
             let pools: Vec<Mempool> = (0..ps.rx_queues)
@@ -189,13 +190,18 @@ impl Appliance {
                 None
             };
             log::info!(
-                "port `{}`: {} driver {} mac {} rx queues {} tx queues {}",
+                "port `{}`: {} driver {} mac {} rx queues {} tx queues {}, IPv4 header checksums checked by {}",
                 ps.name,
                 ps.device,
                 info.driver,
                 EthernetAddress(mac),
                 ps.rx_queues,
-                n_workers
+                n_workers,
+                if info.rx_offloads & tack_dpdk::port::RX_OFFLOAD_IPV4_CKSUM != 0 {
+                    "the NIC"
+                } else {
+                    "the workers"
+                }
             );
             let id = port.id() as usize;
             if port_index.len() <= id {

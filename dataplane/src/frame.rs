@@ -24,6 +24,25 @@ pub trait Frame {
     fn rss_hash(&self) -> Option<u32> {
         None
     }
+    /// What the NIC found when it checked the IPv4 header checksum on
+    /// receive (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_*`).
+    fn rx_ipv4_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+}
+
+/// A NIC's verdict on a received frame's IPv4 header checksum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RxChecksum {
+    /// Not checked (not IPv4, no offload, or the NIC could not tell): the
+    /// pipeline checks it if configured to.
+    #[default]
+    Unknown,
+    /// The NIC verified it: the pipeline does not check it again.
+    Good,
+    /// The NIC found it wrong: the frame is dropped as if the pipeline had
+    /// checked it (unless checking is turned off).
+    Bad,
 }
 
 /// Something that hands out empty frames for packets the pipeline originates
@@ -40,6 +59,7 @@ pub trait FrameAlloc {
 pub struct VecFrame {
     buf: Vec<u8>,
     start: usize,
+    rx_csum: RxChecksum,
 }
 
 impl VecFrame {
@@ -55,7 +75,13 @@ impl VecFrame {
         VecFrame {
             buf,
             start: Self::HEADROOM,
+            rx_csum: RxChecksum::Unknown,
         }
+    }
+
+    /// The frame as a NIC that checked its IPv4 header checksum hands it over.
+    pub fn with_rx_ipv4_checksum(self, rx_csum: RxChecksum) -> VecFrame {
+        VecFrame { rx_csum, ..self }
     }
 
     /// The bytes, consuming the frame.
@@ -91,6 +117,9 @@ impl Frame for VecFrame {
         }
         self.buf.resize(self.start + len, 0);
         true
+    }
+    fn rx_ipv4_checksum(&self) -> RxChecksum {
+        self.rx_csum
     }
 }
 

@@ -16,5 +16,5 @@ pub mod time;
 pub mod timer;
 pub mod wire;
 
-pub use frame::{Frame, FrameAlloc, VecAlloc, VecFrame};
+pub use frame::{Frame, FrameAlloc, RxChecksum, VecAlloc, VecFrame};
 pub use time::Time;

@@ -3,9 +3,12 @@
 
 mod pipeline_common;
 
+use std::net::IpAddr;
+
 use pipeline_common::*;
 use tack_dataplane::pipeline::Output;
-use tack_dataplane::{Time, VecAlloc, VecFrame};
+use tack_dataplane::pipeline::PipelineConfig;
+use tack_dataplane::{RxChecksum, Time, VecAlloc, VecFrame};
 
 fn fwd() -> Harness {
     let mut h = Harness::new(config(forwarding_services()));
@@ -336,4 +339,49 @@ fn a_burst_is_handled_like_single_frames() {
         single.counters().conn_created
     );
     assert_eq!(burst.counters().tx_forward, single.counters().tx_forward);
+}
+
+/// The NIC's verdict on the IPv4 header checksum is taken: without one the
+/// pipeline checks, a frame the NIC found wrong is dropped (counted as a bad
+/// checksum) and one it verified is not checked again. With checking turned
+/// off, neither the pipeline nor the NIC's verdict drops anything.
+#[test]
+fn nic_checksum_verdicts() {
+    let bad_csum = |h: &Harness| h.counters().get("drop_wire_bad_ipv4_checksum");
+    let good = client_pkt(a4(CLIENT4), 40000, a4(VIP4), 80, SYN);
+    let mut corrupt = good.clone();
+    corrupt[14 + 10] ^= 0x01; // the IPv4 header checksum
+    // The destination of the one frame sent to the servers' port (not
+    // parsed: a wrong checksum stays wrong through the rewrite).
+    let sent_to =
+        |tx: &[Vec<Vec<u8>>]| IpAddr::from(<[u8; 4]>::try_from(&only(tx, 1)[30..34]).unwrap());
+    let mut h = Harness::basic();
+    h.learn_neighbors();
+
+    let (tx, _) = h.rx_verdict(0, &corrupt, RxChecksum::Unknown);
+    nothing(&tx);
+    assert_eq!(bad_csum(&h), Some(1));
+    let (tx, _) = h.rx_verdict(0, &good, RxChecksum::Bad);
+    nothing(&tx);
+    assert_eq!(bad_csum(&h), Some(2));
+    let (tx, _) = h.rx_verdict(0, &corrupt, RxChecksum::Good);
+    assert_eq!(sent_to(&tx), a4(SERVER4), "not checked again");
+    assert_eq!(bad_csum(&h), Some(2));
+    let (tx, _) = h.rx_verdict(0, &good, RxChecksum::Unknown);
+    assert_eq!(forwarded_to(&tx), a4(SERVER4));
+
+    let mut off = Harness::new(PipelineConfig {
+        verify_ipv4_checksum: false,
+        ..config(basic_services())
+    });
+    off.learn_neighbors();
+    for (frame, csum) in [
+        (&corrupt, RxChecksum::Unknown),
+        (&good, RxChecksum::Bad),
+        (&corrupt, RxChecksum::Good),
+    ] {
+        let (tx, _) = off.rx_verdict(0, frame, csum);
+        assert_eq!(sent_to(&tx), a4(SERVER4), "{csum:?}");
+    }
+    assert_eq!(bad_csum(&off), Some(0));
 }

@@ -19,6 +19,13 @@ unsafe impl Send for Mbuf {}
 
 /// Mbuf offload flag: the NIC computed an RSS hash (`RTE_MBUF_F_RX_RSS_HASH`).
 pub const RX_RSS_HASH: u64 = sys::RTE_MBUF_F_RX_RSS_HASH as u64;
+/// Mbuf offload flags: the NIC's IPv4 header checksum verdict
+/// (`RTE_MBUF_F_RX_IP_CKSUM_MASK`; `_GOOD`, `_BAD`, `_NONE` or `_UNKNOWN`).
+pub const RX_IP_CKSUM_MASK: u64 = sys::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64;
+/// The NIC verified the IPv4 header checksum (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`).
+pub const RX_IP_CKSUM_GOOD: u64 = sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD as u64;
+/// The NIC found the IPv4 header checksum wrong (`RTE_MBUF_F_RX_IP_CKSUM_BAD`).
+pub const RX_IP_CKSUM_BAD: u64 = sys::RTE_MBUF_F_RX_IP_CKSUM_BAD as u64;
 /// Mbuf offload flag: ask the NIC for the IPv4 header checksum.
 pub const TX_IP_CKSUM: u64 = sys::RTE_MBUF_F_TX_IP_CKSUM;
 /// Mbuf offload flag: the packet is IPv4 (needed with checksum offloads).

@@ -89,7 +89,7 @@ use crate::conn::{
     BURST, Closed, ConnTable4, ConnTable6, ConnTableConfig, ConnTableError, Handle, Key4, Key6,
     Probe, ReplyRef,
 };
-use crate::frame::{Frame, FrameAlloc};
+use crate::frame::{Frame, FrameAlloc, RxChecksum};
 use crate::model::{Config, ForwardMode, SchedulerKind, ServerIdx, ServerState, ServiceIdx};
 use crate::rss::{MS_RSS_KEY, Reta, RssError, SnatPortPicker, Toeplitz};
 use crate::sched::SchedState;
@@ -173,7 +173,9 @@ pub struct PipelineConfig {
     /// Hand traffic for the ports' own addresses (other than what the
     /// pipeline answers) to the host; otherwise it is dropped and counted.
     pub host_path: bool,
-    /// Verify IPv4 header checksums (turn off when the NIC verified them).
+    /// Verify IPv4 header checksums. Frames the NIC verified
+    /// ([`crate::RxChecksum::Good`]) are not checked again; frames it found
+    /// wrong are dropped without a second look. Off: neither is checked.
     pub verify_ipv4_checksum: bool,
     /// Per port: the RSS redirection table the NIC uses, if not the default
     /// (`entry i = i % rx_queues` over [`PipelineConfig::reta_size`] entries).
@@ -743,13 +745,24 @@ impl<F: Frame> Pipeline<F> {
         s.lookups.clear();
         for f in frames {
             let b = f.bytes();
-            if let Some(c) = wire::classify_ipv4_l4(b, self.classify_opts) {
+            let mut opts = self.classify_opts;
+            match f.rx_ipv4_checksum() {
+                RxChecksum::Unknown => {}
+                RxChecksum::Good => opts.verify_ipv4_checksum = false,
+                RxChecksum::Bad if opts.verify_ipv4_checksum => {
+                    s.cls.push(Cls::Full(Err(wire::Error::BadIpv4Checksum)));
+                    s.lookups.push(Lookup::None);
+                    continue;
+                }
+                RxChecksum::Bad => {}
+            }
+            if let Some(c) = wire::classify_ipv4_l4(b, opts) {
                 let key = Key4::new(c.src, c.dst, c.src_port, c.dst_port, c.protocol().0);
                 s.lookups.push(Lookup::V4(key, self.conn4.prefetch(&key)));
                 s.cls.push(Cls::Ipv4L4(c));
                 continue;
             }
-            let c = wire::classify_with(b, self.classify_opts);
+            let c = wire::classify_with(b, opts);
             let mut lookup = Lookup::None;
             if let Ok(c) = &c
                 && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP)

@@ -14,7 +14,7 @@ use tack_dataplane::pipeline::{
 };
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
-use tack_dataplane::{Time, VecAlloc, VecFrame};
+use tack_dataplane::{RxChecksum, Time, VecAlloc, VecFrame};
 
 /// The bytes of `testdata/pipeline/<name>.bin`.
 #[macro_export]
@@ -231,6 +231,21 @@ impl Harness {
 
     pub fn rx(&mut self, port: u16, frame: &[u8]) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
         self.rx_many(port, &[frame])
+    }
+
+    /// Feeds one frame as a NIC that judged its IPv4 header checksum `csum`
+    /// hands it over.
+    pub fn rx_verdict(
+        &mut self,
+        port: u16,
+        frame: &[u8],
+        csum: RxChecksum,
+    ) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+        let mut rx = vec![VecFrame::new(frame).with_rx_ipv4_checksum(csum)];
+        self.p
+            .process_burst(self.now, port, &mut rx, &mut self.out, &mut self.alloc);
+        self.check_accounting();
+        self.take()
     }
 
     /// Advances the clock by `ms` and polls.

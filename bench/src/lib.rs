@@ -232,13 +232,7 @@ pub fn pipeline(services: Vec<Service>, capacity: usize) -> Pipeline<BenchFrame>
         },
         ..PipelineConfig::default()
     };
-    let worker = WorkerSpec {
-        index: 0,
-        n_workers: 1,
-        queue: 0,
-        rx_queues: vec![1, 1],
-        rss_key: vec![None, None],
-    };
+    let worker = WorkerSpec::software(0, 1, 2);
     let mut p = Pipeline::new(Arc::new(cfg), worker).expect("valid pipeline");
     for i in 0..SERVERS {
         p.apply(ControlMsg::Neighbor {

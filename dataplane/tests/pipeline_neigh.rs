@@ -6,7 +6,7 @@ mod pipeline_common;
 use std::sync::Arc;
 
 use pipeline_common::*;
-use tack_dataplane::pipeline::{ControlMsg, Event, NeighState, Pipeline};
+use tack_dataplane::pipeline::{ControlMsg, Event, NeighState, Pipeline, WorkerSpec};
 use tack_dataplane::{Frame, Time, VecAlloc, VecFrame};
 
 fn bare() -> Harness {
@@ -125,7 +125,7 @@ fn stale_entry_probed_while_used() {
 fn learned_neighbour_shared_with_other_workers() {
     let cfg = Arc::new(config(forwarding_services()));
     let mut w0 = Harness::new((*cfg).clone());
-    let mut p1: Pipeline<VecFrame> = Pipeline::new(cfg, worker(1, 2, 2)).unwrap();
+    let mut p1: Pipeline<VecFrame> = Pipeline::new(cfg, WorkerSpec::software(1, 2, 2)).unwrap();
     let mut out = tack_dataplane::pipeline::Output::new(2);
     let mut alloc = VecAlloc::default();
     let now = Time::from_secs(1);

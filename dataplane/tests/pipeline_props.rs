@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use tack_dataplane::model::{
     ClientKeyRule, Config, ForwardMode, Persistence, Protocol, RealServer, SchedulerKind, Service,
 };
-use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline};
+use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline, WorkerSpec};
 use tack_dataplane::wire::{IpProtocol, L3Kind, checksum, classify};
 use tack_dataplane::{Time, VecAlloc, VecFrame};
 
@@ -254,7 +254,7 @@ proptest! {
         });
         let cfg = Arc::new(config(vec![s]));
         let mut ws: Vec<Pipeline<VecFrame>> = (0..2)
-            .map(|i| Pipeline::new(cfg.clone(), worker(i, 2, 2)).unwrap())
+            .map(|i| Pipeline::new(cfg.clone(), WorkerSpec::software(i, 2, 2)).unwrap())
             .collect();
         for p in &mut ws {
             p.apply(ControlMsg::Neighbor { port: 0, addr: a4(ROUTER4), mac: R_MAC });

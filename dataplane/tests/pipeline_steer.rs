@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pipeline_common::*;
 use tack_dataplane::model::{ForwardMode, Protocol};
-use tack_dataplane::pipeline::{ControlMsg, Event, Output, Pipeline, PipelineConfig};
+use tack_dataplane::pipeline::{ControlMsg, Event, Output, Pipeline, PipelineConfig, WorkerSpec};
 use tack_dataplane::wire::{
     EtherType, EthernetRepr, Icmpv6Repr, IpProtocol, Ipv6Repr, NdiscRepr, NeighborFlags, classify,
 };
@@ -45,7 +45,7 @@ fn cfg() -> Arc<PipelineConfig> {
 fn workers(cfg: &Arc<PipelineConfig>) -> Vec<Pipeline<VecFrame>> {
     (0..WORKERS)
         .map(|i| {
-            let mut p = Pipeline::new(cfg.clone(), worker(i, WORKERS, 2)).unwrap();
+            let mut p = Pipeline::new(cfg.clone(), WorkerSpec::software(i, WORKERS, 2)).unwrap();
             for (port, addr, mac) in [(0, a4(CLIENT4), C_MAC), (1, a4(SERVER4), S_MAC)] {
                 p.apply(ControlMsg::Neighbor { port, addr, mac });
             }
@@ -191,8 +191,9 @@ fn na(target_ll: bool) -> Vec<u8> {
 #[test]
 fn solicited_advertisement_on_another_worker_resolves_the_asker() {
     let cfg = Arc::new(config(forwarding_services()));
-    let mut w0: Pipeline<VecFrame> = Pipeline::new(cfg.clone(), worker(0, 2, 2)).unwrap();
-    let mut w1: Pipeline<VecFrame> = Pipeline::new(cfg, worker(1, 2, 2)).unwrap();
+    let mut w0: Pipeline<VecFrame> =
+        Pipeline::new(cfg.clone(), WorkerSpec::software(0, 2, 2)).unwrap();
+    let mut w1: Pipeline<VecFrame> = Pipeline::new(cfg, WorkerSpec::software(1, 2, 2)).unwrap();
     for w in [&mut w0, &mut w1] {
         w.apply(ControlMsg::Neighbor {
             port: 0,

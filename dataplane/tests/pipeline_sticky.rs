@@ -12,7 +12,7 @@ use tack_dataplane::conn::ConnTableConfig;
 use tack_dataplane::model::{
     ClientKeyRule, ForwardMode, Persistence, Protocol, ServerState, Service,
 };
-use tack_dataplane::pipeline::{ControlMsg, Event, Pipeline};
+use tack_dataplane::pipeline::{ControlMsg, Event, Pipeline, WorkerSpec};
 use tack_dataplane::sticky::{ClientKey, StickyConfig, StickyEvent};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dataplane::{Time, VecAlloc, VecFrame};
@@ -143,7 +143,7 @@ fn choice_spreads_by_weight() {
 fn two_workers_agree_without_talking() {
     let cfg = Arc::new(sticky_config(sticky_service([1, 2, 3, 4])));
     let mut w: Vec<Pipeline<VecFrame>> = (0..2)
-        .map(|i| Pipeline::new(cfg.clone(), worker(i, 2, 2)).unwrap())
+        .map(|i| Pipeline::new(cfg.clone(), WorkerSpec::software(i, 2, 2)).unwrap())
         .collect();
     for p in &mut w {
         learn(p);

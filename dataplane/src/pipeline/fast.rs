@@ -505,13 +505,7 @@ mod tests {
             },
             ..PipelineConfig::default()
         };
-        let worker = WorkerSpec {
-            index: 0,
-            n_workers: 1,
-            queue: 0,
-            rx_queues: vec![1, 1],
-            rss_key: vec![None, None],
-        };
+        let worker = WorkerSpec::software(0, 1, 2);
         let mut p = Pipeline::new(Arc::new(cfg), worker).unwrap();
         p.fast_path = fast;
         p

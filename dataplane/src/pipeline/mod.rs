@@ -137,6 +137,21 @@ pub struct WorkerSpec {
     pub rss_key: Vec<Option<Vec<u8>>>,
 }
 
+impl WorkerSpec {
+    /// Worker `index` of `n_workers` on `n_ports` ports where worker `i`
+    /// polls receive queue `i` of every port and flows are steered to
+    /// workers in software (no port spreads with RSS).
+    pub fn software(index: u16, n_workers: u16, n_ports: usize) -> WorkerSpec {
+        WorkerSpec {
+            index,
+            n_workers,
+            queue: index,
+            rx_queues: vec![n_workers; n_ports],
+            rss_key: vec![None; n_ports],
+        }
+    }
+}
+
 /// A static route: packets to `dst`/`prefix_len` leave by `port`, to
 /// `gateway` (or on-link, to the destination itself, without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -225,13 +225,7 @@ mod tests {
             ],
             ..PipelineConfig::default()
         };
-        let worker = WorkerSpec {
-            index: 0,
-            n_workers: 1,
-            queue: 0,
-            rx_queues: vec![1, 1],
-            rss_key: vec![None, None],
-        };
+        let worker = WorkerSpec::software(0, 1, 2);
         let (_, _, fib) = build_ports(&cfg, &worker).unwrap();
         let cases = [
             ("203.0.113.5", Some((0, "198.51.100.254"))),

@@ -186,16 +186,6 @@ pub fn config(services: Vec<Service>) -> PipelineConfig {
     }
 }
 
-pub fn worker(index: u16, n_workers: u16, n_ports: usize) -> WorkerSpec {
-    WorkerSpec {
-        index,
-        n_workers,
-        queue: index,
-        rx_queues: vec![n_workers; n_ports],
-        rss_key: vec![None; n_ports],
-    }
-}
-
 /// A pipeline, its output and allocator, and a clock.
 pub struct Harness {
     pub p: Pipeline<VecFrame>,
@@ -208,7 +198,7 @@ impl Harness {
     pub fn new(cfg: PipelineConfig) -> Harness {
         let n = cfg.ports.len();
         Harness {
-            p: Pipeline::new(Arc::new(cfg), worker(0, 1, n)).unwrap(),
+            p: Pipeline::new(Arc::new(cfg), WorkerSpec::software(0, 1, n)).unwrap(),
             out: Output::new(n),
             alloc: VecAlloc::default(),
             now: Time::from_secs(1),

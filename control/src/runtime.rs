@@ -197,7 +197,7 @@ impl Appliance {
                 EthernetAddress(mac),
                 ps.rx_queues,
                 n_workers,
-                if info.rx_offloads & tack_dpdk::port::RX_OFFLOAD_IPV4_CKSUM != 0 {
+                if cfg.rx_ipv4_checksum && info.offers_rx_ipv4_checksum() {
                     "the NIC"
                 } else {
                     "the workers"

@@ -131,6 +131,14 @@ pub struct PortInfo {
 /// (`RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`, a function-like macro bindgen skips).
 pub const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 
+impl PortInfo {
+    /// Whether the device can check IPv4 header checksums on receive
+    /// ([`RX_OFFLOAD_IPV4_CKSUM`]).
+    pub fn offers_rx_ipv4_checksum(&self) -> bool {
+        self.rx_offloads & RX_OFFLOAD_IPV4_CKSUM != 0
+    }
+}
+
 /// Link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
@@ -323,7 +331,7 @@ impl Port {
                 conf.rx_adv_conf.rss_conf.rss_key_len = k.len() as u8;
             }
         }
-        if cfg.rx_ipv4_checksum && info.rx_offloads & RX_OFFLOAD_IPV4_CKSUM != 0 {
+        if cfg.rx_ipv4_checksum && info.offers_rx_ipv4_checksum() {
             conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
         }
         // SAFETY: conf (and the key it points to) outlives the call.

@@ -4,7 +4,7 @@
 //! # Layout
 //! One [`ConnTable`] per address family and core ([`ConnTable4`],
 //! [`ConnTable6`]), each a hashbrown [`HashTable`] of entries that hold the key
-//! and the connection inline: 40 bytes for IPv4, 64 bytes for IPv6 (asserted at
+//! and the connection inline: 48 bytes for IPv4, 64 bytes for IPv6 (asserted at
 //! compile time). Keys are the packet's own 5-tuple as it arrives, so a
 //! lookup needs no classification first:
 //! - the **forward** entry is keyed by the client-side tuple
@@ -15,6 +15,27 @@
 //!
 //! Lookups resolve both kinds to a [`Handle`] on the forward entry;
 //! [`Handle::is_reply`] tells which direction the packet travels.
+//!
+//! # Self-contained replies (IPv4)
+//! An IPv4 reply entry also holds everything a *steady* reply needs (an
+//! established TCP connection's segment without SYN, FIN or RST, or a UDP
+//! datagram): the rest of the forward key (client address and port, VIP
+//! and port), a copy of the service, server and state, and its own expiry.
+//! Such a reply reads one entry, as a client packet does, instead of two
+//! ([`ConnTable::steady_reply`], [`ConnTable::on_reply_at`]). The table
+//! keeps the copy true:
+//! - every state change made on the forward entry is copied to the reply
+//!   entry, whose own expiry is then cleared (the transition's expiry is
+//!   the one that counts, so a shorter timeout applies at once);
+//! - a reload remaps the copy's service and server with the forward entry's;
+//! - the connection expires at the later of the forward entry's expiry and
+//!   the reply entry's: the forward entry's timer consults the reply entry
+//!   when it fires, and re-arms for the later one ([`ConnTable::expires`]).
+//!
+//! Any other reply (a SYN-ACK, a FIN, an RST, or one the fast path cannot
+//! send) resolves to the forward entry as before. IPv6 entries have no room
+//! for two more addresses within a cache line: IPv6 replies always take the
+//! second lookup.
 //!
 //! Each connection has an id in `0..capacity` used by the timer wheel and by
 //! reply entries, with an 8-bit generation: a [`Handle`] kept after its
@@ -33,8 +54,8 @@
 //! The table has `next_power_of_two(capacity × 16 / 7)` buckets, each the
 //! entry plus one control byte, and 52 bytes per id (timer node with the
 //! id's metadata, free-list slot). A capacity just under 7/16 of a power of two uses the allocation
-//! best: 917 504 IPv4 entries take 2^21 buckets (82 MiB), 1 000 000 take 2^22
-//! (164 MiB); 10 M IPv4 entries take 1.28 GiB plus 0.5 GiB of timers.
+//! best: 917 504 IPv4 entries take 2^21 buckets (98 MiB), 1 000 000 take 2^22
+//! (196 MiB); 10 M IPv4 entries take 1.53 GiB plus 0.5 GiB of timers.
 //! [`ConnTable::table_bytes`] reports the table's allocation.
 //!
 //! # Bursts
@@ -50,9 +71,11 @@
 //! crate stays free of `unsafe`). [`ConnTable::probe`], as late as
 //! possible, takes a key found in one of those two buckets as a hit and
 //! probes the others in full (absent keys, or keys further along their probe
-//! sequence); a reply entry's forward entry is prefetched there and read by
-//! [`ConnTable::finish`]. At the load this table keeps (at most half full,
-//! usually far less) about nine keys in ten sit in their likeliest bucket,
+//! sequence); an IPv6 reply entry's forward entry is prefetched there and
+//! read by [`ConnTable::finish`] (an IPv4 reply entry is enough for a
+//! steady reply; its forward entry is found only if needed). At the load
+//! this table keeps (at most half full, usually far less) about nine keys
+//! in ten sit in their likeliest bucket,
 //! so a hit costs the lines the prefetch brought in. The pipeline prefetches
 //! every frame's key as it classifies the burst and probes each four frames
 //! before it handles it; [`ConnTable::lookup_burst`] runs the three steps
@@ -108,6 +131,30 @@ pub trait FlowKey: Copy + Eq + fmt::Debug + sealed::Sealed {
     fn dst_port(&self) -> u16;
     /// IP protocol number.
     fn proto(&self) -> u8;
+
+    /// What an entry keeps besides its key and connection: in a reply
+    /// entry, the addresses of the connection's forward key when the
+    /// family's replies are self-contained
+    /// ([`FlowKey::SELF_CONTAINED_REPLIES`]; the ports are in the entry's
+    /// [`Conn`]); nothing otherwise.
+    type Stash: Copy + fmt::Debug;
+    /// Whether reply entries hold everything a steady reply needs (the
+    /// forward key, the server, the state, their own expiry), so that a
+    /// reply reads one entry instead of two. IPv4 only: an IPv6 entry with
+    /// two more addresses would not fit in a cache line.
+    const SELF_CONTAINED_REPLIES: bool;
+    /// The stash of a reply entry whose forward key is `self`.
+    fn stash(&self) -> Self::Stash;
+    /// The forward key of the reply entry whose key is `self`, from its
+    /// stash and the forward key's ports, if the family keeps it.
+    fn unstash(&self, s: &Self::Stash, client_port: u16, vip_port: u16) -> Option<Self>;
+}
+
+/// An IPv4 reply entry's stash: its connection's client address and VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stash4 {
+    client: Ipv4Addr,
+    vip: Ipv4Addr,
 }
 
 /// An IPv4 5-tuple.
@@ -211,6 +258,25 @@ impl FlowKey for Key4 {
     fn proto(&self) -> u8 {
         self.proto
     }
+    type Stash = Stash4;
+    const SELF_CONTAINED_REPLIES: bool = true;
+    #[inline(always)]
+    fn stash(&self) -> Stash4 {
+        Stash4 {
+            client: self.src,
+            vip: self.dst,
+        }
+    }
+    #[inline(always)]
+    fn unstash(&self, s: &Stash4, client_port: u16, vip_port: u16) -> Option<Key4> {
+        Some(Key4::new(
+            s.client,
+            s.vip,
+            client_port,
+            vip_port,
+            self.proto,
+        ))
+    }
 }
 
 impl FlowKey for Key6 {
@@ -240,6 +306,14 @@ impl FlowKey for Key6 {
     }
     fn proto(&self) -> u8 {
         self.proto
+    }
+    type Stash = ();
+    const SELF_CONTAINED_REPLIES: bool = false;
+    #[inline(always)]
+    fn stash(&self) {}
+    #[inline(always)]
+    fn unstash(&self, _: &(), _: u16, _: u16) -> Option<Key6> {
+        None
     }
 }
 
@@ -552,7 +626,9 @@ pub struct BurstLenMismatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct Conn {
-    /// Expiry instant (for reply entries: the forward entry's hash).
+    /// Forward entry: the expiry instant. Reply entry: the forward
+    /// entry's hash (IPv6), or the expiry its last steady reply set (IPv4,
+    /// with self-contained replies; 0 for none since the last state change).
     word: u64,
     id: u32,
     service: ServiceIdx,
@@ -568,6 +644,8 @@ pub struct Conn {
 
 const BIT_REPLY: u8 = 1;
 const BIT_INPUT_ONLY: u8 = 2;
+/// In a reply entry: the connection is full NAT.
+const BIT_FULL_NAT: u8 = 4;
 
 impl Conn {
     /// Service index.
@@ -590,7 +668,10 @@ impl Conn {
     pub fn state(&self) -> ConnState {
         ConnState::from_u8(self.state)
     }
-    /// When the connection expires unless another packet arrives.
+    /// When the connection expires unless another packet arrives, as its
+    /// forward entry has it (a steady reply may have moved it later:
+    /// [`ConnTable::expires`] has the last word; [`ConnTable::iter`] gives
+    /// that one).
     #[inline]
     pub fn expires(&self) -> Time {
         Time(self.word)
@@ -609,16 +690,41 @@ impl Conn {
     fn is_reply(&self) -> bool {
         self.bits & BIT_REPLY != 0
     }
+    /// Whether a packet with `flags` leaves the state as it is without
+    /// looking further: a TCP segment without SYN, FIN or RST on an
+    /// established connection, or any UDP datagram (what
+    /// [`ConnState::next`] returns for them).
+    #[inline(always)]
+    pub(crate) fn steady(&self, flags: TcpFlags) -> bool {
+        (self.state == ConnState::Established as u8
+            && flags.0 & (TcpFlags::SYN.0 | TcpFlags::FIN.0 | TcpFlags::RST.0) == 0)
+            || self.state == ConnState::Udp as u8
+    }
 }
 
-/// A bucket's entry: 40 bytes (IPv4) or 64 (IPv6), not line-aligned in
+/// A bucket's entry: 48 bytes (IPv4) or 64 (IPv6), not line-aligned in
 /// the table, so [`ConnTable::prefetch`] fetches both its ends.
-struct Entry<K> {
+///
+/// A reply entry's `c` is a copy of its connection's (service and server,
+/// remapped by reloads; the state, kept in step by the table). Where
+/// replies are self-contained it also holds the rest of the forward key: `x`
+/// its addresses ([`FlowKey::Stash`]), `c.local_addr` the client's port and
+/// `c.local_port` the VIP's (a reply needs no local address: it is the
+/// reply key's destination); `c.word` the expiry the last steady reply set.
+/// A forward entry's `x` is its own addresses, unused.
+struct Entry<K: FlowKey> {
     key: K,
+    x: K::Stash,
     c: Conn,
 }
 
-impl<K> Entry<K> {
+impl<K: FlowKey> Entry<K> {
+    /// A self-contained reply entry's forward key.
+    #[inline(always)]
+    fn forward_key(&self) -> Option<K> {
+        self.key
+            .unstash(&self.x, self.c.local_addr, self.c.local_port)
+    }
     #[inline]
     fn is_conn(&self, id: u32, generation: u8) -> bool {
         self.c.id == id && self.c.generation == generation && !self.c.is_reply()
@@ -629,9 +735,9 @@ impl<K> Entry<K> {
     }
 }
 
-// Entries must stay within one cache line: 64 bytes for IPv6, 40 for IPv4.
+// Entries must stay within one cache line: 64 bytes for IPv6, 48 for IPv4.
 const _: () = assert!(core::mem::size_of::<Entry<Key6>>() <= 64);
-const _: () = assert!(core::mem::size_of::<Entry<Key4>>() <= 40);
+const _: () = assert!(core::mem::size_of::<Entry<Key4>>() <= 48);
 
 /// What [`ConnTable::probe`] found for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -640,16 +746,38 @@ pub enum Probe {
     Miss,
     /// The key of a connection's forward (client-side) entry.
     Hit(Handle),
-    /// The key of a reply entry: pass it to [`ConnTable::finish`].
+    /// The key of a reply entry: pass it to [`ConnTable::finish`] for its
+    /// connection, or (IPv4) read it with [`ConnTable::steady_reply`].
     Reply(ReplyRef),
 }
 
-/// A reply entry's reference to its connection (see [`Probe::Reply`]).
+/// A reply entry found by a probe (see [`Probe::Reply`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyRef {
+    /// The forward entry's hash (IPv6; 0 where replies are self-contained,
+    /// which compute it from the stashed key when needed).
     hash: u64,
+    /// The reply entry's bucket.
+    bucket: u32,
     id: u32,
     generation: u8,
+}
+
+/// A steady reply's connection, from its reply entry alone
+/// ([`ConnTable::steady_reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SteadyReply<K> {
+    /// Where the reply entry lies, for [`ConnTable::on_reply_at`].
+    pub(crate) at: Located,
+    /// The connection's forward (client-side) key.
+    pub(crate) key: K,
+    /// Service index.
+    pub(crate) service: ServiceIdx,
+    /// Server index.
+    pub(crate) server: ServerIdx,
+    /// Whether the connection is full NAT (the reply goes to the client,
+    /// not to the local address).
+    pub(crate) full_nat: bool,
 }
 
 /// Where a connection lies in its table ([`ConnTable::get_located`]): valid
@@ -933,7 +1061,12 @@ impl<K: FlowKey> ConnTable<K> {
         };
         if e.c.is_reply() {
             return Probe::Reply(ReplyRef {
-                hash: e.c.word,
+                hash: if K::SELF_CONTAINED_REPLIES {
+                    0
+                } else {
+                    e.c.word
+                },
+                bucket: b as u32,
                 id: e.c.id,
                 generation: e.c.generation,
             });
@@ -950,15 +1083,56 @@ impl<K: FlowKey> ConnTable<K> {
     /// The connection a reply entry names, if it is still in the table.
     #[inline]
     fn reply_handle(&self, r: ReplyRef) -> Option<Handle> {
+        let hash = if K::SELF_CONTAINED_REPLIES {
+            let rb = self.locate_reply(r.id, r.generation, r.bucket as usize)?;
+            self.table
+                .get_bucket(rb)?
+                .forward_key()?
+                .hash_with(self.seed)
+        } else {
+            r.hash
+        };
         let is_conn = |e: &Entry<K>| e.is_conn(r.id, r.generation);
-        let fb = self.find_from(self.first_bucket(r.hash), r.hash, is_conn)?;
+        let fb = self.find_from(self.first_bucket(hash), hash, is_conn)?;
         Some(Handle {
-            hash: r.hash,
+            hash,
             bucket: fb as u32,
             id: r.id,
             generation: r.generation,
             reply: true,
         })
+    }
+
+    /// The bucket of connection `id`'s reply entry, if it is live: bucket
+    /// `hint` (where a probe found it), or where the connection's metadata
+    /// says if an insert moved it since.
+    #[inline]
+    fn locate_reply(&self, id: u32, generation: u8, hint: usize) -> Option<usize> {
+        let eq = |e: &Entry<K>| e.is_reply_of(id, generation);
+        if self.table.get_bucket(hint).is_some_and(eq) {
+            return Some(hint);
+        }
+        let m = self.meta(id);
+        if !(m.live && m.has_reply && m.generation == generation) {
+            return None;
+        }
+        self.find_from(self.first_bucket(m.rev_hash), m.rev_hash, eq)
+    }
+
+    /// When the connection of forward entry `c` (metadata `m`) expires: its
+    /// own expiry, or the later one its last steady reply set on the reply
+    /// entry (self-contained replies).
+    #[inline]
+    fn expiry_of(&self, c: &Conn, m: &Meta) -> u64 {
+        if K::SELF_CONTAINED_REPLIES
+            && m.has_reply
+            && let Some(r) = self
+                .table
+                .find(m.rev_hash, |e| e.is_reply_of(c.id, c.generation))
+        {
+            return c.word.max(r.c.word);
+        }
+        c.word
     }
 
     /// The first bucket of `hash`'s probe sequence (hashbrown's `h1`), where
@@ -1075,22 +1249,65 @@ impl<K: FlowKey> ConnTable<K> {
         match p {
             Probe::Miss => self.stats.misses += 1,
             Probe::Hit(_) => self.stats.hits += 1,
+            // A self-contained reply entry is the connection's as much as
+            // the forward one: a hit, and no second lookup is needed yet.
+            Probe::Reply(_) if K::SELF_CONTAINED_REPLIES => self.stats.hits += 1,
             Probe::Reply(r) => self.prefetch_bucket(r.hash),
         }
         p
     }
 
     /// Resolves a reply entry found by [`ConnTable::probe`] to its
-    /// connection (`None`, counted as a miss, if it has left the table).
+    /// connection: `None` if it has left the table since, counted as a miss
+    /// (or, where the probe counted the reply entry as a hit, as a stale
+    /// handle).
     #[inline]
     pub fn finish(&mut self, r: ReplyRef) -> Option<Handle> {
         let h = self.reply_handle(r);
-        if h.is_some() {
-            self.stats.hits += 1;
-        } else {
-            self.stats.misses += 1;
+        match (h.is_some(), K::SELF_CONTAINED_REPLIES) {
+            (true, true) => {}
+            (false, true) => self.stats.stale_handles += 1,
+            (true, false) => self.stats.hits += 1,
+            (false, false) => self.stats.misses += 1,
         }
         h
+    }
+
+    /// What a reply with TCP flags `flags` needs, from its own entry `r`,
+    /// if it is steady ([`Conn::steady`]) and replies are self-contained:
+    /// `None` otherwise, or if the entry has left. The forward entry is not
+    /// read.
+    #[inline(always)]
+    pub(crate) fn steady_reply(&self, r: &ReplyRef, flags: TcpFlags) -> Option<SteadyReply<K>> {
+        if !K::SELF_CONTAINED_REPLIES {
+            return None;
+        }
+        let b = self.locate_reply(r.id, r.generation, r.bucket as usize)?;
+        let e = self.table.get_bucket(b)?;
+        if !e.c.steady(flags) {
+            return None;
+        }
+        Some(SteadyReply {
+            at: Located(b),
+            key: e.forward_key()?,
+            service: e.c.service,
+            server: e.c.server,
+            full_nat: e.c.bits & BIT_FULL_NAT != 0,
+        })
+    }
+
+    /// Accounts a steady reply on the reply entry at `at`, from
+    /// [`ConnTable::steady_reply`] with no change to the table since: the connection's expiry moves to `now` + the state's timeout,
+    /// kept in the reply entry (the forward entry's timer consults it).
+    #[inline(always)]
+    pub(crate) fn on_reply_at(&mut self, at: Located, now: Time) {
+        let timeouts = &self.timeouts;
+        if let Some(e) = self.table.get_bucket_mut(at.0)
+            && e.c.is_reply()
+        {
+            let t = timeouts.get(usize::from(e.c.state)).copied().unwrap_or(0);
+            e.c.word = now.as_nanos().saturating_add(t);
+        }
     }
 
     /// Looks up a burst: hashes and prefetches up to [`BURST`] keys, then
@@ -1169,7 +1386,17 @@ impl<K: FlowKey> ConnTable<K> {
         self.table.get_bucket(b).map(|e| (Located(b), &e.key, &e.c))
     }
 
-    /// Mutable access (only [`Conn::user_flags`] is writable).
+    /// When the connection `h` names expires unless another packet comes:
+    /// [`Conn::expires`], or later where a steady reply (self-contained
+    /// replies) moved it in the reply entry.
+    pub fn expires(&self, h: &Handle) -> Option<Time> {
+        let b = self.locate(h)?;
+        let c = &self.table.get_bucket(b)?.c;
+        Some(Time(self.expiry_of(c, &self.meta(c.id))))
+    }
+
+    /// Mutable access (only [`Conn::user_flags`] is writable; a reply
+    /// entry's copy of the connection keeps the flags it was created with).
     #[inline]
     pub fn get_mut(&mut self, h: &Handle) -> Option<&mut Conn> {
         let b = self.locate(h)?;
@@ -1178,7 +1405,9 @@ impl<K: FlowKey> ConnTable<K> {
 
     /// Accounts a packet on connection `h` (direction from the handle): TCP
     /// state transition for `flags`, expiry moved to `now` + the state's
-    /// timeout. Returns the new state, or `None` (counted) for a stale handle.
+    /// timeout (for a steady reply where replies are self-contained, in the
+    /// reply entry: see [`ConnTable::expires`]). Returns the new state, or
+    /// `None` (counted) for a stale handle.
     #[inline(always)]
     pub fn on_packet(&mut self, h: &Handle, flags: TcpFlags, now: Time) -> Option<ConnState> {
         let Some(b) = self.locate(h) else {
@@ -1198,28 +1427,76 @@ impl<K: FlowKey> ConnTable<K> {
         flags: TcpFlags,
         now: Time,
     ) -> Option<ConnState> {
+        let timeouts = &self.timeouts;
         let e = self.table.get_bucket_mut(at.0)?;
         let c = &mut e.c;
         // The common cases first: an established TCP connection's segment
         // without SYN, FIN or RST, or a UDP datagram, leaves the state as it
-        // is (what `ConnState::next` returns for them).
-        let steady = (c.state == ConnState::Established as u8
-            && flags.0 & (TcpFlags::SYN.0 | TcpFlags::FIN.0 | TcpFlags::RST.0) == 0)
-            || c.state == ConnState::Udp as u8;
-        let new = if steady {
-            ConnState::from_u8(c.state)
-        } else if e.key.proto() == 6 {
+        // is and moves the expiry.
+        if !c.steady(flags) {
+            return self.transition(at, dir, flags, now);
+        }
+        let state = ConnState::from_u8(c.state);
+        if K::SELF_CONTAINED_REPLIES && dir == Direction::Reply {
+            // Where replies are self-contained, a steady reply's expiry is
+            // kept in the reply entry, as the fast path keeps it.
+            let (id, generation) = (c.id, c.generation);
+            if let Some(rb) = self.locate_reply(id, generation, usize::MAX) {
+                self.on_reply_at(Located(rb), now);
+                return Some(state);
+            }
+            return self.transition(at, Direction::Original, flags, now);
+        }
+        let expires = now.as_nanos().saturating_add(timeouts[state as usize]);
+        let shorter = expires < c.word;
+        c.word = expires;
+        if shorter {
+            // Only if the timeouts were shortened since the last packet.
+            let id = c.id;
+            let _ = self.wheel.arm(id, Time(expires));
+            self.stats.eager_rearms += 1;
+        }
+        Some(state)
+    }
+
+    /// [`ConnTable::on_packet_at`] for a packet that may change the state:
+    /// the transition, the new expiry (the timer re-armed at once if it is
+    /// earlier), and the reply entry kept in step.
+    #[inline(never)]
+    fn transition(
+        &mut self,
+        at: Located,
+        dir: Direction,
+        flags: TcpFlags,
+        now: Time,
+    ) -> Option<ConnState> {
+        let e = self.table.get_bucket_mut(at.0)?;
+        let c = &mut e.c;
+        let old = c.state;
+        let new = if e.key.proto() == 6 {
             ConnState::from_u8(c.state).next(dir, flags, c.bits & BIT_INPUT_ONLY != 0)
         } else {
             ConnState::Udp
         };
         let expires = now.as_nanos().saturating_add(self.timeouts[new as usize]);
-        let shorter = expires < c.word;
+        let mut armed = c.word;
         c.state = new as u8;
         c.word = expires;
-        if shorter {
-            let id = c.id;
-            // Cannot fail: ids are below the wheel's capacity.
+        let (id, generation) = (c.id, c.generation);
+        if K::SELF_CONTAINED_REPLIES
+            && new as u8 != old
+            && let Some(rb) = self.locate_reply(id, generation, usize::MAX)
+            && let Some(r) = self.table.get_bucket_mut(rb)
+        {
+            // The reply entry follows the state, and its expiry (which the
+            // timer may be armed for) gives way to the one just set.
+            armed = armed.max(r.c.word);
+            r.c.state = new as u8;
+            r.c.word = 0;
+        }
+        if expires < armed {
+            // A shorter timeout applies at once. Cannot fail: ids are below
+            // the wheel's capacity.
             let _ = self.wheel.arm(id, Time(expires));
             self.stats.eager_rearms += 1;
         }
@@ -1321,7 +1598,11 @@ impl<K: FlowKey> ConnTable<K> {
         // cache). Both keys were checked absent above.
         let bucket = match self.table.entry(h, |e| e.key == key, hasher) {
             hashbrown::hash_table::Entry::Vacant(v) => {
-                let o = v.insert(Entry { key, c: conn });
+                let o = v.insert(Entry {
+                    key,
+                    x: key.stash(),
+                    c: conn,
+                });
                 let b = o.bucket_index();
                 let at: *const Entry<K> = o.get();
                 self.learn_base(b, at);
@@ -1339,15 +1620,30 @@ impl<K: FlowKey> ConnTable<K> {
             }
         };
         if let Some((r, rh)) = reply {
-            let rc = Conn {
-                word: h,
-                bits: BIT_REPLY,
-                ..conn
+            let full_nat = if new.local.is_some() { BIT_FULL_NAT } else { 0 };
+            let rc = if K::SELF_CONTAINED_REPLIES {
+                Conn {
+                    word: 0,
+                    bits: BIT_REPLY | full_nat,
+                    local_addr: key.src_port(),
+                    local_port: key.dst_port(),
+                    ..conn
+                }
+            } else {
+                Conn {
+                    word: h,
+                    bits: BIT_REPLY | full_nat,
+                    ..conn
+                }
             };
             if let hashbrown::hash_table::Entry::Vacant(v) =
                 self.table.entry(rh, |e| e.key == r, hasher)
             {
-                v.insert(Entry { key: r, c: rc });
+                v.insert(Entry {
+                    key: r,
+                    x: key.stash(),
+                    c: rc,
+                });
             }
         }
         self.set_meta(
@@ -1422,7 +1718,7 @@ impl<K: FlowKey> ConnTable<K> {
             let expires = self
                 .table
                 .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
-                .map(|e| e.c.word);
+                .map(|e| self.expiry_of(&e.c, &m));
             let Some(expires) = expires.filter(|_| m.live) else {
                 // A timer without a connection cannot exist; drop it defensively.
                 self.wheel.disarm(id);
@@ -1464,7 +1760,7 @@ impl<K: FlowKey> ConnTable<K> {
             let Some(expires) = self
                 .table
                 .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
-                .map(|e| e.c.word)
+                .map(|e| self.expiry_of(&e.c, &m))
             else {
                 continue;
             };
@@ -1510,26 +1806,37 @@ impl<K: FlowKey> ConnTable<K> {
     /// configuration change only. Returns how many were removed.
     pub fn apply_reload(&mut self, map: &ReloadMap, out: &mut Vec<Closed<K>>) -> usize {
         let mut doomed = Vec::new();
+        // Reply entries hold a copy of the service and server: they are
+        // mapped alike (a connection whose forward entry maps, maps). Their
+        // local fields hold no local address (see `Entry`).
         for e in self.table.iter_mut() {
-            if e.c.is_reply() {
-                continue;
-            }
             let c = &mut e.c;
+            let reply = c.is_reply();
+            let mut doom = |c: &Conn| {
+                if !reply {
+                    doomed.push(c.id);
+                }
+            };
             let Some(m) = map.service(c.service) else {
-                doomed.push(c.id);
+                doom(c);
                 continue;
             };
             let Some(Some(server)) = m.servers.get(c.server as usize).copied() else {
-                doomed.push(c.id);
+                doom(c);
                 continue;
             };
+            if reply {
+                c.service = m.new_index;
+                c.server = server;
+                continue;
+            }
             let local = if c.local_addr == NO_LOCAL {
                 Some(NO_LOCAL)
             } else {
                 m.local_addrs.get(c.local_addr as usize).copied().flatten()
             };
             let Some(local) = local else {
-                doomed.push(c.id);
+                doom(c);
                 continue;
             };
             c.service = m.new_index;
@@ -1547,12 +1854,13 @@ impl<K: FlowKey> ConnTable<K> {
         n
     }
 
-    /// Every connection with its forward key (for `tackctl conn show`).
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &Conn)> + '_ {
-        self.table
-            .iter()
-            .filter(|e| !e.c.is_reply())
-            .map(|e| (&e.key, &e.c))
+    /// Every connection with its forward key (for `tackctl conn show`),
+    /// its expiry as [`ConnTable::expires`] gives it.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, Conn)> + '_ {
+        self.table.iter().filter(|e| !e.c.is_reply()).map(|e| {
+            let word = self.expiry_of(&e.c, &self.meta(e.c.id));
+            (&e.key, Conn { word, ..e.c })
+        })
     }
 }
 
@@ -1591,7 +1899,7 @@ mod tests {
     fn entry_sizes() {
         assert_eq!(core::mem::size_of::<Meta>(), 24);
         assert_eq!(core::mem::size_of::<Entry<Key6>>(), 64);
-        assert_eq!(core::mem::size_of::<Entry<Key4>>(), 40);
+        assert_eq!(core::mem::size_of::<Entry<Key4>>(), 48);
         assert_eq!(core::mem::size_of::<Conn>(), 24);
     }
 
@@ -1820,13 +2128,67 @@ mod tests {
         let got = t.finish(r).unwrap();
         assert!(got.is_reply());
         assert_eq!(t.get(&got).unwrap().server(), 1);
-        // The same reference after the connection is gone.
+        // The same reference after the connection is gone (the probe
+        // counted the self-contained reply entry as a hit: a stale handle).
         t.remove(&fwd).unwrap();
-        let (hits, misses) = (t.stats.hits, t.stats.misses);
+        let (hits, misses, stale) = (t.stats.hits, t.stats.misses, t.stats.stale_handles);
         assert_eq!(t.finish(r), None);
-        assert_eq!((t.stats.hits, t.stats.misses), (hits, misses + 1));
+        assert_eq!(
+            (t.stats.hits, t.stats.misses, t.stats.stale_handles),
+            (hits, misses, stale + 1)
+        );
         let h = t.prefetch(&k(7));
         assert_eq!(t.probe(&k(7), h), Probe::Miss);
+    }
+
+    /// An IPv4 reply entry holds what a steady reply needs: the forward
+    /// key, the connection's state (kept in step) and the expiry its last
+    /// steady reply set, which the forward entry's timer consults.
+    #[test]
+    fn self_contained_replies() {
+        let mut t = ConnTable4::new(cfg(16), Time::ZERO).unwrap();
+        let key = k(1);
+        let reply = Key4::new(Ipv4Addr::new(10, 9, 0, 1), key.src, 80, key.src_port, 6);
+        let ins = t
+            .insert(key, Some(reply), nc(3), TcpFlags::ACK, Time::ZERO)
+            .unwrap();
+        let steady = |t: &mut ConnTable4, flags| {
+            let h = t.prefetch(&reply);
+            let Probe::Reply(r) = t.probe(&reply, h) else {
+                panic!("reply key not found as a reply");
+            };
+            t.steady_reply(&r, flags)
+        };
+        let s = steady(&mut t, TcpFlags::ACK).unwrap();
+        assert_eq!((s.key, s.service, s.server, s.full_nat), (key, 0, 3, false));
+        assert_eq!(steady(&mut t, TcpFlags::FIN_ACK), None);
+        // A steady reply at 100 s moves the expiry in the reply entry only.
+        t.on_reply_at(s.at, Time::from_secs(100));
+        assert_eq!(t.get(&ins.handle).unwrap().expires(), Time::from_secs(900));
+        assert_eq!(t.expires(&ins.handle), Some(Time::from_secs(1000)));
+        assert_eq!(t.iter().next().unwrap().1.expires(), Time::from_secs(1000));
+        // The general path's steady reply does the same.
+        let r = t.lookup(&reply).unwrap();
+        assert_eq!(
+            t.on_packet(&r, TcpFlags::ACK, Time::from_secs(200)),
+            Some(ConnState::Established)
+        );
+        assert_eq!(t.expires(&ins.handle), Some(Time::from_secs(1100)));
+        // The forward timer fires at 900 s and finds the reply's expiry.
+        let mut out = Vec::new();
+        assert_eq!(t.expire(Time::from_secs(901), 10, &mut out), 0);
+        assert_eq!(t.stats.lazy_rearms, 1);
+        // The client's FIN at 950 s: the reply entry follows the state, and
+        // its later expiry (1100 s) gives way to the FIN_WAIT timeout.
+        assert_eq!(
+            t.on_packet(&ins.handle, TcpFlags::FIN_ACK, Time::from_secs(950)),
+            Some(ConnState::FinWait)
+        );
+        assert_eq!(steady(&mut t, TcpFlags::ACK), None);
+        assert_eq!(t.expires(&ins.handle), Some(Time::from_secs(1070)));
+        assert_eq!(t.expire(Time::from_millis(1_069_900), 10, &mut out), 0);
+        assert_eq!(t.expire(Time::from_secs(1070), 10, &mut out), 1);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -334,9 +334,22 @@ fn installed_connections_forward_both_ways() {
 #[test]
 fn service_counters_follow_reloads() {
     let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
-    open(&mut h, 0);
-    open(&mut h, 1);
+    for i in 0..2 {
+        let addr = client(i);
+        h.p.apply(ControlMsg::Neighbor {
+            port: 0,
+            addr,
+            mac: C_MAC,
+        });
+    }
+    let servers = [open(&mut h, 0), open(&mut h, 1)];
+    for (i, s) in (0u16..).zip(servers) {
+        // Handshake complete: the server's next segments are steady replies.
+        h.rx(1, &server_pkt(s, 80, client(i), 30000 + i, L4::Tcp(0x12)));
+        data(&mut h, i);
+    }
     assert_eq!(h.p.service_counters()[0].conns, 2);
+    assert_eq!(h.p.service_counters()[0].packets_out, 2);
     // Reverse the pool: counters follow the servers.
     let mut s = two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin);
     s[0].servers.reverse();
@@ -348,6 +361,15 @@ fn service_counters_follow_reloads() {
     assert_eq!(sc.conns, 2);
     assert_eq!((sc.servers[0].conns, sc.servers[1].conns), (1, 1));
     assert_eq!(h.p.service_counters()[0].conns, 0);
+    // Replies, which go from their own connection entries, count on the
+    // service's new index too.
+    let out_before = sc.packets_out;
+    for (i, s) in (0u16..).zip(servers) {
+        let (tx, _) = h.rx(1, &server_pkt(s, 80, client(i), 30000 + i, ACK));
+        assert_eq!(tuple(&only(&tx, 0)), (a4(VIP4), 80, client(i), 30000 + i));
+    }
+    assert_eq!(h.p.service_counters()[1].packets_out, out_before + 2);
+    assert_eq!(h.p.service_counters()[0].packets_out, 0);
 }
 
 #[test]

@@ -24,10 +24,10 @@
 //! fragment...) the frame goes to the general path untouched, which then
 //! handles it from the start (and counts it once).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::{Output, Pipeline};
-use crate::conn::{Handle, TcpFlags};
+use crate::conn::{Handle, Key4, ReplyRef, TcpFlags};
 use crate::frame::Frame;
 use crate::model::ForwardMode;
 use crate::wire::{EthernetAddress, Ipv4L4, checksum};
@@ -200,21 +200,15 @@ impl<F: Frame> Pipeline<F> {
         if !srv.keeps {
             return Some(frame);
         }
-        let local = conn
-            .local()
-            .and_then(|(i, port)| match rt.locals.get(usize::from(i)) {
-                Some(IpAddr::V4(a)) => Some((u32::from(*a), port)),
-                _ => None,
-            });
         let plan = if h.is_reply() {
-            // Server → client: back from the VIP (and to the client in full NAT).
-            let rw = Nat4 {
-                dec_ttl: true,
-                src: Some((u32::from(key.dst), key.dst_port)),
-                dst: local.map(|_| (u32::from(key.src), key.src_port)),
-            };
-            self.plan_reply4(c, svc, server, key.src, rw)
+            self.plan_reply4(c, svc, server, &key, conn.local().is_some())
         } else {
+            let local = conn
+                .local()
+                .and_then(|(i, port)| match rt.locals.get(usize::from(i)) {
+                    Some(IpAddr::V4(a)) => Some((u32::from(*a), port)),
+                    _ => None,
+                });
             self.plan_original4(c, svc, server, local, key.dst_port)
         };
         let Some(plan) = plan else {
@@ -226,6 +220,44 @@ impl<F: Frame> Pipeline<F> {
         // Nothing changed the table since `get_located`.
         self.conn4
             .on_packet_at(at, h.direction(), TcpFlags(c.tcp_flags.0), self.now);
+        None
+    }
+
+    /// Forwards a steady reply (`frame`, classified as `c`) from what its
+    /// own entry `r` holds, without reading the connection's forward entry
+    /// (see [`crate::conn`]), if the fast path applies; else gives it back
+    /// untouched (then resolved to its connection for the general path).
+    #[inline(always)]
+    pub(super) fn fast4_reply(
+        &mut self,
+        frame: F,
+        c: &Ipv4L4,
+        r: &ReplyRef,
+        out: &mut Output<F>,
+    ) -> Option<F> {
+        if !self.fast_path {
+            return Some(frame);
+        }
+        let Some(s) = self.conn4.steady_reply(r, TcpFlags(c.tcp_flags.0)) else {
+            return Some(frame);
+        };
+        let (svc, server) = (s.service, s.server);
+        let keeps = self
+            .svcs
+            .get(usize::from(svc))
+            .and_then(|rt| rt.servers.get(usize::from(server)))
+            .is_some_and(|s| s.keeps);
+        if !keeps {
+            return Some(frame);
+        }
+        let Some(plan) = self.plan_reply4(c, svc, server, &s.key, s.full_nat) else {
+            return Some(frame);
+        };
+        if let Err(f) = self.send_plan4(frame, c, &plan, out) {
+            return Some(f);
+        }
+        // Nothing changed the table since `steady_reply`.
+        self.conn4.on_reply_at(s.at, self.now);
         None
     }
 
@@ -259,18 +291,25 @@ impl<F: Frame> Pipeline<F> {
         self.plan4(c, svc, server, false, udp, port, nh, mtu, src_mac, hint, rw)
     }
 
-    /// The plan for a server packet (NAT or full-NAT reply) to `client`.
+    /// The plan for a server packet (NAT or full-NAT reply) of the
+    /// connection with forward key `key`: back from the VIP, and to the
+    /// client in full NAT (`fnat`).
     #[inline(always)]
     fn plan_reply4(
         &mut self,
         c: &Ipv4L4,
         svc: u16,
         server: u16,
-        client: Ipv4Addr,
-        rw: Nat4,
+        key: &Key4,
+        fnat: bool,
     ) -> Option<Plan4> {
         let udp = c.udp;
-        let (port, nh) = self.fib.lookup_v4(client)?;
+        let rw = Nat4 {
+            dec_ttl: true,
+            src: Some((u32::from(key.dst), key.dst_port)),
+            dst: fnat.then_some((u32::from(key.src), key.src_port)),
+        };
+        let (port, nh) = self.fib.lookup_v4(key.src)?;
         let p = self.ports.get(usize::from(port))?;
         let (mtu, src_mac, hint) = (p.mtu, p.mac, self.reply_nh_hint);
         self.plan4(

@@ -545,8 +545,9 @@ enum Lookup {
 }
 
 /// How many frames ahead of the one being handled its connection lookup is
-/// probed: a reply entry's forward entry is prefetched at the probe and
-/// read this many frames later.
+/// probed: an IPv6 reply entry's forward entry is prefetched at the probe
+/// and read this many frames later (an IPv4 reply entry is enough for a
+/// steady reply, see [`crate::conn`]).
 const PROBE_AHEAD: usize = 4;
 
 /// A frame's classification: the fast one for the common case (unfragmented
@@ -725,12 +726,12 @@ impl<F: Frame> Pipeline<F> {
             let cls = core::mem::take(&mut self.scratch.cls);
             // The connection lookups were prefetched by the classification;
             // each is probed `PROBE_AHEAD` frames before its frame is
-            // handled, as late as a reply's second lookup allows, so that
-            // the misses overlap the handling of the frames before it.
+            // handled, as late as an IPv6 reply's second lookup allows, so
+            // that the misses overlap the handling of the frames before it.
             for (i, p) in probes.iter_mut().enumerate().take(n.min(PROBE_AHEAD)) {
                 *p = self.probe_frame(i);
             }
-            for (i, (frame, c)) in rx.drain(..n).zip(&cls).enumerate() {
+            for (i, (mut frame, c)) in rx.drain(..n).zip(&cls).enumerate() {
                 if i + PROBE_AHEAD < n
                     && let Some(p) = probes.get_mut(i + PROBE_AHEAD)
                 {
@@ -740,6 +741,13 @@ impl<F: Frame> Pipeline<F> {
                 let h = match probes.get(i) {
                     Some(Probe::Hit(h)) => Some(h),
                     Some(Probe::Reply(r)) => {
+                        // A steady IPv4 reply goes from its own entry.
+                        if let Some(f) = self.reply4_cls(i, c) {
+                            match self.fast4_reply(frame, &f, r, out) {
+                                None => continue,
+                                Some(back) => frame = back,
+                            }
+                        }
                         finished = self.finish_frame(i, *r);
                         finished.as_ref()
                     }
@@ -807,6 +815,20 @@ impl<F: Frame> Pipeline<F> {
             Some(Lookup::V4(key, h)) => self.conn4.probe(key, *h),
             Some(Lookup::V6(key, h)) => self.conn6.probe(key, *h),
             _ => Probe::Miss,
+        }
+    }
+
+    /// Frame `i`'s fast classification (`c`), if it is an IPv4 TCP/UDP
+    /// packet whose probe found a reply entry in the IPv4 table.
+    #[inline(always)]
+    fn reply4_cls(&self, i: usize, c: &Cls) -> Option<Ipv4L4> {
+        if !matches!(self.scratch.lookups.get(i), Some(Lookup::V4(..))) {
+            return None;
+        }
+        match c {
+            Cls::Ipv4L4(f) => Some(*f),
+            Cls::Full(Ok(c)) => Ipv4L4::of(c),
+            Cls::Full(Err(_)) => None,
         }
     }
 
@@ -1308,7 +1330,7 @@ impl<F: Frame> Pipeline<F> {
                 k.src_port,
                 k.dst_port,
                 k.proto,
-                c,
+                &c,
             )
         });
         let v6 = self.conn6.iter().map(move |(k, c)| {
@@ -1319,7 +1341,7 @@ impl<F: Frame> Pipeline<F> {
                 k.src_port,
                 k.dst_port,
                 k.proto,
-                c,
+                &c,
             )
         });
         v4.chain(v6)

@@ -32,10 +32,9 @@
 //! `Pipeline::install_connection`; each burst hits 32 flows chosen uniformly
 //! at random, so large tables miss the CPU caches as real traffic does.
 //!
-//! The benchmark re-executes itself with glibc's `glibc.malloc.hugetlb=1`
-//! ([`tack_bench::huge_pages`]) so that the tables get transparent huge
-//! pages, as the runtime should give them (see `docs` in the report of
-//! issue #3); `TACK_BENCH_HUGEPAGES=0` measures with 4 KiB pages.
+//! The tables get transparent huge pages, as `tack`'s do
+//! ([`tack_bench::huge_pages`]); `TACK_BENCH_HUGEPAGES=0` measures with
+//! 4 KiB pages.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

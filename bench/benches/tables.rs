@@ -10,8 +10,8 @@
 //! The burst lookups are compared with a baseline measured in the same run:
 //! a plain `hashbrown::HashMap` holding the same keys, looked up one by one
 //! (`baseline-hashmap`). A summary table (thread CPU time per key) is printed
-//! at the end. Like the pipeline benchmark, this one re-executes itself with
-//! transparent huge pages for malloc ([`tack_bench::huge_pages`];
+//! at the end. Like the pipeline benchmark, this one gives its tables
+//! transparent huge pages ([`tack_bench::huge_pages`];
 //! `TACK_BENCH_HUGEPAGES=0` to measure 4 KiB pages).
 
 use std::collections::BTreeMap;

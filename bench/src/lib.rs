@@ -21,16 +21,15 @@
 //! ```
 //!
 //! # Memory: huge pages and page faults
-//! At a million flows the connection table is hundreds of MiB (328 MiB of
+//! At a million flows the connection table is hundreds of MiB (392 MiB of
 //! buckets for 1 M NAT connections) and every packet touches it at a random
 //! place: with 4 KiB pages each touch is also a TLB miss and a page walk.
-//! [`huge_pages`] re-executes a benchmark with glibc's
-//! `glibc.malloc.hugetlb=1` tunable (malloc then advises transparent huge
-//! pages for its large mappings; THP is in `madvise` mode on this machine),
-//! which is how the tables get 2 MiB pages without `unsafe` code in the
-//! pipeline. The runtime should do the same for its workers (the tunable in
-//! the service's environment, or the same re-exec), or better, allocate
-//! the tables from DPDK's hugepage memory.
+//! The benchmarks' global allocator is `tack`'s (`HugePageAlloc`, from the
+//! control crate's `hugepages.rs`): once [`huge_pages`] has enabled it, it
+//! advises transparent huge pages (`madvise(MADV_HUGEPAGE)`) for every
+//! allocation of 2 MiB or more, so the tables get 2 MiB pages as they do in
+//! `tack` (THP is in `madvise` mode on this machine), without `unsafe`
+//! code in the pipeline.
 //!
 //! A table's pages are faulted in when they are first written, i.e. by the
 //! first packets that create connections there; with huge pages each such
@@ -431,30 +430,25 @@ impl Forwarder for HashLookup {
     }
 }
 
-// The same re-execution as `tack`'s, from the same source file (the
-// control crate itself links DPDK, which the benchmarks do not need).
+// The same allocator as `tack`'s, from the same source file (the control
+// crate itself links DPDK, which the benchmarks do not need).
 #[path = "../../control/src/hugepages.rs"]
 mod hugepages;
 
-/// Re-executes the current program with glibc's `glibc.malloc.hugetlb=1`
-/// tunable set, unless `GLIBC_TUNABLES` already decides it or
-/// `TACK_BENCH_HUGEPAGES=0`. glibc reads tunables once, at start-up, hence
-/// the re-exec. With the tunable, malloc advises transparent huge pages
-/// (`madvise(MADV_HUGEPAGE)`) for its large allocations, so the connection
-/// table is mapped with 2 MiB pages when the kernel's THP mode is `madvise`
-/// or `always` (see `/sys/kernel/mm/transparent_hugepage/enabled`). Returns
-/// whether huge pages were requested for this process.
+/// `tack`'s allocator: advises transparent huge pages for the tables once
+/// [`huge_pages`] has enabled it.
+#[global_allocator]
+static ALLOC: hugepages::HugePageAlloc = hugepages::HugePageAlloc;
+
+/// Has the global allocator advise transparent huge pages for the large
+/// allocations made from now on (the tables), unless
+/// `TACK_BENCH_HUGEPAGES=0`. Call it before building the tables. Returns
+/// whether large allocations get huge pages (advised, and the kernel's THP
+/// mode, `/sys/kernel/mm/transparent_hugepage/enabled`, is `madvise` or
+/// `always`).
 pub fn huge_pages() -> bool {
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     let off = std::env::var("TACK_BENCH_HUGEPAGES").is_ok_and(|v| v == "0");
-    if hugepages::decided(&tunables).is_none()
-        && !off
-        && let Err(e) = hugepages::reexec_with_huge_pages()
-    {
-        eprintln!("{e}");
-    }
-    // Still here: decided already, turned off, or the exec was not done.
-    hugepages::requested()
+    !off && hugepages::enable()
 }
 
 /// Locks the process's memory, present and future (`mlockall(MCL_CURRENT |

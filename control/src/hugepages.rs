@@ -6,38 +6,96 @@
 //! measure about 205 ns per packet at 1 M flows with 4 KiB pages against
 //! about 125 ns with 2 MiB pages on the development VM.
 //!
-//! The tables are ordinary heap allocations, so huge pages come from glibc:
-//! with the tunable `glibc.malloc.hugetlb=1` malloc advises transparent huge
-//! pages (`madvise(MADV_HUGEPAGE)`) for its large mappings. Tunables are read
-//! when the process starts, so [`reexec_with_huge_pages`] executes `tack`
-//! again with the tunable set (same PID, arguments and descriptors) before
-//! anything is allocated. The kernel must allow it:
-//! `/sys/kernel/mm/transparent_hugepage/enabled` set to `madvise` or
-//! `always` ([`thp_mode`]).
+//! The tables are ordinary heap allocations, made before any packet is
+//! handled. [`HugePageAlloc`], the global allocator of `tack` and of the
+//! benchmarks, is the system allocator plus one thing: once [`enable`] has
+//! been called, it advises transparent huge pages
+//! (`madvise(MADV_HUGEPAGE)`) for every allocation of [`MIN_ADVISED`] bytes
+//! or more, as soon as it is made and before its memory is first touched, so
+//! that the page faults that populate the table get 2 MiB pages. The kernel
+//! must allow it: `/sys/kernel/mm/transparent_hugepage/enabled` set to
+//! `madvise` or `always` ([`thp_mode`]).
+//!
+//! Earlier versions re-executed `tack` with glibc's own
+//! `glibc.malloc.hugetlb=1` tunable instead. With glibc 2.36 (Debian 12)
+//! about one process start in two made no `madvise` call at all (seen with
+//! `strace`), and its tables got 4 KiB pages; the advice is now ours.
 
-use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The tunable that asks glibc's malloc for transparent huge pages.
-pub const TUNABLE: &str = "glibc.malloc.hugetlb=1";
+/// Smallest allocation advised: one 2 MiB huge page.
+pub const MIN_ADVISED: usize = 2 << 20;
 
-/// Whether the tunables string `tunables` (the value of `GLIBC_TUNABLES`)
-/// already decides `glibc.malloc.hugetlb`, and if so, whether it turns it on.
-pub fn decided(tunables: &str) -> Option<bool> {
-    tunables
-        .split(':')
-        .filter_map(|t| t.strip_prefix("glibc.malloc.hugetlb="))
-        .next_back()
-        .map(|v| v != "0")
+/// Whether large allocations are advised (see [`enable`]).
+static ADVISE: AtomicBool = AtomicBool::new(false);
+
+/// The system allocator, advising transparent huge pages for allocations of
+/// [`MIN_ADVISED`] bytes or more once [`enable`] has been called.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HugePageAlloc;
+
+// SAFETY: every call is forwarded to `System` with the caller's arguments;
+// `advise` only gives the kernel advice about memory the call just returned.
+unsafe impl GlobalAlloc for HugePageAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is `System.alloc`'s.
+        let p = unsafe { System.alloc(layout) };
+        advise(p, layout.size());
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is `System.alloc_zeroed`'s.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        advise(p, layout.size());
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is `System.dealloc`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is `System.realloc`'s.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        advise(p, new_size);
+        p
+    }
 }
 
-/// `tunables` with [`TUNABLE`] appended.
-pub fn with_tunable(tunables: &str) -> String {
-    if tunables.is_empty() {
-        TUNABLE.to_string()
-    } else {
-        format!("{tunables}:{TUNABLE}")
+/// Advises transparent huge pages for the whole pages of the `size` bytes
+/// at `p`, if enabled and large enough. Advice that fails changes nothing.
+fn advise(p: *mut u8, size: usize) {
+    if size < MIN_ADVISED || p.is_null() || !ADVISE.load(Ordering::Relaxed) {
+        return;
     }
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = (p as usize).next_multiple_of(page);
+    let end = (p as usize).saturating_add(size) / page * page;
+    if end > start {
+        // SAFETY: `start..end` is page-aligned and within the allocation just
+        // made; MADV_HUGEPAGE changes no contents and no mapping.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// Advises transparent huge pages for the large allocations made from now
+/// on (the process's global allocator must be [`HugePageAlloc`]). Returns
+/// [`advised`].
+pub fn enable() -> bool {
+    ADVISE.store(true, Ordering::Relaxed);
+    advised()
+}
+
+/// Whether large allocations get transparent huge pages: [`enable`] was
+/// called and the kernel's mode is `madvise` or `always`.
+pub fn advised() -> bool {
+    ADVISE.load(Ordering::Relaxed) && matches!(thp_mode().as_deref(), Some("madvise" | "always"))
 }
 
 /// The kernel's transparent-huge-page mode (`always`, `madvise` or `never`),
@@ -49,48 +107,55 @@ pub fn thp_mode() -> Option<String> {
     Some(s[start..end].to_string())
 }
 
-/// Whether this process's malloc was started with huge pages requested.
-pub fn requested() -> bool {
-    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| decided(&t) == Some(true))
-}
-
-/// Executes the running program again with [`TUNABLE`] added to
-/// `GLIBC_TUNABLES`, unless the variable already decides it or the kernel
-/// never gives transparent huge pages. Returns only if it does not
-/// re-execute: `Ok(())` when nothing needed doing, `Err` with the reason
-/// when the `exec` failed (the caller goes on with 4 KiB pages).
-pub fn reexec_with_huge_pages() -> Result<(), String> {
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if decided(&tunables).is_some() || thp_mode().as_deref() == Some("never") {
-        return Ok(());
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the executable: {e}"))?;
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let err = std::process::Command::new(exe)
-        .args(args)
-        .env("GLIBC_TUNABLES", with_tunable(&tunables))
-        .exec();
-    Err(format!("cannot re-execute with huge pages: {err}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `THPeligible` of the mapping that holds address `a` in this process.
+    fn thp_eligible(a: usize) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&a);
+            } else if inside && let Some(v) = line.strip_prefix("THPeligible:") {
+                return Some(v.trim() == "1");
+            }
+        }
+        None
+    }
+
+    /// A large allocation made after `enable` is advised (its mapping is
+    /// eligible for transparent huge pages), whichever way it is made; a
+    /// small one is left alone. The kernel's mode decides the outcome.
     #[test]
-    fn tunable_parsing() {
-        assert_eq!(decided(""), None);
-        assert_eq!(decided("glibc.malloc.arena_max=2"), None);
-        assert_eq!(decided("glibc.malloc.hugetlb=1"), Some(true));
-        assert_eq!(decided("glibc.malloc.hugetlb=2"), Some(true));
-        assert_eq!(
-            decided("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"),
-            Some(false)
-        );
-        assert_eq!(with_tunable(""), TUNABLE);
-        assert_eq!(
-            with_tunable("glibc.malloc.arena_max=2"),
-            "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
-        );
+    fn large_allocations_are_advised() {
+        let a = HugePageAlloc;
+        enable();
+        let eligible = matches!(thp_mode().as_deref(), Some("madvise" | "always"));
+        let big = Layout::from_size_align(32 << 20, 64).unwrap();
+        // SAFETY: non-zero sizes; each block is freed with its own layout.
+        unsafe {
+            let p = a.alloc(big);
+            assert!(!p.is_null());
+            assert_eq!(thp_eligible(p as usize + (16 << 20)), Some(eligible));
+            let z = a.alloc_zeroed(big);
+            assert!(!z.is_null());
+            assert_eq!(thp_eligible(z as usize + (16 << 20)), Some(eligible));
+            assert_eq!(*z.add(12345), 0);
+            let small = Layout::from_size_align(4096, 8).unwrap();
+            let s = a.alloc(small);
+            let grown = a.realloc(s, small, 48 << 20);
+            assert!(!grown.is_null());
+            assert_eq!(thp_eligible(grown as usize + (40 << 20)), Some(eligible));
+            a.dealloc(grown, Layout::from_size_align(48 << 20, 8).unwrap());
+            a.dealloc(z, big);
+            a.dealloc(p, big);
+        }
+        assert_eq!(advised(), eligible);
     }
 }

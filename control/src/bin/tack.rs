@@ -11,6 +11,11 @@ use tack_control::profile::Profile;
 use tack_control::runtime::Appliance;
 use tack_control::{say, say_raw};
 
+/// The system allocator, advising transparent huge pages for the tables
+/// when the profile asks (`runtime.huge_pages`, see `hugepages`).
+#[global_allocator]
+static ALLOC: tack_control::hugepages::HugePageAlloc = tack_control::hugepages::HugePageAlloc;
+
 /// Tack: a DPDK load-balancing appliance.
 #[derive(Parser, Debug)]
 #[command(name = "tack", version, about, long_about = None)]
@@ -66,10 +71,9 @@ fn main() -> ExitCode {
             if let Some(s) = socket {
                 profile.management.socket = s;
             }
-            if profile.runtime.huge_pages
-                && let Err(e) = tack_control::hugepages::reexec_with_huge_pages()
-            {
-                log::warn!("{e}; the tables use 4 KiB pages");
+            if profile.runtime.huge_pages {
+                // Before the tables are allocated.
+                tack_control::hugepages::enable();
             }
             run(&profile, config)
         }
@@ -116,7 +120,7 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
     }
     say!(
         "tack: tables on {} (transparent huge pages: kernel mode {})",
-        if tack_control::hugepages::requested() {
+        if tack_control::hugepages::advised() {
             "huge pages"
         } else {
             "4 KiB pages"

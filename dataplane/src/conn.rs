@@ -1953,14 +1953,31 @@ mod tests {
         assert_eq!(ConnState::initial(6, TcpFlags::ACK), Established);
     }
 
-    #[test]
-    fn insert_lookup_reply_remove() {
+    /// A 16-entry table holding one NAT connection to server 3, opened at
+    /// time 0 by a client packet with `flags`: the table, the forward and
+    /// reply keys, and the insert.
+    fn one_nat_conn(flags: TcpFlags) -> (ConnTable4, Key4, Key4, Inserted<Key4>) {
         let mut t = ConnTable4::new(cfg(16), Time::ZERO).unwrap();
         let key = k(1);
         let reply = Key4::new(Ipv4Addr::new(10, 9, 0, 1), key.src, 80, key.src_port, 6);
         let ins = t
-            .insert(key, Some(reply), nc(3), TcpFlags::SYN, Time::ZERO)
+            .insert(key, Some(reply), nc(3), flags, Time::ZERO)
             .unwrap();
+        (t, key, reply, ins)
+    }
+
+    /// Probes `key`, which must be a reply entry's.
+    fn probe_reply(t: &mut ConnTable4, key: &Key4) -> ReplyRef {
+        let h = t.prefetch(key);
+        let Probe::Reply(r) = t.probe(key, h) else {
+            panic!("reply key {key:?} not found as a reply");
+        };
+        r
+    }
+
+    #[test]
+    fn insert_lookup_reply_remove() {
+        let (mut t, key, reply, ins) = one_nat_conn(TcpFlags::SYN);
         assert_eq!(ins.state, ConnState::SynSent);
         assert_eq!(t.entries(), 2);
         assert_eq!(t.len(), 1);
@@ -2121,10 +2138,7 @@ mod tests {
         let fwd = t.lookup(&k(1)).unwrap();
         let h = t.prefetch(&k(1));
         assert_eq!(t.probe(&k(1), h), Probe::Hit(fwd));
-        let h = t.prefetch(&reply(1));
-        let Probe::Reply(r) = t.probe(&reply(1), h) else {
-            panic!("reply key not found as a reply");
-        };
+        let r = probe_reply(&mut t, &reply(1));
         let got = t.finish(r).unwrap();
         assert!(got.is_reply());
         assert_eq!(t.get(&got).unwrap().server(), 1);
@@ -2146,17 +2160,9 @@ mod tests {
     /// steady reply set, which the forward entry's timer consults.
     #[test]
     fn self_contained_replies() {
-        let mut t = ConnTable4::new(cfg(16), Time::ZERO).unwrap();
-        let key = k(1);
-        let reply = Key4::new(Ipv4Addr::new(10, 9, 0, 1), key.src, 80, key.src_port, 6);
-        let ins = t
-            .insert(key, Some(reply), nc(3), TcpFlags::ACK, Time::ZERO)
-            .unwrap();
+        let (mut t, key, reply, ins) = one_nat_conn(TcpFlags::ACK);
         let steady = |t: &mut ConnTable4, flags| {
-            let h = t.prefetch(&reply);
-            let Probe::Reply(r) = t.probe(&reply, h) else {
-                panic!("reply key not found as a reply");
-            };
+            let r = probe_reply(t, &reply);
             t.steady_reply(&r, flags)
         };
         let s = steady(&mut t, TcpFlags::ACK).unwrap();

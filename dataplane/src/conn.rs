@@ -1297,8 +1297,9 @@ impl<K: FlowKey> ConnTable<K> {
     }
 
     /// Accounts a steady reply on the reply entry at `at`, from
-    /// [`ConnTable::steady_reply`] with no change to the table since: the connection's expiry moves to `now` + the state's timeout,
-    /// kept in the reply entry (the forward entry's timer consults it).
+    /// [`ConnTable::steady_reply`] with no change to the table since: the
+    /// connection's expiry moves to `now` + the state's timeout, kept in the
+    /// reply entry (the forward entry's timer consults it).
     #[inline(always)]
     pub(crate) fn on_reply_at(&mut self, at: Located, now: Time) {
         let timeouts = &self.timeouts;

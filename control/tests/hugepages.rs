@@ -44,20 +44,11 @@ fn anon_huge_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn thp_mode() -> String {
-    let s =
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    s.split_whitespace()
-        .find(|w| w.starts_with('['))
-        .map(|w| w.trim_matches(['[', ']']).to_string())
-        .unwrap_or_default()
-}
-
 #[test]
 fn tables_on_transparent_huge_pages() {
     require_root();
     let dir = TempDir::new();
-    let mode = thp_mode();
+    let mode = tack_control::hugepages::thp_mode().unwrap_or_default();
 
     let mut tack = Tack::start_plain(&profile(&dir, true));
     let line = tack.wait_for_line("tack: tables on", std::time::Duration::from_secs(1));

@@ -1119,16 +1119,14 @@ impl<K: FlowKey> ConnTable<K> {
         self.find_from(self.first_bucket(m.rev_hash), m.rev_hash, eq)
     }
 
-    /// When the connection of forward entry `c` (metadata `m`) expires: its
-    /// own expiry, or the later one its last steady reply set on the reply
-    /// entry (self-contained replies).
+    /// When the connection of forward entry `c` expires: its own expiry, or
+    /// the later one its last steady reply set on the reply entry
+    /// (self-contained replies).
     #[inline]
-    fn expiry_of(&self, c: &Conn, m: &Meta) -> u64 {
+    fn expiry_of(&self, c: &Conn) -> u64 {
         if K::SELF_CONTAINED_REPLIES
-            && m.has_reply
-            && let Some(r) = self
-                .table
-                .find(m.rev_hash, |e| e.is_reply_of(c.id, c.generation))
+            && let Some(rb) = self.locate_reply(c.id, c.generation, usize::MAX)
+            && let Some(r) = self.table.get_bucket(rb)
         {
             return c.word.max(r.c.word);
         }
@@ -1393,7 +1391,7 @@ impl<K: FlowKey> ConnTable<K> {
     pub fn expires(&self, h: &Handle) -> Option<Time> {
         let b = self.locate(h)?;
         let c = &self.table.get_bucket(b)?.c;
-        Some(Time(self.expiry_of(c, &self.meta(c.id))))
+        Some(Time(self.expiry_of(c)))
     }
 
     /// Mutable access (only [`Conn::user_flags`] is writable; a reply
@@ -1719,7 +1717,7 @@ impl<K: FlowKey> ConnTable<K> {
             let expires = self
                 .table
                 .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
-                .map(|e| self.expiry_of(&e.c, &m));
+                .map(|e| self.expiry_of(&e.c));
             let Some(expires) = expires.filter(|_| m.live) else {
                 // A timer without a connection cannot exist; drop it defensively.
                 self.wheel.disarm(id);
@@ -1761,7 +1759,7 @@ impl<K: FlowKey> ConnTable<K> {
             let Some(expires) = self
                 .table
                 .find(m.fwd_hash, |e| e.is_conn(id, m.generation))
-                .map(|e| self.expiry_of(&e.c, &m))
+                .map(|e| self.expiry_of(&e.c))
             else {
                 continue;
             };
@@ -1859,7 +1857,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// its expiry as [`ConnTable::expires`] gives it.
     pub fn iter(&self) -> impl Iterator<Item = (&K, Conn)> + '_ {
         self.table.iter().filter(|e| !e.c.is_reply()).map(|e| {
-            let word = self.expiry_of(&e.c, &self.meta(e.c.id));
+            let word = self.expiry_of(&e.c);
             (&e.key, Conn { word, ..e.c })
         })
     }

@@ -1,5 +1,5 @@
 //! Table benchmarks: connection-table burst lookups at 1 K – 10 M flows,
-//! new-connection inserts, sticky resolution, scheduler picks and Maglev
+//! new-connection inserts, new timeouts applied to 1 M connections, sticky resolution, scheduler picks and Maglev
 //! table builds.
 //!
 //! Run: `cargo bench -p tack-bench --bench tables` (add `-- lookup` etc. to
@@ -25,7 +25,7 @@ use hashbrown::HashMap;
 use tack_bench::thread_cpu;
 use tack_dataplane::Time;
 use tack_dataplane::conn::{
-    BURST, ConnTable4, ConnTable6, ConnTableConfig, Handle, Key4, Key6, NewConn, TcpFlags,
+    BURST, ConnTable4, ConnTable6, ConnTableConfig, Handle, Key4, Key6, NewConn, TcpFlags, Timeouts,
 };
 use tack_dataplane::model::{
     ClientKeyRule, Config, Persistence, Protocol, RealServer, SchedulerKind, Service,
@@ -278,6 +278,21 @@ fn bench_insert(c: &mut Criterion) {
             oldest += 1;
         })
     });
+    // A reload's new timeouts: every entry rebased, alternately to a
+    // shorter timeout (every timer moves earlier) and back. Per entry.
+    g.throughput(Throughput::Elements(t.entries() as u64));
+    let mut shorter = false;
+    g.bench_function("set_timeouts/1M", |b| {
+        b.iter(|| {
+            shorter = !shorter;
+            let established = Duration::from_secs(if shorter { 300 } else { 900 });
+            black_box(t.set_timeouts(Timeouts {
+                established,
+                ..Timeouts::default()
+            }))
+        })
+    });
+    g.throughput(Throughput::Elements(1));
     // Eviction path: a full table with the evict-oldest policy.
     let mut full = ConnTable4::new(
         ConnTableConfig {

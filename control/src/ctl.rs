@@ -213,6 +213,19 @@ impl ControlPlane {
                     .into(),
             );
         }
+        // The workers' tables are allocated once; their timeouts and
+        // `when_full` apply at a reload.
+        let sizes = |p: &Profile| {
+            let t = &p.tables;
+            (t.connections, t.connections_v6, t.sticky, t.neighbours)
+        };
+        if sizes(&self.profile) != sizes(&new) {
+            self.counters.reload_errors += 1;
+            return Err(
+                "tables: connections, connections_v6, sticky or neighbours changed; table sizes need a restart"
+                    .into(),
+            );
+        }
         let cfg = pipeline_config(&new, &self.macs).map_err(|(f, m)| {
             self.counters.reload_errors += 1;
             format!("{f}: {m}")
@@ -706,14 +719,20 @@ fn event_to_msg(ev: Event, counters: &mut ControlCounters) -> Option<ControlMsg>
 
 #[cfg(test)]
 mod tests {
+    use tack_dataplane::conn::FullPolicy;
     use tack_dataplane::sticky::ClientKey;
     use tack_dataplane::wire::EthernetAddress;
 
     use super::*;
+    use crate::profile::WhenFull;
+
+    fn lab() -> (Profile, Vec<[u8; 6]>) {
+        let profile = Profile::parse(include_str!("../../configs/lab.yaml")).unwrap();
+        (profile, vec![[2, 0, 0, 0, 0, 1]])
+    }
 
     fn plane() -> ControlPlane {
-        let profile = Profile::parse(include_str!("../../configs/lab.yaml")).unwrap();
-        let macs = vec![[2, 0, 0, 0, 0, 1]];
+        let (profile, macs) = lab();
         let cfg = Arc::new(pipeline_config(&profile, &macs).unwrap());
         ControlPlane::new(profile, macs, cfg, Vec::new(), Vec::new(), Vec::new())
     }
@@ -785,5 +804,26 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(c.counters.sticky_published, 2);
+    }
+
+    /// A reload may change the tables' timeouts and full policy, which the
+    /// workers apply, but not their sizes, which are allocated once.
+    #[test]
+    fn reload_takes_table_timeouts_not_sizes() {
+        let mut c = plane();
+        let mut bigger = c.profile.clone();
+        bigger.tables.connections *= 2;
+        let e = c.apply_profile(bigger).unwrap_err();
+        assert!(e.contains("table sizes need a restart"), "{e}");
+        assert_eq!((c.counters.reload_errors, c.config().epoch), (1, 0));
+
+        let mut shorter = c.profile.clone();
+        shorter.tables.timeouts.udp = 30;
+        shorter.tables.when_full = WhenFull::EvictOldest;
+        c.apply_profile(shorter).unwrap();
+        let cfg = c.config();
+        assert_eq!(cfg.epoch, 1);
+        assert_eq!(cfg.conn4.timeouts.udp, Duration::from_secs(30));
+        assert_eq!(cfg.conn6.full_policy, FullPolicy::EvictOldest);
     }
 }

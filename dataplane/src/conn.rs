@@ -1012,9 +1012,53 @@ impl<K: FlowKey> ConnTable<K> {
         self.table.allocation_size()
     }
 
-    /// Replaces the timeouts (applies to the next packet of each connection).
-    pub fn set_timeouts(&mut self, t: Timeouts) {
-        self.timeouts = t.as_nanos();
+    /// Replaces the timeouts, for the connections in the table too: each
+    /// expiry becomes the time of its last packet plus the new timeout of
+    /// its state, so a shortened timeout expires a connection idle for longer
+    /// at the next [`ConnTable::expire`]. Timers whose expiry comes earlier
+    /// are re-armed now (counted in [`ConnStats::eager_rearms`]); later ones
+    /// are re-armed when they fire. Walks the table when the timeouts
+    /// change: call at configuration change only. Returns the re-armed count.
+    pub fn set_timeouts(&mut self, t: Timeouts) -> usize {
+        let new = t.as_nanos();
+        let old = core::mem::replace(&mut self.timeouts, new);
+        if old == new {
+            return 0;
+        }
+        // An expiry is the last packet's time plus the state's timeout
+        // (reply entries' own expiries too, where replies are self-contained;
+        // elsewhere a reply entry's word is a hash, and 0 means none).
+        let rebase = |word: u64, state: u8| {
+            let s = usize::from(state);
+            let (o, n) = (old.get(s).copied(), new.get(s).copied());
+            word.saturating_sub(o.unwrap_or(0))
+                .saturating_add(n.unwrap_or(0))
+        };
+        let ConnTable {
+            table,
+            wheel,
+            stats,
+            ..
+        } = self;
+        let mut rearmed = 0;
+        for e in table.iter_mut() {
+            let c = &mut e.c;
+            if c.is_reply() {
+                if K::SELF_CONTAINED_REPLIES && c.word != 0 {
+                    c.word = rebase(c.word, c.state);
+                }
+                continue;
+            }
+            c.word = rebase(c.word, c.state);
+            // The forward entry's expiry is at most the connection's, so a
+            // timer at it is never late; one that fires early re-arms.
+            if wheel.deadline(c.id).is_some_and(|d| c.word < d.as_nanos()) {
+                let _ = wheel.arm(c.id, Time(c.word));
+                rearmed += 1;
+            }
+        }
+        stats.eager_rearms += rearmed as u64;
+        rearmed
     }
 
     /// Replaces the full-table policy.
@@ -2193,6 +2237,42 @@ mod tests {
         assert_eq!(t.expires(&ins.handle), Some(Time::from_secs(1070)));
         assert_eq!(t.expire(Time::from_millis(1_069_900), 10, &mut out), 0);
         assert_eq!(t.expire(Time::from_secs(1070), 10, &mut out), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn new_timeouts_apply_to_the_table() {
+        // An established NAT connection whose last packet is a steady reply
+        // at 100 s (expiry 1000 s), and a half-open one from 0 s (60 s).
+        let (mut t, key, reply, ins) = one_nat_conn(TcpFlags::ACK);
+        let s = probe_reply(&mut t, &reply);
+        let s = t.steady_reply(&s, TcpFlags::ACK).unwrap();
+        t.on_reply_at(s.at, Time::from_secs(100));
+        let half = t
+            .insert(k(2), None, nc(1), TcpFlags::SYN, Time::ZERO)
+            .unwrap();
+        assert_eq!(t.set_timeouts(Timeouts::default()), 0, "nothing changed");
+        // Established shortened to 300 s, SYN lengthened to 600 s.
+        let shorter = Timeouts {
+            established: Duration::from_secs(300),
+            syn_sent: Duration::from_secs(600),
+            ..Timeouts::default()
+        };
+        assert_eq!(t.set_timeouts(shorter), 1, "one timer moved earlier");
+        assert_eq!(t.stats.eager_rearms, 1);
+        // Each expiry is the last packet plus the new timeout: the reply's
+        // (100 + 300) for the first, the SYN's (0 + 600) for the second.
+        assert_eq!(t.expires(&ins.handle), Some(Time::from_secs(400)));
+        assert_eq!(t.expires(&half.handle), Some(Time::from_secs(600)));
+        let mut out = Vec::new();
+        // The first's timer fires at 300 s (its forward expiry) and re-arms
+        // for the reply's; the second's old timer (60 s) re-arms for 600 s.
+        assert_eq!(t.expire(Time::from_secs(301), 10, &mut out), 0);
+        assert_eq!(t.stats.lazy_rearms, 2);
+        assert_eq!(t.expire(Time::from_secs(400), 10, &mut out), 1);
+        assert_eq!(out[0].key, key);
+        assert_eq!(t.expire(Time::from_millis(599_900), 10, &mut out), 0);
+        assert_eq!(t.expire(Time::from_secs(600), 10, &mut out), 1);
         assert!(t.is_empty());
     }
 

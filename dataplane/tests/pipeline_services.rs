@@ -229,6 +229,49 @@ fn timeouts_expire_connections() {
 }
 
 #[test]
+fn reload_applies_timeouts_and_full_policy_to_held_connections() {
+    let mut cfg = config(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    // Room for two NAT connections (two entries each).
+    cfg.conn4.capacity = 4;
+    let mut h = Harness::new(cfg);
+    h.learn_neighbors();
+    let udp = |h: &mut Harness, i: u16| {
+        let (tx, _) = h.rx(0, &client_pkt(client(i), 1000, a4(VIP4), 53, L4::Udp));
+        forwarded_to(&tx);
+    };
+    // Client 0 at 1 s, client 1 at 101 s: UDP, 300 s.
+    udp(&mut h, 0);
+    h.poll_after(100_000);
+    udp(&mut h, 1);
+    // Full, with the `drop` policy: client 2 is refused.
+    let (tx, _) = h.rx(0, &client_pkt(client(2), 1000, a4(VIP4), 53, L4::Udp));
+    nothing(&tx);
+    assert_eq!(h.counters().drop_conn_full, 1);
+    // At 101 s a reload shortens UDP to 60 s and evicts when full.
+    let mut cfg = (*h.p.config()).as_ref().clone();
+    cfg.conn4.timeouts.udp = std::time::Duration::from_secs(60);
+    cfg.conn4.full_policy = FullPolicy::EvictOldest;
+    h.p.set_config(Arc::new(cfg));
+    // Client 0, idle for 100 s, is past the new timeout: it goes at once.
+    h.poll_after(200);
+    assert_eq!(h.p.connection_count(), 1);
+    assert_eq!(h.counters().conn_closed, 1);
+    // Client 1 goes 60 s after its last packet, not 300 s.
+    let expiry = h.p.connections().next().unwrap().expires;
+    assert_eq!(expiry, Time::from_secs(161));
+    h.poll_after(59_000);
+    assert_eq!(h.p.connection_count(), 1);
+    h.poll_after(1_000);
+    assert_eq!(h.p.connection_count(), 0);
+    // The new policy: a third connection evicts the oldest.
+    for i in 3..6 {
+        udp(&mut h, i);
+    }
+    assert_eq!(h.counters().conn4.evictions, 1);
+    assert_eq!(h.p.connection_count(), 2);
+}
+
+#[test]
 fn midstream_pickup_for_consistent_hashing_only() {
     let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::Maglev));
     // An ACK without a connection opens one (another node's flow, or after

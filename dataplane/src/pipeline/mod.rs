@@ -1124,6 +1124,11 @@ impl<F: Frame> Pipeline<F> {
     /// connections whose service, server or local address is gone are
     /// closed and counted. If the new ports or routes are unusable the old
     /// ones stay (counted in `control_rejected`) and only the services change.
+    /// The tables keep the sizes, timer ticks and hash seeds they were built
+    /// with; the connection tables take the new timeouts, for the
+    /// connections they hold too
+    /// ([`ConnTable::set_timeouts`](crate::conn::ConnTable::set_timeouts)), and the new
+    /// full-table policies.
     pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
         match build_ports(&cfg, &self.worker) {
             Ok((ports, addrs, fib)) => {
@@ -1144,6 +1149,10 @@ impl<F: Frame> Pipeline<F> {
             }
         }
         self.classify_opts.verify_ipv4_checksum = cfg.verify_ipv4_checksum;
+        self.conn4.set_timeouts(cfg.conn4.timeouts);
+        self.conn6.set_timeouts(cfg.conn6.timeouts);
+        self.conn4.set_full_policy(cfg.conn4.full_policy);
+        self.conn6.set_full_policy(cfg.conn6.full_policy);
         let services = cfg.services.clone();
         self.cfg = cfg;
         self.adopt_services(services);

@@ -737,6 +737,17 @@ mod tests {
         ControlPlane::new(profile, macs, cfg, Vec::new(), Vec::new(), Vec::new())
     }
 
+    /// Every table of every start gets a hash seed of its own.
+    #[test]
+    fn tables_get_random_hash_seeds() {
+        let (profile, macs) = lab();
+        let seeds = |c: PipelineConfig| [c.conn4.hash_seed, c.conn6.hash_seed, c.sticky.hash_seed];
+        let a = seeds(pipeline_config(&profile, &macs).unwrap());
+        let b = seeds(pipeline_config(&profile, &macs).unwrap());
+        let all: std::collections::HashSet<u64> = a.into_iter().chain(b).collect();
+        assert_eq!(all.len(), 6, "{a:x?} {b:x?}");
+    }
+
     fn learned(service: u16) -> Event {
         Event::Sticky(StickyEvent::Learned {
             service,

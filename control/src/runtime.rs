@@ -372,8 +372,21 @@ impl Appliance {
     }
 }
 
+/// A random hash seed for a connection or sticky table, so that clients
+/// cannot aim their flows at one bucket. (If the kernel cannot give one,
+/// which it always can on Linux 3.17 and later, the clock is used.)
+fn hash_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|e| {
+        log::warn!("no random hash seed ({e}): using the clock");
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x7461_636b, |d| d.as_nanos() as u64)
+    })
+}
+
 /// The pipeline's view of a profile, with the ports' MAC addresses.
-/// Errors name the profile field at fault.
+/// Errors name the profile field at fault. The tables get random hash
+/// seeds (used when a pipeline is built; a reload keeps the old ones).
 pub fn pipeline_config(
     profile: &Profile,
     macs: &[[u8; 6]],
@@ -408,9 +421,11 @@ pub fn pipeline_config(
         table.capacity = capacity;
         table.timeouts = timeouts;
         table.full_policy = t.when_full.into();
+        table.hash_seed = hash_seed();
     }
     cfg.sticky = StickyConfig {
         capacity: t.sticky,
+        hash_seed: hash_seed(),
         ..cfg.sticky
     };
     cfg.neigh.capacity = t.neighbours;

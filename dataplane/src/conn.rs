@@ -562,8 +562,8 @@ pub struct ConnTableConfig {
     pub full_policy: FullPolicy,
     /// Timer wheel tick (expiry precision), default 100 ms.
     pub tick: Duration,
-    /// Hash seed (the runtime should pick a random one per table, so that
-    /// clients cannot aim collisions; tests fix it).
+    /// Hash seed. `tack` picks a random one per table at start, so that
+    /// clients cannot aim collisions; tests and benchmarks fix it.
     pub hash_seed: u64,
 }
 

@@ -250,7 +250,8 @@ pub struct StickyConfig {
     pub full_policy: StickyFullPolicy,
     /// Timer wheel tick (expiry precision), default 1 s.
     pub tick: Duration,
-    /// Hash seed of the table (not of the choice, which is seeded by the service).
+    /// Hash seed of the table (not of the choice, which is seeded by the
+    /// service). `tack` picks a random one at start; tests fix it.
     pub hash_seed: u64,
     /// Maximum number of undrained events (further events are dropped and counted).
     pub outbox_capacity: usize,

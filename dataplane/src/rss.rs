@@ -257,6 +257,41 @@ impl Toeplitz {
     pub fn dport_term(&self, v6: bool, dport: u16) -> u32 {
         self.word(if v6 { 34 } else { 10 }, dport)
     }
+
+    /// Contribution of the source port of an L4 tuple of the given family.
+    #[inline(always)]
+    pub fn sport_term(&self, v6: bool, sport: u16) -> u32 {
+        self.word(if v6 { 32 } else { 8 }, sport)
+    }
+
+    /// Contribution of `addr` as the source (`dst` false) or destination
+    /// address of a tuple of its family. The hash is linear: an L4 tuple's
+    /// is the XOR of its two address terms and two port terms, so terms
+    /// that do not change can be computed once.
+    pub fn addr_term(&self, addr: IpAddr, dst: bool) -> u32 {
+        let mut h = 0;
+        let mut add = |pos: usize, bytes: &[u8]| {
+            for (table, &b) in self.tables[pos..].iter().zip(bytes) {
+                h ^= table[usize::from(b)];
+            }
+        };
+        match addr {
+            IpAddr::V4(a) => add(if dst { 4 } else { 0 }, &a.octets()),
+            IpAddr::V6(a) => add(if dst { 16 } else { 0 }, &a.octets()),
+        }
+        h
+    }
+
+    /// A full-NAT reply flow's hash with destination port 0:
+    /// `hash(reply) = this ^ dport_term(v6, port)`.
+    pub fn reply_base(&self, flow: &ReplyFlow) -> Result<u32, RssError> {
+        if flow.server_addr.is_ipv6() != flow.local_addr.is_ipv6() {
+            return Err(RssError::FamilyMismatch);
+        }
+        Ok(self.addr_term(flow.server_addr, false)
+            ^ self.addr_term(flow.local_addr, true)
+            ^ self.sport_term(flow.server_addr.is_ipv6(), flow.server_port))
+    }
 }
 
 /// A redirection table: `queue = reta[hash % size]`.
@@ -414,7 +449,23 @@ impl SnatPortPicker {
         flow: &ReplyFlow,
         range: RangeInclusive<u16>,
     ) -> Result<u16, RssError> {
-        self.walk(toeplitz, reta, flow, range)?
+        let base = toeplitz.reply_base(flow)?;
+        self.candidate_from(toeplitz, reta, base, flow.server_addr.is_ipv6(), range)
+    }
+
+    /// [`SnatPortPicker::candidate`] for the flow whose
+    /// [`Toeplitz::reply_base`] is `base` (of the IPv6 family if `v6`), for
+    /// callers that keep the terms of the addresses.
+    #[inline]
+    pub fn candidate_from(
+        &self,
+        toeplitz: &Toeplitz,
+        reta: &Reta,
+        base: u32,
+        v6: bool,
+        range: RangeInclusive<u16>,
+    ) -> Result<u16, RssError> {
+        self.walk_from(toeplitz, reta, base, v6, range)?
             .next()
             .ok_or(RssError::Exhausted)
     }
@@ -436,6 +487,20 @@ impl SnatPortPicker {
         flow: &ReplyFlow,
         range: RangeInclusive<u16>,
     ) -> Result<impl Iterator<Item = u16> + 'a, RssError> {
+        let base = toeplitz.reply_base(flow)?;
+        self.walk_from(toeplitz, reta, base, flow.server_addr.is_ipv6(), range)
+    }
+
+    /// [`SnatPortPicker::walk`] for the flow of reply base `base`.
+    #[inline(always)]
+    fn walk_from<'a>(
+        &self,
+        toeplitz: &'a Toeplitz,
+        reta: &'a Reta,
+        base: u32,
+        v6: bool,
+        range: RangeInclusive<u16>,
+    ) -> Result<impl Iterator<Item = u16> + 'a, RssError> {
         let (lo, hi) = (*range.start(), *range.end());
         if lo > hi {
             return Err(RssError::EmptyRange);
@@ -443,21 +508,14 @@ impl SnatPortPicker {
         if !reta.serves(self.queue) {
             return Err(RssError::Exhausted);
         }
-        let v6 = flow.server_addr.is_ipv6();
-        let base = match (flow.server_addr, flow.local_addr) {
-            (IpAddr::V4(s), IpAddr::V4(l)) => toeplitz.hash_v4_l4(s, l, flow.server_port, 0),
-            (IpAddr::V6(s), IpAddr::V6(l)) => toeplitz.hash_v6_l4(&s, &l, flow.server_port, 0),
-            _ => return Err(RssError::FamilyMismatch),
-        };
-        let span = u32::from(hi - lo) + 1;
         let start = if (lo..=hi).contains(&self.cursor) {
-            u32::from(self.cursor - lo)
+            self.cursor
         } else {
-            0
+            lo
         };
         let queue = self.queue;
-        Ok((0..span)
-            .map(move |i| lo + ((start + i) % span) as u16)
+        Ok((start..=hi)
+            .chain(lo..start)
             .filter(move |&port| reta.queue(base ^ toeplitz.dport_term(v6, port)) == queue))
     }
 }
@@ -604,6 +662,44 @@ mod tests {
             Reta::round_robin(128, 4).unwrap(),
             flow,
         )
+    }
+
+    /// The reply base and the port term make the whole hash, in both
+    /// families, and the address terms are the base's parts.
+    #[test]
+    fn reply_base_is_the_hash_without_the_port() {
+        let t = Toeplitz::new(&MS_RSS_KEY).unwrap();
+        let flows = [
+            ("66.9.149.187", "161.142.100.80", 2794u16),
+            ("2a02:6b8::11:11", "3ffe:2501:200:3::1", 1766),
+        ];
+        for (s, l, sport) in flows {
+            let flow = ReplyFlow {
+                server_addr: s.parse().unwrap(),
+                server_port: sport,
+                local_addr: l.parse().unwrap(),
+            };
+            let base = t.reply_base(&flow).unwrap();
+            let v6 = flow.server_addr.is_ipv6();
+            for dport in [0u16, 1, 1024, 40000, 65535] {
+                let whole = t
+                    .hash_flow(&flow.server_addr, &flow.local_addr, Some((sport, dport)))
+                    .unwrap();
+                assert_eq!(base ^ t.dport_term(v6, dport), whole, "{s} {l} {dport}");
+            }
+            assert_eq!(
+                base,
+                t.addr_term(flow.server_addr, false)
+                    ^ t.addr_term(flow.local_addr, true)
+                    ^ t.sport_term(v6, sport)
+            );
+        }
+        let mixed = ReplyFlow {
+            server_addr: "10.0.0.1".parse().unwrap(),
+            server_port: 80,
+            local_addr: "::1".parse().unwrap(),
+        };
+        assert_eq!(t.reply_base(&mixed), Err(RssError::FamilyMismatch));
     }
 
     #[test]

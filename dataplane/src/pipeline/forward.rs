@@ -364,23 +364,25 @@ impl<F: Frame> Pipeline<F> {
         let rt = self.svcs.get(usize::from(svc))?;
         let port = self.ports.get(usize::from(egress))?;
         let picker = self.pickers.get(usize::from(egress))?;
-        if rt.locals.is_empty() {
+        // The cursor is below the count unless a reload shrank the pool.
+        let n = rt.locals.len();
+        let i = match self.fnat_cursor {
+            c if c < n => c,
+            _ if n == 0 => return None,
+            c => c % n,
+        };
+        let la = *rt.locals.get(i)?;
+        let v6 = srv.addr.is_ipv6();
+        if la.is_ipv6() != v6 {
             return None;
         }
-        let i = self.fnat_cursor % rt.locals.len();
-        let la = *rt.locals.get(i)?;
-        let flow = ReplyFlow {
-            server_addr: srv.addr,
-            server_port,
-            local_addr: la,
-        };
+        // The reply hash's terms that do not depend on the port, two of
+        // them kept with the service (see `Toeplitz::reply_base`).
+        let t = &port.steer.toeplitz;
+        let local_term = *rt.local_rss_terms.get(usize::from(egress))?.get(i)?;
+        let base = srv.rss_term ^ local_term ^ t.sport_term(v6, server_port);
         let p = picker
-            .candidate(
-                &port.steer.toeplitz,
-                &port.steer.reta,
-                &flow,
-                rt.port_min..=rt.port_max,
-            )
+            .candidate_from(t, &port.steer.reta, base, v6, rt.port_min..=rt.port_max)
             .ok()?;
         Some((i as u16, la, p))
     }
@@ -394,7 +396,8 @@ impl<F: Frame> Pipeline<F> {
         if let Some(picker) = self.pickers.get_mut(usize::from(egress)) {
             picker.advance_past(lport, rt.port_min..=rt.port_max);
         }
-        self.fnat_cursor = (usize::from(i) + 1) % rt.locals.len().max(1);
+        let next = usize::from(i) + 1;
+        self.fnat_cursor = if next < rt.locals.len() { next } else { 0 };
     }
 
     /// Chooses a full-NAT local address and port: the port makes the reply

@@ -517,6 +517,9 @@ pub(crate) struct SrvRt {
     pub(crate) mtu: u16,
     /// MAC address of the egress port.
     pub(crate) src_mac: EthernetAddress,
+    /// The address's term in full-NAT reply hashes under the egress port's
+    /// RSS key ([`Toeplitz::addr_term`](crate::rss::Toeplitz::addr_term), as source).
+    pub(crate) rss_term: u32,
 }
 
 /// Per-service data derived from the snapshot and the routes.
@@ -528,6 +531,9 @@ pub(crate) struct SvcRt {
     pub(crate) persistent: bool,
     /// Full-NAT local addresses and port range.
     pub(crate) locals: Vec<IpAddr>,
+    /// Per port, the local addresses' terms in reply hashes under its RSS
+    /// key (as destination), by the index of `locals`.
+    pub(crate) local_rss_terms: Vec<Vec<u32>>,
     pub(crate) port_min: u16,
     pub(crate) port_max: u16,
     pub(crate) servers: Vec<SrvRt>,
@@ -1880,41 +1886,54 @@ fn fresh_counters(services: &Config) -> Vec<ServiceCounters> {
 fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> Vec<SvcRt> {
     services
         .services()
-        .map(|(_, s)| SvcRt {
-            mode: s.mode,
-            pickup: s.mode != ForwardMode::FullNat
-                && (s.persistence.is_some()
-                    || matches!(
-                        s.scheduler,
-                        SchedulerKind::SourceHash
-                            | SchedulerKind::Maglev
-                            | SchedulerKind::Rendezvous
-                    )),
-            persistent: s.persistence.is_some(),
-            locals: s
+        .map(|(_, s)| {
+            let locals = s
                 .local_pool
                 .as_ref()
                 .map(|p| p.addrs.clone())
-                .unwrap_or_default(),
-            port_min: s.local_pool.as_ref().map_or(1024, |p| p.port_min),
-            port_max: s.local_pool.as_ref().map_or(65535, |p| p.port_max),
-            servers: s
-                .servers
+                .unwrap_or_default();
+            let local_rss_terms = ports
                 .iter()
-                .map(|srv| {
-                    let route = fib.lookup(srv.addr);
-                    let egress = route.and_then(|(p, _)| ports.get(usize::from(p)));
-                    SrvRt {
-                        addr: srv.addr,
-                        port: srv.port,
-                        keeps: srv.state.keeps_clients(),
-                        route,
-                        nh_hint: u32::MAX,
-                        mtu: egress.map_or(0, |p| p.mtu),
-                        src_mac: egress.map_or(EthernetAddress::UNSPECIFIED, |p| p.mac),
-                    }
+                .map(|p| {
+                    let t = &p.steer.toeplitz;
+                    locals.iter().map(|&a| t.addr_term(a, true)).collect()
                 })
-                .collect(),
+                .collect();
+            SvcRt {
+                mode: s.mode,
+                pickup: s.mode != ForwardMode::FullNat
+                    && (s.persistence.is_some()
+                        || matches!(
+                            s.scheduler,
+                            SchedulerKind::SourceHash
+                                | SchedulerKind::Maglev
+                                | SchedulerKind::Rendezvous
+                        )),
+                persistent: s.persistence.is_some(),
+                locals,
+                local_rss_terms,
+                port_min: s.local_pool.as_ref().map_or(1024, |p| p.port_min),
+                port_max: s.local_pool.as_ref().map_or(65535, |p| p.port_max),
+                servers: s
+                    .servers
+                    .iter()
+                    .map(|srv| {
+                        let route = fib.lookup(srv.addr);
+                        let egress = route.and_then(|(p, _)| ports.get(usize::from(p)));
+                        SrvRt {
+                            addr: srv.addr,
+                            port: srv.port,
+                            keeps: srv.state.keeps_clients(),
+                            route,
+                            nh_hint: u32::MAX,
+                            mtu: egress.map_or(0, |p| p.mtu),
+                            src_mac: egress.map_or(EthernetAddress::UNSPECIFIED, |p| p.mac),
+                            rss_term: egress
+                                .map_or(0, |p| p.steer.toeplitz.addr_term(srv.addr, false)),
+                        }
+                    })
+                    .collect(),
+            }
         })
         .collect()
 }

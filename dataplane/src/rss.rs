@@ -193,8 +193,15 @@ impl Toeplitz {
     /// Hash up to 36 bytes of input (further bytes are ignored).
     #[inline]
     pub fn hash(&self, input: &[u8]) -> u32 {
+        self.term_at(0, input)
+    }
+
+    /// Contribution of `bytes` placed at byte `pos` of the input (nothing
+    /// past [`MAX_INPUT_LEN`]).
+    #[inline(always)]
+    fn term_at(&self, pos: usize, bytes: &[u8]) -> u32 {
         let mut h = 0;
-        for (table, &b) in self.tables.iter().zip(input) {
+        for (table, &b) in self.tables.iter().skip(pos).zip(bytes) {
             h ^= table[usize::from(b)];
         }
         h
@@ -269,17 +276,10 @@ impl Toeplitz {
     /// is the XOR of its two address terms and two port terms, so terms
     /// that do not change can be computed once.
     pub fn addr_term(&self, addr: IpAddr, dst: bool) -> u32 {
-        let mut h = 0;
-        let mut add = |pos: usize, bytes: &[u8]| {
-            for (table, &b) in self.tables[pos..].iter().zip(bytes) {
-                h ^= table[usize::from(b)];
-            }
-        };
         match addr {
-            IpAddr::V4(a) => add(if dst { 4 } else { 0 }, &a.octets()),
-            IpAddr::V6(a) => add(if dst { 16 } else { 0 }, &a.octets()),
+            IpAddr::V4(a) => self.term_at(if dst { 4 } else { 0 }, &a.octets()),
+            IpAddr::V6(a) => self.term_at(if dst { 16 } else { 0 }, &a.octets()),
         }
-        h
     }
 
     /// A full-NAT reply flow's hash with destination port 0:

@@ -449,8 +449,9 @@ impl SnatPortPicker {
         flow: &ReplyFlow,
         range: RangeInclusive<u16>,
     ) -> Result<u16, RssError> {
-        let base = toeplitz.reply_base(flow)?;
-        self.candidate_from(toeplitz, reta, base, flow.server_addr.is_ipv6(), range)
+        self.walk(toeplitz, reta, flow, range)?
+            .next()
+            .ok_or(RssError::Exhausted)
     }
 
     /// [`SnatPortPicker::candidate`] for the flow whose

@@ -151,6 +151,35 @@ impl<F: Frame> Pipeline<F> {
             self.counters.drop_no_service += 1;
             return;
         };
+        self.open_flow(frame, c, svc, proto, rx_port, out, alloc);
+    }
+
+    /// The service of a frame without a connection, if it is an unfragmented
+    /// TCP or UDP frame to one: then it may open a connection
+    /// ([`Pipeline::open_flow`]) without more ado.
+    #[inline]
+    pub(super) fn flow_service(&self, c: &Classified) -> Option<(ServiceIdx, Protocol)> {
+        if c.frag != FragStatus::NotFragment {
+            return None;
+        }
+        let proto = Protocol::from_ip_proto(c.protocol.0)?;
+        let svc = self.services.lookup(c.dst_addr, proto, c.dst_port)?;
+        Some((svc, proto))
+    }
+
+    /// A TCP/UDP frame without a connection to service `svc`: opens a
+    /// connection if it can.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open_flow<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        svc: ServiceIdx,
+        proto: Protocol,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
             self.counters.drop_no_service += 1;
             return;

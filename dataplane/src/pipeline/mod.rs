@@ -917,6 +917,11 @@ impl<F: Frame> Pipeline<F> {
         if c.l3 == L3Kind::Arp {
             return self.arp(frame, c, rx_port, out);
         }
+        // A new flow to a service, the common case here: its service is the
+        // one lookup (a service's VIP is always in the address map as a VIP).
+        if let Some((svc, proto)) = self.flow_service(c) {
+            return self.open_flow(frame, c, svc, proto, rx_port, out, alloc);
+        }
         let info = self.addrs.get(&c.dst_addr).copied();
         // Neighbour discovery is addressed to multicast groups as well as to us.
         if c.protocol == IpProtocol::ICMPV6 && (133..=137).contains(&c.icmp_type) {

@@ -1566,6 +1566,7 @@ impl<K: FlowKey> ConnTable<K> {
     /// [`ConnTable::insert`] with both keys already hashed by
     /// [`ConnTable::hash_key`] (or [`ConnTable::prefetch`]): the hashes a
     /// caller computed to prefetch the keys' buckets are not computed again.
+    #[inline]
     pub fn insert_hashed(
         &mut self,
         key: K,
@@ -1574,6 +1575,25 @@ impl<K: FlowKey> ConnTable<K> {
         new: NewConn,
         flags: TcpFlags,
         now: Time,
+    ) -> Result<Inserted<K>, InsertError> {
+        self.insert_hashed_guess(key, h, reply, new, flags, now, false)
+    }
+
+    /// [`ConnTable::insert_hashed`], where `reply_guessed` says that the
+    /// reply key is a guess (full NAT's likeliest free port, unchecked): a
+    /// taken reply key is then [`InsertError::ReplyExists`] as ever, but
+    /// not counted as a conflict (the caller picks another port), and the
+    /// insert's own check of the reply key is the only one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_hashed_guess(
+        &mut self,
+        key: K,
+        h: u64,
+        reply: Option<(K, u64)>,
+        new: NewConn,
+        flags: TcpFlags,
+        now: Time,
+        reply_guessed: bool,
     ) -> Result<Inserted<K>, InsertError> {
         debug_assert_eq!(h, self.hash_key(&key), "forward key hash");
         if let Some(existing) = self.resolve(h, &key) {
@@ -1587,7 +1607,7 @@ impl<K: FlowKey> ConnTable<K> {
                     return Err(InsertError::ReplyIsForward);
                 }
                 if self.contains(&r, rh) {
-                    self.stats.reply_conflicts += 1;
+                    self.stats.reply_conflicts += u64::from(!reply_guessed);
                     return Err(InsertError::ReplyExists);
                 }
                 rh

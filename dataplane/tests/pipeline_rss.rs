@@ -170,6 +170,10 @@ fn taken_port_is_skipped(client: IpAddr, vip: IpAddr, server: IpAddr, local: IpA
     }
     assert_eq!(b.counters().drop_fnat_no_port, 0);
     assert_eq!(b.counters().conn_created, 2);
+    // The taken guess is no conflict: nothing dropped, nothing counted.
+    let c = b.counters();
+    assert_eq!(c.drop_reply_conflict, 0);
+    assert_eq!((c.conn4.reply_conflicts, c.conn6.reply_conflicts), (0, 0));
     // Next time the walk goes on from the port handed out.
     let out = run(&mut b, 0, &client_pkt(client, 40001, vip, 443, SYN));
     let (_, after, _, _) = tuple(out.tx[1][0].bytes_ref());

@@ -587,6 +587,24 @@ fn hashed_insert_and_contains() {
         .map(|_| ()),
         Err(InsertError::ReplyExists)
     );
+    assert_eq!(t.stats.reply_conflicts, 1);
+    // So is a guessed one, without counting a conflict; the table is unchanged.
+    let len = t.len();
+    assert_eq!(
+        t.insert_hashed_guess(
+            k,
+            kh,
+            Some((r, t.hash_key(&r))),
+            nc(n + 1, true),
+            TcpFlags::SYN,
+            Time::ZERO,
+            true
+        )
+        .map(|_| ()),
+        Err(InsertError::ReplyExists)
+    );
+    assert_eq!((t.stats.reply_conflicts, t.len()), (1, len));
+    assert!(!t.contains(&k, kh));
     let h = t.lookup(&fwd(3)).unwrap();
     t.remove(&h).unwrap();
     for k in [fwd(3), reply(3)] {

@@ -84,7 +84,7 @@ impl<F: Frame> Pipeline<F> {
 
     /// Prefetches the bucket where `t` would be looked up or inserted, and
     /// returns `t`'s hash in the table of its family (for
-    /// [`Pipeline::conn_insert`] and [`Pipeline::conn_has`]).
+    /// [`Pipeline::conn_insert`]).
     #[inline]
     pub(crate) fn conn_prefetch(&self, t: &Tuple) -> u64 {
         match (t.key4(), t.key6()) {
@@ -92,12 +92,6 @@ impl<F: Frame> Pipeline<F> {
             (_, Some(k)) => self.conn6.prefetch(&k),
             _ => 0,
         }
-    }
-
-    /// Whether an entry has `t` (of hash `hash`) as its key.
-    #[inline]
-    pub(crate) fn conn_has(&self, t: &Tuple, hash: u64) -> bool {
-        tuple_taken(&self.conn4, &self.conn6, t, hash)
     }
 
     /// Looks a tuple up.
@@ -126,14 +120,19 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Creates a connection from forward tuple `fwd` and, for NAT and full
-    /// NAT, reply tuple `reply` with its hash ([`Pipeline::conn_prefetch`]). Connections evicted to make room for
-    /// it are closed (and what they held released) before this returns.
+    /// NAT, reply tuple `reply` with its hash ([`Pipeline::conn_prefetch`]);
+    /// `guessed`: the reply tuple is an unchecked guess, and its being taken
+    /// ([`InsertError::ReplyExists`]) is no conflict
+    /// ([`ConnTable::insert_hashed_guess`](crate::conn::ConnTable::insert_hashed_guess)).
+    /// Connections evicted to make room for it are closed (and what they
+    /// held released) before this returns.
     pub(crate) fn conn_insert(
         &mut self,
         fwd: &Tuple,
         reply: Option<(&Tuple, u64)>,
         new: NewConn,
         flags: u8,
+        guessed: bool,
     ) -> Result<(), InsertError> {
         let f = TcpFlags(flags);
         match (fwd.key4(), fwd.key6()) {
@@ -143,7 +142,9 @@ impl<F: Frame> Pipeline<F> {
                     None => None,
                 };
                 let h = self.conn4.hash_key(&k);
-                let ins = self.conn4.insert_hashed(k, h, r, new, f, self.now)?;
+                let ins = self
+                    .conn4
+                    .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
                 for c in ins.evicted.iter().flatten() {
                     self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
                 }
@@ -155,7 +156,9 @@ impl<F: Frame> Pipeline<F> {
                     None => None,
                 };
                 let h = self.conn6.hash_key(&k);
-                let ins = self.conn6.insert_hashed(k, h, r, new, f, self.now)?;
+                let ins = self
+                    .conn6
+                    .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
                 for c in ins.evicted.iter().flatten() {
                     self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
                 }

@@ -245,7 +245,7 @@ impl<F: Frame> Pipeline<F> {
         // check's cache miss is not waited for on its own.
         let mut guessed = false;
         let mut local = None;
-        let mut reply = match mode {
+        let reply = match mode {
             ForwardMode::Nat => Some(Tuple {
                 src: srv.addr,
                 dst: c.src_addr,
@@ -279,7 +279,7 @@ impl<F: Frame> Pipeline<F> {
         };
         // The reply entry's bucket is where the insert misses the cache:
         // its key is known only now. Fetch it while the plan is made.
-        let mut reply_hash = match &reply {
+        let reply_hash = match &reply {
             Some(r) => self.conn_prefetch(r),
             None => 0,
         };
@@ -295,36 +295,53 @@ impl<F: Frame> Pipeline<F> {
             };
             self.plan_original4(c4, svc, server, local4, c.dst_port)
         });
-        if guessed && let (Some((i, _, lport)), Some(r)) = (local, reply) {
-            if self.conn_has(&r, reply_hash) {
-                // The guess is taken: search on (the walk skips it).
-                let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0) else {
-                    self.release_sticky(tracked, svc, c.src_addr);
-                    self.counters.drop_fnat_no_port += 1;
-                    return;
-                };
-                local = Some((idx, la, lport));
-                // The plan was for the guess: this frame takes the slow path.
-                plan = None;
-                let r = Tuple {
-                    dst: la,
-                    dport: lport,
-                    ..r
-                };
-                reply_hash = self.conn_prefetch(&r);
-                reply = Some(r);
-            } else {
-                self.fnat_taken(&srv, i, lport, svc);
-            }
-        }
-        let new = NewConn {
+        let mut new = NewConn {
             service: svc,
             server,
             local: local.map(|(i, _, p)| (i, p)),
             user_flags: if tracked { FLAG_STICKY } else { 0 },
         };
-        let reply = reply.as_ref().map(|r| (r, reply_hash));
-        match self.conn_insert(&orig, reply, new, c.tcp_flags.0) {
+        // A full-NAT guess is checked by the insert itself.
+        let mut inserted = self.conn_insert(
+            &orig,
+            reply.as_ref().map(|r| (r, reply_hash)),
+            new,
+            c.tcp_flags.0,
+            guessed,
+        );
+        if let (true, Some((i, _, lport))) = (guessed, local) {
+            match inserted {
+                Ok(()) => self.fnat_taken(&srv, i, lport, svc),
+                Err(InsertError::ReplyExists) => {
+                    // The guess is taken: search on (the walk skips it).
+                    let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0)
+                    else {
+                        self.release_sticky(tracked, svc, c.src_addr);
+                        self.counters.drop_fnat_no_port += 1;
+                        return;
+                    };
+                    local = Some((idx, la, lport));
+                    new.local = Some((idx, lport));
+                    // The plan was for the guess: this frame takes the slow path.
+                    plan = None;
+                    let r = reply.map(|r| Tuple {
+                        dst: la,
+                        dport: lport,
+                        ..r
+                    });
+                    let rh = r.as_ref().map_or(0, |r| self.conn_prefetch(r));
+                    inserted = self.conn_insert(
+                        &orig,
+                        r.as_ref().map(|r| (r, rh)),
+                        new,
+                        c.tcp_flags.0,
+                        false,
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        match inserted {
             Ok(()) => {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;

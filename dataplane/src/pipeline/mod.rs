@@ -1439,7 +1439,7 @@ impl<F: Frame> Pipeline<F> {
         };
         // An ACK: the connection starts established.
         let reply = reply.as_ref().map(|r| (r, self.conn_prefetch(r)));
-        match self.conn_insert(&orig, reply, new, 0x10) {
+        match self.conn_insert(&orig, reply, new, 0x10, false) {
             Ok(()) => {
                 self.sched.conn_opened(svc, spec.server);
                 self.counters.conn_created += 1;

@@ -193,7 +193,14 @@ fn icmp_errors_translated_nat() {
         1,
         fixture!("nat6_err_cli_out"),
     );
-    assert_eq!(h.counters().icmp_errors_translated, 3);
+    check(
+        &mut h,
+        1,
+        fixture!("nat6_err_srv"),
+        0,
+        fixture!("nat6_err_srv_out"),
+    );
+    assert_eq!(h.counters().icmp_errors_translated, 4);
 }
 
 #[test]
@@ -221,6 +228,38 @@ fn icmp_errors_translated_full_nat_and_dsr() {
         fixture!("dsr4_err_cli"),
         1,
         fixture!("dsr4_err_cli_out"),
+    );
+    assert_eq!(h.counters().icmp_errors_translated, 2);
+    assert_eq!(h.counters().icmp_errors_to_server, 1);
+}
+
+/// The IPv6 counterparts, on a pipeline of their own (the full-NAT port
+/// cursor is per egress port, so an earlier IPv4 flow would move it).
+#[test]
+fn icmpv6_errors_translated_full_nat_and_dsr() {
+    let mut h = fwd();
+    h.rx(0, fixture!("fnat6_syn"));
+    check(
+        &mut h,
+        1,
+        fixture!("fnat6_err_srv"),
+        0,
+        fixture!("fnat6_err_srv_out"),
+    );
+    check(
+        &mut h,
+        0,
+        fixture!("fnat6_err_cli"),
+        1,
+        fixture!("fnat6_err_cli_out"),
+    );
+    h.rx(0, fixture!("dsr6_syn"));
+    check(
+        &mut h,
+        0,
+        fixture!("dsr6_err_cli"),
+        1,
+        fixture!("dsr6_err_cli_out"),
     );
     assert_eq!(h.counters().icmp_errors_translated, 2);
     assert_eq!(h.counters().icmp_errors_to_server, 1);

@@ -294,6 +294,34 @@ e = Ether(src=R_MAC, dst=L0_MAC) / IPv6(src=ROUTER6, dst=VIP6, hlim=64) / ICMPv6
 put("nat6_err_cli", e)
 q = IPv6(bytes(rep6[IPv6])); q.src = SERVER6; del q[TCP].chksum
 put("nat6_err_cli_out", Ether(src=L1_MAC, dst=S_MAC) / IPv6(src=ROUTER6, dst=SERVER6, hlim=63) / ICMPv6PacketTooBig(mtu=1280) / bytes(q))
+# ICMPv6 errors from the server side and about full NAT and DSR flows (the
+# IPv6 counterparts of the IPv4 ones above; ICMPv6 quotes the whole packet).
+# NAT, server side: address unreachable about our forwarded SYN, to the client.
+fwd6 = Ether(bytes(routed(syn6(443), L1_MAC, S_MAC, dst=SERVER6)))
+e = Ether(src=S2_MAC, dst=L1_MAC) / IPv6(src="fd00:1::99", dst=CLIENT6, hlim=64) / ICMPv6DestUnreach(code=3) / bytes(fwd6[IPv6])
+put("nat6_err_srv", e)
+q = IPv6(bytes(fwd6[IPv6])); q.dst = VIP6; del q[TCP].chksum
+put("nat6_err_srv_out", Ether(src=L0_MAC, dst=C_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=63) / ICMPv6DestUnreach(code=3) / bytes(q))
+# Full NAT, server side: quote LOCAL6:1024 -> SERVER6:8443 becomes CLIENT6:40000 -> VIP6:8443.
+fwd6f = Ether(bytes(l4(routed(syn6(8443), L1_MAC, S_MAC, src=LOCAL6, dst=SERVER6), sport=1024)))
+e = Ether(src=S2_MAC, dst=L1_MAC) / IPv6(src="fd00:1::99", dst=LOCAL6, hlim=64) / ICMPv6DestUnreach(code=3) / bytes(fwd6f[IPv6])
+put("fnat6_err_srv", e)
+q = IPv6(bytes(fwd6f[IPv6])); q.src = CLIENT6; q.dst = VIP6; q[TCP].sport = 40000; del q[TCP].chksum
+put("fnat6_err_srv_out", Ether(src=L0_MAC, dst=C_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=63) / ICMPv6DestUnreach(code=3) / bytes(q))
+# Full NAT, client side: packet too big about VIP6:8443 -> CLIENT6:40000, to the
+# server as SERVER6:8443 -> LOCAL6:1024, outer LOCAL6 -> SERVER6.
+rep6f = Ether(bytes(l4(routed(synack6(SERVER6, 8443, LOCAL6, 1024), L0_MAC, C_MAC, src=VIP6, dst=CLIENT6), dport=40000)))
+e = Ether(src=R_MAC, dst=L0_MAC) / IPv6(src=ROUTER6, dst=VIP6, hlim=64) / ICMPv6PacketTooBig(mtu=1280) / bytes(rep6f[IPv6])
+put("fnat6_err_cli", e)
+q = IPv6(bytes(rep6f[IPv6])); q.src = SERVER6; q.dst = LOCAL6; q[TCP].dport = 1024; del q[TCP].chksum
+put("fnat6_err_cli_out", Ether(src=L1_MAC, dst=S_MAC) / IPv6(src=LOCAL6, dst=SERVER6, hlim=63) / ICMPv6PacketTooBig(mtu=1280) / bytes(q))
+# DSR, client side: packet too big about the server's reply (VIP6:22 -> client)
+# goes to the server unchanged, by MAC.
+rep6d = IPv6(src=VIP6, dst=CLIENT6, hlim=64) / TCP(sport=22, dport=40000, flags="SA")
+e = Ether(src=R_MAC, dst=L0_MAC) / IPv6(src=ROUTER6, dst=VIP6, hlim=64) / ICMPv6PacketTooBig(mtu=1280) / bytes(rep6d)
+put("dsr6_err_cli", e)
+d = e.copy(); d[Ether].src = L1_MAC; d[Ether].dst = S_MAC
+put("dsr6_err_cli_out", d)
 # Hop limit 1 on IPv6: time exceeded from the VIP.
 s6 = syn6(443, sport=40009); s6[IPv6].hlim = 1; put("hlim1_syn", s6)
 put("hlim1_icmp", Ether(src=L0_MAC, dst=C_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=64) / ICMPv6TimeExceeded(code=0) / bytes(s6[IPv6]))

@@ -33,7 +33,7 @@ EVENTS = rec(3, b"")
 # Which port each fixture arrives on.
 port1 = ("arp_rep_server", "arp_rep_server2", "na_server6", "nat4_synack", "nat4p_synack",
          "nat4u_r", "fnat4_synack", "nat6_synack", "fnat6_synack", "nat4_err_srv",
-         "fnat4_err_srv", "echo4_padded")
+         "fnat4_err_srv", "nat6_err_srv", "fnat6_err_srv", "echo4_padded")
 scripts = []
 for f in sorted(os.listdir(HERE)):
     if not f.endswith(".bin"):
@@ -48,7 +48,9 @@ convs = [
     [(0, "nat4_syn"), (1, "arp_rep_server"), (1, "nat4_synack"), (0, "arp_rep_client"), (0, "nat4_data")],
     [(1, "arp_rep_server"), (0, "arp_rep_router"), (0, "fnat4_syn"), (1, "fnat4_synack"), (1, "fnat4_err_srv"), (0, "fnat4_err_cli")],
     [(1, "arp_rep_server"), (0, "nat4_syn"), (1, "nat4_err_srv"), (0, "nat4_err_cli")],
-    [(1, "na_server6"), (0, "nat6_syn"), (1, "nat6_synack"), (0, "nat6_err_cli")],
+    [(1, "na_server6"), (0, "nat6_syn"), (1, "nat6_synack"), (0, "nat6_err_cli"), (1, "nat6_err_srv")],
+    [(1, "na_server6"), (0, "fnat6_syn"), (1, "fnat6_synack"), (1, "fnat6_err_srv"), (0, "fnat6_err_cli")],
+    [(1, "na_server6"), (0, "dsr6_syn"), (0, "dsr6_err_cli")],
     [(1, "arp_rep_server"), (0, "tun4_syn"), (0, "tun4_big"), (0, "tun46_syn")],
     [(1, "arp_rep_server"), (0, "dsr4_syn"), (0, "dsr4_err_cli")],
     [(0, "ttl1_syn"), (0, "hlim1_syn"), (0, "arp_req_vip"), (0, "ns_vip")],

@@ -51,8 +51,8 @@ use tack_bench::{
 };
 use tack_dataplane::model::{Config, ForwardMode};
 use tack_dataplane::pipeline::{ControlMsg, Output};
-use tack_dataplane::sched::Backend;
-use tack_dataplane::sched::maglev::Maglev;
+use tack_dataplane::balance::Backend;
+use tack_dataplane::balance::maglev::Maglev;
 use tack_dataplane::sticky::{StickyConfig, StickyTable};
 use tack_dataplane::{Frame, Time};
 
@@ -406,7 +406,7 @@ fn maglev(c: &mut Criterion) {
             .map(|i| Backend {
                 index: i as u16,
                 weight: 1 + (i % 4) as u16,
-                ident: tack_dataplane::sched::hash::server_ident(server(i), None),
+                ident: tack_dataplane::hash::server_ident(server(i), None),
             })
             .collect();
         let name = format!("Maglev build, {n} servers, table {size}");

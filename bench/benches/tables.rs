@@ -30,8 +30,10 @@ use tack_dataplane::conn::{
 use tack_dataplane::model::{
     ClientKeyRule, Config, Persistence, Protocol, RealServer, SchedulerKind, Service,
 };
-use tack_dataplane::sched::maglev::Maglev;
-use tack_dataplane::sched::{Backend, PickKey, SchedState, hash};
+use tack_dataplane::balance::maglev::Maglev;
+use tack_dataplane::balance::Backend;
+use tack_dataplane::hash;
+use tack_dataplane::sched::{PickKey, SchedState};
 use tack_dataplane::sticky::{StickyConfig, StickyTable};
 
 /// A bijective scramble of `i` so keys are spread over the address space.

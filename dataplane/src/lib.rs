@@ -5,8 +5,12 @@
 //! current [`Time`] into a pipeline per worker core.
 #![forbid(unsafe_code)]
 
+pub mod addr;
+pub mod balance;
 pub mod conn;
 pub mod frame;
+pub mod hash;
+pub mod ids;
 pub mod model;
 pub mod pipeline;
 pub mod rss;

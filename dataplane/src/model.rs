@@ -26,14 +26,13 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::sched::maglev::{self, Maglev, MaglevError};
-use crate::sched::rr::{self, SmoothWrr};
-use crate::sched::{Backend, hash};
+use crate::addr::mask_v4;
+use crate::balance::Backend;
+use crate::balance::maglev::{self, Maglev, MaglevError};
+use crate::balance::rr::{self, SmoothWrr};
+use crate::hash;
 
-/// Index of a service in a [`Config`] snapshot.
-pub type ServiceIdx = u16;
-/// Index of a real server in its service's pool.
-pub type ServerIdx = u16;
+pub use crate::ids::{ServerIdx, ServiceIdx};
 
 /// Largest number of services in one snapshot (`u16::MAX` is reserved as "none").
 pub const MAX_SERVICES: usize = u16::MAX as usize;
@@ -613,7 +612,7 @@ pub struct ServiceEntry {
 impl ServiceEntry {
     fn compile(spec: Service) -> Result<ServiceEntry, MaglevError> {
         let ident = spec.ident();
-        let seed = hash::service_seed(spec.vip, spec.protocol, spec.port);
+        let seed = hash::service_seed(spec.vip, spec.protocol.ip_proto(), spec.port);
         let idents: Vec<u64> = spec
             .servers
             .iter()
@@ -927,30 +926,6 @@ pub const fn natural_class(addr: Ipv4Addr) -> NaturalClass {
     } else {
         NaturalClass::E
     }
-}
-
-/// `addr` masked to `prefix` bits (`prefix` ≥ 32 keeps it whole).
-pub fn mask_v4(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let m = if prefix == 0 {
-        0
-    } else {
-        u32::MAX
-            .checked_shl(32 - u32::from(prefix.min(32)))
-            .unwrap_or(0)
-    };
-    Ipv4Addr::from(u32::from(addr) & m)
-}
-
-/// `addr` masked to `prefix` bits (`prefix` ≥ 128 keeps it whole).
-pub fn mask_v6(addr: std::net::Ipv6Addr, prefix: u8) -> std::net::Ipv6Addr {
-    let m = if prefix == 0 {
-        0
-    } else {
-        u128::MAX
-            .checked_shl(128 - u32::from(prefix.min(128)))
-            .unwrap_or(0)
-    };
-    std::net::Ipv6Addr::from(u128::from(addr) & m)
 }
 
 /// Old-index → new-index correspondence between two snapshots, by identity.
@@ -1429,12 +1404,6 @@ mod tests {
         assert_eq!(natural_class(Ipv4Addr::new(198, 18, 5, 1)), NaturalClass::C);
         assert_eq!(natural_class(Ipv4Addr::new(224, 0, 0, 1)), NaturalClass::D);
         assert_eq!(natural_class(Ipv4Addr::new(250, 0, 0, 1)), NaturalClass::E);
-        assert_eq!(
-            mask_v4(Ipv4Addr::new(172, 16, 200, 9), 16),
-            Ipv4Addr::new(172, 16, 0, 0)
-        );
-        assert_eq!(mask_v4(Ipv4Addr::new(1, 2, 3, 4), 0), Ipv4Addr::UNSPECIFIED);
-        assert_eq!(mask_v6(Ipv6Addr::LOCALHOST, 64), Ipv6Addr::UNSPECIFIED);
     }
 
     #[test]

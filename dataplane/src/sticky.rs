@@ -59,11 +59,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::HashTable;
 use thiserror::Error;
 
+use crate::addr::{mask_v4, mask_v6};
+use crate::balance::hrw;
+use crate::hash;
 use crate::model::{
     ClientKeyRule, Config, ReloadMap, ServerIdx, ServerState, ServiceEntry, ServiceIdx, ServiceMap,
-    mask_v4, mask_v6, natural_class,
+    natural_class,
 };
-use crate::sched::{hash, hrw};
 use crate::time::Time;
 use crate::timer::{TimerError, TimerWheel, id_stack};
 

@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use tack_dataplane::balance::maglev::Maglev;
+use tack_dataplane::balance::{Backend, hrw};
+use tack_dataplane::hash;
 use tack_dataplane::model::{Config, Protocol, RealServer, SchedulerKind, ServerState, Service};
-use tack_dataplane::sched::maglev::Maglev;
-use tack_dataplane::sched::{Backend, PickKey, SchedState, hash, hrw};
+use tack_dataplane::sched::{PickKey, SchedState};
 
 fn service(kind: SchedulerKind, weights: &[u16]) -> Service {
     let mut s = Service::new(

@@ -101,8 +101,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::HashTable;
 use thiserror::Error;
 
+use crate::hash::bytes_hash;
 use crate::model::{ReloadMap, ServerIdx, ServiceIdx};
-use crate::sched::hash::bytes_hash;
 use crate::time::Time;
 use crate::timer::{TimerError, TimerWheel, id_stack};
 

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::flow::{Tuple, tuple_free};
+use super::flow::{Fwd, Tuple, tuple_free};
 use super::icmp::ErrorKind;
 use super::{FLAG_STICKY, Output, Pipeline, SrvRt};
 use crate::conn::{Handle, InsertError, NewConn};
@@ -35,17 +35,6 @@ use crate::wire::tcp::TcpPacket;
 use crate::wire::{
     Classified, FlowRewrite, FragStatus, IpProtocol, Ipv4L4, L3Kind, TcpFlags, tunnel,
 };
-
-/// A connection as the forwarding code needs it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fwd {
-    pub(crate) svc: ServiceIdx,
-    pub(crate) server: ServerIdx,
-    /// Client → VIP tuple.
-    pub(crate) orig: Tuple,
-    /// Full-NAT local address and port.
-    pub(crate) local: Option<(IpAddr, u16)>,
-}
 
 impl<F: Frame> Pipeline<F> {
     /// The server's port for a connection whose client sent to `vport`.

@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use super::forward::Fwd;
+use super::flow::Fwd;
 use super::{AddrInfo, Output, Pipeline};
 use crate::frame::{Frame, FrameAlloc};
 use crate::model::ForwardMode;

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{PortRt, Route, Steer};
+use crate::addr::{mask32, mask128};
 use crate::wire::{Classified, EmbeddedFlow, FragStatus, IpProtocol, L3Kind};
 
 /// Whether `a` and `b` share the first `len` bits.
@@ -16,22 +17,6 @@ pub(crate) fn same_net_v4(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
 pub(crate) fn same_net_v6(a: &Ipv6Addr, b: &Ipv6Addr, len: u8) -> bool {
     let m = mask128(len);
     u128::from(*a) & m == u128::from(*b) & m
-}
-
-fn mask32(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn mask128(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    }
 }
 
 #[derive(Debug, Clone, Copy)]

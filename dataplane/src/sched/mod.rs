@@ -2,14 +2,8 @@
 //! (no connection entry, no sticky binding). Established flows never come
 //! here; they follow their connection entry.
 //!
-//! Algorithms (each usable on its own over a slice of [`Backend`]s):
-//! - [`rr::RoundRobin`] and [`rr::SmoothWrr`] (nginx's smooth weighted round
-//!   robin; the snapshot precomputes its whole cycle, one entry per unit of
-//!   weight up to [`rr::MAX_CYCLE`], so a pick is one array read);
-//! - [`lc::pick`]: least connections and weighted least connections;
-//! - [`source_hash`]: hash of the source address over the weighted servers;
-//! - [`maglev::Maglev`]: Maglev consistent hashing (table built per snapshot);
-//! - [`hrw::pick`]: weighted rendezvous hashing.
+//! The algorithms are in [`crate::balance`], each usable on its own over a
+//! slice of [`Backend`](crate::balance::Backend)s.
 //!
 //! [`SchedState`] is one core's scheduling state for a whole [`Config`]
 //! (round-robin cursors, smooth-WRR cycle positions or current weights,
@@ -35,48 +29,11 @@
 //! rendezvous hash (see [`crate::sticky`]), which ignores load so that two
 //! cores agree without talking.
 
-pub mod hash;
-pub mod hrw;
-pub mod lc;
-pub mod maglev;
-pub mod rr;
-
 use std::net::IpAddr;
 
+use crate::balance::{hrw, lc, rr, source_hash};
+use crate::hash;
 use crate::model::{Config, ReloadMap, SchedulerKind, ServerIdx, ServiceIdx};
-
-/// An eligible server as the schedulers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Backend {
-    /// Index of the server in its pool.
-    pub index: ServerIdx,
-    /// Weight (> 0 for eligible servers).
-    pub weight: u16,
-    /// Identity hash of the server (address and port), stable across reloads.
-    pub ident: u64,
-}
-
-/// Backends `0..weights.len()` with the given weights (identity = index),
-/// for the schedulers' unit tests.
-#[cfg(test)]
-pub(crate) fn test_backends(weights: &[u16]) -> Vec<Backend> {
-    test_backends_by(weights, |i| i as u64)
-}
-
-/// Backends `0..weights.len()` with the given weights and identities
-/// `ident(index)`, for the schedulers' unit tests.
-#[cfg(test)]
-pub(crate) fn test_backends_by(weights: &[u16], ident: impl Fn(usize) -> u64) -> Vec<Backend> {
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| Backend {
-            index: i as u16,
-            weight: w,
-            ident: ident(i),
-        })
-        .collect()
-}
 
 /// What a scheduler may look at in a new client's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,20 +44,6 @@ pub struct PickKey {
     pub src_port: u16,
     /// Destination port (the VIP's port).
     pub dst_port: u16,
-}
-
-/// Source hashing: `hash % total weight` located in the running sums of the
-/// eligible servers' weights (`cum[i]` = weight of backends `0..=i`). A server
-/// gets a share of sources proportional to its weight; the mapping is not
-/// consistent (use Maglev or rendezvous for that).
-pub fn source_hash(backends: &[Backend], cum: &[u64], hash: u64) -> Option<u16> {
-    let total = *cum.last()?;
-    if total == 0 || cum.len() != backends.len() {
-        return None;
-    }
-    let point = hash % total;
-    let i = cum.partition_point(|&c| c <= point);
-    backends.get(i).map(|b| b.index)
 }
 
 /// Counters of one core's schedulers.
@@ -304,32 +247,5 @@ impl SchedState {
             .and_then(|s| s.conns.get(server as usize))
             .copied()
             .unwrap_or(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_hash_by_weight() {
-        let b = [
-            Backend {
-                index: 3,
-                weight: 1,
-                ident: 0,
-            },
-            Backend {
-                index: 7,
-                weight: 3,
-                ident: 1,
-            },
-        ];
-        let cum = [1, 4];
-        assert_eq!(source_hash(&b, &cum, 0), Some(3));
-        assert_eq!(source_hash(&b, &cum, 1), Some(7));
-        assert_eq!(source_hash(&b, &cum, 3), Some(7));
-        assert_eq!(source_hash(&b, &cum, 4), Some(3));
-        assert_eq!(source_hash(&[], &[], 4), None);
     }
 }

@@ -8,10 +8,11 @@ use super::checksum;
 use super::classify::{
     ClassifyOptions, FragStatus, L3Kind, classify, classify_ipv4_l4, classify_with,
 };
+use super::embedded::EmbeddedFlow;
 use super::ethernet::{EthernetFrame, EthernetRepr};
 use super::icmpv4::{Icmpv4Packet, Icmpv4Repr};
 use super::icmpv6::{Icmpv6Packet, Icmpv6Repr};
-use super::ip::{EmbeddedFlow, IpProtocol};
+use super::ip::IpProtocol;
 use super::ipv4::{Ipv4Packet, Ipv4Repr};
 use super::ipv6::{Ipv6Packet, Ipv6Repr};
 use super::ndisc::NdiscRepr;

@@ -2,7 +2,7 @@
 //! fragmentation needed, RFC 1191), time exceeded.
 
 use super::checksum;
-use super::ip::EmbeddedFlow;
+use super::embedded::EmbeddedFlow;
 use super::{Error, Result, rd8, rd16, wr_bytes, wr8, wr16};
 
 /// Length of the ICMP header (type, code, checksum, 4 bytes of rest-of-header).

@@ -5,7 +5,8 @@
 use core::net::{IpAddr, Ipv6Addr};
 
 use super::checksum;
-use super::ip::{EmbeddedFlow, IpProtocol};
+use super::embedded::EmbeddedFlow;
+use super::ip::IpProtocol;
 use super::ndisc::NdiscRepr;
 use super::{Error, Result, rd8, rd16, rd32, wr_bytes, wr8, wr16, wr32};
 

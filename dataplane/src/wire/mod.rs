@@ -26,6 +26,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod classify;
+pub mod embedded;
 mod error;
 pub mod ethernet;
 mod fuzz;
@@ -45,12 +46,13 @@ pub use classify::{
     Classified, ClassifyOptions, FragStatus, Ipv4L4, L3Kind, classify, classify_ipv4_l4,
     classify_with,
 };
+pub use embedded::EmbeddedFlow;
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
 pub use fuzz::fuzz_parse;
 pub use icmpv4::{Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Message, Icmpv6Packet, Icmpv6Repr};
-pub use ip::{EmbeddedFlow, IpProtocol};
+pub use ip::IpProtocol;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr, Ipv6Upper};
 pub use ndisc::{NdiscRepr, NdiscRouterFlags, NeighborFlags};

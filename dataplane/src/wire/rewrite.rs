@@ -17,7 +17,8 @@ use core::net::IpAddr;
 
 use super::checksum;
 use super::classify::{Classified, FragStatus, L3Kind};
-use super::ip::{EmbeddedFlow, IpProtocol};
+use super::embedded::EmbeddedFlow;
+use super::ip::IpProtocol;
 use super::{Error, Result, rd16};
 
 /// Which addresses and ports to replace; `None` keeps the field.

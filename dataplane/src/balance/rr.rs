@@ -113,7 +113,7 @@ impl SmoothWrr {
 mod tests {
     use super::*;
 
-    use crate::sched::test_backends as b;
+    use crate::balance::test_backends as b;
 
     #[test]
     fn nginx_sequence() {

@@ -13,8 +13,6 @@ use std::net::IpAddr;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::model::Protocol;
-
 /// Seed used to derive per-service seeds (an arbitrary constant; changing it
 /// moves every consistent-hash decision, so it never changes).
 const SERVICE_SEED: u64 = 0x7461_636b_5f73_7663; // "tack_svc"
@@ -40,15 +38,12 @@ fn hash_words(seed: u64, addr: IpAddr, extra: u128) -> u64 {
     xxh3_64_with_seed(&buf, seed)
 }
 
-/// Seed of a service, derived from its identity (VIP, protocol, port), so it is
+/// Seed of a service, derived from its identity (VIP, IP protocol number,
+/// port), so it is
 /// the same on every core and node and survives configuration reloads.
-pub fn service_seed(vip: IpAddr, protocol: Protocol, port: Option<u16>) -> u64 {
+pub fn service_seed(vip: IpAddr, ip_proto: u8, port: Option<u16>) -> u64 {
     let port = port.map_or(0, |p| u128::from(p) << 1 | 1);
-    hash_words(
-        SERVICE_SEED,
-        vip,
-        u128::from(protocol.ip_proto()) | port << 8,
-    )
+    hash_words(SERVICE_SEED, vip, u128::from(ip_proto) | port << 8)
 }
 
 /// Identity hash of a real server (address and optional port). Used by Maglev

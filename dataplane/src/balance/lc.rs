@@ -51,7 +51,7 @@ pub fn pick(backends: &[Backend], conns: &[u32], start: usize, weighted: bool) -
 mod tests {
     use super::*;
 
-    use crate::sched::test_backends as b;
+    use crate::balance::test_backends as b;
 
     #[test]
     fn least_and_weighted() {

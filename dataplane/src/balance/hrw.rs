@@ -13,7 +13,7 @@
 //! index, so scores survive reordering and reloads.
 
 use super::Backend;
-use super::hash::combine;
+use crate::hash::combine;
 
 /// The weighted-logarithmic score of a backend with `weight` for a combined
 /// 64-bit hash `h` of (key, backend). Zero for weight 0.

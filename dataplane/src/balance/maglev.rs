@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn backends(weights: &[u16]) -> Vec<Backend> {
-        crate::sched::test_backends_by(weights, |i| crate::sched::hash::combine(i as u64, 42))
+        crate::balance::test_backends_by(weights, |i| crate::hash::combine(i as u64, 42))
     }
 
     #[test]

@@ -31,6 +31,49 @@ pub fn mask_v6(addr: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(addr) & mask128(prefix))
 }
 
+/// An IPv4 address class by its leading bits (RFC 791 classful addressing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NaturalClass {
+    /// Leading bit 0 (0.0.0.0–127.255.255.255): network /8.
+    A,
+    /// Leading bits 10 (128.0.0.0–191.255.255.255): network /16.
+    B,
+    /// Leading bits 110 (192.0.0.0–223.255.255.255): network /24.
+    C,
+    /// Leading bits 1110 (224.0.0.0–239.255.255.255): multicast, never sticky.
+    D,
+    /// Leading bits 1111 (240.0.0.0–255.255.255.255): experimental, never sticky.
+    E,
+}
+
+impl NaturalClass {
+    /// The classful network prefix length (`None` for classes D and E).
+    pub const fn prefix(self) -> Option<u8> {
+        match self {
+            NaturalClass::A => Some(8),
+            NaturalClass::B => Some(16),
+            NaturalClass::C => Some(24),
+            NaturalClass::D | NaturalClass::E => None,
+        }
+    }
+}
+
+/// The natural class of an IPv4 address (from its first octet).
+pub const fn natural_class(addr: Ipv4Addr) -> NaturalClass {
+    let o = addr.octets()[0];
+    if o < 128 {
+        NaturalClass::A
+    } else if o < 192 {
+        NaturalClass::B
+    } else if o < 224 {
+        NaturalClass::C
+    } else if o < 240 {
+        NaturalClass::D
+    } else {
+        NaturalClass::E
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,374 @@
+//! The control side of a worker: messages in, events out, timers, configuration swaps.
+
+use super::*;
+
+/// A message from the control thread.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ControlMsg {
+    /// A new services snapshot (server states, weights, pools). Indices map
+    /// by identity as on a reload; the ports and routes stay.
+    Services(Arc<Config>),
+    /// A server's state changed (from a health check or the admin API).
+    ServerState {
+        /// Service index.
+        service: ServiceIdx,
+        /// Server index.
+        server: ServerIdx,
+        /// New state.
+        state: ServerState,
+    },
+    /// A server's weight changed.
+    ServerWeight {
+        /// Service index.
+        service: ServiceIdx,
+        /// Server index.
+        server: ServerIdx,
+        /// New weight.
+        weight: u16,
+    },
+    /// A sticky binding learned by another worker or node.
+    StickyBinding {
+        /// Service index.
+        service: ServiceIdx,
+        /// Client key.
+        key: ClientKey,
+        /// Server.
+        server: ServerIdx,
+    },
+    /// A neighbour learned by another worker.
+    Neighbor {
+        /// Port.
+        port: u16,
+        /// Address.
+        addr: IpAddr,
+        /// MAC address.
+        mac: EthernetAddress,
+    },
+    /// Remove every connection.
+    FlushConnections,
+    /// Remove the sticky bindings of one service, or all.
+    FlushSticky {
+        /// The service, or `None` for all.
+        service: Option<ServiceIdx>,
+    },
+    /// Remove every neighbour entry.
+    FlushNeighbors,
+}
+
+/// An event for the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A sticky binding was learned or moved on this worker: publish it.
+    Sticky(StickyEvent),
+    /// A neighbour was learned from ARP/NDP on this worker: install it in the others.
+    Neighbor {
+        /// Port.
+        port: u16,
+        /// Address.
+        addr: IpAddr,
+        /// MAC address.
+        mac: EthernetAddress,
+    },
+}
+
+impl<F: Frame> Pipeline<F> {
+    /// Counts a connection opened on (`svc`, `server`).
+    #[inline]
+    pub(crate) fn count_conn(&mut self, svc: ServiceIdx, server: ServerIdx) {
+        if let Some(c) = self.svc_ctr.get_mut(usize::from(svc)) {
+            c.conns += 1;
+            if let Some(s) = c.servers.get_mut(usize::from(server)) {
+                s.conns += 1;
+            }
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        if self.events.len() < self.cfg.outbox_capacity {
+            self.events.push(ev);
+        } else {
+            self.counters.events_dropped += 1;
+        }
+    }
+
+    /// Timers: expires connections and sticky bindings, retransmits and
+    /// ages neighbour entries (releasing or dropping held frames). Cheap when
+    /// nothing is due.
+    pub fn poll<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        now: Time,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        self.now = now;
+        self.neigh
+            .poll(now, &self.ports, out, alloc, &mut self.counters);
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + TIMER_CHECK;
+            self.expire(now);
+            self.sync_stats();
+        }
+    }
+
+    /// Expires what is due in the connection and sticky tables.
+    pub(super) fn expire(&mut self, now: Time) {
+        let budget = self.cfg.timer_budget.max(1);
+        let mut closed4 = core::mem::take(&mut self.scratch.closed4);
+        closed4.clear();
+        self.conn4.expire(now, budget, &mut closed4);
+        for c in closed4.drain(..) {
+            self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+        }
+        self.scratch.closed4 = closed4;
+        let mut closed6 = core::mem::take(&mut self.scratch.closed6);
+        closed6.clear();
+        self.conn6.expire(now, budget, &mut closed6);
+        for c in closed6.drain(..) {
+            self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+        }
+        self.scratch.closed6 = closed6;
+        self.sticky.expire(now, budget);
+        self.drain_sticky_events();
+    }
+
+    /// Releases what a connection held (scheduler count, sticky reference).
+    pub(crate) fn conn_gone(&mut self, client: IpAddr, conn: &crate::conn::Conn, reload: bool) {
+        self.counters.conn_closed += 1;
+        if reload {
+            self.counters.conn_reload_closed += 1;
+        }
+        self.sched.conn_closed(conn.service(), conn.server());
+        if conn.user_flags & FLAG_STICKY != 0 {
+            self.sticky
+                .release(&self.services, conn.service(), client, self.now);
+        }
+    }
+
+    pub(super) fn drain_sticky_events(&mut self) {
+        let n = self.sticky.pending_events().len();
+        for i in 0..n {
+            let ev = self.sticky.pending_events()[i];
+            self.push_event(Event::Sticky(ev));
+        }
+        self.sticky.drain_events();
+    }
+
+    pub(super) fn sync_stats(&mut self) {
+        self.counters.conn4 = self.conn4.stats;
+        self.counters.conn6 = self.conn6.stats;
+        self.counters.sticky = self.sticky.stats;
+        self.counters.sched = self.sched.stats;
+    }
+
+    /// Takes the events produced since the last call.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+        self.drain_sticky_events();
+        out.append(&mut self.events);
+    }
+
+    /// Swaps in a new configuration at a burst boundary. Connections and
+    /// sticky bindings follow their services and servers by identity;
+    /// connections whose service, server or local address is gone are
+    /// closed and counted. If the new ports or routes are unusable the old
+    /// ones stay (counted in `control_rejected`) and only the services change.
+    /// The tables keep the sizes, timer ticks and hash seeds they were built
+    /// with; the connection tables take the new timeouts, for the
+    /// connections they hold too
+    /// ([`ConnTable::set_timeouts`](crate::conn::ConnTable::set_timeouts)), and the new
+    /// full-table policies.
+    pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
+        match build_ports(&cfg, &self.worker) {
+            Ok((ports, addrs, fib)) => {
+                let start = self.pickers.first().map_or(1024, SnatPortPicker::cursor);
+                self.pickers = make_pickers(&ports, start);
+                self.ports = ports;
+                self.addrs = addrs;
+                self.fib = fib;
+                self.neigh
+                    .retain_ports(self.ports.len(), &mut self.counters);
+            }
+            Err(e) => {
+                log::warn!(
+                    "pipeline {}: ports or routes refused: {e}",
+                    self.worker.index
+                );
+                self.counters.control_rejected += 1;
+            }
+        }
+        self.classify_opts.verify_ipv4_checksum = cfg.verify_ipv4_checksum;
+        self.conn4.set_timeouts(cfg.conn4.timeouts);
+        self.conn6.set_timeouts(cfg.conn6.timeouts);
+        self.conn4.set_full_policy(cfg.conn4.full_policy);
+        self.conn6.set_full_policy(cfg.conn6.full_policy);
+        let services = cfg.services.clone();
+        self.cfg = cfg;
+        self.adopt_services(services);
+        self.rebuild_addrs_for_services();
+        self.counters.reloads += 1;
+        self.sync_stats();
+    }
+
+    /// Adopts `changed`, a copy of the services with one server changed;
+    /// `false` if there is none (the change named no such server).
+    pub(super) fn adopt_changed(&mut self, changed: Option<Config>) -> bool {
+        let Some(c) = changed else {
+            return false;
+        };
+        self.adopt_services(Arc::new(c));
+        true
+    }
+
+    /// Adopts a services snapshot: maps tables by identity, rebuilds the
+    /// per-service data.
+    pub(super) fn adopt_services(&mut self, new: Arc<Config>) {
+        let map = Config::reload_map(&self.services, &new);
+        if !map.is_identity() {
+            let mut closed4 = Vec::new();
+            self.conn4.apply_reload(&map, &mut closed4);
+            for c in &closed4 {
+                self.conn_gone(IpAddr::V4(c.key.src), &c.conn, true);
+            }
+            let mut closed6 = Vec::new();
+            self.conn6.apply_reload(&map, &mut closed6);
+            for c in &closed6 {
+                self.conn_gone(IpAddr::V6(c.key.src), &c.conn, true);
+            }
+            self.sticky.apply_reload(&map);
+            // Sticky events waiting in the outbox were made in the old
+            // indices; they leave in the new ones (or not at all).
+            let before = self.events.len();
+            self.events.retain_mut(|ev| match ev {
+                Event::Sticky(s) => s.remap(&map).map(|n| *s = n).is_some(),
+                _ => true,
+            });
+            self.sticky.stats.reload_events_dropped += (before - self.events.len()) as u64;
+            self.sched.reconfigure(&new, Some(&map));
+        } else {
+            self.sched.reconfigure(&new, None);
+        }
+        let mut ctr = fresh_counters(&new);
+        for (old, c) in core::mem::take(&mut self.svc_ctr).into_iter().enumerate() {
+            let Some(m) = map.service(old as ServiceIdx) else {
+                continue;
+            };
+            let Some(slot) = ctr.get_mut(usize::from(m.new_index)) else {
+                continue;
+            };
+            let servers = core::mem::take(&mut slot.servers);
+            *slot = ServiceCounters {
+                servers,
+                ..c.clone()
+            };
+            for (j, sc) in c.servers.iter().enumerate() {
+                if let Some(Some(nj)) = m.servers.get(j)
+                    && let Some(dst) = slot.servers.get_mut(usize::from(*nj))
+                {
+                    *dst = *sc;
+                }
+            }
+        }
+        self.svc_ctr = ctr;
+        self.services = new;
+        self.svcs = build_services(&self.services, &self.fib, &self.ports);
+        self.nat_servers = build_nat_servers(&self.services);
+    }
+
+    /// Per-service (and per-server) traffic counters, by service index of
+    /// the current snapshot ([`Pipeline::services`]). They follow their
+    /// service and servers across reloads.
+    pub fn service_counters(&self) -> &[ServiceCounters] {
+        &self.svc_ctr
+    }
+
+    /// Recomputes the address map after the services changed (VIPs and
+    /// local addresses come from the services).
+    pub(super) fn rebuild_addrs_for_services(&mut self) {
+        self.addrs = build_addrs(&self.ports, &self.services);
+    }
+
+    /// Applies a message from the control thread.
+    pub fn apply(&mut self, msg: ControlMsg) {
+        let ok = match msg {
+            ControlMsg::Services(cfg) => {
+                self.adopt_services(cfg);
+                self.rebuild_addrs_for_services();
+                true
+            }
+            ControlMsg::ServerState {
+                service,
+                server,
+                state,
+            } => {
+                let changed = self.services.with_server_state(service, server, state);
+                self.adopt_changed(changed.ok())
+            }
+            ControlMsg::ServerWeight {
+                service,
+                server,
+                weight,
+            } => {
+                let changed = self.services.with_server_weight(service, server, weight);
+                self.adopt_changed(changed.ok())
+            }
+            ControlMsg::StickyBinding {
+                service,
+                key,
+                server,
+            } => self
+                .sticky
+                .install(&self.services, service, key, server, self.now)
+                .is_ok(),
+            ControlMsg::Neighbor { port, addr, mac } => {
+                // Frames this releases go out on the next poll.
+                let ok = self.neigh.learn(
+                    port,
+                    addr,
+                    mac,
+                    self.now,
+                    true,
+                    true,
+                    true,
+                    &self.ports,
+                    None,
+                    &mut self.counters,
+                );
+                if ok {
+                    self.counters.neigh_installed += 1;
+                }
+                ok
+            }
+            ControlMsg::FlushConnections => {
+                let mut closed4 = Vec::new();
+                self.conn4.flush(&mut closed4);
+                for c in &closed4 {
+                    self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+                }
+                let mut closed6 = Vec::new();
+                self.conn6.flush(&mut closed6);
+                for c in &closed6 {
+                    self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+                }
+                true
+            }
+            ControlMsg::FlushSticky { service } => {
+                match service {
+                    Some(s) => self.sticky.flush_service(s),
+                    None => self.sticky.flush_all(),
+                };
+                true
+            }
+            ControlMsg::FlushNeighbors => {
+                self.neigh.flush(&mut self.counters);
+                true
+            }
+        };
+        if ok {
+            self.counters.control_applied += 1;
+        } else {
+            self.counters.control_rejected += 1;
+        }
+        self.sync_stats();
+    }
+}

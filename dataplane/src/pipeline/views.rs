@@ -1,0 +1,271 @@
+//! What the control thread reads of a worker: counters per service and server, connections, sticky bindings, neighbours; and connections it installs.
+
+use super::*;
+
+/// Traffic of one service on this worker ([`Pipeline::service_counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceCounters {
+    /// Client packets of the service's connections received.
+    pub packets_in: u64,
+    /// Their bytes (IP length).
+    pub bytes_in: u64,
+    /// Server packets of the service's connections received (NAT and full NAT).
+    pub packets_out: u64,
+    /// Their bytes (IP length).
+    pub bytes_out: u64,
+    /// Connections opened.
+    pub conns: u64,
+    /// New clients dropped because no server was available.
+    pub no_server: u64,
+    /// Per server, in pool order.
+    pub servers: Vec<ServerCounters>,
+}
+
+/// Traffic of one real server on this worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Connections opened to it.
+    pub conns: u64,
+    /// Client packets sent its way.
+    pub packets: u64,
+    /// Their bytes (IP length).
+    pub bytes: u64,
+}
+
+/// A connection to install with [`Pipeline::install_connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSpec {
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// VIP.
+    pub vip: IpAddr,
+    /// VIP port.
+    pub vip_port: u16,
+    /// IP protocol (6 or 17).
+    pub protocol: u8,
+    /// Server index in the service's pool.
+    pub server: ServerIdx,
+    /// Full NAT: the local address (of the service's pool) and port.
+    pub local: Option<(IpAddr, u16)>,
+}
+
+/// Why [`Pipeline::install_connection`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum InstallConnError {
+    /// No service for the VIP, protocol and port.
+    #[error("no such service")]
+    NoService,
+    /// No such server in the service's pool.
+    #[error("no such server")]
+    NoServer,
+    /// A local address outside the service's pool, or missing for full NAT.
+    #[error("local address missing or not in the service's pool")]
+    BadLocal,
+    /// The connection already exists.
+    #[error("connection exists")]
+    Exists,
+    /// Its reply tuple is in use.
+    #[error("reply tuple in use")]
+    ReplyConflict,
+    /// The connection table is full.
+    #[error("connection table full")]
+    Full,
+}
+
+/// A connection as the admin CLI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnView {
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// VIP.
+    pub vip: IpAddr,
+    /// VIP port.
+    pub vip_port: u16,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Service index.
+    pub service: ServiceIdx,
+    /// Server index.
+    pub server: ServerIdx,
+    /// Server address (if the server still exists).
+    pub server_addr: Option<IpAddr>,
+    /// Full-NAT local address and port.
+    pub local: Option<(IpAddr, u16)>,
+    /// TCP state.
+    pub state: crate::conn::ConnState,
+    /// Expiry if idle.
+    pub expires: Time,
+}
+
+pub(super) fn conn_view(
+    svc: &Config,
+    client: IpAddr,
+    vip: IpAddr,
+    client_port: u16,
+    vip_port: u16,
+    protocol: u8,
+    c: &crate::conn::Conn,
+) -> ConnView {
+    let spec = svc.service(c.service());
+    ConnView {
+        client,
+        client_port,
+        vip,
+        vip_port,
+        protocol,
+        service: c.service(),
+        server: c.server(),
+        server_addr: spec.and_then(|s| s.servers.get(usize::from(c.server())).map(|s| s.addr)),
+        local: c.local().and_then(|(i, port)| {
+            spec.and_then(|s| s.local_pool.as_ref())
+                .and_then(|p| p.addrs.get(usize::from(i)))
+                .map(|a| (*a, port))
+        }),
+        state: c.state(),
+        expires: c.expires(),
+    }
+}
+
+impl<F: Frame> Pipeline<F> {
+    /// Connections on this worker (both families).
+    pub fn connection_count(&self) -> usize {
+        self.conn4.len() + self.conn6.len()
+    }
+
+    /// Every connection on this worker.
+    pub fn connections(&self) -> impl Iterator<Item = ConnView> + '_ {
+        let svc = &self.services;
+        let v4 = self.conn4.iter().map(move |(k, c)| {
+            conn_view(
+                svc,
+                k.src.into(),
+                k.dst.into(),
+                k.src_port,
+                k.dst_port,
+                k.proto,
+                &c,
+            )
+        });
+        let v6 = self.conn6.iter().map(move |(k, c)| {
+            conn_view(
+                svc,
+                k.src.into(),
+                k.dst.into(),
+                k.src_port,
+                k.dst_port,
+                k.proto,
+                &c,
+            )
+        });
+        v4.chain(v6)
+    }
+
+    /// Installs an established connection without its packets: a flow
+    /// synchronised from a cluster peer, or preloaded by a benchmark. The
+    /// service is found by (`vip`, `protocol`, `vip_port`); the reply entry
+    /// is built for the service's mode. Counted like a created connection.
+    pub fn install_connection(
+        &mut self,
+        now: Time,
+        spec: &ConnSpec,
+    ) -> Result<(), InstallConnError> {
+        self.now = now;
+        let proto = crate::model::Protocol::from_ip_proto(spec.protocol)
+            .ok_or(InstallConnError::NoService)?;
+        let svc = self
+            .services
+            .lookup(spec.vip, proto, spec.vip_port)
+            .ok_or(InstallConnError::NoService)?;
+        let rt = self
+            .svcs
+            .get(usize::from(svc))
+            .ok_or(InstallConnError::NoService)?;
+        let srv = *rt
+            .servers
+            .get(usize::from(spec.server))
+            .ok_or(InstallConnError::NoServer)?;
+        if spec.client.is_ipv4() != spec.vip.is_ipv4() {
+            return Err(InstallConnError::NoService);
+        }
+        let sport = srv.port.unwrap_or(spec.vip_port);
+        let local = match (rt.mode, spec.local) {
+            (ForwardMode::FullNat, Some((a, p))) => {
+                let i = rt
+                    .locals
+                    .iter()
+                    .position(|x| *x == a)
+                    .ok_or(InstallConnError::BadLocal)?;
+                Some((i as u16, a, p))
+            }
+            (ForwardMode::FullNat, None) | (_, Some(_)) => return Err(InstallConnError::BadLocal),
+            _ => None,
+        };
+        let orig = flow::Tuple {
+            src: spec.client,
+            dst: spec.vip,
+            sport: spec.client_port,
+            dport: spec.vip_port,
+            proto: spec.protocol,
+        };
+        let reply = match (rt.mode, local) {
+            (ForwardMode::Nat, _) => Some(flow::Tuple {
+                src: srv.addr,
+                dst: spec.client,
+                sport,
+                dport: spec.client_port,
+                proto: spec.protocol,
+            }),
+            (ForwardMode::FullNat, Some((_, a, p))) => Some(flow::Tuple {
+                src: srv.addr,
+                dst: a,
+                sport,
+                dport: p,
+                proto: spec.protocol,
+            }),
+            _ => None,
+        };
+        let new = crate::conn::NewConn {
+            service: svc,
+            server: spec.server,
+            local: local.map(|(i, _, p)| (i, p)),
+            user_flags: 0,
+        };
+        // An ACK: the connection starts established.
+        let reply = reply.as_ref().map(|r| (r, self.conn_prefetch(r)));
+        match self.conn_insert(&orig, reply, new, 0x10, false) {
+            Ok(()) => {
+                self.sched.conn_opened(svc, spec.server);
+                self.counters.conn_created += 1;
+                self.count_conn(svc, spec.server);
+                Ok(())
+            }
+            Err(crate::conn::InsertError::Exists(_)) => Err(InstallConnError::Exists),
+            Err(
+                crate::conn::InsertError::ReplyExists | crate::conn::InsertError::ReplyIsForward,
+            ) => Err(InstallConnError::ReplyConflict),
+            Err(_) => Err(InstallConnError::Full),
+        }
+    }
+
+    /// Every sticky binding on this worker.
+    pub fn sticky_bindings(&self) -> impl Iterator<Item = StickyBinding> + '_ {
+        self.sticky.iter()
+    }
+
+    /// Every neighbour entry on this worker.
+    pub fn neighbors(&self) -> impl Iterator<Item = Neighbor> + '_ {
+        self.neigh.iter(self.now)
+    }
+
+    /// The known MAC of `addr` on `port`, if any.
+    pub fn neighbor(&self, port: u16, addr: IpAddr) -> Option<EthernetAddress> {
+        self.neigh.lookup(port, addr)
+    }
+}

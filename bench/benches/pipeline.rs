@@ -129,7 +129,9 @@ fn run_bursts<W: Forwarder>(
         for q in &mut out.tx {
             pool.append(q);
         }
-        pool.append(&mut out.host);
+        for q in &mut out.host {
+            pool.append(q);
+        }
         for b in &mut bursts {
             pool.append(b);
         }

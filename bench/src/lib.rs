@@ -492,7 +492,9 @@ pub fn warm_new_flows(p: &mut Pipeline<BenchFrame>, next: &mut u64, connections:
         p.burst(&mut rx, &mut out);
         rx.append(&mut out.tx[1]);
         rx.append(&mut out.tx[0]);
-        rx.append(&mut out.host);
+        for q in &mut out.host {
+            rx.append(q);
+        }
         rx.resize_with(BURST, BenchFrame::new);
         if p.connection_count() == before {
             break;

@@ -316,12 +316,12 @@ impl Worker {
             lp.tx_queue_full += pkts.len() as u64;
             pkts.clear();
         }
-        if !out.host.is_empty() {
-            let n = out.host.len();
-            let sent = self.rings.host.push_burst(&mut out.host);
+        for frames in out.host.iter_mut().filter(|q| !q.is_empty()) {
+            let n = frames.len();
+            let sent = self.rings.host.push_burst(frames);
             lp.host_packets += sent as u64;
             lp.host_ring_full += (n - sent) as u64;
-            out.host.clear();
+            frames.clear();
         }
     }
 

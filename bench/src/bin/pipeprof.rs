@@ -71,7 +71,9 @@ fn run<W: Forwarder + ?Sized>(
         for q in &mut out.tx {
             pool.append(q);
         }
-        pool.append(&mut out.host);
+        for q in &mut out.host {
+            pool.append(q);
+        }
         for b in &mut group {
             pool.append(b);
         }

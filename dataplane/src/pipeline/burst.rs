@@ -63,8 +63,9 @@ impl<F: Frame> Pipeline<F> {
         let n_rx = rx.len() as u64;
         self.counters.rx_frames += n_rx;
         if usize::from(rx_port) >= self.ports.len() {
-            self.counters.drop_bad_port += n_rx;
-            rx.clear();
+            for _ in rx.drain(..) {
+                self.counters.count(Fate::Dropped(DropReason::BadPort));
+            }
             return;
         }
         // Each frame's connection probe (`PROBE_AHEAD` frames early).
@@ -95,8 +96,11 @@ impl<F: Frame> Pipeline<F> {
                         // A steady IPv4 reply goes from its own entry.
                         if let Some(f) = self.reply4_cls(i, c) {
                             match self.fast4_reply(frame, &f, r, out) {
-                                None => continue,
-                                Some(back) => frame = back,
+                                Ok(fate) => {
+                                    self.counters.count(fate);
+                                    continue;
+                                }
+                                Err(back) => frame = back,
                             }
                         }
                         finished = self.finish_frame(i, *r);
@@ -104,7 +108,8 @@ impl<F: Frame> Pipeline<F> {
                     }
                     _ => None,
                 };
-                self.handle(frame, c, h, rx_port, out, alloc);
+                let fate = self.handle(frame, c, h, rx_port, out, alloc);
+                self.counters.count(fate);
             }
             self.scratch.cls = cls;
         }
@@ -205,35 +210,33 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let c = match c {
             Cls::Ipv4L4(f) => {
                 let frame = match h {
                     Some(h) => match self.fast4(frame, f, h, out) {
-                        Some(frame) => frame,
-                        None => return,
+                        Ok(fate) => return fate,
+                        Err(frame) => frame,
                     },
                     None => frame,
                 };
                 return self.handle_classified(frame, &f.classified(), h, rx_port, out, alloc);
             }
             Cls::Full(Ok(c)) => c,
-            Cls::Full(Err(e)) => {
-                self.counters.wire_drop(*e);
-                return;
-            }
+            Cls::Full(Err(e)) => return Fate::Dropped(DropReason::Wire(*e)),
         };
         // IPv4 with options.
         if let (Some(h), Some(f)) = (h, Ipv4L4::of(c)) {
-            let Some(frame) = self.fast4(frame, &f, h, out) else {
-                return;
+            let frame = match self.fast4(frame, &f, h, out) {
+                Ok(fate) => return fate,
+                Err(frame) => frame,
             };
             return self.handle_classified(frame, c, Some(h), rx_port, out, alloc);
         }
         self.handle_classified(frame, c, h, rx_port, out, alloc)
     }
 
-    /// A frame the fast path did not send: a known connection's, or not.
+    /// A frame the fast path did not send: its verdict, carried out.
     #[inline]
     pub(super) fn handle_classified<A: FrameAlloc<Frame = F>>(
         &mut self,
@@ -243,46 +246,8 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
-        match h {
-            Some(h) => self.established(frame, c, *h, rx_port, out, alloc),
-            None => self.handle_other(frame, c, rx_port, out, alloc),
-        }
-    }
-
-    /// A frame without a connection.
-    pub(super) fn handle_other<A: FrameAlloc<Frame = F>>(
-        &mut self,
-        frame: F,
-        c: &Classified,
-        rx_port: u16,
-        out: &mut Output<F>,
-        alloc: &mut A,
-    ) {
-        if c.l3 == L3Kind::Arp {
-            return self.arp(frame, c, rx_port, out);
-        }
-        // A new flow to a service, the common case here: its service is the
-        // one lookup (a service's VIP is always in the address map as a VIP).
-        if let Some((svc, proto)) = self.flow_service(c) {
-            return self.open_flow(frame, c, svc, proto, rx_port, out, alloc);
-        }
-        let info = self.addrs.get(&c.dst_addr).copied();
-        // Neighbour discovery is addressed to multicast groups as well as to us.
-        if c.protocol == IpProtocol::ICMPV6 && (133..=137).contains(&c.icmp_type) {
-            return self.ndisc(frame, c, rx_port, info, out);
-        }
-        if c.is_icmp_error() {
-            return self.icmp_error(frame, c, rx_port, info, out, alloc);
-        }
-        match info {
-            Some(i)
-                if i.vip && (c.protocol == IpProtocol::TCP || c.protocol == IpProtocol::UDP) =>
-            {
-                self.new_flow(frame, c, rx_port, out, alloc)
-            }
-            Some(i) => self.local(frame, c, rx_port, i, out),
-            None => self.counters.drop_not_for_us += 1,
-        }
+    ) -> Fate {
+        let v = self.decide(c, h);
+        self.carry_out(frame, c, v, rx_port, out, alloc)
     }
 }

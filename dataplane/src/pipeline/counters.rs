@@ -195,6 +195,10 @@ counters! {
     neigh_aged,
     /// Events not delivered because the outbox was full.
     events_dropped,
+    /// Frames the host sent out of a port ([`super::Pipeline::send_from_host`]).
+    from_host,
+    /// Frames the host sent to a port that does not exist.
+    from_host_bad_port,
     /// Control messages applied.
     control_applied,
     /// Control messages refused (unknown service or server, invalid key, ...).

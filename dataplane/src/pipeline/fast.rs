@@ -26,6 +26,7 @@
 
 use std::net::IpAddr;
 
+use super::fate::Fate;
 use super::{Output, Pipeline};
 use crate::conn::{Handle, Key4, ReplyRef, TcpFlags};
 use crate::frame::Frame;
@@ -182,23 +183,23 @@ impl<F: Frame> Pipeline<F> {
         c: &Ipv4L4,
         h: &Handle,
         out: &mut Output<F>,
-    ) -> Option<F> {
+    ) -> Result<Fate, F> {
         if !self.fast_path {
-            return Some(frame);
+            return Err(frame);
         }
         let Some((at, key, conn)) = self.conn4.get_located(h) else {
-            return Some(frame);
+            return Err(frame);
         };
         let (key, conn) = (*key, *conn);
         let (svc, server) = (conn.service(), conn.server());
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
-            return Some(frame);
+            return Err(frame);
         };
         let Some(srv) = rt.servers.get(usize::from(server)) else {
-            return Some(frame);
+            return Err(frame);
         };
         if !srv.keeps {
-            return Some(frame);
+            return Err(frame);
         }
         let plan = if h.is_reply() {
             self.plan_reply4(c, svc, server, &key, conn.local().is_some())
@@ -212,15 +213,13 @@ impl<F: Frame> Pipeline<F> {
             self.plan_original4(c, svc, server, local, key.dst_port)
         };
         let Some(plan) = plan else {
-            return Some(frame);
+            return Err(frame);
         };
-        if let Err(f) = self.send_plan4(frame, c, &plan, out) {
-            return Some(f);
-        }
+        self.send_plan4(frame, c, &plan, out)?;
         // Nothing changed the table since `get_located`.
         self.conn4
             .on_packet_at(at, h.direction(), TcpFlags(c.tcp_flags.0), self.now);
-        None
+        Ok(Fate::Forwarded)
     }
 
     /// Forwards a steady reply (`frame`, classified as `c`) from what its
@@ -234,12 +233,12 @@ impl<F: Frame> Pipeline<F> {
         c: &Ipv4L4,
         r: &ReplyRef,
         out: &mut Output<F>,
-    ) -> Option<F> {
+    ) -> Result<Fate, F> {
         if !self.fast_path {
-            return Some(frame);
+            return Err(frame);
         }
         let Some(s) = self.conn4.steady_reply(r, TcpFlags(c.tcp_flags.0)) else {
-            return Some(frame);
+            return Err(frame);
         };
         let (svc, server) = (s.service, s.server);
         let keeps = self
@@ -248,17 +247,15 @@ impl<F: Frame> Pipeline<F> {
             .and_then(|rt| rt.servers.get(usize::from(server)))
             .is_some_and(|s| s.keeps);
         if !keeps {
-            return Some(frame);
+            return Err(frame);
         }
         let Some(plan) = self.plan_reply4(c, svc, server, &s.key, s.full_nat) else {
-            return Some(frame);
+            return Err(frame);
         };
-        if let Err(f) = self.send_plan4(frame, c, &plan, out) {
-            return Some(f);
-        }
+        self.send_plan4(frame, c, &plan, out)?;
         // Nothing changed the table since `steady_reply`.
         self.conn4.on_reply_at(s.at, self.now);
-        None
+        Ok(Fate::Forwarded)
     }
 
     /// The plan for a client packet of service `svc` to `server` (full-NAT
@@ -430,7 +427,6 @@ impl<F: Frame> Pipeline<F> {
         if let Some(q) = out.tx.get_mut(port) {
             q.push(frame);
         }
-        self.counters.tx_forward += 1;
         self.fast_forwarded += 1;
         Ok(())
     }
@@ -751,7 +747,13 @@ mod tests {
                 .iter_mut()
                 .map(|q| q.drain(..).map(VecFrame::into_bytes).collect())
                 .collect();
-            let host = self.out.host.drain(..).map(VecFrame::into_bytes).collect();
+            let host = self
+                .out
+                .host
+                .iter_mut()
+                .flat_map(|q| q.drain(..))
+                .map(VecFrame::into_bytes)
+                .collect();
             (tx, host)
         }
 

@@ -17,8 +17,10 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use super::fate::{DropReason, Fate};
 use super::flow::{Fwd, Tuple, tuple_free};
 use super::icmp::ErrorKind;
+use super::verdict::Verdict;
 use super::{FLAG_STICKY, Output, Pipeline, SrvRt};
 use crate::conn::{Handle, InsertError, NewConn};
 use crate::frame::{Frame, FrameAlloc};
@@ -52,7 +54,7 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let v4 = c.l3 == L3Kind::Ipv4;
         let Some((orig, conn)) = self.conn_get(v4, &h) else {
             // Cannot happen (the handle comes from this burst's lookup);
@@ -70,8 +72,7 @@ impl<F: Frame> Pipeline<F> {
             // packet may open a new one; a server packet is dropped.
             self.conn_close(v4, &h);
             if h.is_reply() {
-                self.counters.drop_server_down += 1;
-                return;
+                return Fate::Dropped(DropReason::ServerDown);
             }
             return self.no_conn(frame, c, rx_port, out, alloc);
         };
@@ -89,14 +90,14 @@ impl<F: Frame> Pipeline<F> {
             local,
         };
         if h.is_reply() {
-            self.send_reply(frame, c, &fwd, rx_port, out, alloc);
+            self.send_reply(frame, c, &fwd, rx_port, out, alloc)
         } else {
-            self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
+            self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc)
         }
     }
 
-    /// A client frame with no connection whose destination is a VIP: opens
-    /// one if it can.
+    /// A client frame whose connection is gone: decided anew, as a frame
+    /// without a connection to a VIP.
     fn no_conn<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,
@@ -104,43 +105,15 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
-        match self.addrs.get(&c.dst_addr) {
-            Some(i) if i.vip => self.new_flow(frame, c, rx_port, out, alloc),
-            _ => self.counters.drop_server_down += 1,
-        }
-    }
-
-    /// A TCP/UDP frame to a VIP without a connection.
-    pub(super) fn new_flow<A: FrameAlloc<Frame = F>>(
-        &mut self,
-        frame: F,
-        c: &Classified,
-        rx_port: u16,
-        out: &mut Output<F>,
-        alloc: &mut A,
-    ) {
-        if c.frag != FragStatus::NotFragment {
-            self.counters.drop_fragment += 1;
-            return;
-        }
-        let Some(proto) = Protocol::from_ip_proto(c.protocol.0) else {
-            self.counters.drop_unsupported_protocol += 1;
-            return;
+    ) -> Fate {
+        let v = match self.addrs.get(&c.dst_addr) {
+            Some(i) if i.vip => match self.flow_service(c) {
+                Some((svc, proto)) => Verdict::Open(svc, proto),
+                None => self.vip_without_service(c, *i),
+            },
+            _ => Verdict::Drop(DropReason::ServerDown),
         };
-        let Some(svc) = self.services.lookup(c.dst_addr, proto, c.dst_port) else {
-            // A VIP that is also a port's address: other ports are the host's.
-            if self
-                .addrs
-                .get(&c.dst_addr)
-                .is_some_and(|i| i.port.is_some())
-            {
-                return self.give_host(frame, out);
-            }
-            self.counters.drop_no_service += 1;
-            return;
-        };
-        self.open_flow(frame, c, svc, proto, rx_port, out, alloc);
+        self.carry_out(frame, c, v, rx_port, out, alloc)
     }
 
     /// The service of a frame without a connection, if it is an unfragmented
@@ -168,10 +141,9 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
-            self.counters.drop_no_service += 1;
-            return;
+            return Fate::Dropped(DropReason::NoService);
         };
         let (mode, pickup, persistent) = (rt.mode, rt.pickup, rt.persistent);
         let syn = c.tcp_flags.is_syn_only();
@@ -180,8 +152,7 @@ impl<F: Frame> Pipeline<F> {
             // mid-stream must reach the server it had, so only a
             // deterministic choice may do it.
             if c.tcp_flags.contains(TcpFlags::RST) || !(self.cfg.tcp_pickup && pickup) {
-                self.counters.drop_tcp_no_conn += 1;
-                return;
+                return Fate::Dropped(DropReason::TcpNoConn);
             }
         }
         // Choose the server: the sticky binding, else the scheduler.
@@ -204,11 +175,10 @@ impl<F: Frame> Pipeline<F> {
             self.pick(svc, c)
         };
         let Some(server) = server else {
-            self.counters.drop_no_server += 1;
             if let Some(c) = self.svc_ctr.get_mut(usize::from(svc)) {
                 c.no_server += 1;
             }
-            return;
+            return Fate::Dropped(DropReason::NoServer);
         };
         let srv = self
             .svcs
@@ -217,8 +187,7 @@ impl<F: Frame> Pipeline<F> {
             .copied();
         let Some(srv) = srv.filter(|s| s.route.is_some()) else {
             self.release_sticky(tracked, svc, c.src_addr);
-            self.counters.drop_no_route += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoute);
         };
         let orig = Tuple {
             src: c.src_addr,
@@ -252,8 +221,7 @@ impl<F: Frame> Pipeline<F> {
                 };
                 let Some((idx, la, lport)) = l else {
                     self.release_sticky(tracked, svc, c.src_addr);
-                    self.counters.drop_fnat_no_port += 1;
-                    return;
+                    return Fate::Dropped(DropReason::FnatNoPort);
                 };
                 local = Some((idx, la, lport));
                 Some(Tuple {
@@ -306,8 +274,7 @@ impl<F: Frame> Pipeline<F> {
                     let Some((idx, la, lport)) = self.fnat_local(svc, &srv, sport, c.protocol.0)
                     else {
                         self.release_sticky(tracked, svc, c.src_addr);
-                        self.counters.drop_fnat_no_port += 1;
-                        return;
+                        return Fate::Dropped(DropReason::FnatNoPort);
                     };
                     local = Some((idx, la, lport));
                     new.local = Some((idx, lport));
@@ -340,7 +307,7 @@ impl<F: Frame> Pipeline<F> {
                 }
                 let frame = match (plan, &c4) {
                     (Some(plan), Some(c4)) => match self.send_plan4(frame, c4, &plan, out) {
-                        Ok(()) => return,
+                        Ok(()) => return Fate::Forwarded,
                         Err(f) => f,
                     },
                     _ => frame,
@@ -351,20 +318,20 @@ impl<F: Frame> Pipeline<F> {
                     orig,
                     local: local.map(|(_, a, p)| (a, p)),
                 };
-                self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
+                self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc)
             }
             Err(InsertError::Exists(h)) => {
                 // Opened by an earlier frame of this burst.
                 self.release_sticky(tracked, svc, c.src_addr);
-                self.established(frame, c, h, rx_port, out, alloc);
+                self.established(frame, c, h, rx_port, out, alloc)
             }
             Err(InsertError::ReplyExists | InsertError::ReplyIsForward) => {
                 self.release_sticky(tracked, svc, c.src_addr);
-                self.counters.drop_reply_conflict += 1;
+                Fate::Dropped(DropReason::ReplyConflict)
             }
             Err(_) => {
                 self.release_sticky(tracked, svc, c.src_addr);
-                self.counters.drop_conn_full += 1;
+                Fate::Dropped(DropReason::ConnFull)
             }
         }
     }
@@ -527,7 +494,7 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let len = (c.l3_end - c.l3_offset) as u64;
         if let Some(sc) = self.svc_ctr.get_mut(usize::from(fwd.svc)) {
             sc.packets_in += 1;
@@ -538,8 +505,7 @@ impl<F: Frame> Pipeline<F> {
             }
         }
         let Some((port, nh)) = srv.route else {
-            self.counters.drop_no_route += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoute);
         };
         let mode = self
             .svcs
@@ -547,8 +513,9 @@ impl<F: Frame> Pipeline<F> {
             .map_or(ForwardMode::Nat, |s| s.mode);
         match mode {
             ForwardMode::Nat | ForwardMode::FullNat => {
-                let Some(mut frame) = self.route_checks(frame, c, port, rx_port, out) else {
-                    return;
+                let mut frame = match self.route_checks(frame, c, port, rx_port, out) {
+                    Ok(frame) => frame,
+                    Err(fate) => return fate,
                 };
                 let (src_addr, src_port) = match fwd.local {
                     Some((a, p)) => (Some(a), Some(p)),
@@ -561,26 +528,25 @@ impl<F: Frame> Pipeline<F> {
                     dst_port: Some(Self::server_port(srv, fwd.orig.dport)),
                 };
                 if !nat_rewrite(frame.bytes_mut(), c, &rw) {
-                    self.counters.drop_rewrite += 1;
-                    return;
+                    return Fate::Dropped(DropReason::Rewrite);
                 }
-                self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
+                self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc)
             }
             ForwardMode::Dsr => {
                 if nh != srv.addr {
-                    self.counters.drop_dsr_not_onlink += 1;
-                    return;
+                    return Fate::Dropped(DropReason::DsrNotOnlink);
                 }
-                let Some(frame) = self.mtu_check(frame, c, port, 0, rx_port, out) else {
-                    return;
-                };
-                self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
-            }
-            ForwardMode::Tunnel => {
-                if let Some(frame) = self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
-                    self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc);
+                match self.mtu_check(frame, c, port, 0, rx_port, out) {
+                    Ok(frame) => {
+                        self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc)
+                    }
+                    Err(fate) => fate,
                 }
             }
+            ForwardMode::Tunnel => match self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
+                Ok(frame) => self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc),
+                Err(fate) => fate,
+            },
         }
     }
 
@@ -593,17 +559,17 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         if let Some(sc) = self.svc_ctr.get_mut(usize::from(fwd.svc)) {
             sc.packets_out += 1;
             sc.bytes_out += (c.l3_end - c.l3_offset) as u64;
         }
         let Some((port, nh)) = self.fib.lookup(fwd.orig.src) else {
-            self.counters.drop_no_route += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoute);
         };
-        let Some(mut frame) = self.route_checks(frame, c, port, rx_port, out) else {
-            return;
+        let mut frame = match self.route_checks(frame, c, port, rx_port, out) {
+            Ok(frame) => frame,
+            Err(fate) => return fate,
         };
         let full = fwd.local.is_some();
         let rw = FlowRewrite {
@@ -613,10 +579,9 @@ impl<F: Frame> Pipeline<F> {
             dst_port: full.then_some(fwd.orig.sport),
         };
         if !nat_rewrite(frame.bytes_mut(), c, &rw) {
-            self.counters.drop_rewrite += 1;
-            return;
+            return Fate::Dropped(DropReason::Rewrite);
         }
-        self.send_to_next_hop(frame, port, nh, out, alloc, false);
+        self.send_to_next_hop(frame, port, nh, out, alloc, false)
     }
 
     /// Router checks before a NAT rewrite: TTL / hop limit, then MTU.
@@ -627,12 +592,11 @@ impl<F: Frame> Pipeline<F> {
         egress: u16,
         rx_port: u16,
         out: &mut Output<F>,
-    ) -> Option<F> {
+    ) -> Result<F, Fate> {
         // RFC 1812 §5.2.1 order: TTL check, MTU check, then decrement.
         if c.ttl <= 1 {
-            self.counters.drop_ttl_exceeded += 1;
             self.icmp_send_error(frame, c, rx_port, ErrorKind::TimeExceeded, out);
-            return None;
+            return Err(Fate::Dropped(DropReason::TtlExceeded));
         }
         let mut frame = self.mtu_check(frame, c, egress, 0, rx_port, out)?;
         let l3 = c.l3_offset;
@@ -649,10 +613,9 @@ impl<F: Frame> Pipeline<F> {
                 .is_some_and(|mut p| p.decrement_hop_limit().is_some()),
         };
         if !ok {
-            self.counters.drop_rewrite += 1;
-            return None;
+            return Err(Fate::Dropped(DropReason::Rewrite));
         }
-        Some(frame)
+        Ok(frame)
     }
 
     /// Drops (with fragmentation needed / packet too big when allowed) a
@@ -665,16 +628,15 @@ impl<F: Frame> Pipeline<F> {
         overhead: usize,
         rx_port: u16,
         out: &mut Output<F>,
-    ) -> Option<F> {
+    ) -> Result<F, Fate> {
         let mtu = self
             .ports
             .get(usize::from(egress))
             .map_or(0, |p| usize::from(p.mtu));
         let len = c.l3_end - c.l3_offset;
         if len + overhead <= mtu {
-            return Some(frame);
+            return Ok(frame);
         }
-        self.counters.drop_too_big += 1;
         let df = match c.l3 {
             L3Kind::Ipv4 => frame
                 .bytes()
@@ -690,7 +652,7 @@ impl<F: Frame> Pipeline<F> {
             };
             self.icmp_send_error(frame, c, rx_port, kind, out);
         }
-        None
+        Err(Fate::Dropped(DropReason::TooBig))
     }
 
     /// Encapsulates the IP packet of `frame` for `server` (leaving by
@@ -703,7 +665,7 @@ impl<F: Frame> Pipeline<F> {
         egress: u16,
         rx_port: u16,
         out: &mut Output<F>,
-    ) -> Option<F> {
+    ) -> Result<F, Fate> {
         let overhead = match server {
             IpAddr::V4(_) => tunnel::IPV4_OVERHEAD,
             IpAddr::V6(_) => tunnel::IPV6_OVERHEAD,
@@ -713,8 +675,7 @@ impl<F: Frame> Pipeline<F> {
             .get(usize::from(egress))
             .and_then(|p| p.src_for(server))
         else {
-            self.counters.drop_no_source_addr += 1;
-            return None;
+            return Err(Fate::Dropped(DropReason::NoSourceAddr));
         };
         let mtu = self
             .ports
@@ -740,8 +701,7 @@ impl<F: Frame> Pipeline<F> {
         let eth = c.l3_offset;
         // Drop any Ethernet padding, then open room between the Ethernet and IP headers.
         if !frame.set_len(c.l3_end) || !frame.prepend(overhead) {
-            self.counters.drop_no_room += 1;
-            return None;
+            return Err(Fate::Dropped(DropReason::NoRoom));
         }
         let ident = self.next_ident();
         let ttl = self.cfg.ttl;
@@ -763,10 +723,9 @@ impl<F: Frame> Pipeline<F> {
             _ => Err(crate::wire::Error::InvalidArgument),
         };
         if r.is_err() {
-            self.counters.drop_rewrite += 1;
-            return None;
+            return Err(Fate::Dropped(DropReason::Rewrite));
         }
-        Some(frame)
+        Ok(frame)
     }
 
     pub(crate) fn next_ident(&mut self) -> u16 {

@@ -24,6 +24,7 @@
 
 use std::net::IpAddr;
 
+use super::fate::{DropReason, Fate};
 use super::flow::Fwd;
 use super::{AddrInfo, Output, Pipeline};
 use crate::frame::{Frame, FrameAlloc};
@@ -63,7 +64,7 @@ impl<F: Frame> Pipeline<F> {
         info: Option<AddrInfo>,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let v4 = c.l3 == L3Kind::Ipv4;
         let inner = frame.bytes().get(c.l4_offset + 8..c.l3_end).and_then(|q| {
             if v4 {
@@ -163,13 +164,11 @@ impl<F: Frame> Pipeline<F> {
             }
         };
         let Some((port, nh)) = dest else {
-            self.counters.drop_no_route += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoute);
         };
         // Forwarded like any routed packet, but never answered with an error.
         if c.ttl <= 1 {
-            self.counters.drop_ttl_exceeded += 1;
-            return;
+            return Fate::Dropped(DropReason::TtlExceeded);
         }
         let l3 = c.l3_offset;
         let b = frame.bytes_mut();
@@ -187,11 +186,10 @@ impl<F: Frame> Pipeline<F> {
             || rewrite_icmp_error(b, c, &inner_rw).is_err()
             || rewrite_flow(b, c, &outer_rw).is_err()
         {
-            self.counters.drop_rewrite += 1;
-            return;
+            return Fate::Dropped(DropReason::Rewrite);
         }
         self.counters.icmp_errors_translated += 1;
-        self.send_to_next_hop(frame, port, nh, out, alloc, false);
+        self.send_to_next_hop(frame, port, nh, out, alloc, false)
     }
 
     /// An ICMP error about no connection of ours: the host's if it is for a
@@ -202,12 +200,11 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         info: Option<AddrInfo>,
         out: &mut Output<F>,
-    ) {
-        let _ = rx_port;
+    ) -> Fate {
         if info.is_some_and(|i| i.port.is_some()) {
-            self.give_host(frame, out);
+            self.give_host(frame, rx_port, out)
         } else {
-            self.counters.drop_icmp_error_no_conn += 1;
+            Fate::Dropped(DropReason::IcmpErrorNoConn)
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::fate::{DropReason, Fate};
 use super::neigh::solicited_node;
 use super::{AddrInfo, Event, Output, Pipeline};
 use crate::frame::Frame;
@@ -88,7 +89,13 @@ impl<F: Frame> Pipeline<F> {
 
     /// An ARP packet: learn the sender (RFC 826 merge rule), answer requests
     /// for our addresses in place.
-    pub(super) fn arp(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
+    pub(super) fn arp(
+        &mut self,
+        mut frame: F,
+        c: &Classified,
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Fate {
         let parsed = frame
             .bytes()
             .get(c.l3_offset..)
@@ -96,7 +103,7 @@ impl<F: Frame> Pipeline<F> {
             .and_then(|b| ArpPacket::new_checked(b).and_then(|p| ArpRepr::parse(&p)));
         let repr = match parsed {
             Ok(r) => r,
-            Err(e) => return self.counters.wire_drop(e),
+            Err(e) => return Fate::Dropped(DropReason::Wire(e)),
         };
         let sha = repr.source_hardware_addr;
         let spa = repr.source_protocol_addr;
@@ -105,8 +112,7 @@ impl<F: Frame> Pipeline<F> {
             || sha == EthernetAddress::UNSPECIFIED
             || (!spa.is_unspecified() && self.addrs.contains_key(&IpAddr::V4(spa)))
         {
-            self.counters.drop_arp_bad_sender += 1;
-            return;
+            return Fate::Dropped(DropReason::ArpBadSender);
         }
         let target = self.answers(tpa, rx_port);
         let request = repr.operation == ArpOperation::REQUEST;
@@ -128,17 +134,17 @@ impl<F: Frame> Pipeline<F> {
                 match b.get_mut(l3..).map(|a| reply.emit(a)) {
                     Some(Ok(_)) => {
                         self.counters.arp_replies += 1;
-                        self.emit(frame, rx_port, out, true);
+                        self.emit(frame, rx_port, out, true)
                     }
-                    _ => self.counters.drop_no_room += 1,
+                    _ => Fate::Dropped(DropReason::NoRoom),
                 }
             }
             // A reply to one of the ports' addresses may answer the host.
             Some(i) if !request && i.port == Some(rx_port) && self.cfg.host_path => {
-                self.give_host(frame, out)
+                self.give_host(frame, rx_port, out)
             }
-            _ if learned => self.counters.rx_consumed += 1,
-            _ => self.counters.drop_arp_other += 1,
+            _ if learned => Fate::Consumed,
+            _ => Fate::Dropped(DropReason::ArpOther),
         }
     }
 
@@ -151,13 +157,12 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         info: Option<AddrInfo>,
         out: &mut Output<F>,
-    ) {
+    ) -> Fate {
         let (src, dst) = (v6(c.src_addr), v6(c.dst_addr));
         let repr = {
             let b = frame.bytes();
             let Some(msg) = b.get(c.l4_offset..c.l3_end) else {
-                self.counters.drop_ndp_invalid += 1;
-                return;
+                return Fate::Dropped(DropReason::NdpInvalid);
             };
             let valid_hdr = c.ttl == 255
                 && c.icmp_code == 0
@@ -165,8 +170,7 @@ impl<F: Frame> Pipeline<F> {
             match valid_hdr.then(|| NdiscRepr::parse(msg)) {
                 Some(Ok(r)) => r,
                 _ => {
-                    self.counters.drop_ndp_invalid += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NdpInvalid);
                 }
             }
         };
@@ -180,12 +184,10 @@ impl<F: Frame> Pipeline<F> {
                 // RFC 4861 §7.1.1: from the unspecified address, only to the
                 // solicited-node group and without a link-layer address.
                 if unspecified && (dst != sn || lladdr.is_some()) {
-                    self.counters.drop_ndp_invalid += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NdpInvalid);
                 }
                 if dst != sn && dst != target_addr {
-                    self.counters.drop_ndp_other += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NdpOther);
                 }
                 let target = self.answers(IpAddr::V6(target_addr), rx_port);
                 let mut learned = false;
@@ -201,17 +203,15 @@ impl<F: Frame> Pipeline<F> {
                     );
                 }
                 if target.is_none() {
-                    if learned {
-                        self.counters.rx_consumed += 1;
+                    return if learned {
+                        Fate::Consumed
                     } else {
-                        self.counters.drop_ndp_other += 1;
-                    }
-                    return;
+                        Fate::Dropped(DropReason::NdpOther)
+                    };
                 }
                 let mac = self.ports[usize::from(rx_port)].mac;
                 let Some(advert) = repr.advert_for(mac, unspecified) else {
-                    self.counters.drop_ndp_invalid += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NdpInvalid);
                 };
                 let (to, to_mac) = if unspecified {
                     (ALL_NODES, EthernetAddress::from_ipv6_multicast(&ALL_NODES))
@@ -222,8 +222,7 @@ impl<F: Frame> Pipeline<F> {
                 let l3 = c.l3_offset;
                 let len = l3 + 40 + na.len();
                 if !frame.set_len(len) {
-                    self.counters.drop_no_room += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NoRoom);
                 }
                 let ip = Ipv6Repr {
                     src_addr: target_addr,
@@ -241,9 +240,9 @@ impl<F: Frame> Pipeline<F> {
                     && na.emit(&mut b[l3 + 40..], &target_addr, &to).is_ok();
                 if ok {
                     self.counters.ndp_adverts += 1;
-                    self.emit(frame, rx_port, out, true);
+                    self.emit(frame, rx_port, out, true)
                 } else {
-                    self.counters.drop_no_room += 1;
+                    Fate::Dropped(DropReason::NoRoom)
                 }
             }
             NdiscRepr::NeighborAdvert {
@@ -253,8 +252,7 @@ impl<F: Frame> Pipeline<F> {
             } => {
                 // RFC 4861 §7.1.2: a multicast advertisement is not solicited.
                 if dst.is_multicast() && flags.contains(NeighborFlags::SOLICITED) {
-                    self.counters.drop_ndp_invalid += 1;
-                    return;
+                    return Fate::Dropped(DropReason::NdpInvalid);
                 }
                 let mut learned = false;
                 // RFC 4861 §7.2.5: an advertisement without a target link-layer
@@ -280,20 +278,20 @@ impl<F: Frame> Pipeline<F> {
                     );
                 }
                 if info.is_some_and(|i| i.port == Some(rx_port)) && self.cfg.host_path {
-                    self.give_host(frame, out);
+                    self.give_host(frame, rx_port, out)
                 } else if learned {
-                    self.counters.rx_consumed += 1;
+                    Fate::Consumed
                 } else {
-                    self.counters.drop_ndp_other += 1;
+                    Fate::Dropped(DropReason::NdpOther)
                 }
             }
             // Router discovery and redirects are the host's business.
             _ => {
                 let to_port = info.is_some_and(|i| i.port == Some(rx_port));
                 if (to_port || dst.is_multicast()) && self.cfg.host_path {
-                    self.give_host(frame, out);
+                    self.give_host(frame, rx_port, out)
                 } else {
-                    self.counters.drop_ndp_other += 1;
+                    Fate::Dropped(DropReason::NdpOther)
                 }
             }
         }
@@ -309,51 +307,50 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         info: AddrInfo,
         out: &mut Output<F>,
-    ) {
+    ) -> Fate {
         match (c.l3, c.protocol, c.icmp_type) {
             (L3Kind::Ipv4, IpProtocol::ICMP, 8) => self.echo4(frame, c, rx_port, out),
             (L3Kind::Ipv6, IpProtocol::ICMPV6, 128) => self.echo6(frame, c, rx_port, out),
-            _ if info.port.is_some() => self.give_host(frame, out),
+            _ if info.port.is_some() => self.give_host(frame, rx_port, out),
             (_, IpProtocol::TCP | IpProtocol::UDP, _) if info.snat => {
                 self.fnat_orphan(&frame, c, rx_port)
             }
-            (_, IpProtocol::ICMP | IpProtocol::ICMPV6, _) => self.counters.drop_icmp_other += 1,
-            _ => self.counters.drop_unsupported_protocol += 1,
+            (_, IpProtocol::ICMP | IpProtocol::ICMPV6, _) => Fate::Dropped(DropReason::IcmpOther),
+            _ => Fate::Dropped(DropReason::UnsupportedProtocol),
         }
     }
 
     /// A packet to a full-NAT local address with no connection here: count
     /// whether RSS sent it to the wrong worker.
-    fn fnat_orphan(&mut self, frame: &F, c: &Classified, rx_port: u16) {
+    fn fnat_orphan(&mut self, frame: &F, c: &Classified, rx_port: u16) -> Fate {
         if let Some(p) = self.ports.get(usize::from(rx_port))
             && let Some(owner) = super::route::owner(&p.steer, frame.bytes(), c)
             && owner != p.steer.target
         {
             self.counters.fnat_reply_wrong_worker += 1;
         }
-        self.counters.drop_fnat_no_conn += 1;
+        Fate::Dropped(DropReason::FnatNoConn)
     }
 
-    fn echo_ok(&mut self, c: &Classified) -> bool {
+    /// Why an echo request is not answered, if it is not.
+    fn echo_refused(&self, c: &Classified) -> Option<DropReason> {
         if c.frag != FragStatus::NotFragment {
-            self.counters.drop_fragment += 1;
-            return false;
+            return Some(DropReason::Fragment);
         }
         let bad_src = match c.src_addr {
             IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
             IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
         };
         if bad_src || c.l4_len() < 8 {
-            self.counters.drop_icmp_other += 1;
-            return false;
+            return Some(DropReason::IcmpOther);
         }
-        true
+        None
     }
 
     /// ICMP echo reply in place: options dropped, addresses swapped, TTL reset.
-    fn echo4(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
-        if !self.echo_ok(c) {
-            return;
+    fn echo4(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) -> Fate {
+        if let Some(why) = self.echo_refused(c) {
+            return Fate::Dropped(why);
         }
         let l3 = c.l3_offset;
         let icmp_len = c.l4_len();
@@ -368,8 +365,7 @@ impl<F: Frame> Pipeline<F> {
             (tos, ident)
         };
         if !frame.set_len(end) {
-            self.counters.drop_no_room += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoom);
         }
         let ip = Ipv4Repr {
             src_addr: v4(c.dst_addr),
@@ -392,17 +388,17 @@ impl<F: Frame> Pipeline<F> {
                 .is_ok();
         if ok {
             self.counters.echo_replies += 1;
-            self.emit(frame, rx_port, out, true);
+            self.emit(frame, rx_port, out, true)
         } else {
-            self.counters.drop_icmp_other += 1;
+            Fate::Dropped(DropReason::IcmpOther)
         }
     }
 
     /// ICMPv6 echo reply in place: extension headers dropped, addresses
     /// swapped (the pseudo-header sum does not change), hop limit reset.
-    fn echo6(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) {
-        if !self.echo_ok(c) {
-            return;
+    fn echo6(&mut self, mut frame: F, c: &Classified, rx_port: u16, out: &mut Output<F>) -> Fate {
+        if let Some(why) = self.echo_refused(c) {
+            return Fate::Dropped(why);
         }
         let l3 = c.l3_offset;
         let icmp_len = c.l4_len();
@@ -416,8 +412,7 @@ impl<F: Frame> Pipeline<F> {
             tc
         };
         if !frame.set_len(end) {
-            self.counters.drop_no_room += 1;
-            return;
+            return Fate::Dropped(DropReason::NoRoom);
         }
         let ip = Ipv6Repr {
             src_addr: v6(c.dst_addr),
@@ -434,8 +429,7 @@ impl<F: Frame> Pipeline<F> {
         b[..6].copy_from_slice(&src_mac.0);
         b[6..12].copy_from_slice(&mac.0);
         if ip.emit(&mut b[l3..]).is_err() {
-            self.counters.drop_icmp_other += 1;
-            return;
+            return Fate::Dropped(DropReason::IcmpOther);
         }
         let m = &mut b[l3 + 40..end];
         let old = u16::from_be_bytes([m[0], m[1]]);
@@ -445,6 +439,6 @@ impl<F: Frame> Pipeline<F> {
         m[..2].copy_from_slice(&new.to_be_bytes());
         m[2..4].copy_from_slice(&csum.to_be_bytes());
         self.counters.echo_replies += 1;
-        self.emit(frame, rx_port, out, true);
+        self.emit(frame, rx_port, out, true)
     }
 }

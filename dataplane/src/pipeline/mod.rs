@@ -74,6 +74,7 @@ mod config;
 mod control;
 mod counters;
 mod fast;
+mod fate;
 mod flow;
 mod forward;
 mod fuzz;
@@ -85,6 +86,7 @@ mod steer;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod verdict;
 mod views;
 
 use core::time::Duration;
@@ -99,20 +101,25 @@ use crate::conn::{
     Probe, ReplyRef,
 };
 use crate::frame::{Frame, FrameAlloc, RxChecksum};
-use crate::model::{Config, ForwardMode, SchedulerKind, ServerIdx, ServerState, ServiceIdx};
+use crate::model::{
+    Config, ForwardMode, Protocol, SchedulerKind, ServerIdx, ServerState, ServiceIdx,
+};
 use crate::rss::{MS_RSS_KEY, Reta, RssError, SnatPortPicker, Toeplitz};
 use crate::sched::SchedState;
 use crate::sticky::{
     ClientKey, StickyBinding, StickyConfig, StickyEvent, StickyTable, StickyTableError,
 };
 use crate::time::Time;
-use crate::wire::{self, Classified, ClassifyOptions, EthernetAddress, IpProtocol, Ipv4L4, L3Kind};
+use crate::wire::{
+    self, Classified, ClassifyOptions, EthernetAddress, FragStatus, IpProtocol, Ipv4L4, L3Kind,
+};
 
 use build::*;
 use burst::*;
 pub use config::*;
 pub use control::*;
 pub use counters::{Counters, WIRE_DROP_NAMES};
+use fate::{DropReason, Fate};
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
 pub use tx::*;

@@ -37,6 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::HashMap;
 
 use super::counters::Counters;
+use super::fate::DropReason;
 use super::{Output, PortRt};
 use crate::frame::{Frame, FrameAlloc};
 use crate::time::Time;
@@ -122,8 +123,8 @@ pub(crate) enum TxResult {
     Sent,
     /// Held until the neighbour resolves.
     Held,
-    /// Dropped (the matching counter was incremented).
-    Dropped,
+    /// Dropped, for this reason.
+    Dropped(DropReason),
 }
 
 struct Entry<F> {
@@ -247,12 +248,10 @@ impl<F: Frame> NeighTable<F> {
         hint: Option<&mut u32>,
     ) -> TxResult {
         let Some(p) = ports.get(usize::from(port)) else {
-            ctr.drop_bad_port += 1;
-            return TxResult::Dropped;
+            return TxResult::Dropped(DropReason::BadPort);
         };
         if out.tx.len() <= usize::from(port) {
-            ctr.drop_bad_port += 1;
-            return TxResult::Dropped;
+            return TxResult::Dropped(DropReason::BadPort);
         }
         // The caller's cached entry index saves the map lookup.
         let cached = hint.as_deref().and_then(|&h| {
@@ -268,8 +267,7 @@ impl<F: Frame> NeighTable<F> {
             None => {
                 // New entry: Incomplete, request now.
                 let Some(i) = self.free.pop() else {
-                    ctr.drop_neigh_queue_full += 1;
-                    return TxResult::Dropped;
+                    return TxResult::Dropped(DropReason::NeighQueueFull);
                 };
                 self.map.insert((port, nh), i);
                 let e = &mut self.entries[i as usize];
@@ -288,18 +286,17 @@ impl<F: Frame> NeighTable<F> {
                 let d = e.deadline;
                 self.schedule(d);
                 send_request(p, nh, None, out, port, alloc, ctr);
-                return self.hold(i as usize, frame, ctr);
+                return self.hold(i as usize, frame);
             }
         };
         let reachable = self.is_reachable(&self.entries[idx], now);
         let e = &mut self.entries[idx];
         e.used = now;
         match e.state {
-            NeighState::Incomplete => self.hold(idx, frame, ctr),
+            NeighState::Incomplete => self.hold(idx, frame),
             NeighState::Failed => {
                 if now < e.deadline {
-                    ctr.drop_neigh_failed += 1;
-                    return TxResult::Dropped;
+                    return TxResult::Dropped(DropReason::NeighFailed);
                 }
                 e.state = NeighState::Incomplete;
                 e.has_mac = false;
@@ -308,7 +305,7 @@ impl<F: Frame> NeighTable<F> {
                 let d = e.deadline;
                 self.schedule(d);
                 send_request(p, nh, None, out, port, alloc, ctr);
-                self.hold(idx, frame, ctr)
+                self.hold(idx, frame)
             }
             NeighState::Reachable | NeighState::Stale | NeighState::Probe => {
                 if !reachable && e.state != NeighState::Probe {
@@ -361,11 +358,10 @@ impl<F: Frame> NeighTable<F> {
         self.map.get(&(port, nh)).copied()
     }
 
-    fn hold(&mut self, idx: usize, frame: F, ctr: &mut Counters) -> TxResult {
+    fn hold(&mut self, idx: usize, frame: F) -> TxResult {
         let e = &mut self.entries[idx];
         if e.held.len() >= self.cfg.hold {
-            ctr.drop_neigh_queue_full += 1;
-            return TxResult::Dropped;
+            return TxResult::Dropped(DropReason::NeighQueueFull);
         }
         e.held.push(frame);
         TxResult::Held

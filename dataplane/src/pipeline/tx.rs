@@ -2,15 +2,16 @@
 
 use super::*;
 
-/// Frames to send after a burst or poll: `tx[port]` on each port, `host` to
-/// the kernel (exception path). The runtime reuses one `Output` (its vectors
-/// keep their capacity).
+/// Frames to send after a burst or poll: `tx[port]` on each port, and
+/// `host[port]` to the kernel (exception path) as received on each port, so
+/// that the runtime can hand each to that port's host interface. The runtime
+/// reuses one `Output` (its vectors keep their capacity).
 #[derive(Debug)]
 pub struct Output<F> {
     /// Per port, frames to transmit.
     pub tx: Vec<Vec<F>>,
-    /// Frames for the host.
-    pub host: Vec<F>,
+    /// Per port, frames for the host that arrived on that port.
+    pub host: Vec<Vec<F>>,
 }
 
 impl<F> Output<F> {
@@ -18,54 +19,75 @@ impl<F> Output<F> {
     pub fn new(n_ports: usize) -> Self {
         Output {
             tx: (0..n_ports).map(|_| Vec::new()).collect(),
-            host: Vec::new(),
+            host: (0..n_ports).map(|_| Vec::new()).collect(),
         }
     }
 
     /// Whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.host.is_empty() && self.tx.iter().all(Vec::is_empty)
+        self.host.iter().all(Vec::is_empty) && self.tx.iter().all(Vec::is_empty)
     }
 
     /// Number of frames to send (all ports and the host).
     pub fn len(&self) -> usize {
-        self.host.len() + self.tx.iter().map(Vec::len).sum::<usize>()
+        self.host
+            .iter()
+            .chain(&self.tx)
+            .map(Vec::len)
+            .sum::<usize>()
     }
 
     /// Empties every queue (dropping the frames).
     pub fn clear(&mut self) {
-        for t in &mut self.tx {
+        for t in self.tx.iter_mut().chain(&mut self.host) {
             t.clear();
         }
-        self.host.clear();
     }
 }
 
 impl<F: Frame> Pipeline<F> {
     /// Sends `frame` on `port` as is (its Ethernet header already addressed).
     #[inline]
-    pub(crate) fn emit(&mut self, frame: F, port: u16, out: &mut Output<F>, local: bool) {
+    pub(crate) fn emit(&self, frame: F, port: u16, out: &mut Output<F>, local: bool) -> Fate {
         match out.tx.get_mut(usize::from(port)) {
             Some(q) => {
                 q.push(frame);
                 if local {
-                    self.counters.tx_local += 1;
+                    Fate::Answered
                 } else {
-                    self.counters.tx_forward += 1;
+                    Fate::Forwarded
                 }
             }
-            None => self.counters.drop_bad_port += 1,
+            None => Fate::Dropped(DropReason::BadPort),
         }
     }
 
-    /// Hands `frame` to the host, if the host path is on.
+    /// Hands `frame`, received on `port`, to the host, if the host path is on.
     #[inline]
-    pub(crate) fn give_host(&mut self, frame: F, out: &mut Output<F>) {
-        if self.cfg.host_path {
-            out.host.push(frame);
-            self.counters.host += 1;
-        } else {
-            self.counters.drop_host_disabled += 1;
+    pub(crate) fn give_host(&mut self, frame: F, port: u16, out: &mut Output<F>) -> Fate {
+        if !self.cfg.host_path {
+            return Fate::Dropped(DropReason::HostDisabled);
+        }
+        match out.host.get_mut(usize::from(port)) {
+            Some(q) => {
+                q.push(frame);
+                Fate::Host
+            }
+            None => Fate::Dropped(DropReason::BadPort),
+        }
+    }
+
+    /// Sends `frame`, which the host wrote to its interface for `port`, out
+    /// of that port as it is (the kernel resolved its next hop and built
+    /// its Ethernet header). Counted in `from_host` (or
+    /// `from_host_bad_port`); not a received frame.
+    pub fn send_from_host(&mut self, frame: F, port: u16, out: &mut Output<F>) {
+        match out.tx.get_mut(usize::from(port)) {
+            Some(q) if usize::from(port) < self.ports.len() => {
+                q.push(frame);
+                self.counters.from_host += 1;
+            }
+            _ => self.counters.from_host_bad_port += 1,
         }
     }
 
@@ -79,7 +101,7 @@ impl<F: Frame> Pipeline<F> {
         out: &mut Output<F>,
         alloc: &mut A,
         local: bool,
-    ) {
+    ) -> Fate {
         let r = self.neigh.transmit(
             frame,
             port,
@@ -91,7 +113,7 @@ impl<F: Frame> Pipeline<F> {
             &mut self.counters,
             None,
         );
-        self.count_tx(r, local);
+        tx_fate(r, local)
     }
 
     /// Sends `frame` to server `server` of service `svc` (next hop `nh` on
@@ -107,7 +129,7 @@ impl<F: Frame> Pipeline<F> {
         server: ServerIdx,
         out: &mut Output<F>,
         alloc: &mut A,
-    ) {
+    ) -> Fate {
         let hint = self
             .svcs
             .get_mut(usize::from(svc))
@@ -124,16 +146,17 @@ impl<F: Frame> Pipeline<F> {
             &mut self.counters,
             hint,
         );
-        self.count_tx(r, false);
+        tx_fate(r, false)
     }
+}
 
-    #[inline]
-    pub(super) fn count_tx(&mut self, r: neigh::TxResult, local: bool) {
-        match r {
-            neigh::TxResult::Sent if local => self.counters.tx_local += 1,
-            neigh::TxResult::Sent => self.counters.tx_forward += 1,
-            neigh::TxResult::Held => self.counters.held += 1,
-            neigh::TxResult::Dropped => {}
-        }
+/// The fate of a frame given to the neighbour table.
+#[inline]
+fn tx_fate(r: neigh::TxResult, local: bool) -> Fate {
+    match r {
+        neigh::TxResult::Sent if local => Fate::Answered,
+        neigh::TxResult::Sent => Fate::Forwarded,
+        neigh::TxResult::Held => Fate::Held,
+        neigh::TxResult::Dropped(why) => Fate::Dropped(why),
     }
 }

@@ -252,7 +252,13 @@ impl Harness {
             .iter_mut()
             .map(|q| q.drain(..).map(VecFrame::into_bytes).collect())
             .collect();
-        let host = self.out.host.drain(..).map(VecFrame::into_bytes).collect();
+        let host = self
+            .out
+            .host
+            .iter_mut()
+            .flat_map(|q| q.drain(..))
+            .map(VecFrame::into_bytes)
+            .collect();
         (tx, host)
     }
 

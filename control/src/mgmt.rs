@@ -72,20 +72,44 @@ fn handle(stream: UnixStream, ctl: &mut ControlPlane) -> std::io::Result<()> {
     (&stream).write_all(answer.as_bytes())
 }
 
-/// Sends one command to the socket at `path` and returns the answer:
-/// `Ok(text)` or `Err(reason)`.
-pub fn request(path: &Path, command: &str) -> Result<String, String> {
-    let mut s = UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach tack at {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(format!("{command}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
+/// Why `tackctl` got no answer, or an error for an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MgmtError {
+    /// Nothing listens on the socket (no `tack` running there, or no permission).
+    #[error("cannot reach tack at {}: {source}", path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Sending the command or reading the answer failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The appliance refused the command; its reason, as it gave it.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer is not in the protocol's format.
+    #[error("unexpected answer: {0}")]
+    UnexpectedAnswer(String),
+}
+
+/// Sends one command to the socket at `path` and returns the answer's text;
+/// the appliance's refusal is [`MgmtError::Refused`].
+pub fn request(path: &Path, command: &str) -> Result<String, MgmtError> {
+    let mut s = UnixStream::connect(path).map_err(|source| MgmtError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut answer)?;
     match answer.split_once('\n') {
         Some(("ok", rest)) => Ok(rest.to_string()),
-        Some((err, _)) if err.starts_with("error: ") => Err(err["error: ".len()..].to_string()),
-        _ => Err(format!("unexpected answer: {answer}")),
+        Some((err, _)) if err.starts_with("error: ") => {
+            Err(MgmtError::Refused(err["error: ".len()..].to_string()))
+        }
+        _ => Err(MgmtError::UnexpectedAnswer(answer)),
     }
 }

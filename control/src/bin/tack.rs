@@ -1,5 +1,7 @@
 //! `tack`: run the Tack load-balancing appliance from a YAML profile.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use tack_dataplane::sticky::StickyEvent;
 use tack_dpdk::Mbuf;
 use tack_dpdk::ring::{Consumer, Producer};
 
-use crate::mgmt::MgmtServer;
+use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::{FieldError, PersistenceSection, Profile, ProfileError, ServerSection};
 use crate::runtime::{pipeline_config, render_workers};
@@ -169,8 +169,9 @@ impl ControlPlane {
         &self.cfg
     }
 
-    /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile.
-    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mut mgmt: Option<MgmtServer>) {
+    /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile;
+    /// the management thread's commands are answered as they come.
+    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mgmt: Option<&MgmtThread>) {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             if reload.swap(false, Ordering::Relaxed) {
@@ -180,8 +181,9 @@ impl ControlPlane {
                     Err(e) => say!("tack: reload refused: {e}"),
                 }
             }
-            if let Some(m) = mgmt.as_mut() {
-                m.serve(self);
+            for request in mgmt.iter().flat_map(|m| m.pending()) {
+                let answer = self.command(request.line());
+                request.answer(answer);
             }
             if !busy {
                 std::thread::sleep(Duration::from_millis(1));

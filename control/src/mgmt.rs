@@ -3,14 +3,27 @@
 //!
 //! Answer format: the first line is `ok` or `error: <why>`; the rest is the
 //! command's output.
+//!
+//! The socket is served by a management thread of its own ([`MgmtServer::spawn`]),
+//! so that a slow or silent client never holds up the control thread: the
+//! management thread reads the command line, hands it to the control thread
+//! as a [`Request`] on a crossbeam channel, and writes back the answer the
+//! control thread sends on the request's reply channel. It is spawned by the
+//! control thread once EAL has pinned that thread to the main lcore, and
+//! inherits that affinity: it runs on the housekeeping core(s), away from the
+//! workers' lcores (unless the profile's `eal.lcores` shares them).
 
+use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::ctl::ControlPlane;
+use crossbeam::channel::{self, Receiver, Sender};
 
 /// The listening management socket; removed on drop.
 pub struct MgmtServer {
@@ -36,17 +49,40 @@ impl MgmtServer {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
         Ok(MgmtServer {
             listener,
             path: path.to_path_buf(),
         })
     }
 
-    /// Serves the connections waiting now (never blocks for long).
-    pub fn serve(&mut self, ctl: &mut ControlPlane) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if let Err(e) = handle(stream, ctl) {
+    /// Serves the socket on a management thread (`tack-mgmt`, with the
+    /// calling thread's CPU affinity) until the returned handle is dropped.
+    pub fn spawn(self) -> std::io::Result<MgmtThread> {
+        // A rendezvous channel: a request is either taken by the control
+        // thread (which then answers it or drops it) or not sent at all.
+        let (tx, rx) = channel::bounded(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = self.path.clone();
+        let thread_stop = stop.clone();
+        let join = std::thread::Builder::new()
+            .name("tack-mgmt".into())
+            .spawn(move || self.serve(&tx, &thread_stop))?;
+        Ok(MgmtThread {
+            requests: Some(rx),
+            stop,
+            path,
+            join: Some(join),
+        })
+    }
+
+    /// Accepts connections, one at a time, until `stop` is set.
+    fn serve(self, requests: &Sender<Request>, stop: &AtomicBool) {
+        for stream in self.listener.incoming() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let result = stream.and_then(|s| handle(s, requests));
+            if let Err(e) = result {
                 log::warn!("management connection: {e}");
             }
         }
@@ -59,17 +95,82 @@ impl Drop for MgmtServer {
     }
 }
 
-fn handle(stream: UnixStream, ctl: &mut ControlPlane) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
+/// The running management thread. Dropping it stops the thread and removes
+/// the socket.
+pub struct MgmtThread {
+    requests: Option<Receiver<Request>>,
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+    join: Option<JoinHandle<()>>,
+}
+
+impl MgmtThread {
+    /// The commands waiting for the control thread now (never blocks).
+    pub fn pending(&self) -> impl Iterator<Item = Request> + '_ {
+        self.requests.iter().flat_map(Receiver::try_iter)
+    }
+}
+
+impl Drop for MgmtThread {
+    fn drop(&mut self) {
+        // A connection waiting for the control thread ends unanswered.
+        self.requests = None;
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the thread if it waits in accept. If the socket cannot be
+        // reached any more, the thread is left to end with the process.
+        if let Err(e) = UnixStream::connect(&self.path) {
+            log::warn!("management socket {}: {e}", self.path.display());
+            return;
+        }
+        if let Some(j) = self.join.take()
+            && j.join().is_err()
+        {
+            log::error!("the management thread panicked");
+        }
+    }
+}
+
+/// A command line read by the management thread, for the control thread.
+pub struct Request {
+    line: String,
+    reply: Sender<String>,
+}
+
+impl Request {
+    /// The command line, trimmed.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// Answers the client: `ok` and the command's text, or `error: ` and
+    /// why it was refused.
+    pub fn answer<E: fmt::Display>(self, result: Result<String, E>) {
+        let answer = match result {
+            Ok(text) => format!("ok\n{text}"),
+            Err(e) => format!("error: {e}\n"),
+        };
+        // The management thread is gone only when the appliance stops.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn handle(stream: UnixStream, requests: &Sender<Request>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
     BufReader::new((&stream).take(4096)).read_line(&mut line)?;
-    let answer = match ctl.command(line.trim()) {
-        Ok(text) => format!("ok\n{text}"),
-        Err(e) => format!("error: {e}\n"),
+    let (reply, answer) = channel::bounded(1);
+    let request = Request {
+        line: line.trim().to_string(),
+        reply,
     };
-    (&stream).write_all(answer.as_bytes())
+    if requests.send(request).is_err() {
+        return Ok(()); // stopping
+    }
+    match answer.recv() {
+        Ok(text) => (&stream).write_all(text.as_bytes()),
+        Err(_) => Ok(()), // stopping
+    }
 }
 
 /// Why `tackctl` got no answer, or an error for an answer.

@@ -19,10 +19,11 @@ use tack_dpdk::ring::{Consumer, Producer};
 
 use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
-use crate::profile::{FieldError, PersistenceSection, Profile, ProfileError, ServerSection};
-use crate::runtime::{pipeline_config, render_workers};
+use crate::profile::{
+    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, pipeline_config,
+};
+use crate::report::{WorkerSnapshot, render_workers};
 use crate::say;
-use crate::worker::WorkerSnapshot;
 
 /// Counters of the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod hugepages;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;
+pub mod report;
 pub mod runtime;
 pub mod worker;
 pub mod yamlpos;

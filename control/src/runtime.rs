@@ -7,20 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tack_dataplane::pipeline::{Pipeline, PipelineConfig, PortSpec, WorkerSpec};
-use tack_dataplane::sticky::StickyConfig;
+use tack_dataplane::pipeline::{Pipeline, WorkerSpec};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dpdk::ring::{self, Consumer, Producer};
 use tack_dpdk::{
-    Eal, LcoreJoin, Mbuf, Mempool, MempoolConfig, Port, PortConfig, PortStats, RssConfig, RxQueue,
-    TxQueue,
+    Eal, LcoreJoin, Mbuf, Mempool, MempoolConfig, Port, PortConfig, RssConfig, RxQueue, TxQueue,
 };
 
 use crate::clock::TscClock;
 use crate::ctl::ControlPlane;
 use crate::msg::{FromWorker, ToWorker};
-use crate::profile::{FieldError, Profile, Steering, build_routes, build_services, parse_hex};
-use crate::worker::{Worker, WorkerRings, WorkerSnapshot};
+use crate::profile::{FieldError, Profile, Steering, parse_hex, pipeline_config};
+use crate::report::RunReport;
+use crate::worker::{Worker, WorkerRings};
 
 /// Why the appliance could not start. Displayed as one line naming the part
 /// at fault, with DPDK's or the pipeline's reason.
@@ -105,17 +104,6 @@ pub struct RunningPort {
     pub port: Port,
     /// Its MAC address.
     pub mac: [u8; 6],
-}
-
-/// What a finished run reports.
-#[derive(Debug, Clone, Default)]
-pub struct RunReport {
-    /// Port name → final port counters.
-    pub ports: Vec<(String, PortStats)>,
-    /// Final snapshot of each worker.
-    pub workers: Vec<WorkerSnapshot>,
-    /// Mbufs in use after the ports stopped, and the pools' sizes.
-    pub mbufs_in_use: u32,
 }
 
 /// Ring sizes.
@@ -438,149 +426,4 @@ impl Appliance {
         report.mbufs_in_use = self.pools.iter().map(Mempool::in_use).sum();
         report
     }
-}
-
-/// A random hash seed for a connection or sticky table, so that clients
-/// cannot aim their flows at one bucket. (If the kernel cannot give one,
-/// which it always can on Linux 3.17 and later, the clock is used.)
-fn hash_seed() -> u64 {
-    getrandom::u64().unwrap_or_else(|e| {
-        log::warn!("no random hash seed ({e}): using the clock");
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x7461_636b, |d| d.as_nanos() as u64)
-    })
-}
-
-/// The pipeline's view of a profile, with the ports' MAC addresses.
-/// Errors name the profile field at fault ([`FieldError`]). The tables get random hash
-/// seeds (used when a pipeline is built; a reload keeps the old ones).
-pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineConfig, FieldError> {
-    let services = build_services(&profile.services)?;
-    let routes = build_routes(&profile.routes, &profile.port_prefixes())?;
-    let t = &profile.tables;
-    let mut cfg = PipelineConfig {
-        ports: profile
-            .ports
-            .iter()
-            .zip(macs)
-            .map(|(ps, mac)| PortSpec {
-                mac: EthernetAddress(*mac),
-                addresses: ps
-                    .addresses
-                    .iter()
-                    .map(|n| (n.addr(), n.prefix_len()))
-                    .collect(),
-                mtu: ps.mtu.unwrap_or(1500),
-            })
-            .collect(),
-        services: Arc::new(services),
-        routes,
-        ..PipelineConfig::default()
-    };
-    let timeouts = t.timeouts.to_timeouts();
-    for (table, capacity) in [
-        (&mut cfg.conn4, t.connections),
-        (&mut cfg.conn6, t.connections_v6),
-    ] {
-        table.capacity = capacity;
-        table.timeouts = timeouts;
-        table.full_policy = t.when_full.into();
-        table.hash_seed = hash_seed();
-    }
-    cfg.sticky = StickyConfig {
-        capacity: t.sticky,
-        hash_seed: hash_seed(),
-        ..cfg.sticky
-    };
-    cfg.neigh.capacity = t.neighbours;
-    Ok(cfg)
-}
-
-impl RunReport {
-    /// Counters as a text table: ports, then every non-zero worker counter
-    /// summed over workers with a column per worker.
-    pub fn render(&self) -> String {
-        let mut s = render_ports(&self.ports);
-        s.push('\n');
-        s.push_str(&render_workers(&self.workers));
-        s.push_str(&format!(
-            "\nmbufs in use after stop: {}\n",
-            self.mbufs_in_use
-        ));
-        s
-    }
-}
-
-/// The port table.
-pub fn render_ports(ports: &[(String, PortStats)]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-        "port",
-        "rx_packets",
-        "tx_packets",
-        "rx_bytes",
-        "tx_bytes",
-        "rx_missed",
-        "rx_errors",
-        "tx_errors"
-    );
-    for (name, st) in ports {
-        let _ = writeln!(
-            s,
-            "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-            name,
-            st.ipackets,
-            st.opackets,
-            st.ibytes,
-            st.obytes,
-            st.imissed,
-            st.ierrors,
-            st.oerrors
-        );
-    }
-    s
-}
-
-/// Every non-zero worker counter, total and per worker.
-pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
-    use std::fmt::Write;
-    let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let mut order: Vec<&'static str> = Vec::new();
-    let n = workers.len();
-    for (i, w) in workers.iter().enumerate() {
-        let mut add = |name: &'static str, v: u64| {
-            let row = rows.entry(name).or_insert_with(|| {
-                order.push(name);
-                vec![0; n]
-            });
-            row[i] = v;
-        };
-        w.lp.for_each(&mut add);
-        for (name, v) in &w.pipeline {
-            add(name, *v);
-        }
-    }
-    let mut s = String::new();
-    let _ = write!(s, "{:<32} {:>12}", "counter", "total");
-    for i in 0..n {
-        let _ = write!(s, " {:>12}", format!("worker{i}"));
-    }
-    let _ = writeln!(s);
-    for name in order {
-        let row = &rows[name];
-        let total: u64 = row.iter().sum();
-        if total == 0 {
-            continue;
-        }
-        let _ = write!(s, "{name:<32} {total:>12}");
-        for v in row {
-            let _ = write!(s, " {v:>12}");
-        }
-        let _ = writeln!(s);
-    }
-    s
 }

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use crate::yamlpos::LineIndex;
 
 mod error;
+mod pipeline;
 mod services;
 pub use error::{FieldError, MacAddrError, ProfileError};
+pub use pipeline::pipeline_config;
 pub use services::{
     ModeName, PersistenceSection, RouteSection, ServerSection, ServiceSection, TablesSection,
     TimeoutsSection, WhenFull, build_routes, build_services,

@@ -32,18 +32,16 @@ pub struct MgmtServer {
 }
 
 impl MgmtServer {
-    /// Listens on `path` (its directory is created; a stale socket is replaced).
-    pub fn bind(path: &Path) -> std::io::Result<MgmtServer> {
+    /// Listens on `path` (its directory is created; a stale socket is
+    /// replaced, a live one refused).
+    pub fn bind(path: &Path) -> Result<MgmtServer, MgmtError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         if path.exists() {
             // Refuse to steal the socket of a running appliance.
             if UnixStream::connect(path).is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another tack", path.display()),
-                ));
+                return Err(MgmtError::InUse(path.to_path_buf()));
             }
             std::fs::remove_file(path)?;
         }
@@ -57,7 +55,7 @@ impl MgmtServer {
 
     /// Serves the socket on a management thread (`tack-mgmt`, with the
     /// calling thread's CPU affinity) until the returned handle is dropped.
-    pub fn spawn(self) -> std::io::Result<MgmtThread> {
+    pub fn spawn(self) -> Result<MgmtThread, MgmtError> {
         // A rendezvous channel: a request is either taken by the control
         // thread (which then answers it or drops it) or not sent at all.
         let (tx, rx) = channel::bounded(0);
@@ -173,9 +171,13 @@ fn handle(stream: UnixStream, requests: &Sender<Request>) -> std::io::Result<()>
     }
 }
 
-/// Why `tackctl` got no answer, or an error for an answer.
+/// What went wrong on the management socket: serving it (`tack`) or asking
+/// it (`tackctl`, which got no answer or a refusal).
 #[derive(Debug, thiserror::Error)]
 pub enum MgmtError {
+    /// Another appliance answers on the socket.
+    #[error("{} is in use by another tack", .0.display())]
+    InUse(PathBuf),
     /// Nothing listens on the socket (no `tack` running there, or no permission).
     #[error("cannot reach tack at {}: {source}", path.display())]
     Connect {
@@ -184,7 +186,8 @@ pub enum MgmtError {
         /// Why.
         source: std::io::Error,
     },
-    /// Sending the command or reading the answer failed.
+    /// Creating the socket or its thread, sending the command or reading
+    /// the answer failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The appliance refused the command; its reason, as it gave it.

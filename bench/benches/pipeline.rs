@@ -37,6 +37,8 @@
 //! ([`tack_bench::huge_pages`]); `TACK_BENCH_HUGEPAGES=0` measures with
 //! 4 KiB pages.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

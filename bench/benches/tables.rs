@@ -14,6 +14,8 @@
 //! transparent huge pages ([`tack_bench::huge_pages`];
 //! `TACK_BENCH_HUGEPAGES=0` to measure 4 KiB pages).
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -40,10 +40,14 @@
 //! pipelines are built, so that the huge-page advice is already in place
 //! when the pages are populated; [`lock_memory`] before building them gives
 //! 4 KiB pages).
+//!
+//! The crate's `unsafe` code (libc calls and the allocator) is all in one
+//! module, `os.rs`; the rest of the crate denies it.
+
+#![deny(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hashbrown::HashMap;
 use tack_dataplane::conn::ConnTableConfig;
@@ -57,6 +61,10 @@ use tack_dataplane::pipeline::{
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 use tack_dataplane::{Frame, FrameAlloc, Time};
+
+#[allow(unsafe_code)]
+mod os;
+pub use os::thread_cpu;
 
 /// Frames per burst.
 pub const BURST: usize = 32;
@@ -324,20 +332,6 @@ pub fn segment_from(
     buf[50..52].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`). The machine
-/// the benchmarks run on is shared: wall time would also count the time the
-/// thread waits for a CPU.
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Something that forwards a burst: the pipeline, or a baseline.
 pub trait Forwarder {
     /// Processes `rx` (taking every frame) into `out`.
@@ -430,15 +424,10 @@ impl Forwarder for HashLookup {
     }
 }
 
-// The same allocator as `tack`'s, from the same source file (the control
-// crate itself links DPDK, which the benchmarks do not need).
-#[path = "../../control/src/hugepages.rs"]
-mod hugepages;
-
-/// `tack`'s allocator: advises transparent huge pages for the tables once
-/// [`huge_pages`] has enabled it.
+/// `tack`'s allocator (from the same source file, see `os.rs`): advises
+/// transparent huge pages for the tables once [`huge_pages`] has enabled it.
 #[global_allocator]
-static ALLOC: hugepages::HugePageAlloc = hugepages::HugePageAlloc;
+static ALLOC: os::hugepages::HugePageAlloc = os::hugepages::HugePageAlloc;
 
 /// Has the global allocator advise transparent huge pages for the large
 /// allocations made from now on (the tables), unless
@@ -448,7 +437,7 @@ static ALLOC: hugepages::HugePageAlloc = hugepages::HugePageAlloc;
 /// `always`).
 pub fn huge_pages() -> bool {
     let off = std::env::var("TACK_BENCH_HUGEPAGES").is_ok_and(|v| v == "0");
-    !off && hugepages::enable()
+    !off && os::hugepages::enable()
 }
 
 /// Locks the process's memory, present and future (`mlockall(MCL_CURRENT |
@@ -462,15 +451,13 @@ pub fn lock_memory() -> bool {
     if !std::env::var("TACK_BENCH_MLOCK").is_ok_and(|v| v == "1") {
         return false;
     }
-    // SAFETY: mlockall has no memory-safety preconditions.
-    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
-    if rc != 0 {
-        eprintln!(
-            "mlockall failed ({}): page faults may land in timed regions",
-            std::io::Error::last_os_error()
-        );
+    match os::mlockall() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("mlockall failed ({e}): page faults may land in timed regions");
+            false
+        }
     }
-    rc == 0
 }
 
 /// Opens new flows (SYNs of flows `*next..`) until `p` has held

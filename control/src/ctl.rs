@@ -17,12 +17,13 @@ use tack_dataplane::sticky::StickyEvent;
 use tack_dpdk::Mbuf;
 use tack_dpdk::ring::{Consumer, Producer};
 
-use crate::mgmt::MgmtServer;
+use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
-use crate::profile::{PersistenceSection, Profile, ServerSection};
-use crate::runtime::{pipeline_config, render_workers};
+use crate::profile::{
+    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, pipeline_config,
+};
+use crate::report::{WorkerSnapshot, render_workers};
 use crate::say;
-use crate::worker::WorkerSnapshot;
 
 /// Counters of the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +44,71 @@ pub struct ControlCounters {
     pub epochs: u64,
     /// Reloads refused.
     pub reload_errors: u64,
+}
+
+/// Why a management command or a reload was refused. The text is what
+/// `tackctl` and `tack` print after `error: ` or `reload refused: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The command is not one the control plane knows.
+    #[error(
+        "unknown command `{0}` (try: status, counters, services, connections [N|flush], sticky [show|flush [SERVICE]|SERVICE MINUTES [NETWORK]], neighbours, server SERVICE SERVER state|weight V, server SERVICE add ADDR[:PORT] [weight N], server SERVICE remove SERVER, reload)"
+    )]
+    UnknownCommand(String),
+    /// A command's arguments do not fit its usage.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// An argument is not what its place asks for.
+    #[error("`{value}` is not {expected}")]
+    BadArgument {
+        /// The argument as given.
+        value: String,
+        /// What was expected, e.g. `a count`.
+        expected: &'static str,
+    },
+    /// No service has this name.
+    #[error("no service named `{0}`")]
+    UnknownService(String),
+    /// The service has no server with this name or address.
+    #[error("service `{service}` has no server `{server}`")]
+    UnknownServer {
+        /// The service.
+        service: String,
+        /// The server as given.
+        server: String,
+    },
+    /// A reload would change what only a restart can (EAL, mempool,
+    /// runtime, workers, the ports' devices, queues or MACs).
+    #[error(
+        "eal, mempool, runtime, workers or the ports' devices, queues or MACs changed; those need a restart"
+    )]
+    NeedsRestart,
+    /// A reload would resize the workers' tables, allocated once.
+    #[error(
+        "tables: connections, connections_v6, sticky or neighbours changed; table sizes need a restart"
+    )]
+    TableSizes,
+    /// The new profile's services or routes do not make a configuration.
+    #[error(transparent)]
+    Config(#[from] FieldError),
+    /// `reload` without a profile file (the appliance was not started from one).
+    #[error("no profile file to reload")]
+    NoProfileFile,
+    /// The profile file could not be read or is not a usable profile.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// A worker did not answer a question about its tables in time.
+    #[error("a worker did not answer within 1 s")]
+    NoAnswer,
+}
+
+impl CtlError {
+    fn bad(value: &str, expected: &'static str) -> CtlError {
+        CtlError::BadArgument {
+            value: value.to_string(),
+            expected,
+        }
+    }
 }
 
 /// The control plane's state.
@@ -104,8 +170,9 @@ impl ControlPlane {
         &self.cfg
     }
 
-    /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile.
-    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mut mgmt: Option<MgmtServer>) {
+    /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile;
+    /// the management thread's commands are answered as they come.
+    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mgmt: Option<&MgmtThread>) {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             if reload.swap(false, Ordering::Relaxed) {
@@ -115,8 +182,9 @@ impl ControlPlane {
                     Err(e) => say!("tack: reload refused: {e}"),
                 }
             }
-            if let Some(m) = mgmt.as_mut() {
-                m.serve(self);
+            for request in mgmt.iter().flat_map(|m| m.pending()) {
+                let answer = self.command(request.line());
+                request.answer(answer);
             }
             if !busy {
                 std::thread::sleep(Duration::from_millis(1));
@@ -192,7 +260,7 @@ impl ControlPlane {
 
     /// Applies a changed profile (same ports, workers and EAL settings) as a
     /// new configuration epoch; established connections stay.
-    pub fn apply_profile(&mut self, new: Profile) -> Result<String, String> {
+    pub fn apply_profile(&mut self, new: Profile) -> Result<String, CtlError> {
         let same = |a: &Profile, b: &Profile| {
             a.eal == b.eal
                 && a.mempool == b.mempool
@@ -208,10 +276,7 @@ impl ControlPlane {
         };
         if !same(&self.profile, &new) {
             self.counters.reload_errors += 1;
-            return Err(
-                "eal, mempool, runtime, workers or the ports' devices, queues or MACs changed; those need a restart"
-                    .into(),
-            );
+            return Err(CtlError::NeedsRestart);
         }
         // The workers' tables are allocated once; their timeouts and
         // `when_full` apply at a reload.
@@ -221,14 +286,10 @@ impl ControlPlane {
         };
         if sizes(&self.profile) != sizes(&new) {
             self.counters.reload_errors += 1;
-            return Err(
-                "tables: connections, connections_v6, sticky or neighbours changed; table sizes need a restart"
-                    .into(),
-            );
+            return Err(CtlError::TableSizes);
         }
-        let cfg = pipeline_config(&new, &self.macs).map_err(|(f, m)| {
+        let cfg = pipeline_config(&new, &self.macs).inspect_err(|_| {
             self.counters.reload_errors += 1;
-            format!("{f}: {m}")
         })?;
         let n = cfg.services.len();
         self.profile = new;
@@ -240,19 +301,18 @@ impl ControlPlane {
     }
 
     /// Re-reads the profile file and applies it.
-    pub fn reload(&mut self) -> Result<String, String> {
+    pub fn reload(&mut self) -> Result<String, CtlError> {
         let Some(path) = self.profile_path.clone() else {
-            return Err("no profile file to reload".into());
+            return Err(CtlError::NoProfileFile);
         };
-        let new = Profile::load(&path).map_err(|e| {
+        let new = Profile::load(&path).inspect_err(|_| {
             self.counters.reload_errors += 1;
-            e.to_string()
         })?;
         self.apply_profile(new)
     }
 
     /// Asks every worker and waits (up to a second) for all answers.
-    pub fn query(&mut self, q: Query) -> Result<Vec<Reply>, String> {
+    pub fn query(&mut self, q: Query) -> Result<Vec<Reply>, CtlError> {
         for r in &mut self.replies {
             *r = None;
         }
@@ -262,7 +322,7 @@ impl ControlPlane {
         let deadline = Instant::now() + Duration::from_secs(1);
         while self.replies.iter().any(Option::is_none) {
             if Instant::now() > deadline {
-                return Err("a worker did not answer within 1 s".into());
+                return Err(CtlError::NoAnswer);
             }
             if !self.tick() {
                 std::thread::sleep(Duration::from_micros(200));
@@ -271,24 +331,27 @@ impl ControlPlane {
         Ok(self.replies.iter_mut().filter_map(Option::take).collect())
     }
 
-    fn service_index(&self, name: &str) -> Result<usize, String> {
+    fn service_index(&self, name: &str) -> Result<usize, CtlError> {
         self.profile
             .services
             .iter()
             .position(|s| s.name == name)
-            .ok_or_else(|| format!("no service named `{name}`"))
+            .ok_or_else(|| CtlError::UnknownService(name.to_string()))
     }
 
-    fn server_index(&self, service: usize, name: &str) -> Result<usize, String> {
+    fn server_index(&self, service: usize, name: &str) -> Result<usize, CtlError> {
         let svc = &self.profile.services[service];
         svc.servers
             .iter()
             .position(|s| s.display_name() == name || s.address.to_string() == name)
-            .ok_or_else(|| format!("service `{}` has no server `{name}`", svc.name))
+            .ok_or_else(|| CtlError::UnknownServer {
+                service: svc.name.clone(),
+                server: name.to_string(),
+            })
     }
 
     /// Handles one management command line; returns the answer text.
-    pub fn command(&mut self, line: &str) -> Result<String, String> {
+    pub fn command(&mut self, line: &str) -> Result<String, CtlError> {
         let args: Vec<&str> = line.split_whitespace().collect();
         match args.as_slice() {
             ["status"] | [] => Ok(self.status()),
@@ -300,7 +363,7 @@ impl ControlPlane {
                 Ok("connections flushed".into())
             }
             ["connections", n] => {
-                self.connections(n.parse().map_err(|_| format!("`{n}` is not a count"))?)
+                self.connections(n.parse().map_err(|_| CtlError::bad(n, "a count"))?)
             }
             ["sticky"] | ["sticky", "show"] => self.sticky_show(),
             ["sticky", "flush"] => {
@@ -329,7 +392,7 @@ impl ControlPlane {
             ["server", svc, server, "weight", w] => {
                 let weight: u16 = w
                     .parse()
-                    .map_err(|_| format!("`{w}` is not a weight (0..65535)"))?;
+                    .map_err(|_| CtlError::bad(w, "a weight (0..65535)"))?;
                 let (i, j) = self.locate(svc, server)?;
                 let mut p = self.profile.clone();
                 p.services[i].servers[j].weight = weight;
@@ -350,13 +413,11 @@ impl ControlPlane {
                     .map(|_| format!("{svc}/{server}: removed"))
             }
             ["reload"] => self.reload(),
-            _ => Err(format!(
-                "unknown command `{line}` (try: status, counters, services, connections [N|flush], sticky [show|flush [SERVICE]|SERVICE MINUTES [NETWORK]], neighbours, server SERVICE SERVER state|weight V, server SERVICE add ADDR[:PORT] [weight N], server SERVICE remove SERVER, reload)"
-            )),
+            _ => Err(CtlError::UnknownCommand(line.to_string())),
         }
     }
 
-    fn locate(&self, svc: &str, server: &str) -> Result<(usize, usize), String> {
+    fn locate(&self, svc: &str, server: &str) -> Result<(usize, usize), CtlError> {
         let i = self.service_index(svc)?;
         Ok((i, self.server_index(i, server)?))
     }
@@ -367,13 +428,13 @@ impl ControlPlane {
         }
     }
 
-    fn server_add(&mut self, svc: &str, addr: &str, rest: &[&str]) -> Result<String, String> {
+    fn server_add(&mut self, svc: &str, addr: &str, rest: &[&str]) -> Result<String, CtlError> {
         let i = self.service_index(svc)?;
         let (address, port) = parse_addr_port(addr)?;
         let weight = match rest {
             [] => 1,
-            ["weight", w] => w.parse().map_err(|_| format!("`{w}` is not a weight"))?,
-            _ => return Err("usage: server SERVICE add ADDR[:PORT] [weight N]".into()),
+            ["weight", w] => w.parse().map_err(|_| CtlError::bad(w, "a weight"))?,
+            _ => return Err(CtlError::Usage("server SERVICE add ADDR[:PORT] [weight N]")),
         };
         let mut p = self.profile.clone();
         p.services[i].servers.push(ServerSection {
@@ -395,18 +456,18 @@ impl ControlPlane {
         svc: &str,
         minutes: &str,
         network: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CtlError> {
         let i = self.service_index(svc)?;
         let minutes: u32 = minutes
             .parse()
-            .map_err(|_| format!("`{minutes}` is not a number of minutes"))?;
-        let networks =
-            match network {
-                None => Vec::new(),
-                Some(n) => vec![n.parse().map_err(|_| {
-                    format!("`{n}` is not a classful network address like 172.16.0.0")
-                })?],
-            };
+            .map_err(|_| CtlError::bad(minutes, "a number of minutes"))?;
+        let networks = match network {
+            None => Vec::new(),
+            Some(n) => vec![
+                n.parse()
+                    .map_err(|_| CtlError::bad(n, "a classful network address like 172.16.0.0"))?,
+            ],
+        };
         let mut p = self.profile.clone();
         p.services[i].persistence = (minutes > 0).then_some(PersistenceSection {
             timeout: minutes,
@@ -482,7 +543,7 @@ impl ControlPlane {
         )
     }
 
-    fn services(&mut self) -> Result<String, String> {
+    fn services(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Connections { limit: 0 })?;
         let mut active: BTreeMap<(u16, u16), u64> = BTreeMap::new();
         for r in replies {
@@ -525,7 +586,7 @@ impl ControlPlane {
         Ok(s)
     }
 
-    fn connections(&mut self, limit: usize) -> Result<String, String> {
+    fn connections(&mut self, limit: usize) -> Result<String, CtlError> {
         let replies = self.query(Query::Connections { limit })?;
         let mut s = String::new();
         let mut total = 0;
@@ -561,7 +622,7 @@ impl ControlPlane {
         Ok(s)
     }
 
-    fn sticky_show(&mut self) -> Result<String, String> {
+    fn sticky_show(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Sticky)?;
         // One line per (service, key): the server, and on how many workers it is known.
         let mut rows: BTreeMap<(u16, String), (Option<u16>, u32, usize)> = BTreeMap::new();
@@ -597,7 +658,7 @@ impl ControlPlane {
         Ok(s)
     }
 
-    fn neighbours(&mut self) -> Result<String, String> {
+    fn neighbours(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Neighbours)?;
         let mut rows: BTreeMap<(u16, IpAddr), String> = BTreeMap::new();
         for r in replies {
@@ -643,24 +704,24 @@ fn fmt_addr(a: IpAddr) -> String {
     }
 }
 
-fn parse_state(s: &str) -> Result<ServerState, String> {
+fn parse_state(s: &str) -> Result<ServerState, CtlError> {
     match s {
         "up" => Ok(ServerState::Up),
         "drain" => Ok(ServerState::Drain),
         "maint" => Ok(ServerState::Maint),
         "down" => Ok(ServerState::Down),
-        _ => Err(format!("`{s}` is not a state (up, drain, maint, down)")),
+        _ => Err(CtlError::bad(s, "a state (up, drain, maint, down)")),
     }
 }
 
-fn parse_addr_port(s: &str) -> Result<(IpAddr, Option<u16>), String> {
+fn parse_addr_port(s: &str) -> Result<(IpAddr, Option<u16>), CtlError> {
     if let Ok(a) = s.parse::<IpAddr>() {
         return Ok((a, None));
     }
     if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
         return Ok((sa.ip(), Some(sa.port())));
     }
-    Err(format!("`{s}` is not ADDRESS or ADDRESS:PORT ([v6]:port)"))
+    Err(CtlError::bad(s, "ADDRESS or ADDRESS:PORT ([v6]:port)"))
 }
 
 /// Appends to `out` the messages that carry worker `from`'s events, taken
@@ -817,6 +878,54 @@ mod tests {
         assert_eq!(c.counters.sticky_published, 2);
     }
 
+    /// Refused commands answer with the same text as before the errors were
+    /// typed (`tackctl` prints it after `tackctl: `).
+    #[test]
+    fn refused_commands_keep_their_text() {
+        let mut c = plane();
+        let mut refused = |line: &str| c.command(line).unwrap_err().to_string();
+        assert_eq!(refused("sticky flush nope"), "no service named `nope`");
+        assert_eq!(
+            refused("server web s9 state up"),
+            "service `web` has no server `s9`"
+        );
+        assert_eq!(
+            refused("server web s1 state off"),
+            "`off` is not a state (up, drain, maint, down)"
+        );
+        assert_eq!(
+            refused("server web s1 weight -1"),
+            "`-1` is not a weight (0..65535)"
+        );
+        assert_eq!(
+            refused("server web add 10.0.0.14 weight x"),
+            "`x` is not a weight"
+        );
+        assert_eq!(
+            refused("server web add 10.0.0.14 wait"),
+            "usage: server SERVICE add ADDR[:PORT] [weight N]"
+        );
+        assert_eq!(
+            refused("server web add nowhere"),
+            "`nowhere` is not ADDRESS or ADDRESS:PORT ([v6]:port)"
+        );
+        assert_eq!(refused("connections many"), "`many` is not a count");
+        assert_eq!(
+            refused("sticky web soon"),
+            "`soon` is not a number of minutes"
+        );
+        assert_eq!(
+            refused("sticky web 5 here"),
+            "`here` is not a classful network address like 172.16.0.0"
+        );
+        assert_eq!(refused("reload"), "no profile file to reload");
+        let unknown = refused("frobnicate");
+        assert!(
+            unknown.starts_with("unknown command `frobnicate` (try: status, "),
+            "{unknown}"
+        );
+    }
+
     /// A reload may change the tables' timeouts and full policy, which the
     /// workers apply, but not their sizes, which are allocated once.
     #[test]
@@ -825,7 +934,8 @@ mod tests {
         let mut bigger = c.profile.clone();
         bigger.tables.connections *= 2;
         let e = c.apply_profile(bigger).unwrap_err();
-        assert!(e.contains("table sizes need a restart"), "{e}");
+        assert!(matches!(e, CtlError::TableSizes), "{e}");
+        assert!(e.to_string().contains("table sizes need a restart"), "{e}");
         assert_eq!((c.counters.reload_errors, c.config().epoch), (1, 0));
 
         let mut shorter = c.profile.clone();

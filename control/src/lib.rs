@@ -1,12 +1,20 @@
 //! The Tack appliance: YAML profiles, the lcore runtime on `tack-dpdk`, the
 //! control thread, and the management tools.
+//!
+//! The crate's only `unsafe` code is the global allocator in [`hugepages`]
+//! (it forwards to the system allocator and calls `madvise`); the rest of
+//! the crate denies it. DPDK is reached through `tack-dpdk`'s safe API.
+
+#![deny(unsafe_code)]
 
 pub mod clock;
 pub mod ctl;
+#[allow(unsafe_code)]
 pub mod hugepages;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;
+pub mod report;
 pub mod runtime;
 pub mod worker;
 pub mod yamlpos;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tack_dataplane::pipeline::{ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
 use tack_dataplane::sticky::StickyBinding;
 
-use crate::worker::WorkerSnapshot;
+use crate::report::WorkerSnapshot;
 
 /// Control thread → worker.
 #[derive(Debug)]

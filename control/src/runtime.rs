@@ -3,37 +3,97 @@
 //! on the main lcore.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tack_dataplane::pipeline::{Pipeline, PipelineConfig, PortSpec, WorkerSpec};
-use tack_dataplane::sticky::StickyConfig;
+use tack_dataplane::pipeline::{Pipeline, WorkerSpec};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dpdk::ring::{self, Consumer, Producer};
 use tack_dpdk::{
-    Eal, LcoreJoin, Mbuf, Mempool, MempoolConfig, Port, PortConfig, PortStats, RssConfig, RxQueue,
-    TxQueue,
+    Eal, LcoreJoin, Mbuf, Mempool, MempoolConfig, Port, PortConfig, RssConfig, RxQueue, TxQueue,
 };
 
 use crate::clock::TscClock;
 use crate::ctl::ControlPlane;
 use crate::msg::{FromWorker, ToWorker};
-use crate::profile::{Profile, Steering, build_routes, build_services, parse_hex};
-use crate::worker::{Worker, WorkerRings, WorkerSnapshot};
+use crate::profile::{FieldError, Profile, Steering, parse_hex, pipeline_config};
+use crate::report::RunReport;
+use crate::worker::{Worker, WorkerRings};
 
-/// Why the appliance could not start or stop cleanly. One line, naming the part at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunError(pub String);
-
-impl fmt::Display for RunError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why the appliance could not start. Displayed as one line naming the part
+/// at fault, with DPDK's or the pipeline's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// EAL initialisation failed.
+    #[error("EAL: {0}")]
+    Eal(#[source] tack_dpdk::Error),
+    /// A mempool could not be created.
+    #[error("mempool: {0}")]
+    Mempool(#[source] tack_dpdk::Error),
+    /// A port's device could not be opened.
+    #[error(
+        "port `{port}`: cannot open device `{device}`: {source} (no such DPDK driver or device?)"
+    )]
+    PortOpen {
+        /// The port's name in the profile.
+        port: String,
+        /// Its device string.
+        device: String,
+        /// DPDK's reason.
+        source: tack_dpdk::Error,
+    },
+    /// A port could not be configured or started.
+    #[error("port `{port}` ({device}): {source}")]
+    PortSetup {
+        /// The port's name in the profile.
+        port: String,
+        /// Its device string.
+        device: String,
+        /// DPDK's reason.
+        source: tack_dpdk::Error,
+    },
+    /// The profile's MAC address could not be set on a port.
+    #[error("port `{port}`: cannot set MAC: {source}")]
+    PortMac {
+        /// The port's name in the profile.
+        port: String,
+        /// DPDK's reason.
+        source: tack_dpdk::Error,
+    },
+    /// A started port's MAC address or device information could not be read.
+    #[error("port `{port}`: {source}")]
+    PortInfo {
+        /// The port's name in the profile.
+        port: String,
+        /// DPDK's reason.
+        source: tack_dpdk::Error,
+    },
+    /// The profile's services or routes do not make a pipeline configuration.
+    #[error(transparent)]
+    Profile(#[from] FieldError),
+    /// A ring between the control thread and the workers could not be created.
+    #[error("ring: {0}")]
+    Ring(#[source] tack_dpdk::Error),
+    /// A worker's pipeline refused its configuration.
+    #[error("worker {worker} (lcore {lcore}): {source}")]
+    Pipeline {
+        /// The worker's index.
+        worker: usize,
+        /// Its lcore.
+        lcore: u32,
+        /// The pipeline's reason.
+        source: tack_dataplane::pipeline::ConfigError,
+    },
+    /// A worker could not be launched on its lcore.
+    #[error("worker {worker}: {source}")]
+    Launch {
+        /// The worker's index.
+        worker: usize,
+        /// DPDK's reason.
+        source: tack_dpdk::Error,
+    },
 }
-
-impl std::error::Error for RunError {}
 
 /// A started port.
 #[derive(Debug)]
@@ -44,17 +104,6 @@ pub struct RunningPort {
     pub port: Port,
     /// Its MAC address.
     pub mac: [u8; 6],
-}
-
-/// What a finished run reports.
-#[derive(Debug, Clone, Default)]
-pub struct RunReport {
-    /// Port name → final port counters.
-    pub ports: Vec<(String, PortStats)>,
-    /// Final snapshot of each worker.
-    pub workers: Vec<WorkerSnapshot>,
-    /// Mbufs in use after the ports stopped, and the pools' sizes.
-    pub mbufs_in_use: u32,
 }
 
 /// Ring sizes.
@@ -75,7 +124,7 @@ pub struct Appliance {
 impl Appliance {
     /// Initialises EAL, sets up and starts every port, and launches the workers.
     pub fn start(profile: &Profile) -> Result<Appliance, RunError> {
-        let eal = Eal::init(profile.eal_args()).map_err(|e| RunError(format!("EAL: {e}")))?;
+        let eal = Eal::init(profile.eal_args()).map_err(RunError::Eal)?;
         let n_workers = profile.workers.len();
         let mp = &profile.mempool;
         // One pool per NUMA socket in use by a worker.
@@ -93,7 +142,7 @@ impl Appliance {
                         socket: Some(socket),
                     },
                 )
-                .map_err(|e| RunError(format!("mempool: {e}")))?;
+                .map_err(RunError::Mempool)?;
                 e.insert(pool);
             }
         }
@@ -106,12 +155,20 @@ impl Appliance {
         let mut rss_keys: Vec<Option<Vec<u8>>> = Vec::new();
         let mut port_index: Vec<Option<u16>> = Vec::new();
         for (pi, ps) in profile.ports.iter().enumerate() {
-            let port = Port::open(eal, &ps.device).map_err(|e| {
-                RunError(format!(
-                    "port `{}`: cannot open device `{}`: {e} (no such DPDK driver or device?)",
-                    ps.name, ps.device
-                ))
+            let port = Port::open(eal, &ps.device).map_err(|source| RunError::PortOpen {
+                port: ps.name.clone(),
+                device: ps.device.clone(),
+                source,
             })?;
+            let setup_err = |source| RunError::PortSetup {
+                port: ps.name.clone(),
+                device: ps.device.clone(),
+                source,
+            };
+            let info_err = |source| RunError::PortInfo {
+                port: ps.name.clone(),
+                source,
+            };
             let key = ps.rss_key.as_deref().and_then(parse_hex);
             let cfg = PortConfig {
                 rx_queues: ps.rx_queues,
@@ -139,9 +196,7 @@ impl Appliance {
                     )
                 })
                 .collect();
-            let (rx, tx) = port
-                .configure(&cfg, &pools)
-                .map_err(|e| RunError(format!("port `{}` ({}): {e}", ps.name, ps.device)))?;
+            let (rx, tx) = port.configure(&cfg, &pools).map_err(setup_err)?;
             // A configured MAC is set on the device; devices that cannot (pcap,
             // af_packet) receive everything in promiscuous mode, so the pipeline
             // can still use it as the port's address.
@@ -157,22 +212,20 @@ impl Appliance {
                         );
                         soft_mac = Some(mac.0);
                     }
-                    Err(e) => {
-                        return Err(RunError(format!("port `{}`: cannot set MAC: {e}", ps.name)));
+                    Err(source) => {
+                        return Err(RunError::PortMac {
+                            port: ps.name.clone(),
+                            source,
+                        });
                     }
                 }
             }
-            port.start()
-                .map_err(|e| RunError(format!("port `{}` ({}): {e}", ps.name, ps.device)))?;
+            port.start().map_err(setup_err)?;
             let mac = match soft_mac {
                 Some(m) => m,
-                None => port
-                    .mac()
-                    .map_err(|e| RunError(format!("port `{}`: {e}", ps.name)))?,
+                None => port.mac().map_err(info_err)?,
             };
-            let info = port
-                .info()
-                .map_err(|e| RunError(format!("port `{}`: {e}", ps.name)))?;
+            let info = port.info().map_err(info_err)?;
             // The pipeline steers flows to workers as the NIC's RSS does when the
             // NIC hashes with RSS and worker i polls its queue i (then NIC and
             // pipeline agree and frames rarely move between workers). Otherwise
@@ -219,9 +272,7 @@ impl Appliance {
         }
 
         let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
-        let cfg = Arc::new(
-            pipeline_config(profile, &macs).map_err(|(f, m)| RunError(format!("{f}: {m}")))?,
-        );
+        let cfg = Arc::new(pipeline_config(profile, &macs)?);
 
         // Rings: control ↔ worker both ways, host frames, worker → worker steering.
         let mut to_workers: Vec<Producer<Box<ToWorker>>> = Vec::new();
@@ -230,15 +281,16 @@ impl Appliance {
         let mut to_control: Vec<Option<Producer<Box<FromWorker>>>> = Vec::new();
         let mut host_in: Vec<Consumer<Mbuf>> = Vec::new();
         let mut host_out: Vec<Option<Producer<Mbuf>>> = Vec::new();
-        let ring_err = |e: tack_dpdk::Error| RunError(format!("ring: {e}"));
         for i in 0..n_workers {
-            let (p, c) = ring::spsc(eal, &format!("c2w{i}"), CONTROL_RING).map_err(ring_err)?;
+            let (p, c) =
+                ring::spsc(eal, &format!("c2w{i}"), CONTROL_RING).map_err(RunError::Ring)?;
             to_workers.push(p);
             from_control.push(Some(c));
-            let (p, c) = ring::spsc(eal, &format!("w2c{i}"), CONTROL_RING).map_err(ring_err)?;
+            let (p, c) =
+                ring::spsc(eal, &format!("w2c{i}"), CONTROL_RING).map_err(RunError::Ring)?;
             to_control.push(Some(p));
             from_workers.push(c);
-            let (p, c) = ring::spsc(eal, &format!("host{i}"), HOST_RING).map_err(ring_err)?;
+            let (p, c) = ring::spsc(eal, &format!("host{i}"), HOST_RING).map_err(RunError::Ring)?;
             host_out.push(Some(p));
             host_in.push(c);
         }
@@ -252,8 +304,8 @@ impl Appliance {
                     outs.push(None);
                     continue;
                 }
-                let (p, c) =
-                    ring::spsc(eal, &format!("st{from}_{to}"), STEER_RING).map_err(ring_err)?;
+                let (p, c) = ring::spsc(eal, &format!("st{from}_{to}"), STEER_RING)
+                    .map_err(RunError::Ring)?;
                 outs.push(Some(p));
                 ins.push(c);
             }
@@ -282,8 +334,12 @@ impl Appliance {
                 rx_queues: profile.ports.iter().map(|p| p.rx_queues).collect(),
                 rss_key: rss_keys.clone(),
             };
-            let pipeline = Pipeline::new(cfg.clone(), spec)
-                .map_err(|e| RunError(format!("worker {i} (lcore {}): {e}", w.lcore)))?;
+            let pipeline =
+                Pipeline::new(cfg.clone(), spec).map_err(|source| RunError::Pipeline {
+                    worker: i,
+                    lcore: w.lcore,
+                    source,
+                })?;
             let worker = Worker {
                 index: i,
                 rx_port: port_idx as u16,
@@ -312,7 +368,7 @@ impl Appliance {
                     worker.run();
                     0
                 })
-                .map_err(|e| RunError(format!("worker {i}: {e}")))?;
+                .map_err(|source| RunError::Launch { worker: i, source })?;
             joins.push(join);
         }
         let control = ControlPlane::new(
@@ -370,152 +426,4 @@ impl Appliance {
         report.mbufs_in_use = self.pools.iter().map(Mempool::in_use).sum();
         report
     }
-}
-
-/// A random hash seed for a connection or sticky table, so that clients
-/// cannot aim their flows at one bucket. (If the kernel cannot give one,
-/// which it always can on Linux 3.17 and later, the clock is used.)
-fn hash_seed() -> u64 {
-    getrandom::u64().unwrap_or_else(|e| {
-        log::warn!("no random hash seed ({e}): using the clock");
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x7461_636b, |d| d.as_nanos() as u64)
-    })
-}
-
-/// The pipeline's view of a profile, with the ports' MAC addresses.
-/// Errors name the profile field at fault. The tables get random hash
-/// seeds (used when a pipeline is built; a reload keeps the old ones).
-pub fn pipeline_config(
-    profile: &Profile,
-    macs: &[[u8; 6]],
-) -> Result<PipelineConfig, (String, String)> {
-    let services = build_services(&profile.services)?;
-    let routes = build_routes(&profile.routes, &profile.port_prefixes())?;
-    let t = &profile.tables;
-    let mut cfg = PipelineConfig {
-        ports: profile
-            .ports
-            .iter()
-            .zip(macs)
-            .map(|(ps, mac)| PortSpec {
-                mac: EthernetAddress(*mac),
-                addresses: ps
-                    .addresses
-                    .iter()
-                    .map(|n| (n.addr(), n.prefix_len()))
-                    .collect(),
-                mtu: ps.mtu.unwrap_or(1500),
-            })
-            .collect(),
-        services: Arc::new(services),
-        routes,
-        ..PipelineConfig::default()
-    };
-    let timeouts = t.timeouts.to_timeouts();
-    for (table, capacity) in [
-        (&mut cfg.conn4, t.connections),
-        (&mut cfg.conn6, t.connections_v6),
-    ] {
-        table.capacity = capacity;
-        table.timeouts = timeouts;
-        table.full_policy = t.when_full.into();
-        table.hash_seed = hash_seed();
-    }
-    cfg.sticky = StickyConfig {
-        capacity: t.sticky,
-        hash_seed: hash_seed(),
-        ..cfg.sticky
-    };
-    cfg.neigh.capacity = t.neighbours;
-    Ok(cfg)
-}
-
-impl RunReport {
-    /// Counters as a text table: ports, then every non-zero worker counter
-    /// summed over workers with a column per worker.
-    pub fn render(&self) -> String {
-        let mut s = render_ports(&self.ports);
-        s.push('\n');
-        s.push_str(&render_workers(&self.workers));
-        s.push_str(&format!(
-            "\nmbufs in use after stop: {}\n",
-            self.mbufs_in_use
-        ));
-        s
-    }
-}
-
-/// The port table.
-pub fn render_ports(ports: &[(String, PortStats)]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-        "port",
-        "rx_packets",
-        "tx_packets",
-        "rx_bytes",
-        "tx_bytes",
-        "rx_missed",
-        "rx_errors",
-        "tx_errors"
-    );
-    for (name, st) in ports {
-        let _ = writeln!(
-            s,
-            "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-            name,
-            st.ipackets,
-            st.opackets,
-            st.ibytes,
-            st.obytes,
-            st.imissed,
-            st.ierrors,
-            st.oerrors
-        );
-    }
-    s
-}
-
-/// Every non-zero worker counter, total and per worker.
-pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
-    use std::fmt::Write;
-    let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let mut order: Vec<&'static str> = Vec::new();
-    let n = workers.len();
-    for (i, w) in workers.iter().enumerate() {
-        let mut add = |name: &'static str, v: u64| {
-            let row = rows.entry(name).or_insert_with(|| {
-                order.push(name);
-                vec![0; n]
-            });
-            row[i] = v;
-        };
-        w.lp.for_each(&mut add);
-        for (name, v) in &w.pipeline {
-            add(name, *v);
-        }
-    }
-    let mut s = String::new();
-    let _ = write!(s, "{:<32} {:>12}", "counter", "total");
-    for i in 0..n {
-        let _ = write!(s, " {:>12}", format!("worker{i}"));
-    }
-    let _ = writeln!(s);
-    for name in order {
-        let row = &rows[name];
-        let total: u64 = row.iter().sum();
-        if total == 0 {
-            continue;
-        }
-        let _ = write!(s, "{name:<32} {total:>12}");
-        for v in row {
-            let _ = write!(s, " {v:>12}");
-        }
-        let _ = writeln!(s);
-    }
-    s
 }

@@ -19,62 +19,7 @@ use tack_dpdk::{Mbuf, Mempool, RxQueue, TxQueue};
 use crate::clock::TscClock;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::IdlePolicy;
-
-/// Runtime counters of one worker (the pipeline keeps its own).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoopCounters {
-    /// Packets received from the NIC.
-    pub rx_packets: u64,
-    /// Non-empty receive bursts.
-    pub rx_bursts: u64,
-    /// Packets handed to the NIC.
-    pub tx_packets: u64,
-    /// Packets dropped because a transmit queue stayed full.
-    pub tx_queue_full: u64,
-    /// Packets handed to the worker that owns their flow.
-    pub steered_out: u64,
-    /// Packets received from other workers.
-    pub steered_in: u64,
-    /// Packets dropped because another worker's steering ring was full.
-    pub steer_ring_full: u64,
-    /// Packets passed to the control thread for the host.
-    pub host_packets: u64,
-    /// Host-bound packets dropped because the ring to the control thread was full.
-    pub host_ring_full: u64,
-    /// Pipeline events dropped because the ring to the control thread was full.
-    pub events_dropped: u64,
-    /// Configuration epochs applied.
-    pub config_epochs: u64,
-    /// Times the back-off policy slept.
-    pub idle_sleeps: u64,
-}
-
-impl LoopCounters {
-    /// Calls `f` with each counter's name and value.
-    pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("rx_packets", self.rx_packets);
-        f("rx_bursts", self.rx_bursts);
-        f("tx_packets", self.tx_packets);
-        f("tx_queue_full", self.tx_queue_full);
-        f("steered_out", self.steered_out);
-        f("steered_in", self.steered_in);
-        f("steer_ring_full", self.steer_ring_full);
-        f("host_packets", self.host_packets);
-        f("host_ring_full", self.host_ring_full);
-        f("events_dropped", self.events_dropped);
-        f("config_epochs", self.config_epochs);
-        f("idle_sleeps", self.idle_sleeps);
-    }
-}
-
-/// What a worker last published: its loop counters and its pipeline's.
-#[derive(Debug, Clone, Default)]
-pub struct WorkerSnapshot {
-    /// Loop counters.
-    pub lp: LoopCounters,
-    /// Pipeline counters by name.
-    pub pipeline: Vec<(&'static str, u64)>,
-}
+use crate::report::{LoopCounters, WorkerSnapshot};
 
 /// The rings of one worker.
 pub struct WorkerRings {

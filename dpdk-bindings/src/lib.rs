@@ -7,8 +7,13 @@
 //!   [`Mbuf`], [`Port`] with its [`RxQueue`]/[`TxQueue`] handles, [`ring`]
 //!   (SPSC rings of owned values), and lcore launching ([`Eal::launch`]).
 //!
-//! All FFI `unsafe` code of the project lives in this crate. Errors carry the
-//! `rte_errno` text ([`Error`]).
+//! All of the project's `unsafe` code that touches DPDK lives in this crate.
+//! The only other `unsafe` code is libc calls outside DPDK, each in one module
+//! that its crate alone allows to use `unsafe` (the rest of the crate denies
+//! it): `tack-control`'s `hugepages` (the global allocator: `sysconf`,
+//! `madvise`) and `tack-bench`'s `os` (the thread CPU clock, `mlockall`, and
+//! the same allocator compiled in). `tack-dataplane` and `tack-proxy` forbid
+//! `unsafe` code. Errors carry the `rte_errno` text ([`Error`]).
 
 pub mod eal;
 pub mod error;

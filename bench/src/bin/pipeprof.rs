@@ -24,6 +24,8 @@
 //! (filled a quarter and flushed, untimed) first, and with
 //! `TACK_BENCH_MLOCK=1` locked (populated) once the pipeline is built.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 use std::time::Duration;
 

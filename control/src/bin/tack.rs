@@ -1,5 +1,7 @@
 //! `tack`: run the Tack load-balancing appliance from a YAML profile.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -133,8 +135,19 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
         profile.services.len(),
         profile.management.socket.display()
     );
+    // Spawned by this thread now that EAL has pinned it to the main lcore:
+    // the management thread inherits that affinity.
+    let mgmt = match mgmt.spawn() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tack: management thread: {e}");
+            let _ = app.shutdown();
+            return ExitCode::FAILURE;
+        }
+    };
     app.control.set_profile_path(path);
-    app.control.run(&quit, &reload, Some(mgmt));
+    app.control.run(&quit, &reload, Some(&mgmt));
+    drop(mgmt);
     say!("tack: stopping");
     let report = app.shutdown();
     say_raw!("{}", report.render());

@@ -1,5 +1,7 @@
 //! `tackctl`: the admin CLI of a running `tack`, over its local management socket.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -14,7 +14,11 @@ use serde::Deserialize;
 
 use crate::yamlpos::LineIndex;
 
+mod error;
+mod pipeline;
 mod services;
+pub use error::{FieldError, MacAddrError, ProfileError};
+pub use pipeline::pipeline_config;
 pub use services::{
     ModeName, PersistenceSection, RouteSection, ServerSection, ServiceSection, TablesSection,
     TimeoutsSection, WhenFull, build_routes, build_services,
@@ -220,10 +224,10 @@ pub struct PortSection {
 pub struct MacAddr(pub [u8; 6]);
 
 impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<MacAddr, String> {
+    type Err = MacAddrError;
+    fn from_str(s: &str) -> Result<MacAddr, MacAddrError> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
-        let bad = || format!("`{s}` is not a MAC address (like 02:00:00:00:00:01)");
+        let bad = || MacAddrError::Syntax(s.to_string());
         if parts.len() != 6 {
             return Err(bad());
         }
@@ -235,7 +239,7 @@ impl std::str::FromStr for MacAddr {
             *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
         }
         if m[0] & 1 != 0 {
-            return Err(format!("`{s}` is a multicast MAC address"));
+            return Err(MacAddrError::Multicast(s.to_string()));
         }
         Ok(MacAddr(m))
     }
@@ -280,39 +284,6 @@ pub struct WorkerSection {
     #[serde(default)]
     pub queue: u16,
 }
-
-/// A profile that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileError {
-    /// The file, if it came from one.
-    pub file: Option<String>,
-    /// The field at fault, e.g. `ports[1].device`.
-    pub field: String,
-    /// Its line (1-based), when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ProfileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{file}:")?;
-        }
-        if let Some(line) = self.line {
-            write!(f, "{line}: ")?;
-        } else if self.file.is_some() {
-            write!(f, " ")?;
-        }
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ProfileError {}
 
 /// Whether a device string names a PCI device (domain:bus:dev.fn or bus:dev.fn).
 pub fn is_pci_address(device: &str) -> bool {
@@ -382,7 +353,7 @@ impl Profile {
         let index = LineIndex::new(src);
         profile
             .validate()
-            .map_err(|(field, message)| ProfileError {
+            .map_err(|FieldError { field, message }| ProfileError {
                 file: None,
                 line: index.line(&field),
                 field,
@@ -391,9 +362,9 @@ impl Profile {
         Ok(profile)
     }
 
-    /// Cross-field checks. Returns the offending field path and the problem.
-    fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: String, m: String| Err((f, m));
+    /// Cross-field checks. The error names the offending field path and the problem.
+    fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: String, m: String| Err(FieldError::new(f, m));
         if self.ports.is_empty() {
             return err("ports".into(), "at least one port is needed".into());
         }

@@ -17,6 +17,8 @@ use tack_dataplane::model::{
 };
 use tack_dataplane::pipeline::Route;
 
+use super::FieldError;
+
 /// One virtual service.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -263,25 +265,31 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 }
 
 /// Builds the dataplane services. Errors name the offending field path.
-pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, String)> {
+pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError> {
     let mut out = Vec::with_capacity(services.len());
     let mut names = std::collections::HashSet::new();
     for (i, s) in services.iter().enumerate() {
         let f = |k: &str| format!("services[{i}].{k}");
         if s.name.is_empty() || s.name.contains(char::is_whitespace) {
-            return Err((f("name"), format!("`{}` is not a name (no spaces)", s.name)));
+            return Err(FieldError::new(
+                f("name"),
+                format!("`{}` is not a name (no spaces)", s.name),
+            ));
         }
         if !names.insert(s.name.as_str()) {
-            return Err((f("name"), format!("service `{}` is defined twice", s.name)));
+            return Err(FieldError::new(
+                f("name"),
+                format!("service `{}` is defined twice", s.name),
+            ));
         }
         let mut svc = Service::new(s.vip, s.protocol, s.port);
         svc.name = Some(s.name.clone());
         svc.scheduler = s.scheduler;
         if let Some(m) = s.maglev_table_size {
             if s.scheduler != SchedulerKind::Maglev {
-                return Err((
+                return Err(FieldError::new(
                     f("maglev_table_size"),
-                    "only the maglev scheduler uses a table".into(),
+                    "only the maglev scheduler uses a table",
                 ));
             }
             svc.maglev_table_size = m;
@@ -293,20 +301,20 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, St
                 .filter(|b| **b)
                 .count();
             if rules > 1 {
-                return Err((
+                return Err(FieldError::new(
                     f("persistence"),
-                    "give one of netmask, prefix or natural_class".into(),
+                    "give one of netmask, prefix or natural_class",
                 ));
             }
             if !p.networks.is_empty() && !p.natural_class {
-                return Err((
+                return Err(FieldError::new(
                     f("persistence.networks"),
-                    "networks go with natural_class: true".into(),
+                    "networks go with natural_class: true",
                 ));
             }
             let key = if let Some(m) = p.netmask {
                 ClientKeyRule::from_netmask(m)
-                    .map_err(|e| (f("persistence.netmask"), e.to_string()))?
+                    .map_err(|e| FieldError::new(f("persistence.netmask"), e.to_string()))?
             } else if let Some(pl) = p.prefix {
                 ClientKeyRule::Prefix(pl)
             } else if p.natural_class {
@@ -324,7 +332,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, St
         if !s.local_addresses.is_empty() || s.local_ports.is_some() {
             let (port_min, port_max) = match &s.local_ports {
                 Some(r) => port_range(r).ok_or_else(|| {
-                    (
+                    FieldError::new(
                         f("local_ports"),
                         format!("`{r}` is not a range like 1024-65535"),
                     )
@@ -341,7 +349,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, St
         for (j, sv) in s.servers.iter().enumerate() {
             let name = sv.display_name();
             if server_names.contains(&name) {
-                return Err((
+                return Err(FieldError::new(
                     format!("services[{i}].servers[{j}]"),
                     format!("server `{name}` is listed twice"),
                 ));
@@ -352,7 +360,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, St
             let backup = match &sv.backup {
                 None => None,
                 Some(b) => Some(server_names.iter().position(|n| n == b).ok_or_else(|| {
-                    (
+                    FieldError::new(
                         format!("services[{i}].servers[{j}].backup"),
                         format!(
                             "no server named `{b}` in service `{}` (names: {})",
@@ -372,7 +380,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, (String, St
         }
         out.push(svc);
     }
-    Config::new(out).map_err(|e| (config_error_path(&e), config_error_message(&e)))
+    Config::new(out).map_err(|e| FieldError::new(config_error_path(&e), config_error_message(&e)))
 }
 
 /// The profile path of what a dataplane configuration error is about.
@@ -437,19 +445,19 @@ fn config_error_message(e: &ConfigError) -> String {
 pub fn build_routes(
     routes: &[RouteSection],
     port_prefixes: &[Vec<IpNet>],
-) -> Result<Vec<Route>, (String, String)> {
+) -> Result<Vec<Route>, FieldError> {
     routes
         .iter()
         .enumerate()
         .map(|(i, r)| {
             if r.prefix.addr().is_ipv4() != r.via.is_ipv4() {
-                return Err((format!("routes[{i}].via"), format!("{} is not in the family of {}", r.via, r.prefix)));
+                return Err(FieldError::new(format!("routes[{i}].via"), format!("{} is not in the family of {}", r.via, r.prefix)));
             }
             let port = port_prefixes
                 .iter()
                 .position(|nets| nets.iter().any(|n| n.contains(&r.via)))
                 .ok_or_else(|| {
-                    (
+                    FieldError::new(
                         format!("routes[{i}].via"),
                         format!("next hop {} is not on-link on any port (inside no port address's prefix)", r.via),
                     )

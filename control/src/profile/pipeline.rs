@@ -1,0 +1,67 @@
+//! The pipeline's view of a profile: the [`PipelineConfig`] a profile and
+//! the ports' MAC addresses make, at start and at each reload.
+
+use std::sync::Arc;
+
+use tack_dataplane::pipeline::{PipelineConfig, PortSpec};
+use tack_dataplane::sticky::StickyConfig;
+use tack_dataplane::wire::EthernetAddress;
+
+use super::{FieldError, Profile, build_routes, build_services};
+
+/// A random hash seed for a connection or sticky table, so that clients
+/// cannot aim their flows at one bucket. (If the kernel cannot give one,
+/// which it always can on Linux 3.17 and later, the clock is used.)
+fn hash_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|e| {
+        log::warn!("no random hash seed ({e}): using the clock");
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x7461_636b, |d| d.as_nanos() as u64)
+    })
+}
+
+/// The pipeline's view of a profile, with the ports' MAC addresses.
+/// Errors name the profile field at fault ([`FieldError`]). The tables get random hash
+/// seeds (used when a pipeline is built; a reload keeps the old ones).
+pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineConfig, FieldError> {
+    let services = build_services(&profile.services)?;
+    let routes = build_routes(&profile.routes, &profile.port_prefixes())?;
+    let t = &profile.tables;
+    let mut cfg = PipelineConfig {
+        ports: profile
+            .ports
+            .iter()
+            .zip(macs)
+            .map(|(ps, mac)| PortSpec {
+                mac: EthernetAddress(*mac),
+                addresses: ps
+                    .addresses
+                    .iter()
+                    .map(|n| (n.addr(), n.prefix_len()))
+                    .collect(),
+                mtu: ps.mtu.unwrap_or(1500),
+            })
+            .collect(),
+        services: Arc::new(services),
+        routes,
+        ..PipelineConfig::default()
+    };
+    let timeouts = t.timeouts.to_timeouts();
+    for (table, capacity) in [
+        (&mut cfg.conn4, t.connections),
+        (&mut cfg.conn6, t.connections_v6),
+    ] {
+        table.capacity = capacity;
+        table.timeouts = timeouts;
+        table.full_policy = t.when_full.into();
+        table.hash_seed = hash_seed();
+    }
+    cfg.sticky = StickyConfig {
+        capacity: t.sticky,
+        hash_seed: hash_seed(),
+        ..cfg.sticky
+    };
+    cfg.neigh.capacity = t.neighbours;
+    Ok(cfg)
+}

@@ -1,0 +1,162 @@
+//! Counters as the workers publish them ([`WorkerSnapshot`]) and as the
+//! operator reads them: the tables `tack run` prints when it stops
+//! ([`RunReport`]) and `tackctl counters` answers.
+
+use std::collections::BTreeMap;
+
+use tack_dpdk::PortStats;
+
+/// Runtime counters of one worker (the pipeline keeps its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopCounters {
+    /// Packets received from the NIC.
+    pub rx_packets: u64,
+    /// Non-empty receive bursts.
+    pub rx_bursts: u64,
+    /// Packets handed to the NIC.
+    pub tx_packets: u64,
+    /// Packets dropped because a transmit queue stayed full.
+    pub tx_queue_full: u64,
+    /// Packets handed to the worker that owns their flow.
+    pub steered_out: u64,
+    /// Packets received from other workers.
+    pub steered_in: u64,
+    /// Packets dropped because another worker's steering ring was full.
+    pub steer_ring_full: u64,
+    /// Packets passed to the control thread for the host.
+    pub host_packets: u64,
+    /// Host-bound packets dropped because the ring to the control thread was full.
+    pub host_ring_full: u64,
+    /// Pipeline events dropped because the ring to the control thread was full.
+    pub events_dropped: u64,
+    /// Configuration epochs applied.
+    pub config_epochs: u64,
+    /// Times the back-off policy slept.
+    pub idle_sleeps: u64,
+}
+
+impl LoopCounters {
+    /// Calls `f` with each counter's name and value.
+    pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("rx_packets", self.rx_packets);
+        f("rx_bursts", self.rx_bursts);
+        f("tx_packets", self.tx_packets);
+        f("tx_queue_full", self.tx_queue_full);
+        f("steered_out", self.steered_out);
+        f("steered_in", self.steered_in);
+        f("steer_ring_full", self.steer_ring_full);
+        f("host_packets", self.host_packets);
+        f("host_ring_full", self.host_ring_full);
+        f("events_dropped", self.events_dropped);
+        f("config_epochs", self.config_epochs);
+        f("idle_sleeps", self.idle_sleeps);
+    }
+}
+
+/// What a worker last published: its loop counters and its pipeline's.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSnapshot {
+    /// Loop counters.
+    pub lp: LoopCounters,
+    /// Pipeline counters by name.
+    pub pipeline: Vec<(&'static str, u64)>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Port name → final port counters.
+    pub ports: Vec<(String, PortStats)>,
+    /// Final snapshot of each worker.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Mbufs in use after the ports stopped, and the pools' sizes.
+    pub mbufs_in_use: u32,
+}
+
+impl RunReport {
+    /// Counters as a text table: ports, then every non-zero worker counter
+    /// summed over workers with a column per worker.
+    pub fn render(&self) -> String {
+        let mut s = render_ports(&self.ports);
+        s.push('\n');
+        s.push_str(&render_workers(&self.workers));
+        s.push_str(&format!(
+            "\nmbufs in use after stop: {}\n",
+            self.mbufs_in_use
+        ));
+        s
+    }
+}
+
+/// The port table.
+pub fn render_ports(ports: &[(String, PortStats)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
+        "port",
+        "rx_packets",
+        "tx_packets",
+        "rx_bytes",
+        "tx_bytes",
+        "rx_missed",
+        "rx_errors",
+        "tx_errors"
+    );
+    for (name, st) in ports {
+        let _ = writeln!(
+            s,
+            "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
+            name,
+            st.ipackets,
+            st.opackets,
+            st.ibytes,
+            st.obytes,
+            st.imissed,
+            st.ierrors,
+            st.oerrors
+        );
+    }
+    s
+}
+
+/// Every non-zero worker counter, total and per worker.
+pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
+    use std::fmt::Write;
+    let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    let mut order: Vec<&'static str> = Vec::new();
+    let n = workers.len();
+    for (i, w) in workers.iter().enumerate() {
+        let mut add = |name: &'static str, v: u64| {
+            let row = rows.entry(name).or_insert_with(|| {
+                order.push(name);
+                vec![0; n]
+            });
+            row[i] = v;
+        };
+        w.lp.for_each(&mut add);
+        for (name, v) in &w.pipeline {
+            add(name, *v);
+        }
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{:<32} {:>12}", "counter", "total");
+    for i in 0..n {
+        let _ = write!(s, " {:>12}", format!("worker{i}"));
+    }
+    let _ = writeln!(s);
+    for name in order {
+        let row = &rows[name];
+        let total: u64 = row.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let _ = write!(s, "{name:<32} {total:>12}");
+        for v in row {
+            let _ = write!(s, " {v:>12}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}

@@ -31,130 +31,8 @@ use super::{Output, Pipeline};
 use crate::conn::{Handle, Key4, ReplyRef, TcpFlags};
 use crate::frame::Frame;
 use crate::model::ForwardMode;
-use crate::wire::{EthernetAddress, Ipv4L4, checksum};
-
-/// How the fast path rewrites an IPv4 TCP/UDP packet: TTL decrement, then
-/// source and destination address and port (the order of the general path:
-/// TTL, source address, destination address, ports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Nat4 {
-    /// Decrement the TTL (the caller checked it is above 1).
-    pub(crate) dec_ttl: bool,
-    /// New source address and port.
-    pub(crate) src: Option<(u32, u16)>,
-    /// New destination address and port.
-    pub(crate) dst: Option<(u32, u16)>,
-}
-
-/// Rewrites an IPv4 TCP (or UDP) packet per `rw`, every checksum updated
-/// incrementally (RFC 1624) exactly as the general path does it
-/// (`Ipv4Packet::decrement_ttl` then `nat_rewrite`). The IPv4 header (20
-/// bytes, no options, at `l3`) and the L4 header up to its checksum (at
-/// `l4`) must lie within the IP packet, which ends at `l3_end`. False, and
-/// nothing written, if they do not or if the TTL is below 2 while
-/// `rw.dec_ttl`.
-#[inline(always)]
-pub(crate) fn nat4_rewrite(
-    b: &mut [u8],
-    l3: usize,
-    l4: usize,
-    l3_end: usize,
-    udp: bool,
-    rw: &Nat4,
-) -> bool {
-    let Some(b) = b.get_mut(..l3_end) else {
-        return false;
-    };
-    let Some((head, tail)) = b.split_at_mut_checked(l4) else {
-        return false;
-    };
-    let Some(ip) = head.get_mut(l3..l3 + 20) else {
-        return false;
-    };
-    if udp {
-        rewrite_fixed::<6, 8>(ip, tail, true, rw)
-    } else {
-        rewrite_fixed::<16, 18>(ip, tail, false, rw)
-    }
-}
-
-/// [`nat4_rewrite`] on the 20-byte IPv4 header and the first `N` bytes of
-/// the L4 header, whose checksum is at `COFF` (`N = COFF + 2`). Fixed-size
-/// arrays and unrolled fields: no bounds checks, no loops.
-#[inline(always)]
-fn rewrite_fixed<const COFF: usize, const N: usize>(
-    ip: &mut [u8],
-    seg: &mut [u8],
-    udp: bool,
-    rw: &Nat4,
-) -> bool {
-    let (Ok(ip), Some(Ok(seg))) = (
-        <&mut [u8; 20]>::try_from(ip),
-        seg.get_mut(..N).map(<&mut [u8; N]>::try_from),
-    ) else {
-        return false;
-    };
-    if rw.dec_ttl && ip[8] <= 1 {
-        return false;
-    }
-    // The changes to each checksum are summed and folded once (RFC 1624
-    // eqn. 3, see `checksum::delta16`).
-    let hsum = u16::from_be_bytes([ip[10], ip[11]]);
-    let mut hacc = u64::from(!hsum);
-    if rw.dec_ttl {
-        // The TTL/protocol word, as Ipv4Packet::decrement_ttl.
-        let old = u16::from_be_bytes([ip[8], ip[9]]);
-        hacc += checksum::delta16(old, old - 0x0100);
-        ip[8] -= 1;
-    }
-    let l4sum = u16::from_be_bytes([seg[COFF], seg[COFF + 1]]);
-    // RFC 768: a zero UDP checksum means none was computed; it stays zero.
-    let keep_l4 = !(udp && l4sum == 0);
-    let mut lacc = u64::from(!l4sum);
-    if let Some((new, _)) = rw.src {
-        let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-        if old != new {
-            let d = checksum::delta32(old, new);
-            hacc += d;
-            lacc += d;
-            ip[12..16].copy_from_slice(&new.to_be_bytes());
-        }
-    }
-    if let Some((new, _)) = rw.dst {
-        let old = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        if old != new {
-            let d = checksum::delta32(old, new);
-            hacc += d;
-            lacc += d;
-            ip[16..20].copy_from_slice(&new.to_be_bytes());
-        }
-    }
-    ip[10..12].copy_from_slice(&(!checksum::fold(hacc)).to_be_bytes());
-    if let Some((_, new)) = rw.src {
-        let old = u16::from_be_bytes([seg[0], seg[1]]);
-        if old != new {
-            lacc += checksum::delta16(old, new);
-            seg[0..2].copy_from_slice(&new.to_be_bytes());
-        }
-    }
-    if let Some((_, new)) = rw.dst {
-        let old = u16::from_be_bytes([seg[2], seg[3]]);
-        if old != new {
-            lacc += checksum::delta16(old, new);
-            seg[2..4].copy_from_slice(&new.to_be_bytes());
-        }
-    }
-    let l4sum = !checksum::fold(lacc);
-    if keep_l4 {
-        let v = if udp {
-            checksum::udp_nonzero(l4sum)
-        } else {
-            l4sum
-        };
-        seg[COFF..COFF + 2].copy_from_slice(&v.to_be_bytes());
-    }
-    true
-}
+use crate::wire::rewrite::{Ipv4L4Rewrite, rewrite_ipv4_l4};
+use crate::wire::{EthernetAddress, Ipv4L4};
 
 /// Everything the fast path decided about a packet before changing
 /// anything: where it goes, how it is rewritten, what it is counted as.
@@ -168,7 +46,7 @@ pub(super) struct Plan4 {
     nh_idx: u32,
     dst_mac: EthernetAddress,
     src_mac: EthernetAddress,
-    rw: Option<Nat4>,
+    rw: Option<Ipv4L4Rewrite>,
     len: u64,
 }
 
@@ -276,10 +154,12 @@ impl<F: Frame> Pipeline<F> {
         let srv = rt.servers.get(usize::from(server))?;
         let (port, nh) = srv.route?;
         let rw = match (rt.mode, srv.addr) {
-            (ForwardMode::Nat | ForwardMode::FullNat, IpAddr::V4(sa)) => Some(Nat4 {
+            (ForwardMode::Nat | ForwardMode::FullNat, IpAddr::V4(sa)) => Some(Ipv4L4Rewrite {
                 dec_ttl: true,
-                src: local,
-                dst: Some((u32::from(sa), srv.port.unwrap_or(vport))),
+                src_addr: local.map(|(a, _)| a),
+                src_port: local.map(|(_, p)| p),
+                dst_addr: Some(u32::from(sa)),
+                dst_port: Some(srv.port.unwrap_or(vport)),
             }),
             (ForwardMode::Dsr, _) if nh == srv.addr => None,
             _ => return None,
@@ -301,10 +181,12 @@ impl<F: Frame> Pipeline<F> {
         fnat: bool,
     ) -> Option<Plan4> {
         let udp = c.udp;
-        let rw = Nat4 {
+        let rw = Ipv4L4Rewrite {
             dec_ttl: true,
-            src: Some((u32::from(key.dst), key.dst_port)),
-            dst: fnat.then_some((u32::from(key.src), key.src_port)),
+            src_addr: Some(u32::from(key.dst)),
+            src_port: Some(key.dst_port),
+            dst_addr: fnat.then_some(u32::from(key.src)),
+            dst_port: fnat.then_some(key.src_port),
         };
         let (port, nh) = self.fib.lookup_v4(key.src)?;
         let p = self.ports.get(usize::from(port))?;
@@ -339,7 +221,7 @@ impl<F: Frame> Pipeline<F> {
         mtu: u16,
         src_mac: EthernetAddress,
         hint: u32,
-        rw: Option<Nat4>,
+        rw: Option<Ipv4L4Rewrite>,
     ) -> Option<Plan4> {
         // A TTL about to expire and a packet too big are the general path's
         // business: it answers them with ICMP errors.
@@ -395,7 +277,7 @@ impl<F: Frame> Pipeline<F> {
         }
         let b = frame.bytes_mut();
         if let Some(rw) = &plan.rw
-            && !nat4_rewrite(
+            && !rewrite_ipv4_l4(
                 b,
                 usize::from(c.l3_offset),
                 usize::from(c.l4_offset),
@@ -438,6 +320,7 @@ mod tests {
     //! configuration, one with the fast path off, get the same packets and
     //! must produce the same frames, counters and connections.
 
+    use crate::wire::checksum;
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 

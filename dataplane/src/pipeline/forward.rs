@@ -15,7 +15,7 @@
 //!   header (path MTU discovery is what keeps the client's segments small:
 //!   the server's SYN-ACK, which carries its MSS, does not pass here).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::fate::{DropReason, Fate};
 use super::flow::{Fwd, Tuple, tuple_free};
@@ -28,7 +28,6 @@ use crate::model::{ForwardMode, Protocol, ServerIdx, ServiceIdx};
 use crate::rss::ReplyFlow;
 use crate::sched::PickKey;
 use crate::sticky::StickyDecision;
-use crate::wire::checksum;
 use crate::wire::ethernet::EtherType;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
@@ -527,7 +526,7 @@ impl<F: Frame> Pipeline<F> {
                     src_port,
                     dst_port: Some(Self::server_port(srv, fwd.orig.dport)),
                 };
-                if !nat_rewrite(frame.bytes_mut(), c, &rw) {
+                if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
                     return Fate::Dropped(DropReason::Rewrite);
                 }
                 self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc)
@@ -578,7 +577,7 @@ impl<F: Frame> Pipeline<F> {
             src_port: Some(fwd.orig.dport),
             dst_port: full.then_some(fwd.orig.sport),
         };
-        if !nat_rewrite(frame.bytes_mut(), c, &rw) {
+        if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
             return Fate::Dropped(DropReason::Rewrite);
         }
         self.send_to_next_hop(frame, port, nh, out, alloc, false)
@@ -734,86 +733,6 @@ impl<F: Frame> Pipeline<F> {
     }
 }
 
-/// Rewrites addresses and ports of a TCP/UDP packet: the fast path for the
-/// common case (whole L4 header present), every checksum updated
-/// incrementally (RFC 1624) with fixed offsets; anything else goes through
-/// [`rewrite_flow`]. True on success (the frame is untouched otherwise).
-#[inline]
-pub(crate) fn nat_rewrite(b: &mut [u8], c: &Classified, rw: &FlowRewrite) -> bool {
-    let (coff, udp) = match c.protocol {
-        IpProtocol::TCP => (16, false),
-        IpProtocol::UDP => (6, true),
-        _ => return rewrite_flow(b, c, rw).is_ok(),
-    };
-    let (l3, l4) = (c.l3_offset, c.l4_offset);
-    let fits = c.frag != FragStatus::NonFirst
-        && c.l3_end <= b.len()
-        && l4 + coff + 2 <= c.l3_end
-        && l4 + 4 <= c.l3_end;
-    let families = [rw.src_addr, rw.dst_addr]
-        .iter()
-        .flatten()
-        .all(|a| a.is_ipv4() == (c.l3 == L3Kind::Ipv4));
-    if !fits || !families || c.l3 == L3Kind::Arp {
-        return rewrite_flow(b, c, rw).is_ok();
-    }
-    let rd16 = |b: &[u8], o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
-    let mut l4sum = rd16(b, l4 + coff);
-    // RFC 768: a zero UDP checksum means none was computed; it stays zero.
-    let keep_l4 = !(udp && l4sum == 0);
-    match c.l3 {
-        L3Kind::Ipv4 => {
-            let mut hsum = rd16(b, l3 + 10);
-            for (off, new) in [(l3 + 12, rw.src_addr), (l3 + 16, rw.dst_addr)] {
-                let Some(IpAddr::V4(new)) = new else {
-                    continue;
-                };
-                let old = u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
-                let new = u32::from(new);
-                if old != new {
-                    hsum = checksum::update32(hsum, old, new);
-                    l4sum = checksum::update32(l4sum, old, new);
-                    b[off..off + 4].copy_from_slice(&new.to_be_bytes());
-                }
-            }
-            b[l3 + 10..l3 + 12].copy_from_slice(&hsum.to_be_bytes());
-        }
-        _ => {
-            for (off, new) in [(l3 + 8, rw.src_addr), (l3 + 24, rw.dst_addr)] {
-                let Some(IpAddr::V6(new)) = new else {
-                    continue;
-                };
-                let mut o = [0u8; 16];
-                o.copy_from_slice(&b[off..off + 16]);
-                let old = Ipv6Addr::from(o);
-                if old != new {
-                    l4sum = checksum::update_v6addr(l4sum, &old, &new);
-                    b[off..off + 16].copy_from_slice(&new.octets());
-                }
-            }
-        }
-    }
-    for (off, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
-        let Some(new) = new else {
-            continue;
-        };
-        let old = rd16(b, off);
-        if old != new {
-            l4sum = checksum::update16(l4sum, old, new);
-            b[off..off + 2].copy_from_slice(&new.to_be_bytes());
-        }
-    }
-    if keep_l4 {
-        let v = if udp {
-            checksum::udp_nonzero(l4sum)
-        } else {
-            l4sum
-        };
-        b[l4 + coff..l4 + coff + 2].copy_from_slice(&v.to_be_bytes());
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,7 +740,7 @@ mod tests {
         EtherType, EthernetAddress, EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr,
     };
     use proptest::prelude::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn frame(
         v6: bool,
@@ -946,8 +865,8 @@ mod tests {
             };
             let mut fast = f.clone();
             let mut slow = f.clone();
-            prop_assert!(nat_rewrite(&mut fast, &c, &rw));
-            prop_assert!(rewrite_flow(&mut slow, &c, &rw).is_ok());
+            prop_assert!(rewrite_flow(&mut fast, &c, &rw).is_ok());
+            prop_assert!(crate::wire::rewrite::rewrite_flow_general(&mut slow, &c, &rw).is_ok());
             prop_assert_eq!(fast, slow);
         }
     }

@@ -3,7 +3,11 @@
 //!
 //! * [`rewrite_flow`] changes the addresses and ports of a TCP/UDP flow (or
 //!   the identifier of an ICMP echo flow): IPv4 header checksum, TCP/UDP
-//!   pseudo-header and port words, ICMPv6 pseudo-header. UDP's zero checksum
+//!   pseudo-header and port words, ICMPv6 pseudo-header. A whole TCP/UDP
+//!   header is rewritten at fixed offsets ([`rewrite_ipv4_l4`], which can
+//!   also decrement the TTL in the same pass, and its IPv6 counterpart);
+//!   the pipeline's cached plans for established flows run the same
+//!   [`rewrite_ipv4_l4`]. UDP's zero checksum
 //!   ("none computed") is left at zero and a computed zero is sent as 0xffff
 //!   (RFC 768). On a first fragment the L4 checksum covers the whole
 //!   datagram and the incremental update keeps it exact; on a non-first
@@ -13,7 +17,7 @@
 //!   updating the quoted IPv4 header checksum, the quoted L4 checksum when it
 //!   is quoted, and the outer ICMP checksum.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv6Addr};
 
 use super::checksum;
 use super::classify::{Classified, FragStatus, L3Kind};
@@ -111,13 +115,238 @@ fn update_l4(b: &mut [u8], off: usize, udp: bool, f: impl FnOnce(u16) -> u16) ->
     put16(b, off, if udp { checksum::udp_nonzero(n) } else { n })
 }
 
+/// New addresses and ports for [`rewrite_ipv4_l4`] (`None` keeps a field),
+/// and whether to decrement the TTL in the same pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4L4Rewrite {
+    /// Decrement the TTL (refused if it is below 2).
+    pub dec_ttl: bool,
+    /// New source address.
+    pub src_addr: Option<u32>,
+    /// New source port.
+    pub src_port: Option<u16>,
+    /// New destination address.
+    pub dst_addr: Option<u32>,
+    /// New destination port.
+    pub dst_port: Option<u16>,
+}
+
+/// Rewrites an IPv4 TCP (or UDP, `udp`) packet per `rw` at fixed offsets:
+/// TTL, then source and destination address and port, every checksum
+/// updated incrementally (RFC 1624 eqn. 3: the changes to each checksum are
+/// summed and folded once). The IPv4 header (at `l3`; its first 20 bytes are
+/// touched) and the L4 header up to its checksum (at `l4`) must lie within
+/// the IP packet, which ends at `l3_end`. False, and nothing written, if
+/// they do not, or if the TTL is below 2 while `rw.dec_ttl`.
+#[inline(always)]
+pub fn rewrite_ipv4_l4(
+    b: &mut [u8],
+    l3: usize,
+    l4: usize,
+    l3_end: usize,
+    udp: bool,
+    rw: &Ipv4L4Rewrite,
+) -> bool {
+    let Some(b) = b.get_mut(..l3_end) else {
+        return false;
+    };
+    let Some((head, tail)) = b.split_at_mut_checked(l4) else {
+        return false;
+    };
+    let Some(ip) = head.get_mut(l3..l3.wrapping_add(20)) else {
+        return false;
+    };
+    if udp {
+        ipv4_l4_fixed::<6, 8>(ip, tail, true, rw)
+    } else {
+        ipv4_l4_fixed::<16, 18>(ip, tail, false, rw)
+    }
+}
+
+/// [`rewrite_ipv4_l4`] on the 20-byte IPv4 header and the first `N` bytes of
+/// the L4 header, whose checksum is at `COFF` (`N = COFF + 2`). Fixed-size
+/// arrays and unrolled fields: no bounds checks, no loops.
+#[inline(always)]
+fn ipv4_l4_fixed<const COFF: usize, const N: usize>(
+    ip: &mut [u8],
+    seg: &mut [u8],
+    udp: bool,
+    rw: &Ipv4L4Rewrite,
+) -> bool {
+    let (Ok(ip), Some(Ok(seg))) = (
+        <&mut [u8; 20]>::try_from(ip),
+        seg.get_mut(..N).map(<&mut [u8; N]>::try_from),
+    ) else {
+        return false;
+    };
+    if rw.dec_ttl && ip[8] <= 1 {
+        return false;
+    }
+    let hsum = u16::from_be_bytes([ip[10], ip[11]]);
+    let mut hacc = u64::from(!hsum);
+    if rw.dec_ttl {
+        // The TTL/protocol word, as Ipv4Packet::decrement_ttl.
+        let old = u16::from_be_bytes([ip[8], ip[9]]);
+        hacc += checksum::delta16(old, old - 0x0100);
+        ip[8] -= 1;
+    }
+    let l4sum = u16::from_be_bytes([seg[COFF], seg[COFF + 1]]);
+    // RFC 768: a zero UDP checksum means none was computed; it stays zero.
+    let keep_l4 = !(udp && l4sum == 0);
+    let mut lacc = u64::from(!l4sum);
+    if let Some(new) = rw.src_addr {
+        let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        if old != new {
+            let d = checksum::delta32(old, new);
+            hacc += d;
+            lacc += d;
+            ip[12..16].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if let Some(new) = rw.dst_addr {
+        let old = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        if old != new {
+            let d = checksum::delta32(old, new);
+            hacc += d;
+            lacc += d;
+            ip[16..20].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    ip[10..12].copy_from_slice(&(!checksum::fold(hacc)).to_be_bytes());
+    if let Some(new) = rw.src_port {
+        let old = u16::from_be_bytes([seg[0], seg[1]]);
+        if old != new {
+            lacc += checksum::delta16(old, new);
+            seg[0..2].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if let Some(new) = rw.dst_port {
+        let old = u16::from_be_bytes([seg[2], seg[3]]);
+        if old != new {
+            lacc += checksum::delta16(old, new);
+            seg[2..4].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    let l4sum = !checksum::fold(lacc);
+    if keep_l4 {
+        let v = if udp {
+            checksum::udp_nonzero(l4sum)
+        } else {
+            l4sum
+        };
+        seg[COFF..COFF + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    true
+}
+
+/// Rewrites the addresses and ports of an IPv6 TCP or UDP packet whose L4
+/// header is whole, at fixed offsets (the L4 checksum updated once per
+/// changed field).
+#[inline]
+fn rewrite_ipv6_l4(b: &mut [u8], l3: usize, l4: usize, coff: usize, udp: bool, rw: &FlowRewrite) {
+    let rd16 = |b: &[u8], o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
+    let mut l4sum = rd16(b, l4 + coff);
+    // RFC 768: a zero UDP checksum means none was computed; it stays zero.
+    let keep_l4 = !(udp && l4sum == 0);
+    for (off, new) in [(l3 + 8, rw.src_addr), (l3 + 24, rw.dst_addr)] {
+        let Some(IpAddr::V6(new)) = new else {
+            continue;
+        };
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&b[off..off + 16]);
+        let old = Ipv6Addr::from(o);
+        if old != new {
+            l4sum = checksum::update_v6addr(l4sum, &old, &new);
+            b[off..off + 16].copy_from_slice(&new.octets());
+        }
+    }
+    for (off, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
+        let Some(new) = new else {
+            continue;
+        };
+        let old = rd16(b, off);
+        if old != new {
+            l4sum = checksum::update16(l4sum, old, new);
+            b[off..off + 2].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if keep_l4 {
+        let v = if udp {
+            checksum::udp_nonzero(l4sum)
+        } else {
+            l4sum
+        };
+        b[l4 + coff..l4 + coff + 2].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// [`rewrite_flow`] for a TCP/UDP packet whose L4 header (up to its
+/// checksum) is whole in the frame: at fixed offsets. `None` if the packet
+/// is not one (then the general rewrite takes it).
+#[inline]
+fn rewrite_l4_fixed(b: &mut [u8], c: &Classified, rw: &FlowRewrite) -> Option<Result<()>> {
+    let (coff, udp) = match c.protocol {
+        IpProtocol::TCP => (16, false),
+        IpProtocol::UDP => (6, true),
+        _ => return None,
+    };
+    let (l3, l4) = (c.l3_offset, c.l4_offset);
+    let fits = c.frag != FragStatus::NonFirst
+        && c.l3_end <= b.len()
+        && l4 + coff + 2 <= c.l3_end
+        && l4 + 4 <= c.l3_end;
+    let v4 = c.l3 == L3Kind::Ipv4;
+    if !fits || c.l3 == L3Kind::Arp || !rw.families_match(v4) {
+        return None;
+    }
+    if v4 {
+        let a = |x: Option<IpAddr>| match x {
+            Some(IpAddr::V4(a)) => Some(u32::from(a)),
+            _ => None,
+        };
+        let r = Ipv4L4Rewrite {
+            dec_ttl: false,
+            src_addr: a(rw.src_addr),
+            src_port: rw.src_port,
+            dst_addr: a(rw.dst_addr),
+            dst_port: rw.dst_port,
+        };
+        let ok = rewrite_ipv4_l4(b, l3, l4, c.l3_end, udp, &r);
+        return Some(if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument)
+        });
+    }
+    if l3 + 40 > l4 {
+        return None;
+    }
+    rewrite_ipv6_l4(b, l3, l4, coff, udp, rw);
+    Some(Ok(()))
+}
+
 /// Rewrite the addresses and/or ports of the classified frame in place.
 ///
 /// Fails with [`Error::InvalidArgument`], leaving the frame untouched, if the
 /// frame is ARP, an address is of the other family, ports are asked for on a
 /// packet without ports (a non-first fragment, or a protocol other than
 /// TCP, UDP and ICMP echo), or `c` does not describe `frame`.
+#[inline]
 pub fn rewrite_flow(frame: &mut [u8], c: &Classified, rw: &FlowRewrite) -> Result<()> {
+    match rewrite_l4_fixed(frame, c, rw) {
+        Some(done) => done,
+        None => rewrite_flow_general(frame, c, rw),
+    }
+}
+
+/// [`rewrite_flow`] for any packet, word by word: what the fixed-offset
+/// forms do not take (ICMP echo, truncated or fragmented packets), and
+/// their oracle in the property tests.
+pub(crate) fn rewrite_flow_general(
+    frame: &mut [u8],
+    c: &Classified,
+    rw: &FlowRewrite,
+) -> Result<()> {
     let v4 = match c.l3 {
         L3Kind::Ipv4 => true,
         L3Kind::Ipv6 => false,

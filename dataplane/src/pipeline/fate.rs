@@ -95,7 +95,7 @@ pub(crate) enum Fate {
 
 impl Counters {
     /// Counts one frame's fate.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count(&mut self, fate: Fate) {
         match fate {
             Fate::Forwarded => self.tx_forward += 1,
@@ -108,7 +108,8 @@ impl Counters {
     }
 
     /// Counts a dropped frame.
-    #[inline]
+    #[cold]
+    #[inline(never)]
     pub(crate) fn count_drop(&mut self, why: DropReason) {
         match why {
             DropReason::BadPort => self.drop_bad_port += 1,

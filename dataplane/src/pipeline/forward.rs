@@ -129,8 +129,10 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// A TCP/UDP frame without a connection to service `svc`: opens a
-    /// connection if it can.
+    /// connection if it can. A stage of its own (never inlined into the
+    /// verdict's dispatch, whose other arms it would crowd out).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(super) fn open_flow<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,

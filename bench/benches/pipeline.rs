@@ -51,10 +51,10 @@ use tack_bench::{
     BURST, BenchFrame, Forwarder, HashLookup, MacSwap, Rng, SERVERS, client, install_flows,
     pipeline, segment, segment_from, server, services, thread_cpu,
 };
-use tack_dataplane::model::{Config, ForwardMode};
-use tack_dataplane::pipeline::{ControlMsg, Output};
 use tack_dataplane::balance::Backend;
 use tack_dataplane::balance::maglev::Maglev;
+use tack_dataplane::model::{Config, ForwardMode};
+use tack_dataplane::pipeline::{ControlMsg, Output};
 use tack_dataplane::sticky::{StickyConfig, StickyTable};
 use tack_dataplane::{Frame, Time};
 

@@ -26,15 +26,15 @@ use criterion::{BatchSize, Criterion, Throughput};
 use hashbrown::HashMap;
 use tack_bench::thread_cpu;
 use tack_dataplane::Time;
+use tack_dataplane::balance::Backend;
+use tack_dataplane::balance::maglev::Maglev;
 use tack_dataplane::conn::{
     BURST, ConnTable4, ConnTable6, ConnTableConfig, Handle, Key4, Key6, NewConn, TcpFlags, Timeouts,
 };
+use tack_dataplane::hash;
 use tack_dataplane::model::{
     ClientKeyRule, Config, Persistence, Protocol, RealServer, SchedulerKind, Service,
 };
-use tack_dataplane::balance::maglev::Maglev;
-use tack_dataplane::balance::Backend;
-use tack_dataplane::hash;
 use tack_dataplane::sched::{PickKey, SchedState};
 use tack_dataplane::sticky::{StickyConfig, StickyTable};
 

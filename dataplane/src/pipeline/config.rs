@@ -105,6 +105,10 @@ pub struct PipelineConfig {
     pub tcp_pickup: bool,
     /// Most events waiting for [`Pipeline::drain_events`].
     pub outbox_capacity: usize,
+    /// Report every connection opened and closed as an [`Event::Flow`]
+    /// (by identity), for another worker or a cluster peer to install. Off
+    /// by default.
+    pub flow_events: bool,
     /// Timer operations per [`Pipeline::poll`] and table.
     pub timer_budget: usize,
     /// The configuration epoch, numbered by the control thread: events
@@ -138,6 +142,7 @@ impl Default for PipelineConfig {
             icmp_rate: 1000,
             tcp_pickup: true,
             outbox_capacity: 4096,
+            flow_events: false,
             timer_budget: 256,
             epoch: 0,
         }

@@ -54,6 +54,23 @@ pub enum ControlMsg {
     },
     /// Remove every neighbour entry.
     FlushNeighbors,
+    /// Install a connection another worker or node opened
+    /// ([`FlowEvent::Opened`] resolved in this snapshot).
+    InstallConnection(ConnSpec),
+    /// Remove a connection another worker or node closed, if this worker
+    /// holds it.
+    RemoveConnection {
+        /// Client address.
+        client: IpAddr,
+        /// Client port.
+        client_port: u16,
+        /// VIP.
+        vip: IpAddr,
+        /// VIP port.
+        vip_port: u16,
+        /// IP protocol (6 or 17).
+        protocol: u8,
+    },
 }
 
 /// An event for the control thread.
@@ -71,6 +88,9 @@ pub enum Event {
         /// MAC address.
         mac: EthernetAddress,
     },
+    /// A connection opened or closed, by identity
+    /// ([`PipelineConfig::flow_events`]).
+    Flow(FlowEvent),
 }
 
 impl<F: Frame> Pipeline<F> {
@@ -119,25 +139,41 @@ impl<F: Frame> Pipeline<F> {
         closed4.clear();
         self.conn4.expire(now, budget, &mut closed4);
         for c in closed4.drain(..) {
-            self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+            self.conn_gone(&c.key, &c.conn, false);
         }
         self.scratch.closed4 = closed4;
         let mut closed6 = core::mem::take(&mut self.scratch.closed6);
         closed6.clear();
         self.conn6.expire(now, budget, &mut closed6);
         for c in closed6.drain(..) {
-            self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+            self.conn_gone(&c.key, &c.conn, false);
         }
         self.scratch.closed6 = closed6;
         self.sticky.expire(now, budget);
         self.drain_sticky_events();
     }
 
-    /// Releases what a connection held (scheduler count, sticky reference).
-    pub(crate) fn conn_gone(&mut self, client: IpAddr, conn: &crate::conn::Conn, reload: bool) {
+    /// Releases what a connection with forward key `key` held (scheduler
+    /// count, sticky reference), and reports it closed. Connections a reload
+    /// removed are not reported: the snapshot is no longer theirs, and the
+    /// other workers and nodes apply the same reload.
+    pub(crate) fn conn_gone<K: crate::conn::FlowKey>(
+        &mut self,
+        key: &K,
+        conn: &crate::conn::Conn,
+        reload: bool,
+    ) {
+        let client = key.src_addr();
         self.counters.conn_closed += 1;
         if reload {
             self.counters.conn_reload_closed += 1;
+        } else if self.cfg.flow_events {
+            let local = conn.local().and_then(|(i, port)| {
+                let rt = self.svcs.get(usize::from(conn.service()))?;
+                Some((*rt.locals.get(usize::from(i))?, port))
+            });
+            let ids = (conn.service(), conn.server());
+            self.flow_event(false, ids, (client, key.src_port()), key.dst_port(), local);
         }
         self.sched.conn_closed(conn.service(), conn.server());
         if conn.user_flags & FLAG_STICKY != 0 {
@@ -228,12 +264,12 @@ impl<F: Frame> Pipeline<F> {
             let mut closed4 = Vec::new();
             self.conn4.apply_reload(&map, &mut closed4);
             for c in &closed4 {
-                self.conn_gone(IpAddr::V4(c.key.src), &c.conn, true);
+                self.conn_gone(&c.key, &c.conn, true);
             }
             let mut closed6 = Vec::new();
             self.conn6.apply_reload(&map, &mut closed6);
             for c in &closed6 {
-                self.conn_gone(IpAddr::V6(c.key.src), &c.conn, true);
+                self.conn_gone(&c.key, &c.conn, true);
             }
             self.sticky.apply_reload(&map);
             // Sticky events waiting in the outbox were made in the old
@@ -343,12 +379,12 @@ impl<F: Frame> Pipeline<F> {
                 let mut closed4 = Vec::new();
                 self.conn4.flush(&mut closed4);
                 for c in &closed4 {
-                    self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+                    self.conn_gone(&c.key, &c.conn, false);
                 }
                 let mut closed6 = Vec::new();
                 self.conn6.flush(&mut closed6);
                 for c in &closed6 {
-                    self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+                    self.conn_gone(&c.key, &c.conn, false);
                 }
                 true
             }
@@ -362,6 +398,32 @@ impl<F: Frame> Pipeline<F> {
             ControlMsg::FlushNeighbors => {
                 self.neigh.flush(&mut self.counters);
                 true
+            }
+            ControlMsg::InstallConnection(spec) => {
+                let now = self.now;
+                self.install_connection(now, &spec).is_ok()
+            }
+            ControlMsg::RemoveConnection {
+                client,
+                client_port,
+                vip,
+                vip_port,
+                protocol,
+            } => {
+                let t = flow::Tuple {
+                    src: client,
+                    dst: vip,
+                    sport: client_port,
+                    dport: vip_port,
+                    proto: protocol,
+                };
+                match self.conn_lookup(&t) {
+                    Some(h) if !h.is_reply() => {
+                        self.conn_close(client.is_ipv4(), &h);
+                        true
+                    }
+                    _ => false,
+                }
             }
         };
         if ok {

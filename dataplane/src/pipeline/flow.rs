@@ -117,17 +117,12 @@ impl<F: Frame> Pipeline<F> {
 
     /// Removes the connection `h` names and releases what it held.
     pub(crate) fn conn_close(&mut self, v4: bool, h: &Handle) {
-        let closed = if v4 {
-            self.conn4
-                .remove(h)
-                .map(|c| (IpAddr::V4(c.key.src), c.conn))
-        } else {
-            self.conn6
-                .remove(h)
-                .map(|c| (IpAddr::V6(c.key.src), c.conn))
-        };
-        if let Some((client, conn)) = closed {
-            self.conn_gone(client, &conn, false);
+        if v4 {
+            if let Some(c) = self.conn4.remove(h) {
+                self.conn_gone(&c.key, &c.conn, false);
+            }
+        } else if let Some(c) = self.conn6.remove(h) {
+            self.conn_gone(&c.key, &c.conn, false);
         }
     }
 
@@ -158,7 +153,7 @@ impl<F: Frame> Pipeline<F> {
                     .conn4
                     .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
                 for c in ins.evicted.iter().flatten() {
-                    self.conn_gone(IpAddr::V4(c.key.src), &c.conn, false);
+                    self.conn_gone(&c.key, &c.conn, false);
                 }
                 Ok(())
             }
@@ -172,7 +167,7 @@ impl<F: Frame> Pipeline<F> {
                     .conn6
                     .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
                 for c in ins.evicted.iter().flatten() {
-                    self.conn_gone(IpAddr::V6(c.key.src), &c.conn, false);
+                    self.conn_gone(&c.key, &c.conn, false);
                 }
                 Ok(())
             }

@@ -303,6 +303,11 @@ impl<F: Frame> Pipeline<F> {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
                 self.count_conn(svc, server);
+                if self.cfg.flow_events {
+                    let client = (c.src_addr, c.src_port);
+                    let l = local.map(|(_, a, p)| (a, p));
+                    self.flow_event(true, (svc, server), client, c.dst_port, l);
+                }
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;
                 }

@@ -81,6 +81,7 @@ mod fuzz;
 mod icmp;
 mod local;
 mod neigh;
+mod record;
 mod route;
 mod steer;
 #[cfg(test)]
@@ -122,6 +123,7 @@ pub use counters::{Counters, WIRE_DROP_NAMES};
 use fate::{DropReason, Fate};
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
+pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use tx::*;
 pub use views::*;
 

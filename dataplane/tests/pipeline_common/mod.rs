@@ -16,6 +16,8 @@ use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 use tack_dataplane::{RxChecksum, Time, VecAlloc, VecFrame};
 
+pub mod mesh;
+
 /// The bytes of `testdata/pipeline/<name>.bin`.
 #[macro_export]
 macro_rules! fixture {
@@ -197,8 +199,14 @@ pub struct Harness {
 impl Harness {
     pub fn new(cfg: PipelineConfig) -> Harness {
         let n = cfg.ports.len();
+        Harness::with_worker(cfg, WorkerSpec::software(0, 1, n))
+    }
+
+    /// A pipeline for `worker`.
+    pub fn with_worker(cfg: PipelineConfig, worker: WorkerSpec) -> Harness {
+        let n = cfg.ports.len();
         Harness {
-            p: Pipeline::new(Arc::new(cfg), WorkerSpec::software(0, 1, n)).unwrap(),
+            p: Pipeline::new(Arc::new(cfg), worker).unwrap(),
             out: Output::new(n),
             alloc: VecAlloc::default(),
             now: Time::from_secs(1),

@@ -201,3 +201,8 @@ fn no_use_cycle_between_sibling_modules() {
         }
     }
 }
+#[test]
+fn no_long_source_files() {
+    let (_, long) = scan();
+    assert!(long.is_empty(), "files over {MAX_LINES} lines: {long:?}");
+}

@@ -1,379 +1,17 @@
-//! Source persistence ("sticky"): a per-core table of (service, client key) →
-//! server bindings with LocalDirector timer semantics.
-//!
-//! # Client keys
-//! A client key is the source address masked per the service's
-//! [`ClientKeyRule`]: the whole address, an IPv4 netmask / IPv6 prefix, or the
-//! address's **natural class** (class A → /8, class B → /16, class C → /24;
-//! Tenereillo, "persistent connections based on subnet natural class"), which
-//! keeps clients behind an array of NAT firewalls on one server even when each
-//! connection leaves through a different address of the same classful
-//! network. Class D and E sources have no natural network: they are never
-//! sticky and are scheduled like non-persistent traffic (counted in
-//! [`StickyStats::unsticky`]). With `networks` listed (LocalDirector's
-//! `nc-subnet`), natural-class keys apply only inside those networks and other
-//! sources are keyed by their whole address.
-//!
-//! # Timer
-//! The timeout (minutes) is an *idle* timeout: each binding counts the
-//! connections currently using it; while any is open the binding never
-//! expires, and when the last one ends ([`StickyTable::release`]) the timer
-//! restarts. Expiry runs on a per-table [`TimerWheel`] with lazy re-arming.
-//!
-//! # Agreement across cores
-//! Every core has its own table. The **first choice for a key is a
-//! deterministic function of the key and the live weighted servers**: weighted
-//! rendezvous hashing over the service's eligible servers (`Up`, weight > 0),
-//! seeded by the service's identity. Two cores that see the same key at the
-//! same time with the same snapshot therefore choose the same server without
-//! talking. This choice **ignores load**: least-connection schedulers are not
-//! consulted for sticky keys (their counts are per core and would make cores
-//! disagree); a persistent service is balanced by weight only. Each new
-//! binding (and each rebinding) is pushed as a [`StickyEvent`] into a bounded
-//! outbox that the pipeline drains to the control thread, which publishes
-//! bindings to the other cores ([`StickyTable::install`]). An installed
-//! binding replaces the local one unless it points at a server that is `Down`
-//! or in `Maint`. The control thread must serialise conflicting reports (two
-//! cores learning different servers for one key, possible only when they
-//! held different snapshots): it keeps the first binding per key and
-//! publishes it to all cores, including the one that reported the other.
-//! Connections already open keep their server in any case (connection
-//! persistence).
-//!
-//! Expiry is per core: a key idle on this core expires here even if another
-//! core still has connections for it; its next connection here makes the same
-//! deterministic choice again, which differs only if the server set changed
-//! meanwhile (and is then reconciled through the events).
-//!
-//! # Server states
-//! A binding to a `Drain` server stays (drain keeps sticky clients). A binding
-//! to a `Down` or `Maint` server is rebound on its key's next connection: to
-//! the server's backup if one is configured and `Up` (a weight-0 `Up` server
-//! is a valid hot-standby backup), otherwise to a deterministic rendezvous
-//! choice over the live servers; the rebinding is reported.
+//! The table: bounded, timer-wheel expiry, deterministic first choice, rebinding.
 
-use core::fmt;
-use core::time::Duration;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use hashbrown::HashTable;
-use thiserror::Error;
-
-use crate::addr::{mask_v4, mask_v6};
-use crate::balance::hrw;
-use crate::hash;
-use crate::model::{
-    ClientKeyRule, Config, ReloadMap, ServerIdx, ServerState, ServiceEntry, ServiceIdx, ServiceMap,
-    natural_class,
-};
-use crate::time::Time;
-use crate::timer::{TimerError, TimerWheel, id_stack};
-
-const NO_SERVER: u16 = u16::MAX;
-
-/// A masked client address: the persistence key within a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientKey {
-    /// The masked address.
-    pub addr: IpAddr,
-    /// The prefix length it was masked to.
-    pub prefix: u8,
-}
-
-impl fmt::Display for ClientKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// The client key of source `src` under `rule`, or `None` when the source is
-/// never sticky (class D/E under natural class, or a family the rule cannot
-/// mask).
-pub fn client_key(rule: &ClientKeyRule, src: IpAddr) -> Option<ClientKey> {
-    match (rule, src) {
-        (ClientKeyRule::Address, IpAddr::V4(a)) => Some(ClientKey {
-            addr: IpAddr::V4(a),
-            prefix: 32,
-        }),
-        (ClientKeyRule::Address, IpAddr::V6(a)) => Some(ClientKey {
-            addr: IpAddr::V6(a),
-            prefix: 128,
-        }),
-        (ClientKeyRule::Prefix(p), IpAddr::V4(a)) if *p <= 32 => Some(ClientKey {
-            addr: IpAddr::V4(mask_v4(a, *p)),
-            prefix: *p,
-        }),
-        (ClientKeyRule::Prefix(p), IpAddr::V6(a)) if *p <= 128 => Some(ClientKey {
-            addr: IpAddr::V6(mask_v6(a, *p)),
-            prefix: *p,
-        }),
-        (ClientKeyRule::Prefix(_), _) => None,
-        (ClientKeyRule::NaturalClass { networks }, IpAddr::V4(a)) => {
-            let p = natural_class(a).prefix()?;
-            let net = mask_v4(a, p);
-            if networks.is_empty() || networks.contains(&net) {
-                Some(ClientKey {
-                    addr: IpAddr::V4(net),
-                    prefix: p,
-                })
-            } else {
-                Some(ClientKey {
-                    addr: IpAddr::V4(a),
-                    prefix: 32,
-                })
-            }
-        }
-        (ClientKeyRule::NaturalClass { .. }, IpAddr::V6(_)) => None,
-    }
-}
-
-/// A binding change to publish to the other cores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StickyEvent {
-    /// A new key was bound by this core's deterministic first choice.
-    Learned {
-        /// Service index (in the snapshot the table was using).
-        service: ServiceIdx,
-        /// The client key.
-        key: ClientKey,
-        /// The chosen server.
-        server: ServerIdx,
-    },
-    /// A key was moved because its server went `Down`/`Maint` or was removed.
-    Rebound {
-        /// Service index.
-        service: ServiceIdx,
-        /// The client key.
-        key: ClientKey,
-        /// The previous server (`None` if it was removed by a reload).
-        from: Option<ServerIdx>,
-        /// The new server.
-        to: ServerIdx,
-    },
-}
-
-impl StickyEvent {
-    /// The event in the indices of a new snapshot (`map` from the reload),
-    /// or `None` if its service, its key rule or its server is gone: an
-    /// event must name the service and server as the snapshot that applies
-    /// it does.
-    pub fn remap(self, map: &ReloadMap) -> Option<StickyEvent> {
-        match self {
-            StickyEvent::Learned {
-                service,
-                key,
-                server,
-            } => {
-                let m = keeps_bindings(map, service)?;
-                Some(StickyEvent::Learned {
-                    service: m.new_index,
-                    key,
-                    server: m.server(server)?,
-                })
-            }
-            StickyEvent::Rebound {
-                service,
-                key,
-                from,
-                to,
-            } => {
-                let m = keeps_bindings(map, service)?;
-                Some(StickyEvent::Rebound {
-                    service: m.new_index,
-                    key,
-                    from: from.and_then(|f| m.server(f)),
-                    to: m.server(to)?,
-                })
-            }
-        }
-    }
-}
-
-/// How old service `service` maps into the new snapshot, if its bindings
-/// carry over: it is still there with the same key rule.
-fn keeps_bindings(map: &ReloadMap, service: ServiceIdx) -> Option<&ServiceMap> {
-    map.service(service).filter(|m| !m.persistence_changed)
-}
-
-/// What to do with a new client of a persistent service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StickyDecision {
-    /// No persistence applies (service not persistent, or a class D/E source):
-    /// use the service's scheduler.
-    NotSticky,
-    /// Send the connection to `server`.
-    Pinned {
-        /// The server.
-        server: ServerIdx,
-        /// The client key.
-        key: ClientKey,
-        /// Whether the connection now holds a reference on the binding, to be
-        /// given back with [`StickyTable::release`] when it ends. `false` when
-        /// the table was full and the choice was made without an entry.
-        tracked: bool,
-    },
-    /// Persistence applies but no server can take the client: drop.
-    NoServer,
-}
-
-/// A binding as shown by `tackctl sticky show`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StickyBinding {
-    /// Service index.
-    pub service: ServiceIdx,
-    /// Client key.
-    pub key: ClientKey,
-    /// Bound server (`None` after its removal by a reload, until rebound).
-    pub server: Option<ServerIdx>,
-    /// Open connections using the binding.
-    pub active: u32,
-    /// When the binding expires if still idle (`None` while connections are open).
-    pub idle_expires: Option<Time>,
-}
-
-/// What a full table does with a new key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum StickyFullPolicy {
-    /// Serve the key with its deterministic choice but without an entry
-    /// (counted in [`StickyStats::full_bypass`]).
-    Bypass,
-    /// Remove the idle binding closest to expiry (counted in
-    /// [`StickyStats::full_evictions`]); bypass if every binding is in use.
-    #[default]
-    EvictIdle,
-}
-
-/// Configuration of one sticky table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StickyConfig {
-    /// Maximum number of bindings.
-    pub capacity: usize,
-    /// Full-table policy.
-    pub full_policy: StickyFullPolicy,
-    /// Timer wheel tick (expiry precision), default 1 s.
-    pub tick: Duration,
-    /// Hash seed of the table (not of the choice, which is seeded by the
-    /// service). `tack` picks a random one at start; tests fix it.
-    pub hash_seed: u64,
-    /// Maximum number of undrained events (further events are dropped and counted).
-    pub outbox_capacity: usize,
-}
-
-impl Default for StickyConfig {
-    fn default() -> StickyConfig {
-        StickyConfig {
-            capacity: 1 << 16,
-            full_policy: StickyFullPolicy::EvictIdle,
-            tick: Duration::from_secs(1),
-            hash_seed: 0x7374_6963_6b79_7462,
-            outbox_capacity: 1024,
-        }
-    }
-}
-
-/// Why a sticky table cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum StickyTableError {
-    /// Capacity 0 or too large.
-    #[error("sticky table capacity {0} is out of range")]
-    Capacity(usize),
-    /// The timer wheel refused the configuration.
-    #[error("timer wheel: {0}")]
-    Timer(#[from] TimerError),
-    /// The allocator refused the table.
-    #[error("cannot allocate a sticky table of {0} entries")]
-    Alloc(usize),
-}
-
-/// Why a binding from another core was not installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum InstallError {
-    /// The service does not exist in the snapshot.
-    #[error("no such service")]
-    NoSuchService,
-    /// The service has no persistence.
-    #[error("service is not persistent")]
-    NotPersistent,
-    /// The key is not a canonical key of the service's rule.
-    #[error("key {0} is not a key of the service's persistence rule")]
-    InvalidKey(ClientKey),
-    /// The server does not exist.
-    #[error("no such server")]
-    NoSuchServer,
-    /// The server is `Down` or in `Maint`.
-    #[error("server is not available")]
-    Unavailable,
-    /// The table is full of bindings in use.
-    #[error("sticky table full")]
-    Full,
-}
-
-/// Result of a successful install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InstallOutcome {
-    /// A new binding was created (idle, timer started).
-    Created,
-    /// The binding already pointed at that server.
-    Unchanged,
-    /// The binding pointed elsewhere and was replaced.
-    Replaced {
-        /// The previous server.
-        previous: Option<ServerIdx>,
-    },
-}
-
-/// Counters of one sticky table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StickyStats {
-    /// New connections that found their binding.
-    pub hits: u64,
-    /// New keys bound by the deterministic first choice (sticky misses).
-    pub learned: u64,
-    /// Bindings moved off a `Down`/`Maint`/removed server.
-    pub rebinds: u64,
-    /// Sources never sticky (class D/E, or a family the rule cannot key).
-    pub unsticky: u64,
-    /// Persistent clients with no server available.
-    pub no_server: u64,
-    /// New keys served without an entry because the table was full.
-    pub full_bypass: u64,
-    /// Idle bindings evicted to make room.
-    pub full_evictions: u64,
-    /// Bindings removed by their idle timeout.
-    pub expired: u64,
-    /// Bindings installed from other cores.
-    pub installs: u64,
-    /// Installs refused.
-    pub install_rejected: u64,
-    /// Installs that replaced a different local binding.
-    pub install_replaced: u64,
-    /// Releases that matched no binding in use.
-    pub release_unknown: u64,
-    /// Bindings removed by flush.
-    pub flushed: u64,
-    /// Bindings removed by a reload (service gone or rule changed).
-    pub reload_removed: u64,
-    /// Events dropped because the outbox was full.
-    pub events_dropped: u64,
-    /// Pending events dropped by a reload that removed their service,
-    /// server or key rule (the others are carried over to the new indices).
-    pub reload_events_dropped: u64,
-    /// Calls naming a service that is not in the snapshot.
-    pub invalid_service: u64,
-}
+use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SKey {
-    service: u16,
-    prefix: u8,
-    v6: bool,
-    addr: [u8; 16],
+pub(super) struct SKey {
+    pub(super) service: u16,
+    pub(super) prefix: u8,
+    pub(super) v6: bool,
+    pub(super) addr: [u8; 16],
 }
 
 impl SKey {
-    fn new(service: ServiceIdx, key: &ClientKey) -> SKey {
+    pub(super) fn new(service: ServiceIdx, key: &ClientKey) -> SKey {
         let (v6, addr) = match key.addr {
             IpAddr::V4(a) => {
                 let mut b = [0u8; 16];
@@ -390,7 +28,7 @@ impl SKey {
         }
     }
 
-    fn client_key(&self) -> ClientKey {
+    pub(super) fn client_key(&self) -> ClientKey {
         let addr = if self.v6 {
             IpAddr::V6(Ipv6Addr::from(self.addr))
         } else {
@@ -407,7 +45,7 @@ impl SKey {
         }
     }
 
-    fn hash(&self, seed: u64) -> u64 {
+    pub(super) fn hash(&self, seed: u64) -> u64 {
         // Two whole 16-byte words (see crate::sched::hash).
         let meta =
             u128::from(self.service) | u128::from(self.prefix) << 16 | u128::from(self.v6) << 24;
@@ -419,28 +57,26 @@ impl SKey {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct SEntry {
-    key: SKey,
-    server: u16,
-    active: u32,
-    id: u32,
+pub(super) struct SEntry {
+    pub(super) key: SKey,
+    pub(super) server: u16,
+    pub(super) active: u32,
+    pub(super) id: u32,
     /// Idle expiry (meaningful when `active == 0`).
-    expires: u64,
+    pub(super) expires: u64,
 }
-
-const _: () = assert!(core::mem::size_of::<SEntry>() <= 48);
 
 /// A per-core sticky table (see the module documentation).
 pub struct StickyTable {
-    table: HashTable<SEntry>,
-    free: Vec<u32>,
+    pub(super) table: HashTable<SEntry>,
+    pub(super) free: Vec<u32>,
     /// Timer per binding id; the payload is the binding's hash.
-    wheel: TimerWheel<u64>,
-    capacity: usize,
-    policy: StickyFullPolicy,
-    seed: u64,
-    events: Vec<StickyEvent>,
-    outbox_capacity: usize,
+    pub(super) wheel: TimerWheel<u64>,
+    pub(super) capacity: usize,
+    pub(super) policy: StickyFullPolicy,
+    pub(super) seed: u64,
+    pub(super) events: Vec<StickyEvent>,
+    pub(super) outbox_capacity: usize,
     /// Counters.
     pub stats: StickyStats,
 }
@@ -465,7 +101,7 @@ pub fn first_choice(entry: &ServiceEntry, key: &ClientKey) -> Option<ServerIdx> 
 
 /// Where a binding to `from` goes when `from` cannot keep it: its backup if
 /// configured and `Up`, else the deterministic choice over live servers.
-fn rebind_target(entry: &ServiceEntry, from: u16, key: &ClientKey) -> Option<ServerIdx> {
+pub(super) fn rebind_target(entry: &ServiceEntry, from: u16, key: &ClientKey) -> Option<ServerIdx> {
     if let Some(b) = entry.server(from).and_then(|s| s.backup)
         && entry.server(b).is_some_and(|s| s.state == ServerState::Up)
     {
@@ -474,7 +110,7 @@ fn rebind_target(entry: &ServiceEntry, from: u16, key: &ClientKey) -> Option<Ser
     first_choice(entry, key)
 }
 
-fn timeout_ns(entry: &ServiceEntry) -> Option<u64> {
+pub(super) fn timeout_ns(entry: &ServiceEntry) -> Option<u64> {
     entry
         .spec()
         .persistence
@@ -514,11 +150,11 @@ impl StickyTable {
         })
     }
 
-    fn hash_of(&self, id: u32) -> u64 {
+    pub(super) fn hash_of(&self, id: u32) -> u64 {
         self.wheel.payload(id).copied().unwrap_or(0)
     }
 
-    fn set_hash(&mut self, id: u32, h: u64) {
+    pub(super) fn set_hash(&mut self, id: u32, h: u64) {
         if let Some(p) = self.wheel.payload_mut(id) {
             *p = h;
         }
@@ -539,7 +175,7 @@ impl StickyTable {
         self.capacity
     }
 
-    fn push_event(&mut self, ev: StickyEvent) {
+    pub(super) fn push_event(&mut self, ev: StickyEvent) {
         if self.events.len() < self.outbox_capacity {
             self.events.push(ev);
         } else {
@@ -557,7 +193,7 @@ impl StickyTable {
         &self.events
     }
 
-    fn key_of(
+    pub(super) fn key_of(
         cfg: &Config,
         service: ServiceIdx,
         src: IpAddr,
@@ -650,7 +286,7 @@ impl StickyTable {
     }
 
     /// Ensures one free slot, evicting an idle binding if the policy allows.
-    fn make_room(&mut self, now: Time) -> bool {
+    pub(super) fn make_room(&mut self, now: Time) -> bool {
         if self.table.len() < self.capacity && !self.free.is_empty() {
             return true;
         }
@@ -683,7 +319,14 @@ impl StickyTable {
         false
     }
 
-    fn insert(&mut self, key: SKey, h: u64, server: u16, active: u32, expires: u64) -> Option<u32> {
+    pub(super) fn insert(
+        &mut self,
+        key: SKey,
+        h: u64,
+        server: u16,
+        active: u32,
+        expires: u64,
+    ) -> Option<u32> {
         let id = self.free.pop()?;
         let seed = self.seed;
         self.table.insert_unique(
@@ -704,7 +347,7 @@ impl StickyTable {
         Some(id)
     }
 
-    fn remove_id(&mut self, id: u32) -> Option<SEntry> {
+    pub(super) fn remove_id(&mut self, id: u32) -> Option<SEntry> {
         let h = *self.wheel.payload(id)?;
         let e = self.table.find_entry(h, |e| e.id == id).ok()?.remove().0;
         self.wheel.disarm(id);
@@ -726,7 +369,13 @@ impl StickyTable {
         }
     }
 
-    fn release_key(&mut self, service: ServiceIdx, key: &ClientKey, timeout: u64, now: Time) {
+    pub(super) fn release_key(
+        &mut self,
+        service: ServiceIdx,
+        key: &ClientKey,
+        timeout: u64,
+        now: Time,
+    ) {
         let sk = SKey::new(service, key);
         let h = sk.hash(self.seed);
         let Some(e) = self.table.find_mut(h, |e| e.key == sk) else {
@@ -800,7 +449,7 @@ impl StickyTable {
         r
     }
 
-    fn install_inner(
+    pub(super) fn install_inner(
         &mut self,
         cfg: &Config,
         service: ServiceIdx,
@@ -855,7 +504,7 @@ impl StickyTable {
         self.table.iter().map(binding)
     }
 
-    fn remove_where(&mut self, f: impl Fn(&SEntry) -> bool) -> usize {
+    pub(super) fn remove_where(&mut self, f: impl Fn(&SEntry) -> bool) -> usize {
         let ids: Vec<u32> = self.table.iter().filter(|e| f(e)).map(|e| e.id).collect();
         for &id in &ids {
             self.remove_id(id);
@@ -917,58 +566,12 @@ impl StickyTable {
     }
 }
 
-fn binding(e: &SEntry) -> StickyBinding {
+pub(super) fn binding(e: &SEntry) -> StickyBinding {
     StickyBinding {
         service: e.key.service,
         key: e.key.client_key(),
         server: (e.server != NO_SERVER).then_some(e.server),
         active: e.active,
         idle_expires: (e.active == 0).then_some(Time(e.expires)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys() {
-        let nc = ClientKeyRule::NaturalClass { networks: vec![] };
-        let k = |s: &str| client_key(&nc, s.parse().unwrap());
-        assert_eq!(k("172.16.1.5"), k("172.16.200.9"));
-        assert_eq!(k("172.16.1.5").unwrap().to_string(), "172.16.0.0/16");
-        assert_eq!(k("11.1.2.3").unwrap().to_string(), "11.0.0.0/8");
-        assert_eq!(k("198.18.5.77").unwrap().to_string(), "198.18.5.0/24");
-        assert_eq!(k("224.1.1.1"), None);
-        assert_eq!(k("240.0.0.1"), None);
-        assert_eq!(k("::1"), None);
-        let limited = ClientKeyRule::NaturalClass {
-            networks: vec![Ipv4Addr::new(172, 16, 0, 0)],
-        };
-        assert_eq!(
-            client_key(&limited, "172.16.9.9".parse().unwrap())
-                .unwrap()
-                .prefix,
-            16
-        );
-        assert_eq!(
-            client_key(&limited, "172.17.9.9".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "172.17.9.9/32"
-        );
-        let p = ClientKeyRule::Prefix(24);
-        assert_eq!(
-            client_key(&p, "10.1.2.3".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "10.1.2.0/24"
-        );
-        assert_eq!(
-            client_key(&p, "2001:db8::1".parse().unwrap())
-                .unwrap()
-                .prefix,
-            24
-        );
     }
 }

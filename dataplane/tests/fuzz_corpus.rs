@@ -2,7 +2,8 @@
 //! so `cargo test` (stable, no libFuzzer) keeps the corpus passing.
 //!
 //! A target `X` lives in `dataplane/fuzz/fuzz_targets/X.rs` and calls a
-//! public function of the crate; register it in `TARGETS` with its corpus
+//! function of the crate behind its `fuzzing` feature (which the tests
+//! enable); register it in `TARGETS` with its corpus
 //! directory name.
 
 use std::path::Path;

@@ -77,6 +77,7 @@ mod fast;
 mod fate;
 mod flow;
 mod forward;
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 mod fuzz;
 mod icmp;
 mod local;
@@ -121,6 +122,7 @@ pub use config::*;
 pub use control::*;
 pub use counters::{Counters, WIRE_DROP_NAMES};
 use fate::{DropReason, Fate};
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};

@@ -29,6 +29,7 @@ pub mod classify;
 pub mod embedded;
 mod error;
 pub mod ethernet;
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 mod fuzz;
 pub mod icmpv4;
 pub mod icmpv6;
@@ -49,6 +50,7 @@ pub use classify::{
 pub use embedded::EmbeddedFlow;
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::fuzz_parse;
 pub use icmpv4::{Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Message, Icmpv6Packet, Icmpv6Repr};

@@ -28,14 +28,14 @@ pub struct ServiceSection {
     /// The virtual IP address (IPv4 or IPv6).
     pub vip: IpAddr,
     /// `tcp` or `udp`.
-    #[serde(default = "tcp")]
+    #[serde(default = "tcp", with = "ProtocolName")]
     pub protocol: Protocol,
     /// Destination port; omit to serve every port of the VIP.
     #[serde(default)]
     pub port: Option<u16>,
     /// Scheduler for new clients: `rr`, `wrr`, `lc`, `wlc`, `sh`, `maglev`, `hrw`
     /// (or their long names, e.g. `weighted_round_robin`).
-    #[serde(default)]
+    #[serde(default, with = "SchedulerName")]
     pub scheduler: SchedulerKind,
     /// Maglev lookup table size (a prime); Maglev only.
     #[serde(default)]
@@ -58,6 +58,45 @@ pub struct ServiceSection {
 
 fn tcp() -> Protocol {
     Protocol::Tcp
+}
+
+/// A service's protocol as written in a profile (the dataplane's model has
+/// no serde: the profile is the schema).
+#[derive(Deserialize)]
+#[serde(remote = "Protocol", rename_all = "lowercase")]
+enum ProtocolName {
+    Tcp,
+    Udp,
+}
+
+/// A scheduler as written in a profile: its long name or the usual short one.
+#[derive(Deserialize)]
+#[serde(remote = "SchedulerKind", rename_all = "snake_case")]
+enum SchedulerName {
+    #[serde(alias = "rr")]
+    RoundRobin,
+    #[serde(alias = "wrr")]
+    WeightedRoundRobin,
+    #[serde(alias = "lc")]
+    LeastConn,
+    #[serde(alias = "wlc")]
+    WeightedLeastConn,
+    #[serde(alias = "sh")]
+    SourceHash,
+    #[serde(alias = "mh")]
+    Maglev,
+    #[serde(alias = "hrw")]
+    Rendezvous,
+}
+
+/// A server state as written in a profile.
+#[derive(Deserialize)]
+#[serde(remote = "ServerState", rename_all = "lowercase")]
+enum StateName {
+    Up,
+    Drain,
+    Maint,
+    Down,
 }
 
 /// Forwarding mode as written in a profile.
@@ -126,7 +165,7 @@ pub struct ServerSection {
     #[serde(default = "one")]
     pub weight: u16,
     /// `up`, `drain`, `maint` or `down`.
-    #[serde(default)]
+    #[serde(default, with = "StateName")]
     pub state: ServerState,
     /// The server (by name) that takes this one's sticky clients while it is down.
     #[serde(default)]

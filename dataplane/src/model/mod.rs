@@ -2,8 +2,8 @@
 //! and the immutable [`Config`] snapshot the worker cores share.
 //!
 //! The plain types ([`Service`], [`RealServer`], [`Persistence`],
-//! [`LocalPool`], …) are what an operator writes (they derive serde
-//! `Deserialize`/`Serialize`). [`Config::new`] validates a list of services and
+//! [`LocalPool`], …) say what an operator asked for; the profile's schema
+//! (YAML, field names, defaults) is `tack-control`'s, which builds them. [`Config::new`] validates a list of services and
 //! compiles it into a snapshot: per service the eligible-server list, the
 //! source-hash weight table and (for Maglev) the lookup table are precomputed
 //! once, on the control thread, and shared read-only by every core through an
@@ -23,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::addr::mask_v4;

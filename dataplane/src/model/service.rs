@@ -3,8 +3,7 @@
 use super::*;
 
 /// Transport protocol of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// TCP (IP protocol 6).
     Tcp,
@@ -41,36 +40,27 @@ impl fmt::Display for Protocol {
 }
 
 /// How a new client is assigned a server (used only when a client is first bound).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SchedulerKind {
     /// Round robin over eligible servers (weights only gate eligibility).
-    #[serde(alias = "rr")]
     RoundRobin,
     /// Smooth weighted round robin (nginx).
     #[default]
-    #[serde(alias = "wrr")]
     WeightedRoundRobin,
     /// Fewest connections (per-core counts).
-    #[serde(alias = "lc")]
     LeastConn,
     /// Fewest connections per unit of weight (per-core counts).
-    #[serde(alias = "wlc")]
     WeightedLeastConn,
     /// Hash of the source address over the weighted eligible servers.
-    #[serde(alias = "sh")]
     SourceHash,
     /// Maglev consistent hashing of the client flow.
-    #[serde(alias = "mh")]
     Maglev,
     /// Weighted rendezvous (HRW) hashing of the client flow.
-    #[serde(alias = "hrw")]
     Rendezvous,
 }
 
 /// How packets reach the real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ForwardMode {
     /// Destination NAT; replies must route back through the appliance.
     #[default]
@@ -98,8 +88,7 @@ impl ForwardMode {
 }
 
 /// Administrative / health state of a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ServerState {
     /// Takes new clients (if its weight is positive), sticky and established traffic.
     #[default]
@@ -121,28 +110,19 @@ impl ServerState {
 }
 
 /// A real server in a service's pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealServer {
     /// Server address.
     pub addr: IpAddr,
     /// Destination port on the server; `None` keeps the client's destination port.
-    #[serde(default)]
     pub port: Option<u16>,
     /// Scheduling weight; 0 takes no new clients.
-    #[serde(default = "default_weight")]
     pub weight: u16,
     /// Current state.
-    #[serde(default)]
     pub state: ServerState,
     /// Index of another server of the same pool that takes this server's
     /// sticky clients while this one is `Down` or `Maint`.
-    #[serde(default)]
     pub backup: Option<ServerIdx>,
-}
-
-pub(super) fn default_weight() -> u16 {
-    1
 }
 
 impl RealServer {
@@ -164,8 +144,7 @@ impl RealServer {
 }
 
 /// How the persistence key is derived from a client's source address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientKeyRule {
     /// The whole source address (/32 or /128).
     Address,
@@ -178,7 +157,6 @@ pub enum ClientKeyRule {
     /// sources are keyed by their whole address.
     NaturalClass {
         /// Classful network addresses (e.g. `172.16.0.0`) the rule is limited to.
-        #[serde(default)]
         networks: Vec<Ipv4Addr>,
     },
 }
@@ -196,8 +174,7 @@ impl ClientKeyRule {
 }
 
 /// Source persistence of a service (LocalDirector `sticky <vid> <minutes> [nc-subnet]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persistence {
     /// How the client key is derived from the source address.
     pub key: ClientKeyRule,
@@ -206,62 +183,39 @@ pub struct Persistence {
 }
 
 /// Local (source) addresses and ports for full NAT.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalPool {
     /// Local addresses (same family as the VIP).
     pub addrs: Vec<IpAddr>,
     /// First local port (inclusive).
-    #[serde(default = "default_port_min")]
     pub port_min: u16,
     /// Last local port (inclusive).
-    #[serde(default = "default_port_max")]
     pub port_max: u16,
 }
 
-pub(super) fn default_port_min() -> u16 {
-    1024
-}
-pub(super) fn default_port_max() -> u16 {
-    65535
-}
-
 /// A virtual service: VIP, protocol, port (or all ports) and its server pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// Operator's name for the service (LocalDirector's virtual id); informational.
-    #[serde(default)]
     pub name: Option<String>,
     /// Virtual IP address.
     pub vip: IpAddr,
     /// Transport protocol.
     pub protocol: Protocol,
     /// Destination port; `None` serves all ports of the VIP.
-    #[serde(default)]
     pub port: Option<u16>,
     /// Scheduler for new clients.
-    #[serde(default)]
     pub scheduler: SchedulerKind,
     /// Maglev table size (prime); used only by the Maglev scheduler.
-    #[serde(default = "default_maglev_size")]
     pub maglev_table_size: u32,
     /// Forwarding mode.
-    #[serde(default)]
     pub mode: ForwardMode,
     /// Source persistence, if any.
-    #[serde(default)]
     pub persistence: Option<Persistence>,
     /// Real servers.
-    #[serde(default)]
     pub servers: Vec<RealServer>,
     /// Local address pool (full NAT only).
-    #[serde(default)]
     pub local_pool: Option<LocalPool>,
-}
-
-pub(super) fn default_maglev_size() -> u32 {
-    DEFAULT_MAGLEV_TABLE_SIZE
 }
 
 impl Service {

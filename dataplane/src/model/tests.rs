@@ -215,31 +215,3 @@ fn state_change_and_reload_map() {
     assert_eq!(m.server_index(0, 1), Some(0));
     assert!(!m.is_identity());
 }
-
-#[test]
-fn yaml_shape() {
-    let y = r#"
-vip: 192.0.2.10
-protocol: tcp
-port: 80
-scheduler: maglev
-mode: full_nat
-persistence:
-  key: !natural_class
-    networks: [172.16.0.0]
-  timeout_minutes: 10
-servers:
-  - addr: 10.0.0.1
-    weight: 3
-  - addr: 10.0.0.2
-    state: drain
-    backup: 0
-local_pool:
-  addrs: [10.9.0.1]
-"#;
-    let s: Service = serde_yaml_ng::from_str(y).unwrap();
-    assert_eq!(s.scheduler, SchedulerKind::Maglev);
-    assert_eq!(s.servers[1].backup, Some(0));
-    assert_eq!(s.local_pool.as_ref().unwrap().port_min, 1024);
-    Config::new(vec![s]).unwrap();
-}

@@ -85,7 +85,8 @@ pub(crate) struct SrvRt {
 /// Per-service data derived from the snapshot and the routes.
 #[derive(Debug, Clone)]
 pub(crate) struct SvcRt {
-    pub(crate) mode: ForwardMode,
+    /// How the service's new connections are transmitted.
+    pub(crate) xmit: Xmit,
     /// New TCP flows may start without a SYN (deterministic server choice).
     pub(crate) pickup: bool,
     pub(crate) persistent: bool,
@@ -327,7 +328,7 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
                 })
                 .collect();
             SvcRt {
-                mode: s.mode,
+                xmit: Xmit::of(s.mode),
                 pickup: s.mode != ForwardMode::FullNat
                     && (s.persistence.is_some()
                         || matches!(

@@ -176,7 +176,7 @@ impl<F: Frame> Pipeline<F> {
             self.flow_event(false, ids, (client, key.src_port()), key.dst_port(), local);
         }
         self.sched.conn_closed(conn.service(), conn.server());
-        if conn.user_flags & FLAG_STICKY != 0 {
+        if ConnFlags::of(conn).sticky {
             self.sticky
                 .release(&self.services, conn.service(), client, self.now);
         }

@@ -27,10 +27,11 @@
 use std::net::IpAddr;
 
 use super::fate::Fate;
+use super::xmit::{ConnFlags, Xmit};
 use super::{Output, Pipeline};
 use crate::conn::{Handle, Key4, ReplyRef, TcpFlags};
 use crate::frame::Frame;
-use crate::model::ForwardMode;
+
 use crate::wire::rewrite::{Ipv4L4Rewrite, rewrite_ipv4_l4};
 use crate::wire::{EthernetAddress, Ipv4L4};
 
@@ -88,7 +89,14 @@ impl<F: Frame> Pipeline<F> {
                     Some(IpAddr::V4(a)) => Some((u32::from(*a), port)),
                     _ => None,
                 });
-            self.plan_original4(c, svc, server, local, key.dst_port)
+            self.plan_original4(
+                c,
+                svc,
+                server,
+                ConnFlags::of(&conn).xmit,
+                local,
+                key.dst_port,
+            )
         };
         let Some(plan) = plan else {
             return Err(frame);
@@ -137,7 +145,8 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// The plan for a client packet of service `svc` to `server` (full-NAT
-    /// local address and port `local`, destination port `vport` on the VIP),
+    /// transmitted per `xmit`, full-NAT local address and port `local`,
+    /// destination port `vport` on the VIP),
     /// if the fast path can send it: the checks of `send_original`,
     /// `route_checks` and the neighbour table, without side effects.
     #[inline(always)]
@@ -146,6 +155,7 @@ impl<F: Frame> Pipeline<F> {
         c: &Ipv4L4,
         svc: u16,
         server: u16,
+        xmit: Xmit,
         local: Option<(u32, u16)>,
         vport: u16,
     ) -> Option<Plan4> {
@@ -153,15 +163,15 @@ impl<F: Frame> Pipeline<F> {
         let rt = self.svcs.get(usize::from(svc))?;
         let srv = rt.servers.get(usize::from(server))?;
         let (port, nh) = srv.route?;
-        let rw = match (rt.mode, srv.addr) {
-            (ForwardMode::Nat | ForwardMode::FullNat, IpAddr::V4(sa)) => Some(Ipv4L4Rewrite {
+        let rw = match (xmit, srv.addr) {
+            (Xmit::Nat | Xmit::FullNat, IpAddr::V4(sa)) => Some(Ipv4L4Rewrite {
                 dec_ttl: true,
                 src_addr: local.map(|(a, _)| a),
                 src_port: local.map(|(_, p)| p),
                 dst_addr: Some(u32::from(sa)),
                 dst_port: Some(srv.port.unwrap_or(vport)),
             }),
-            (ForwardMode::Dsr, _) if nh == srv.addr => None,
+            (Xmit::Dsr, _) if nh == srv.addr => None,
             _ => return None,
         };
         let (mtu, src_mac, hint) = (srv.mtu, srv.src_mac, srv.nh_hint);
@@ -331,7 +341,7 @@ mod tests {
     use crate::conn::ConnTableConfig;
     use crate::frame::{VecAlloc, VecFrame};
     use crate::model::{
-        Config, LocalPool, Protocol, RealServer, SchedulerKind, ServerState, Service,
+        Config, ForwardMode, LocalPool, Protocol, RealServer, SchedulerKind, ServerState, Service,
     };
     use crate::time::Time;
     use crate::wire::EthernetAddress;

@@ -5,18 +5,6 @@ use std::net::IpAddr;
 use super::Pipeline;
 use crate::conn::{Conn, Handle, InsertError, Key4, Key6, NewConn, TcpFlags};
 use crate::frame::Frame;
-use crate::model::{ServerIdx, ServiceIdx};
-
-/// A connection as the forwarding code needs it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fwd {
-    pub(crate) svc: ServiceIdx,
-    pub(crate) server: ServerIdx,
-    /// Client → VIP tuple.
-    pub(crate) orig: Tuple,
-    /// Full-NAT local address and port.
-    pub(crate) local: Option<(IpAddr, u16)>,
-}
 
 /// A 5-tuple of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,13 +18,14 @@
 use std::net::IpAddr;
 
 use super::fate::{DropReason, Fate};
-use super::flow::{Fwd, Tuple, tuple_free};
+use super::flow::{Tuple, tuple_free};
 use super::icmp::ErrorKind;
 use super::verdict::Verdict;
-use super::{FLAG_STICKY, Output, Pipeline, SrvRt};
+use super::xmit::{ConnFlags, Fwd, Xmit};
+use super::{Output, Pipeline, SrvRt};
 use crate::conn::{Handle, InsertError, NewConn};
 use crate::frame::{Frame, FrameAlloc};
-use crate::model::{ForwardMode, Protocol, ServerIdx, ServiceIdx};
+use crate::model::{Protocol, ServerIdx, ServiceIdx};
 use crate::rss::ReplyFlow;
 use crate::sched::PickKey;
 use crate::sticky::StickyDecision;
@@ -33,9 +34,7 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::rewrite::rewrite_flow;
 use crate::wire::tcp::TcpPacket;
-use crate::wire::{
-    Classified, FlowRewrite, FragStatus, IpProtocol, Ipv4L4, L3Kind, TcpFlags, tunnel,
-};
+use crate::wire::{Classified, FragStatus, IpProtocol, Ipv4L4, L3Kind, TcpFlags, tunnel};
 
 impl<F: Frame> Pipeline<F> {
     /// The server's port for a connection whose client sent to `vport`.
@@ -87,6 +86,7 @@ impl<F: Frame> Pipeline<F> {
             server,
             orig,
             local,
+            xmit: ConnFlags::of(&conn).xmit,
         };
         if h.is_reply() {
             self.send_reply(frame, c, &fwd, rx_port, out, alloc)
@@ -146,7 +146,7 @@ impl<F: Frame> Pipeline<F> {
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
             return Fate::Dropped(DropReason::NoService);
         };
-        let (mode, pickup, persistent) = (rt.mode, rt.pickup, rt.persistent);
+        let (xmit, pickup, persistent) = (rt.xmit, rt.pickup, rt.persistent);
         let syn = c.tcp_flags.is_syn_only();
         if proto == Protocol::Tcp && !syn {
             // RFC 9293: nothing but a SYN opens a connection; a flow picked up
@@ -204,37 +204,21 @@ impl<F: Frame> Pipeline<F> {
         // check's cache miss is not waited for on its own.
         let mut guessed = false;
         let mut local = None;
-        let reply = match mode {
-            ForwardMode::Nat => Some(Tuple {
-                src: srv.addr,
-                dst: c.src_addr,
-                sport,
-                dport: c.src_port,
-                proto: c.protocol.0,
-            }),
-            ForwardMode::FullNat => {
-                let l = match self.fnat_guess(svc, &srv, sport) {
-                    Some(g) => {
-                        guessed = true;
-                        Some(g)
-                    }
-                    None => self.fnat_local(svc, &srv, sport, c.protocol.0),
-                };
-                let Some((idx, la, lport)) = l else {
-                    self.release_sticky(tracked, svc, c.src_addr);
-                    return Fate::Dropped(DropReason::FnatNoPort);
-                };
-                local = Some((idx, la, lport));
-                Some(Tuple {
-                    src: srv.addr,
-                    dst: la,
-                    sport,
-                    dport: lport,
-                    proto: c.protocol.0,
-                })
-            }
-            ForwardMode::Dsr | ForwardMode::Tunnel => None,
-        };
+        if xmit.needs_local() {
+            let l = match self.fnat_guess(svc, &srv, sport) {
+                Some(g) => {
+                    guessed = true;
+                    Some(g)
+                }
+                None => self.fnat_local(svc, &srv, sport, c.protocol.0),
+            };
+            let Some(l) = l else {
+                self.release_sticky(tracked, svc, c.src_addr);
+                return Fate::Dropped(DropReason::FnatNoPort);
+            };
+            local = Some(l);
+        }
+        let reply = xmit.reply_tuple(&orig, srv.addr, sport, local.map(|(_, a, p)| (a, p)));
         // The reply entry's bucket is where the insert misses the cache:
         // its key is known only now. Fetch it while the plan is made.
         let reply_hash = match &reply {
@@ -251,13 +235,17 @@ impl<F: Frame> Pipeline<F> {
                 Some((_, IpAddr::V4(a), p)) => Some((u32::from(a), p)),
                 _ => None,
             };
-            self.plan_original4(c4, svc, server, local4, c.dst_port)
+            self.plan_original4(c4, svc, server, xmit, local4, c.dst_port)
         });
         let mut new = NewConn {
             service: svc,
             server,
             local: local.map(|(i, _, p)| (i, p)),
-            user_flags: if tracked { FLAG_STICKY } else { 0 },
+            user_flags: ConnFlags {
+                sticky: tracked,
+                xmit,
+            }
+            .bits(),
         };
         // A full-NAT guess is checked by the insert itself.
         let mut inserted = self.conn_insert(
@@ -323,6 +311,7 @@ impl<F: Frame> Pipeline<F> {
                     server,
                     orig,
                     local: local.map(|(_, a, p)| (a, p)),
+                    xmit,
                 };
                 self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc)
             }
@@ -513,32 +502,20 @@ impl<F: Frame> Pipeline<F> {
         let Some((port, nh)) = srv.route else {
             return Fate::Dropped(DropReason::NoRoute);
         };
-        let mode = self
-            .svcs
-            .get(usize::from(fwd.svc))
-            .map_or(ForwardMode::Nat, |s| s.mode);
-        match mode {
-            ForwardMode::Nat | ForwardMode::FullNat => {
+        match fwd.xmit {
+            Xmit::Nat | Xmit::FullNat => {
                 let mut frame = match self.route_checks(frame, c, port, rx_port, out) {
                     Ok(frame) => frame,
                     Err(fate) => return fate,
                 };
-                let (src_addr, src_port) = match fwd.local {
-                    Some((a, p)) => (Some(a), Some(p)),
-                    None => (None, None),
-                };
-                let rw = FlowRewrite {
-                    src_addr,
-                    dst_addr: Some(srv.addr),
-                    src_port,
-                    dst_port: Some(Self::server_port(srv, fwd.orig.dport)),
-                };
+                let sport = Self::server_port(srv, fwd.orig.dport);
+                let rw = Xmit::original_rewrite(srv.addr, sport, fwd.local);
                 if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
                     return Fate::Dropped(DropReason::Rewrite);
                 }
                 self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc)
             }
-            ForwardMode::Dsr => {
+            Xmit::Dsr => {
                 if nh != srv.addr {
                     return Fate::Dropped(DropReason::DsrNotOnlink);
                 }
@@ -549,7 +526,7 @@ impl<F: Frame> Pipeline<F> {
                     Err(fate) => fate,
                 }
             }
-            ForwardMode::Tunnel => match self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
+            Xmit::Tunnel => match self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
                 Ok(frame) => self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc),
                 Err(fate) => fate,
             },
@@ -577,13 +554,7 @@ impl<F: Frame> Pipeline<F> {
             Ok(frame) => frame,
             Err(fate) => return fate,
         };
-        let full = fwd.local.is_some();
-        let rw = FlowRewrite {
-            src_addr: Some(fwd.orig.dst),
-            dst_addr: full.then_some(fwd.orig.src),
-            src_port: Some(fwd.orig.dport),
-            dst_port: full.then_some(fwd.orig.sport),
-        };
+        let rw = fwd.xmit.reply_rewrite(&fwd.orig);
         if rewrite_flow(frame.bytes_mut(), c, &rw).is_err() {
             return Fate::Dropped(DropReason::Rewrite);
         }
@@ -744,7 +715,7 @@ impl<F: Frame> Pipeline<F> {
 mod tests {
     use super::*;
     use crate::wire::{
-        EtherType, EthernetAddress, EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr,
+        EtherType, EthernetAddress, EthernetRepr, FlowRewrite, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr,
     };
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};

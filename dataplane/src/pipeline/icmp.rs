@@ -25,10 +25,10 @@
 use std::net::IpAddr;
 
 use super::fate::{DropReason, Fate};
-use super::flow::Fwd;
+
+use super::xmit::{ConnFlags, Fwd};
 use super::{AddrInfo, Output, Pipeline};
 use crate::frame::{Frame, FrameAlloc};
-use crate::model::ForwardMode;
 use crate::time::Time;
 use crate::wire::checksum;
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
@@ -94,12 +94,13 @@ impl<F: Frame> Pipeline<F> {
             return self.icmp_unmatched(frame, rx_port, info, out);
         };
         let (svc, server) = (conn.service(), conn.server());
-        let Some((mode, srv, local)) = self.svcs.get(usize::from(svc)).and_then(|s| {
+        let xmit = ConnFlags::of(&conn).xmit;
+        let Some((srv, local)) = self.svcs.get(usize::from(svc)).and_then(|s| {
             let srv = *s.servers.get(usize::from(server))?;
             let local = conn
                 .local()
                 .and_then(|(i, p)| s.locals.get(usize::from(i)).map(|a| (*a, p)));
-            Some((s.mode, srv, local))
+            Some((srv, local))
         }) else {
             return self.icmp_unmatched(frame, rx_port, info, out);
         };
@@ -118,50 +119,23 @@ impl<F: Frame> Pipeline<F> {
                 ..FlowRewrite::default()
             };
             (inner_rw, outer_rw, self.fib.lookup(orig.src))
+        } else if xmit.translates() {
+            let Some((inner_rw, outer_rw)) = xmit.error_rewrites(srv.addr, srv_port, local) else {
+                return self.icmp_unmatched(frame, rx_port, info, out);
+            };
+            (inner_rw, outer_rw, srv.route)
         } else {
-            match mode {
-                ForwardMode::Nat => (
-                    FlowRewrite {
-                        src_addr: Some(srv.addr),
-                        src_port: Some(srv_port),
-                        ..FlowRewrite::default()
-                    },
-                    FlowRewrite {
-                        dst_addr: Some(srv.addr),
-                        ..FlowRewrite::default()
-                    },
-                    srv.route,
-                ),
-                ForwardMode::FullNat => {
-                    let Some((la, lp)) = local else {
-                        return self.icmp_unmatched(frame, rx_port, info, out);
-                    };
-                    (
-                        FlowRewrite {
-                            src_addr: Some(srv.addr),
-                            src_port: Some(srv_port),
-                            dst_addr: Some(la),
-                            dst_port: Some(lp),
-                        },
-                        FlowRewrite {
-                            src_addr: Some(la),
-                            dst_addr: Some(srv.addr),
-                            ..FlowRewrite::default()
-                        },
-                        srv.route,
-                    )
-                }
-                ForwardMode::Dsr | ForwardMode::Tunnel => {
-                    let fwd = Fwd {
-                        svc,
-                        server,
-                        orig,
-                        local: None,
-                    };
-                    self.counters.icmp_errors_to_server += 1;
-                    return self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
-                }
-            }
+            // DSR and tunnel: the error goes to the server as the client's
+            // packets do.
+            let fwd = Fwd {
+                svc,
+                server,
+                orig,
+                local: None,
+                xmit,
+            };
+            self.counters.icmp_errors_to_server += 1;
+            return self.send_original(frame, c, &fwd, &srv, rx_port, out, alloc);
         };
         let Some((port, nh)) = dest else {
             return Fate::Dropped(DropReason::NoRoute);

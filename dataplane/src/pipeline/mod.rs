@@ -90,6 +90,7 @@ mod tests;
 mod tx;
 mod verdict;
 mod views;
+mod xmit;
 
 use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -128,6 +129,7 @@ pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use tx::*;
 pub use views::*;
+use xmit::{ConnFlags, Xmit};
 
 use neigh::NeighTable;
 use route::Fib;
@@ -173,8 +175,6 @@ pub struct Pipeline<F: Frame> {
 
 /// How often `poll` looks at the connection and sticky timer wheels.
 const TIMER_CHECK: Duration = Duration::from_millis(1);
-/// Connection flag: the connection holds a reference on its sticky binding.
-pub(crate) const FLAG_STICKY: u8 = 1;
 
 impl<F: Frame> Pipeline<F> {
     /// A pipeline for `worker` with configuration `cfg`. Allocates every

@@ -65,8 +65,7 @@ impl<F: Frame> Pipeline<F> {
         };
         let pr = crate::model::Protocol::from_ip_proto(proto.0)?;
         if let Some(i) = self.services.lookup(dst, pr, dport) {
-            return (self.svcs.get(usize::from(i))?.mode == ForwardMode::Nat)
-                .then_some((src, sport));
+            return (self.svcs.get(usize::from(i))?.xmit == Xmit::Nat).then_some((src, sport));
         }
         // A reply from a server that is also in a full-NAT service goes to a
         // local address: that one is steered by RSS like the port was chosen for.

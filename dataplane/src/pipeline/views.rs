@@ -195,8 +195,9 @@ impl<F: Frame> Pipeline<F> {
             return Err(InstallConnError::NoService);
         }
         let sport = srv.port.unwrap_or(spec.vip_port);
-        let local = match (rt.mode, spec.local) {
-            (ForwardMode::FullNat, Some((a, p))) => {
+        let xmit = rt.xmit;
+        let local = match (xmit.needs_local(), spec.local) {
+            (true, Some((a, p))) => {
                 let i = rt
                     .locals
                     .iter()
@@ -204,8 +205,8 @@ impl<F: Frame> Pipeline<F> {
                     .ok_or(InstallConnError::BadLocal)?;
                 Some((i as u16, a, p))
             }
-            (ForwardMode::FullNat, None) | (_, Some(_)) => return Err(InstallConnError::BadLocal),
-            _ => None,
+            (true, None) | (false, Some(_)) => return Err(InstallConnError::BadLocal),
+            (false, None) => None,
         };
         let orig = flow::Tuple {
             src: spec.client,
@@ -214,28 +215,16 @@ impl<F: Frame> Pipeline<F> {
             dport: spec.vip_port,
             proto: spec.protocol,
         };
-        let reply = match (rt.mode, local) {
-            (ForwardMode::Nat, _) => Some(flow::Tuple {
-                src: srv.addr,
-                dst: spec.client,
-                sport,
-                dport: spec.client_port,
-                proto: spec.protocol,
-            }),
-            (ForwardMode::FullNat, Some((_, a, p))) => Some(flow::Tuple {
-                src: srv.addr,
-                dst: a,
-                sport,
-                dport: p,
-                proto: spec.protocol,
-            }),
-            _ => None,
-        };
+        let reply = xmit.reply_tuple(&orig, srv.addr, sport, local.map(|(_, a, p)| (a, p)));
         let new = crate::conn::NewConn {
             service: svc,
             server: spec.server,
             local: local.map(|(i, _, p)| (i, p)),
-            user_flags: 0,
+            user_flags: ConnFlags {
+                sticky: false,
+                xmit,
+            }
+            .bits(),
         };
         // An ACK: the connection starts established.
         let reply = reply.as_ref().map(|r| (r, self.conn_prefetch(r)));

@@ -431,3 +431,26 @@ fn vip_on_the_port_address_leaves_other_ports_to_the_host() {
     let (tx, _) = h.rx(0, &client_pkt(a4(CLIENT4), 40000, a4(PORT0_4), 80, SYN));
     assert_eq!(forwarded_to(&tx), a4(SERVER4));
 }
+
+#[test]
+fn reload_changing_a_services_mode_keeps_its_connections_as_made() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    assert_eq!(open(&mut h, 0), a4(SERVER4));
+    let mut cfg = (*h.p.config()).as_ref().clone();
+    let s = two_servers(ForwardMode::Dsr, SchedulerKind::RoundRobin);
+    cfg.services = Arc::new(Config::new(s).unwrap());
+    h.p.set_config(Arc::new(cfg));
+    assert_eq!(h.counters().conn_reload_closed, 0);
+    // The connection made in NAT is still translated, both ways.
+    assert_eq!(forwarded_to(&data(&mut h, 0)), a4(SERVER4));
+    h.p.apply(ControlMsg::Neighbor {
+        port: 0,
+        addr: client(0),
+        mac: C_MAC,
+    });
+    let reply = server_pkt(a4(SERVER4), 80, client(0), 30000, ACK);
+    let (tx, _) = h.rx(1, &reply);
+    assert_eq!(tuple(&only(&tx, 0)), (a4(VIP4), 80, client(0), 30000));
+    // A new client is served by direct return: its packet keeps the VIP.
+    assert_eq!(open(&mut h, 1), a4(VIP4));
+}

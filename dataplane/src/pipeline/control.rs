@@ -157,6 +157,7 @@ impl<F: Frame> Pipeline<F> {
     /// count, sticky reference), and reports it closed. Connections a reload
     /// removed are not reported: the snapshot is no longer theirs, and the
     /// other workers and nodes apply the same reload.
+    #[inline(never)]
     pub(crate) fn conn_gone<K: crate::conn::FlowKey>(
         &mut self,
         key: &K,
@@ -167,7 +168,7 @@ impl<F: Frame> Pipeline<F> {
         self.counters.conn_closed += 1;
         if reload {
             self.counters.conn_reload_closed += 1;
-        } else if self.cfg.flow_events {
+        } else if self.flow_events {
             let local = conn.local().and_then(|(i, port)| {
                 let rt = self.svcs.get(usize::from(conn.service()))?;
                 Some((*rt.locals.get(usize::from(i))?, port))
@@ -239,6 +240,7 @@ impl<F: Frame> Pipeline<F> {
         self.conn4.set_full_policy(cfg.conn4.full_policy);
         self.conn6.set_full_policy(cfg.conn6.full_policy);
         let services = cfg.services.clone();
+        self.flow_events = cfg.flow_events;
         self.cfg = cfg;
         self.adopt_services(services);
         self.rebuild_addrs_for_services();

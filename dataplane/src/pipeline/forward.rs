@@ -291,7 +291,7 @@ impl<F: Frame> Pipeline<F> {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
                 self.count_conn(svc, server);
-                if self.cfg.flow_events {
+                if self.flow_events {
                     let client = (c.src_addr, c.src_port);
                     let l = local.map(|(_, a, p)| (a, p));
                     self.flow_event(true, (svc, server), client, c.dst_port, l);

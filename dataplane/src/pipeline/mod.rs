@@ -167,6 +167,8 @@ pub struct Pipeline<F: Frame> {
     /// Use the established-flow fast path ([`fast`]); tests turn it off to
     /// compare it with the general path.
     fast_path: bool,
+    /// [`PipelineConfig::flow_events`], read per new flow.
+    flow_events: bool,
     /// Neighbour entry index of the last reply next hop (fast path).
     reply_nh_hint: u32,
     /// Frames the fast path forwarded.
@@ -213,6 +215,7 @@ impl<F: Frame> Pipeline<F> {
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,
             fast_path: true,
+            flow_events: cfg.flow_events,
             reply_nh_hint: u32::MAX,
             fast_forwarded: 0,
             services,

@@ -202,7 +202,7 @@ impl<F: Frame> Pipeline<F> {
         vip_port: u16,
         local: Option<(IpAddr, u16)>,
     ) {
-        if !self.cfg.flow_events {
+        if !self.flow_events {
             return;
         }
         let Some(r) = ConnRecord::of(&self.services, svc, server, client, vip_port, local) else {

@@ -89,9 +89,8 @@ impl<F: Frame> Pipeline<F> {
                 {
                     *p = self.probe_frame(i + PROBE_AHEAD);
                 }
-                let finished;
                 let h = match probes.get(i) {
-                    Some(Probe::Hit(h)) => Some(h),
+                    Some(Probe::Hit(h)) => self.hit_ref(i, *h),
                     Some(Probe::Reply(r)) => {
                         // A steady IPv4 reply goes from its own entry.
                         if let Some(f) = self.reply4_cls(i, c) {
@@ -103,8 +102,7 @@ impl<F: Frame> Pipeline<F> {
                                 Err(back) => frame = back,
                             }
                         }
-                        finished = self.finish_frame(i, *r);
-                        finished.as_ref()
+                        self.finish_frame(i, *r)
                     }
                     _ => None,
                 };
@@ -190,10 +188,20 @@ impl<F: Frame> Pipeline<F> {
 
     /// Frame `i`'s connection, from the reply entry its probe found.
     #[inline]
-    pub(super) fn finish_frame(&mut self, i: usize, r: ReplyRef) -> Option<Handle> {
+    pub(super) fn finish_frame(&mut self, i: usize, r: ReplyRef) -> Option<ConnRef> {
         match self.scratch.lookups.get(i)? {
-            Lookup::V4(..) => self.conn4.finish(r),
-            Lookup::V6(..) => self.conn6.finish(r),
+            Lookup::V4(..) => self.conn4.finish(r).map(ConnRef::V4),
+            Lookup::V6(..) => self.conn6.finish(r).map(ConnRef::V6),
+            Lookup::None => None,
+        }
+    }
+
+    /// Frame `i`'s connection, from the forward entry its probe found.
+    #[inline(always)]
+    pub(super) fn hit_ref(&self, i: usize, h: Handle) -> Option<ConnRef> {
+        match self.scratch.lookups.get(i)? {
+            Lookup::V4(..) => Some(ConnRef::V4(h)),
+            Lookup::V6(..) => Some(ConnRef::V6(h)),
             Lookup::None => None,
         }
     }
@@ -206,19 +214,19 @@ impl<F: Frame> Pipeline<F> {
         &mut self,
         frame: F,
         c: &Cls,
-        h: Option<&Handle>,
+        h: Option<ConnRef>,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
     ) -> Fate {
         let c = match c {
             Cls::Ipv4L4(f) => {
-                let frame = match h {
-                    Some(h) => match self.fast4(frame, f, h, out) {
+                let frame = match &h {
+                    Some(ConnRef::V4(h4)) => match self.fast4(frame, f, h4, out) {
                         Ok(fate) => return fate,
                         Err(frame) => frame,
                     },
-                    None => frame,
+                    _ => frame,
                 };
                 return self.handle_classified(frame, &f.classified(), h, rx_port, out, alloc);
             }
@@ -226,12 +234,12 @@ impl<F: Frame> Pipeline<F> {
             Cls::Full(Err(e)) => return Fate::Dropped(DropReason::Wire(*e)),
         };
         // IPv4 with options.
-        if let (Some(h), Some(f)) = (h, Ipv4L4::of(c)) {
-            let frame = match self.fast4(frame, &f, h, out) {
+        if let (Some(ConnRef::V4(h4)), Some(f)) = (&h, Ipv4L4::of(c)) {
+            let frame = match self.fast4(frame, &f, h4, out) {
                 Ok(fate) => return fate,
                 Err(frame) => frame,
             };
-            return self.handle_classified(frame, c, Some(h), rx_port, out, alloc);
+            return self.handle_classified(frame, c, h, rx_port, out, alloc);
         }
         self.handle_classified(frame, c, h, rx_port, out, alloc)
     }
@@ -242,7 +250,7 @@ impl<F: Frame> Pipeline<F> {
         &mut self,
         frame: F,
         c: &Classified,
-        h: Option<&Handle>,
+        h: Option<ConnRef>,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,

@@ -421,7 +421,7 @@ impl<F: Frame> Pipeline<F> {
                 };
                 match self.conn_lookup(&t) {
                     Some(h) if !h.is_reply() => {
-                        self.conn_close(client.is_ipv4(), &h);
+                        self.conn_close(&h);
                         true
                     }
                     _ => false,

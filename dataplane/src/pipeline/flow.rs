@@ -17,6 +17,15 @@ pub(crate) struct Tuple {
 }
 
 impl Tuple {
+    /// `h`, a handle of this tuple's table, typed by its family.
+    #[inline]
+    pub(crate) fn conn_ref(&self, h: Handle) -> ConnRef {
+        match self.src {
+            IpAddr::V4(_) => ConnRef::V4(h),
+            IpAddr::V6(_) => ConnRef::V6(h),
+        }
+    }
+
     fn key4(&self) -> Option<Key4> {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -56,30 +65,50 @@ impl Tuple {
     }
 }
 
+/// A connection of one of the two tables: its handle, typed by the
+/// table's address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnRef {
+    /// In the IPv4 table.
+    V4(Handle),
+    /// In the IPv6 table.
+    V6(Handle),
+}
+
+impl ConnRef {
+    /// Whether the packet that found it is a server's (a reply entry).
+    #[inline]
+    pub(crate) fn is_reply(&self) -> bool {
+        match self {
+            ConnRef::V4(h) | ConnRef::V6(h) => h.is_reply(),
+        }
+    }
+}
+
 impl<F: Frame> Pipeline<F> {
     /// The connection `h` names, with its forward (client-side) tuple.
     #[inline]
-    pub(crate) fn conn_get(&self, v4: bool, h: &Handle) -> Option<(Tuple, Conn)> {
-        if v4 {
-            self.conn4
+    pub(crate) fn conn_get(&self, h: &ConnRef) -> Option<(Tuple, Conn)> {
+        match h {
+            ConnRef::V4(h) => self
+                .conn4
                 .get_with_key(h)
-                .map(|(k, c)| (Tuple::from4(k), *c))
-        } else {
-            self.conn6
+                .map(|(k, c)| (Tuple::from4(k), *c)),
+            ConnRef::V6(h) => self
+                .conn6
                 .get_with_key(h)
-                .map(|(k, c)| (Tuple::from6(k), *c))
+                .map(|(k, c)| (Tuple::from6(k), *c)),
         }
     }
 
     /// Accounts a packet on `h`: TCP state and expiry.
     #[inline]
-    pub(crate) fn conn_on_packet(&mut self, v4: bool, h: &Handle, flags: u8) {
+    pub(crate) fn conn_on_packet(&mut self, h: &ConnRef, flags: u8) {
         let f = TcpFlags(flags);
-        if v4 {
-            self.conn4.on_packet(h, f, self.now);
-        } else {
-            self.conn6.on_packet(h, f, self.now);
-        }
+        match h {
+            ConnRef::V4(h) => self.conn4.on_packet(h, f, self.now),
+            ConnRef::V6(h) => self.conn6.on_packet(h, f, self.now),
+        };
     }
 
     /// Prefetches the bucket where `t` would be looked up or inserted, and
@@ -95,22 +124,27 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Looks a tuple up.
-    pub(crate) fn conn_lookup(&mut self, t: &Tuple) -> Option<Handle> {
+    pub(crate) fn conn_lookup(&mut self, t: &Tuple) -> Option<ConnRef> {
         match (t.key4(), t.key6()) {
-            (Some(k), _) => self.conn4.lookup(&k),
-            (_, Some(k)) => self.conn6.lookup(&k),
+            (Some(k), _) => self.conn4.lookup(&k).map(ConnRef::V4),
+            (_, Some(k)) => self.conn6.lookup(&k).map(ConnRef::V6),
             _ => None,
         }
     }
 
     /// Removes the connection `h` names and releases what it held.
-    pub(crate) fn conn_close(&mut self, v4: bool, h: &Handle) {
-        if v4 {
-            if let Some(c) = self.conn4.remove(h) {
-                self.conn_gone(&c.key, &c.conn, false);
+    pub(crate) fn conn_close(&mut self, h: &ConnRef) {
+        match h {
+            ConnRef::V4(h) => {
+                if let Some(c) = self.conn4.remove(h) {
+                    self.conn_gone(&c.key, &c.conn, false);
+                }
             }
-        } else if let Some(c) = self.conn6.remove(h) {
-            self.conn_gone(&c.key, &c.conn, false);
+            ConnRef::V6(h) => {
+                if let Some(c) = self.conn6.remove(h) {
+                    self.conn_gone(&c.key, &c.conn, false);
+                }
+            }
         }
     }
 

@@ -18,12 +18,12 @@
 use std::net::IpAddr;
 
 use super::fate::{DropReason, Fate};
-use super::flow::{Tuple, tuple_free};
+use super::flow::{ConnRef, Tuple, tuple_free};
 use super::icmp::ErrorKind;
 use super::verdict::Verdict;
 use super::xmit::{ConnFlags, Fwd, Xmit};
 use super::{Output, Pipeline, SrvRt};
-use crate::conn::{Handle, InsertError, NewConn};
+use crate::conn::{InsertError, NewConn};
 use crate::frame::{Frame, FrameAlloc};
 use crate::model::{Protocol, ServerIdx, ServiceIdx};
 use crate::rss::ReplyFlow;
@@ -48,13 +48,12 @@ impl<F: Frame> Pipeline<F> {
         &mut self,
         frame: F,
         c: &Classified,
-        h: Handle,
+        h: ConnRef,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
     ) -> Fate {
-        let v4 = c.l3 == L3Kind::Ipv4;
-        let Some((orig, conn)) = self.conn_get(v4, &h) else {
+        let Some((orig, conn)) = self.conn_get(&h) else {
             // Cannot happen (the handle comes from this burst's lookup);
             // handle the frame as if it had no connection.
             return self.no_conn(frame, c, rx_port, out, alloc);
@@ -68,13 +67,13 @@ impl<F: Frame> Pipeline<F> {
         let Some(srv) = srv.filter(|s| s.keeps) else {
             // The server went down (or away): close the connection. A client
             // packet may open a new one; a server packet is dropped.
-            self.conn_close(v4, &h);
+            self.conn_close(&h);
             if h.is_reply() {
                 return Fate::Dropped(DropReason::ServerDown);
             }
             return self.no_conn(frame, c, rx_port, out, alloc);
         };
-        self.conn_on_packet(v4, &h, c.tcp_flags.0);
+        self.conn_on_packet(&h, c.tcp_flags.0);
         let local = conn.local().and_then(|(i, port)| {
             self.svcs
                 .get(usize::from(svc))
@@ -318,7 +317,7 @@ impl<F: Frame> Pipeline<F> {
             Err(InsertError::Exists(h)) => {
                 // Opened by an earlier frame of this burst.
                 self.release_sticky(tracked, svc, c.src_addr);
-                self.established(frame, c, h, rx_port, out, alloc)
+                self.established(frame, c, orig.conn_ref(h), rx_port, out, alloc)
             }
             Err(InsertError::ReplyExists | InsertError::ReplyIsForward) => {
                 self.release_sticky(tracked, svc, c.src_addr);

@@ -87,7 +87,7 @@ impl<F: Frame> Pipeline<F> {
         });
         let found = quoted.and_then(|t| {
             let h = self.conn_lookup(&t)?;
-            let (orig, conn) = self.conn_get(v4, &h)?;
+            let (orig, conn) = self.conn_get(&h)?;
             Some((h, orig, conn))
         });
         let Some((h, orig, conn)) = found else {

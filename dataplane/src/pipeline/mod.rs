@@ -123,6 +123,7 @@ pub use config::*;
 pub use control::*;
 pub use counters::{Counters, WIRE_DROP_NAMES};
 use fate::{DropReason, Fate};
+use flow::ConnRef;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};

@@ -20,7 +20,7 @@ use super::*;
 pub(crate) enum Verdict {
     /// A packet of a known connection: forward it on the connection (or,
     /// if its server went away, reopen or drop it).
-    Forward(Handle),
+    Forward(ConnRef),
     /// An unfragmented TCP/UDP packet to a service, without a connection:
     /// choose a server and open one.
     Open(ServiceIdx, Protocol),
@@ -44,9 +44,9 @@ impl<F: Frame> Pipeline<F> {
     /// The verdict for a frame classified as `c` whose connection lookup
     /// found `h`. Changes nothing.
     #[inline]
-    pub(super) fn decide(&self, c: &Classified, h: Option<&Handle>) -> Verdict {
+    pub(super) fn decide(&self, c: &Classified, h: Option<ConnRef>) -> Verdict {
         if let Some(h) = h {
-            return Verdict::Forward(*h);
+            return Verdict::Forward(h);
         }
         if c.l3 == L3Kind::Arp {
             return Verdict::Arp;

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::fate::{DropReason, Fate};
-use super::neigh::solicited_node;
+use super::neigh::{Learn, solicited_node};
 use super::{AddrInfo, Event, Output, Pipeline};
 use crate::frame::Frame;
 use crate::wire::checksum;
@@ -51,15 +51,12 @@ impl<F: Frame> Pipeline<F> {
     /// Learns (or refreshes) neighbour `addr` on `port` from a frame
     /// received there (see `NeighTable::learn` for `create`, `confirm` and
     /// `override_mac`), and publishes a new binding for the other workers.
-    #[allow(clippy::too_many_arguments)]
     fn learn_neighbor(
         &mut self,
         port: u16,
         addr: IpAddr,
         mac: EthernetAddress,
-        create: bool,
-        confirm: bool,
-        override_mac: bool,
+        how: Learn,
         out: &mut Output<F>,
     ) -> bool {
         let learned = self.neigh.learn(
@@ -67,9 +64,7 @@ impl<F: Frame> Pipeline<F> {
             addr,
             mac,
             self.now,
-            create,
-            confirm,
-            override_mac,
+            how,
             &self.ports,
             Some(out),
             &mut self.counters,
@@ -121,7 +116,12 @@ impl<F: Frame> Pipeline<F> {
             // Create an entry only when the packet is addressed to us (a
             // request for our address, or a reply to us).
             let create = target.is_some() && !repr.is_gratuitous();
-            learned = self.learn_neighbor(rx_port, IpAddr::V4(spa), sha, create, true, true, out);
+            let how = Learn {
+                create,
+                confirm: true,
+                override_mac: true,
+            };
+            learned = self.learn_neighbor(rx_port, IpAddr::V4(spa), sha, how, out);
         }
         match target {
             Some(_) if request && !repr.is_gratuitous() => {
@@ -192,15 +192,12 @@ impl<F: Frame> Pipeline<F> {
                 let target = self.answers(IpAddr::V6(target_addr), rx_port);
                 let mut learned = false;
                 if let (false, Some(mac)) = (unspecified, lladdr) {
-                    learned = self.learn_neighbor(
-                        rx_port,
-                        IpAddr::V6(src),
-                        mac,
-                        target.is_some(),
-                        false,
-                        true,
-                        out,
-                    );
+                    let how = Learn {
+                        create: target.is_some(),
+                        confirm: false,
+                        override_mac: true,
+                    };
+                    learned = self.learn_neighbor(rx_port, IpAddr::V6(src), mac, how, out);
                 }
                 if target.is_none() {
                     return if learned {
@@ -267,15 +264,12 @@ impl<F: Frame> Pipeline<F> {
                     // frames over the queues), which creates the entry and
                     // publishes it to the one that asked.
                     let solicited = flags.contains(NeighborFlags::SOLICITED);
-                    learned = self.learn_neighbor(
-                        rx_port,
-                        IpAddr::V6(target_addr),
-                        mac,
-                        solicited && !dst.is_multicast(),
-                        solicited,
-                        flags.contains(NeighborFlags::OVERRIDE),
-                        out,
-                    );
+                    let how = Learn {
+                        create: solicited && !dst.is_multicast(),
+                        confirm: solicited,
+                        override_mac: flags.contains(NeighborFlags::OVERRIDE),
+                    };
+                    learned = self.learn_neighbor(rx_port, IpAddr::V6(target_addr), mac, how, out);
                 }
                 if info.is_some_and(|i| i.port == Some(rx_port)) && self.cfg.host_path {
                     self.give_host(frame, rx_port, out)

@@ -116,6 +116,28 @@ pub struct Neighbor {
     pub confirmed: Option<Time>,
 }
 
+/// How [`NeighTable::learn`] takes a MAC address it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Learn {
+    /// Create an entry if there is none (else only update one).
+    pub(crate) create: bool,
+    /// Mark it reachable (an answer to a request, or a request addressed
+    /// to us); else stale (NDP: from a solicitation or an unsolicited
+    /// advertisement), so its first use probes it.
+    pub(crate) confirm: bool,
+    /// Replace a known different MAC (NDP's O flag; always for ARP).
+    pub(crate) override_mac: bool,
+}
+
+impl Learn {
+    /// What the control thread installs: create, reachable, replace.
+    pub(crate) const INSTALL: Learn = Learn {
+        create: true,
+        confirm: true,
+        override_mac: true,
+    };
+}
+
 /// What happened to a frame given to [`NeighTable::transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxResult {
@@ -367,13 +389,9 @@ impl<F: Frame> NeighTable<F> {
         TxResult::Held
     }
 
-    /// Learns `mac` for `addr` on `port` (from ARP or NDP). Updates an
-    /// existing entry; creates one only if `create`. `confirm` marks it
-    /// reachable (an answer to a request, or a request addressed to us);
-    /// otherwise it is stale (NDP: learned from a solicitation or an
-    /// unsolicited advertisement). `override_mac` allows replacing a known
-    /// different MAC (NDP's O flag; always true for ARP). Held frames are
-    /// released. Returns whether an entry now holds `mac`.
+    /// Learns `mac` for `addr` on `port` (from ARP or NDP, or from the
+    /// control thread) as `how` says. Held frames are released. Returns
+    /// whether an entry now holds `mac`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn learn(
         &mut self,
@@ -381,9 +399,7 @@ impl<F: Frame> NeighTable<F> {
         addr: IpAddr,
         mac: EthernetAddress,
         now: Time,
-        create: bool,
-        confirm: bool,
-        override_mac: bool,
+        how: Learn,
         ports: &[PortRt],
         out: Option<&mut Output<F>>,
         ctr: &mut Counters,
@@ -394,7 +410,7 @@ impl<F: Frame> NeighTable<F> {
         let idx = match self.map.get(&(port, addr)) {
             Some(&i) => i as usize,
             None => {
-                if !create {
+                if !how.create {
                     return false;
                 }
                 let Some(i) = self.free.pop() else {
@@ -415,14 +431,14 @@ impl<F: Frame> NeighTable<F> {
             }
         };
         let e = &mut self.entries[idx];
-        if e.has_mac && e.mac != mac && !override_mac && e.state != NeighState::Failed {
+        if e.has_mac && e.mac != mac && !how.override_mac && e.state != NeighState::Failed {
             // RFC 4861 §7.2.5: without O, a different address does not replace a known one.
             return false;
         }
         e.mac = mac;
         e.has_mac = true;
         e.probes = 0;
-        if confirm {
+        if how.confirm {
             e.state = NeighState::Reachable;
             e.confirmed = now;
         } else {

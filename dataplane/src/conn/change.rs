@@ -97,19 +97,7 @@ impl<K: FlowKey> ConnTable<K> {
         let generation = self.meta(id).generation.wrapping_add(1);
         let state = ConnState::initial(key.proto(), flags);
         let expires = now.as_nanos().saturating_add(self.timeouts[state as usize]);
-        let (local_addr, local_port) = new.local.unwrap_or((NO_LOCAL, 0));
-        let conn = Conn {
-            word: expires,
-            id,
-            service: new.service,
-            server: new.server,
-            local_addr,
-            local_port,
-            state: state as u8,
-            bits: if reply.is_some() { 0 } else { BIT_INPUT_ONLY },
-            generation,
-            user_flags: new.user_flags,
-        };
+        let conn = Conn::new_forward(expires, id, generation, &new, state, reply.is_none());
         let seed = self.seed;
         let hasher = |e: &Entry<K>| e.key.hash_with(seed);
         // Through the entry API: the vacant entry writes the new entry into
@@ -140,22 +128,8 @@ impl<K: FlowKey> ConnTable<K> {
             }
         };
         if let Some((r, rh)) = reply {
-            let full_nat = if new.local.is_some() { BIT_FULL_NAT } else { 0 };
-            let rc = if K::SELF_CONTAINED_REPLIES {
-                Conn {
-                    word: 0,
-                    bits: BIT_REPLY | full_nat,
-                    local_addr: key.src_port(),
-                    local_port: key.dst_port(),
-                    ..conn
-                }
-            } else {
-                Conn {
-                    word: h,
-                    bits: BIT_REPLY | full_nat,
-                    ..conn
-                }
-            };
+            let stash = K::SELF_CONTAINED_REPLIES.then(|| (key.src_port(), key.dst_port()));
+            let rc = conn.reply_of(new.local.is_some(), stash, h);
             if let hashbrown::hash_table::Entry::Vacant(v) =
                 self.table.entry(rh, |e| e.key == r, hasher)
             {
@@ -378,8 +352,9 @@ impl<K: FlowKey> ConnTable<K> {
     /// its expiry as [`ConnTable::expires`] gives it.
     pub fn iter(&self) -> impl Iterator<Item = (&K, Conn)> + '_ {
         self.table.iter().filter(|e| !e.c.is_reply()).map(|e| {
-            let word = self.expiry_of(&e.c);
-            (&e.key, Conn { word, ..e.c })
+            let mut c = e.c;
+            c.set_expiry_ns(self.expiry_of(&e.c));
+            (&e.key, c)
         })
     }
 }

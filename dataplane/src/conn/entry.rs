@@ -6,10 +6,11 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct Conn {
-    /// Forward entry: the expiry instant. Reply entry: the forward
-    /// entry's hash (IPv6), or the expiry its last steady reply set (IPv4,
-    /// with self-contained replies; 0 for none since the last state change).
-    pub(super) word: u64,
+    /// One word, three meanings, read and written only through the named
+    /// accessors below: a forward entry's expiry ([`Conn::expiry_ns`]), an
+    /// IPv6 reply entry's forward hash ([`Conn::forward_hash`]), an IPv4
+    /// (self-contained) reply entry's own expiry ([`Conn::reply_expiry_ns`]).
+    word: u64,
     pub(super) id: u32,
     pub(super) service: ServiceIdx,
     pub(super) server: ServerIdx,
@@ -56,6 +57,99 @@ impl Conn {
     pub fn expires(&self) -> Time {
         Time(self.word)
     }
+    /// A forward entry's expiry (ns).
+    #[inline(always)]
+    pub(super) fn expiry_ns(&self) -> u64 {
+        self.word
+    }
+
+    /// Sets a forward entry's expiry (ns).
+    #[inline(always)]
+    pub(super) fn set_expiry_ns(&mut self, ns: u64) {
+        self.word = ns;
+    }
+
+    /// A reply entry's forward-entry hash (families without self-contained
+    /// replies).
+    #[inline(always)]
+    pub(super) fn forward_hash(&self) -> u64 {
+        self.word
+    }
+
+    /// A self-contained reply entry's own expiry (ns), set by its last
+    /// steady reply; 0 for none since the last state change.
+    #[inline(always)]
+    pub(super) fn reply_expiry_ns(&self) -> u64 {
+        self.word
+    }
+
+    /// Sets a self-contained reply entry's own expiry (ns; 0 for none).
+    #[inline(always)]
+    pub(super) fn set_reply_expiry_ns(&mut self, ns: u64) {
+        self.word = ns;
+    }
+
+    /// A self-contained reply entry's stash of its forward key's ports:
+    /// (client port, VIP port), kept where a forward entry keeps its local
+    /// address and port.
+    #[inline(always)]
+    pub(super) fn stashed_ports(&self) -> (u16, u16) {
+        (self.local_addr, self.local_port)
+    }
+
+    /// A new connection's forward entry.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn new_forward(
+        expiry_ns: u64,
+        id: u32,
+        generation: u8,
+        new: &NewConn,
+        state: ConnState,
+        input_only: bool,
+    ) -> Conn {
+        let (local_addr, local_port) = new.local.unwrap_or((NO_LOCAL, 0));
+        Conn {
+            word: expiry_ns,
+            id,
+            service: new.service,
+            server: new.server,
+            local_addr,
+            local_port,
+            state: state as u8,
+            bits: if input_only { BIT_INPUT_ONLY } else { 0 },
+            generation,
+            user_flags: new.user_flags,
+        }
+    }
+
+    /// The reply entry of forward entry `self`: self-contained (its forward
+    /// key's ports stashed, no expiry of its own yet) or pointing to the
+    /// forward entry by its hash `forward_hash`.
+    #[inline(always)]
+    pub(super) fn reply_of(
+        &self,
+        full_nat: bool,
+        stash: Option<(u16, u16)>,
+        forward_hash: u64,
+    ) -> Conn {
+        let bits = BIT_REPLY | if full_nat { BIT_FULL_NAT } else { 0 };
+        match stash {
+            Some((client_port, vip_port)) => Conn {
+                word: 0,
+                bits,
+                local_addr: client_port,
+                local_port: vip_port,
+                ..*self
+            },
+            None => Conn {
+                word: forward_hash,
+                bits,
+                ..*self
+            },
+        }
+    }
+
     /// Whether only client packets are seen (DSR, tunnel).
     #[inline]
     pub fn input_only(&self) -> bool {
@@ -90,7 +184,8 @@ impl Conn {
 /// replies are self-contained it also holds the rest of the forward key: `x`
 /// its addresses ([`FlowKey::Stash`]), `c.local_addr` the client's port and
 /// `c.local_port` the VIP's (a reply needs no local address: it is the
-/// reply key's destination); `c.word` the expiry the last steady reply set.
+/// reply key's destination); [`Conn::reply_expiry_ns`] the expiry the last
+/// steady reply set.
 /// A forward entry's `x` is its own addresses, unused.
 pub(super) struct Entry<K: FlowKey> {
     pub(super) key: K,
@@ -102,8 +197,8 @@ impl<K: FlowKey> Entry<K> {
     /// A self-contained reply entry's forward key.
     #[inline(always)]
     pub(super) fn forward_key(&self) -> Option<K> {
-        self.key
-            .unstash(&self.x, self.c.local_addr, self.c.local_port)
+        let (client_port, vip_port) = self.c.stashed_ports();
+        self.key.unstash(&self.x, client_port, vip_port)
     }
     #[inline]
     pub(super) fn is_conn(&self, id: u32, generation: u8) -> bool {

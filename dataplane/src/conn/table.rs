@@ -177,16 +177,19 @@ impl<K: FlowKey> ConnTable<K> {
         for e in table.iter_mut() {
             let c = &mut e.c;
             if c.is_reply() {
-                if K::SELF_CONTAINED_REPLIES && c.word != 0 {
-                    c.word = rebase(c.word, c.state);
+                if K::SELF_CONTAINED_REPLIES && c.reply_expiry_ns() != 0 {
+                    c.set_reply_expiry_ns(rebase(c.reply_expiry_ns(), c.state));
                 }
                 continue;
             }
-            c.word = rebase(c.word, c.state);
+            c.set_expiry_ns(rebase(c.expiry_ns(), c.state));
             // The forward entry's expiry is at most the connection's, so a
             // timer at it is never late; one that fires early re-arms.
-            if wheel.deadline(c.id).is_some_and(|d| c.word < d.as_nanos()) {
-                let _ = wheel.arm(c.id, Time(c.word));
+            if wheel
+                .deadline(c.id)
+                .is_some_and(|d| c.expiry_ns() < d.as_nanos())
+            {
+                let _ = wheel.arm(c.id, Time(c.expiry_ns()));
                 rearmed += 1;
             }
         }
@@ -241,7 +244,7 @@ impl<K: FlowKey> ConnTable<K> {
                 hash: if K::SELF_CONTAINED_REPLIES {
                     0
                 } else {
-                    e.c.word
+                    e.c.forward_hash()
                 },
                 bucket: b as u32,
                 id: e.c.id,
@@ -305,9 +308,9 @@ impl<K: FlowKey> ConnTable<K> {
             && let Some(rb) = self.locate_reply(c.id, c.generation, usize::MAX)
             && let Some(r) = self.table.get_bucket(rb)
         {
-            return c.word.max(r.c.word);
+            return c.expiry_ns().max(r.c.reply_expiry_ns());
         }
-        c.word
+        c.expiry_ns()
     }
 
     /// The first bucket of `hash`'s probe sequence (hashbrown's `h1`), where
@@ -487,7 +490,7 @@ impl<K: FlowKey> ConnTable<K> {
             && e.c.is_reply()
         {
             let t = timeouts.get(usize::from(e.c.state)).copied().unwrap_or(0);
-            e.c.word = now.as_nanos().saturating_add(t);
+            e.c.set_reply_expiry_ns(now.as_nanos().saturating_add(t));
         }
     }
 
@@ -629,8 +632,8 @@ impl<K: FlowKey> ConnTable<K> {
             return self.transition(at, Direction::Original, flags, now);
         }
         let expires = now.as_nanos().saturating_add(timeouts[state as usize]);
-        let shorter = expires < c.word;
-        c.word = expires;
+        let shorter = expires < c.expiry_ns();
+        c.set_expiry_ns(expires);
         if shorter {
             // Only if the timeouts were shortened since the last packet.
             let id = c.id;
@@ -660,9 +663,9 @@ impl<K: FlowKey> ConnTable<K> {
             ConnState::Udp
         };
         let expires = now.as_nanos().saturating_add(self.timeouts[new as usize]);
-        let mut armed = c.word;
+        let mut armed = c.expiry_ns();
         c.state = new as u8;
-        c.word = expires;
+        c.set_expiry_ns(expires);
         let (id, generation) = (c.id, c.generation);
         if K::SELF_CONTAINED_REPLIES
             && new as u8 != old
@@ -671,9 +674,9 @@ impl<K: FlowKey> ConnTable<K> {
         {
             // The reply entry follows the state, and its expiry (which the
             // timer may be armed for) gives way to the one just set.
-            armed = armed.max(r.c.word);
+            armed = armed.max(r.c.reply_expiry_ns());
             r.c.state = new as u8;
-            r.c.word = 0;
+            r.c.set_reply_expiry_ns(0);
         }
         if expires < armed {
             // A shorter timeout applies at once. Cannot fail: ids are below

@@ -53,6 +53,7 @@ use tack_bench::{
 };
 use tack_dataplane::balance::Backend;
 use tack_dataplane::balance::maglev::Maglev;
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{Config, ForwardMode};
 use tack_dataplane::pipeline::{ControlMsg, Output};
 use tack_dataplane::sticky::{StickyConfig, StickyTable};
@@ -378,7 +379,7 @@ fn sticky_lookup(c: &mut Criterion) {
     let keys = 100_000u32;
     let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x1000_0000 + (i << 8)));
     for i in 0..keys {
-        t.resolve(&cfg, 0, addr(i), Time::ZERO);
+        t.resolve(&cfg, ServiceIdx(0), addr(i), Time::ZERO);
     }
     t.drain_events();
     let mut rng = Rng(42);
@@ -388,8 +389,8 @@ fn sticky_lookup(c: &mut Criterion) {
             for _ in 0..iters {
                 for _ in 0..1024 {
                     let a = addr((rng.next() % u64::from(keys)) as u32);
-                    black_box(t.resolve(&cfg, 0, a, Time::ZERO));
-                    t.release(&cfg, 0, a, Time::ZERO);
+                    black_box(t.resolve(&cfg, ServiceIdx(0), a, Time::ZERO));
+                    t.release(&cfg, ServiceIdx(0), a, Time::ZERO);
                 }
             }
             let d = thread_cpu() - start;
@@ -408,7 +409,7 @@ fn maglev(c: &mut Criterion) {
     for (n, size) in [(10usize, 65_537u32), (100, 65_537), (1000, 655_373)] {
         let backends: Vec<Backend> = (0..n)
             .map(|i| Backend {
-                index: i as u16,
+                index: ServerIdx(i as u16),
                 weight: 1 + (i % 4) as u16,
                 ident: tack_dataplane::hash::server_ident(server(i), None),
             })

@@ -32,6 +32,7 @@ use tack_dataplane::conn::{
     BURST, ConnTable4, ConnTable6, ConnTableConfig, Handle, Key4, Key6, NewConn, TcpFlags, Timeouts,
 };
 use tack_dataplane::hash;
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{
     ClientKeyRule, Config, Persistence, Protocol, RealServer, SchedulerKind, Service,
 };
@@ -69,8 +70,8 @@ fn key6(i: u32) -> Key6 {
 
 fn nc(i: u32) -> NewConn {
     NewConn {
-        service: 0,
-        server: (i % 64) as u16,
+        service: ServiceIdx(0),
+        server: ServerIdx((i % 64) as u16),
         local: None,
         user_flags: 0,
     }
@@ -377,7 +378,7 @@ fn bench_sticky(c: &mut Criterion) {
     .unwrap();
     let src = |i: u32| IpAddr::V4(Ipv4Addr::from(scramble(i) << 8 | 9));
     for i in 0..n {
-        t.resolve(&cfg, 0, src(i), Time::ZERO);
+        t.resolve(&cfg, ServiceIdx(0), src(i), Time::ZERO);
     }
     t.drain_events().for_each(drop);
     let order = probe_order(n, 1 << 16);
@@ -386,8 +387,8 @@ fn bench_sticky(c: &mut Criterion) {
         b.iter(|| {
             let s = src(order[pos]);
             pos = (pos + 1) % order.len();
-            black_box(t.resolve(&cfg, 0, s, Time::ZERO));
-            t.release(&cfg, 0, s, Time::ZERO);
+            black_box(t.resolve(&cfg, ServiceIdx(0), s, Time::ZERO));
+            t.release(&cfg, ServiceIdx(0), s, Time::ZERO);
         })
     });
     // Miss: a new key learned (rendezvous over 16 servers), then flushed.
@@ -399,7 +400,7 @@ fn bench_sticky(c: &mut Criterion) {
                 src(next)
             },
             |s| {
-                black_box(t.resolve(&cfg, 0, *s, Time::ZERO));
+                black_box(t.resolve(&cfg, ServiceIdx(0), *s, Time::ZERO));
                 t.drain_events().for_each(drop);
             },
             BatchSize::SmallInput,
@@ -411,7 +412,7 @@ fn bench_sticky(c: &mut Criterion) {
 fn backends(n: usize) -> Vec<Backend> {
     (0..n)
         .map(|i| Backend {
-            index: i as u16,
+            index: ServerIdx(i as u16),
             weight: 1 + (i % 4) as u16,
             ident: hash::server_ident(
                 IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1)),
@@ -445,7 +446,7 @@ fn bench_sched(c: &mut Criterion) {
     ] {
         for servers in [16usize, 128] {
             let mut cfg_s = sticky_service(servers);
-            let mut svc = cfg_s.service(0).unwrap().clone();
+            let mut svc = cfg_s.service(ServiceIdx(0)).unwrap().clone();
             svc.scheduler = kind;
             svc.persistence = None;
             cfg_s = Config::new(vec![svc]).unwrap();
@@ -459,7 +460,7 @@ fn bench_sched(c: &mut Criterion) {
                         src_port: i as u16,
                         dst_port: 443,
                     };
-                    black_box(st.pick(&cfg_s, 0, &k))
+                    black_box(st.pick(&cfg_s, ServiceIdx(0), &k))
                 })
             });
         }

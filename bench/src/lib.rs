@@ -51,6 +51,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use tack_dataplane::conn::ConnTableConfig;
+use tack_dataplane::ids::ServerIdx;
 use tack_dataplane::model::{
     ClientKeyRule, Config, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
     SchedulerKind, Service,
@@ -268,7 +269,7 @@ pub fn install_flows(p: &mut Pipeline<BenchFrame>, n: u64) {
                 vip: IpAddr::V4(VIP),
                 vip_port: 80,
                 protocol: 6,
-                server: (i % SERVERS as u64) as u16,
+                server: ServerIdx((i % SERVERS as u64) as u16),
                 local: None,
             },
         )

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::ServerState;
 use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
 use tack_dataplane::sticky::StickyEvent;
@@ -373,7 +374,7 @@ impl ControlPlane {
             ["sticky", "flush", svc] => {
                 let i = self.service_index(svc)?;
                 self.broadcast(ControlMsg::FlushSticky {
-                    service: Some(i as u16),
+                    service: Some(ServiceIdx(i as u16)),
                 });
                 Ok(format!("sticky bindings of `{svc}` flushed"))
             }
@@ -545,7 +546,7 @@ impl ControlPlane {
 
     fn services(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Connections { limit: 0 })?;
-        let mut active: BTreeMap<(u16, u16), u64> = BTreeMap::new();
+        let mut active: BTreeMap<(ServiceIdx, ServerIdx), u64> = BTreeMap::new();
         for r in replies {
             if let Reply::Connections { per_server, .. } = r {
                 for (k, v) in per_server {
@@ -567,7 +568,10 @@ impl ControlPlane {
             let mode = format!("{:?}", svc.mode).to_lowercase();
             let sched = sched_name(svc.scheduler);
             for (j, sv) in svc.servers.iter().enumerate() {
-                let conns = active.get(&(i as u16, j as u16)).copied().unwrap_or(0);
+                let conns = active
+                    .get(&(ServiceIdx(i as u16), ServerIdx(j as u16)))
+                    .copied()
+                    .unwrap_or(0);
                 let state = format!("{:?}", sv.state).to_lowercase();
                 let _ = writeln!(
                     s,
@@ -625,7 +629,8 @@ impl ControlPlane {
     fn sticky_show(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Sticky)?;
         // One line per (service, key): the server, and on how many workers it is known.
-        let mut rows: BTreeMap<(u16, String), (Option<u16>, u32, usize)> = BTreeMap::new();
+        let mut rows: BTreeMap<(ServiceIdx, String), (Option<ServerIdx>, u32, usize)> =
+            BTreeMap::new();
         for r in replies {
             if let Reply::Sticky(list) = r {
                 for b in list {
@@ -644,10 +649,10 @@ impl ControlPlane {
             "service", "client key", "server", "active", "workers"
         );
         for ((svc, key), (server, active, workers)) in &rows {
-            let svc_sec = self.profile.services.get(*svc as usize);
+            let svc_sec = self.profile.services.get(usize::from(*svc));
             let name = svc_sec.map_or("?".to_string(), |x| x.name.clone());
             let server_name = server
-                .and_then(|j| svc_sec.and_then(|x| x.servers.get(j as usize)))
+                .and_then(|j| svc_sec.and_then(|x| x.servers.get(usize::from(j))))
                 .map_or("(none)".to_string(), ServerSection::display_name);
             let _ = writeln!(
                 s,
@@ -811,12 +816,12 @@ mod tests {
 
     fn learned(service: u16) -> Event {
         Event::Sticky(StickyEvent::Learned {
-            service,
+            service: ServiceIdx(service),
             key: ClientKey {
                 addr: "172.16.0.0".parse().unwrap(),
                 prefix: 16,
             },
-            server: 1,
+            server: ServerIdx(1),
         })
     }
 
@@ -871,7 +876,13 @@ mod tests {
         assert!(
             matches!(
                 out.as_slice(),
-                [(0, ControlMsg::StickyBinding { service: 3, .. })]
+                [(
+                    0,
+                    ControlMsg::StickyBinding {
+                        service: ServiceIdx(3),
+                        ..
+                    }
+                )]
             ),
             "{out:?}"
         );

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::pipeline::{ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
 use tack_dataplane::sticky::StickyBinding;
 
@@ -59,7 +60,7 @@ pub enum Reply {
         /// The listed ones.
         list: Vec<ConnView>,
         /// Open connections per (service, server).
-        per_server: Vec<((u16, u16), u64)>,
+        per_server: Vec<((ServiceIdx, ServerIdx), u64)>,
     },
     /// Sticky bindings.
     Sticky(Vec<StickyBinding>),

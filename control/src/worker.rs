@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::pipeline::{Event, Output, Pipeline};
 use tack_dpdk::ring::{Consumer, Producer};
 use tack_dpdk::{Mbuf, Mempool, RxQueue, TxQueue};
@@ -205,7 +206,7 @@ impl Worker {
     fn answer(&self, q: Query) -> Reply {
         match q {
             Query::Connections { limit } => {
-                let mut per_server: BTreeMap<(u16, u16), u64> = BTreeMap::new();
+                let mut per_server: BTreeMap<(ServiceIdx, ServerIdx), u64> = BTreeMap::new();
                 let mut list = Vec::new();
                 let limit = limit.min(QUERY_LIMIT_MAX);
                 for c in self.pipeline.connections() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use pipeline_common::*;
 use proptest::prelude::*;
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{
     ClientKeyRule, Config, ForwardMode, Persistence, Protocol, RealServer, SchedulerKind, Service,
 };
@@ -202,19 +203,19 @@ proptest! {
                     }
                 }
                 Op::Weight(s, w) => {
-                    h.p.apply(ControlMsg::ServerWeight { service: 0, server: u16::from(s), weight: w });
+                    h.p.apply(ControlMsg::ServerWeight { service: ServiceIdx(0), server: ServerIdx(u16::from(s)), weight: w });
                 }
                 Op::Drain(s) => {
-                    h.p.apply(ControlMsg::ServerState { service: 0, server: u16::from(s), state: tack_dataplane::model::ServerState::Drain });
+                    h.p.apply(ControlMsg::ServerState { service: ServiceIdx(0), server: ServerIdx(u16::from(s)), state: tack_dataplane::model::ServerState::Drain });
                 }
                 Op::Up(s) => {
-                    h.p.apply(ControlMsg::ServerState { service: 0, server: u16::from(s), state: tack_dataplane::model::ServerState::Up });
+                    h.p.apply(ControlMsg::ServerState { service: ServiceIdx(0), server: ServerIdx(u16::from(s)), state: tack_dataplane::model::ServerState::Up });
                 }
                 Op::Add => {
                     if servers.len() < 12 {
                         servers.push(server_addr(servers.len()));
                         // Keep the current states and weights of the others.
-                        let cur = h.p.services().service(0).unwrap().clone();
+                        let cur = h.p.services().service(ServiceIdx(0)).unwrap().clone();
                         let mut next = make(&servers);
                         for (n, o) in next.servers.iter_mut().zip(&cur.servers) {
                             *n = o.clone();

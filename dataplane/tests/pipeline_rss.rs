@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use pipeline_common::*;
 use tack_dataplane::VecFrame;
+use tack_dataplane::ids::ServerIdx;
 use tack_dataplane::model::{ForwardMode, Protocol};
 use tack_dataplane::pipeline::{ControlMsg, Pipeline, PipelineConfig, WorkerSpec};
 use tack_dataplane::rss::{MS_RSS_KEY, Reta, toeplitz_hash};
@@ -152,7 +153,7 @@ fn taken_port_is_skipped(client: IpAddr, vip: IpAddr, server: IpAddr, local: IpA
             vip,
             vip_port: 443,
             protocol: 6,
-            server: 0,
+            server: ServerIdx(0),
             local: Some((local, next)),
         },
     )

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pipeline_common::*;
 use tack_dataplane::Time;
 use tack_dataplane::conn::{ConnState, ConnTableConfig, FullPolicy};
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{Config, ForwardMode, Protocol, SchedulerKind, ServerState, Service};
 use tack_dataplane::pipeline::ControlMsg;
 
@@ -74,8 +75,8 @@ fn down_server_takes_nothing() {
     assert_eq!(open(&mut h, 0), a4(SERVER4));
     assert_eq!(open(&mut h, 1), a4(SERVER4B));
     h.p.apply(ControlMsg::ServerState {
-        service: 0,
-        server: 0,
+        service: ServiceIdx(0),
+        server: ServerIdx(0),
         state: ServerState::Down,
     });
     // Established traffic to the down server: the connection is closed, and
@@ -94,8 +95,8 @@ fn down_server_takes_nothing() {
     }
     // Back up: it takes new clients again.
     h.p.apply(ControlMsg::ServerState {
-        service: 0,
-        server: 0,
+        service: ServiceIdx(0),
+        server: ServerIdx(0),
         state: ServerState::Up,
     });
     let got: Vec<IpAddr> = (6..10).map(|i| open(&mut h, i)).collect();
@@ -107,8 +108,8 @@ fn drain_keeps_established_takes_no_new() {
     let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
     assert_eq!(open(&mut h, 0), a4(SERVER4));
     h.p.apply(ControlMsg::ServerState {
-        service: 0,
-        server: 0,
+        service: ServiceIdx(0),
+        server: ServerIdx(0),
         state: ServerState::Drain,
     });
     assert_eq!(forwarded_to(&data(&mut h, 0)), a4(SERVER4));
@@ -117,8 +118,8 @@ fn drain_keeps_established_takes_no_new() {
     }
     // Weight 0 on the other server too: nobody takes new clients.
     h.p.apply(ControlMsg::ServerWeight {
-        service: 0,
-        server: 1,
+        service: ServiceIdx(0),
+        server: ServerIdx(1),
         weight: 0,
     });
     let (tx, _) = h.rx(0, &client_pkt(client(9), 30009, a4(VIP4), 80, SYN));
@@ -311,8 +312,8 @@ fn flush_connections() {
     assert_eq!(h.counters().conn_closed, 2);
     assert_eq!(h.counters().control_applied, 8);
     h.p.apply(ControlMsg::ServerState {
-        service: 9,
-        server: 0,
+        service: ServiceIdx(9),
+        server: ServerIdx(0),
         state: ServerState::Down,
     });
     assert_eq!(h.counters().control_rejected, 1);
@@ -334,7 +335,7 @@ fn installed_connections_forward_both_ways() {
         vip: a4(VIP4),
         vip_port: 80,
         protocol: 6,
-        server: 1,
+        server: ServerIdx(1),
         local: None,
     };
     h.p.install_connection(h.now, &spec).unwrap();
@@ -356,7 +357,7 @@ fn installed_connections_forward_both_ways() {
         h.p.install_connection(
             h.now,
             &ConnSpec {
-                server: 7,
+                server: ServerIdx(7),
                 client_port: 1,
                 ..spec
             }

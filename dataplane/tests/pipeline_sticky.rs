@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use pipeline_common::*;
 use tack_dataplane::conn::ConnTableConfig;
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{
     ClientKeyRule, ForwardMode, Persistence, Protocol, ServerState, Service,
 };
@@ -172,7 +173,7 @@ fn two_workers_agree_without_talking() {
     let mut ev1 = Vec::new();
     w[0].drain_events(&mut ev0);
     w[1].drain_events(&mut ev1);
-    let learned = |ev: &[Event]| -> Vec<(ClientKey, u16)> {
+    let learned = |ev: &[Event]| -> Vec<(ClientKey, ServerIdx)> {
         ev.iter()
             .filter_map(|e| match e {
                 Event::Sticky(StickyEvent::Learned { key, server, .. }) => Some((*key, *server)),
@@ -191,8 +192,8 @@ fn idle_timeout_restarts_when_connections_end_then_rebinds() {
     let xi = SERVERS.iter().position(|s| a4(s) == x).unwrap() as u16;
     // X stops taking new clients (weight 0, still up): its sticky clients stay.
     h.p.apply(ControlMsg::ServerWeight {
-        service: 0,
-        server: xi,
+        service: ServiceIdx(0),
+        server: ServerIdx(xi),
         weight: 0,
     });
     assert_eq!(open_from(&mut h, "172.16.9.9", 1001), x);
@@ -225,15 +226,15 @@ fn down_server_rebinds_to_backup() {
     let mut s = sticky_service([1, 1, 1, 1]);
     // Every server's backup is the next one.
     for i in 0..4 {
-        s.servers[i].backup = Some(((i + 1) % 4) as u16);
+        s.servers[i].backup = Some(ServerIdx(((i + 1) % 4) as u16));
     }
     let mut h = harness(s);
     let x = open_from(&mut h, "172.16.1.5", 1000);
     let xi = SERVERS.iter().position(|s| a4(s) == x).unwrap();
     h.events();
     h.p.apply(ControlMsg::ServerState {
-        service: 0,
-        server: xi as u16,
+        service: ServiceIdx(0),
+        server: ServerIdx(xi as u16),
         state: ServerState::Down,
     });
     let backup = a4(SERVERS[(xi + 1) % 4]);
@@ -255,19 +256,19 @@ fn bindings_from_other_workers_are_installed() {
         prefix: 16,
     };
     h.p.apply(ControlMsg::StickyBinding {
-        service: 0,
+        service: ServiceIdx(0),
         key,
-        server: 2,
+        server: ServerIdx(2),
     });
     assert_eq!(open_from(&mut h, "172.16.44.1", 1000), a4(SERVERS[2]));
     // A key that is not canonical for the rule is refused.
     h.p.apply(ControlMsg::StickyBinding {
-        service: 0,
+        service: ServiceIdx(0),
         key: ClientKey {
             addr: a4("172.16.5.0"),
             prefix: 24,
         },
-        server: 1,
+        server: ServerIdx(1),
     });
     assert_eq!(h.counters().control_rejected, 1);
     h.p.apply(ControlMsg::FlushSticky { service: None });
@@ -312,9 +313,9 @@ fn pending_events_follow_a_reload() {
     assert_eq!(
         sticky,
         vec![StickyEvent::Learned {
-            service: 1,
+            service: ServiceIdx(1),
             key,
-            server: (3 - old) as u16,
+            server: ServerIdx((3 - old) as u16),
         }]
     );
     // The connection still reaches the same server, now at its new index.

@@ -13,6 +13,7 @@ use tack_dataplane::conn::{
     CloseReason, ConnState, ConnTable4, ConnTable6, ConnTableConfig, FlowKey, FullPolicy,
     InsertError, Key4, Key6, NewConn, TcpFlags, Timeouts,
 };
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{Config, ForwardMode, LocalPool, Protocol, RealServer, Service};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -40,8 +41,8 @@ fn reply(i: u32) -> Key4 {
 
 fn nc(i: u32, with_reply: bool) -> NewConn {
     NewConn {
-        service: 0,
-        server: (i % 7) as u16,
+        service: ServiceIdx(0),
+        server: ServerIdx((i % 7) as u16),
         local: with_reply.then_some((0, 20_000 + i as u16)),
         user_flags: 0,
     }
@@ -77,7 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     expires: u64,
     state: ConnState,
-    server: u16,
+    server: ServerIdx,
     with_reply: bool,
 }
 
@@ -145,7 +146,7 @@ fn run(capacity: usize, policy: FullPolicy, ops: &[Op]) -> Result<(), TestCaseEr
                             Model {
                                 expires: now + timeouts.get(state).as_nanos() as u64,
                                 state,
-                                server: (i % 7) as u16,
+                                server: ServerIdx((i % 7) as u16),
                                 with_reply,
                             },
                         );
@@ -265,8 +266,8 @@ fn ipv6_full_nat_both_directions() {
             k,
             Some(r),
             NewConn {
-                service: 2,
-                server: 1,
+                service: ServiceIdx(2),
+                server: ServerIdx(1),
                 local: Some((0, 33_333)),
                 user_flags: 5,
             },
@@ -338,8 +339,8 @@ fn burst_lookup_at_scale() {
                 )
             }),
             NewConn {
-                service: 0,
-                server: (i % 100) as u16,
+                service: ServiceIdx(0),
+                server: ServerIdx((i % 100) as u16),
                 local: None,
                 user_flags: 0,
             },
@@ -360,7 +361,7 @@ fn burst_lookup_at_scale() {
             let i = base + j as u32;
             assert_eq!(o.is_some(), i < n);
             if let Some(h) = o {
-                assert_eq!(t.get(h).unwrap().server(), (i % 100) as u16);
+                assert_eq!(t.get(h).unwrap().server(), ServerIdx((i % 100) as u16));
             }
         }
     }
@@ -467,8 +468,8 @@ fn reload_remaps_and_removes() {
             fwd(i + 1),
             Some(reply(i + 1)),
             NewConn {
-                service: 0,
-                server,
+                service: ServiceIdx(0),
+                server: ServerIdx(server),
                 local: Some((local, 20_000 + i as u16)),
                 user_flags: 0,
             },
@@ -485,9 +486,9 @@ fn reload_remaps_and_removes() {
         assert_eq!(h.is_some(), kept, "case {i}");
         if let Some(h) = h {
             let c = t.get(&h).unwrap();
-            assert_eq!(c.service(), 1);
+            assert_eq!(c.service(), ServiceIdx(1));
             // Old server .2 (index 1) is index 1; old .3 (index 2) is index 0.
-            assert_eq!(c.server(), if server == 1 { 1 } else { 0 });
+            assert_eq!(c.server(), ServerIdx(if server == 1 { 1 } else { 0 }));
             assert_eq!(c.local().unwrap().0, 0);
             assert!(t.lookup(&reply(i as u32 + 1)).unwrap().is_reply());
         }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use tack_dataplane::balance::maglev::Maglev;
 use tack_dataplane::balance::{Backend, hrw};
 use tack_dataplane::hash;
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{Config, Protocol, RealServer, SchedulerKind, ServerState, Service};
 use tack_dataplane::sched::{PickKey, SchedState};
 
@@ -45,13 +46,13 @@ fn key(i: u32) -> PickKey {
 /// Shares of `n` picks per server.
 fn shares(cfg: &Config, n: u32, hold: bool) -> Vec<f64> {
     let mut st = SchedState::new(cfg);
-    let pool = cfg.service(0).unwrap().servers.len();
+    let pool = cfg.service(ServiceIdx(0)).unwrap().servers.len();
     let mut counts = vec![0u32; pool];
     for i in 0..n {
-        let s = st.pick(cfg, 0, &key(i)).expect("a server");
-        counts[s as usize] += 1;
+        let s = st.pick(cfg, ServiceIdx(0), &key(i)).expect("a server");
+        counts[usize::from(s)] += 1;
         if hold {
-            st.conn_opened(0, s);
+            st.conn_opened(ServiceIdx(0), s);
         }
     }
     counts
@@ -76,7 +77,7 @@ fn smooth_wrr_is_nginx_sequence() {
     let c = cfg(SchedulerKind::WeightedRoundRobin, &[5, 1, 1]);
     let mut st = SchedState::new(&c);
     let seq: String = (0..14)
-        .map(|i| (b'a' + st.pick(&c, 0, &key(i)).unwrap() as u8) as char)
+        .map(|i| (b'a' + st.pick(&c, ServiceIdx(0), &key(i)).unwrap().0 as u8) as char)
         .collect();
     assert_eq!(seq, "aabacaaaabacaa");
 }
@@ -87,20 +88,24 @@ fn smooth_wrr_is_nginx_sequence() {
 #[test]
 fn smooth_wrr_long_cycles_and_pool_changes() {
     let big = cfg(SchedulerKind::WeightedRoundRobin, &[3000, 2000, 1000]);
-    assert!(big.entry(0).unwrap().swrr_cycle().is_empty());
+    assert!(big.entry(ServiceIdx(0)).unwrap().swrr_cycle().is_empty());
     let small = cfg(SchedulerKind::WeightedRoundRobin, &[3, 2, 1]);
-    assert_eq!(small.entry(0).unwrap().swrr_cycle().len(), 6);
+    assert_eq!(small.entry(ServiceIdx(0)).unwrap().swrr_cycle().len(), 6);
     let (mut a, mut b) = (SchedState::new(&big), SchedState::new(&small));
     for i in 0..600 {
         // 3000:2000:1000 from zero picks as 3:2:1 does, cycle by cycle.
-        assert_eq!(a.pick(&big, 0, &key(i)), b.pick(&small, 0, &key(i)), "{i}");
+        assert_eq!(
+            a.pick(&big, ServiceIdx(0), &key(i)),
+            b.pick(&small, ServiceIdx(0), &key(i)),
+            "{i}"
+        );
     }
     // Server 0 goes down: the rest share 2:1 exactly, every 3 picks.
     let mut s = service(SchedulerKind::WeightedRoundRobin, &[3, 2, 1]);
     s.servers[0].state = ServerState::Down;
     let changed = Config::new(vec![s]).unwrap();
     let picks: Vec<u16> = (0..300)
-        .map(|i| b.pick(&changed, 0, &key(i)).unwrap())
+        .map(|i| b.pick(&changed, ServiceIdx(0), &key(i)).unwrap().0)
         .collect();
     for w in picks.chunks(3) {
         assert_eq!(w.iter().filter(|&&x| x == 1).count(), 2, "{w:?}");
@@ -140,19 +145,19 @@ fn least_conn_follows_closures() {
     let c = cfg(SchedulerKind::LeastConn, &[1, 1, 1]);
     let mut st = SchedState::new(&c);
     for s in 0..3 {
-        st.conn_opened(0, s);
+        st.conn_opened(ServiceIdx(0), ServerIdx(s));
     }
-    st.conn_opened(0, 0);
-    st.conn_opened(0, 2);
+    st.conn_opened(ServiceIdx(0), ServerIdx(0));
+    st.conn_opened(ServiceIdx(0), ServerIdx(2));
     // Loads 2, 1, 2: server 1 is least loaded.
-    assert_eq!(st.pick(&c, 0, &key(0)), Some(1));
-    st.conn_closed(0, 0);
-    st.conn_closed(0, 0);
-    assert_eq!(st.conns(0, 0), 0);
-    assert_eq!(st.pick(&c, 0, &key(1)), Some(0));
+    assert_eq!(st.pick(&c, ServiceIdx(0), &key(0)), Some(ServerIdx(1)));
+    st.conn_closed(ServiceIdx(0), ServerIdx(0));
+    st.conn_closed(ServiceIdx(0), ServerIdx(0));
+    assert_eq!(st.conns(ServiceIdx(0), ServerIdx(0)), 0);
+    assert_eq!(st.pick(&c, ServiceIdx(0), &key(1)), Some(ServerIdx(0)));
     // Closing more than opened saturates at zero, never panics.
-    st.conn_closed(0, 0);
-    assert_eq!(st.conns(0, 0), 0);
+    st.conn_closed(ServiceIdx(0), ServerIdx(0));
+    assert_eq!(st.conns(ServiceIdx(0), ServerIdx(0)), 0);
 }
 
 #[test]
@@ -170,7 +175,7 @@ fn none_without_eligible_and_drain_excluded() {
         // Empty pool.
         let c = cfg(kind, &[]);
         let mut st = SchedState::new(&c);
-        assert_eq!(st.pick(&c, 0, &key(1)), None, "{kind:?}");
+        assert_eq!(st.pick(&c, ServiceIdx(0), &key(1)), None, "{kind:?}");
         assert_eq!(st.stats.no_server, 1);
         // Every server drained, down, in maintenance or at weight 0.
         let mut s = service(kind, &[1, 1, 1, 0]);
@@ -180,19 +185,21 @@ fn none_without_eligible_and_drain_excluded() {
         let c = Config::new(vec![s]).unwrap();
         let mut st = SchedState::new(&c);
         for i in 0..100 {
-            assert_eq!(st.pick(&c, 0, &key(i)), None, "{kind:?}");
+            assert_eq!(st.pick(&c, ServiceIdx(0), &key(i)), None, "{kind:?}");
         }
         // One drained server among live ones is never chosen for new clients.
         let c = cfg(kind, &[1, 1, 1]);
-        let c = c.with_server_state(0, 1, ServerState::Drain).unwrap();
+        let c = c
+            .with_server_state(ServiceIdx(0), ServerIdx(1), ServerState::Drain)
+            .unwrap();
         let mut st = SchedState::new(&c);
         for i in 0..3000 {
-            let s = st.pick(&c, 0, &key(i)).unwrap();
-            assert_ne!(s, 1, "{kind:?} picked the drained server");
-            st.conn_opened(0, s);
+            let s = st.pick(&c, ServiceIdx(0), &key(i)).unwrap();
+            assert_ne!(s, ServerIdx(1), "{kind:?} picked the drained server");
+            st.conn_opened(ServiceIdx(0), s);
         }
         // Unknown service: None and counted, no panic.
-        assert_eq!(st.pick(&c, 7, &key(1)), None);
+        assert_eq!(st.pick(&c, ServiceIdx(7), &key(1)), None);
         assert_eq!(st.stats.invalid_service, 1);
     }
 }
@@ -200,7 +207,7 @@ fn none_without_eligible_and_drain_excluded() {
 fn backends(n: usize, weights: impl Fn(usize) -> u16) -> Vec<Backend> {
     (0..n)
         .map(|i| Backend {
-            index: i as u16,
+            index: ServerIdx(i as u16),
             weight: weights(i),
             ident: hash::server_ident(
                 IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1)),
@@ -213,7 +220,7 @@ fn backends(n: usize, weights: impl Fn(usize) -> u16) -> Vec<Backend> {
 /// Fraction of 100k keys whose server changes when backend `removed` goes,
 /// and whether only keys of the removed backend moved. `build` turns a
 /// backend set into a picker.
-fn moved_fraction<P: Fn(u64) -> Option<u16>>(
+fn moved_fraction<P: Fn(u64) -> Option<ServerIdx>>(
     n: usize,
     removed: usize,
     build: impl Fn(Vec<Backend>) -> P,
@@ -222,7 +229,7 @@ fn moved_fraction<P: Fn(u64) -> Option<u16>>(
     let rest: Vec<Backend> = all
         .iter()
         .copied()
-        .filter(|b| b.index as usize != removed)
+        .filter(|b| usize::from(b.index) != removed)
         .collect();
     let (before_p, after_p) = (build(all), build(rest));
     let mut moved = 0u32;
@@ -234,7 +241,7 @@ fn moved_fraction<P: Fn(u64) -> Option<u16>>(
         let after = after_p(h).unwrap();
         if before != after {
             moved += 1;
-            if before as usize != removed {
+            if usize::from(before) != removed {
                 only_removed = false;
             }
         }
@@ -276,13 +283,15 @@ fn maglev_removal_with_cached_tables() {
     // Same as above but through Config snapshots: removing a server by state
     // change keeps the other servers' indices and moves ≈ 1/N of flows.
     let c = cfg(SchedulerKind::Maglev, &[1; 10]);
-    let c2 = c.with_server_state(0, 4, ServerState::Down).unwrap();
+    let c2 = c
+        .with_server_state(ServiceIdx(0), ServerIdx(4), ServerState::Down)
+        .unwrap();
     let (mut s1, mut s2) = (SchedState::new(&c), SchedState::new(&c2));
     let mut moved = 0u32;
     for i in 0..100_000 {
-        let a = s1.pick(&c, 0, &key(i)).unwrap();
-        let b = s2.pick(&c2, 0, &key(i)).unwrap();
-        assert_ne!(b, 4);
+        let a = s1.pick(&c, ServiceIdx(0), &key(i)).unwrap();
+        let b = s2.pick(&c2, ServiceIdx(0), &key(i)).unwrap();
+        assert_ne!(b, ServerIdx(4));
         moved += u32::from(a != b);
     }
     let f = f64::from(moved) / 100_000.0;
@@ -300,8 +309,12 @@ fn hashing_schedulers_agree_across_cores() {
         let (mut a, mut b) = (SchedState::new(&c), SchedState::new(&c));
         for i in 0..5000 {
             // Core B has seen other traffic: hashing must not depend on it.
-            b.pick(&c, 0, &key(i + 1_000_000));
-            assert_eq!(a.pick(&c, 0, &key(i)), b.pick(&c, 0, &key(i)), "{kind:?}");
+            b.pick(&c, ServiceIdx(0), &key(i + 1_000_000));
+            assert_eq!(
+                a.pick(&c, ServiceIdx(0), &key(i)),
+                b.pick(&c, ServiceIdx(0), &key(i)),
+                "{kind:?}"
+            );
         }
     }
 }
@@ -310,18 +323,18 @@ fn hashing_schedulers_agree_across_cores() {
 fn reconfigure_keeps_connection_counts() {
     let c = cfg(SchedulerKind::LeastConn, &[1, 1, 1]);
     let mut st = SchedState::new(&c);
-    st.conn_opened(0, 2);
-    st.conn_opened(0, 2);
+    st.conn_opened(ServiceIdx(0), ServerIdx(2));
+    st.conn_opened(ServiceIdx(0), ServerIdx(2));
     // New snapshot: server 0 removed, so old server 2 becomes index 1.
     let mut s = service(SchedulerKind::LeastConn, &[1, 1, 1]);
     s.servers.remove(0);
     let c2 = Config::new(vec![s]).unwrap();
     let map = Config::reload_map(&c, &c2);
     st.reconfigure(&c2, Some(&map));
-    assert_eq!(st.conns(0, 1), 2);
-    assert_eq!(st.conns(0, 0), 0);
+    assert_eq!(st.conns(ServiceIdx(0), ServerIdx(1)), 2);
+    assert_eq!(st.conns(ServiceIdx(0), ServerIdx(0)), 0);
     // Using a snapshot without reconfiguring self-heals (counted).
     let c3 = cfg(SchedulerKind::LeastConn, &[1, 1, 1, 1, 1]);
-    assert!(st.pick(&c3, 0, &key(0)).is_some());
+    assert!(st.pick(&c3, ServiceIdx(0), &key(0)).is_some());
     assert_eq!(st.stats.resyncs, 1);
 }

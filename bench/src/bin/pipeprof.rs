@@ -35,6 +35,7 @@ use tack_bench::{
 };
 use tack_dataplane::Frame;
 use tack_dataplane::conn::{ConnTable4, ConnTableConfig, Key4, NewConn, TcpFlags};
+use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::ForwardMode;
 use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline};
 
@@ -170,8 +171,8 @@ fn main() {
                         let (addr, port) = client(i);
                         let srv = v4(server((i % SERVERS as u64) as usize));
                         let nc = NewConn {
-                            service: 0,
-                            server: (i % SERVERS as u64) as u16,
+                            service: ServiceIdx(0),
+                            server: ServerIdx((i % SERVERS as u64) as u16),
                             local: None,
                             user_flags: 0,
                         };

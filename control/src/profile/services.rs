@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 use tack_dataplane::conn::{FullPolicy, Timeouts};
+use tack_dataplane::ids::ServerIdx;
 use tack_dataplane::model::{
     ClientKeyRule, Config, ConfigError, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
     SchedulerKind, ServerState, Service,
@@ -398,16 +399,18 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
         for (j, sv) in s.servers.iter().enumerate() {
             let backup = match &sv.backup {
                 None => None,
-                Some(b) => Some(server_names.iter().position(|n| n == b).ok_or_else(|| {
-                    FieldError::new(
-                        format!("services[{i}].servers[{j}].backup"),
-                        format!(
-                            "no server named `{b}` in service `{}` (names: {})",
-                            s.name,
-                            server_names.join(", ")
-                        ),
-                    )
-                })? as u16),
+                Some(b) => Some(ServerIdx(
+                    server_names.iter().position(|n| n == b).ok_or_else(|| {
+                        FieldError::new(
+                            format!("services[{i}].servers[{j}].backup"),
+                            format!(
+                                "no server named `{b}` in service `{}` (names: {})",
+                                s.name,
+                                server_names.join(", ")
+                            ),
+                        )
+                    })? as u16,
+                )),
             };
             svc.servers.push(RealServer {
                 addr: sv.address,

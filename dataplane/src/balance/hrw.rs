@@ -14,6 +14,7 @@
 
 use super::Backend;
 use crate::hash::combine;
+use crate::ids::ServerIdx;
 
 /// The weighted-logarithmic score of a backend with `weight` for a combined
 /// 64-bit hash `h` of (key, backend). Zero for weight 0.
@@ -35,7 +36,7 @@ pub fn score(weight: u16, h: u64) -> f64 {
 /// When all positive weights are equal the score is monotonic in the hash,
 /// so the hashes are compared directly and no logarithm is computed; the
 /// result is the same as with scores.
-pub fn pick(backends: &[Backend], key_hash: u64) -> Option<u16> {
+pub fn pick(backends: &[Backend], key_hash: u64) -> Option<ServerIdx> {
     let mut weights = backends.iter().map(|b| b.weight).filter(|&w| w > 0);
     let first = weights.next()?;
     if weights.all(|w| w == first) {
@@ -46,7 +47,7 @@ pub fn pick(backends: &[Backend], key_hash: u64) -> Option<u16> {
             .max()
             .map(|(_, _, i)| i);
     }
-    let mut best: Option<(f64, u64, u16)> = None;
+    let mut best: Option<(f64, u64, ServerIdx)> = None;
     for b in backends {
         if b.weight == 0 {
             continue;
@@ -80,7 +81,7 @@ mod tests {
     fn equal_weight_fast_path_matches_scores() {
         let b: Vec<Backend> = (0..20u16)
             .map(|i| Backend {
-                index: i,
+                index: ServerIdx(i),
                 weight: if i == 7 { 0 } else { 3 },
                 ident: combine(u64::from(i), 99),
             })
@@ -101,7 +102,7 @@ mod tests {
     fn none_without_weight() {
         assert_eq!(pick(&[], 1), None);
         let b = [Backend {
-            index: 0,
+            index: ServerIdx(0),
             weight: 0,
             ident: 1,
         }];

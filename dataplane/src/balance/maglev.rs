@@ -20,6 +20,7 @@ use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::Backend;
+use crate::ids::ServerIdx;
 
 /// Default Maglev table size (a prime, as the paper recommends ≫ 100 × backends).
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
@@ -120,7 +121,7 @@ impl Maglev {
                     skip,
                     weight: u64::from(b.weight),
                     target: 0,
-                    index: b.index,
+                    index: b.index.0,
                 }
             })
             .collect();
@@ -159,11 +160,13 @@ impl Maglev {
 
     /// The server index for a flow hash, or `None` when the table has no backends.
     #[inline]
-    pub fn lookup(&self, hash: u64) -> Option<u16> {
+    pub fn lookup(&self, hash: u64) -> Option<ServerIdx> {
         if self.table.is_empty() {
             return None;
         }
-        Some(self.table[(hash % u64::from(self.size)) as usize])
+        Some(ServerIdx(
+            self.table[(hash % u64::from(self.size)) as usize],
+        ))
     }
 
     /// Table size (number of positions, prime).

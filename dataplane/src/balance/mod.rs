@@ -45,7 +45,7 @@ pub(crate) fn test_backends_by(weights: &[u16], ident: impl Fn(usize) -> u64) ->
         .iter()
         .enumerate()
         .map(|(i, &w)| Backend {
-            index: i as u16,
+            index: ServerIdx(i as u16),
             weight: w,
             ident: ident(i),
         })
@@ -56,7 +56,7 @@ pub(crate) fn test_backends_by(weights: &[u16], ident: impl Fn(usize) -> u64) ->
 /// eligible servers' weights (`cum[i]` = weight of backends `0..=i`). A server
 /// gets a share of sources proportional to its weight; the mapping is not
 /// consistent (use Maglev or rendezvous for that).
-pub fn source_hash(backends: &[Backend], cum: &[u64], hash: u64) -> Option<u16> {
+pub fn source_hash(backends: &[Backend], cum: &[u64], hash: u64) -> Option<ServerIdx> {
     let total = *cum.last()?;
     if total == 0 || cum.len() != backends.len() {
         return None;
@@ -74,21 +74,21 @@ mod tests {
     fn source_hash_by_weight() {
         let b = [
             Backend {
-                index: 3,
+                index: ServerIdx(3),
                 weight: 1,
                 ident: 0,
             },
             Backend {
-                index: 7,
+                index: ServerIdx(7),
                 weight: 3,
                 ident: 1,
             },
         ];
         let cum = [1, 4];
-        assert_eq!(source_hash(&b, &cum, 0), Some(3));
-        assert_eq!(source_hash(&b, &cum, 1), Some(7));
-        assert_eq!(source_hash(&b, &cum, 3), Some(7));
-        assert_eq!(source_hash(&b, &cum, 4), Some(3));
+        assert_eq!(source_hash(&b, &cum, 0), Some(ServerIdx(3)));
+        assert_eq!(source_hash(&b, &cum, 1), Some(ServerIdx(7)));
+        assert_eq!(source_hash(&b, &cum, 3), Some(ServerIdx(7)));
+        assert_eq!(source_hash(&b, &cum, 4), Some(ServerIdx(3)));
         assert_eq!(source_hash(&[], &[], 4), None);
     }
 }

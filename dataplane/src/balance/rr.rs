@@ -1,6 +1,7 @@
 //! Round robin and smooth weighted round robin (nginx's algorithm).
 
 use super::Backend;
+use crate::ids::ServerIdx;
 
 /// Plain round robin over the eligible backends (weights only gate
 /// eligibility: weight 0 never picks).
@@ -16,7 +17,7 @@ impl RoundRobin {
     }
 
     /// Picks the next backend with a positive weight.
-    pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
+    pub fn pick(&mut self, backends: &[Backend]) -> Option<ServerIdx> {
         let n = backends.len();
         for _ in 0..n {
             let i = self.next % n;
@@ -70,7 +71,7 @@ impl SmoothWrr {
     /// consecutive picks of it (`W` the sum) hold each backend exactly its
     /// weight times. `None` when the weights are all zero or sum to more
     /// than `max` (the caller then picks with the state instead).
-    pub fn cycle(backends: &[Backend], max: usize) -> Option<Vec<u16>> {
+    pub fn cycle(backends: &[Backend], max: usize) -> Option<Vec<ServerIdx>> {
         let total: usize = backends.iter().map(|b| usize::from(b.weight)).sum();
         if total == 0 || total > max {
             return None;
@@ -82,7 +83,7 @@ impl SmoothWrr {
 
     /// Picks a backend, or `None` when none has a positive weight or a
     /// backend's index lies outside the pool this state was sized for.
-    pub fn pick(&mut self, backends: &[Backend]) -> Option<u16> {
+    pub fn pick(&mut self, backends: &[Backend]) -> Option<ServerIdx> {
         let current = self.current.as_mut_slice();
         let mut total = 0i64;
         let mut best_c = i64::MIN;
@@ -105,7 +106,7 @@ impl SmoothWrr {
         }
         let slot = current.get_mut(best)?;
         *slot -= total;
-        Some(best as u16)
+        Some(ServerIdx(best as u16))
     }
 }
 
@@ -119,10 +120,10 @@ mod tests {
     fn nginx_sequence() {
         let backends = b(&[5, 1, 1]);
         let mut s = SmoothWrr::new(3);
-        let seq: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap()).collect();
+        let seq: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap().0).collect();
         assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
         // The cycle repeats.
-        let seq2: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap()).collect();
+        let seq2: Vec<u16> = (0..7).map(|_| s.pick(&backends).unwrap().0).collect();
         assert_eq!(seq, seq2);
     }
 
@@ -132,19 +133,19 @@ mod tests {
     fn cycle_is_the_sequence_from_zero() {
         assert_eq!(
             SmoothWrr::cycle(&b(&[5, 1, 1]), MAX_CYCLE).unwrap(),
-            vec![0, 0, 1, 0, 2, 0, 0]
+            [0, 0, 1, 0, 2, 0, 0].map(ServerIdx)
         );
         let backends = b(&[3, 0, 7, 2, 9]);
         let cyc = SmoothWrr::cycle(&backends, MAX_CYCLE).unwrap();
         assert_eq!(cyc.len(), 21);
         let mut s = SmoothWrr::new(5);
-        let picks: Vec<u16> = (0..63).map(|_| s.pick(&backends).unwrap()).collect();
+        let picks: Vec<ServerIdx> = (0..63).map(|_| s.pick(&backends).unwrap()).collect();
         assert_eq!(picks, [&cyc[..], &cyc[..], &cyc[..]].concat());
         // Every window of 21 picks holds each server its weight times.
         let doubled = [&cyc[..], &cyc[..]].concat();
         for w in doubled.windows(21) {
             for (i, want) in [(0u16, 3), (2, 7), (3, 2), (4, 9)] {
-                assert_eq!(w.iter().filter(|&&x| x == i).count(), want);
+                assert_eq!(w.iter().filter(|&&x| x == ServerIdx(i)).count(), want);
             }
         }
         assert_eq!(SmoothWrr::cycle(&b(&[0, 0]), MAX_CYCLE), None);
@@ -155,7 +156,7 @@ mod tests {
     fn rr_cycles_and_skips_zero() {
         let backends = b(&[1, 0, 3]);
         let mut r = RoundRobin::new();
-        let seq: Vec<u16> = (0..4).map(|_| r.pick(&backends).unwrap()).collect();
+        let seq: Vec<u16> = (0..4).map(|_| r.pick(&backends).unwrap().0).collect();
         assert_eq!(seq, vec![0, 2, 0, 2]);
         assert_eq!(r.pick(&b(&[0, 0])), None);
         assert_eq!(r.pick(&[]), None);

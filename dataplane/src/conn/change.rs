@@ -315,7 +315,7 @@ impl<K: FlowKey> ConnTable<K> {
                 doom(c);
                 continue;
             };
-            let Some(Some(server)) = m.servers.get(c.server as usize).copied() else {
+            let Some(Some(server)) = m.servers.get(usize::from(c.server)).copied() else {
                 doom(c);
                 continue;
             };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ids::{ServerIdx, ServiceIdx};
 
 fn k(i: u32) -> Key4 {
     Key4::new(
@@ -20,8 +21,8 @@ fn cfg(capacity: usize) -> ConnTableConfig {
 
 fn nc(server: u16) -> NewConn {
     NewConn {
-        service: 0,
-        server,
+        service: ServiceIdx(0),
+        server: ServerIdx(server),
         local: None,
         user_flags: 0,
     }
@@ -117,7 +118,7 @@ fn insert_lookup_reply_remove() {
     assert!(!h.is_reply());
     let r = t.lookup(&reply).unwrap();
     assert!(r.is_reply());
-    assert_eq!(t.get(&r).unwrap().server(), 3);
+    assert_eq!(t.get(&r).unwrap().server(), ServerIdx(3));
     assert_eq!(t.get_with_key(&r).unwrap().0, &key);
     assert_eq!(
         t.on_packet(&r, TcpFlags::SYN_ACK, Time::from_secs(1)),
@@ -273,7 +274,7 @@ fn probe_then_finish() {
     let r = probe_reply(&mut t, &reply(1));
     let got = t.finish(r).unwrap();
     assert!(got.is_reply());
-    assert_eq!(t.get(&got).unwrap().server(), 1);
+    assert_eq!(t.get(&got).unwrap().server(), ServerIdx(1));
     // The same reference after the connection is gone (the probe
     // counted the self-contained reply entry as a hit: a stale handle).
     t.remove(&fwd).unwrap();
@@ -298,7 +299,10 @@ fn self_contained_replies() {
         t.steady_reply(&r, flags)
     };
     let s = steady(&mut t, TcpFlags::ACK).unwrap();
-    assert_eq!((s.key, s.service, s.server, s.full_nat), (key, 0, 3, false));
+    assert_eq!(
+        (s.key, s.service, s.server, s.full_nat),
+        (key, ServiceIdx(0), ServerIdx(3), false)
+    );
     assert_eq!(steady(&mut t, TcpFlags::FIN_ACK), None);
     // A steady reply at 100 s moves the expiry in the reply entry only.
     t.on_reply_at(s.at, Time::from_secs(100));
@@ -378,7 +382,7 @@ fn burst_lookup() {
     for (i, o) in out.iter().enumerate() {
         assert_eq!(o.is_some(), i < 64, "{i}");
         if let Some(h) = o {
-            assert_eq!(t.get(h).unwrap().server(), i as u16);
+            assert_eq!(t.get(h).unwrap().server(), ServerIdx(i as u16));
         }
     }
     assert_eq!(t.stats.hits, 64);

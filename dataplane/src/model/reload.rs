@@ -25,14 +25,14 @@ pub struct ServiceMap {
 impl ServiceMap {
     /// New index of old server `old` (`None`: removed).
     pub fn server(&self, old: ServerIdx) -> Option<ServerIdx> {
-        self.servers.get(old as usize).copied().flatten()
+        self.servers.get(usize::from(old)).copied().flatten()
     }
 }
 
 impl ReloadMap {
     /// The new snapshot's view of old service `old`, `None` if it was removed.
     pub fn service(&self, old: ServiceIdx) -> Option<&ServiceMap> {
-        self.services.get(old as usize).and_then(Option::as_ref)
+        self.services.get(usize::from(old)).and_then(Option::as_ref)
     }
 
     /// New index of old service `old`.
@@ -50,11 +50,11 @@ impl ReloadMap {
     pub fn is_identity(&self) -> bool {
         self.services.iter().enumerate().all(|(i, m)| {
             m.as_ref().is_some_and(|m| {
-                m.new_index as usize == i
+                usize::from(m.new_index) == i
                     && m.servers
                         .iter()
                         .enumerate()
-                        .all(|(j, s)| *s == Some(j as u16))
+                        .all(|(j, s)| *s == Some(ServerIdx(j as u16)))
                     && m.local_addrs
                         .iter()
                         .enumerate()

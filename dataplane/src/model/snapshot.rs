@@ -13,7 +13,7 @@ pub struct ServiceEntry {
     pub(super) eligible: Vec<Backend>,
     pub(super) cum_weights: Vec<u64>,
     pub(super) maglev: Option<Maglev>,
-    pub(super) swrr: Vec<u16>,
+    pub(super) swrr: Vec<ServerIdx>,
 }
 
 impl ServiceEntry {
@@ -31,7 +31,7 @@ impl ServiceEntry {
             .enumerate()
             .filter(|(_, s)| s.is_eligible())
             .map(|(i, s)| Backend {
-                index: i as u16,
+                index: ServerIdx(i as u16),
                 weight: s.weight,
                 ident: idents[i],
             })
@@ -89,7 +89,7 @@ impl ServiceEntry {
     /// The smooth weighted round robin cycle over the eligible servers
     /// (server indices, one per unit of weight), when the scheduler is
     /// `wrr` and the weights sum to at most [`rr::MAX_CYCLE`]; else empty.
-    pub fn swrr_cycle(&self) -> &[u16] {
+    pub fn swrr_cycle(&self) -> &[ServerIdx] {
         &self.swrr
     }
 
@@ -105,12 +105,12 @@ impl ServiceEntry {
 
     /// Identity hash of server `i` (address and port).
     pub fn server_ident(&self, i: ServerIdx) -> Option<u64> {
-        self.idents.get(i as usize).copied()
+        self.idents.get(usize::from(i)).copied()
     }
 
     /// Server `i`, if it exists.
     pub fn server(&self, i: ServerIdx) -> Option<&RealServer> {
-        self.spec.servers.get(i as usize)
+        self.spec.servers.get(usize::from(i))
     }
 }
 
@@ -175,13 +175,13 @@ pub(super) fn validate_service(i: usize, s: &Service) -> Result<(), ConfigError>
         }
         seen.insert((srv.addr, srv.port), j);
         if let Some(b) = srv.backup {
-            if b as usize == j {
+            if usize::from(b) == j {
                 return Err(ConfigError::BackupSelf {
                     service: i,
                     server: j,
                 });
             }
-            if b as usize >= s.servers.len() {
+            if usize::from(b) >= s.servers.len() {
                 return Err(ConfigError::BackupOutOfRange {
                     service: i,
                     server: j,
@@ -322,9 +322,9 @@ impl Config {
         let mut index4 = HashMap::with_capacity(services.len());
         let mut entries = Vec::with_capacity(services.len());
         for (i, s) in services.into_iter().enumerate() {
-            index.insert(s.ident(), i as ServiceIdx);
+            index.insert(s.ident(), ServiceIdx(i as u16));
             if let Some(k) = ServiceIdent::packed4(s.vip, s.protocol, s.port) {
-                index4.insert(k, i as ServiceIdx);
+                index4.insert(k, ServiceIdx(i as u16));
             }
             let e = ServiceEntry::compile(s)
                 .map_err(|source| ConfigError::MaglevTableSize { service: i, source })?;
@@ -359,7 +359,7 @@ impl Config {
     /// Compiled service `i`.
     #[inline]
     pub fn entry(&self, i: ServiceIdx) -> Option<&ServiceEntry> {
-        self.services.get(i as usize).map(|a| &**a)
+        self.services.get(usize::from(i)).map(|a| &**a)
     }
 
     /// Service `i` as configured.
@@ -372,7 +372,7 @@ impl Config {
         self.services
             .iter()
             .enumerate()
-            .map(|(i, e)| (i as ServiceIdx, e.spec()))
+            .map(|(i, e)| (ServiceIdx(i as u16), e.spec()))
     }
 
     /// Index of the service with identity `ident`.
@@ -415,25 +415,25 @@ impl Config {
         f: impl FnOnce(&mut RealServer),
     ) -> Result<Config, ConfigError> {
         let entry = self.entry(service).ok_or(ConfigError::NoSuchService {
-            service: service as usize,
+            service: usize::from(service),
         })?;
         let mut spec = entry.spec().clone();
         let srv = spec
             .servers
-            .get_mut(server as usize)
+            .get_mut(usize::from(server))
             .ok_or(ConfigError::NoSuchServer {
-                service: service as usize,
-                server: server as usize,
+                service: usize::from(service),
+                server: usize::from(server),
             })?;
         f(srv);
-        validate_service(service as usize, &spec)?;
+        validate_service(usize::from(service), &spec)?;
         let compiled =
             ServiceEntry::compile(spec).map_err(|source| ConfigError::MaglevTableSize {
-                service: service as usize,
+                service: usize::from(service),
                 source,
             })?;
         let mut next = self.clone();
-        next.services[service as usize] = Arc::new(compiled);
+        next.services[usize::from(service)] = Arc::new(compiled);
         Ok(next)
     }
 
@@ -467,10 +467,10 @@ impl Config {
             .map(|o| {
                 let new_index = new.find(&o.ident())?;
                 let n = new.entry(new_index)?;
-                let mut by_ident: HashMap<(IpAddr, Option<u16>), u16> =
+                let mut by_ident: HashMap<(IpAddr, Option<u16>), ServerIdx> =
                     HashMap::with_capacity(n.spec.servers.len());
                 for (j, s) in n.spec.servers.iter().enumerate() {
-                    by_ident.insert((s.addr, s.port), j as u16);
+                    by_ident.insert((s.addr, s.port), ServerIdx(j as u16));
                 }
                 let servers = o
                     .spec

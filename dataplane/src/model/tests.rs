@@ -1,4 +1,5 @@
 use super::*;
+use crate::ids::{ServerIdx, ServiceIdx};
 use std::net::Ipv6Addr;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -19,10 +20,16 @@ fn valid_and_lookup() {
     let mut all = web();
     all.port = None;
     let cfg = Config::new(vec![web(), all]).unwrap();
-    assert_eq!(cfg.lookup(v4(192, 0, 2, 10), Protocol::Tcp, 80), Some(0));
-    assert_eq!(cfg.lookup(v4(192, 0, 2, 10), Protocol::Tcp, 443), Some(1));
+    assert_eq!(
+        cfg.lookup(v4(192, 0, 2, 10), Protocol::Tcp, 80),
+        Some(ServiceIdx(0))
+    );
+    assert_eq!(
+        cfg.lookup(v4(192, 0, 2, 10), Protocol::Tcp, 443),
+        Some(ServiceIdx(1))
+    );
     assert_eq!(cfg.lookup(v4(192, 0, 2, 10), Protocol::Udp, 80), None);
-    assert_eq!(cfg.entry(0).unwrap().eligible().len(), 2);
+    assert_eq!(cfg.entry(ServiceIdx(0)).unwrap().eligible().len(), 2);
 }
 
 /// `lookup` (a packed-word index for IPv4) answers as the identity
@@ -95,7 +102,7 @@ fn errors_are_precise() {
         })
     ));
     let mut s = web();
-    s.servers[1].backup = Some(1);
+    s.servers[1].backup = Some(ServerIdx(1));
     assert_eq!(
         Config::new(vec![s]).unwrap_err(),
         ConfigError::BackupSelf {
@@ -104,10 +111,13 @@ fn errors_are_precise() {
         }
     );
     let mut s = web();
-    s.servers[0].backup = Some(5);
+    s.servers[0].backup = Some(ServerIdx(5));
     assert!(matches!(
         Config::new(vec![s]),
-        Err(ConfigError::BackupOutOfRange { backup: 5, .. })
+        Err(ConfigError::BackupOutOfRange {
+            backup: ServerIdx(5),
+            ..
+        })
     ));
     let mut s = web();
     s.mode = ForwardMode::FullNat;
@@ -198,11 +208,19 @@ fn classes() {
 #[test]
 fn state_change_and_reload_map() {
     let cfg = Config::new(vec![web()]).unwrap();
-    let c2 = cfg.with_server_state(0, 0, ServerState::Drain).unwrap();
-    assert_eq!(c2.entry(0).unwrap().eligible().len(), 1);
+    let c2 = cfg
+        .with_server_state(ServiceIdx(0), ServerIdx(0), ServerState::Drain)
+        .unwrap();
+    assert_eq!(c2.entry(ServiceIdx(0)).unwrap().eligible().len(), 1);
     assert!(Config::reload_map(&cfg, &c2).is_identity());
-    assert!(cfg.with_server_state(0, 9, ServerState::Down).is_err());
-    assert!(cfg.with_server_state(3, 0, ServerState::Down).is_err());
+    assert!(
+        cfg.with_server_state(ServiceIdx(0), ServerIdx(9), ServerState::Down)
+            .is_err()
+    );
+    assert!(
+        cfg.with_server_state(ServiceIdx(3), ServerIdx(0), ServerState::Down)
+            .is_err()
+    );
 
     let mut s = web();
     s.servers.remove(0);
@@ -210,8 +228,11 @@ fn state_change_and_reload_map() {
     let other = Service::new(v4(192, 0, 2, 11), Protocol::Udp, Some(53));
     let c3 = Config::new(vec![other, s]).unwrap();
     let m = Config::reload_map(&cfg, &c3);
-    assert_eq!(m.service_index(0), Some(1));
-    assert_eq!(m.server_index(0, 0), None);
-    assert_eq!(m.server_index(0, 1), Some(0));
+    assert_eq!(m.service_index(ServiceIdx(0)), Some(ServiceIdx(1)));
+    assert_eq!(m.server_index(ServiceIdx(0), ServerIdx(0)), None);
+    assert_eq!(
+        m.server_index(ServiceIdx(0), ServerIdx(1)),
+        Some(ServerIdx(0))
+    );
     assert!(!m.is_identity());
 }

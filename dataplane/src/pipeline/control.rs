@@ -288,7 +288,7 @@ impl<F: Frame> Pipeline<F> {
         }
         let mut ctr = fresh_counters(&new);
         for (old, c) in core::mem::take(&mut self.svc_ctr).into_iter().enumerate() {
-            let Some(m) = map.service(old as ServiceIdx) else {
+            let Some(m) = map.service(ServiceIdx(old as u16)) else {
                 continue;
             };
             let Some(slot) = ctr.get_mut(usize::from(m.new_index)) else {

@@ -31,6 +31,7 @@ use super::xmit::{ConnFlags, Xmit};
 use super::{Output, Pipeline};
 use crate::conn::{Handle, Key4, ReplyRef, TcpFlags};
 use crate::frame::Frame;
+use crate::ids::{ServerIdx, ServiceIdx};
 
 use crate::wire::rewrite::{Ipv4L4Rewrite, rewrite_ipv4_l4};
 use crate::wire::{EthernetAddress, Ipv4L4};
@@ -39,8 +40,8 @@ use crate::wire::{EthernetAddress, Ipv4L4};
 /// anything: where it goes, how it is rewritten, what it is counted as.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Plan4 {
-    svc: u16,
-    server: u16,
+    svc: ServiceIdx,
+    server: ServerIdx,
     reply: bool,
     udp: bool,
     port: u16,
@@ -153,8 +154,8 @@ impl<F: Frame> Pipeline<F> {
     pub(super) fn plan_original4(
         &mut self,
         c: &Ipv4L4,
-        svc: u16,
-        server: u16,
+        svc: ServiceIdx,
+        server: ServerIdx,
         xmit: Xmit,
         local: Option<(u32, u16)>,
         vport: u16,
@@ -185,8 +186,8 @@ impl<F: Frame> Pipeline<F> {
     fn plan_reply4(
         &mut self,
         c: &Ipv4L4,
-        svc: u16,
-        server: u16,
+        svc: ServiceIdx,
+        server: ServerIdx,
         key: &Key4,
         fnat: bool,
     ) -> Option<Plan4> {
@@ -222,8 +223,8 @@ impl<F: Frame> Pipeline<F> {
     fn plan4(
         &mut self,
         c: &Ipv4L4,
-        svc: u16,
-        server: u16,
+        svc: ServiceIdx,
+        server: ServerIdx,
         reply: bool,
         udp: bool,
         port: u16,
@@ -330,6 +331,7 @@ mod tests {
     //! configuration, one with the fast path off, get the same packets and
     //! must produce the same frames, counters and connections.
 
+    use crate::ids::{ServerIdx, ServiceIdx};
     use crate::wire::checksum;
     use std::net::Ipv4Addr;
     use std::sync::Arc;
@@ -756,8 +758,8 @@ mod tests {
                 }
                 Op::State { svc, server, state } => {
                     let msg = ControlMsg::ServerState {
-                        service: svc as u16,
-                        server: server as u16,
+                        service: ServiceIdx(svc as u16),
+                        server: ServerIdx(server as u16),
                         state,
                     };
                     fast.p.apply(msg.clone());

@@ -26,7 +26,7 @@ use crate::conn::ConnTableConfig;
 use crate::frame::{Frame, VecAlloc, VecFrame};
 use crate::model::{
     ClientKeyRule, Config, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
-    SchedulerKind, ServerState, Service,
+    SchedulerKind, ServerIdx, ServerState, Service, ServiceIdx,
 };
 use crate::rss::MS_RSS_KEY;
 use crate::sticky::{ClientKey, StickyConfig};
@@ -74,7 +74,7 @@ fn fuzz_config() -> Arc<PipelineConfig> {
                     s.maglev_table_size = 251;
                     s.servers = servers.iter().map(|a| RealServer::new(*a)).collect();
                     if servers.len() > 1 {
-                        s.servers[0].backup = Some(1);
+                        s.servers[0].backup = Some(ServerIdx(1));
                         s.servers[1].port = Some(8080);
                     }
                     if mode == ForwardMode::FullNat {
@@ -192,8 +192,8 @@ fn control(b: &[u8]) -> ControlMsg {
     let server = u16::from(g(2) % 3);
     match g(0) % 8 {
         0 => ControlMsg::ServerState {
-            service,
-            server,
+            service: ServiceIdx(service),
+            server: ServerIdx(server),
             state: [
                 ServerState::Up,
                 ServerState::Drain,
@@ -202,17 +202,17 @@ fn control(b: &[u8]) -> ControlMsg {
             ][usize::from(g(3) % 4)],
         },
         1 => ControlMsg::ServerWeight {
-            service,
-            server,
+            service: ServiceIdx(service),
+            server: ServerIdx(server),
             weight: u16::from(g(3) % 4),
         },
         2 => ControlMsg::StickyBinding {
-            service,
+            service: ServiceIdx(service),
             key: ClientKey {
                 addr: v4([g(3), g(4), 0, 0]),
                 prefix: g(5) % 33,
             },
-            server,
+            server: ServerIdx(server),
         },
         3 => ControlMsg::Neighbor {
             port: u16::from(g(1) % 3),
@@ -225,7 +225,7 @@ fn control(b: &[u8]) -> ControlMsg {
         },
         4 => ControlMsg::FlushConnections,
         5 => ControlMsg::FlushSticky {
-            service: (g(1) & 1 == 0).then_some(service),
+            service: (g(1) & 1 == 0).then_some(ServiceIdx(service)),
         },
         6 => ControlMsg::FlushNeighbors,
         _ => ControlMsg::Services(fuzz_config().services.clone()),

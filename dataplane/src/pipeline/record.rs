@@ -220,6 +220,7 @@ impl<F: Frame> Pipeline<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{ServerIdx, ServiceIdx};
     use crate::model::{RealServer, Service};
 
     fn svc(servers: &[&str]) -> Service {
@@ -237,10 +238,13 @@ mod tests {
         let a = Config::new(vec![svc(&["10.0.0.1", "10.0.0.2"])]).unwrap();
         let b = Config::new(vec![other.clone(), svc(&["10.0.0.2", "10.0.0.1"])]).unwrap();
         let client = ("198.51.100.7".parse().unwrap(), 40000);
-        let r = ConnRecord::of(&a, 0, 1, client, 80, None).unwrap();
+        let r = ConnRecord::of(&a, ServiceIdx(0), ServerIdx(1), client, 80, None).unwrap();
         assert_eq!(r.server.addr, "10.0.0.2".parse::<IpAddr>().unwrap());
         let spec = r.spec(&b).unwrap();
-        assert_eq!((spec.server, spec.vip_port, spec.protocol), (0, 80, 6));
+        assert_eq!(
+            (spec.server, spec.vip_port, spec.protocol),
+            (ServerIdx(0), 80, 6)
+        );
         let ev = FlowEvent::Opened(r);
         assert!(matches!(ev.to_msg(&b), Some(ControlMsg::InstallConnection(s)) if s == spec));
         // A snapshot without the service or the server has nothing to install.
@@ -255,14 +259,14 @@ mod tests {
             prefix: 16,
         };
         let learned = StickyEvent::Learned {
-            service: 0,
+            service: ServiceIdx(0),
             key,
-            server: 0,
+            server: ServerIdx(0),
         };
         let s = learned.record(&a).unwrap();
         assert!(matches!(
             FlowEvent::Sticky(s).to_msg(&b),
-            Some(ControlMsg::StickyBinding { service: 1, key: k, server: 1 }) if k == key
+            Some(ControlMsg::StickyBinding { service: ServiceIdx(1), key: k, server: ServerIdx(1) }) if k == key
         ));
     }
 }

@@ -116,15 +116,15 @@ impl SchedState {
                     .map(|(_, s)| ServiceSched::new(s.servers.len()))
                     .collect();
                 for (old_i, old) in self.services.iter().enumerate() {
-                    let Some(m) = map.service(old_i as ServiceIdx) else {
+                    let Some(m) = map.service(ServiceIdx(old_i as u16)) else {
                         continue;
                     };
-                    let Some(dst) = next.get_mut(m.new_index as usize) else {
+                    let Some(dst) = next.get_mut(usize::from(m.new_index)) else {
                         continue;
                     };
                     for (old_srv, &c) in old.conns.iter().enumerate() {
                         if let Some(Some(new_srv)) = m.servers.get(old_srv)
-                            && let Some(slot) = dst.conns.get_mut(*new_srv as usize)
+                            && let Some(slot) = dst.conns.get_mut(usize::from(*new_srv))
                         {
                             *slot = c;
                         }
@@ -140,7 +140,7 @@ impl SchedState {
     fn resync(&mut self, cfg: &Config) {
         self.services.resize_with(cfg.len(), ServiceSched::default);
         for (i, s) in cfg.services() {
-            let st = &mut self.services[i as usize];
+            let st = &mut self.services[usize::from(i)];
             st.conns.resize(s.servers.len(), 0);
             st.swrr.resize(s.servers.len());
         }
@@ -149,7 +149,10 @@ impl SchedState {
     fn in_sync(&self, cfg: &Config, service: ServiceIdx) -> bool {
         self.services.len() == cfg.len()
             && cfg.service(service).map(|s| s.servers.len())
-                == self.services.get(service as usize).map(|s| s.conns.len())
+                == self
+                    .services
+                    .get(usize::from(service))
+                    .map(|s| s.conns.len())
     }
 
     /// Chooses a server of `service` for a new client, or `None` when no
@@ -168,7 +171,7 @@ impl SchedState {
             self.stats.no_server += 1;
             return None;
         }
-        let st = &mut self.services[service as usize];
+        let st = &mut self.services[usize::from(service)];
         let choice = match entry.spec().scheduler {
             SchedulerKind::RoundRobin => st.rr.pick(eligible),
             SchedulerKind::WeightedRoundRobin => {
@@ -221,8 +224,8 @@ impl SchedState {
     pub fn conn_opened(&mut self, service: ServiceIdx, server: ServerIdx) {
         if let Some(c) = self
             .services
-            .get_mut(service as usize)
-            .and_then(|s| s.conns.get_mut(server as usize))
+            .get_mut(usize::from(service))
+            .and_then(|s| s.conns.get_mut(usize::from(server)))
         {
             *c = c.saturating_add(1);
         }
@@ -233,8 +236,8 @@ impl SchedState {
     pub fn conn_closed(&mut self, service: ServiceIdx, server: ServerIdx) {
         if let Some(c) = self
             .services
-            .get_mut(service as usize)
-            .and_then(|s| s.conns.get_mut(server as usize))
+            .get_mut(usize::from(service))
+            .and_then(|s| s.conns.get_mut(usize::from(server)))
         {
             *c = c.saturating_sub(1);
         }
@@ -243,8 +246,8 @@ impl SchedState {
     /// This core's open connections on (`service`, `server`).
     pub fn conns(&self, service: ServiceIdx, server: ServerIdx) -> u32 {
         self.services
-            .get(service as usize)
-            .and_then(|s| s.conns.get(server as usize))
+            .get(usize::from(service))
+            .and_then(|s| s.conns.get(usize::from(server)))
             .copied()
             .unwrap_or(0)
     }

@@ -69,7 +69,7 @@ use crate::model::{
 use crate::time::Time;
 use crate::timer::{TimerError, TimerWheel, id_stack};
 
-const NO_SERVER: u16 = u16::MAX;
+const NO_SERVER: ServerIdx = ServerIdx(u16::MAX);
 
 /// A masked client address: the persistence key within a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

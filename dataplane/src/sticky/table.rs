@@ -4,7 +4,7 @@ use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct SKey {
-    pub(super) service: u16,
+    pub(super) service: ServiceIdx,
     pub(super) prefix: u8,
     pub(super) v6: bool,
     pub(super) addr: [u8; 16],
@@ -48,7 +48,7 @@ impl SKey {
     pub(super) fn hash(&self, seed: u64) -> u64 {
         // Two whole 16-byte words (see crate::sched::hash).
         let meta =
-            u128::from(self.service) | u128::from(self.prefix) << 16 | u128::from(self.v6) << 24;
+            u128::from(self.service.0) | u128::from(self.prefix) << 16 | u128::from(self.v6) << 24;
         let mut b = [0u8; 32];
         b[..16].copy_from_slice(&self.addr);
         b[16..].copy_from_slice(&meta.to_ne_bytes());
@@ -59,7 +59,7 @@ impl SKey {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SEntry {
     pub(super) key: SKey,
-    pub(super) server: u16,
+    pub(super) server: ServerIdx,
     pub(super) active: u32,
     pub(super) id: u32,
     /// Idle expiry (meaningful when `active == 0`).
@@ -101,7 +101,11 @@ pub fn first_choice(entry: &ServiceEntry, key: &ClientKey) -> Option<ServerIdx> 
 
 /// Where a binding to `from` goes when `from` cannot keep it: its backup if
 /// configured and `Up`, else the deterministic choice over live servers.
-pub(super) fn rebind_target(entry: &ServiceEntry, from: u16, key: &ClientKey) -> Option<ServerIdx> {
+pub(super) fn rebind_target(
+    entry: &ServiceEntry,
+    from: ServerIdx,
+    key: &ClientKey,
+) -> Option<ServerIdx> {
     if let Some(b) = entry.server(from).and_then(|s| s.backup)
         && entry.server(b).is_some_and(|s| s.state == ServerState::Up)
     {
@@ -323,7 +327,7 @@ impl StickyTable {
         &mut self,
         key: SKey,
         h: u64,
-        server: u16,
+        server: ServerIdx,
         active: u32,
         expires: u64,
     ) -> Option<u32> {

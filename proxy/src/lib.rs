@@ -26,6 +26,7 @@ pub mod balance;
 pub mod config;
 pub mod cookie;
 mod fast;
+mod guard;
 pub mod h1;
 pub mod health;
 pub mod metrics;
@@ -235,6 +236,8 @@ pub async fn serve_stream<S>(
     } else {
         Rewind::new(Vec::new(), stream)
     };
+    // Hyper reads HTTP/1 through the fast path's framing rules.
+    let stream = guard::Guard::new(stream, fe.clone());
     let f2 = fe.clone();
     let svc = service_fn(move |req| f2.clone().handle(peer, req));
     let conn = builder.serve_connection(TokioIo::new(stream), svc);

@@ -20,6 +20,7 @@ use crate::backend::{Backend, Server};
 use crate::balance::{HeaderLookup, RequestView};
 use crate::config::{CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionIdConfig};
 use crate::cookie::{self, CookieVerdict};
+use crate::h1;
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
 use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
@@ -154,7 +155,9 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| h1::connection_may_remove(n.as_bytes()))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in listed.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
@@ -922,6 +925,33 @@ impl Frontend {
                 None,
             );
         }
+        // The framing rules of the fast path (one function for both).
+        let proto = match req.version() {
+            Version::HTTP_09 | Version::HTTP_10 => h1::Proto::Http10,
+            Version::HTTP_11 => h1::Proto::Http11,
+            _ => h1::Proto::Http2,
+        };
+        let checked = match h1::check_request(
+            proto,
+            req.uri().authority().map(|a| a.as_str().as_bytes()),
+            req.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+                log::debug!("client {peer}: {e}");
+                self.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                // Counted as a client error, like the fast path's refusals.
+                let mut r = local_response(e.status(), &e.to_string());
+                if proto != h1::Proto::Http2 {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return (r, None, None, None);
+            }
+        };
         let (parts, body) = req.into_parts();
         let path_q = parts
             .uri
@@ -973,7 +1003,7 @@ impl Frontend {
                         .boxed(),
                 }
             };
-            let up = self.upstream_request(&parts, &srv, peer, cookies.as_deref(), b);
+            let up = self.upstream_request(&parts, &checked, &srv, peer, cookies.as_deref(), b);
             srv.stats.requests.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(be.cfg.timeouts.server.0, self.upstream.request(srv.idx, up))
                 .await
@@ -1029,6 +1059,12 @@ impl Frontend {
                 routed.client_cookie.as_ref(),
                 routed.now_unix,
             );
+        }
+        if checked.close {
+            // Length and coding together: this connection is not trusted further.
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let body = ProxiedBody::new(rbody, conn, permit).boxed();
         (
@@ -1129,6 +1165,7 @@ impl Frontend {
     fn upstream_request(
         &self,
         parts: &http::request::Parts,
+        checked: &h1::RequestFraming,
         srv: &Server,
         peer: SocketAddr,
         cookies: Option<&str>,
@@ -1141,6 +1178,18 @@ impl Frontend {
         };
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        // One canonical length (hyper frames the body itself, chunked when it has
+        // no length).
+        if checked.rewrite_framing || headers.contains_key(header::CONTENT_LENGTH) {
+            match checked.framing {
+                h1::Framing::Length(n) => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
+                _ => {
+                    headers.remove(header::CONTENT_LENGTH);
+                }
+            }
+        }
         if !headers.contains_key(header::HOST) {
             let host = parts
                 .uri

@@ -508,7 +508,8 @@ async fn what_the_fast_path_leaves_goes_to_hyper() {
         let r = read_response(&mut c, &mut buf, false).await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"s1"[..]));
     }
-    // HTTP/1.0 and a transfer coding the fast path does not forward as is.
+    // HTTP/1.0 goes to hyper; a transfer coding other than chunked is refused
+    // (it used to reach hyper, which forwarded the body re-chunked without it).
     let mut c = connect(addr).await;
     c.write_all(b"GET /c HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
@@ -522,9 +523,9 @@ async fn what_the_fast_path_leaves_goes_to_hyper() {
     .await
     .unwrap();
     let r = read_response(&mut c, &mut buf, false).await.unwrap();
-    assert_eq!(r.body, b"s1 got 3");
+    assert_eq!(r.status, 501, "{}", r.head);
     let uris: Vec<String> = s1.seen().into_iter().map(|s| s.uri).collect();
-    assert_eq!(uris, ["/a", "/ws", "/b", "/c", "/d"]);
+    assert_eq!(uris, ["/a", "/ws", "/b", "/c"]);
     proxy.shutdown().await;
 }
 

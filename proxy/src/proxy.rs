@@ -165,6 +165,28 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::TRAILER);
 }
 
+/// Response framing on the hyper path (RFC 9112 6.3, as `h1::response_framing`
+/// on the fast path): a transfer coding wins over a length, which is dropped
+/// (hyper would otherwise send the decoded body under the server's length);
+/// returns the codings other than `chunked` (`gzip`...), which must reach the
+/// client (hyper frames the body itself and adds `chunked` after them).
+fn response_codings(h: &mut HeaderMap) -> Option<HeaderValue> {
+    if !h.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    h.remove(header::CONTENT_LENGTH);
+    let codings: Vec<&[u8]> = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| h1::tokens(v.as_bytes()))
+        .filter(|t| !t.eq_ignore_ascii_case(b"chunked"))
+        .collect();
+    if codings.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&codings.join(&b", "[..])).ok()
+}
+
 /// All `Cookie` headers joined (HTTP/2 clients send one per cookie).
 fn joined_cookies(h: &HeaderMap) -> Option<String> {
     let mut out: Option<String> = None;
@@ -1038,7 +1060,11 @@ impl Frontend {
         // 5. Response: learn session IDs, persistence cookies, hop-by-hop headers.
         let (mut rparts, rbody) = resp.into_parts();
         srv.stats.responses[status_idx(rparts.status.as_u16())].fetch_add(1, Ordering::Relaxed);
+        let codings = response_codings(&mut rparts.headers);
         strip_hop_by_hop(&mut rparts.headers);
+        if let Some(te) = codings {
+            rparts.headers.insert(header::TRANSFER_ENCODING, te);
+        }
         self.learn_sessions(
             &routed,
             srv.idx,

@@ -247,23 +247,35 @@ impl Capture {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
     /// A final response: status, whether the connection was closed after it (only
-    /// looked at when `watch_close`), and its body.
+    /// looked at when `watch_close`), its body, and whether it had both a length
+    /// and a coding, and its transfer codings.
     Response {
         status: u16,
         closed: Option<bool>,
         body: Vec<u8>,
+        both: bool,
+        codings: Vec<String>,
     },
     /// The connection closed (or stayed silent) without a response.
     Nothing,
 }
 
-/// Frame a response (`head`: the request was HEAD): (status, body, used);
-/// `Ok(None)` incomplete; `until_close` bodies need `eof`.
-fn frame_response(
-    b: &[u8],
-    head: bool,
-    eof: bool,
-) -> Result<Option<(u16, Vec<u8>, usize)>, String> {
+/// A response as the client frames it.
+struct Framed {
+    status: u16,
+    body: Vec<u8>,
+    /// Bytes used.
+    used: usize,
+    /// It had both `Content-Length` and `Transfer-Encoding` (ambiguous for the
+    /// next recipient).
+    both: bool,
+    /// Its transfer codings, lowercase.
+    codings: Vec<String>,
+}
+
+/// Frame a response (`head`: the request was HEAD); `Ok(None)` incomplete;
+/// bodies delimited by the end of the connection need `eof`.
+fn frame_response(b: &[u8], head: bool, eof: bool) -> Result<Option<Framed>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut r = httparse::Response::new(&mut headers);
     let n = match r.parse(b) {
@@ -286,13 +298,21 @@ fn frame_response(
     };
     let te = get("transfer-encoding");
     let cl = get("content-length");
+    let both = !te.is_empty() && !cl.is_empty();
     let rest = &b[n..];
+    let framed = |body: Vec<u8>, used: usize| Framed {
+        status,
+        body,
+        used,
+        both,
+        codings: te.clone(),
+    };
     if head || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(Some((status, Vec::new(), n)));
+        return Ok(Some(framed(Vec::new(), n)));
     }
     if !te.is_empty() {
         if te.last().map(String::as_str) == Some("chunked") {
-            return Ok(dechunk(rest)?.map(|(body, used)| (status, body, n + used)));
+            return Ok(dechunk(rest)?.map(|(body, used)| framed(body, n + used)));
         }
     } else if let Some(first) = cl.first() {
         if cl.iter().any(|c| c != first) {
@@ -302,10 +322,10 @@ fn frame_response(
         if rest.len() < len {
             return Ok(None);
         }
-        return Ok(Some((status, rest[..len].to_vec(), n + len)));
+        return Ok(Some(framed(rest[..len].to_vec(), n + len)));
     }
     // Delimited by the end of the connection.
-    Ok(eof.then(|| (status, rest.to_vec(), b.len())))
+    Ok(eof.then(|| framed(rest.to_vec(), b.len())))
 }
 
 /// Send `raw` on a fresh connection to `addr`, read the final response (1xx
@@ -323,21 +343,23 @@ async fn exchange(addr: SocketAddr, raw: &[u8], head: bool, watch_close: bool) -
     let mut eof = false;
     loop {
         match frame_response(&buf, head, eof) {
-            Ok(Some((status, _, used))) if (100..200).contains(&status) => {
-                buf.drain(..used);
+            Ok(Some(f)) if (100..200).contains(&f.status) => {
+                buf.drain(..f.used);
                 continue;
             }
-            Ok(Some((status, body, used))) => {
-                buf.drain(..used);
+            Ok(Some(f)) => {
+                buf.drain(..f.used);
                 let closed = if watch_close {
                     Some(eof || closes(&mut s, Duration::from_secs(1)).await)
                 } else {
                     None
                 };
                 return Answer::Response {
-                    status,
+                    status: f.status,
                     closed,
-                    body,
+                    body: f.body,
+                    both: f.both,
+                    codings: f.codings,
                 };
             }
             Ok(None) if !eof => {}
@@ -597,6 +619,7 @@ fn judge(case: &Case, answer: &Answer, conns: &[Conn]) -> Verdict {
             status: 200,
             closed,
             body,
+            ..
         } if body == b"ok" => {
             if m.close && *closed != Some(true) {
                 Verdict::Wrong("client connection kept open".into())
@@ -707,6 +730,242 @@ async fn request_framing_matches_meaning_and_differences_with_haproxy_are_docume
     }
     eprintln!(
         "{} cases in {:?}; where tack-proxy and HAProxy 2.6 differ:\n{}",
+        cases.len(),
+        t0.elapsed(),
+        differences.join("\n")
+    );
+    tack.shutdown().await;
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A server that answers every request with the bytes of the current response
+/// case, then closes the connection.
+struct Responder {
+    addr: SocketAddr,
+    current: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Responder {
+    async fn start() -> Responder {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let current = Arc::new(Mutex::new(Vec::new()));
+        let cur = current.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
+                let cur = cur.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    // The requests of this test have no body.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut tmp)).await {
+                            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                            _ => return,
+                        }
+                    }
+                    let reply = cur.lock().unwrap().clone();
+                    let _ = s.write_all(&reply).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Responder {
+            addr,
+            current,
+            task,
+        }
+    }
+}
+
+/// What the server meant by a response.
+enum RespMeant {
+    /// The client must get this status and body, framed so that it can tell
+    /// where it ends (a body without length or chunked ends at the close, so the
+    /// proxy must close), and no `Content-Length` beside a coding.
+    Ok {
+        status: u16,
+        body: &'static [u8],
+        /// The codings the client must see (`gzip`): never dropped.
+        coding: Option<&'static str>,
+    },
+    /// Not a valid response: `502`, or the connection cut before a complete
+    /// response.
+    Bad,
+}
+
+struct RespCase {
+    name: &'static str,
+    head_request: bool,
+    raw: &'static [u8],
+    meant: RespMeant,
+}
+
+fn resp_cases() -> Vec<RespCase> {
+    use RespMeant::*;
+    let ok = |status, body, _close: bool| Ok {
+        status,
+        body,
+        coding: None,
+    };
+    let gz = |status, body| Ok {
+        status,
+        body,
+        coding: Some("gzip"),
+    };
+    let c = |name, raw, meant| RespCase {
+        name,
+        head_request: false,
+        raw,
+        meant,
+    };
+    let h = |name, raw, meant| RespCase {
+        name,
+        head_request: true,
+        raw,
+        meant,
+    };
+    vec![
+        c("resp-cl", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", ok(200, b"hello", false)),
+        c("resp-chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\nX-T: 1\r\n\r\n", ok(200, b"hello", false)),
+        c("resp-close-delimited", b"HTTP/1.1 200 OK\r\n\r\nhello", ok(200, b"hello", true)),
+        c("resp-http10", b"HTTP/1.0 200 OK\r\n\r\nhello", ok(200, b"hello", true)),
+        c("resp-204-with-length", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", ok(204, b"", false)),
+        c("resp-304-with-length", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"a\"\r\n\r\n", ok(304, b"", false)),
+        h("resp-head-length", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", ok(200, b"", false)),
+        h("resp-head-chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", ok(200, b"", false)),
+        c("resp-103-then-200", b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ok(200, b"ok", false)),
+        c("resp-100-then-200", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ok(200, b"ok", false)),
+        c("resp-cl-and-chunked", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ok(200, b"hello", false)),
+        c("resp-gzip-chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", gz(200, b"hello")),
+        c("resp-gzip-until-close", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello", gz(200, b"hello")),
+        c("resp-cl-duplicate-same", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", ok(200, b"hello", false)),
+        c("resp-cl-duplicate-differ", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", Bad),
+        c("resp-cl-invalid", b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello", Bad),
+        c("resp-cl-short", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", Bad),
+        c("resp-chunk-size-invalid", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", Bad),
+        c("resp-status-invalid", b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", Bad),
+        c("resp-garbage", b"hello world\r\n\r\n", Bad),
+        c("resp-space-before-colon", b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", Bad),
+        c("resp-bare-lf", b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", ok(200, b"hello", false)),
+        c("resp-101-unasked", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", Bad),
+    ]
+}
+
+fn judge_response(case: &RespCase, a: &Answer) -> Verdict {
+    match (&case.meant, a) {
+        (
+            RespMeant::Ok {
+                status,
+                body,
+                coding,
+            },
+            Answer::Response {
+                status: s,
+                body: b,
+                both,
+                codings,
+                ..
+            },
+        ) => {
+            if s != status || b.as_slice() != *body {
+                Verdict::Wrong(format!("{s} {:?}", String::from_utf8_lossy(b)))
+            } else if *both {
+                Verdict::Wrong("both Content-Length and Transfer-Encoding".into())
+            } else if coding.is_some_and(|c| !codings.iter().any(|t| t == c)) {
+                Verdict::Wrong(format!("codings {codings:?}"))
+            } else {
+                Verdict::Forwarded
+            }
+        }
+        (RespMeant::Ok { .. }, Answer::Nothing) => Verdict::Wrong("no response".into()),
+        (RespMeant::Bad, Answer::Response { status: 502, .. }) => Verdict::Refused(Some(502)),
+        (RespMeant::Bad, Answer::Nothing) => Verdict::Refused(None),
+        (RespMeant::Bad, Answer::Response { status, body, .. }) => Verdict::Wrong(format!(
+            "{status} {:?} passed on",
+            String::from_utf8_lossy(body)
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_framing_matches_meaning_and_differences_with_haproxy_are_documented() {
+    let t0 = Instant::now();
+    let (rt, ry, rh) = (
+        Responder::start().await,
+        Responder::start().await,
+        Responder::start().await,
+    );
+    let haproxy = Haproxy::start(&[rh.addr]).await;
+    let tack = start_tack(&[rt.addr, ry.addr], &[true, false]).await;
+    let (ta, ya, ha) = (
+        tack.local_addr("f0").unwrap(),
+        tack.local_addr("f1").unwrap(),
+        haproxy.addr(0),
+    );
+    let docs = documented_differences();
+    let cases = resp_cases();
+    let mut failures = Vec::new();
+    let mut differences = Vec::new();
+    for case in &cases {
+        for r in [&rt, &ry, &rh] {
+            *r.current.lock().unwrap() = case.raw.to_vec();
+        }
+        let req: &[u8] = if case.head_request {
+            b"HEAD /r HTTP/1.1\r\nHost: x\r\n\r\n"
+        } else {
+            b"GET /r HTTP/1.1\r\nHost: x\r\n\r\n"
+        };
+        let (at, ay, ah) = tokio::join!(
+            exchange(ta, req, case.head_request, false),
+            exchange(ya, req, case.head_request, false),
+            exchange(ha, req, case.head_request, false)
+        );
+        let (vt, vy, vh) = (
+            judge_response(case, &at),
+            judge_response(case, &ay),
+            judge_response(case, &ah),
+        );
+        for (path, v) in [("fast path", &vt), ("hyper path", &vy)] {
+            if matches!(v, Verdict::Wrong(_)) {
+                failures.push(format!("{} ({path}): {}", case.name, v.key()));
+            }
+        }
+        if vt.key() != vh.key() {
+            let listed = docs.contains(&format!("`{}`", case.name));
+            differences.push(format!(
+                "{:<28} tack-proxy: {:<12} haproxy: {}{}",
+                case.name,
+                vt.key(),
+                vh.key(),
+                if listed {
+                    ""
+                } else {
+                    "   <- not in docs/proxy.md"
+                }
+            ));
+            if !listed {
+                failures.push(format!(
+                    "{}: differs from HAProxy ({} vs {}) and is not listed in docs/proxy.md",
+                    case.name,
+                    vt.key(),
+                    vh.key()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{} response cases in {:?}; where tack-proxy and HAProxy 2.6 differ:\n{}",
         cases.len(),
         t0.elapsed(),
         differences.join("\n")

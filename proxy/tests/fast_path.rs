@@ -695,3 +695,56 @@ fn mutated_requests_never_break_the_proxy() {
     drop(s1);
     rt.block_on(proxy.shutdown());
 }
+
+/// HTTP/1.0 clients (served by hyper after the hand-over): kept alive when they
+/// ask for it, closed after the response when they do not; a request with both a
+/// length and a coding is answered, then its connection closed (RFC 9112 6.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_keep_alive_and_close_after_length_with_coding() {
+    let s1 = TestServer::start("s1").await;
+    for fast in [true, false] {
+        let proxy = start_proxy(&one_server(s1.addr, &format!(", fast_path: {fast}"), "")).await;
+        let addr = proxy.local_addr("web").unwrap();
+        let mut buf = Vec::new();
+        let mut c = connect(addr).await;
+        for path in ["/a", "/b"] {
+            c.write_all(
+                format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let r = read_response(&mut c, &mut buf, false).await.unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"s1"[..]), "{fast}");
+            assert_eq!(
+                r.field("connection")
+                    .map(|v| v.to_ascii_lowercase())
+                    .as_deref(),
+                Some("keep-alive"),
+                "{fast}: {}",
+                r.head
+            );
+        }
+        c.write_all(b"GET /c HTTP/1.0\r\n\r\n").await.unwrap();
+        let r = read_response(&mut c, &mut buf, false).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+
+        let mut c = connect(addr).await;
+        c.write_all(
+            b"POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let r = read_response(&mut c, &mut buf, false).await.unwrap();
+        assert_eq!(r.body, b"s1 got 5", "{fast}");
+        assert_eq!(r.field("connection").as_deref(), Some("close"), "{fast}");
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+        proxy.shutdown().await;
+    }
+}

@@ -335,8 +335,9 @@ pub enum RequestError {
     /// Several `Host` fields.
     #[error("several Host fields")]
     DuplicateHost,
-    /// A `Host` value that is not `host[:port]`.
-    #[error("invalid Host")]
+    /// A `Host` value that is not `host[:port]`, or a target authority that is
+    /// not (empty, or with userinfo).
+    #[error("invalid Host or authority")]
     BadHost,
     /// `Host` names another authority than the absolute-form target (or HTTP/2
     /// `:authority`).
@@ -499,10 +500,14 @@ pub fn check_request<'a>(
             _ => {}
         }
     }
-    if let (Some(h), Some(a)) = (host, authority)
-        && !h.eq_ignore_ascii_case(a)
-    {
-        return Err(RequestError::HostMismatch);
+    if let Some(a) = authority {
+        // No userinfo (RFC 9110 4.2.4, RFC 9113 8.3.1): it would become the Host.
+        if a.is_empty() || a.contains(&b'@') || !valid_host(a) {
+            return Err(RequestError::BadHost);
+        }
+        if host.is_some_and(|h| !h.eq_ignore_ascii_case(a)) {
+            return Err(RequestError::HostMismatch);
+        }
     }
     if te > 0 {
         if !chunked_last || chunked_count != 1 {
@@ -1041,6 +1046,11 @@ mod tests {
             )
             .is_ok()
         );
+        assert_eq!(
+            check(Proto::Http11, "http://u@a.example/x", ""),
+            Err(E::BadHost)
+        );
+        assert_eq!(check(Proto::Http11, "http:///x", ""), Err(E::BadHost));
         for hs in [
             "connection: close\r\n",
             "te: gzip\r\n",

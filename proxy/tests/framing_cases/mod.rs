@@ -623,6 +623,11 @@ pub fn cases() -> Vec<Case> {
             "GET http://x/afn HTTP/1.1\r\n\r\n",
             m("GET", "/afn", b""),
         ),
+        bad(
+            "absolute-form-userinfo",
+            "GET http://u@x/afu HTTP/1.1\r\n\r\n",
+            Some(400),
+        ),
         ok(
             "absolute-form-host-differs",
             "GET http://x/afd HTTP/1.1\r\nHost: other\r\n\r\n",

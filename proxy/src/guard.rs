@@ -13,20 +13,25 @@
 //! writes the refusal (`400`, `414`, `417`, `431`, `501`) after hyper's last
 //! response; when the body breaks them later, hyper sees the connection end in
 //! the middle of the body (it aborts the request; the client gets `502`).
+//! The refusal comes after the responses to the requests before it: the guard
+//! follows hyper's responses too (the same parser and scanner), and hyper sees
+//! the end of the stream only once it has answered every request it was handed
+//! (hyper stops serving pipelined requests it has read when the stream ends).
 //! HTTP/2 (the connection preface) passes untouched: the `h2` crate enforces
 //! RFC 9113 framing and [`h1::check_request`] runs on the request in
 //! [`crate::proxy::Frontend`].
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::h1::{self, BodyScan, HeadError, RequestHead};
+use crate::h1::{self, BodyScan, HeadError, RequestHead, ResponseHead};
 use crate::proxy::Frontend;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2";
@@ -42,6 +47,79 @@ enum State {
     Off,
     /// A rule was broken: hyper gets end of stream.
     Failed,
+}
+
+/// Follows the responses hyper writes, to know when every request it was handed
+/// has its answer.
+#[derive(Default)]
+struct Answers {
+    /// For each request handed to hyper and not fully answered: whether it is
+    /// `HEAD`.
+    pending: VecDeque<bool>,
+    /// The response head being written.
+    head: Vec<u8>,
+    rs: ResponseHead,
+    body: Option<BodyScan>,
+    /// Lost track (a response not understood): stop waiting for answers.
+    lost: bool,
+    /// A response delimited by the end of the connection was started: nothing
+    /// may follow it.
+    until_close: bool,
+}
+
+impl Answers {
+    /// Whether hyper has answered everything it was handed (or the count is lost).
+    fn all_answered(&self) -> bool {
+        self.pending.is_empty() || self.lost
+    }
+
+    /// Account for bytes hyper wrote.
+    fn written(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.lost {
+            if let Some(scan) = &mut self.body {
+                match scan.scan(data) {
+                    Ok(n) => {
+                        data = &data[n..];
+                        if !scan.is_done() {
+                            return;
+                        }
+                        self.body = None;
+                        self.pending.pop_front();
+                    }
+                    Err(_) => self.lost = true,
+                }
+                continue;
+            }
+            let before = self.head.len();
+            self.head.extend_from_slice(data);
+            match h1::parse_response(&self.head, &mut self.rs) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    self.lost = true;
+                    return;
+                }
+            }
+            data = &data[self.rs.len - before..];
+            let interim = (100..200).contains(&self.rs.status) && self.rs.status != 101;
+            if !interim {
+                let is_head = self.pending.front().copied().unwrap_or(false);
+                match h1::response_framing(&self.head, &self.rs, is_head) {
+                    Ok((framing, _)) => {
+                        self.until_close |= framing == h1::Framing::UntilClose;
+                        let scan = BodyScan::new(framing);
+                        if scan.is_done() {
+                            self.pending.pop_front();
+                        } else {
+                            self.body = Some(scan);
+                        }
+                    }
+                    Err(_) => self.lost = true,
+                }
+            }
+            self.head.clear();
+        }
+    }
 }
 
 /// A client stream as hyper reads it, cut before the first request that breaks
@@ -60,6 +138,9 @@ pub(crate) struct Guard<S> {
     /// The refusal to write once hyper is done (at its shutdown).
     reply: Option<Vec<u8>>,
     written: usize,
+    answers: Answers,
+    /// Hyper waiting for the end of the stream until its answers are written.
+    reader: Option<Waker>,
 }
 
 impl<S> Guard<S> {
@@ -76,6 +157,8 @@ impl<S> Guard<S> {
             rq: RequestHead::default(),
             reply: None,
             written: 0,
+            answers: Answers::default(),
+            reader: None,
         }
     }
 
@@ -164,10 +247,12 @@ impl<S> Guard<S> {
                     // The head goes over with the body bytes that came with it,
                     // once they scanned cleanly.
                     let head_len = rq.len;
+                    let is_head = rq.method.of(b) == b"HEAD";
                     let mut scan = BodyScan::new(framing);
                     match scan.scan(&b[head_len..]) {
                         Ok(n) => {
                             self.ready += head_len + n;
+                            self.answers.pending.push_back(is_head);
                             self.state = if scan.is_done() {
                                 State::Head
                             } else {
@@ -202,6 +287,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
                 return Poll::Ready(Ok(()));
             }
             if matches!(this.state, State::Failed) {
+                if this.reply.is_some() && !this.answers.all_answered() {
+                    // Hyper would drop the requests it still holds: end the
+                    // stream once they are answered.
+                    this.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -232,7 +323,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r
+            && !matches!(this.state, State::Off)
+        {
+            this.answers.written(&buf[..n]);
+            if this.answers.all_answered()
+                && let Some(w) = this.reader.take()
+            {
+                w.wake();
+            }
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -240,11 +343,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        if matches!(self.state, State::Off) {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
+        // HTTP/1 answers are followed byte by byte: one slice at a time.
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        matches!(self.state, State::Off) && self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -253,6 +364,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.answers.until_close {
+            // The last response ends with the connection: no room for a refusal.
+            this.reply = None;
+        }
         if let Some(reply) = &this.reply {
             while this.written < reply.len() {
                 match Pin::new(&mut this.inner).poll_write(cx, &reply[this.written..]) {

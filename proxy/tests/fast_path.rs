@@ -748,3 +748,49 @@ async fn http10_keep_alive_and_close_after_length_with_coding() {
         proxy.shutdown().await;
     }
 }
+
+/// A request refused after pipelined ones that were fine: those are answered
+/// first, then the refusal, then the connection closes, on both paths (on the
+/// hyper path the guard writes the refusal after hyper's last response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_after_pipelined_requests() {
+    let s1 = TestServer::start("s1").await;
+    for fast in [true, false] {
+        let proxy = start_proxy(&one_server(s1.addr, &format!(", fast_path: {fast}"), "")).await;
+        let addr = proxy.local_addr("web").unwrap();
+        let mut c = connect(addr).await;
+        c.write_all(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+              POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\
+              GET /c HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n\
+              GET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(r) = read_response(&mut c, &mut buf, false).await {
+            got.push((r.status, String::from_utf8_lossy(&r.body).to_string()));
+            if r.status == 400 {
+                break;
+            }
+        }
+        assert_eq!(
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [200, 200, 400],
+            "fast path {fast}: {got:?}"
+        );
+        assert_eq!(got[1].1, "s1 got 2");
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+        proxy.shutdown().await;
+    }
+    let uris: Vec<String> = s1.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(
+        uris,
+        ["/a", "/b", "/a", "/b"],
+        "nothing after the refused request"
+    );
+}

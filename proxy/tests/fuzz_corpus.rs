@@ -84,3 +84,58 @@ fn write_table_seeds() {
         std::fs::write(dir.join(seed_name(&c.raw)), &c.raw).unwrap();
     }
 }
+
+/// A stand-in for libFuzzer on stable: random byte flips, insertions, deletions
+/// and splices of the seeds through every target body (run by hand;
+/// `TACK_FUZZ_ITERS` mutations per target, 100000 by default).
+#[test]
+#[ignore]
+fn mutate_seeds() {
+    let iters: u64 = std::env::var("TACK_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (name, body) in TARGETS {
+        let seeds: Vec<Vec<u8>> = files(&corpus_dir(name))
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .filter(|s| s.len() < 4096)
+            .collect();
+        for _ in 0..iters {
+            let mut d = seeds[(rand() % seeds.len() as u64) as usize].clone();
+            for _ in 0..1 + rand() % 4 {
+                let at = (rand() % (d.len() as u64 + 1)) as usize;
+                let byte = [b'\r', b'\n', b' ', b'\t', b':', b',', b';', 0, b'0', b'f']
+                    [(rand() % 10) as usize];
+                match rand() % 5 {
+                    0 if at < d.len() => d[at] = rand() as u8,
+                    1 if at < d.len() => d[at] = byte,
+                    2 => d.insert(at, byte),
+                    3 if at < d.len() => {
+                        d.remove(at);
+                    }
+                    _ => {
+                        let other = &seeds[(rand() % seeds.len() as u64) as usize];
+                        let from = (rand() % (other.len() as u64 + 1)) as usize;
+                        d.truncate(at);
+                        d.extend_from_slice(&other[from..]);
+                    }
+                }
+            }
+            let r = std::panic::catch_unwind(|| body(&d));
+            assert!(
+                r.is_ok(),
+                "{name} fails on {:?}",
+                String::from_utf8_lossy(&d)
+            );
+        }
+        eprintln!("{name}: {iters} mutations");
+    }
+}

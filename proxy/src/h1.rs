@@ -416,7 +416,7 @@ pub fn target_authority(target: &[u8]) -> Option<&[u8]> {
 ///   value, is refused: RFC 9110 8.6 allows it, and it is what hyper does with
 ///   a comma list);
 /// - `Transfer-Encoding`: refused in HTTP/1.0; `chunked` must be the final coding
-///   and appear once (else `400`); other codings are refused with `501` rather
+///   and appear once, with no empty list element (else `400`); other codings are refused with `501` rather
 ///   than forwarded re-framed or decoded; with `Content-Length` the length is
 ///   dropped and the client connection closed after the response;
 /// - `Host`: at most one, `host[:port]`, and equal to the authority of an
@@ -461,6 +461,14 @@ pub fn check_request<'a>(
                 }
                 te += 1;
                 te_plain = value == b"chunked";
+                // Empty elements are refused: hyper misreads a trailing one, and
+                // a framing field has one form.
+                if value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().is_empty())
+                {
+                    return Err(RequestError::BadTransferEncoding);
+                }
                 for t in tokens(value) {
                     if t.eq_ignore_ascii_case(b"chunked") {
                         chunked_count += 1;
@@ -597,6 +605,7 @@ enum St {
     DataCr,
     DataLf,
     EndCr,
+    TrailerName,
     Trailer,
     TrailerLf,
     EndLf,
@@ -734,17 +743,26 @@ impl BodyScan {
                     b'\n' => St::Start,
                     _ => return Err(ChunkError("invalid data end")),
                 },
+                // Trailer fields as RFC 9110 5.1 and 5.5 write them (a token, a
+                // colon, a value without control characters): no obs-fold, no bare
+                // LF, nothing a server could read as the end of the trailers or
+                // as another field than the proxy did (they pass verbatim).
                 St::EndCr => match b {
                     b'\r' => St::EndLf,
-                    // No obs-fold, no bare LF, no empty name in trailers: a server
-                    // that ends the trailers elsewhere would read a second request.
-                    b' ' | b'\t' | b':' => return Err(ChunkError("invalid trailer line")),
-                    _ if is_ctl(b) => return Err(ChunkError("control character in trailer")),
-                    _ => {
+                    _ if is_tchar(b) => {
                         self.trailer_byte()?;
-                        St::Trailer
+                        St::TrailerName
                     }
+                    _ => return Err(ChunkError("invalid trailer line")),
                 },
+                St::TrailerName => {
+                    self.trailer_byte()?;
+                    match b {
+                        b':' => St::Trailer,
+                        _ if is_tchar(b) => St::TrailerName,
+                        _ => return Err(ChunkError("invalid trailer name")),
+                    }
+                }
                 St::Trailer => {
                     self.trailer_byte()?;
                     match b {
@@ -782,6 +800,11 @@ impl BodyScan {
         }
         Ok(())
     }
+}
+
+/// A token character (RFC 9110 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A control character other than HTAB (not allowed in field values, RFC 9110 5.5).
@@ -979,7 +1002,7 @@ mod tests {
             ok(Framing::Chunked, true, false)
         );
         assert_eq!(
-            f("Transfer-Encoding: ,chunked\r\n"),
+            f("Transfer-Encoding: CHUNKED\r\n"),
             ok(Framing::Chunked, true, false)
         );
 
@@ -1021,6 +1044,8 @@ mod tests {
                 E::BadTransferEncoding,
             ),
             ("transfer-encoding: \r\n", E::BadTransferEncoding),
+            ("transfer-encoding: ,chunked\r\n", E::BadTransferEncoding),
+            ("transfer-encoding: chunked ,\r\n", E::BadTransferEncoding),
             ("transfer-encoding: xchunked\r\n", E::BadTransferEncoding),
             ("host: a\r\nhost: a\r\n", E::DuplicateHost),
             ("host: a b\r\n", E::BadHost),
@@ -1134,6 +1159,8 @@ mod tests {
             b"0\r\nX: 1\rY",
             b"0\r\nX: 1\n\r\n",
             b"0\r\n folded\r\n\r\n",
+            b"0\r\nContent-L;ngth: 0\r\n\r\n",
+            b"0\r\nNoColon\r\n\r\n",
             b"0\r\nX: \x001\r\n\r\n",
             b"1;a\x00b\r\nx\r\n",
         ] {

@@ -306,7 +306,23 @@ pub fn cases() -> Vec<Case> {
             "te-empty-list-member",
             post("Transfer-Encoding: ,chunked\r\n", HELLO_CHUNKED),
             m("POST", "/p", hello),
-        ),
+        )
+        .status(400),
+        ok(
+            "te-trailing-empty-member",
+            post("Transfer-Encoding: chunked ,\r\n", HELLO_CHUNKED),
+            m("POST", "/p", hello),
+        )
+        .status(400),
+        ok(
+            "trailer-invalid-name",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                b"5\r\nhello\r\n0\r\nContent-L;ngth: 0\r\n\r\n",
+            ),
+            m("POST", "/p", hello),
+        )
+        .status(400),
         bad(
             "chunk-size-overflow",
             post(

@@ -546,7 +546,8 @@ pub fn check_request<'a>(
     })
 }
 
-/// Framing of a response (RFC 9112 6.3): none for HEAD, 1xx, 204 and 304;
+/// Framing of a response (RFC 9112 6.3): none for HEAD, 1xx, 204 and 304
+/// (their fields are not looked at);
 /// chunked when the last coding is chunked; until close for other codings or when
 /// there is no length. `Err` for conflicting or invalid lengths. The `bool` is
 /// true when `Content-Length` must be dropped (it came with a transfer coding).
@@ -555,6 +556,11 @@ pub fn response_framing(
     head: &ResponseHead,
     head_request: bool,
 ) -> Result<(Framing, bool), HeadError> {
+    // No body whatever the fields say (their lengths frame nothing, as for hyper).
+    let s = head.status;
+    if head_request || (100..200).contains(&s) || s == 204 || s == 304 {
+        return Ok((Framing::None, false));
+    }
     let mut len: Option<u64> = None;
     let mut te: Option<bool> = None; // Some(last coding is chunked)
     for f in &head.fields {
@@ -575,10 +581,6 @@ pub fn response_framing(
             }
             _ => {}
         }
-    }
-    let s = head.status;
-    if head_request || (100..200).contains(&s) || s == 204 || s == 304 {
-        return Ok((Framing::None, false));
     }
     Ok(match (te, len) {
         (Some(true), l) => (Framing::Chunked, l.is_some()),
@@ -1114,6 +1116,10 @@ mod tests {
         assert_eq!(f("204 No Content", "", false), Ok((Framing::None, false)));
         assert_eq!(
             f("304 Not Modified", "content-length: 9\r\n", false),
+            Ok((Framing::None, false))
+        );
+        assert_eq!(
+            f("204 No Content", "content-length: x\r\n", false),
             Ok((Framing::None, false))
         );
         assert_eq!(f("200 OK", "", false), Ok((Framing::UntilClose, false)));

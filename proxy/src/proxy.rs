@@ -1056,6 +1056,13 @@ impl Frontend {
             }
         };
         let srv = be.servers[routed.decision.server].clone();
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The proxy never asks for an upgrade (it removes `Upgrade`): a bad
+            // response, as on the fast path.
+            srv.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+            let r = self.fail(StatusCode::BAD_GATEWAY, "The server failed to answer.");
+            return (r, Some(srv.idx), Some(routed.decision.via), Some(tw));
+        }
 
         // 5. Response: learn session IDs, persistence cookies, hop-by-hop headers.
         let (mut rparts, rbody) = resp.into_parts();

@@ -1073,3 +1073,93 @@ async fn mutated_cases_frame_alike_on_both_paths() {
     );
     tack.shutdown().await;
 }
+
+/// Exploration (run by hand): mutated responses of the table through the fast
+/// path and the hyper path; what the client frames (status and body, or a bad
+/// response: `502` or a cut connection) must agree. `TACK_MUTATIONS` inputs (default 2000), random seed `TACK_SEED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn mutated_responses_frame_alike_on_both_paths() {
+    let n: usize = std::env::var("TACK_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut x: u64 = std::env::var("TACK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x2545_f491_4f6c_dd1d)
+        | 1;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (rt, ry) = (Responder::start().await, Responder::start().await);
+    let tack = start_tack(&[rt.addr, ry.addr], &[true, false]).await;
+    let (ta, ya) = (
+        tack.local_addr("f0").unwrap(),
+        tack.local_addr("f1").unwrap(),
+    );
+    let cases = resp_cases();
+    // A bad response may get a 502 or a cut connection (when the body was on its
+    // way): the same outcome.
+    let show = |a: &Answer| match a {
+        Answer::Response { status: 502, .. } | Answer::Nothing => "bad".into(),
+        Answer::Response {
+            status, body, both, ..
+        } => format!(
+            "{status} {:?}{}",
+            String::from_utf8_lossy(body),
+            if *both { " both" } else { "" }
+        ),
+    };
+    let mut diffs = Vec::new();
+    for _ in 0..n {
+        let case = &cases[(rand() % cases.len() as u64) as usize];
+        let mut d = case.raw.to_vec();
+        for _ in 0..1 + rand() % 3 {
+            let at = (rand() % (d.len() as u64 + 1)) as usize;
+            let byte = [b'\r', b'\n', b' ', b'\t', b':', b',', b';', 0, b'0', b'f']
+                [(rand() % 10) as usize];
+            match rand() % 3 {
+                0 if at < d.len() => d[at] = byte,
+                1 => d.insert(at, byte),
+                _ if at < d.len() => {
+                    d.remove(at);
+                }
+                _ => {}
+            }
+        }
+        for r in [&rt, &ry] {
+            *r.current.lock().unwrap() = d.clone();
+        }
+        let req: &[u8] = if case.head_request {
+            b"HEAD /r HTTP/1.1\r\nHost: x\r\n\r\n"
+        } else {
+            b"GET /r HTTP/1.1\r\nHost: x\r\n\r\n"
+        };
+        let (at, ay) = tokio::join!(
+            exchange(ta, req, case.head_request, false),
+            exchange(ya, req, case.head_request, false)
+        );
+        let (st, sy) = (show(&at), show(&ay));
+        if st != sy {
+            diffs.push(format!(
+                "{:?}\n  fast:  {st}\n  hyper: {sy}",
+                String::from_utf8_lossy(&d)
+            ));
+        }
+    }
+    eprintln!(
+        "{} of {n} differ:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    tack.shutdown().await;
+}

@@ -14,11 +14,13 @@
 //! request body is streamed to the server while the response is awaited, so a
 //! server may answer early.
 //!
-//! What the fast path does not handle goes to hyper with the bytes already read
-//! (the connection is then served by hyper to its end): HTTP/2 prior knowledge,
-//! HTTP/1.0, `CONNECT`, protocol upgrades, targets that are not in origin form,
-//! requests with several or invalid lengths, codings other than `chunked` alone,
-//! or both a length and a coding, and `Expect` values other than `100-continue`.
+//! Every request head first goes through the framing rules shared with the hyper
+//! path ([`h1::check_request`]); a request they refuse is answered here (`400`,
+//! `417`, `501`) and the connection closed. What the fast path does not handle
+//! goes to hyper with the bytes already read (the connection is then served by
+//! hyper to its end, through [`crate::guard`]): HTTP/2 prior knowledge,
+//! HTTP/1.0, `CONNECT`, protocol upgrades, and targets that are not in origin
+//! form or not UTF-8.
 
 use std::future::Future;
 use std::io::{self, Write as _};

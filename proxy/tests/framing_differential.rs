@@ -442,6 +442,21 @@ impl Haproxy {
         }
     }
 
+    /// `haproxy -v`, first line.
+    fn version() -> String {
+        Command::new("haproxy")
+            .arg("-v")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+
     fn addr(&self, i: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports[i]))
     }
@@ -730,9 +745,10 @@ async fn request_framing_matches_meaning_and_differences_with_haproxy_are_docume
         }
     }
     eprintln!(
-        "{} cases in {:?}; where tack-proxy and HAProxy 2.6 differ:\n{}",
+        "{} cases in {:?}; where tack-proxy and {} differ:\n{}",
         cases.len(),
         t0.elapsed(),
+        Haproxy::version(),
         differences.join("\n")
     );
     tack.shutdown().await;
@@ -969,9 +985,10 @@ async fn response_framing_matches_meaning_and_differences_with_haproxy_are_docum
         }
     }
     eprintln!(
-        "{} response cases in {:?}; where tack-proxy and HAProxy 2.6 differ:\n{}",
+        "{} response cases in {:?}; where tack-proxy and {} differ:\n{}",
         cases.len(),
         t0.elapsed(),
+        Haproxy::version(),
         differences.join("\n")
     );
     tack.shutdown().await;

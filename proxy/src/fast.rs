@@ -14,11 +14,13 @@
 //! request body is streamed to the server while the response is awaited, so a
 //! server may answer early.
 //!
-//! What the fast path does not handle goes to hyper with the bytes already read
-//! (the connection is then served by hyper to its end): HTTP/2 prior knowledge,
-//! HTTP/1.0, `CONNECT`, protocol upgrades, targets that are not in origin form,
-//! requests with several or invalid lengths, codings other than `chunked` alone,
-//! or both a length and a coding, and `Expect` values other than `100-continue`.
+//! Every request head first goes through the framing rules shared with the hyper
+//! path ([`h1::check_request`]); a request they refuse is answered here (`400`,
+//! `417`, `501`) and the connection closed. What the fast path does not handle
+//! goes to hyper with the bytes already read (the connection is then served by
+//! hyper to its end, through [`crate::guard`]): HTTP/2 prior knowledge,
+//! HTTP/1.0, `CONNECT`, protocol upgrades, and targets that are not in origin
+//! form or not UTF-8.
 
 use std::future::Future;
 use std::io::{self, Write as _};
@@ -281,7 +283,7 @@ fn connection_tokens(buf: &[u8], fields: &[Field], listed: &mut Vec<Span>) -> bo
         for t in h1::tokens(v) {
             if t.eq_ignore_ascii_case(b"close") {
                 close = true;
-            } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+            } else if !t.eq_ignore_ascii_case(b"keep-alive") && h1::connection_may_remove(t) {
                 let start = f.value.start as usize + (t.as_ptr() as usize - v.as_ptr() as usize);
                 listed.push(Span {
                     start: start as u32,
@@ -305,7 +307,7 @@ fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// A response the proxy writes itself.
-fn local_reply(out: &mut Vec<u8>, status: StatusCode, text: &str, close: bool) {
+pub(crate) fn local_reply(out: &mut Vec<u8>, status: StatusCode, text: &str, close: bool) {
     let body = error_page(status, text);
     out.clear();
     let _ = write!(
@@ -317,6 +319,19 @@ fn local_reply(out: &mut Vec<u8>, status: StatusCode, text: &str, close: bool) {
         if close { "connection: close\r\n" } else { "" }
     );
     out.extend_from_slice(body.as_bytes());
+}
+
+/// The text of the error page for a request that could not be read or is
+/// refused.
+pub(crate) fn refusal_text(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "Your browser sent an invalid request.",
+        StatusCode::REQUEST_TIMEOUT => "Your browser didn't send a complete request in time.",
+        StatusCode::URI_TOO_LONG => "The request target is too long.",
+        StatusCode::NOT_IMPLEMENTED => "The request's transfer coding is not supported.",
+        StatusCode::EXPECTATION_FAILED => "The request's expectation is not supported.",
+        _ => "The request head is too large.",
+    }
 }
 
 /// Why a response head could not be read.
@@ -476,6 +491,8 @@ enum Next {
 /// Per-request facts taken from the request head.
 struct ReqFacts {
     framing: Framing,
+    /// Replace the framing fields (see [`h1::RequestFraming::rewrite_framing`]).
+    rewrite_framing: bool,
     close: bool,
     expect_continue: bool,
     has_host: bool,
@@ -620,15 +637,10 @@ where
         }
     }
 
-    /// Answer a request that could not be read (400, 408, 414, 431), then close.
+    /// Answer a request that could not be read or is refused (400, 408, 414, 417,
+    /// 431, 501), then close.
     async fn reply_bad(&mut self, status: StatusCode) -> Next {
-        let text = match status {
-            StatusCode::BAD_REQUEST => "Your browser sent an invalid request.",
-            StatusCode::REQUEST_TIMEOUT => "Your browser didn't send a complete request in time.",
-            StatusCode::URI_TOO_LONG => "The request target is too long.",
-            _ => "The request head is too large.",
-        };
-        local_reply(&mut self.out, status, text, true);
+        local_reply(&mut self.out, status, refusal_text(status), true);
         let mut dl = Lazy::new(self.fe.client_timeout);
         let _ = write_all(&mut self.client, &self.out, &mut self.timer, &mut dl).await;
         Next::Linger
@@ -714,31 +726,36 @@ where
         }
     }
 
-    /// The facts of the request head at the start of the client buffer, or `None`
-    /// when the request is for hyper.
-    fn facts(&mut self) -> Option<(Method, ReqFacts, Option<String>)> {
+    /// The facts of the request head at the start of the client buffer, `None`
+    /// when the request is for hyper, or why it is refused. The framing rules
+    /// ([`h1::check_request`]) apply before any hand-over, so both paths refuse
+    /// alike.
+    fn facts(&mut self) -> Result<Option<(Method, ReqFacts, Option<String>)>, h1::RequestError> {
         let buf = self.cbuf.bytes();
         let rq = &self.rq;
         let method_b = rq.method.of(buf);
         let target_b = rq.target.of(buf);
+        let proto = if rq.minor == 1 {
+            h1::Proto::Http11
+        } else {
+            h1::Proto::Http10
+        };
+        let checked = h1::check_request(
+            proto,
+            h1::target_authority(target_b),
+            rq.fields.iter().map(|f| (f.name.of(buf), f.value.of(buf))),
+        )?;
         if rq.minor != 1
             || method_b == b"CONNECT"
             || target_b.first() != Some(&b'/')
             || std::str::from_utf8(target_b).is_err()
             || rq.fields.iter().any(|f| f.kind == Kind::Upgrade)
         {
-            return None;
+            return Ok(None);
         }
-        let framing = h1::request_framing(buf, &rq.fields)?;
-        let mut expect_continue = false;
-        for f in rq.fields.iter().filter(|f| f.kind == Kind::Expect) {
-            if f.value.of(buf).eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
-            } else {
-                return None;
-            }
-        }
-        let method = Method::from_bytes(method_b).ok()?;
+        let Ok(method) = Method::from_bytes(method_b) else {
+            return Ok(None);
+        };
         // HTTP/1.1 allows one Cookie header; several are joined as on HTTP/2.
         let mut values = rq
             .fields
@@ -758,21 +775,28 @@ where
         };
         let close = connection_tokens(buf, &rq.fields, &mut self.listed);
         let facts = ReqFacts {
-            framing,
-            close,
-            expect_continue,
+            framing: checked.framing,
+            rewrite_framing: checked.rewrite_framing,
+            close: close || checked.close,
+            expect_continue: checked.expect_continue,
             has_host: rq.fields.iter().any(|f| f.kind == Kind::Host),
             is_head: method == Method::HEAD,
         };
-        Some((method, facts, joined))
+        Ok(Some((method, facts, joined)))
     }
 
     /// Serve the request whose head is at the start of the client buffer.
     async fn request(&mut self) -> Next {
         let t0 = std::time::Instant::now();
         let fe = self.fe;
-        let Some((method, facts, joined)) = self.facts() else {
-            return Next::Fallback;
+        let (method, facts, joined) = match self.facts() {
+            Ok(Some(x)) => x,
+            Ok(None) => return Next::Fallback,
+            Err(e) => {
+                log::debug!("client {}: {e}", self.peer);
+                fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                return self.reply_bad(e.status()).await;
+            }
         };
         fe.stats.requests.fetch_add(1, Ordering::Relaxed);
         let log = fe
@@ -987,6 +1011,7 @@ where
                 continue;
             }
             match f.kind {
+                Kind::ContentLength | Kind::TransferEncoding if facts.rewrite_framing => continue,
                 Kind::Expect if facts.expect_continue => continue,
                 Kind::XForwardedFor if be.cfg.forwardfor => continue,
                 Kind::Cookie => {
@@ -1015,6 +1040,15 @@ where
         }
         if !facts.has_host {
             let _ = write!(out, "host: {}\r\n", be.servers[srv].addr);
+        }
+        if facts.rewrite_framing {
+            match facts.framing {
+                Framing::Length(n) => {
+                    let _ = write!(out, "content-length: {n}\r\n");
+                }
+                Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+                Framing::None | Framing::UntilClose => {}
+            }
         }
         if be.cfg.forwardfor {
             out.extend_from_slice(b"x-forwarded-for: ");

@@ -191,15 +191,15 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead) -> Result<bool, HeadErr
         .parse_request_with_uninit_headers(&mut req, buf, &mut hdrs)
     {
         Ok(httparse::Status::Complete(len)) => {
-            if len > MAX_HEAD {
-                return Err(HeadError::TooLarge);
-            }
             let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version)
             else {
                 return Err(HeadError::Invalid);
             };
             if target.len() > MAX_TARGET {
                 return Err(HeadError::UriTooLong);
+            }
+            if len > MAX_HEAD {
+                return Err(HeadError::TooLarge);
             }
             head.len = len;
             head.method = Span::within(buf, method.as_bytes());
@@ -210,7 +210,11 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead) -> Result<bool, HeadErr
         }
         Ok(httparse::Status::Partial) => {
             if buf.len() > MAX_HEAD {
-                Err(HeadError::TooLarge)
+                // No end to the request line in all that: its target is too long.
+                Err(match memchr::memchr(b'\n', buf) {
+                    None => HeadError::UriTooLong,
+                    Some(_) => HeadError::TooLarge,
+                })
             } else {
                 Ok(false)
             }
@@ -299,38 +303,251 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Framing of a request the fast path can forward as is; `None` for anything else
-/// (several or invalid lengths, codings other than exactly `chunked`, both a length
-/// and a coding), which is left to hyper.
-pub fn request_framing(buf: &[u8], fields: &[Field]) -> Option<Framing> {
-    let mut len = None;
-    let mut chunked = false;
-    for f in fields {
-        match f.kind {
+/// The protocol a request arrived with, for [`check_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2 (h2c), translated to HTTP/1.1 for the server.
+    Http2,
+}
+
+/// Why a request is refused before it reaches a server (RFC 9112 and RFC 9110);
+/// [`RequestError::status`] is the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A `Content-Length` that is not digits, or more than one (even equal).
+    #[error("invalid or conflicting Content-Length")]
+    BadContentLength,
+    /// `Transfer-Encoding` in an HTTP/1.0 request (RFC 9112 6.1: faulty framing).
+    #[error("Transfer-Encoding in an HTTP/1.0 request")]
+    TransferEncodingInHttp10,
+    /// `chunked` is not the final coding, appears twice, or the list is empty
+    /// (RFC 9112 6.3: the length cannot be determined).
+    #[error("chunked is not the final transfer coding once")]
+    BadTransferEncoding,
+    /// A transfer coding other than `chunked` (gzip, deflate...): not decoded,
+    /// and never altered, so refused (RFC 9112 6.1).
+    #[error("transfer coding other than chunked")]
+    UnsupportedCoding,
+    /// Several `Host` fields.
+    #[error("several Host fields")]
+    DuplicateHost,
+    /// A `Host` value that is not `host[:port]`, or a target authority that is
+    /// not (empty, or with userinfo).
+    #[error("invalid Host or authority")]
+    BadHost,
+    /// `Host` names another authority than the absolute-form target (or HTTP/2
+    /// `:authority`).
+    #[error("Host disagrees with the request target")]
+    HostMismatch,
+    /// An `Expect` other than `100-continue` (RFC 9110 10.1.1).
+    #[error("unsupported expectation")]
+    Expectation,
+    /// A connection-specific field (or `TE` other than `trailers`) in an HTTP/2
+    /// request (RFC 9113 8.2.2).
+    #[error("connection-specific field in an HTTP/2 request")]
+    ConnectionSpecific,
+}
+
+impl RequestError {
+    /// The status the proxy answers with.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            RequestError::UnsupportedCoding => http::StatusCode::NOT_IMPLEMENTED,
+            RequestError::Expectation => http::StatusCode::EXPECTATION_FAILED,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// How a request accepted by [`check_request`] is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestFraming {
+    /// How its body is delimited.
+    pub framing: Framing,
+    /// The received `Content-Length` and `Transfer-Encoding` fields are not
+    /// forwarded as they are but replaced by one canonical field for
+    /// [`RequestFraming::framing`] (`transfer-encoding: chunked`): a length came
+    /// with the coding, or the coding was not written as a single `chunked`, so
+    /// that no server can read them otherwise.
+    pub rewrite_framing: bool,
+    /// Close the client connection after the response: the request had both
+    /// `Content-Length` and `Transfer-Encoding` (RFC 9112 6.3, item 3).
+    pub close: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// The fields a `Connection` header may not remove: the ones that frame or
+/// address the message (a client listing them could otherwise make the server
+/// read the body as the next request).
+pub fn connection_may_remove(name: &[u8]) -> bool {
+    !matches!(
+        Kind::of(name),
+        Kind::ContentLength | Kind::TransferEncoding | Kind::Host
+    )
+}
+
+/// Whether `v` is a valid `Host` value: `uri-host [":" port]` (RFC 9110 7.2),
+/// possibly empty.
+fn valid_host(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+/// The authority of an absolute-form target (`scheme://authority/...`).
+pub fn target_authority(target: &[u8]) -> Option<&[u8]> {
+    let i = memchr::memmem::find(target, b"://")?;
+    let rest = &target[i + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The framing rules of a request, shared by the fast path and the hyper path
+/// (RFC 9112 6, RFC 9110 7.2 and 10.1.1, RFC 9113 8.2.2 for HTTP/2):
+///
+/// - `Content-Length`: digits only, once (a repeated one, even with the same
+///   value, is refused: RFC 9110 8.6 allows it, and it is what hyper does with
+///   a comma list);
+/// - `Transfer-Encoding`: refused in HTTP/1.0; `chunked` must be the final coding
+///   and appear once, with no empty list element (else `400`); other codings are refused with `501` rather
+///   than forwarded re-framed or decoded; with `Content-Length` the length is
+///   dropped and the client connection closed after the response;
+/// - `Host`: at most one, `host[:port]`, and equal to the authority of an
+///   absolute-form target (`authority`) when both are present;
+/// - `Expect`: only `100-continue`;
+/// - HTTP/2: no connection-specific fields, `TE` only `trailers`.
+///
+/// `fields` are the (name, value) pairs as received, values without surrounding
+/// whitespace.
+pub fn check_request<'a>(
+    proto: Proto,
+    authority: Option<&[u8]>,
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<RequestFraming, RequestError> {
+    let mut len: Option<u64> = None;
+    let mut lengths = 0usize;
+    let mut te = 0usize;
+    let mut te_plain = false;
+    let mut chunked_last = false;
+    let mut chunked_count = 0usize;
+    let mut other_coding = false;
+    let mut host: Option<&[u8]> = None;
+    let mut expect_continue = false;
+    for (name, value) in fields {
+        match Kind::of(name) {
             Kind::ContentLength => {
-                if len.is_some() {
-                    return None;
+                for part in value.split(|&b| b == b',') {
+                    let n =
+                        parse_length(part.trim_ascii()).ok_or(RequestError::BadContentLength)?;
+                    if len.is_some_and(|l| l != n) {
+                        return Err(RequestError::BadContentLength);
+                    }
+                    len = Some(n);
+                    lengths += 1;
                 }
-                len = Some(parse_length(f.value.of(buf))?);
             }
             Kind::TransferEncoding => {
-                if chunked || !f.value.of(buf).eq_ignore_ascii_case(b"chunked") {
-                    return None;
+                match proto {
+                    Proto::Http10 => return Err(RequestError::TransferEncodingInHttp10),
+                    Proto::Http2 => return Err(RequestError::ConnectionSpecific),
+                    Proto::Http11 => {}
                 }
-                chunked = true;
+                te += 1;
+                te_plain = value == b"chunked";
+                // Empty elements are refused: hyper misreads a trailing one, and
+                // a framing field has one form.
+                if value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().is_empty())
+                {
+                    return Err(RequestError::BadTransferEncoding);
+                }
+                for t in tokens(value) {
+                    if t.eq_ignore_ascii_case(b"chunked") {
+                        chunked_count += 1;
+                        chunked_last = true;
+                    } else {
+                        other_coding = true;
+                        chunked_last = false;
+                    }
+                }
+            }
+            Kind::Host => {
+                if host.is_some() {
+                    return Err(RequestError::DuplicateHost);
+                }
+                if !valid_host(value) {
+                    return Err(RequestError::BadHost);
+                }
+                host = Some(value);
+            }
+            Kind::Expect => {
+                for t in tokens(value) {
+                    if t.eq_ignore_ascii_case(b"100-continue") {
+                        expect_continue = true;
+                    } else {
+                        return Err(RequestError::Expectation);
+                    }
+                }
+            }
+            Kind::Connection | Kind::KeepAlive | Kind::ProxyConnection | Kind::Upgrade
+                if proto == Proto::Http2 =>
+            {
+                return Err(RequestError::ConnectionSpecific);
+            }
+            Kind::Te if proto == Proto::Http2 && !value.eq_ignore_ascii_case(b"trailers") => {
+                return Err(RequestError::ConnectionSpecific);
             }
             _ => {}
         }
     }
-    match (len, chunked) {
-        (Some(_), true) => None,
-        (_, true) => Some(Framing::Chunked),
-        (Some(0) | None, false) => Some(Framing::None),
-        (Some(n), false) => Some(Framing::Length(n)),
+    if let Some(a) = authority {
+        // No userinfo (RFC 9110 4.2.4, RFC 9113 8.3.1): it would become the Host.
+        if a.is_empty() || a.contains(&b'@') || !valid_host(a) {
+            return Err(RequestError::BadHost);
+        }
+        if host.is_some_and(|h| !h.eq_ignore_ascii_case(a)) {
+            return Err(RequestError::HostMismatch);
+        }
     }
+    if te > 0 {
+        if !chunked_last || chunked_count != 1 {
+            return Err(RequestError::BadTransferEncoding);
+        }
+        if other_coding {
+            return Err(RequestError::UnsupportedCoding);
+        }
+        return Ok(RequestFraming {
+            framing: Framing::Chunked,
+            rewrite_framing: len.is_some() || te > 1 || !te_plain,
+            close: len.is_some(),
+            expect_continue,
+        });
+    }
+    if lengths > 1 {
+        // Allowed by RFC 9110 8.6 (and hyper refuses a comma list): one length.
+        return Err(RequestError::BadContentLength);
+    }
+    Ok(RequestFraming {
+        framing: match len {
+            None | Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+        },
+        rewrite_framing: false,
+        close: false,
+        expect_continue,
+    })
 }
 
-/// Framing of a response (RFC 9112 6.3): none for HEAD, 1xx, 204 and 304;
+/// Framing of a response (RFC 9112 6.3): none for HEAD, 1xx, 204 and 304
+/// (their fields are not looked at);
 /// chunked when the last coding is chunked; until close for other codings or when
 /// there is no length. `Err` for conflicting or invalid lengths. The `bool` is
 /// true when `Content-Length` must be dropped (it came with a transfer coding).
@@ -339,6 +556,11 @@ pub fn response_framing(
     head: &ResponseHead,
     head_request: bool,
 ) -> Result<(Framing, bool), HeadError> {
+    // No body whatever the fields say (their lengths frame nothing, as for hyper).
+    let s = head.status;
+    if head_request || (100..200).contains(&s) || s == 204 || s == 304 {
+        return Ok((Framing::None, false));
+    }
     let mut len: Option<u64> = None;
     let mut te: Option<bool> = None; // Some(last coding is chunked)
     for f in &head.fields {
@@ -359,10 +581,6 @@ pub fn response_framing(
             }
             _ => {}
         }
-    }
-    let s = head.status;
-    if head_request || (100..200).contains(&s) || s == 204 || s == 304 {
-        return Ok((Framing::None, false));
     }
     Ok(match (te, len) {
         (Some(true), l) => (Framing::Chunked, l.is_some()),
@@ -389,6 +607,7 @@ enum St {
     DataCr,
     DataLf,
     EndCr,
+    TrailerName,
     Trailer,
     TrailerLf,
     EndLf,
@@ -504,6 +723,7 @@ impl BodyScan {
                 St::Ext => match b {
                     b'\r' => St::SizeLf,
                     b'\n' => return Err(ChunkError("extension contains newline")),
+                    _ if is_ctl(b) => return Err(ChunkError("control character in extension")),
                     _ => {
                         self.ext += 1;
                         if self.ext >= EXTENSIONS_LIMIT {
@@ -525,19 +745,34 @@ impl BodyScan {
                     b'\n' => St::Start,
                     _ => return Err(ChunkError("invalid data end")),
                 },
+                // Trailer fields as RFC 9110 5.1 and 5.5 write them (a token, a
+                // colon, a value without control characters): no obs-fold, no bare
+                // LF, nothing a server could read as the end of the trailers or
+                // as another field than the proxy did (they pass verbatim).
                 St::EndCr => match b {
                     b'\r' => St::EndLf,
-                    _ => {
+                    _ if is_tchar(b) => {
                         self.trailer_byte()?;
-                        St::Trailer
+                        St::TrailerName
                     }
+                    _ => return Err(ChunkError("invalid trailer line")),
                 },
+                St::TrailerName => {
+                    self.trailer_byte()?;
+                    match b {
+                        b':' => St::Trailer,
+                        _ if is_tchar(b) => St::TrailerName,
+                        _ => return Err(ChunkError("invalid trailer name")),
+                    }
+                }
                 St::Trailer => {
                     self.trailer_byte()?;
-                    if b == b'\r' {
-                        St::TrailerLf
-                    } else {
-                        St::Trailer
+                    match b {
+                        b'\r' => St::TrailerLf,
+                        _ if is_ctl(b) => {
+                            return Err(ChunkError("control character in trailer"));
+                        }
+                        _ => St::Trailer,
                     }
                 }
                 St::TrailerLf => match b {
@@ -569,6 +804,16 @@ impl BodyScan {
     }
 }
 
+/// A token character (RFC 9110 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A control character other than HTAB (not allowed in field values, RFC 9110 5.5).
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -583,6 +828,86 @@ pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// The body of the `request_parse` fuzz target (`proxy/fuzz`), replayed on its
+/// corpus by `proxy/tests/fuzz_corpus.rs`: parse a request head, check its
+/// framing, and scan its body, asserting that nothing panics, spans stay inside
+/// the head, refusals are client errors or `501`, and a body scans to the same
+/// end (or the same error) whether it arrives at once or in pieces.
+pub fn fuzz_request(data: &[u8]) {
+    let mut head = RequestHead::default();
+    match parse_request(data, &mut head) {
+        Ok(true) => {}
+        Ok(false) => {
+            assert!(data.len() <= MAX_HEAD, "an over-long head must be refused");
+            return;
+        }
+        Err(_) => return,
+    }
+    assert!(head.len <= data.len() && head.len <= MAX_HEAD);
+    let within = |s: Span| s.start <= s.end && (s.end as usize) <= head.len;
+    assert!(within(head.method) && within(head.target));
+    assert!(head.fields.len() <= MAX_HEADERS);
+    for f in &head.fields {
+        assert!(within(f.name) && within(f.value));
+        assert_eq!(f.kind, Kind::of(f.name.of(data)));
+    }
+    let proto = if head.minor == 1 {
+        Proto::Http11
+    } else {
+        Proto::Http10
+    };
+    let fields = head
+        .fields
+        .iter()
+        .map(|f| (f.name.of(data), f.value.of(data)));
+    let checked = match check_request(proto, target_authority(head.target.of(data)), fields) {
+        Ok(c) => c,
+        Err(e) => {
+            let s = e.status();
+            assert!(s.is_client_error() || s == http::StatusCode::NOT_IMPLEMENTED);
+            return;
+        }
+    };
+    assert_ne!(
+        checked.framing,
+        Framing::UntilClose,
+        "requests have a length"
+    );
+    if checked.close {
+        assert!(checked.rewrite_framing && checked.framing == Framing::Chunked);
+    }
+    let body = &data[head.len..];
+    let mut whole = BodyScan::new(checked.framing);
+    let at_once = whole.scan(body).map(|n| (n, whole.is_done()));
+    let mut parts = BodyScan::new(checked.framing);
+    let mut taken = 0;
+    let mut step = 1;
+    let in_parts = loop {
+        if taken == body.len() || parts.is_done() {
+            break Ok((taken, parts.is_done()));
+        }
+        let end = (taken + step).min(body.len());
+        let offered = end - taken;
+        match parts.scan(&body[taken..end]) {
+            Ok(n) => {
+                assert!(n == offered || (n < offered && parts.is_done()));
+                taken += n;
+            }
+            Err(e) => break Err(e),
+        }
+        step = step % 5 + 1;
+    };
+    assert_eq!(
+        at_once.is_ok(),
+        in_parts.is_ok(),
+        "{at_once:?} {in_parts:?}"
+    );
+    if let (Ok(a), Ok(b)) = (at_once, in_parts) {
+        assert_eq!(a, b);
+        assert!(a.0 <= body.len());
+    }
 }
 
 #[cfg(test)]
@@ -611,7 +936,11 @@ mod tests {
             [Kind::Host, Kind::Cookie, Kind::ContentLength, Kind::Other]
         );
         assert_eq!(h.fields[3].value.of(raw), b"v");
-        assert_eq!(request_framing(raw, &h.fields), Some(Framing::Length(5)));
+        let fields = h.fields.iter().map(|f| (f.name.of(raw), f.value.of(raw)));
+        assert_eq!(
+            check_request(Proto::Http11, None, fields).map(|r| r.framing),
+            Ok(Framing::Length(5))
+        );
         assert!(!parse_request(&raw[..20], &mut h).unwrap());
         assert_eq!(
             parse_request(b"G(T / HTTP/1.1\r\n\r\n", &mut h),
@@ -632,26 +961,140 @@ mod tests {
         let mut raw = b"GET / HTTP/1.1\r\nx: ".to_vec();
         raw.extend_from_slice(&big);
         assert_eq!(parse_request(&raw, &mut h), Err(HeadError::TooLarge));
+        let mut raw = b"GET /".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        assert_eq!(parse_request(&raw, &mut h), Err(HeadError::UriTooLong));
+        raw.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(parse_request(&raw, &mut h), Err(HeadError::UriTooLong));
+    }
+
+    fn check(proto: Proto, target: &str, hs: &str) -> Result<RequestFraming, RequestError> {
+        let raw = format!("POST {target} HTTP/1.1\r\n{hs}\r\n");
+        let mut h = RequestHead::default();
+        assert!(parse_request(raw.as_bytes(), &mut h).unwrap());
+        let b = raw.as_bytes();
+        let fields = h.fields.iter().map(|f| (f.name.of(b), f.value.of(b)));
+        check_request(proto, target_authority(h.target.of(b)), fields)
     }
 
     #[test]
-    fn request_framing_leaves_odd_cases_to_hyper() {
-        let f = |hs: &str| {
-            let raw = format!("POST / HTTP/1.1\r\n{hs}\r\n");
-            let mut h = RequestHead::default();
-            assert!(parse_request(raw.as_bytes(), &mut h).unwrap());
-            request_framing(raw.as_bytes(), &h.fields)
+    fn request_framing_rules() {
+        use RequestError as E;
+        let f = |hs: &str| check(Proto::Http11, "/", hs);
+        let ok = |framing, rewrite_framing, close| {
+            Ok(RequestFraming {
+                framing,
+                rewrite_framing,
+                close,
+                expect_continue: false,
+            })
         };
-        assert_eq!(f(""), Some(Framing::None));
-        assert_eq!(f("content-length: 0\r\n"), Some(Framing::None));
-        assert_eq!(f("Transfer-Encoding: Chunked\r\n"), Some(Framing::Chunked));
-        assert_eq!(f("content-length: 1\r\ncontent-length: 1\r\n"), None);
-        assert_eq!(f("content-length: +1\r\n"), None);
-        assert_eq!(f("transfer-encoding: gzip, chunked\r\n"), None);
+        assert_eq!(f(""), ok(Framing::None, false, false));
+        assert_eq!(f("content-length: 0\r\n"), ok(Framing::None, false, false));
+        assert_eq!(
+            f("content-length: 7\r\n"),
+            ok(Framing::Length(7), false, false)
+        );
+        assert_eq!(
+            f("Transfer-Encoding: chunked\r\n"),
+            ok(Framing::Chunked, false, false)
+        );
+        assert_eq!(
+            f("Transfer-Encoding: Chunked\r\n"),
+            ok(Framing::Chunked, true, false)
+        );
+        assert_eq!(
+            f("Transfer-Encoding: CHUNKED\r\n"),
+            ok(Framing::Chunked, true, false)
+        );
+
         assert_eq!(
             f("transfer-encoding: chunked\r\ncontent-length: 3\r\n"),
-            None
+            ok(Framing::Chunked, true, true)
         );
+        for (hs, e) in [
+            ("content-length: +1\r\n", E::BadContentLength),
+            (
+                "content-length: 1\r\ncontent-length: 1\r\n",
+                E::BadContentLength,
+            ),
+            ("content-length: 3, 3\r\n", E::BadContentLength),
+            (
+                "content-length: 1\r\ncontent-length: 2\r\n",
+                E::BadContentLength,
+            ),
+            ("content-length: 1, 2\r\n", E::BadContentLength),
+            ("content-length: 1,\r\n", E::BadContentLength),
+            ("content-length: 0x10\r\n", E::BadContentLength),
+            ("content-length: \r\n", E::BadContentLength),
+            ("transfer-encoding: gzip, chunked\r\n", E::UnsupportedCoding),
+            (
+                "transfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n",
+                E::UnsupportedCoding,
+            ),
+            (
+                "transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n",
+                E::UnsupportedCoding,
+            ),
+            (
+                "transfer-encoding: chunked, gzip\r\n",
+                E::BadTransferEncoding,
+            ),
+            ("transfer-encoding: gzip\r\n", E::BadTransferEncoding),
+            (
+                "transfer-encoding: chunked, chunked\r\n",
+                E::BadTransferEncoding,
+            ),
+            ("transfer-encoding: \r\n", E::BadTransferEncoding),
+            ("transfer-encoding: ,chunked\r\n", E::BadTransferEncoding),
+            ("transfer-encoding: chunked ,\r\n", E::BadTransferEncoding),
+            ("transfer-encoding: xchunked\r\n", E::BadTransferEncoding),
+            ("host: a\r\nhost: a\r\n", E::DuplicateHost),
+            ("host: a b\r\n", E::BadHost),
+            ("host: a/b\r\n", E::BadHost),
+            ("expect: 100-continue, x\r\n", E::Expectation),
+        ] {
+            assert_eq!(f(hs), Err(e), "{hs:?}");
+        }
+        assert!(f("expect: 100-Continue\r\n").unwrap().expect_continue);
+        assert_eq!(
+            check(Proto::Http10, "/", "transfer-encoding: chunked\r\n"),
+            Err(E::TransferEncodingInHttp10)
+        );
+        assert_eq!(
+            check(Proto::Http11, "http://a.example/x", "host: b.example\r\n"),
+            Err(E::HostMismatch)
+        );
+        assert!(
+            check(
+                Proto::Http11,
+                "http://a.example:80/x",
+                "host: A.example:80\r\n"
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check(Proto::Http11, "http://u@a.example/x", ""),
+            Err(E::BadHost)
+        );
+        assert_eq!(check(Proto::Http11, "http:///x", ""), Err(E::BadHost));
+        for hs in [
+            "connection: close\r\n",
+            "te: gzip\r\n",
+            "transfer-encoding: chunked\r\n",
+        ] {
+            assert_eq!(
+                check(Proto::Http2, "/", hs),
+                Err(E::ConnectionSpecific),
+                "{hs}"
+            );
+        }
+        assert!(check(Proto::Http2, "/", "te: trailers\r\n").is_ok());
+        assert_eq!(E::UnsupportedCoding.status().as_u16(), 501);
+        assert_eq!(E::Expectation.status().as_u16(), 417);
+        assert_eq!(E::DuplicateHost.status().as_u16(), 400);
+        assert!(!connection_may_remove(b"Content-Length"));
+        assert!(connection_may_remove(b"x-secret"));
     }
 
     #[test]
@@ -673,6 +1116,10 @@ mod tests {
         assert_eq!(f("204 No Content", "", false), Ok((Framing::None, false)));
         assert_eq!(
             f("304 Not Modified", "content-length: 9\r\n", false),
+            Ok((Framing::None, false))
+        );
+        assert_eq!(
+            f("204 No Content", "content-length: x\r\n", false),
             Ok((Framing::None, false))
         );
         assert_eq!(f("200 OK", "", false), Ok((Framing::UntilClose, false)));
@@ -716,6 +1163,12 @@ mod tests {
             b"5;a\nb\r\n",
             b"ffffffffffffffffff\r\n",
             b"0\r\nX: 1\rY",
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\n folded\r\n\r\n",
+            b"0\r\nContent-L;ngth: 0\r\n\r\n",
+            b"0\r\nNoColon\r\n\r\n",
+            b"0\r\nX: \x001\r\n\r\n",
+            b"1;a\x00b\r\nx\r\n",
         ] {
             assert!(scan_all(Framing::Chunked, bad).is_err(), "{bad:?}");
         }
@@ -739,6 +1192,31 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The fuzz target's invariants hold on mutated requests (a cheap stand-in
+        /// for libFuzzer in `cargo test`).
+        #[test]
+        fn fuzz_request_holds_on_mutations(
+            base in 0usize..4,
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..3), 0..8),
+        ) {
+            let bases: [&[u8]; 4] = [
+                b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: 1\r\n\r\n",
+                b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                b"GET http://x/a HTTP/1.0\r\nHost: x\r\nExpect: 100-continue\r\nConnection: host\r\n\r\n",
+                b"POST /p HTTP/1.1\r\nContent-Length: 5, 5\r\nTransfer-Encoding: ,Chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+            ];
+            let mut data = bases[base].to_vec();
+            for (at, byte, op) in edits {
+                let i = usize::from(at) % (data.len() + 1);
+                match op {
+                    0 if i < data.len() => data[i] = byte,
+                    1 => data.insert(i, byte),
+                    _ => data.truncate(i.max(1)),
+                }
+            }
+            fuzz_request(&data);
+        }
 
         /// A chunked body split at arbitrary points scans to the same end.
         #[test]

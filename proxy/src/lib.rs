@@ -8,7 +8,8 @@
 //! health-checks its servers, and queues requests per server by priority class.
 //! HTTP/1.1 is served by a fast path of its own ([`h1`] heads parsed in place,
 //! bodies copied with their framing); HTTP/2 and what the fast path leaves (upgrades,
-//! HTTP/1.0, odd framing) by hyper.
+//! HTTP/1.0, absolute-form targets) by hyper, behind the same framing rules
+//! ([`h1::check_request`], applied to hyper's input by an internal guard).
 //!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
@@ -26,6 +27,7 @@ pub mod balance;
 pub mod config;
 pub mod cookie;
 mod fast;
+mod guard;
 pub mod h1;
 pub mod health;
 pub mod metrics;
@@ -223,7 +225,7 @@ pub async fn serve_stream<S>(
     fe.stats.connections.fetch_add(1, Ordering::Relaxed);
     fe.stats.open_connections.fetch_add(1, Ordering::Relaxed);
     // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
-    // odd framing...) comes back with the bytes already read, for hyper.
+    // HTTP/1.0...) comes back with the bytes already read, for hyper.
     let stream = if fe.fast_path {
         match fast::serve(&fe, stream, peer).await {
             fast::Served::Done => {
@@ -235,6 +237,8 @@ pub async fn serve_stream<S>(
     } else {
         Rewind::new(Vec::new(), stream)
     };
+    // Hyper reads HTTP/1 through the fast path's framing rules.
+    let stream = guard::Guard::new(stream, fe.clone());
     let f2 = fe.clone();
     let svc = service_fn(move |req| f2.clone().handle(peer, req));
     let conn = builder.serve_connection(TokioIo::new(stream), svc);

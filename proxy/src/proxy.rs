@@ -20,6 +20,7 @@ use crate::backend::{Backend, Server};
 use crate::balance::{HeaderLookup, RequestView};
 use crate::config::{CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionIdConfig};
 use crate::cookie::{self, CookieVerdict};
+use crate::h1;
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
 use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
@@ -154,12 +155,36 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| h1::connection_may_remove(n.as_bytes()))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in listed.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
     }
     h.remove(header::TRAILER);
+}
+
+/// Response framing on the hyper path (RFC 9112 6.3, as `h1::response_framing`
+/// on the fast path): a transfer coding wins over a length, which is dropped
+/// (hyper would otherwise send the decoded body under the server's length);
+/// returns the codings other than `chunked` (`gzip`...), which must reach the
+/// client (hyper frames the body itself and adds `chunked` after them).
+fn response_codings(h: &mut HeaderMap) -> Option<HeaderValue> {
+    if !h.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    h.remove(header::CONTENT_LENGTH);
+    let codings: Vec<&[u8]> = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| h1::tokens(v.as_bytes()))
+        .filter(|t| !t.eq_ignore_ascii_case(b"chunked"))
+        .collect();
+    if codings.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&codings.join(&b", "[..])).ok()
 }
 
 /// All `Cookie` headers joined (HTTP/2 clients send one per cookie).
@@ -922,6 +947,33 @@ impl Frontend {
                 None,
             );
         }
+        // The framing rules of the fast path (one function for both).
+        let proto = match req.version() {
+            Version::HTTP_09 | Version::HTTP_10 => h1::Proto::Http10,
+            Version::HTTP_11 => h1::Proto::Http11,
+            _ => h1::Proto::Http2,
+        };
+        let checked = match h1::check_request(
+            proto,
+            req.uri().authority().map(|a| a.as_str().as_bytes()),
+            req.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+                log::debug!("client {peer}: {e}");
+                self.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                // Counted as a client error, like the fast path's refusals.
+                let mut r = local_response(e.status(), &e.to_string());
+                if proto != h1::Proto::Http2 {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return (r, None, None, None);
+            }
+        };
         let (parts, body) = req.into_parts();
         let path_q = parts
             .uri
@@ -973,7 +1025,7 @@ impl Frontend {
                         .boxed(),
                 }
             };
-            let up = self.upstream_request(&parts, &srv, peer, cookies.as_deref(), b);
+            let up = self.upstream_request(&parts, &checked, &srv, peer, cookies.as_deref(), b);
             srv.stats.requests.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(be.cfg.timeouts.server.0, self.upstream.request(srv.idx, up))
                 .await
@@ -1004,11 +1056,22 @@ impl Frontend {
             }
         };
         let srv = be.servers[routed.decision.server].clone();
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The proxy never asks for an upgrade (it removes `Upgrade`): a bad
+            // response, as on the fast path.
+            srv.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+            let r = self.fail(StatusCode::BAD_GATEWAY, "The server failed to answer.");
+            return (r, Some(srv.idx), Some(routed.decision.via), Some(tw));
+        }
 
         // 5. Response: learn session IDs, persistence cookies, hop-by-hop headers.
         let (mut rparts, rbody) = resp.into_parts();
         srv.stats.responses[status_idx(rparts.status.as_u16())].fetch_add(1, Ordering::Relaxed);
+        let codings = response_codings(&mut rparts.headers);
         strip_hop_by_hop(&mut rparts.headers);
+        if let Some(te) = codings {
+            rparts.headers.insert(header::TRANSFER_ENCODING, te);
+        }
         self.learn_sessions(
             &routed,
             srv.idx,
@@ -1029,6 +1092,12 @@ impl Frontend {
                 routed.client_cookie.as_ref(),
                 routed.now_unix,
             );
+        }
+        if checked.close {
+            // Length and coding together: this connection is not trusted further.
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let body = ProxiedBody::new(rbody, conn, permit).boxed();
         (
@@ -1129,6 +1198,7 @@ impl Frontend {
     fn upstream_request(
         &self,
         parts: &http::request::Parts,
+        checked: &h1::RequestFraming,
         srv: &Server,
         peer: SocketAddr,
         cookies: Option<&str>,
@@ -1141,6 +1211,18 @@ impl Frontend {
         };
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        // One canonical length (hyper frames the body itself, chunked when it has
+        // no length).
+        if checked.rewrite_framing || headers.contains_key(header::CONTENT_LENGTH) {
+            match checked.framing {
+                h1::Framing::Length(n) => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
+                _ => {
+                    headers.remove(header::CONTENT_LENGTH);
+                }
+            }
+        }
         if !headers.contains_key(header::HOST) {
             let host = parts
                 .uri

@@ -508,7 +508,8 @@ async fn what_the_fast_path_leaves_goes_to_hyper() {
         let r = read_response(&mut c, &mut buf, false).await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"s1"[..]));
     }
-    // HTTP/1.0 and a transfer coding the fast path does not forward as is.
+    // HTTP/1.0 goes to hyper; a transfer coding other than chunked is refused
+    // (it used to reach hyper, which forwarded the body re-chunked without it).
     let mut c = connect(addr).await;
     c.write_all(b"GET /c HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
@@ -522,9 +523,9 @@ async fn what_the_fast_path_leaves_goes_to_hyper() {
     .await
     .unwrap();
     let r = read_response(&mut c, &mut buf, false).await.unwrap();
-    assert_eq!(r.body, b"s1 got 3");
+    assert_eq!(r.status, 501, "{}", r.head);
     let uris: Vec<String> = s1.seen().into_iter().map(|s| s.uri).collect();
-    assert_eq!(uris, ["/a", "/ws", "/b", "/c", "/d"]);
+    assert_eq!(uris, ["/a", "/ws", "/b", "/c"]);
     proxy.shutdown().await;
 }
 
@@ -693,4 +694,103 @@ fn mutated_requests_never_break_the_proxy() {
     assert!(s1.seen().len() > 10, "{}", s1.seen().len());
     drop(s1);
     rt.block_on(proxy.shutdown());
+}
+
+/// HTTP/1.0 clients (served by hyper after the hand-over): kept alive when they
+/// ask for it, closed after the response when they do not; a request with both a
+/// length and a coding is answered, then its connection closed (RFC 9112 6.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_keep_alive_and_close_after_length_with_coding() {
+    let s1 = TestServer::start("s1").await;
+    for fast in [true, false] {
+        let proxy = start_proxy(&one_server(s1.addr, &format!(", fast_path: {fast}"), "")).await;
+        let addr = proxy.local_addr("web").unwrap();
+        let mut buf = Vec::new();
+        let mut c = connect(addr).await;
+        for path in ["/a", "/b"] {
+            c.write_all(
+                format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let r = read_response(&mut c, &mut buf, false).await.unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"s1"[..]), "{fast}");
+            assert_eq!(
+                r.field("connection")
+                    .map(|v| v.to_ascii_lowercase())
+                    .as_deref(),
+                Some("keep-alive"),
+                "{fast}: {}",
+                r.head
+            );
+        }
+        c.write_all(b"GET /c HTTP/1.0\r\n\r\n").await.unwrap();
+        let r = read_response(&mut c, &mut buf, false).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+
+        let mut c = connect(addr).await;
+        c.write_all(
+            b"POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let r = read_response(&mut c, &mut buf, false).await.unwrap();
+        assert_eq!(r.body, b"s1 got 5", "{fast}");
+        assert_eq!(r.field("connection").as_deref(), Some("close"), "{fast}");
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+        proxy.shutdown().await;
+    }
+}
+
+/// A request refused after pipelined ones that were fine: those are answered
+/// first, then the refusal, then the connection closes, on both paths (on the
+/// hyper path the guard writes the refusal after hyper's last response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_after_pipelined_requests() {
+    let s1 = TestServer::start("s1").await;
+    for fast in [true, false] {
+        let proxy = start_proxy(&one_server(s1.addr, &format!(", fast_path: {fast}"), "")).await;
+        let addr = proxy.local_addr("web").unwrap();
+        let mut c = connect(addr).await;
+        c.write_all(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+              POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\
+              GET /c HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n\
+              GET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(r) = read_response(&mut c, &mut buf, false).await {
+            got.push((r.status, String::from_utf8_lossy(&r.body).to_string()));
+            if r.status == 400 {
+                break;
+            }
+        }
+        assert_eq!(
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [200, 200, 400],
+            "fast path {fast}: {got:?}"
+        );
+        assert_eq!(got[1].1, "s1 got 2");
+        assert!(
+            closed_within(&mut c, Duration::from_secs(2)).await,
+            "{fast}"
+        );
+        proxy.shutdown().await;
+    }
+    let uris: Vec<String> = s1.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(
+        uris,
+        ["/a", "/b", "/a", "/b"],
+        "nothing after the refused request"
+    );
 }

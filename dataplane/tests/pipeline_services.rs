@@ -455,3 +455,16 @@ fn reload_changing_a_services_mode_keeps_its_connections_as_made() {
     // A new client is served by direct return: its packet keeps the VIP.
     assert_eq!(open(&mut h, 1), a4(VIP4));
 }
+
+#[test]
+fn syn_with_fin_opens_nothing() {
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    let syn_fin = client_pkt(client(0), 30000, a4(VIP4), 80, L4::Tcp(0x03));
+    let (tx, _) = h.rx(0, &syn_fin);
+    nothing(&tx);
+    assert_eq!(h.counters().drop_tcp_syn_fin, 1);
+    assert_eq!(h.p.connection_count(), 0);
+    // The plain SYN that follows opens the connection.
+    assert_eq!(open(&mut h, 0), a4(SERVER4));
+    assert_eq!(h.p.connection_count(), 1);
+}

@@ -99,6 +99,8 @@ counters! {
     drop_no_server,
     /// TCP segments without a connection that cannot open one (not a SYN, and the service cannot pick flows up mid-stream).
     drop_tcp_no_conn,
+    /// TCP segments with both SYN and FIN set to a service: never a connection request, dropped without opening one.
+    drop_tcp_syn_fin,
     /// Packets of a connection whose server is `down` or in `maint` (the connection is closed).
     drop_server_down,
     /// New flows refused because the connection table was full.

@@ -29,6 +29,8 @@ pub(crate) enum DropReason {
     TcpNoConn,
     /// Packets of a connection whose server is `down` or in `maint` (the connection is closed).
     ServerDown,
+    /// TCP segments with both SYN and FIN set to a service: never a connection request, dropped without opening one.
+    TcpSynFin,
     /// New flows refused because the connection table was full.
     ConnFull,
     /// New flows whose reply tuple was already in use.
@@ -119,6 +121,7 @@ impl Counters {
             DropReason::NoServer => self.drop_no_server += 1,
             DropReason::TcpNoConn => self.drop_tcp_no_conn += 1,
             DropReason::ServerDown => self.drop_server_down += 1,
+            DropReason::TcpSynFin => self.drop_tcp_syn_fin += 1,
             DropReason::ConnFull => self.drop_conn_full += 1,
             DropReason::ReplyConflict => self.drop_reply_conflict += 1,
             DropReason::FnatNoPort => self.drop_fnat_no_port += 1,

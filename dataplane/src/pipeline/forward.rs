@@ -147,6 +147,11 @@ impl<F: Frame> Pipeline<F> {
         };
         let (xmit, pickup, persistent) = (rt.xmit, rt.pickup, rt.persistent);
         let syn = c.tcp_flags.is_syn_only();
+        if proto == Protocol::Tcp && c.tcp_flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
+            // Never a connection request (RFC 9293 §3.10.7.2 ignores a SYN's
+            // FIN): a scan or an attempt to confuse state; opens nothing.
+            return Fate::Dropped(DropReason::TcpSynFin);
+        }
         if proto == Protocol::Tcp && !syn {
             // RFC 9293: nothing but a SYN opens a connection; a flow picked up
             // mid-stream must reach the server it had, so only a

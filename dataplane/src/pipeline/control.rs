@@ -135,20 +135,8 @@ impl<F: Frame> Pipeline<F> {
     /// Expires what is due in the connection and sticky tables.
     pub(super) fn expire(&mut self, now: Time) {
         let budget = self.cfg.timer_budget.max(1);
-        let mut closed4 = core::mem::take(&mut self.scratch.closed4);
-        closed4.clear();
-        self.conn4.expire(now, budget, &mut closed4);
-        for c in closed4.drain(..) {
-            self.conn_gone(&c.key, &c.conn, false);
-        }
-        self.scratch.closed4 = closed4;
-        let mut closed6 = core::mem::take(&mut self.scratch.closed6);
-        closed6.clear();
-        self.conn6.expire(now, budget, &mut closed6);
-        for c in closed6.drain(..) {
-            self.conn_gone(&c.key, &c.conn, false);
-        }
-        self.scratch.closed6 = closed6;
+        self.expire_in::<Key4>(now, budget);
+        self.expire_in::<Key6>(now, budget);
         self.sticky.expire(now, budget);
         self.drain_sticky_events();
     }
@@ -263,16 +251,8 @@ impl<F: Frame> Pipeline<F> {
     pub(super) fn adopt_services(&mut self, new: Arc<Config>) {
         let map = Config::reload_map(&self.services, &new);
         if !map.is_identity() {
-            let mut closed4 = Vec::new();
-            self.conn4.apply_reload(&map, &mut closed4);
-            for c in &closed4 {
-                self.conn_gone(&c.key, &c.conn, true);
-            }
-            let mut closed6 = Vec::new();
-            self.conn6.apply_reload(&map, &mut closed6);
-            for c in &closed6 {
-                self.conn_gone(&c.key, &c.conn, true);
-            }
+            self.drain_in::<Key4>(Some(&map));
+            self.drain_in::<Key6>(Some(&map));
             self.sticky.apply_reload(&map);
             // Sticky events waiting in the outbox were made in the old
             // indices; they leave in the new ones (or not at all).
@@ -376,16 +356,8 @@ impl<F: Frame> Pipeline<F> {
                 ok
             }
             ControlMsg::FlushConnections => {
-                let mut closed4 = Vec::new();
-                self.conn4.flush(&mut closed4);
-                for c in &closed4 {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
-                let mut closed6 = Vec::new();
-                self.conn6.flush(&mut closed6);
-                for c in &closed6 {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
+                self.drain_in::<Key4>(None);
+                self.drain_in::<Key6>(None);
                 true
             }
             ControlMsg::FlushSticky { service } => {

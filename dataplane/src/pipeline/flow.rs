@@ -1,10 +1,15 @@
-//! A family-independent view of the two connection tables.
+//! A family-independent view of the two connection tables: tuples of
+//! either family, handles typed by family ([`ConnRef`]), and each table
+//! operation written once for both families ([`Family`]).
 
 use std::net::IpAddr;
 
-use super::Pipeline;
-use crate::conn::{Conn, Handle, InsertError, Key4, Key6, NewConn, TcpFlags};
+use super::{Pipeline, Scratch};
+use crate::conn::{
+    Closed, Conn, ConnTable, FlowKey, Handle, InsertError, Key4, Key6, NewConn, TcpFlags,
+};
 use crate::frame::Frame;
+use crate::time::Time;
 
 /// A 5-tuple of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,41 +31,15 @@ impl Tuple {
         }
     }
 
-    fn key4(&self) -> Option<Key4> {
-        match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                Some(Key4::new(s, d, self.sport, self.dport, self.proto))
-            }
-            _ => None,
-        }
-    }
-
-    fn key6(&self) -> Option<Key6> {
-        match (self.src, self.dst) {
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                Some(Key6::new(s, d, self.sport, self.dport, self.proto))
-            }
-            _ => None,
-        }
-    }
-
-    fn from4(k: &Key4) -> Tuple {
+    /// The tuple of key `k`.
+    #[inline]
+    fn of<K: FlowKey>(k: &K) -> Tuple {
         Tuple {
-            src: IpAddr::V4(k.src),
-            dst: IpAddr::V4(k.dst),
-            sport: k.src_port,
-            dport: k.dst_port,
-            proto: k.proto,
-        }
-    }
-
-    fn from6(k: &Key6) -> Tuple {
-        Tuple {
-            src: IpAddr::V6(k.src),
-            dst: IpAddr::V6(k.dst),
-            sport: k.src_port,
-            dport: k.dst_port,
-            proto: k.proto,
+            src: k.src_addr(),
+            dst: k.dst_addr(),
+            sport: k.src_port(),
+            dport: k.dst_port(),
+            proto: k.proto(),
         }
     }
 }
@@ -85,29 +64,114 @@ impl ConnRef {
     }
 }
 
+/// An address family's key, with the pipeline's table and scratch space for
+/// it: what lets each table operation below be written once.
+pub(crate) trait Family: FlowKey {
+    /// The key of tuple `t`, if `t` is of this family.
+    fn key(t: &Tuple) -> Option<Self>;
+    /// The pipeline's table of this family.
+    fn table<F: Frame>(p: &Pipeline<F>) -> &ConnTable<Self>;
+    /// The pipeline's table of this family, to change.
+    fn table_mut<F: Frame>(p: &mut Pipeline<F>) -> &mut ConnTable<Self>;
+    /// The burst scratch space for this family's closed connections.
+    fn closed(s: &mut Scratch) -> &mut Vec<Closed<Self>>;
+    /// `h`, a handle of this family's table.
+    fn conn_ref(h: Handle) -> ConnRef;
+}
+
+impl Family for Key4 {
+    #[inline(always)]
+    fn key(t: &Tuple) -> Option<Key4> {
+        match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some(Key4::new(s, d, t.sport, t.dport, t.proto)),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    fn table<F: Frame>(p: &Pipeline<F>) -> &ConnTable<Key4> {
+        &p.conn4
+    }
+    #[inline(always)]
+    fn table_mut<F: Frame>(p: &mut Pipeline<F>) -> &mut ConnTable<Key4> {
+        &mut p.conn4
+    }
+    #[inline(always)]
+    fn closed(s: &mut Scratch) -> &mut Vec<Closed<Key4>> {
+        &mut s.closed4
+    }
+    #[inline(always)]
+    fn conn_ref(h: Handle) -> ConnRef {
+        ConnRef::V4(h)
+    }
+}
+
+impl Family for Key6 {
+    #[inline(always)]
+    fn key(t: &Tuple) -> Option<Key6> {
+        match (t.src, t.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some(Key6::new(s, d, t.sport, t.dport, t.proto)),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    fn table<F: Frame>(p: &Pipeline<F>) -> &ConnTable<Key6> {
+        &p.conn6
+    }
+    #[inline(always)]
+    fn table_mut<F: Frame>(p: &mut Pipeline<F>) -> &mut ConnTable<Key6> {
+        &mut p.conn6
+    }
+    #[inline(always)]
+    fn closed(s: &mut Scratch) -> &mut Vec<Closed<Key6>> {
+        &mut s.closed6
+    }
+    #[inline(always)]
+    fn conn_ref(h: Handle) -> ConnRef {
+        ConnRef::V6(h)
+    }
+}
+
+/// Runs `$body` with `K` the family of tuple `$t` (`$none` for a tuple of
+/// mixed families).
+macro_rules! by_family {
+    ($t:expr, $none:expr, |$k:ident: K| $body:expr) => {
+        match $t.src {
+            IpAddr::V4(_) => match Key4::key($t) {
+                Some($k) => $body,
+                None => $none,
+            },
+            IpAddr::V6(_) => match Key6::key($t) {
+                Some($k) => $body,
+                None => $none,
+            },
+        }
+    };
+}
+
 impl<F: Frame> Pipeline<F> {
     /// The connection `h` names, with its forward (client-side) tuple.
     #[inline]
     pub(crate) fn conn_get(&self, h: &ConnRef) -> Option<(Tuple, Conn)> {
         match h {
-            ConnRef::V4(h) => self
-                .conn4
-                .get_with_key(h)
-                .map(|(k, c)| (Tuple::from4(k), *c)),
-            ConnRef::V6(h) => self
-                .conn6
-                .get_with_key(h)
-                .map(|(k, c)| (Tuple::from6(k), *c)),
+            ConnRef::V4(h) => self.get_in::<Key4>(h),
+            ConnRef::V6(h) => self.get_in::<Key6>(h),
         }
+    }
+
+    #[inline(always)]
+    fn get_in<K: Family>(&self, h: &Handle) -> Option<(Tuple, Conn)> {
+        K::table(self)
+            .get_with_key(h)
+            .map(|(k, c)| (Tuple::of(k), *c))
     }
 
     /// Accounts a packet on `h`: TCP state and expiry.
     #[inline]
     pub(crate) fn conn_on_packet(&mut self, h: &ConnRef, flags: u8) {
-        let f = TcpFlags(flags);
+        let (f, now) = (TcpFlags(flags), self.now);
         match h {
-            ConnRef::V4(h) => self.conn4.on_packet(h, f, self.now),
-            ConnRef::V6(h) => self.conn6.on_packet(h, f, self.now),
+            ConnRef::V4(h) => Key4::table_mut(self).on_packet(h, f, now),
+            ConnRef::V6(h) => Key6::table_mut(self).on_packet(h, f, now),
         };
     }
 
@@ -116,35 +180,29 @@ impl<F: Frame> Pipeline<F> {
     /// [`Pipeline::conn_insert`]).
     #[inline]
     pub(crate) fn conn_prefetch(&self, t: &Tuple) -> u64 {
-        match (t.key4(), t.key6()) {
-            (Some(k), _) => self.conn4.prefetch(&k),
-            (_, Some(k)) => self.conn6.prefetch(&k),
-            _ => 0,
-        }
+        by_family!(t, 0, |k: K| Family::table(self).prefetch(&k))
     }
 
     /// Looks a tuple up.
     pub(crate) fn conn_lookup(&mut self, t: &Tuple) -> Option<ConnRef> {
-        match (t.key4(), t.key6()) {
-            (Some(k), _) => self.conn4.lookup(&k).map(ConnRef::V4),
-            (_, Some(k)) => self.conn6.lookup(&k).map(ConnRef::V6),
-            _ => None,
-        }
+        by_family!(t, None, |k: K| self.lookup_in(k))
+    }
+
+    fn lookup_in<K: Family>(&mut self, k: K) -> Option<ConnRef> {
+        K::table_mut(self).lookup(&k).map(K::conn_ref)
     }
 
     /// Removes the connection `h` names and releases what it held.
     pub(crate) fn conn_close(&mut self, h: &ConnRef) {
         match h {
-            ConnRef::V4(h) => {
-                if let Some(c) = self.conn4.remove(h) {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
-            }
-            ConnRef::V6(h) => {
-                if let Some(c) = self.conn6.remove(h) {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
-            }
+            ConnRef::V4(h) => self.close_in::<Key4>(h),
+            ConnRef::V6(h) => self.close_in::<Key6>(h),
+        }
+    }
+
+    fn close_in<K: Family>(&mut self, h: &Handle) {
+        if let Some(c) = K::table_mut(self).remove(h) {
+            self.conn_gone(&c.key, &c.conn, false);
         }
     }
 
@@ -164,66 +222,69 @@ impl<F: Frame> Pipeline<F> {
         guessed: bool,
     ) -> Result<(), InsertError> {
         let f = TcpFlags(flags);
-        match (fwd.key4(), fwd.key6()) {
-            (Some(k), _) => {
-                let r = match reply {
-                    Some((r, rh)) => Some((r.key4().ok_or(InsertError::ReplyIsForward)?, rh)),
-                    None => None,
-                };
-                let h = self.conn4.hash_key(&k);
-                let ins = self
-                    .conn4
-                    .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
-                for c in ins.evicted.iter().flatten() {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
-                Ok(())
-            }
-            (_, Some(k)) => {
-                let r = match reply {
-                    Some((r, rh)) => Some((r.key6().ok_or(InsertError::ReplyIsForward)?, rh)),
-                    None => None,
-                };
-                let h = self.conn6.hash_key(&k);
-                let ins = self
-                    .conn6
-                    .insert_hashed_guess(k, h, r, new, f, self.now, guessed)?;
-                for c in ins.evicted.iter().flatten() {
-                    self.conn_gone(&c.key, &c.conn, false);
-                }
-                Ok(())
-            }
-            _ => Err(InsertError::ReplyIsForward),
+        by_family!(fwd, Err(InsertError::ReplyIsForward), |k: K| self
+            .insert_in(k, reply, new, f, guessed))
+    }
+
+    #[inline(always)]
+    fn insert_in<K: Family>(
+        &mut self,
+        k: K,
+        reply: Option<(&Tuple, u64)>,
+        new: NewConn,
+        f: TcpFlags,
+        guessed: bool,
+    ) -> Result<(), InsertError> {
+        let r = match reply {
+            Some((r, rh)) => Some((K::key(r).ok_or(InsertError::ReplyIsForward)?, rh)),
+            None => None,
+        };
+        let now = self.now;
+        let t = K::table_mut(self);
+        let h = t.hash_key(&k);
+        let ins = t.insert_hashed_guess(k, h, r, new, f, now, guessed)?;
+        for c in ins.evicted.iter().flatten() {
+            self.conn_gone(&c.key, &c.conn, false);
+        }
+        Ok(())
+    }
+
+    /// Expires up to `budget` due connections of family `K`, releasing what
+    /// they held.
+    pub(super) fn expire_in<K: Family>(&mut self, now: Time, budget: usize) {
+        let mut closed = core::mem::take(K::closed(&mut self.scratch));
+        closed.clear();
+        K::table_mut(self).expire(now, budget, &mut closed);
+        for c in closed.drain(..) {
+            self.conn_gone(&c.key, &c.conn, false);
+        }
+        *K::closed(&mut self.scratch) = closed;
+    }
+
+    /// Empties the table of family `K` (a flush, `reload`: a reload's
+    /// `map`), releasing what its connections held.
+    pub(super) fn drain_in<K: Family>(&mut self, map: Option<&crate::model::ReloadMap>) {
+        let mut closed = Vec::new();
+        let t = K::table_mut(self);
+        match map {
+            Some(m) => t.apply_reload(m, &mut closed),
+            None => t.flush(&mut closed),
+        };
+        for c in &closed {
+            self.conn_gone(&c.key, &c.conn, map.is_some());
         }
     }
 }
 
 /// Whether `t`'s tuple is free in the table of its family (for the SNAT
-/// port choice).
+/// port choice); a tuple of mixed families is never free.
 pub(crate) fn tuple_free(
     conn4: &crate::conn::ConnTable4,
     conn6: &crate::conn::ConnTable6,
     t: &Tuple,
 ) -> bool {
-    let h = match (t.key4(), t.key6()) {
-        (Some(k), _) => conn4.hash_key(&k),
-        (_, Some(k)) => conn6.hash_key(&k),
-        _ => return false,
-    };
-    !tuple_taken(conn4, conn6, t, h)
-}
-
-/// Whether an entry of the table of `t`'s family has `t` (of hash `hash`)
-/// as its key; a tuple of mixed families is taken (it can never be used).
-fn tuple_taken(
-    conn4: &crate::conn::ConnTable4,
-    conn6: &crate::conn::ConnTable6,
-    t: &Tuple,
-    hash: u64,
-) -> bool {
-    match (t.key4(), t.key6()) {
-        (Some(k), _) => conn4.contains(&k, hash),
-        (_, Some(k)) => conn6.contains(&k, hash),
-        _ => true,
+    match t.src {
+        IpAddr::V4(_) => Key4::key(t).is_some_and(|k| !conn4.contains(&k, conn4.hash_key(&k))),
+        IpAddr::V6(_) => Key6::key(t).is_some_and(|k| !conn6.contains(&k, conn6.hash_key(&k))),
     }
 }

@@ -16,6 +16,7 @@
 //! (the same connections, server packets), `new-nat`, `new-fnat`,
 //! `new-dsr-sticky` (SYNs of new flows into a table of FLOWS entries, 2^21
 //! if not given; flushed, untimed, when a quarter full),
+//! `established6` (IPv6 NAT, `FLOWS` preloaded connections, client packets),
 //! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
 //! `table` (the connection table alone: burst lookup and state update).
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
@@ -26,7 +27,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tack_bench::{
@@ -36,8 +38,13 @@ use tack_bench::{
 use tack_dataplane::Frame;
 use tack_dataplane::conn::{ConnTable4, ConnTableConfig, Key4, NewConn, TcpFlags};
 use tack_dataplane::ids::{ServerIdx, ServiceIdx};
-use tack_dataplane::model::ForwardMode;
-use tack_dataplane::pipeline::{ControlMsg, Output, Pipeline};
+use tack_dataplane::model::{Config, ForwardMode, Protocol, RealServer, SchedulerKind, Service};
+use tack_dataplane::pipeline::{
+    ConnSpec, ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
+};
+use tack_dataplane::wire::{
+    EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv6Repr, TcpRepr,
+};
 
 /// Bursts built and then timed together.
 const GROUP: usize = 16;
@@ -86,6 +93,125 @@ fn run<W: Forwarder + ?Sized>(
         std::sync::atomic::Ordering::Relaxed,
     );
     total
+}
+
+/// The IPv6 VIP of `established6`.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10);
+
+/// Flow `i` of `established6`: its client address and port.
+fn client6(i: u64) -> (Ipv6Addr, u16) {
+    (
+        Ipv6Addr::new(0x2001, 0xdb8, 0x1000, 0, 0, 0, 0, (i / 50_000) as u16),
+        10_000 + (i % 50_000) as u16,
+    )
+}
+
+/// Server `i` of `established6`.
+fn server6(i: usize) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2 + i as u16))
+}
+
+/// `established6`'s pipeline: the IPv4 benchmark's topology in IPv6 (clients
+/// behind a gateway on port 0, servers on-link on port 1), a NAT service on
+/// VIP6:80 over [`SERVERS`] servers, and `flows` established connections.
+fn pipeline6(flows: u64) -> Pipeline<BenchFrame> {
+    let gw = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfe));
+    let mut s = Service::new(IpAddr::V6(VIP6), Protocol::Tcp, Some(80));
+    s.scheduler = SchedulerKind::WeightedRoundRobin;
+    s.servers = (0..SERVERS).map(|i| RealServer::new(server6(i))).collect();
+    let cfg = PipelineConfig {
+        ports: vec![
+            PortSpec {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                addresses: vec![(
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
+                    64,
+                )],
+                mtu: 1500,
+            },
+            PortSpec {
+                mac: EthernetAddress([2, 0, 0, 0, 1, 2]),
+                addresses: vec![(IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1)), 64)],
+                mtu: 1500,
+            },
+        ],
+        services: Arc::new(Config::new(vec![s]).expect("valid service")),
+        routes: vec![Route {
+            dst: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            prefix_len: 0,
+            port: 0,
+            gateway: Some(gw),
+        }],
+        conn6: ConnTableConfig {
+            capacity: (2 * flows as usize).max(64),
+            ..ConnTableConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let mut p = Pipeline::new(Arc::new(cfg), WorkerSpec::software(0, 1, 2)).expect("pipeline");
+    for i in 0..SERVERS {
+        let (port, addr, mac) = (1, server6(i), EthernetAddress([2, 0, 0, 0, 0, 3]));
+        p.apply(ControlMsg::Neighbor { port, addr, mac });
+    }
+    let (port, addr, mac) = (0, gw, EthernetAddress([2, 0, 0, 0, 0, 1]));
+    p.apply(ControlMsg::Neighbor { port, addr, mac });
+    for i in 0..flows {
+        let (client, client_port) = client6(i);
+        let spec = ConnSpec {
+            client: IpAddr::V6(client),
+            client_port,
+            vip: IpAddr::V6(VIP6),
+            vip_port: 80,
+            protocol: 6,
+            server: ServerIdx((i % SERVERS as u64) as u16),
+            local: None,
+        };
+        p.install_connection(NOW, &spec)
+            .expect("room for every flow");
+    }
+    p
+}
+
+/// Writes into `buf` an Ethernet frame holding a TCP segment `src:sport` →
+/// `dst:dport` over IPv6 with `flags` and a valid checksum.
+fn segment6(buf: &mut Vec<u8>, src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) {
+    buf.clear();
+    buf.resize(14 + 40 + 20, 0);
+    EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        vlan: None,
+        ethertype: EtherType::IPV6,
+    }
+    .emit(buf)
+    .expect("room");
+    Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::TCP,
+        payload_len: 20,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut buf[14..])
+    .expect("room");
+    TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq_number: 1,
+        ack_number: 1,
+        flags: tack_dataplane::wire::TcpFlags(flags),
+        window_len: 1000,
+        urgent_at: 0,
+        mss: None,
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload: &[],
+    }
+    .emit(&mut buf[54..], &IpAddr::V6(src), &IpAddr::V6(dst))
+    .expect("room");
 }
 
 /// Transparent huge pages in use at the end of the run, MiB.
@@ -210,6 +336,24 @@ fn main() {
             } else {
                 run(fwd.as_mut(), bursts, |_| {}, &mut client_pkt)
             }
+        }
+        "established6" => {
+            let mut p = pipeline6(flows);
+            let mut rng = Rng(0x5eed_0000 + flows);
+            let mut frame = Vec::with_capacity(80);
+            let d = run(
+                &mut p,
+                bursts,
+                |_| {},
+                |f| {
+                    let (addr, port) = client6(rng.next() % flows);
+                    segment6(&mut frame, addr, port, VIP6, 80, 0x10);
+                    f.load(&frame);
+                },
+            );
+            let c = p.counters();
+            assert_eq!(c.tx_forward, c.rx_frames, "every packet forwarded: {c:?}");
+            d
         }
         "new-nat" | "new-fnat" | "new-dsr-sticky" => {
             let (mode, sticky) = match scenario {

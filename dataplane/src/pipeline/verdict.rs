@@ -95,7 +95,7 @@ impl<F: Frame> Pipeline<F> {
 
     /// Carries out verdict `v` for `frame` (classified as `c`, received on
     /// `rx_port`): the frame's fate.
-    #[inline]
+    #[inline(always)]
     pub(super) fn carry_out<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,

@@ -242,7 +242,7 @@ fn ipv4_l4_fixed<const COFF: usize, const N: usize>(
 /// Rewrites the addresses and ports of an IPv6 TCP or UDP packet whose L4
 /// header is whole, at fixed offsets (the L4 checksum updated once per
 /// changed field).
-#[inline]
+#[inline(always)]
 fn rewrite_ipv6_l4(b: &mut [u8], l3: usize, l4: usize, coff: usize, udp: bool, rw: &FlowRewrite) {
     let rd16 = |b: &[u8], o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
     let mut l4sum = rd16(b, l4 + coff);
@@ -283,7 +283,7 @@ fn rewrite_ipv6_l4(b: &mut [u8], l3: usize, l4: usize, coff: usize, udp: bool, r
 /// [`rewrite_flow`] for a TCP/UDP packet whose L4 header (up to its
 /// checksum) is whole in the frame: at fixed offsets. `None` if the packet
 /// is not one (then the general rewrite takes it).
-#[inline]
+#[inline(always)]
 fn rewrite_l4_fixed(b: &mut [u8], c: &Classified, rw: &FlowRewrite) -> Option<Result<()>> {
     let (coff, udp) = match c.protocol {
         IpProtocol::TCP => (16, false),

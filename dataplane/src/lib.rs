@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod rss;
 pub mod sched;
 pub mod sticky;
+pub mod syncookie;
 pub mod time;
 pub mod timer;
 pub mod wire;

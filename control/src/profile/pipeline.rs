@@ -63,5 +63,10 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
         ..cfg.sticky
     };
     cfg.neigh.capacity = t.neighbours;
+    // The SYN cookies' master key: random at every start (one node; a
+    // cluster will share one).
+    let (a, b) = (hash_seed(), hash_seed());
+    cfg.syn_cookie_key[..8].copy_from_slice(&a.to_le_bytes());
+    cfg.syn_cookie_key[8..].copy_from_slice(&b.to_le_bytes());
     Ok(cfg)
 }

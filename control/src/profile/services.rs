@@ -418,6 +418,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 weight: sv.weight,
                 state: sv.state,
                 backup,
+                urls: None,
             });
         }
         out.push(svc);

@@ -31,6 +31,20 @@ pub enum ConfigError {
         /// The VIP.
         vip: IpAddr,
     },
+    /// A redirect service on another protocol than TCP.
+    #[error("service #{service}: a redirect service must be TCP (it answers HTTP requests)")]
+    RedirectNotTcp {
+        /// Service.
+        service: usize,
+    },
+    /// A server of a redirect service without URLs.
+    #[error("service #{service}: server #{server} of a redirect service has no URL")]
+    RedirectServerWithoutUrl {
+        /// Service.
+        service: usize,
+        /// Server.
+        server: usize,
+    },
     /// Port 0 given; omit the port to serve all ports.
     #[error("service #{service}: port 0 is not a port (omit `port` to serve all ports)")]
     ZeroPort {

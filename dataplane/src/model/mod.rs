@@ -30,6 +30,7 @@ use crate::balance::Backend;
 use crate::balance::maglev::{self, Maglev, MaglevError};
 use crate::balance::rr::{self, SmoothWrr};
 use crate::hash;
+use crate::redirect::ServerUrls;
 
 pub use crate::ids::{ServerIdx, ServiceIdx};
 

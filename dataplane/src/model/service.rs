@@ -123,6 +123,8 @@ pub struct RealServer {
     /// Index of another server of the same pool that takes this server's
     /// sticky clients while this one is `Down` or `Maint`.
     pub backup: Option<ServerIdx>,
+    /// The server's URLs, for a redirect service ([`Service::redirect`]).
+    pub urls: Option<ServerUrls>,
 }
 
 impl RealServer {
@@ -134,6 +136,7 @@ impl RealServer {
             weight: 1,
             state: ServerState::Up,
             backup: None,
+            urls: None,
         }
     }
 
@@ -216,6 +219,18 @@ pub struct Service {
     pub servers: Vec<RealServer>,
     /// Local address pool (full NAT only).
     pub local_pool: Option<LocalPool>,
+    /// A redirect service (seed 000): clients are answered with a redirect
+    /// to a server's URL instead of being forwarded.
+    pub redirect: Option<Redirect>,
+}
+
+/// How a redirect service answers (seed 000): a request to the VIP is load
+/// balanced and answered `302 Found` to the chosen server's URL (its
+/// [`RealServer::urls`]); the client's next connection goes to that server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Redirect {
+    /// Path prefixes sent to the server's HTTPS URL (e.g. `/checkout/`).
+    pub secure_prefixes: Vec<String>,
 }
 
 impl Service {
@@ -233,6 +248,7 @@ impl Service {
             persistence: None,
             servers: Vec::new(),
             local_pool: None,
+            redirect: None,
         }
     }
 

@@ -143,6 +143,17 @@ pub(super) fn validate_service(i: usize, s: &Service) -> Result<(), ConfigError>
     if s.port == Some(0) {
         return Err(ConfigError::ZeroPort { service: i });
     }
+    if s.redirect.is_some() {
+        if s.protocol != Protocol::Tcp {
+            return Err(ConfigError::RedirectNotTcp { service: i });
+        }
+        if let Some(j) = s.servers.iter().position(|srv| srv.urls.is_none()) {
+            return Err(ConfigError::RedirectServerWithoutUrl {
+                service: i,
+                server: j,
+            });
+        }
+    }
     if s.servers.len() > MAX_SERVERS {
         return Err(ConfigError::TooManyServers {
             service: i,

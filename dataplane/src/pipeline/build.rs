@@ -89,6 +89,8 @@ pub(crate) struct SvcRt {
     pub(crate) xmit: Xmit,
     /// New TCP flows may start without a SYN (deterministic server choice).
     pub(crate) pickup: bool,
+    /// A redirect service: answered by the responder, never forwarded.
+    pub(crate) redirect: bool,
     pub(crate) persistent: bool,
     /// Full-NAT local addresses and port range.
     pub(crate) locals: Vec<IpAddr>,
@@ -329,6 +331,7 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
                 .collect();
             SvcRt {
                 xmit: Xmit::of(s.mode),
+                redirect: s.redirect.is_some(),
                 pickup: s.mode != ForwardMode::FullNat
                     && (s.persistence.is_some()
                         || matches!(

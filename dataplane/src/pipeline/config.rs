@@ -105,6 +105,9 @@ pub struct PipelineConfig {
     pub tcp_pickup: bool,
     /// Most events waiting for [`Pipeline::drain_events`].
     pub outbox_capacity: usize,
+    /// The master key of the SYN cookies (redirect services): 16 random
+    /// bytes, the same on every worker (and on every node of a cluster).
+    pub syn_cookie_key: [u8; 16],
     /// Report every connection opened and closed as an [`Event::Flow`]
     /// (by identity), for another worker or a cluster peer to install. Off
     /// by default.
@@ -143,6 +146,7 @@ impl Default for PipelineConfig {
             tcp_pickup: true,
             outbox_capacity: 4096,
             flow_events: false,
+            syn_cookie_key: [0; 16],
             timer_budget: 256,
             epoch: 0,
         }

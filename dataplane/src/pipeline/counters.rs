@@ -145,6 +145,18 @@ counters! {
     drop_icmp_error_no_conn,
     /// Frames the host would receive while the host path is disabled.
     drop_host_disabled,
+    /// Segments to a redirect service the responder does not answer (a bare ACK, a FIN, an RST, no data).
+    drop_redirect_ignored,
+    /// Segments to a redirect service whose SYN cookie does not validate (forged, or too old).
+    drop_redirect_bad_cookie,
+    /// SYNs to a redirect service answered with a SYN cookie.
+    redirect_syn_cookies,
+    /// Requests to a redirect service answered with a redirect (302).
+    redirect_found,
+    /// Requests to a redirect service answered 400 (malformed, or not whole in one segment).
+    redirect_bad_request,
+    /// Requests to a redirect service answered 414 (the redirect would not fit the segment).
+    redirect_too_long,
     /// Full-NAT replies that arrived on a worker that does not own them (RSS disagreed).
     fnat_reply_wrong_worker,
     /// ARP requests answered.

@@ -29,6 +29,10 @@ pub(crate) enum DropReason {
     TcpNoConn,
     /// Packets of a connection whose server is `down` or in `maint` (the connection is closed).
     ServerDown,
+    /// Segments to a redirect service the responder does not answer.
+    RedirectIgnored,
+    /// Segments to a redirect service whose SYN cookie does not validate.
+    RedirectBadCookie,
     /// TCP segments with both SYN and FIN set to a service: never a connection request, dropped without opening one.
     TcpSynFin,
     /// New flows refused because the connection table was full.
@@ -122,6 +126,8 @@ impl Counters {
             DropReason::TcpNoConn => self.drop_tcp_no_conn += 1,
             DropReason::ServerDown => self.drop_server_down += 1,
             DropReason::TcpSynFin => self.drop_tcp_syn_fin += 1,
+            DropReason::RedirectIgnored => self.drop_redirect_ignored += 1,
+            DropReason::RedirectBadCookie => self.drop_redirect_bad_cookie += 1,
             DropReason::ConnFull => self.drop_conn_full += 1,
             DropReason::ReplyConflict => self.drop_reply_conflict += 1,
             DropReason::FnatNoPort => self.drop_fnat_no_port += 1,

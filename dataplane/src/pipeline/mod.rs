@@ -83,6 +83,7 @@ mod icmp;
 mod local;
 mod neigh;
 mod record;
+mod respond;
 mod route;
 mod steer;
 #[cfg(test)]
@@ -168,6 +169,10 @@ pub struct Pipeline<F: Frame> {
     /// Use the established-flow fast path ([`fast`]); tests turn it off to
     /// compare it with the general path.
     fast_path: bool,
+    /// SYN cookies of the redirect responder.
+    cookies: crate::syncookie::SynCookies,
+    /// The redirect responder's answer, built before it is written.
+    respond_buf: Vec<u8>,
     /// [`PipelineConfig::flow_events`], read per new flow.
     flow_events: bool,
     /// Neighbour entry index of the last reply next hop (fast path).
@@ -216,6 +221,8 @@ impl<F: Frame> Pipeline<F> {
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,
             fast_path: true,
+            cookies: crate::syncookie::SynCookies::new(cfg.syn_cookie_key),
+            respond_buf: Vec::with_capacity(1460),
             flow_events: cfg.flow_events,
             reply_nh_hint: u32::MAX,
             fast_forwarded: 0,

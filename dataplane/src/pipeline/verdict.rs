@@ -24,6 +24,9 @@ pub(crate) enum Verdict {
     /// An unfragmented TCP/UDP packet to a service, without a connection:
     /// choose a server and open one.
     Open(ServiceIdx, Protocol),
+    /// A TCP segment to a redirect service: answered in place (a SYN with a
+    /// SYN cookie, a request with a redirect), never forwarded.
+    Respond(ServiceIdx),
     /// ARP: answer a request for one of our addresses, learn the sender.
     Arp,
     /// Neighbour discovery (to one of our addresses, `info`, or to a group).
@@ -54,6 +57,9 @@ impl<F: Frame> Pipeline<F> {
         // A new flow to a service, the common case here: its service is the
         // one lookup (a service's VIP is always in the address map as a VIP).
         if let Some((svc, proto)) = self.flow_service(c) {
+            if self.svcs.get(usize::from(svc)).is_some_and(|s| s.redirect) {
+                return Verdict::Respond(svc);
+            }
             return Verdict::Open(svc, proto);
         }
         let info = self.addrs.get(&c.dst_addr).copied();
@@ -108,6 +114,7 @@ impl<F: Frame> Pipeline<F> {
         match v {
             Verdict::Forward(h) => self.established(frame, c, h, rx_port, out, alloc),
             Verdict::Open(svc, proto) => self.open_flow(frame, c, svc, proto, rx_port, out, alloc),
+            Verdict::Respond(svc) => self.respond_redirect(frame, c, svc, rx_port, out),
             Verdict::Arp => self.arp(frame, c, rx_port, out),
             Verdict::Ndisc(info) => self.ndisc(frame, c, rx_port, info, out),
             Verdict::IcmpError(info) => self.icmp_error(frame, c, rx_port, info, out, alloc),

@@ -445,6 +445,8 @@ impl ControlPlane {
             weight,
             state: ServerState::Up,
             backup: None,
+            url: None,
+            https_url: None,
         });
         self.apply_profile(p)
             .map(|_| format!("{svc}: server {addr} added with weight {weight}"))

@@ -14,9 +14,10 @@ use tack_dataplane::conn::{FullPolicy, Timeouts};
 use tack_dataplane::ids::ServerIdx;
 use tack_dataplane::model::{
     ClientKeyRule, Config, ConfigError, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
-    SchedulerKind, ServerState, Service,
+    Redirect, SchedulerKind, ServerState, Service,
 };
 use tack_dataplane::pipeline::Route;
+use tack_dataplane::redirect::ServerUrls;
 
 use super::FieldError;
 
@@ -55,6 +56,20 @@ pub struct ServiceSection {
     pub local_ports: Option<String>,
     /// The real servers.
     pub servers: Vec<ServerSection>,
+    /// A redirect service (seed 000): every request is answered with a
+    /// `302` to a server's `url` instead of being forwarded; omit for a
+    /// forwarding service.
+    #[serde(default)]
+    pub redirect: Option<RedirectSection>,
+}
+
+/// How a redirect service answers.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    /// Path prefixes redirected to the server's `https_url` (e.g. `/checkout/`).
+    #[serde(default)]
+    pub secure_paths: Vec<String>,
 }
 
 fn tcp() -> Protocol {
@@ -171,6 +186,41 @@ pub struct ServerSection {
     /// The server (by name) that takes this one's sticky clients while it is down.
     #[serde(default)]
     pub backup: Option<String>,
+    /// Redirect services: the server's URL (`http://host[:port]`), where
+    /// its clients are sent with the path and query they asked for.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Redirect services: the server's URL for secure paths (default: `url`
+    /// with `https://`).
+    #[serde(default)]
+    pub https_url: Option<String>,
+}
+
+/// Checks a server URL base of a redirect service: a scheme, a host, no
+/// path, nothing a `Location` header cannot carry.
+fn url_base(url: &str, https_only: bool) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| (!https_only).then(|| url.strip_prefix("http://")).flatten())
+        .ok_or_else(|| {
+            if https_only {
+                format!("`{url}` is not an https:// URL")
+            } else {
+                format!("`{url}` is not an http:// or https:// URL")
+            }
+        })?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#']) {
+        return Err(format!(
+            "`{url}` must be a scheme and a host[:port], without a path"
+        ));
+    }
+    if url.len() > 512 || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "`{url}` is not a usable URL (at most 512 visible ASCII characters)"
+        ));
+    }
+    Ok(url.strip_suffix('/').unwrap_or(url).to_string())
 }
 
 fn one() -> u16 {
@@ -385,6 +435,17 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 port_max,
             });
         }
+        if let Some(r) = &s.redirect {
+            if let Some(k) = r.secure_paths.iter().position(|p| !p.starts_with('/')) {
+                return Err(FieldError::new(
+                    format!("services[{i}].redirect.secure_paths[{k}]"),
+                    "a path prefix starts with `/`".to_string(),
+                ));
+            }
+            svc.redirect = Some(Redirect {
+                secure_prefixes: r.secure_paths.clone(),
+            });
+        }
         let mut server_names = Vec::with_capacity(s.servers.len());
         for (j, sv) in s.servers.iter().enumerate() {
             let name = sv.display_name();
@@ -418,7 +479,8 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 weight: sv.weight,
                 state: sv.state,
                 backup,
-                urls: None,
+                urls: server_urls(sv)
+                    .map_err(|m| FieldError::new(format!("services[{i}].servers[{j}].url"), m))?,
             });
         }
         out.push(svc);
@@ -470,8 +532,28 @@ fn config_error_path(e: &ConfigError) -> String {
         E::NaturalClassNetwork { service, .. } => {
             format!("services[{service}].persistence.networks")
         }
+        E::RedirectNotTcp { service } => format!("services[{service}].protocol"),
+        E::RedirectServerWithoutUrl { service, server } => {
+            format!("services[{service}].servers[{server}].url")
+        }
         _ => "services".into(),
     }
+}
+
+/// A server's URLs, if it has any.
+fn server_urls(sv: &ServerSection) -> Result<Option<ServerUrls>, String> {
+    let Some(url) = &sv.url else {
+        return match sv.https_url {
+            Some(_) => Err("`https_url` without `url`".into()),
+            None => Ok(None),
+        };
+    };
+    let http = url_base(url, false)?;
+    let https = match &sv.https_url {
+        Some(u) => url_base(u, true)?,
+        None => http.replacen("http://", "https://", 1),
+    };
+    Ok(Some(ServerUrls { http, https }))
 }
 
 /// The error's text without its "service #N:" prefix (the path says which).

@@ -21,7 +21,8 @@ use tack_dpdk::ring::{Consumer, Producer};
 use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::{
-    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, pipeline_config,
+    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, TableCheck,
+    pipeline_config,
 };
 use crate::report::{WorkerSnapshot, render_workers};
 use crate::say;
@@ -306,7 +307,9 @@ impl ControlPlane {
         let Some(path) = self.profile_path.clone() else {
             return Err(CtlError::NoProfileFile);
         };
-        let new = Profile::load(&path).inspect_err(|_| {
+        // The tables keep their sizes at a reload (a change is refused), so
+        // they are not built again to check the new profile.
+        let new = Profile::load_with(&path, TableCheck::Skip).inspect_err(|_| {
             self.counters.reload_errors += 1;
         })?;
         self.apply_profile(new)

@@ -146,3 +146,39 @@ fn every_shipped_profile_checks() {
         "configs/ holds the lab and bare-metal profiles"
     );
 }
+
+/// Runs `tack check --config PATH`; returns (exit code, stderr).
+fn check_path(path: &std::path::Path) -> (i32, String) {
+    let out = Command::new(tack_bin())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("spawn tack");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "tack panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// A profile is read up to 16 MiB: an endless or huge file is refused with
+/// one line and exit code 2 instead of filling the memory.
+#[test]
+fn huge_profiles_are_refused() {
+    let dir = TempDir::new();
+    let big = dir.path("big.yaml");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len((16 << 20) + 1).unwrap();
+    drop(file);
+    for path in [std::path::Path::new("/dev/zero"), big.as_path()] {
+        let (code, stderr) = check_path(path);
+        assert_eq!(code, 2, "{}: {stderr}", path.display());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{}: ", path.display()))
+                && stderr.contains("larger than 16 MiB"),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = run_path("/dev/zero");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
+}

@@ -182,3 +182,37 @@ fn huge_profiles_are_refused() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
 }
+
+/// `--socket` never deletes what is not a stale socket, and never creates
+/// directories: `tack run` refuses with one line and exit code 1 before it
+/// starts anything.
+#[test]
+fn socket_path_that_is_not_a_stale_socket() {
+    let dir = TempDir::new();
+    let profile = dir.path("p.yaml");
+    std::fs::write(&profile, GOOD).unwrap();
+    let file = dir.path("precious.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let missing = dir.path("no/such/dir/tack.sock");
+    for (socket, says) in [
+        (&file, "is a regular file, not a socket"),
+        (&missing, "does not exist"),
+    ] {
+        let out = Command::new(tack_bin())
+            .args(["run", "--config"])
+            .arg(&profile)
+            .arg("--socket")
+            .arg(socket)
+            .output()
+            .expect("spawn tack");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("management socket") && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    assert!(!dir.path("no").exists(), "no directory is created");
+}

@@ -34,6 +34,8 @@ enum Command {
         #[arg(short, long, value_name = "PROFILE.yaml")]
         config: PathBuf,
         /// Management socket for tackctl (overrides the profile's management.socket).
+        /// Its directory must exist (only /run/tack is created); only a stale
+        /// socket is replaced there, anything else is refused.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },

@@ -216,3 +216,44 @@ fn socket_path_that_is_not_a_stale_socket() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     assert!(!dir.path("no").exists(), "no directory is created");
 }
+
+/// EAL's runtime directory of the process's own file prefix
+/// (`/var/run/dpdk/tack<PID>`) is removed at exit, after a clean stop and
+/// after a failed start.
+#[test]
+fn eal_runtime_directory_is_removed_at_exit() {
+    common::require_root();
+    let dir = TempDir::new();
+    let profile = dir.path("p.yaml");
+    let socket = dir.path("tack.sock");
+    std::fs::write(
+        &profile,
+        format!("{GOOD}management:\n  socket: {}\n", socket.display()),
+    )
+    .unwrap();
+    let tack = common::Tack::start_plain(&profile);
+    let runtime_dir = std::path::PathBuf::from(format!("/var/run/dpdk/tack{}", tack.pid()));
+    assert!(runtime_dir.is_dir(), "EAL made {}", runtime_dir.display());
+    tack.stop();
+    assert!(!runtime_dir.exists(), "{} is left", runtime_dir.display());
+
+    // A start that fails after EAL made the directory.
+    std::fs::write(
+        &profile,
+        GOOD.replace("device: net_null0", "device: net_nosuchdriver0"),
+    )
+    .unwrap();
+    let child = Command::new(tack_bin())
+        .args(["run", "--config"])
+        .arg(&profile)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tack");
+    let runtime_dir = std::path::PathBuf::from(format!("/var/run/dpdk/tack{}", child.id()));
+    let out = child.wait_with_output().expect("wait tack");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!runtime_dir.exists(), "{} is left", runtime_dir.display());
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
-use tack_control::runtime::Appliance;
+use tack_control::runtime::{Appliance, EalRuntimeDir};
 use tack_control::{say, say_raw};
 
 /// The system allocator, advising transparent huge pages for the tables
@@ -111,6 +111,8 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Dropped last, when this function returns: removes EAL's empty runtime directory.
+    let _eal_dir = EalRuntimeDir::new(profile);
     let mut app = match Appliance::start(profile) {
         Ok(a) => a,
         Err(e) => {

@@ -680,8 +680,10 @@ impl Profile {
         if !self.eal.hugepages {
             a.push("--no-huge".into());
             a.push("--no-shconf".into());
+        }
+        if let Some(prefix) = self.eal_file_prefix() {
             // Separate processes (labs, tests) must not share runtime files.
-            a.push(format!("--file-prefix=tack{}", std::process::id()));
+            a.push(format!("--file-prefix={prefix}"));
         }
         // Without hugepages EAL reserves only 64 MiB unless told; size it for the pool.
         if let Some(m) = self
@@ -709,6 +711,28 @@ impl Profile {
         a.push(format!("--log-level=*:{}", self.eal.log_level));
         a.extend(self.eal.args.iter().cloned());
         a
+    }
+
+    /// The EAL file prefix of this process, `tack<PID>`, when it has one of
+    /// its own: without hugepages, unless `eal.args` sets one.
+    pub fn eal_file_prefix(&self) -> Option<String> {
+        let own =
+            !self.eal.hugepages && !self.eal.args.iter().any(|a| a.starts_with("--file-prefix"));
+        own.then(|| format!("tack{}", std::process::id()))
+    }
+
+    /// Where EAL may have made the runtime directory of this process's own
+    /// file prefix ([`Profile::eal_file_prefix`]): `/var/run/dpdk/PREFIX` for
+    /// root, `$XDG_RUNTIME_DIR/dpdk/PREFIX` or `/tmp/dpdk/PREFIX` for others.
+    pub fn eal_runtime_dirs(&self) -> Vec<PathBuf> {
+        let Some(prefix) = self.eal_file_prefix() else {
+            return Vec::new();
+        };
+        let user = std::env::var_os("XDG_RUNTIME_DIR").map_or(PathBuf::from("/tmp"), PathBuf::from);
+        [PathBuf::from("/var/run"), user]
+            .into_iter()
+            .map(|d| d.join("dpdk").join(&prefix))
+            .collect()
     }
 
     /// Memory (MiB) for one mempool per NUMA socket plus rings and tables in

@@ -113,6 +113,24 @@ impl CtlError {
     }
 }
 
+/// What asked for a reload, as `tack` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOrigin {
+    /// SIGHUP.
+    Signal,
+    /// `tackctl reload` on the management socket.
+    Tackctl,
+}
+
+impl std::fmt::Display for ReloadOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReloadOrigin::Signal => "SIGHUP",
+            ReloadOrigin::Tackctl => "tackctl",
+        })
+    }
+}
+
 /// The control plane's state.
 pub struct ControlPlane {
     profile: Profile,
@@ -178,11 +196,8 @@ impl ControlPlane {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             if reload.swap(false, Ordering::Relaxed) {
-                // Operator output, like the start and stop lines of `tack run`.
-                match self.reload() {
-                    Ok(msg) => say!("tack: reload: {msg}"),
-                    Err(e) => say!("tack: reload refused: {e}"),
-                }
+                // Reported by reload_from; nobody else waits for the outcome.
+                let _ = self.reload_from(ReloadOrigin::Signal);
             }
             for request in mgmt.iter().flat_map(|m| m.pending()) {
                 let answer = self.command(request.line());
@@ -302,6 +317,19 @@ impl ControlPlane {
         ))
     }
 
+    /// Re-reads the profile file and applies it ([`ControlPlane::reload`]),
+    /// and reports the outcome on `tack`'s output, accepted or refused with
+    /// its cause: `tack: reload (ORIGIN): ...` or `tack: reload refused
+    /// (ORIGIN): ...`, like the start and stop lines of `tack run`.
+    pub fn reload_from(&mut self, origin: ReloadOrigin) -> Result<String, CtlError> {
+        let result = self.reload();
+        match &result {
+            Ok(msg) => say!("tack: reload ({origin}): {msg}"),
+            Err(e) => say!("tack: reload refused ({origin}): {e}"),
+        }
+        result
+    }
+
     /// Re-reads the profile file and applies it.
     pub fn reload(&mut self) -> Result<String, CtlError> {
         let Some(path) = self.profile_path.clone() else {
@@ -416,7 +444,7 @@ impl ControlPlane {
                 self.apply_profile(p)
                     .map(|_| format!("{svc}/{server}: removed"))
             }
-            ["reload"] => self.reload(),
+            ["reload"] => self.reload_from(ReloadOrigin::Tackctl),
             _ => Err(CtlError::UnknownCommand(line.to_string())),
         }
     }

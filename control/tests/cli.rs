@@ -257,3 +257,41 @@ fn eal_runtime_directory_is_removed_at_exit() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!runtime_dir.exists(), "{} is left", runtime_dir.display());
 }
+
+/// Every reload is reported on `tack`'s output with what asked for it,
+/// applied or refused with its cause: through `tackctl` as through SIGHUP.
+#[test]
+fn reloads_through_tackctl_are_reported() {
+    common::require_root();
+    let dir = TempDir::new();
+    let profile = dir.path("p.yaml");
+    let socket = dir.path("tack.sock");
+    let good = format!("{GOOD}management:\n  socket: {}\n", socket.display());
+    std::fs::write(&profile, &good).unwrap();
+    let mut tack = common::Tack::start_plain(&profile);
+    common::lab::tackctl(&socket, "reload");
+    let line = tack.wait_for_line("tack: reload (tackctl)", std::time::Duration::from_secs(10));
+    assert!(line.contains("configuration epoch 1"), "{line}");
+
+    std::fs::write(&profile, good.replace("memory_mb: 128", "memory_mb: many")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tackctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("reload")
+        .output()
+        .expect("run tackctl");
+    assert!(!out.status.success());
+    let line = tack.wait_for_line(
+        "tack: reload refused (tackctl)",
+        std::time::Duration::from_secs(10),
+    );
+    assert!(line.contains(":3: eal.memory_mb: invalid type"), "{line}");
+
+    std::fs::write(&profile, &good).unwrap();
+    let line = tack.reload_outcome();
+    assert!(
+        line.starts_with("tack: reload (SIGHUP): configuration epoch 2"),
+        "{line}"
+    );
+    tack.stop();
+}

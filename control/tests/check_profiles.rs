@@ -338,6 +338,21 @@ const CASES: &[Case] = &[
         "lcores: \"(1,2)@(0,1)\"",
         "main lcore 0",
     ),
+    case(
+        "lcores: \"(0,1,2)@(0,1)\"",
+        "lcores: \"(0,1,200)@(0,1)\"",
+        "eal.lcores",
+        "lcores: \"(0,1,200)",
+        "lcore 200 is out of range",
+    ),
+    // Memory that cannot hold the mempool.
+    case(
+        "  hugepages: false\n",
+        "  hugepages: false\n  memory_mb: 8\n",
+        "eal.memory_mb",
+        "  memory_mb: 8",
+        "cannot hold the mempool",
+    ),
     // A key given twice, reported where it comes again.
     case(
         END,

@@ -295,3 +295,28 @@ fn reloads_through_tackctl_are_reported() {
     );
     tack.stop();
 }
+
+/// CPUs the machine does not have are refused by `tack run` before EAL
+/// (which would print its whole usage text), with one line and exit code 1;
+/// `tack check` passes them: the profile may be for another machine.
+#[test]
+fn lcores_on_cpus_the_machine_lacks() {
+    let dir = TempDir::new();
+    let path = dir.path("p.yaml");
+    std::fs::write(&path, GOOD.replace("'0@0,1@0'", "'0@0,1@1023'")).unwrap();
+    let out = Command::new(tack_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("spawn tack");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("eal.lcores") && stderr.contains("no CPU 1023"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no usage text");
+    let (code, stderr) = check_path(&path);
+    assert_eq!(code, 0, "{stderr}");
+}

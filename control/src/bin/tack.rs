@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             if let Some(s) = socket {
                 profile.management.socket = s;
             }
+            if let Err(e) = profile.check_machine() {
+                eprintln!("tack: {}: {e}", config.display());
+                return ExitCode::FAILURE;
+            }
             if profile.runtime.huge_pages {
                 // Before the tables are allocated.
                 tack_control::hugepages::enable();

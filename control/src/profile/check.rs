@@ -6,6 +6,7 @@
 //! its whole usage text.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use tack_dataplane::VecFrame;
@@ -99,11 +100,23 @@ pub const MAX_LCORES: u32 = 128;
 /// CPU ids EAL accepts (`CPU_SETSIZE`).
 const MAX_CPUS: u32 = 1024;
 
+/// An EAL `--lcores` map: the lcores it defines and the CPUs they run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LcoreMap {
+    /// The lcores.
+    pub lcores: BTreeSet<u32>,
+    /// The CPUs they run on (an lcore without `@CPUS` runs on the CPU of its number).
+    pub cpus: BTreeSet<u32>,
+}
+
 /// Parses an EAL `--lcores` map as EAL does (`LCORES[@CPUS][,LCORES[@CPUS]...]`,
-/// each side a number, a range `a-b` or a group `(a,b-c,...)`) and returns
-/// the lcores it defines. The error says what is wrong, for `eal.lcores`.
-pub fn parse_lcores(map: &str) -> Result<BTreeSet<u32>, String> {
-    let mut lcores = BTreeSet::new();
+/// each side a number, a range `a-b` or a group `(a,b-c,...)`). The error
+/// says what is wrong, for `eal.lcores`.
+pub fn parse_lcores(map: &str) -> Result<LcoreMap, String> {
+    let mut out = LcoreMap {
+        lcores: BTreeSet::new(),
+        cpus: BTreeSet::new(),
+    };
     let mut rest = map.trim();
     if rest.is_empty() {
         return Err("empty lcore map".into());
@@ -111,17 +124,24 @@ pub fn parse_lcores(map: &str) -> Result<BTreeSet<u32>, String> {
     loop {
         let (set, after) = parse_set(rest, MAX_LCORES, "lcore")?;
         let after = match after.strip_prefix('@') {
-            Some(cpus) => parse_set(cpus, MAX_CPUS, "CPU")?.1,
-            None => after,
+            Some(cpus) => {
+                let (cpus, after) = parse_set(cpus, MAX_CPUS, "CPU")?;
+                out.cpus.extend(cpus);
+                after
+            }
+            None => {
+                out.cpus.extend(set.iter().copied());
+                after
+            }
         };
         for l in set {
-            if !lcores.insert(l) {
+            if !out.lcores.insert(l) {
                 return Err(format!("lcore {l} is mapped twice"));
             }
         }
         let after = after.trim_start();
         if after.is_empty() {
-            return Ok(lcores);
+            return Ok(out);
         }
         match after.strip_prefix(',') {
             Some(next) if !next.trim().is_empty() => rest = next.trim_start(),
@@ -132,6 +152,18 @@ pub fn parse_lcores(map: &str) -> Result<BTreeSet<u32>, String> {
             }
         }
     }
+}
+
+/// The first of `cpus` this machine does not have, as EAL sees CPUs (its
+/// `/sys/devices/system/cpu/cpuN/topology/core_id`); none when the machine
+/// does not say (no `/sys`).
+pub fn missing_cpu(cpus: impl IntoIterator<Item = u32>) -> Option<u32> {
+    let sys = Path::new("/sys/devices/system/cpu");
+    if !sys.is_dir() {
+        return None;
+    }
+    cpus.into_iter()
+        .find(|c| !sys.join(format!("cpu{c}/topology/core_id")).exists())
 }
 
 /// One number, range or parenthesised group at the start of `s`, each
@@ -190,12 +222,17 @@ mod tests {
 
     #[test]
     fn lcore_maps() {
-        let set = |m: &str| parse_lcores(m).map(|s| s.into_iter().collect::<Vec<_>>());
+        let set = |m: &str| parse_lcores(m).map(|s| s.lcores.into_iter().collect::<Vec<_>>());
         assert_eq!(set("(0,1,2)@(0,1)"), Ok(vec![0, 1, 2]));
         assert_eq!(set("0@0,1@0"), Ok(vec![0, 1]));
         assert_eq!(
             set("1@2,(3-5)@(0,2),(6,8),9-10"),
             Ok(vec![1, 3, 4, 5, 6, 8, 9, 10])
+        );
+        let cpus = parse_lcores("1@2,(3-5)@(0,7),(6,8),9-10").unwrap().cpus;
+        assert_eq!(
+            cpus.into_iter().collect::<Vec<_>>(),
+            vec![0, 2, 6, 7, 8, 9, 10]
         );
         assert_eq!(set(" 0 , 1 "), Ok(vec![0, 1]));
         for bad in [

@@ -18,7 +18,7 @@ mod check;
 mod error;
 mod pipeline;
 mod services;
-pub use check::{MAX_LCORES, TableCheck, check_pipeline, parse_lcores};
+pub use check::{LcoreMap, MAX_LCORES, TableCheck, check_pipeline, missing_cpu, parse_lcores};
 pub use error::{FieldError, MacAddrError, ProfileError};
 pub use pipeline::pipeline_config;
 pub use services::{
@@ -468,10 +468,16 @@ impl Profile {
                 ),
             );
         }
+        if self.eal.main_lcore >= MAX_LCORES {
+            return err(
+                "eal.main_lcore".into(),
+                format!("lcores are 0..{}", MAX_LCORES - 1),
+            );
+        }
         if let Some(map) = &self.eal.lcores {
-            let lcores = parse_lcores(map)
+            let parsed = parse_lcores(map)
                 .map_err(|m| FieldError::new("eal.lcores", format!("`{map}`: {m}")))?;
-            if !lcores.contains(&self.eal.main_lcore) {
+            if !parsed.lcores.contains(&self.eal.main_lcore) {
                 return err(
                     "eal.lcores".into(),
                     format!("the main lcore {} is not in the map", self.eal.main_lcore),
@@ -481,7 +487,7 @@ impl Profile {
                 .workers
                 .iter()
                 .enumerate()
-                .find(|(_, w)| !lcores.contains(&w.lcore))
+                .find(|(_, w)| !parsed.lcores.contains(&w.lcore))
             {
                 return err(
                     format!("workers[{i}].lcore"),
@@ -489,10 +495,20 @@ impl Profile {
                 );
             }
         }
-        if self.eal.main_lcore >= MAX_LCORES {
+        // The pool's mbufs alone (data room and the 128-byte mbuf header)
+        // must fit in the memory EAL is given.
+        let pool_bytes = u64::from(self.mempool.mbufs) * (u64::from(self.mempool.data_room) + 128);
+        if let Some(mb) = self.eal.memory_mb
+            && pool_bytes > u64::from(mb) << 20
+        {
             return err(
-                "eal.main_lcore".into(),
-                format!("lcores are 0..{}", MAX_LCORES - 1),
+                "eal.memory_mb".into(),
+                format!(
+                    "{mb} MiB cannot hold the mempool ({} mbufs of {} bytes need more than {} MiB; omit memory_mb to have it sized)",
+                    self.mempool.mbufs,
+                    self.mempool.data_room,
+                    pool_bytes >> 20
+                ),
             );
         }
         if self.mempool.mbufs < 256 {
@@ -660,6 +676,48 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// What this machine must have for the profile, checked by `tack run`
+    /// before EAL (which would refuse with its whole usage text): the CPUs
+    /// the lcores run on. Not part of [`Profile::parse`], so that a profile
+    /// checks on any machine.
+    pub fn check_machine(&self) -> Result<(), FieldError> {
+        match &self.eal.lcores {
+            Some(map) => {
+                let cpus = parse_lcores(map)
+                    .map_err(|m| FieldError::new("eal.lcores", format!("`{map}`: {m}")))?
+                    .cpus;
+                match missing_cpu(cpus) {
+                    Some(cpu) => Err(FieldError::new(
+                        "eal.lcores",
+                        format!("`{map}`: this machine has no CPU {cpu}"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            // Without a map, lcore N runs on CPU N.
+            None => {
+                let lcores = std::iter::once(("eal.main_lcore".to_string(), self.eal.main_lcore))
+                    .chain(
+                        self.workers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, w)| (format!("workers[{i}].lcore"), w.lcore)),
+                    );
+                for (field, lcore) in lcores {
+                    if missing_cpu([lcore]).is_some() {
+                        return Err(FieldError::new(
+                            field,
+                            format!(
+                                "this machine has no CPU {lcore} (lcore {lcore} runs on it unless eal.lcores maps it elsewhere)"
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The EAL arguments this profile asks for (without the program name).

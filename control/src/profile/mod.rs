@@ -423,10 +423,10 @@ impl Profile {
                     file: None,
                     field: key.to_string(),
                     line: Some(line),
-                    message: format!(
-                        "given twice (first at line {})",
-                        index.line(key).unwrap_or(0)
-                    ),
+                    message: match index.line(key) {
+                        Some(first) => format!("given twice (first at line {first})"),
+                        None => "given twice".to_string(),
+                    },
                 },
                 None => ProfileError {
                     file: None,

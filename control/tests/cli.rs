@@ -1,5 +1,6 @@
-//! `tack run --config` on bad profiles: one line naming the problem, a
-//! non-zero exit, no panic.
+//! `tack run` and `tack check` on bad profiles, files and sockets: one line
+//! naming the problem, a non-zero exit, no panic; and what `tack run` leaves
+//! behind and reports (EAL's runtime directory, reloads).
 
 mod common;
 

@@ -201,6 +201,13 @@ impl ControlPlane {
             }
             for request in mgmt.iter().flat_map(|m| m.pending()) {
                 let answer = self.command(request.line());
+                // Changes are reported like reloads (which report themselves).
+                if changes_configuration(request.line()) {
+                    match &answer {
+                        Ok(_) => say!("tack: tackctl {}: applied", request.line()),
+                        Err(e) => say!("tack: tackctl {}: refused: {e}", request.line()),
+                    }
+                }
                 request.answer(answer);
             }
             if !busy {
@@ -720,6 +727,19 @@ impl ControlPlane {
 }
 
 /// The short name a profile uses for a scheduler.
+/// Whether a management command changes the running configuration or
+/// tables (servers, persistence, flushes), other than `reload`.
+fn changes_configuration(line: &str) -> bool {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    match args.as_slice() {
+        ["server", ..] => true,
+        ["sticky", "show"] | ["sticky"] => false,
+        ["sticky", ..] => true,
+        ["connections", "flush"] => true,
+        _ => false,
+    }
+}
+
 fn sched_name(s: tack_dataplane::model::SchedulerKind) -> &'static str {
     use tack_dataplane::model::SchedulerKind as K;
     match s {
@@ -966,6 +986,30 @@ mod tests {
             unknown.starts_with("unknown command `frobnicate` (try: status, "),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn configuration_changes_are_told_from_queries() {
+        for line in [
+            "server web s1 state down",
+            "server web add 10.0.0.14",
+            "sticky web 5",
+            "sticky flush",
+            "connections flush",
+        ] {
+            assert!(changes_configuration(line), "{line}");
+        }
+        for line in [
+            "status",
+            "sticky",
+            "sticky show",
+            "connections 5",
+            "services",
+            "reload",
+            "",
+        ] {
+            assert!(!changes_configuration(line), "{line}");
+        }
     }
 
     /// A reload may change the tables' timeouts and full policy, which the

@@ -260,7 +260,8 @@ fn eal_runtime_directory_is_removed_at_exit() {
 }
 
 /// Every reload is reported on `tack`'s output with what asked for it,
-/// applied or refused with its cause: through `tackctl` as through SIGHUP.
+/// applied or refused with its cause: through `tackctl` as through SIGHUP;
+/// so are the other changes made through `tackctl`.
 #[test]
 fn reloads_through_tackctl_are_reported() {
     common::require_root();
@@ -294,7 +295,26 @@ fn reloads_through_tackctl_are_reported() {
         line.starts_with("tack: reload (SIGHUP): configuration epoch 2"),
         "{line}"
     );
-    tack.stop();
+
+    // Other changes through tackctl are reported too; queries are not.
+    common::lab::tackctl(&socket, "status");
+    common::lab::tackctl(&socket, "connections flush");
+    let line = tack.wait_for_line("tack: tackctl", std::time::Duration::from_secs(10));
+    assert_eq!(line, "tack: tackctl connections flush: applied");
+    let out = Command::new(env!("CARGO_BIN_EXE_tackctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["sticky", "flush", "nope"])
+        .output()
+        .expect("run tackctl");
+    assert!(!out.status.success());
+    let line = tack.wait_for_line("refused: no service", std::time::Duration::from_secs(10));
+    assert_eq!(
+        line,
+        "tack: tackctl sticky flush nope: refused: no service named `nope`"
+    );
+    let report = tack.stop();
+    assert!(!report.contains("tack: tackctl status"), "{report}");
 }
 
 /// CPUs the machine does not have are refused by `tack run` before EAL

@@ -303,6 +303,13 @@ const CASES: &[Case] = &[
     ),
     // Ports as the pipeline sees them.
     case(
+        "[10.0.0.1/24, fd00::1/64]",
+        "[10.0.0.1/24, fd00::1/64, 255.255.255.255/32]",
+        "ports[0].addresses[2]",
+        "255.255.255.255/32]",
+        "cannot be a port address",
+    ),
+    case(
         "    rx_queues: 2\n",
         "    rx_queues: 2\n    mtu: 500\n",
         "ports[0].mtu",

@@ -1,9 +1,9 @@
 //! The checks of a profile that go through the dataplane, so that `tack
 //! check` refuses exactly what `tack run` would: the services and routes
-//! compile into a [`PipelineConfig`](tack_dataplane::pipeline::PipelineConfig), and worker 0's [`Pipeline`] is built
-//! from it (ports, routes, RSS, tables) as the runtime builds it, without
-//! DPDK. Also the EAL `--lcores` map, which EAL would otherwise refuse with
-//! its whole usage text.
+//! compile into a [`PipelineConfig`](tack_dataplane::pipeline::PipelineConfig),
+//! and worker 0's [`Pipeline`] is built from it (ports, routes, RSS, tables)
+//! as the runtime builds it, without DPDK. Also the EAL `--lcores` map,
+//! which EAL would otherwise refuse with its whole usage text.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -60,12 +60,12 @@ pub fn check_pipeline(profile: &Profile, tables: TableCheck) -> Result<(), Field
             .collect(),
     };
     // Built and dropped: its tables are freed before anything else is allocated.
-    Pipeline::<VecFrame>::new(Arc::new(cfg), spec).map_err(|e| pipeline_error(&e))?;
+    Pipeline::<VecFrame>::new(Arc::new(cfg), spec).map_err(|e| pipeline_error(&e, profile))?;
     Ok(())
 }
 
 /// The profile field a pipeline's refusal is about, with its reason.
-fn pipeline_error(e: &ConfigError) -> FieldError {
+fn pipeline_error(e: &ConfigError, profile: &Profile) -> FieldError {
     use ConfigError as E;
     let (field, message) = match e {
         E::TooManyPorts(_) => ("ports".to_string(), e.to_string()),
@@ -73,10 +73,21 @@ fn pipeline_error(e: &ConfigError) -> FieldError {
             port,
             addr,
             prefix_len,
-        } => (
-            format!("ports[{port}].addresses"),
-            format!("{addr}/{prefix_len} cannot be a port address"),
-        ),
+        } => {
+            let at = profile.ports.get(*port).and_then(|p| {
+                p.addresses
+                    .iter()
+                    .position(|n| n.addr() == *addr && n.prefix_len() == *prefix_len)
+            });
+            let field = match at {
+                Some(j) => format!("ports[{port}].addresses[{j}]"),
+                None => format!("ports[{port}].addresses"),
+            };
+            (
+                field,
+                format!("{addr}/{prefix_len} cannot be a port address"),
+            )
+        }
         E::Mtu { port, mtu } => (
             format!("ports[{port}].mtu"),
             format!("MTU {mtu} is below the minimum of 576 (1280 on a port with an IPv6 address)"),

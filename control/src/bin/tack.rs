@@ -29,20 +29,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the appliance on a profile until SIGINT or SIGTERM; SIGHUP reloads the profile.
+    ///
+    /// The profile is checked first as `tack check` does: exit code 2 with its
+    /// line FILE:LINE: FIELD: PROBLEM. Exit code 1 when the appliance cannot
+    /// start on this machine (CPUs, EAL, ports, mempool, management socket).
     Run {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]
         config: PathBuf,
         /// Management socket for tackctl (overrides the profile's management.socket).
-        /// Its directory must exist (only /run/tack is created); only a stale
-        /// socket is replaced there, anything else is refused.
+        ///
+        /// Its directory must exist (only /run/tack is created). A stale socket
+        /// there is replaced; a live one or anything that is not a socket is
+        /// refused and left alone.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
-    /// Check a profile as `tack run` does before it starts (fields, services,
-    /// routes, ports, the lcore map, and one worker's tables, built and freed),
-    /// and print the EAL arguments it gives. Exit code 2 for a profile that
-    /// does not check, with one line FILE:LINE: FIELD: PROBLEM.
+    /// Check a profile as `tack run` does, without running; print the EAL arguments it gives.
+    ///
+    /// The fields, the lcore map, the services and routes, the ports, and one
+    /// worker's pipeline with its tables (built and freed). A profile that does
+    /// not check: one line FILE:LINE: FIELD: PROBLEM and exit code 2.
     Check {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]

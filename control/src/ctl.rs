@@ -21,7 +21,8 @@ use tack_dpdk::ring::{Consumer, Producer};
 use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::{
-    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, pipeline_config,
+    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, TableCheck,
+    pipeline_config,
 };
 use crate::report::{WorkerSnapshot, render_workers};
 use crate::say;
@@ -112,6 +113,24 @@ impl CtlError {
     }
 }
 
+/// What asked for a reload, as `tack` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOrigin {
+    /// SIGHUP.
+    Signal,
+    /// `tackctl reload` on the management socket.
+    Tackctl,
+}
+
+impl std::fmt::Display for ReloadOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReloadOrigin::Signal => "SIGHUP",
+            ReloadOrigin::Tackctl => "tackctl",
+        })
+    }
+}
+
 /// The control plane's state.
 pub struct ControlPlane {
     profile: Profile,
@@ -177,14 +196,18 @@ impl ControlPlane {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             if reload.swap(false, Ordering::Relaxed) {
-                // Operator output, like the start and stop lines of `tack run`.
-                match self.reload() {
-                    Ok(msg) => say!("tack: reload: {msg}"),
-                    Err(e) => say!("tack: reload refused: {e}"),
-                }
+                // Reported by reload_from; nobody else waits for the outcome.
+                let _ = self.reload_from(ReloadOrigin::Signal);
             }
             for request in mgmt.iter().flat_map(|m| m.pending()) {
                 let answer = self.command(request.line());
+                // Changes are reported like reloads (which report themselves).
+                if changes_configuration(request.line()) {
+                    match &answer {
+                        Ok(_) => say!("tack: tackctl {}: applied", request.line()),
+                        Err(e) => say!("tack: tackctl {}: refused: {e}", request.line()),
+                    }
+                }
                 request.answer(answer);
             }
             if !busy {
@@ -301,12 +324,27 @@ impl ControlPlane {
         ))
     }
 
+    /// Re-reads the profile file and applies it ([`ControlPlane::reload`]),
+    /// and reports the outcome on `tack`'s output, accepted or refused with
+    /// its cause: `tack: reload (ORIGIN): ...` or `tack: reload refused
+    /// (ORIGIN): ...`, like the start and stop lines of `tack run`.
+    pub fn reload_from(&mut self, origin: ReloadOrigin) -> Result<String, CtlError> {
+        let result = self.reload();
+        match &result {
+            Ok(msg) => say!("tack: reload ({origin}): {msg}"),
+            Err(e) => say!("tack: reload refused ({origin}): {e}"),
+        }
+        result
+    }
+
     /// Re-reads the profile file and applies it.
     pub fn reload(&mut self) -> Result<String, CtlError> {
         let Some(path) = self.profile_path.clone() else {
             return Err(CtlError::NoProfileFile);
         };
-        let new = Profile::load(&path).inspect_err(|_| {
+        // The tables keep their sizes at a reload (a change is refused), so
+        // they are not built again to check the new profile.
+        let new = Profile::load_with(&path, TableCheck::Skip).inspect_err(|_| {
             self.counters.reload_errors += 1;
         })?;
         self.apply_profile(new)
@@ -413,7 +451,7 @@ impl ControlPlane {
                 self.apply_profile(p)
                     .map(|_| format!("{svc}/{server}: removed"))
             }
-            ["reload"] => self.reload(),
+            ["reload"] => self.reload_from(ReloadOrigin::Tackctl),
             _ => Err(CtlError::UnknownCommand(line.to_string())),
         }
     }
@@ -691,6 +729,19 @@ impl ControlPlane {
 }
 
 /// The short name a profile uses for a scheduler.
+/// Whether a management command changes the running configuration or
+/// tables (servers, persistence, flushes), other than `reload`.
+fn changes_configuration(line: &str) -> bool {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    match args.as_slice() {
+        ["server", ..] => true,
+        ["sticky", "show"] | ["sticky"] => false,
+        ["sticky", ..] => true,
+        ["connections", "flush"] => true,
+        _ => false,
+    }
+}
+
 fn sched_name(s: tack_dataplane::model::SchedulerKind) -> &'static str {
     use tack_dataplane::model::SchedulerKind as K;
     match s {
@@ -937,6 +988,30 @@ mod tests {
             unknown.starts_with("unknown command `frobnicate` (try: status, "),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn configuration_changes_are_told_from_queries() {
+        for line in [
+            "server web s1 state down",
+            "server web add 10.0.0.14",
+            "sticky web 5",
+            "sticky flush",
+            "connections flush",
+        ] {
+            assert!(changes_configuration(line), "{line}");
+        }
+        for line in [
+            "status",
+            "sticky",
+            "sticky show",
+            "connections 5",
+            "services",
+            "reload",
+            "",
+        ] {
+            assert!(!changes_configuration(line), "{line}");
+        }
     }
 
     /// A reload may change the tables' timeouts and full policy, which the

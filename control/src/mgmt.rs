@@ -14,8 +14,9 @@
 //! workers' lcores (unless the profile's `eal.lcores` shares them).
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,27 @@ use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, Sender};
 
+/// The directory of the default management socket, created if missing
+/// (other directories must exist).
+pub const DEFAULT_SOCKET_DIR: &str = "/run/tack";
+
+/// What a file type is, in words.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a socket"
+    }
+}
+
 /// The listening management socket; removed on drop.
 pub struct MgmtServer {
     listener: UnixListener,
@@ -32,18 +54,43 @@ pub struct MgmtServer {
 }
 
 impl MgmtServer {
-    /// Listens on `path` (its directory is created; a stale socket is
-    /// replaced, a live one refused).
+    /// Listens on `path`. What is there already is replaced only if it is a
+    /// stale socket (one nobody listens on); a socket that answers is
+    /// another appliance's ([`MgmtError::InUse`]), and anything else is
+    /// refused ([`MgmtError::NotASocket`]). The directory must exist, except
+    /// the default one, [`DEFAULT_SOCKET_DIR`], which is created.
     pub fn bind(path: &Path) -> Result<MgmtServer, MgmtError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        if path.exists() {
-            // Refuse to steal the socket of a running appliance.
-            if UnixStream::connect(path).is_ok() {
-                return Err(MgmtError::InUse(path.to_path_buf()));
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(MgmtError::NoDirectory(dir.to_path_buf())),
+            Err(e) if e.kind() == ErrorKind::NotFound && dir == Path::new(DEFAULT_SOCKET_DIR) => {
+                std::fs::DirBuilder::new().mode(0o755).create(dir)?;
             }
-            std::fs::remove_file(path)?;
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(MgmtError::NoDirectory(dir.to_path_buf()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+                // Refuse to steal the socket of a running appliance.
+                Ok(_) => return Err(MgmtError::InUse(path.to_path_buf())),
+                // Stale: left by an appliance that ended without removing it.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+                Err(e) => return Err(e.into()),
+            },
+            Ok(m) => {
+                return Err(MgmtError::NotASocket {
+                    path: path.to_path_buf(),
+                    kind: file_kind(m.file_type()),
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -178,6 +225,17 @@ pub enum MgmtError {
     /// Another appliance answers on the socket.
     #[error("{} is in use by another tack", .0.display())]
     InUse(PathBuf),
+    /// Something other than a socket is at the socket's path; it is left alone.
+    #[error("{} is {kind}, not a socket: remove it or choose another path", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+        /// What is there.
+        kind: &'static str,
+    },
+    /// The socket's directory does not exist (only the default one is created).
+    #[error("directory {} does not exist", .0.display())]
+    NoDirectory(PathBuf),
     /// Nothing listens on the socket (no `tack` running there, or no permission).
     #[error("cannot reach tack at {}: {source}", path.display())]
     Connect {
@@ -215,5 +273,72 @@ pub fn request(path: &Path, command: &str) -> Result<String, MgmtError> {
             Err(MgmtError::Refused(err["error: ".len()..].to_string()))
         }
         _ => Err(MgmtError::UnexpectedAnswer(answer)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!("tack-mgmt-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_stale_socket() {
+        let dir = Scratch::new("refuse");
+        // A regular file stays as it was.
+        let file = dir.0.join("file");
+        std::fs::write(&file, "keep me").unwrap();
+        let e = MgmtServer::bind(&file).err().expect("a file is refused");
+        assert!(matches!(e, MgmtError::NotASocket { .. }), "{e}");
+        assert!(
+            e.to_string().contains("is a regular file, not a socket"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        // So does a directory.
+        let e = MgmtServer::bind(&dir.0)
+            .err()
+            .expect("a directory is refused");
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        assert!(dir.0.is_dir());
+        // A missing directory is not created.
+        let deep = dir.0.join("no/such/dir/tack.sock");
+        let e = MgmtServer::bind(&deep).err().expect("no directory");
+        assert!(matches!(e, MgmtError::NoDirectory(_)), "{e}");
+        assert!(!dir.0.join("no").exists());
+    }
+
+    #[test]
+    fn replaces_only_a_stale_socket() {
+        let dir = Scratch::new("stale");
+        let path = dir.0.join("tack.sock");
+        // A socket that answers belongs to another appliance.
+        let live = UnixListener::bind(&path).unwrap();
+        let e = MgmtServer::bind(&path).err().expect("in use");
+        assert!(matches!(e, MgmtError::InUse(_)), "{e}");
+        // Left behind by a listener that is gone: replaced.
+        drop(live);
+        assert!(path.exists(), "the socket file stays after its listener");
+        let again = MgmtServer::bind(&path).expect("a stale socket is replaced");
+        assert!(UnixStream::connect(&path).is_ok());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(again);
+        assert!(!path.exists(), "removed on drop");
     }
 }

@@ -95,6 +95,38 @@ pub enum RunError {
     },
 }
 
+/// Removes the EAL runtime directory of the process's own file prefix
+/// (`/var/run/dpdk/tack<PID>`, see [`Profile::eal_runtime_dirs`]) when
+/// dropped, if it is empty: EAL leaves it behind otherwise. Made before
+/// EAL starts, dropped at exit.
+#[derive(Debug)]
+pub struct EalRuntimeDir {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl EalRuntimeDir {
+    /// The guard for `profile`'s runtime directory (none when the profile
+    /// uses a shared prefix).
+    pub fn new(profile: &Profile) -> EalRuntimeDir {
+        EalRuntimeDir {
+            dirs: profile.eal_runtime_dirs(),
+        }
+    }
+}
+
+impl Drop for EalRuntimeDir {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            // Only an empty directory is removed; a missing one was never made.
+            match std::fs::remove_dir(d) {
+                Ok(()) => log::debug!("removed EAL runtime directory {}", d.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::info!("EAL runtime directory {} left: {e}", d.display()),
+            }
+        }
+    }
+}
+
 /// A started port.
 #[derive(Debug)]
 pub struct RunningPort {

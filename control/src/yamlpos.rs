@@ -11,6 +11,8 @@ use saphyr_parser::{Event, Parser};
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
+    /// The line of the second occurrence of each mapping key given twice.
+    repeats: HashMap<String, usize>,
 }
 
 enum Frame {
@@ -25,6 +27,7 @@ impl LineIndex {
     /// (its parse error is reported by the deserialiser instead).
     pub fn new(src: &str) -> LineIndex {
         let mut lines = HashMap::new();
+        let mut repeats = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         for ev in Parser::new_from_str(src) {
             let Ok((event, span)) = ev else { break };
@@ -54,7 +57,11 @@ impl LineIndex {
                         } else {
                             format!("{path}.{value}")
                         };
-                        lines.entry(p.clone()).or_insert(line);
+                        if lines.contains_key(&p) {
+                            repeats.entry(p.clone()).or_insert(line);
+                        } else {
+                            lines.insert(p.clone(), line);
+                        }
                         *key = Some(p);
                     } else {
                         value_path(&mut stack, &mut lines);
@@ -77,7 +84,13 @@ impl LineIndex {
                 _ => {}
             }
         }
-        LineIndex { lines }
+        LineIndex { lines, repeats }
+    }
+
+    /// The line where the mapping key at `path` (e.g. `ports[0].name`) is
+    /// given a second time, if it is.
+    pub fn repeated_line(&self, path: &str) -> Option<usize> {
+        self.repeats.get(path).copied()
     }
 
     /// The line of `path`, or of its nearest indexed ancestor.
@@ -108,5 +121,17 @@ mod tests {
         assert_eq!(ix.line("workers[1].lcore"), Some(8));
         assert_eq!(ix.line("ports[1].mtu"), Some(6), "falls back to the parent");
         assert_eq!(ix.line("nothing"), None);
+        assert_eq!(ix.repeated_line("ports[0].name"), None);
+    }
+
+    #[test]
+    fn finds_repeated_keys() {
+        let src =
+            "eal:\n  memory_mb: 64\nports:\n  - name: a\n    name: b\neal:\n  memory_mb: 32\n";
+        let ix = LineIndex::new(src);
+        assert_eq!(ix.line("eal"), Some(1));
+        assert_eq!(ix.repeated_line("eal"), Some(6));
+        assert_eq!(ix.repeated_line("ports[0].name"), Some(5));
+        assert_eq!(ix.repeated_line("ports"), None);
     }
 }

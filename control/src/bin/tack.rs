@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
-use tack_control::runtime::Appliance;
+use tack_control::runtime::{Appliance, EalRuntimeDir};
 use tack_control::{say, say_raw};
 
 /// The system allocator, advising transparent huge pages for the tables
@@ -29,15 +29,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the appliance on a profile until SIGINT or SIGTERM; SIGHUP reloads the profile.
+    ///
+    /// The profile is checked first as `tack check` does: exit code 2 with its
+    /// line FILE:LINE: FIELD: PROBLEM. Exit code 1 when the appliance cannot
+    /// start on this machine (CPUs, EAL, ports, mempool, management socket).
     Run {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]
         config: PathBuf,
         /// Management socket for tackctl (overrides the profile's management.socket).
+        ///
+        /// Its directory must exist (only /run/tack is created). A stale socket
+        /// there is replaced; a live one or anything that is not a socket is
+        /// refused and left alone.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
-    /// Check a profile and print the EAL arguments it gives, without running.
+    /// Check a profile as `tack run` does, without running; print the EAL arguments it gives.
+    ///
+    /// The fields, the lcore map, the services and routes, the ports, and one
+    /// worker's pipeline with its tables (built and freed). A profile that does
+    /// not check: one line FILE:LINE: FIELD: PROBLEM and exit code 2.
     Check {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]
@@ -73,6 +85,10 @@ fn main() -> ExitCode {
             if let Some(s) = socket {
                 profile.management.socket = s;
             }
+            if let Err(e) = profile.check_machine() {
+                eprintln!("tack: {}: {e}", config.display());
+                return ExitCode::FAILURE;
+            }
             if profile.runtime.huge_pages {
                 // Before the tables are allocated.
                 tack_control::hugepages::enable();
@@ -106,6 +122,8 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Dropped last, when this function returns: removes EAL's empty runtime directory.
+    let _eal_dir = EalRuntimeDir::new(profile);
     let mut app = match Appliance::start(profile) {
         Ok(a) => a,
         Err(e) => {

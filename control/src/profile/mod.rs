@@ -14,9 +14,11 @@ use serde::Deserialize;
 
 use crate::yamlpos::LineIndex;
 
+mod check;
 mod error;
 mod pipeline;
 mod services;
+pub use check::{LcoreMap, MAX_LCORES, TableCheck, check_pipeline, missing_cpu, parse_lcores};
 pub use error::{FieldError, MacAddrError, ProfileError};
 pub use pipeline::pipeline_config;
 pub use services::{
@@ -70,6 +72,9 @@ impl Default for ManagementSection {
         }
     }
 }
+
+/// The most neighbour entries a worker holds (more would be ignored).
+pub const MAX_NEIGHBOURS: usize = 1 << 20;
 
 /// Where `tack` listens for `tackctl` unless the profile says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/tack/tack.sock";
@@ -285,6 +290,37 @@ pub struct WorkerSection {
     pub queue: u16,
 }
 
+/// The largest profile file read (16 MiB): a profile is a few kilobytes,
+/// and `--config /dev/zero` must not fill the memory.
+pub const MAX_PROFILE_BYTES: u64 = 16 << 20;
+
+/// Why a profile file could not be read.
+enum ReadError {
+    /// More than [`MAX_PROFILE_BYTES`].
+    TooBig,
+    /// The system's reason.
+    Io(std::io::Error),
+}
+
+/// Reads at most [`MAX_PROFILE_BYTES`] of UTF-8 text from `path`.
+fn read_bounded(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(ReadError::TooBig);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        ))
+    })
+}
+
 /// Whether a device string names a PCI device (domain:bus:dev.fn or bus:dev.fn).
 pub fn is_pci_address(device: &str) -> bool {
     let d = device.split(',').next().unwrap_or("");
@@ -315,23 +351,47 @@ pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl Profile {
-    /// Reads and checks a profile file.
+    /// Reads and checks a profile file, as `tack check` and `tack run` do:
+    /// [`Profile::parse`].
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        Profile::load_with(path, TableCheck::Build)
+    }
+
+    /// Reads and checks a profile file of at most [`MAX_PROFILE_BYTES`],
+    /// building worker 0's tables or not ([`TableCheck`]).
+    pub fn load_with(path: &Path, tables: TableCheck) -> Result<Profile, ProfileError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| ProfileError {
+        let unreadable = |message: String| ProfileError {
             file: Some(file.clone()),
             field: String::new(),
             line: None,
-            message: format!("cannot read profile: {e}"),
+            message,
+        };
+        let src = read_bounded(path).map_err(|e| match e {
+            ReadError::TooBig => unreadable(format!(
+                "the profile is larger than {} MiB; is this the right file?",
+                MAX_PROFILE_BYTES >> 20
+            )),
+            ReadError::Io(e) => unreadable(format!("cannot read profile: {e}")),
         })?;
-        Profile::parse(&src).map_err(|mut e| {
-            e.file = Some(file);
+        Profile::parse_with(&src, tables).map_err(|mut e| {
+            e.file = Some(file.clone());
             e
         })
     }
 
-    /// Parses and checks a profile from YAML text.
+    /// Parses and checks a profile from YAML text: everything `tack run`
+    /// checks before it starts DPDK, worker 0's tables built at their sizes
+    /// ([`TableCheck::Build`]).
     pub fn parse(src: &str) -> Result<Profile, ProfileError> {
+        Profile::parse_with(src, TableCheck::Build)
+    }
+
+    /// Parses and checks a profile from YAML text: its fields, then the
+    /// pipeline it makes ([`check_pipeline`]). Errors name the field and
+    /// its line.
+    pub fn parse_with(src: &str, tables: TableCheck) -> Result<Profile, ProfileError> {
+        let index = LineIndex::new(src);
         let profile: Profile = serde_yaml_ng::from_str(src).map_err(|e| {
             // serde_yaml_ng's message reads "field.path: problem at line L column C".
             let text = e.to_string();
@@ -343,22 +403,47 @@ impl Profile {
                 Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
                 _ => (String::new(), text),
             };
-            ProfileError {
-                file: None,
-                field,
-                line: e.location().map(|l| l.line()),
-                message,
+            // A repeated key is reported at the mapping that holds it: name
+            // the key and the line where it comes again.
+            let repeated = message
+                .strip_prefix("duplicate field `")
+                .and_then(|m| m.strip_suffix('`'))
+                .map(|key| {
+                    if field.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{field}.{key}")
+                    }
+                });
+            match repeated
+                .as_deref()
+                .and_then(|k| Some((k, index.repeated_line(k)?)))
+            {
+                Some((key, line)) => ProfileError {
+                    file: None,
+                    field: key.to_string(),
+                    line: Some(line),
+                    message: match index.line(key) {
+                        Some(first) => format!("given twice (first at line {first})"),
+                        None => "given twice".to_string(),
+                    },
+                },
+                None => ProfileError {
+                    file: None,
+                    field,
+                    line: e.location().map(|l| l.line()),
+                    message,
+                },
             }
         })?;
-        let index = LineIndex::new(src);
-        profile
-            .validate()
-            .map_err(|FieldError { field, message }| ProfileError {
-                file: None,
-                line: index.line(&field),
-                field,
-                message,
-            })?;
+        let at_line = |FieldError { field, message }| ProfileError {
+            file: None,
+            line: index.line(&field),
+            field,
+            message,
+        };
+        profile.validate().map_err(at_line)?;
+        check_pipeline(&profile, tables).map_err(at_line)?;
         Ok(profile)
     }
 
@@ -380,6 +465,49 @@ impl Profile {
                 format!(
                     "`{}` is not one of error, warning, notice, info, debug",
                     self.eal.log_level
+                ),
+            );
+        }
+        if self.eal.main_lcore >= MAX_LCORES {
+            return err(
+                "eal.main_lcore".into(),
+                format!("lcores are 0..{}", MAX_LCORES - 1),
+            );
+        }
+        if let Some(map) = &self.eal.lcores {
+            let parsed = parse_lcores(map)
+                .map_err(|m| FieldError::new("eal.lcores", format!("`{map}`: {m}")))?;
+            if !parsed.lcores.contains(&self.eal.main_lcore) {
+                return err(
+                    "eal.lcores".into(),
+                    format!("the main lcore {} is not in the map", self.eal.main_lcore),
+                );
+            }
+            if let Some((i, w)) = self
+                .workers
+                .iter()
+                .enumerate()
+                .find(|(_, w)| !parsed.lcores.contains(&w.lcore))
+            {
+                return err(
+                    format!("workers[{i}].lcore"),
+                    format!("lcore {} is not in eal.lcores `{map}`", w.lcore),
+                );
+            }
+        }
+        // The pool's mbufs alone (data room and the 128-byte mbuf header)
+        // must fit in the memory EAL is given.
+        let pool_bytes = u64::from(self.mempool.mbufs) * (u64::from(self.mempool.data_room) + 128);
+        if let Some(mb) = self.eal.memory_mb
+            && pool_bytes > u64::from(mb) << 20
+        {
+            return err(
+                "eal.memory_mb".into(),
+                format!(
+                    "{mb} MiB cannot hold the mempool ({} mbufs of {} bytes need more than {} MiB; omit memory_mb to have it sized)",
+                    self.mempool.mbufs,
+                    self.mempool.data_room,
+                    pool_bytes >> 20
                 ),
             );
         }
@@ -410,6 +538,12 @@ impl Profile {
             return err(
                 "runtime.stats_interval_ms".into(),
                 "must be at least 1".into(),
+            );
+        }
+        if !(1..=MAX_NEIGHBOURS).contains(&self.tables.neighbours) {
+            return err(
+                "tables.neighbours".into(),
+                format!("must be 1..{MAX_NEIGHBOURS}"),
             );
         }
         let mut names = HashSet::new();
@@ -500,8 +634,8 @@ impl Profile {
                     format!("lcore {} is the main lcore (the control thread)", w.lcore),
                 );
             }
-            if w.lcore >= 128 {
-                return err(f("lcore"), "lcores are 0..127".into());
+            if w.lcore >= MAX_LCORES {
+                return err(f("lcore"), format!("lcores are 0..{}", MAX_LCORES - 1));
             }
             if !lcores.insert(w.lcore) {
                 return err(
@@ -544,6 +678,48 @@ impl Profile {
         Ok(())
     }
 
+    /// What this machine must have for the profile, checked by `tack run`
+    /// before EAL (which would refuse with its whole usage text): the CPUs
+    /// the lcores run on. Not part of [`Profile::parse`], so that a profile
+    /// checks on any machine.
+    pub fn check_machine(&self) -> Result<(), FieldError> {
+        match &self.eal.lcores {
+            Some(map) => {
+                let cpus = parse_lcores(map)
+                    .map_err(|m| FieldError::new("eal.lcores", format!("`{map}`: {m}")))?
+                    .cpus;
+                match missing_cpu(cpus) {
+                    Some(cpu) => Err(FieldError::new(
+                        "eal.lcores",
+                        format!("`{map}`: this machine has no CPU {cpu}"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            // Without a map, lcore N runs on CPU N.
+            None => {
+                let lcores = std::iter::once(("eal.main_lcore".to_string(), self.eal.main_lcore))
+                    .chain(
+                        self.workers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, w)| (format!("workers[{i}].lcore"), w.lcore)),
+                    );
+                for (field, lcore) in lcores {
+                    if missing_cpu([lcore]).is_some() {
+                        return Err(FieldError::new(
+                            field,
+                            format!(
+                                "this machine has no CPU {lcore} (lcore {lcore} runs on it unless eal.lcores maps it elsewhere)"
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The EAL arguments this profile asks for (without the program name).
     pub fn eal_args(&self) -> Vec<String> {
         let mut a = Vec::new();
@@ -562,8 +738,10 @@ impl Profile {
         if !self.eal.hugepages {
             a.push("--no-huge".into());
             a.push("--no-shconf".into());
+        }
+        if let Some(prefix) = self.eal_file_prefix() {
             // Separate processes (labs, tests) must not share runtime files.
-            a.push(format!("--file-prefix=tack{}", std::process::id()));
+            a.push(format!("--file-prefix={prefix}"));
         }
         // Without hugepages EAL reserves only 64 MiB unless told; size it for the pool.
         if let Some(m) = self
@@ -591,6 +769,28 @@ impl Profile {
         a.push(format!("--log-level=*:{}", self.eal.log_level));
         a.extend(self.eal.args.iter().cloned());
         a
+    }
+
+    /// The EAL file prefix of this process, `tack<PID>`, when it has one of
+    /// its own: without hugepages, unless `eal.args` sets one.
+    pub fn eal_file_prefix(&self) -> Option<String> {
+        let own =
+            !self.eal.hugepages && !self.eal.args.iter().any(|a| a.starts_with("--file-prefix"));
+        own.then(|| format!("tack{}", std::process::id()))
+    }
+
+    /// Where EAL may have made the runtime directory of this process's own
+    /// file prefix ([`Profile::eal_file_prefix`]): `/var/run/dpdk/PREFIX` for
+    /// root, `$XDG_RUNTIME_DIR/dpdk/PREFIX` or `/tmp/dpdk/PREFIX` for others.
+    pub fn eal_runtime_dirs(&self) -> Vec<PathBuf> {
+        let Some(prefix) = self.eal_file_prefix() else {
+            return Vec::new();
+        };
+        let user = std::env::var_os("XDG_RUNTIME_DIR").map_or(PathBuf::from("/tmp"), PathBuf::from);
+        [PathBuf::from("/var/run"), user]
+            .into_iter()
+            .map(|d| d.join("dpdk").join(&prefix))
+            .collect()
     }
 
     /// Memory (MiB) for one mempool per NUMA socket plus rings and tables in

@@ -485,11 +485,16 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
         }
         out.push(svc);
     }
-    Config::new(out).map_err(|e| FieldError::new(config_error_path(&e), config_error_message(&e)))
+    Config::new(out).map_err(|e| {
+        FieldError::new(
+            config_error_path(&e, services),
+            config_error_message(&e, services),
+        )
+    })
 }
 
 /// The profile path of what a dataplane configuration error is about.
-fn config_error_path(e: &ConfigError) -> String {
+fn config_error_path(e: &ConfigError, services: &[ServiceSection]) -> String {
     use ConfigError as E;
     match *e {
         E::DuplicateService { second, .. } => format!("services[{second}]"),
@@ -516,10 +521,30 @@ fn config_error_path(e: &ConfigError) -> String {
         } => {
             format!("services[{service}].servers[{server}].backup")
         }
-        E::FullNatWithoutLocalAddrs { service } | E::LocalPoolUnused { service, .. } => {
-            format!("services[{service}].local_addresses")
+        E::FullNatWithoutLocalAddrs { service } => format!("services[{service}].local_addresses"),
+        // The pool may be only a port range.
+        E::LocalPoolUnused { service, .. } => {
+            let only_ports = services
+                .get(service)
+                .is_some_and(|s| s.local_addresses.is_empty());
+            let key = if only_ports {
+                "local_ports"
+            } else {
+                "local_addresses"
+            };
+            format!("services[{service}].{key}")
         }
-        E::InvalidLocalAddr { service, .. } | E::TooManyLocalAddrs { service, .. } => {
+        E::InvalidLocalAddr { service, addr, .. } => {
+            // The address at fault: the second one when it is listed twice.
+            let list = services
+                .get(service)
+                .map_or(&[][..], |s| &s.local_addresses[..]);
+            match list.iter().rposition(|a| *a == addr) {
+                Some(k) => format!("services[{service}].local_addresses[{k}]"),
+                None => format!("services[{service}].local_addresses"),
+            }
+        }
+        E::TooManyLocalAddrs { service, .. } => {
             format!("services[{service}].local_addresses")
         }
         E::InvalidPortRange { service, .. } => format!("services[{service}].local_ports"),
@@ -557,7 +582,11 @@ fn server_urls(sv: &ServerSection) -> Result<Option<ServerUrls>, String> {
 }
 
 /// The error's text without its "service #N:" prefix (the path says which).
-fn config_error_message(e: &ConfigError) -> String {
+fn config_error_message(e: &ConfigError, services: &[ServiceSection]) -> String {
+    if let ConfigError::DuplicateService { first, ident, .. } = e {
+        let name = services.get(*first).map_or("", |s| s.name.as_str());
+        return format!("{ident}: the same VIP, protocol and port as services[{first}] (`{name}`)");
+    }
     let text = e.to_string();
     match text.split_once(": ") {
         Some((head, rest)) if head.starts_with("service #") => rest.to_string(),

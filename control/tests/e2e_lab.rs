@@ -534,3 +534,71 @@ fn added_server_shares_load_without_breaking_established_or_sticky_clients() {
     drop(ka);
     stop_and_check(tack);
 }
+
+/// A redirect service (seed 000), answered by the dataplane itself.
+const REDIRECT: &str = r#"  - name: shop
+    vip: 10.100.0.15
+    port: 80
+    redirect: { secure_paths: [/checkout/] }
+    servers:
+      - { name: s1, address: 10.0.0.11, url: "http://10.0.0.11" }
+      - { name: s2, address: 10.0.0.12, url: "http://10.0.0.12" }
+      - { name: s3, address: 10.0.0.13, url: "http://10.0.0.13", https_url: "https://s3.example.com" }
+"#;
+
+/// curl's response head for `url` from client `c`.
+fn head(lab: &Lab, c: &str, url: &str) -> String {
+    let (ok, out, err) = lab.exec(
+        c,
+        &["curl", "-sS", "-m", "5", "-o", "/dev/null", "-D", "-", url],
+    );
+    assert!(ok, "curl {url} from {c}: {err}");
+    out
+}
+
+#[test]
+fn redirect_service_answers_302_from_the_dataplane() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(1, REDIRECT);
+    let tack = Tack::start(&lab.lb(), &profile);
+    let mut servers = std::collections::BTreeSet::new();
+    let n = 30;
+    for i in 0..n {
+        let out = head(
+            &lab,
+            ["c1", "c2", "c3"][i % 3],
+            &format!("http://10.100.0.15/cart?item={i}"),
+        );
+        assert!(out.starts_with("HTTP/1.1 302 Found\r\n"), "{out}");
+        let location = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: "))
+            .unwrap_or_else(|| panic!("no Location: {out}"));
+        let server = location
+            .strip_prefix("http://")
+            .and_then(|l| l.strip_suffix(&format!("/cart?item={i}")))
+            .unwrap_or_else(|| panic!("Location {location:?}"));
+        assert!(
+            ["10.0.0.11", "10.0.0.12", "10.0.0.13"].contains(&server),
+            "{location}"
+        );
+        servers.insert(server.to_string());
+    }
+    assert!(servers.len() >= 2, "redirects spread: {servers:?}");
+    // A secure path goes to the server's HTTPS URL.
+    let out = head(&lab, "c1", "http://10.100.0.15/checkout/pay");
+    assert!(out.contains("Location: https://"), "{out}");
+    // Handshake ACKs and the clients' FINs are dropped by design (the
+    // responder keeps no state); at most a few per request.
+    let report = stop_and_check_allowing(tack, &[("drop_redirect_ignored", 8 * (n as u64 + 1))]);
+    assert_eq!(
+        counter(&report, "redirect_found"),
+        Some(n as u64 + 1),
+        "{report}"
+    );
+    assert!(
+        counter(&report, "redirect_syn_cookies").is_some_and(|s| s > n as u64),
+        "{report}"
+    );
+}

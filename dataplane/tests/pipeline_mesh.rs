@@ -8,52 +8,14 @@ use std::net::IpAddr;
 
 use pipeline_common::mesh::Mesh;
 use pipeline_common::*;
-use tack_dataplane::conn::ConnTableConfig;
-use tack_dataplane::model::{ClientKeyRule, ForwardMode, Persistence, Protocol, Service};
 use tack_dataplane::pipeline::{ControlMsg, Event, FlowEvent, PipelineConfig};
-use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
-
-const SERVERS: [&str; 4] = ["10.1.0.5", "10.1.0.6", "10.1.0.7", "10.1.0.8"];
-
-fn sticky_service(weights: [u16; 4]) -> Service {
-    let servers: Vec<IpAddr> = SERVERS.iter().map(|s| a4(s)).collect();
-    let mut s = service(
-        a4(VIP4),
-        Protocol::Tcp,
-        Some(80),
-        ForwardMode::Nat,
-        &servers,
-    );
-    for (srv, w) in s.servers.iter_mut().zip(weights) {
-        srv.weight = w;
-    }
-    s.persistence = Some(Persistence {
-        key: ClientKeyRule::NaturalClass { networks: vec![] },
-        timeout_minutes: 1,
-    });
-    s
-}
-
-fn sized(services: Vec<Service>) -> PipelineConfig {
-    let mut cfg = config(services);
-    cfg.conn4 = ConnTableConfig {
-        capacity: 16384,
-        hash_seed: 5,
-        ..ConnTableConfig::default()
-    };
-    cfg.sticky = StickyConfig {
-        capacity: 8192,
-        ..StickyConfig::default()
-    };
-    cfg
-}
 
 /// Every pipeline of the mesh knows the router and the servers.
 fn learn(m: &mut Mesh) {
     for h in &mut m.nodes {
         h.learn_neighbors();
-        for (i, s) in SERVERS.iter().enumerate() {
+        for (i, s) in SERVERS4.iter().enumerate() {
             h.p.apply(ControlMsg::Neighbor {
                 port: 1,
                 addr: a4(s),
@@ -73,7 +35,7 @@ fn open_at(m: &mut Mesh, node: usize, src: &str, sport: u16) -> IpAddr {
 
 #[test]
 fn two_workers_agree_on_sticky_choices_before_and_after_sync() {
-    let mut m = Mesh::workers(sized(vec![sticky_service([1, 2, 3, 4])]), 2);
+    let mut m = Mesh::workers(sized_config(vec![sticky_service([1, 2, 3, 4])]), 2);
     learn(&mut m);
     // Two clients of one class B network, one on each worker, at the same
     // time (no event has crossed yet): one server.
@@ -107,7 +69,7 @@ fn a_binding_crosses_snapshots_by_identity() {
     // server node 0 chooses takes no new clients (weight 0): only the
     // binding, resolved by identity, sends the key there.
     let a = sticky_service([1, 1, 1, 1]);
-    let mut m0 = Mesh::nodes(vec![sized(vec![a.clone()])]);
+    let mut m0 = Mesh::nodes(vec![sized_config(vec![a.clone()])]);
     learn(&mut m0);
     let chosen = open_at(&mut m0, 0, "172.20.1.1", 1000);
     let mut b = a.clone();
@@ -117,7 +79,7 @@ fn a_binding_crosses_snapshots_by_identity() {
             s.weight = 0;
         }
     }
-    let mut m = Mesh::nodes(vec![sized(vec![a]), sized(vec![b])]);
+    let mut m = Mesh::nodes(vec![sized_config(vec![a]), sized_config(vec![b])]);
     learn(&mut m);
     // Without the binding, node 1 sends the key elsewhere.
     assert_ne!(open_at(&mut m, 1, "172.21.1.1", 1000), chosen);
@@ -129,7 +91,7 @@ fn a_binding_crosses_snapshots_by_identity() {
 }
 
 fn flow_config() -> PipelineConfig {
-    let mut cfg = sized(forwarding_services());
+    let mut cfg = sized_config(forwarding_services());
     cfg.flow_events = true;
     cfg
 }
@@ -197,7 +159,7 @@ fn full_nat_flow_events_forward_the_flow_both_ways_on_another_node() {
 
 #[test]
 fn flow_events_are_off_by_default() {
-    let mut m = Mesh::nodes(vec![sized(forwarding_services())]);
+    let mut m = Mesh::nodes(vec![sized_config(forwarding_services())]);
     learn(&mut m);
     let syn = client_pkt(a4(CLIENT4), 40000, a4(VIP4), 80, SYN);
     m.rx(0, 0, &syn);

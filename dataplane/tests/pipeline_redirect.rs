@@ -10,9 +10,7 @@ use pipeline_common::*;
 use tack_dataplane::Time;
 use tack_dataplane::model::{ForwardMode, Protocol, Redirect, Service};
 use tack_dataplane::redirect::ServerUrls;
-use tack_dataplane::wire::{
-    EtherType, EthernetRepr, IpProtocol, Ipv4Repr, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr, classify,
-};
+use tack_dataplane::wire::{TcpPacket, classify};
 
 fn redirect_service(vip: IpAddr, servers: &[(IpAddr, u16, &str)]) -> Service {
     let addrs: Vec<IpAddr> = servers.iter().map(|s| s.0).collect();
@@ -57,63 +55,15 @@ fn seg(
     data: &[u8],
 ) -> Vec<u8> {
     let dst = if src.is_ipv4() { a4(VIP4) } else { a6(VIP6) };
-    let tcp = TcpRepr {
-        src_port: sport,
-        dst_port: 80,
-        seq_number: seq,
-        ack_number: ack,
-        flags: TcpFlags(flags),
-        window_len: 64_000,
-        urgent_at: 0,
+    tcp_from(
+        C_MAC,
+        L0_MAC,
+        (src, sport),
+        (dst, 80),
+        (seq, ack, flags),
         mss,
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
-        payload: data,
-    };
-    let ip_len = if src.is_ipv4() { 20 } else { 40 };
-    let mut b = vec![0u8; 14 + ip_len + tcp.header_len() + data.len()];
-    EthernetRepr {
-        src_addr: C_MAC,
-        dst_addr: L0_MAC,
-        vlan: None,
-        ethertype: if src.is_ipv4() {
-            EtherType::IPV4
-        } else {
-            EtherType::IPV6
-        },
-    }
-    .emit(&mut b)
-    .unwrap();
-    let tcp_len = tcp.header_len() + data.len();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: IpProtocol::TCP,
-            payload_len: tcp_len,
-            ttl: 64,
-            tos: 0,
-            ident: 1,
-            dont_frag: true,
-        }
-        .emit(&mut b[14..])
-        .unwrap(),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: IpProtocol::TCP,
-            payload_len: tcp_len,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(&mut b[14..])
-        .unwrap(),
-        _ => unreachable!(),
-    };
-    tcp.emit(&mut b[14 + ip_len..], &src, &dst).unwrap();
-    b
+        data,
+    )
 }
 
 /// (flags, seq, ack, mss, payload) of a segment the responder sent, whose

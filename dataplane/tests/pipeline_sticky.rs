@@ -8,49 +8,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use pipeline_common::*;
-use tack_dataplane::conn::ConnTableConfig;
 use tack_dataplane::ids::{ServerIdx, ServiceIdx};
-use tack_dataplane::model::{
-    ClientKeyRule, ForwardMode, Persistence, Protocol, ServerState, Service,
-};
+use tack_dataplane::model::{ForwardMode, Protocol, ServerState, Service};
 use tack_dataplane::pipeline::{ControlMsg, Event, Pipeline, WorkerSpec};
-use tack_dataplane::sticky::{ClientKey, StickyConfig, StickyEvent};
+use tack_dataplane::sticky::{ClientKey, StickyEvent};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dataplane::{Time, VecAlloc, VecFrame};
 
-const SERVERS: [&str; 4] = ["10.1.0.5", "10.1.0.6", "10.1.0.7", "10.1.0.8"];
-
-fn sticky_service(weights: [u16; 4]) -> Service {
-    let servers: Vec<IpAddr> = SERVERS.iter().map(|s| a4(s)).collect();
-    let mut s = service(
-        a4(VIP4),
-        Protocol::Tcp,
-        Some(80),
-        ForwardMode::Nat,
-        &servers,
-    );
-    for (srv, w) in s.servers.iter_mut().zip(weights) {
-        srv.weight = w;
-    }
-    s.persistence = Some(Persistence {
-        key: ClientKeyRule::NaturalClass { networks: vec![] },
-        timeout_minutes: 1,
-    });
-    s
-}
-
 fn sticky_config(s: Service) -> tack_dataplane::pipeline::PipelineConfig {
-    let mut cfg = config(vec![s]);
-    cfg.conn4 = ConnTableConfig {
-        capacity: 16384,
-        hash_seed: 5,
-        ..ConnTableConfig::default()
-    };
-    cfg.sticky = StickyConfig {
-        capacity: 8192,
-        ..StickyConfig::default()
-    };
-    cfg
+    sized_config(vec![s])
 }
 
 fn learn(p: &mut Pipeline<VecFrame>) {
@@ -59,7 +25,7 @@ fn learn(p: &mut Pipeline<VecFrame>) {
         addr: a4(ROUTER4),
         mac: R_MAC,
     });
-    for (i, s) in SERVERS.iter().enumerate() {
+    for (i, s) in SERVERS4.iter().enumerate() {
         p.apply(ControlMsg::Neighbor {
             port: 1,
             addr: a4(s),
@@ -126,7 +92,7 @@ fn choice_spreads_by_weight() {
         // Distinct class C networks.
         let src = format!("200.{}.{}.1", i / 256, i % 256);
         let s = open_from(&mut h, &src, 1000);
-        let idx = SERVERS.iter().position(|x| a4(x) == s).unwrap();
+        let idx = SERVERS4.iter().position(|x| a4(x) == s).unwrap();
         counts[idx] += 1;
         reset_from(&mut h, &src, 1000);
     }
@@ -189,7 +155,7 @@ fn two_workers_agree_without_talking() {
 fn idle_timeout_restarts_when_connections_end_then_rebinds() {
     let mut h = harness(sticky_service([1, 1, 1, 1]));
     let x = open_from(&mut h, "172.16.1.5", 1000);
-    let xi = SERVERS.iter().position(|s| a4(s) == x).unwrap() as u16;
+    let xi = SERVERS4.iter().position(|s| a4(s) == x).unwrap() as u16;
     // X stops taking new clients (weight 0, still up): its sticky clients stay.
     h.p.apply(ControlMsg::ServerWeight {
         service: ServiceIdx(0),
@@ -230,14 +196,14 @@ fn down_server_rebinds_to_backup() {
     }
     let mut h = harness(s);
     let x = open_from(&mut h, "172.16.1.5", 1000);
-    let xi = SERVERS.iter().position(|s| a4(s) == x).unwrap();
+    let xi = SERVERS4.iter().position(|s| a4(s) == x).unwrap();
     h.events();
     h.p.apply(ControlMsg::ServerState {
         service: ServiceIdx(0),
         server: ServerIdx(xi as u16),
         state: ServerState::Down,
     });
-    let backup = a4(SERVERS[(xi + 1) % 4]);
+    let backup = a4(SERVERS4[(xi + 1) % 4]);
     assert_eq!(open_from(&mut h, "172.16.2.2", 1001), backup);
     assert_eq!(open_from(&mut h, "172.16.3.3", 1002), backup);
     let ev = h.events();
@@ -260,7 +226,7 @@ fn bindings_from_other_workers_are_installed() {
         key,
         server: ServerIdx(2),
     });
-    assert_eq!(open_from(&mut h, "172.16.44.1", 1000), a4(SERVERS[2]));
+    assert_eq!(open_from(&mut h, "172.16.44.1", 1000), a4(SERVERS4[2]));
     // A key that is not canonical for the rule is refused.
     h.p.apply(ControlMsg::StickyBinding {
         service: ServiceIdx(0),
@@ -282,14 +248,14 @@ fn bindings_from_other_workers_are_installed() {
 fn pending_events_follow_a_reload() {
     let mut h = harness(sticky_service([1, 1, 1, 1]));
     let first = open_from(&mut h, "172.16.1.5", 1000);
-    let old = SERVERS.iter().position(|s| a4(s) == first).unwrap();
+    let old = SERVERS4.iter().position(|s| a4(s) == first).unwrap();
     // Another service first, and the sticky one's servers in reverse order.
     let other = service(
         a4(VIP4),
         Protocol::Tcp,
         Some(443),
         ForwardMode::Nat,
-        &[a4(SERVERS[0])],
+        &[a4(SERVERS4[0])],
     );
     let mut reordered = sticky_service([1, 1, 1, 1]);
     reordered.servers.reverse();

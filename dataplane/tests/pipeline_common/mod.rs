@@ -165,6 +165,45 @@ pub fn basic_services() -> Vec<Service> {
     ]
 }
 
+/// The four servers of the persistence tests, on port 1's network.
+pub const SERVERS4: [&str; 4] = ["10.1.0.5", "10.1.0.6", "10.1.0.7", "10.1.0.8"];
+
+/// TCP 80 on VIP4 (NAT) over [`SERVERS4`] with these weights, persistent by
+/// natural class for a minute.
+pub fn sticky_service(weights: [u16; 4]) -> Service {
+    let servers: Vec<IpAddr> = SERVERS4.iter().map(|s| a4(s)).collect();
+    let mut s = service(
+        a4(VIP4),
+        Protocol::Tcp,
+        Some(80),
+        ForwardMode::Nat,
+        &servers,
+    );
+    for (srv, w) in s.servers.iter_mut().zip(weights) {
+        srv.weight = w;
+    }
+    s.persistence = Some(tack_dataplane::model::Persistence {
+        key: tack_dataplane::model::ClientKeyRule::NaturalClass { networks: vec![] },
+        timeout_minutes: 1,
+    });
+    s
+}
+
+/// [`config`] with room for thousands of connections and sticky keys.
+pub fn sized_config(services: Vec<Service>) -> PipelineConfig {
+    let mut cfg = config(services);
+    cfg.conn4 = ConnTableConfig {
+        capacity: 16384,
+        hash_seed: 5,
+        ..ConnTableConfig::default()
+    };
+    cfg.sticky = StickyConfig {
+        capacity: 8192,
+        ..StickyConfig::default()
+    };
+    cfg
+}
+
 pub fn config(services: Vec<Service>) -> PipelineConfig {
     PipelineConfig {
         ports: ports(),
@@ -377,13 +416,81 @@ pub fn packet_from(
     l4: L4,
     payload: &[u8],
 ) -> Vec<u8> {
-    use tack_dataplane::wire::{
-        EtherType, EthernetRepr, IpProtocol, Ipv4Repr, Ipv6Repr, TcpFlags, TcpRepr, UdpRepr,
+    use tack_dataplane::wire::{IpProtocol, UdpRepr};
+    match l4 {
+        L4::Tcp(flags) => tcp_from(
+            smac,
+            dmac,
+            (src, sport),
+            (dst, dport),
+            (1, 0, flags),
+            None,
+            payload,
+        ),
+        L4::Udp => frame_with(
+            smac,
+            dmac,
+            src,
+            dst,
+            IpProtocol::UDP,
+            8 + payload.len(),
+            |seg| {
+                UdpRepr {
+                    src_port: sport,
+                    dst_port: dport,
+                    payload,
+                }
+                .emit(seg, &src, &dst)
+                .unwrap();
+            },
+        ),
+    }
+}
+
+/// A TCP segment `src` → `dst` (address, port) with (sequence number,
+/// acknowledgement number, flags), an MSS option if given, and `payload`.
+pub fn tcp_from(
+    smac: EthernetAddress,
+    dmac: EthernetAddress,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    (seq, ack, flags): (u32, u32, u8),
+    mss: Option<u16>,
+    payload: &[u8],
+) -> Vec<u8> {
+    use tack_dataplane::wire::{IpProtocol, TcpFlags, TcpRepr};
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq_number: seq,
+        ack_number: ack,
+        flags: TcpFlags(flags),
+        window_len: 1000,
+        urgent_at: 0,
+        mss,
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload,
     };
-    let seg_len = match l4 {
-        L4::Tcp(_) => 20 + payload.len(),
-        L4::Udp => 8 + payload.len(),
-    };
+    let len = tcp.header_len() + payload.len();
+    frame_with(smac, dmac, src, dst, IpProtocol::TCP, len, |seg| {
+        tcp.emit(seg, &src, &dst).unwrap();
+    })
+}
+
+/// An Ethernet frame with an IP header `src` → `dst` for an L4 segment of
+/// `seg_len` bytes of protocol `proto`, which `write` fills.
+fn frame_with(
+    smac: EthernetAddress,
+    dmac: EthernetAddress,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: tack_dataplane::wire::IpProtocol,
+    seg_len: usize,
+    write: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
+    use tack_dataplane::wire::{EtherType, EthernetRepr, Ipv4Repr, Ipv6Repr};
     let v4 = src.is_ipv4();
     let ip_len = if v4 { 20 } else { 40 };
     let mut b = vec![0u8; 14 + ip_len + seg_len];
@@ -395,10 +502,6 @@ pub fn packet_from(
     }
     .emit(&mut b)
     .unwrap();
-    let proto = match l4 {
-        L4::Tcp(_) => IpProtocol::TCP,
-        L4::Udp => IpProtocol::UDP,
-    };
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             Ipv4Repr {
@@ -429,36 +532,7 @@ pub fn packet_from(
         }
         _ => panic!("mixed families"),
     }
-    let seg = &mut b[14 + ip_len..];
-    match l4 {
-        L4::Tcp(flags) => {
-            TcpRepr {
-                src_port: sport,
-                dst_port: dport,
-                seq_number: 1,
-                ack_number: 0,
-                flags: TcpFlags(flags),
-                window_len: 1000,
-                urgent_at: 0,
-                mss: None,
-                window_scale: None,
-                sack_permitted: false,
-                timestamps: None,
-                payload,
-            }
-            .emit(seg, &src, &dst)
-            .unwrap();
-        }
-        L4::Udp => {
-            UdpRepr {
-                src_port: sport,
-                dst_port: dport,
-                payload,
-            }
-            .emit(seg, &src, &dst)
-            .unwrap();
-        }
-    }
+    write(&mut b[14 + ip_len..]);
     b
 }
 

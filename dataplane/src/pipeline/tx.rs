@@ -102,18 +102,7 @@ impl<F: Frame> Pipeline<F> {
         alloc: &mut A,
         local: bool,
     ) -> Fate {
-        let r = self.neigh.transmit(
-            frame,
-            port,
-            nh,
-            self.now,
-            &self.ports,
-            out,
-            alloc,
-            &mut self.counters,
-            None,
-        );
-        tx_fate(r, local)
+        self.send_via(frame, (port, nh), None, out, alloc, local)
     }
 
     /// Sends `frame` to server `server` of service `svc` (next hop `nh` on
@@ -130,11 +119,27 @@ impl<F: Frame> Pipeline<F> {
         out: &mut Output<F>,
         alloc: &mut A,
     ) -> Fate {
-        let hint = self
-            .svcs
-            .get_mut(usize::from(svc))
-            .and_then(|s| s.servers.get_mut(usize::from(server)))
-            .map(|s| &mut s.nh_hint);
+        self.send_via(frame, (port, nh), Some((svc, server)), out, alloc, false)
+    }
+
+    /// Sends `frame` to next hop `nh` on `port` through the neighbour table,
+    /// with the neighbour entry cached for `server` if given.
+    #[inline(always)]
+    fn send_via<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        (port, nh): (u16, IpAddr),
+        server: Option<(ServiceIdx, ServerIdx)>,
+        out: &mut Output<F>,
+        alloc: &mut A,
+        local: bool,
+    ) -> Fate {
+        let hint = server.and_then(|(svc, server)| {
+            self.svcs
+                .get_mut(usize::from(svc))
+                .and_then(|s| s.servers.get_mut(usize::from(server)))
+                .map(|s| &mut s.nh_hint)
+        });
         let r = self.neigh.transmit(
             frame,
             port,
@@ -146,7 +151,7 @@ impl<F: Frame> Pipeline<F> {
             &mut self.counters,
             hint,
         );
-        tx_fate(r, false)
+        tx_fate(r, local)
     }
 }
 

@@ -16,7 +16,7 @@
 //!   identical answer, since the answer depends on the request alone.
 //!
 //! The TCP half (SYN cookies: [`crate::syncookie`]; the segment built in
-//! place) and the service kind that uses it are not wired in yet.
+//! place) is the pipeline's responder stage (`pipeline/respond.rs`).
 
 use core::fmt;
 

@@ -16,21 +16,27 @@
 //! (unfragmented IPv4 TCP/UDP without options by
 //! [`crate::wire::classify_ipv4_l4`], in a few checks; the rest by
 //! [`crate::wire::classify`]), hashes and looks up the connection table for
-//! the whole burst at once, then handles each frame:
+//! the whole burst at once, then handles each frame: a known connection's
+//! IPv4 TCP/UDP packet by its cached plan ([`fast`]), every other frame by
+//! its verdict ([`verdict`]: decided without changing anything, then carried
+//! out by one stage):
 //!
-//! * a frame of a known connection is rewritten for its forwarding mode
-//!   ([`forward`]) and sent to its next hop;
+//! * a frame of a known connection is rewritten for its connection's
+//!   transmit ([`xmit`], [`forward`]) and sent to its next hop;
 //! * a TCP/UDP frame to a VIP opens a connection (sticky binding or
 //!   scheduler) and is forwarded;
+//! * a TCP segment to a redirect service is answered in place, without
+//!   state ([`respond`]: SYN cookies, then a 302);
 //! * an ICMP error quoting a known connection is translated ([`icmp`]);
 //! * ARP, neighbour discovery and echo requests for our addresses and VIPs
 //!   are answered in place ([`local`]);
 //! * other traffic to the ports' own addresses goes to the host (exception
-//!   path); the rest is dropped.
+//!   path, per port); the rest is dropped.
 //!
-//! Every received frame is counted exactly once as sent, held, handed to the
-//! host, consumed or dropped with a reason ([`Counters`]). Nothing on the
-//! packet path allocates, blocks or panics.
+//! Every stage returns the frame's [`fate::Fate`] and the burst loop counts
+//! it, so every received frame is counted exactly once as sent, held,
+//! handed to the host, consumed or dropped with a reason ([`Counters`]).
+//! Nothing on the packet path allocates, blocks or panics.
 //!
 //! # Next hops
 //! Destinations are on-link on a port (inside one of its address prefixes)

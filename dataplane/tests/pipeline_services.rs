@@ -468,3 +468,41 @@ fn syn_with_fin_opens_nothing() {
     assert_eq!(open(&mut h, 0), a4(SERVER4));
     assert_eq!(h.p.connection_count(), 1);
 }
+
+#[test]
+fn segments_of_unknown_connections_get_a_reset_when_the_service_asks() {
+    let mut services = two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin);
+    let mut h = harness(services.clone());
+    // By default: dropped and counted.
+    nothing(&h.rx(0, &client_pkt(client(0), 30000, a4(VIP4), 80, ACK)).0);
+    assert_eq!(h.counters().drop_tcp_no_conn, 1);
+    services[0].reset_unknown = true;
+    let mut h = harness(services);
+    h.p.apply(ControlMsg::Neighbor {
+        port: 0,
+        addr: client(0),
+        mac: C_MAC,
+    });
+    // An ACK (acknowledging 0 in this test's segments): RST with SEQ=SEG.ACK.
+    let (tx, _) = h.rx(0, &client_pkt(client(0), 30000, a4(VIP4), 80, ACK));
+    let f = only(&tx, 0);
+    assert_eq!(tuple(&f), (a4(VIP4), 80, client(0), 30000));
+    let c = tack_dataplane::wire::classify(&f).unwrap();
+    let t = tack_dataplane::wire::TcpPacket::new_checked(&f[c.l4_offset..c.l3_end]).unwrap();
+    assert!(t.verify_checksum(&c.src_addr, &c.dst_addr));
+    assert_eq!((t.flags().0, t.seq_number()), (0x04, 0));
+    // A FIN without ACK: RST+ACK acknowledging it.
+    let (tx, _) = h.rx(
+        0,
+        &client_pkt(client(0), 30000, a4(VIP4), 80, L4::Tcp(0x01)),
+    );
+    let f = only(&tx, 0);
+    let c = tack_dataplane::wire::classify(&f).unwrap();
+    let t = tack_dataplane::wire::TcpPacket::new_checked(&f[c.l4_offset..c.l3_end]).unwrap();
+    assert_eq!((t.flags().0, t.ack_number()), (0x14, 2));
+    // An RST is never answered; a SYN still opens a connection.
+    nothing(&h.rx(0, &client_pkt(client(0), 30000, a4(VIP4), 80, RST)).0);
+    assert_eq!(open(&mut h, 1), a4(SERVER4));
+    assert_eq!(h.counters().tcp_resets_sent, 2);
+    assert_eq!(h.counters().drop_tcp_no_conn, 1);
+}

@@ -61,6 +61,11 @@ pub struct ServiceSection {
     /// forwarding service.
     #[serde(default)]
     pub redirect: Option<RedirectSection>,
+    /// Answer TCP segments of connections no worker knows (after a restart)
+    /// with a reset instead of dropping them. Leave off where another node
+    /// may still hold the connection.
+    #[serde(default)]
+    pub reset_unknown: bool,
 }
 
 /// How a redirect service answers.
@@ -435,6 +440,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 port_max,
             });
         }
+        svc.reset_unknown = s.reset_unknown;
         if let Some(r) = &s.redirect {
             if let Some(k) = r.secure_paths.iter().position(|p| !p.starts_with('/')) {
                 return Err(FieldError::new(

@@ -222,6 +222,11 @@ pub struct Service {
     /// A redirect service (seed 000): clients are answered with a redirect
     /// to a server's URL instead of being forwarded.
     pub redirect: Option<Redirect>,
+    /// Answer a TCP segment of a connection no worker knows (after a
+    /// restart, say) with a reset (RFC 9293 §3.10.7.1), so its client gives
+    /// up at once instead of waiting for its own timeout. Off where another
+    /// node may still hold the connection.
+    pub reset_unknown: bool,
 }
 
 /// How a redirect service answers (seed 000): a request to the VIP is load
@@ -249,6 +254,7 @@ impl Service {
             servers: Vec::new(),
             local_pool: None,
             redirect: None,
+            reset_unknown: false,
         }
     }
 

@@ -91,6 +91,8 @@ pub(crate) struct SvcRt {
     pub(crate) pickup: bool,
     /// A redirect service: answered by the responder, never forwarded.
     pub(crate) redirect: bool,
+    /// Answer segments of unknown connections with a reset.
+    pub(crate) reset_unknown: bool,
     pub(crate) persistent: bool,
     /// Full-NAT local addresses and port range.
     pub(crate) locals: Vec<IpAddr>,
@@ -332,6 +334,7 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
             SvcRt {
                 xmit: Xmit::of(s.mode),
                 redirect: s.redirect.is_some(),
+                reset_unknown: s.reset_unknown,
                 pickup: s.mode != ForwardMode::FullNat
                     && (s.persistence.is_some()
                         || matches!(

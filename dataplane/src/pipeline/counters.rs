@@ -149,6 +149,8 @@ counters! {
     drop_redirect_ignored,
     /// Segments to a redirect service whose SYN cookie does not validate (forged, or too old).
     drop_redirect_bad_cookie,
+    /// TCP segments of unknown connections answered with a reset (services with `reset_unknown`).
+    tcp_resets_sent,
     /// SYNs to a redirect service answered with a SYN cookie.
     redirect_syn_cookies,
     /// Requests to a redirect service answered with a redirect (302).

@@ -145,7 +145,8 @@ impl<F: Frame> Pipeline<F> {
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
             return Fate::Dropped(DropReason::NoService);
         };
-        let (xmit, pickup, persistent) = (rt.xmit, rt.pickup, rt.persistent);
+        let (xmit, pickup, persistent, reset) =
+            (rt.xmit, rt.pickup, rt.persistent, rt.reset_unknown);
         let syn = c.tcp_flags.is_syn_only();
         if proto == Protocol::Tcp && c.tcp_flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
             // Never a connection request (RFC 9293 §3.10.7.2 ignores a SYN's
@@ -157,6 +158,9 @@ impl<F: Frame> Pipeline<F> {
             // mid-stream must reach the server it had, so only a
             // deterministic choice may do it.
             if c.tcp_flags.contains(TcpFlags::RST) || !(self.cfg.tcp_pickup && pickup) {
+                if reset && !c.tcp_flags.contains(TcpFlags::RST) {
+                    return self.reset_unknown(frame, c, rx_port, out);
+                }
                 return Fate::Dropped(DropReason::TcpNoConn);
             }
         }

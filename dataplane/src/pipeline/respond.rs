@@ -16,6 +16,9 @@
 //!   not validate) is dropped and counted: the responder never answers what
 //!   it cannot check, so it reflects nothing but SYN-ACKs of the size of
 //!   the SYNs.
+//!
+//! The same in-place segment answers, for services that ask for it, a TCP
+//! segment of a connection no worker knows with a reset.
 
 use super::*;
 use crate::balance::hrw;
@@ -150,6 +153,47 @@ impl<F: Frame> Pipeline<F> {
         };
         self.respond_buf = buf;
         fate
+    }
+
+    /// Answers a TCP segment of a connection no worker knows with a reset
+    /// (RFC 9293 §3.10.7.1: `<SEQ=SEG.ACK><CTL=RST>` if it acknowledges
+    /// something, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`), for
+    /// services that ask for it ([`crate::model::Service::reset_unknown`]).
+    pub(super) fn reset_unknown(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Fate {
+        let parsed = frame
+            .bytes()
+            .get(c.l4_offset..c.l3_end)
+            .and_then(|seg| TcpPacket::new_checked(seg).ok())
+            .map(|t| (t.seq_number(), t.ack_number(), t.flags(), t.payload().len()));
+        let Some((seq, ack, flags, len)) = parsed else {
+            return Fate::Dropped(DropReason::TcpNoConn);
+        };
+        let s = if flags.contains(TcpFlags::ACK) {
+            Segment {
+                seq: ack,
+                ack: 0,
+                flags: TcpFlags::RST,
+                mss: None,
+                payload: 0,
+            }
+        } else {
+            let fin = u32::from(flags.contains(TcpFlags::FIN));
+            Segment {
+                seq: 0,
+                ack: seq.wrapping_add(len as u32).wrapping_add(fin),
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                mss: None,
+                payload: 0,
+            }
+        };
+        self.counters.tcp_resets_sent += 1;
+        self.send_segment(frame, c, rx_port, out, &s)
     }
 
     /// Turns `frame` into segment `s` back to its sender (addresses and

@@ -17,6 +17,9 @@
 //! `new-dsr-sticky` (SYNs of new flows into a table of FLOWS entries, 2^21
 //! if not given; flushed, untimed, when a quarter full),
 //! `established6` (IPv6 NAT, `FLOWS` preloaded connections, client packets),
+//! `redirect-syn` and `redirect-302` (a redirect service: SYNs answered with
+//! SYN cookies, requests carrying a valid cookie answered with a 302, from
+//! `FLOWS` clients),
 //! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
 //! `table` (the connection table alone: burst lookup and state update).
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
@@ -38,12 +41,16 @@ use tack_bench::{
 use tack_dataplane::Frame;
 use tack_dataplane::conn::{ConnTable4, ConnTableConfig, Key4, NewConn, TcpFlags};
 use tack_dataplane::ids::{ServerIdx, ServiceIdx};
-use tack_dataplane::model::{Config, ForwardMode, Protocol, RealServer, SchedulerKind, Service};
+use tack_dataplane::model::{
+    Config, ForwardMode, Protocol, RealServer, Redirect, SchedulerKind, Service,
+};
 use tack_dataplane::pipeline::{
     ConnSpec, ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
 };
+use tack_dataplane::redirect::ServerUrls;
+use tack_dataplane::syncookie::{CookieFlow, SynCookies};
 use tack_dataplane::wire::{
-    EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv6Repr, TcpRepr,
+    EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, Ipv6Repr, TcpRepr,
 };
 
 /// Bursts built and then timed together.
@@ -175,44 +182,96 @@ fn pipeline6(flows: u64) -> Pipeline<BenchFrame> {
 /// Writes into `buf` an Ethernet frame holding a TCP segment `src:sport` →
 /// `dst:dport` over IPv6 with `flags` and a valid checksum.
 fn segment6(buf: &mut Vec<u8>, src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) {
+    let (src, dst) = ((IpAddr::V6(src), sport), (IpAddr::V6(dst), dport));
+    tcp_frame(buf, src, dst, (1, 1, flags), None, &[]);
+}
+
+/// Writes into `buf` an Ethernet frame holding a TCP segment `src` → `dst`
+/// (address, port) of either family with (sequence number, acknowledgement
+/// number, flags), an MSS option if given, `payload` and valid checksums.
+fn tcp_frame(
+    buf: &mut Vec<u8>,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    (seq, ack, flags): (u32, u32, u8),
+    mss: Option<u16>,
+    payload: &[u8],
+) {
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq_number: seq,
+        ack_number: ack,
+        flags: tack_dataplane::wire::TcpFlags(flags),
+        window_len: 64_000,
+        urgent_at: 0,
+        mss,
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload,
+    };
+    let ip_len = if src.is_ipv4() { 20 } else { 40 };
+    let tcp_len = tcp.header_len() + payload.len();
     buf.clear();
-    buf.resize(14 + 40 + 20, 0);
+    buf.resize(14 + ip_len + tcp_len, 0);
     EthernetRepr {
         src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
         dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
         vlan: None,
-        ethertype: EtherType::IPV6,
+        ethertype: if src.is_ipv4() {
+            EtherType::IPV4
+        } else {
+            EtherType::IPV6
+        },
     }
     .emit(buf)
     .expect("room");
-    Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::TCP,
-        payload_len: 20,
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: IpProtocol::TCP,
+            payload_len: tcp_len,
+            ttl: 64,
+            tos: 0,
+            ident: 1,
+            dont_frag: true,
+        }
+        .emit(&mut buf[14..]),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: IpProtocol::TCP,
+            payload_len: tcp_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut buf[14..]),
+        _ => panic!("one family"),
     }
-    .emit(&mut buf[14..])
     .expect("room");
-    TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq_number: 1,
-        ack_number: 1,
-        flags: tack_dataplane::wire::TcpFlags(flags),
-        window_len: 1000,
-        urgent_at: 0,
-        mss: None,
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
-        payload: &[],
-    }
-    .emit(&mut buf[54..], &IpAddr::V6(src), &IpAddr::V6(dst))
-    .expect("room");
+    tcp.emit(&mut buf[14 + ip_len..], &src, &dst).expect("room");
 }
+
+/// The `redirect-*` scenarios' pipeline: the benchmark's service on VIP:80
+/// as a redirect service, each server with its URL.
+fn redirect_pipeline() -> Pipeline<BenchFrame> {
+    let mut s = services(ForwardMode::Nat, false).remove(0);
+    s.redirect = Some(Redirect::default());
+    for srv in &mut s.servers {
+        let http = format!("http://{}", srv.addr);
+        srv.urls = Some(ServerUrls {
+            https: http.replacen("http://", "https://", 1),
+            http,
+        });
+    }
+    pipeline(vec![s], 64)
+}
+
+/// The request of the `redirect-302` scenario.
+const REQUEST: &[u8] = b"GET /cart/add?item=7 HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
 
 /// Transparent huge pages in use at the end of the run, MiB.
 static HUGE_MIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -336,6 +395,42 @@ fn main() {
             } else {
                 run(fwd.as_mut(), bursts, |_| {}, &mut client_pkt)
             }
+        }
+        "redirect-syn" | "redirect-302" => {
+            let mut p = redirect_pipeline();
+            // The pipeline's cookie key (the default configuration's).
+            let cookies = SynCookies::new([0; 16]);
+            let mut rng = Rng(0x5eed_0000 + flows);
+            let mut frame = Vec::with_capacity(200);
+            let syn = scenario == "redirect-syn";
+            let d = run(
+                &mut p,
+                bursts,
+                |_| {},
+                |f| {
+                    let (addr, port) = client(rng.next() % flows);
+                    let (src, dst) = ((IpAddr::V4(addr), port), (IpAddr::V4(VIP), 80));
+                    let isn = rng.next() as u32;
+                    if syn {
+                        tcp_frame(&mut frame, src, dst, (isn, 0, 0x02), Some(1460), &[]);
+                    } else {
+                        let flow = CookieFlow {
+                            client: src.0,
+                            server: dst.0,
+                            client_port: port,
+                            server_port: 80,
+                        };
+                        let k = cookies.make(NOW, &flow, isn, Some(1460));
+                        let (seq, ack) = (isn.wrapping_add(1), k.isn.wrapping_add(1));
+                        tcp_frame(&mut frame, src, dst, (seq, ack, 0x18), None, REQUEST);
+                    }
+                    f.load(&frame);
+                },
+            );
+            let c = p.counters();
+            assert_eq!(c.tx_local, c.rx_frames, "every segment answered: {c:?}");
+            assert_eq!(c.redirect_found, if syn { 0 } else { c.rx_frames }, "{c:?}");
+            d
         }
         "established6" => {
             let mut p = pipeline6(flows);

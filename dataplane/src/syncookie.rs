@@ -76,6 +76,9 @@ pub struct Cookie {
 #[derive(Clone)]
 pub struct SynCookies {
     master: [u8; 16],
+    /// The secrets of the last periods used: (period, secret), derived once
+    /// per period rather than per cookie.
+    secrets: [(u64, (u64, u64)); 2],
 }
 
 impl core::fmt::Debug for SynCookies {
@@ -89,7 +92,38 @@ impl SynCookies {
     /// Cookies keyed by `master` (16 random bytes, the same on every
     /// worker, and on every node of a cluster that shares its flows).
     pub fn new(master: [u8; 16]) -> SynCookies {
-        SynCookies { master }
+        let mut c = SynCookies {
+            master,
+            secrets: [(u64::MAX, (0, 0)); 2],
+        };
+        c.secrets[0] = (0, c.derive(0));
+        c
+    }
+
+    /// The secret of `period`, derived from the master key.
+    fn derive(&self, period: u64) -> (u64, u64) {
+        let mut k = SipHasher128::new_with_key(&self.master);
+        k.write_u64(period);
+        let s = k.finish128();
+        (s.h1, s.h2)
+    }
+
+    /// The secret of `period`, from the cache or derived (and cached).
+    #[inline]
+    fn secret(&mut self, period: u64) -> (u64, u64) {
+        if let Some(&(_, s)) = self.secrets.iter().find(|(p, _)| *p == period) {
+            return s;
+        }
+        let s = self.derive(period);
+        // Replace an empty slot, else the older period's.
+        let [(a, _), (b, _)] = self.secrets;
+        let slot = if b == u64::MAX || (a != u64::MAX && b < a) {
+            1
+        } else {
+            0
+        };
+        self.secrets[slot] = (period, s);
+        s
     }
 
     /// The period (minute) number of `now`.
@@ -98,12 +132,10 @@ impl SynCookies {
     }
 
     /// The MAC of a cookie made in period `period` with MSS index `mss`.
-    fn mac(&self, period: u64, flow: &CookieFlow, client_isn: u32, mss: u32) -> u32 {
+    fn mac(&mut self, period: u64, flow: &CookieFlow, client_isn: u32, mss: u32) -> u32 {
         // The period's secret: the master key hashed with the period.
-        let mut k = SipHasher128::new_with_key(&self.master);
-        k.write_u64(period);
-        let secret = k.finish128();
-        let mut h = SipHasher24::new_with_keys(secret.h1, secret.h2);
+        let (k0, k1) = self.secret(period);
+        let mut h = SipHasher24::new_with_keys(k0, k1);
         for a in [flow.client, flow.server] {
             match a {
                 IpAddr::V4(a) => h.write(&a.octets()),
@@ -121,7 +153,7 @@ impl SynCookies {
     /// `client_isn` and MSS option `client_mss` (`None`: the RFC 9293
     /// default, 536), made at `now`.
     pub fn make(
-        &self,
+        &mut self,
         now: Time,
         flow: &CookieFlow,
         client_isn: u32,
@@ -143,7 +175,7 @@ impl SynCookies {
     /// `now`: the cookie as made, or `None` if it was not made for this
     /// handshake by a holder of the key within [`MAX_AGE`] periods.
     pub fn check(
-        &self,
+        &mut self,
         now: Time,
         flow: &CookieFlow,
         client_isn: u32,
@@ -191,7 +223,7 @@ mod tests {
 
     #[test]
     fn mss_is_the_largest_not_above_the_clients() {
-        let c = SynCookies::new(KEY);
+        let mut c = SynCookies::new(KEY);
         let f = flow(false, 1, 2, 3, 4);
         let now = Time::from_secs(1000);
         for (client, want) in [
@@ -211,7 +243,7 @@ mod tests {
 
     #[test]
     fn cookies_expire_and_survive_the_minute_counter_wrapping() {
-        let c = SynCookies::new(KEY);
+        let mut c = SynCookies::new(KEY);
         let f = flow(true, 1, 2, 3, 4);
         // Made just before minute 64 (the counter wraps to 0).
         let made = Time::from_secs(63 * 60 + 59);
@@ -237,7 +269,7 @@ mod tests {
             secs in 0u64..10_000_000, after in 0u64..120,
             bit in 0u32..32,
         ) {
-            let c = SynCookies::new(KEY);
+            let mut c = SynCookies::new(KEY);
             let f = flow(v6, a, b, cp, sp);
             let now = Time::from_secs(secs);
             let k = c.make(now, &f, isn, mss);

@@ -399,7 +399,7 @@ fn main() {
         "redirect-syn" | "redirect-302" => {
             let mut p = redirect_pipeline();
             // The pipeline's cookie key (the default configuration's).
-            let cookies = SynCookies::new([0; 16]);
+            let mut cookies = SynCookies::new([0; 16]);
             let mut rng = Rng(0x5eed_0000 + flows);
             let mut frame = Vec::with_capacity(200);
             let syn = scenario == "redirect-syn";

@@ -602,3 +602,51 @@ fn redirect_service_answers_302_from_the_dataplane() {
         "{report}"
     );
 }
+
+#[test]
+fn redirect_service_keeps_answering_during_a_syn_flood() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(1, REDIRECT);
+    let tack = Tack::start(&lab.lb(), &profile);
+    // 20 000 spoofed SYNs at most, for 10 s at most, from c2.
+    let script = common::lab::root().join("scripts/lab/synflood.py");
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c2"), "python3"])
+        .arg(&script)
+        .args(["10.100.0.15", "80", "20000", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("synflood.py");
+    // Meanwhile real clients are answered, every one.
+    for i in 0..10 {
+        let out = head(&lab, "c1", &format!("http://10.100.0.15/during?{i}"));
+        assert!(
+            out.starts_with("HTTP/1.1 302 Found\r\n"),
+            "during the flood: {out}"
+        );
+    }
+    let sent: u64 = {
+        let out = flood.wait_with_output().expect("synflood.py ran");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count")
+    };
+    assert!(sent > 1000, "the flood sent {sent} SYNs");
+    // The flooding namespace may answer a few SYN-ACKs to addresses it does
+    // not have with ICMP errors, which quote no connection.
+    let allowed = [
+        ("drop_redirect_ignored", 100),
+        ("drop_icmp_error_no_conn", 100),
+    ];
+    let report = stop_and_check_allowing(tack, &allowed);
+    // Every SYN was answered with a cookie, none left state behind.
+    let cookies = counter(&report, "redirect_syn_cookies").unwrap_or(0);
+    assert!(
+        cookies >= sent,
+        "{cookies} cookies for {sent} SYNs\n{report}"
+    );
+    assert_eq!(counter(&report, "conn_created").unwrap_or(0), 0, "{report}");
+}

@@ -20,7 +20,7 @@ pub struct Lab {
     pub dir: TempDir,
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace")

@@ -485,6 +485,7 @@ impl ControlPlane {
             backup: None,
             url: None,
             https_url: None,
+            directed: None,
         });
         self.apply_profile(p)
             .map(|_| format!("{svc}: server {addr} added with weight {weight}"))

@@ -360,6 +360,35 @@ const CASES: &[Case] = &[
         "  memory_mb: 8",
         "cannot hold the mempool",
     ),
+    // Redirect services.
+    case(
+        "      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "      - { name: s1, address: 10.0.0.11, weight: 1, directed: 10.100.0.31 }",
+        "services[0].servers[0].directed",
+        "      - { name: s1, address: 10.0.0.11, weight: 1, directed",
+        "for the servers of a redirect service",
+    ),
+    case(
+        "    scheduler: wrr\n    mode: nat\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "    scheduler: wrr\n    mode: nat\n    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "services[0].servers[0].url",
+        "      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "has no URL",
+    ),
+    case(
+        "      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "      - { name: s1, address: 10.0.0.11, weight: 1, url: \"ftp://x\" }",
+        "services[0].servers[0].url",
+        "      - { name: s1, address: 10.0.0.11, weight: 1, url",
+        "is not an http:// or https:// URL",
+    ),
+    case(
+        "    scheduler: wrr\n    mode: nat\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }\n      - { name: s2, address: 10.0.0.12, weight: 2 }\n      - { name: s3, address: 10.0.0.13, weight: 3 }",
+        "    scheduler: wrr\n    mode: nat\n    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, url: \"http://a\", directed: 10.100.0.11 }",
+        "services[0].servers[0].directed",
+        "      - { name: s1, address: 10.0.0.11, url",
+        "the same VIP, protocol and port as services[2]",
+    ),
     // A key given twice, reported where it comes again.
     case(
         END,

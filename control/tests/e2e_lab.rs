@@ -650,3 +650,56 @@ fn redirect_service_keeps_answering_during_a_syn_flood() {
     );
     assert_eq!(counter(&report, "conn_created").unwrap_or(0), 0, "{report}");
 }
+
+/// A redirect service whose servers have directed virtual servers.
+const REDIRECT_DIRECTED: &str = r#"  - name: shop
+    vip: 10.100.0.15
+    port: 80
+    servers:
+      - { name: s1, address: 10.0.0.11, url: "http://10.100.0.31", directed: 10.100.0.31 }
+      - { name: s2, address: 10.0.0.12, url: "http://10.100.0.32", directed: 10.100.0.32, weight: 2 }
+      - { name: s3, address: 10.0.0.13, url: "http://10.100.0.33", directed: 10.100.0.33, weight: 3 }
+    redirect: {}
+"#;
+
+#[test]
+fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(1, REDIRECT_DIRECTED);
+    let tack = Tack::start(&lab.lb(), &profile);
+    let directed = |server: &str| match server {
+        "s1" => "10.100.0.31",
+        "s2" => "10.100.0.32",
+        _ => "10.100.0.33",
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in ["c1", "c2", "c3", "c1", "c2", "c3"].iter().enumerate() {
+        // curl -L: the redirect, then the page from the chosen server.
+        let (ok, body, err) = lab.exec(
+            c,
+            &[
+                "curl",
+                "-sS",
+                "-L",
+                "-m",
+                "5",
+                &format!("http://10.100.0.15/p{i}"),
+            ],
+        );
+        assert!(ok, "curl -L from {c}: {err}");
+        let server = server_of(&body);
+        assert!(["s1", "s2", "s3"].contains(&server.as_str()), "{body:?}");
+        // The rest of the transaction goes to the same server.
+        for _ in 0..10 {
+            let again = lab
+                .curl(c, &format!("http://{}/next", directed(&server)))
+                .unwrap_or_else(|e| panic!("follow-up from {c}: {e}"));
+            assert_eq!(server_of(&again), server, "{again:?}");
+        }
+        seen.insert(server);
+    }
+    let report = stop_and_check_allowing(tack, &[("drop_redirect_ignored", 100)]);
+    assert_eq!(counter(&report, "redirect_found"), Some(6), "{report}");
+    assert!(!seen.is_empty());
+}

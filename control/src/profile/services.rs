@@ -199,6 +199,11 @@ pub struct ServerSection {
     /// with `https://`).
     #[serde(default)]
     pub https_url: Option<String>,
+    /// Redirect services: the address of the server's directed virtual
+    /// server, where the appliance forwards (NAT) the connections of the
+    /// clients it redirected to this server (its `url` names this address).
+    #[serde(default)]
+    pub directed: Option<IpAddr>,
 }
 
 /// Checks a server URL base of a redirect service: a scheme, a host, no
@@ -362,6 +367,9 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 /// Builds the dataplane services. Errors name the offending field path.
 pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError> {
     let mut out = Vec::with_capacity(services.len());
+    // Directed virtual servers, after the profile's services (so that those
+    // keep their indices), with the server each comes from.
+    let mut directed: Vec<(usize, usize, Service)> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, s) in services.iter().enumerate() {
         let f = |k: &str| format!("services[{i}].{k}");
@@ -488,15 +496,56 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 urls: server_urls(sv)
                     .map_err(|m| FieldError::new(format!("services[{i}].servers[{j}].url"), m))?,
             });
+            if let Some(addr) = sv.directed {
+                if s.redirect.is_none() {
+                    return Err(FieldError::new(
+                        format!("services[{i}].servers[{j}].directed"),
+                        "`directed` is for the servers of a redirect service".to_string(),
+                    ));
+                }
+                let server = sv.display_name();
+                directed.push((i, j, directed_service(&svc, j, addr, &s.name, &server)));
+            }
         }
         out.push(svc);
     }
+    let origins: Vec<(usize, usize)> = directed.iter().map(|(i, j, _)| (*i, *j)).collect();
+    out.extend(directed.into_iter().map(|(_, _, d)| d));
     Config::new(out).map_err(|e| {
-        FieldError::new(
-            config_error_path(&e, services),
-            config_error_message(&e, services),
-        )
+        let mut path = config_error_path(&e, services);
+        // An error about a directed virtual server is its `directed` field's.
+        if let Some(k) = path
+            .strip_prefix("services[")
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(k, _)| k.parse::<usize>().ok())
+            .and_then(|k| k.checked_sub(services.len()))
+            && let Some((i, j)) = origins.get(k)
+        {
+            path = format!("services[{i}].servers[{j}].directed");
+        }
+        FieldError::new(path, config_error_message(&e, services))
     })
+}
+
+/// The directed virtual server (seed 000: 2-5, 13) of server `j` of redirect
+/// service `svc`: TCP at `addr` on the service's port, forwarded (NAT) to
+/// that server alone. It shares the server's state and weight (both are
+/// built from the same profile entry), except that a drained server, or
+/// one of weight 0, still takes its directed clients: the redirector sent
+/// them there.
+fn directed_service(svc: &Service, j: usize, addr: IpAddr, name: &str, server: &str) -> Service {
+    let mut d = Service::new(addr, Protocol::Tcp, svc.port);
+    d.name = Some(format!("{name}/{server}"));
+    d.scheduler = SchedulerKind::RoundRobin;
+    let mut srv = svc.servers[j].clone();
+    srv.backup = None;
+    srv.urls = None;
+    srv.weight = srv.weight.max(1);
+    if srv.state == ServerState::Drain {
+        srv.state = ServerState::Up;
+    }
+    d.servers = vec![srv];
+    d
 }
 
 /// The profile path of what a dataplane configuration error is about.

@@ -753,6 +753,7 @@ fn sched_name(s: tack_dataplane::model::SchedulerKind) -> &'static str {
         K::SourceHash => "sh",
         K::Maglev => "maglev",
         K::Rendezvous => "hrw",
+        K::Failover => "failover",
     }
 }
 

@@ -656,7 +656,7 @@ const REDIRECT_DIRECTED: &str = r#"  - name: shop
     vip: 10.100.0.15
     port: 80
     servers:
-      - { name: s1, address: 10.0.0.11, url: "http://10.100.0.31", directed: 10.100.0.31 }
+      - { name: s1, address: 10.0.0.11, url: "http://10.100.0.31", directed: 10.100.0.31, backup: s3 }
       - { name: s2, address: 10.0.0.12, url: "http://10.100.0.32", directed: 10.100.0.32, weight: 2 }
       - { name: s3, address: 10.0.0.13, url: "http://10.100.0.33", directed: 10.100.0.33, weight: 3 }
     redirect: {}
@@ -666,7 +666,7 @@ const REDIRECT_DIRECTED: &str = r#"  - name: shop
 fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server() {
     let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let lab = Lab::up();
-    let (profile, _sock) = lab.profile(1, REDIRECT_DIRECTED);
+    let (profile, sock) = lab.profile(1, REDIRECT_DIRECTED);
     let tack = Tack::start(&lab.lb(), &profile);
     let directed = |server: &str| match server {
         "s1" => "10.100.0.31",
@@ -699,7 +699,20 @@ fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server()
         }
         seen.insert(server);
     }
+    // s1 goes down: its directed clients go to its backup, s3, and new
+    // clients are redirected elsewhere.
+    tackctl(&sock, "server shop s1 state down");
+    for c in ["c1", "c2", "c3"] {
+        let again = lab
+            .curl(c, "http://10.100.0.31/next")
+            .unwrap_or_else(|e| panic!("{c}: {e}"));
+        assert_eq!(server_of(&again), "s3", "{again:?}");
+        let (ok, body, err) =
+            lab.exec(c, &["curl", "-sS", "-L", "-m", "5", "http://10.100.0.15/x"]);
+        assert!(ok, "{err}");
+        assert_ne!(server_of(&body), "s1", "{body:?}");
+    }
     let report = stop_and_check_allowing(tack, &[("drop_redirect_ignored", 100)]);
-    assert_eq!(counter(&report, "redirect_found"), Some(6), "{report}");
+    assert_eq!(counter(&report, "redirect_found"), Some(9), "{report}");
     assert!(!seen.is_empty());
 }

@@ -338,3 +338,26 @@ fn reconfigure_keeps_connection_counts() {
     assert!(st.pick(&c3, ServiceIdx(0), &key(0)).is_some());
     assert_eq!(st.stats.resyncs, 1);
 }
+
+#[test]
+fn failover_takes_the_first_live_server_in_pool_order() {
+    let c = cfg(SchedulerKind::Failover, &[1, 5, 1]);
+    let mut st = SchedState::new(&c);
+    for i in 0..50 {
+        assert_eq!(st.pick(&c, ServiceIdx(0), &key(i)), Some(ServerIdx(0)));
+    }
+    // The first is out: the next takes every client; then the last.
+    let c = c
+        .with_server_state(ServiceIdx(0), ServerIdx(0), ServerState::Down)
+        .unwrap();
+    assert_eq!(st.pick(&c, ServiceIdx(0), &key(1)), Some(ServerIdx(1)));
+    let c = c
+        .with_server_state(ServiceIdx(0), ServerIdx(1), ServerState::Drain)
+        .unwrap();
+    assert_eq!(st.pick(&c, ServiceIdx(0), &key(2)), Some(ServerIdx(2)));
+    // Back up: the first again.
+    let c = c
+        .with_server_state(ServiceIdx(0), ServerIdx(0), ServerState::Up)
+        .unwrap();
+    assert_eq!(st.pick(&c, ServiceIdx(0), &key(3)), Some(ServerIdx(0)));
+}

@@ -108,6 +108,7 @@ enum SchedulerName {
     Maglev,
     #[serde(alias = "hrw")]
     Rendezvous,
+    Failover,
 }
 
 /// A server state as written in a profile.
@@ -370,6 +371,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
     // Directed virtual servers, after the profile's services (so that those
     // keep their indices), with the server each comes from.
     let mut directed: Vec<(usize, usize, Service)> = Vec::new();
+    let mut wanted: Vec<(usize, IpAddr, String)> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, s) in services.iter().enumerate() {
         let f = |k: &str| format!("services[{i}].{k}");
@@ -503,9 +505,12 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                         "`directed` is for the servers of a redirect service".to_string(),
                     ));
                 }
-                let server = sv.display_name();
-                directed.push((i, j, directed_service(&svc, j, addr, &s.name, &server)));
+                wanted.push((j, addr, sv.display_name()));
             }
+        }
+        // Once every server is known (a backup may come after its server).
+        for (j, addr, server) in wanted.drain(..) {
+            directed.push((i, j, directed_service(&svc, j, addr, &s.name, &server)));
         }
         out.push(svc);
     }
@@ -536,15 +541,26 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
 fn directed_service(svc: &Service, j: usize, addr: IpAddr, name: &str, server: &str) -> Service {
     let mut d = Service::new(addr, Protocol::Tcp, svc.port);
     d.name = Some(format!("{name}/{server}"));
-    d.scheduler = SchedulerKind::RoundRobin;
-    let mut srv = svc.servers[j].clone();
-    srv.backup = None;
-    srv.urls = None;
-    srv.weight = srv.weight.max(1);
-    if srv.state == ServerState::Drain {
-        srv.state = ServerState::Up;
+    // The server, then its backup (000: 9, 10, 24): the backup takes the
+    // directed clients only while the server is down or in maintenance.
+    d.scheduler = SchedulerKind::Failover;
+    let own = |srv: &RealServer| {
+        let mut srv = srv.clone();
+        srv.backup = None;
+        srv.urls = None;
+        srv.weight = srv.weight.max(1);
+        if srv.state == ServerState::Drain {
+            srv.state = ServerState::Up;
+        }
+        srv
+    };
+    d.servers = vec![own(&svc.servers[j])];
+    if let Some(b) = svc.servers[j]
+        .backup
+        .and_then(|b| svc.servers.get(usize::from(b)))
+    {
+        d.servers.push(own(b));
     }
-    d.servers = vec![srv];
     d
 }
 

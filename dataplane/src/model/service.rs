@@ -57,6 +57,10 @@ pub enum SchedulerKind {
     Maglev,
     /// Weighted rendezvous (HRW) hashing of the client flow.
     Rendezvous,
+    /// Failover: the first eligible server in pool order takes every new
+    /// client, the next one only while those before it are out (a server
+    /// and its backups).
+    Failover,
 }
 
 /// How packets reach the real server.

@@ -206,6 +206,7 @@ impl SchedState {
                     key.dst_port,
                 ))
             }),
+            SchedulerKind::Failover => eligible.first().map(|b| b.index),
             SchedulerKind::Rendezvous => hrw::pick(
                 eligible,
                 hash::flow_hash(entry.seed(), key.src, key.src_port, key.dst_port),

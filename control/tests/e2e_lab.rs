@@ -659,7 +659,7 @@ const REDIRECT_DIRECTED: &str = r#"  - name: shop
       - { name: s1, address: 10.0.0.11, url: "http://10.100.0.31", directed: 10.100.0.31, backup: s3 }
       - { name: s2, address: 10.0.0.12, url: "http://10.100.0.32", directed: 10.100.0.32, weight: 2 }
       - { name: s3, address: 10.0.0.13, url: "http://10.100.0.33", directed: 10.100.0.33, weight: 3 }
-    redirect: {}
+    redirect: { secure_paths: [/checkout/] }
 "#;
 
 #[test]
@@ -699,6 +699,22 @@ fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server()
         }
         seen.insert(server);
     }
+    // A secure page: to the server's HTTPS URL, whose port the directed
+    // address forwards to the same server (which has no TLS in the lab: its
+    // kernel refuses the connection, so curl fails at once, not by timeout).
+    let out = head(&lab, "c1", "http://10.100.0.15/checkout/pay");
+    let location = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .expect("Location");
+    assert!(location.starts_with("https://10.100.0.3"), "{location}");
+    let (ok, _, err) = lab.exec("c1", &["curl", "-sS", "-m", "5", "-k", location.trim()]);
+    // curl's exit 7: the connection was refused (by the server's kernel,
+    // through the directed address); a dropped SYN would time out (28).
+    assert!(
+        !ok && err.contains("(7)"),
+        "not refused by the server: {err}"
+    );
     // s1 goes down: its directed clients go to its backup, s3, and new
     // clients are redirected elsewhere.
     tackctl(&sock, "server shop s1 state down");
@@ -713,6 +729,6 @@ fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server()
         assert_ne!(server_of(&body), "s1", "{body:?}");
     }
     let report = stop_and_check_allowing(tack, &[("drop_redirect_ignored", 100)]);
-    assert_eq!(counter(&report, "redirect_found"), Some(9), "{report}");
+    assert_eq!(counter(&report, "redirect_found"), Some(10), "{report}");
     assert!(!seen.is_empty());
 }

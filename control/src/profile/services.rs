@@ -510,7 +510,21 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
         }
         // Once every server is known (a backup may come after its server).
         for (j, addr, server) in wanted.drain(..) {
-            directed.push((i, j, directed_service(&svc, j, addr, &s.name, &server)));
+            let d = directed_service(&svc, j, addr, &s.name, &server);
+            // Secure pages (000: 30): the HTTPS port of the directed address
+            // goes to the same server.
+            let https = s
+                .redirect
+                .as_ref()
+                .is_some_and(|r| !r.secure_paths.is_empty())
+                && svc.port != Some(443);
+            if https {
+                let mut h = d.clone();
+                h.port = Some(443);
+                h.name = h.name.map(|n| format!("{n}/https"));
+                directed.push((i, j, h));
+            }
+            directed.push((i, j, d));
         }
         out.push(svc);
     }

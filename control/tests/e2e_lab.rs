@@ -659,7 +659,7 @@ const REDIRECT_DIRECTED: &str = r#"  - name: shop
       - { name: s1, address: 10.0.0.11, url: "http://10.100.0.31", directed: 10.100.0.31, backup: s3 }
       - { name: s2, address: 10.0.0.12, url: "http://10.100.0.32", directed: 10.100.0.32, weight: 2 }
       - { name: s3, address: 10.0.0.13, url: "http://10.100.0.33", directed: 10.100.0.33, weight: 3 }
-    redirect: { secure_paths: [/checkout/] }
+    redirect: { secure_paths: [/checkout/], backup_to_primary: true }
 "#;
 
 #[test]
@@ -728,7 +728,15 @@ fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server()
         assert!(ok, "{err}");
         assert_ne!(server_of(&body), "s1", "{body:?}");
     }
+    // s2 goes down too, with no backup of its own: the primary virtual server
+    // is its backup, its directed address redirects its clients anew, to s3.
+    tackctl(&sock, "server shop s2 state down");
+    let out = head(&lab, "c2", "http://10.100.0.32/again");
+    assert!(
+        out.contains("Location: http://10.100.0.33/again\r\n"),
+        "{out}"
+    );
     let report = stop_and_check_allowing(tack, &[("drop_redirect_ignored", 100)]);
-    assert_eq!(counter(&report, "redirect_found"), Some(10), "{report}");
+    assert_eq!(counter(&report, "redirect_found"), Some(11), "{report}");
     assert!(!seen.is_empty());
 }

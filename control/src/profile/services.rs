@@ -75,6 +75,11 @@ pub struct RedirectSection {
     /// Path prefixes redirected to the server's `https_url` (e.g. `/checkout/`).
     #[serde(default)]
     pub secure_paths: Vec<String>,
+    /// The primary virtual server as the backup (000: 9): while a server
+    /// without a `backup` of its own is `down` or in `maint`, its directed
+    /// address redirects its clients anew, to a live server.
+    #[serde(default)]
+    pub backup_to_primary: bool,
 }
 
 fn tcp() -> Protocol {
@@ -510,14 +515,16 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
         }
         // Once every server is known (a backup may come after its server).
         for (j, addr, server) in wanted.drain(..) {
-            let d = directed_service(&svc, j, addr, &s.name, &server);
+            let anew = s.redirect.as_ref().is_some_and(|r| r.backup_to_primary);
+            let d = directed_service(&svc, j, addr, &s.name, &server, anew);
             // Secure pages (000: 30): the HTTPS port of the directed address
             // goes to the same server.
             let https = s
                 .redirect
                 .as_ref()
                 .is_some_and(|r| !r.secure_paths.is_empty())
-                && svc.port != Some(443);
+                && svc.port != Some(443)
+                && d.redirect.is_none();
             if https {
                 let mut h = d.clone();
                 h.port = Some(443);
@@ -551,10 +558,28 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
 /// that server alone. It shares the server's state and weight (both are
 /// built from the same profile entry), except that a drained server, or
 /// one of weight 0, still takes its directed clients: the redirector sent
-/// them there.
-fn directed_service(svc: &Service, j: usize, addr: IpAddr, name: &str, server: &str) -> Service {
+/// them there. With `anew` (the primary virtual server as backup), a server
+/// that is down or in maintenance and has no backup of its own gets a
+/// redirect service at its directed address instead, over the primary's
+/// servers: its clients are redirected anew.
+fn directed_service(
+    svc: &Service,
+    j: usize,
+    addr: IpAddr,
+    name: &str,
+    server: &str,
+    anew: bool,
+) -> Service {
     let mut d = Service::new(addr, Protocol::Tcp, svc.port);
     d.name = Some(format!("{name}/{server}"));
+    let own = &svc.servers[j];
+    if anew && own.backup.is_none() && !own.state.keeps_clients() {
+        // The primary virtual server as the backup: a redirect service at
+        // the directed address, over the primary's servers.
+        d.redirect = svc.redirect.clone();
+        d.servers = svc.servers.clone();
+        return d;
+    }
     // The server, then its backup (000: 9, 10, 24): the backup takes the
     // directed clients only while the server is down or in maintenance.
     d.scheduler = SchedulerKind::Failover;

@@ -25,9 +25,10 @@ use super::{ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route, Worke
 use crate::conn::ConnTableConfig;
 use crate::frame::{Frame, VecAlloc, VecFrame};
 use crate::model::{
-    ClientKeyRule, Config, ForwardMode, LocalPool, Persistence, Protocol, RealServer,
+    ClientKeyRule, Config, ForwardMode, LocalPool, Persistence, Protocol, RealServer, Redirect,
     SchedulerKind, ServerIdx, ServerState, Service, ServiceIdx,
 };
+use crate::redirect::ServerUrls;
 use crate::rss::MS_RSS_KEY;
 use crate::sticky::{ClientKey, StickyConfig};
 use crate::time::Time;
@@ -102,6 +103,25 @@ fn fuzz_config() -> Arc<PipelineConfig> {
             timeout_minutes: 1,
         });
         services.push(all);
+        // Redirect services (the responder: SYN cookies, 302s).
+        for (vip, servers) in [(vip4, &s4[..]), (vip6, &s6[..])] {
+            let mut r = Service::new(vip, Protocol::Tcp, Some(8000));
+            r.redirect = Some(Redirect {
+                secure_prefixes: vec!["/s/".into()],
+            });
+            r.servers = servers
+                .iter()
+                .map(|a| {
+                    let mut s = RealServer::new(*a);
+                    s.urls = Some(ServerUrls {
+                        http: format!("http://{a}"),
+                        https: format!("https://{a}"),
+                    });
+                    s
+                })
+                .collect();
+            services.push(r);
+        }
         let ports = vec![
             PortSpec {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 2]),

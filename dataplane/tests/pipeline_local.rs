@@ -153,3 +153,84 @@ fn host_path_can_be_disabled() {
     assert!(host.is_empty());
     assert_eq!(h.counters().drop_host_disabled, 1);
 }
+
+/// (sender address, target address) of a gratuitous ARP, or the target of
+/// an unsolicited neighbour advertisement, for each frame sent.
+fn announced(tx: &[Vec<u8>]) -> Vec<std::net::IpAddr> {
+    use tack_dataplane::wire::{ArpPacket, ArpRepr, Icmpv6Packet, NdiscRepr};
+    tx.iter()
+        .map(|f| {
+            if f[12..14] == [0x08, 0x06] {
+                let arp = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap();
+                assert_eq!(
+                    arp.source_protocol_addr, arp.target_protocol_addr,
+                    "gratuitous"
+                );
+                assert_eq!(&f[..6], &[0xff; 6], "broadcast");
+                std::net::IpAddr::V4(arp.target_protocol_addr)
+            } else {
+                let c = tack_dataplane::wire::classify(f).unwrap();
+                assert_eq!(c.ttl, 255);
+                let msg = &f[c.l4_offset..c.l3_end];
+                assert!(Icmpv6Packet::new_checked(msg).unwrap().verify_checksum(
+                    &match c.src_addr {
+                        std::net::IpAddr::V6(a) => a,
+                        _ => unreachable!(),
+                    },
+                    &"ff02::1".parse().unwrap()
+                ));
+                match NdiscRepr::parse(msg).unwrap() {
+                    NdiscRepr::NeighborAdvert {
+                        target_addr,
+                        lladdr,
+                        ..
+                    } => {
+                        assert!(lladdr.is_some());
+                        assert_eq!(c.src_addr, std::net::IpAddr::V6(target_addr));
+                        std::net::IpAddr::V6(target_addr)
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn addresses_are_announced_when_they_appear() {
+    let mut cfg = config(basic_services());
+    cfg.announce = true;
+    let mut h = Harness::new(cfg.clone());
+    let (tx, _) = h.poll_after(1);
+    let on0 = announced(&tx[0]);
+    let on1 = announced(&tx[1]);
+    for a in [a4(PORT0_4), a6(PORT0_6), a4(VIP4), a6(VIP6)] {
+        assert!(on0.contains(&a), "{a} on port 0: {on0:?}");
+    }
+    for a in [a4(PORT1_4), a6(PORT1_6)] {
+        assert!(on1.contains(&a), "{a} on port 1: {on1:?}");
+    }
+    assert_eq!(
+        h.counters().addresses_announced as usize,
+        on0.len() + on1.len()
+    );
+    // Once only.
+    let (tx, _) = h.poll_after(1);
+    nothing(&tx);
+    // A reload adding a VIP announces that VIP alone.
+    let mut services = basic_services();
+    services.push(service(
+        a4("203.0.113.77"),
+        tack_dataplane::model::Protocol::Tcp,
+        Some(80),
+        tack_dataplane::model::ForwardMode::Nat,
+        &[a4(SERVER4)],
+    ));
+    cfg.services = std::sync::Arc::new(tack_dataplane::model::Config::new(services).unwrap());
+    h.p.set_config(std::sync::Arc::new(cfg));
+    let (tx, _) = h.poll_after(1);
+    assert_eq!(announced(&tx[0]), vec![a4("203.0.113.77")]);
+    // Other workers and pipelines without `announce` say nothing.
+    let mut quiet = Harness::basic();
+    nothing(&quiet.poll_after(1).0);
+}

@@ -63,6 +63,9 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
         ..cfg.sticky
     };
     cfg.neigh.capacity = t.neighbours;
+    // Gratuitous ARP / unsolicited NA for the addresses and VIPs at start
+    // and when a reload adds some.
+    cfg.announce = true;
     // The SYN cookies' master key: random at every start (one node; a
     // cluster will share one).
     let (a, b) = (hash_seed(), hash_seed());

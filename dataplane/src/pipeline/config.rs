@@ -105,6 +105,10 @@ pub struct PipelineConfig {
     pub tcp_pickup: bool,
     /// Most events waiting for [`Pipeline::drain_events`].
     pub outbox_capacity: usize,
+    /// Announce the appliance's addresses (gratuitous ARP, unsolicited
+    /// neighbour advertisements) when they appear: worker 0 does, at its
+    /// first poll and after a configuration adds addresses. Off by default.
+    pub announce: bool,
     /// The master key of the SYN cookies (redirect services): 16 random
     /// bytes, the same on every worker (and on every node of a cluster).
     pub syn_cookie_key: [u8; 16],
@@ -146,6 +150,7 @@ impl Default for PipelineConfig {
             tcp_pickup: true,
             outbox_capacity: 4096,
             flow_events: false,
+            announce: false,
             syn_cookie_key: [0; 16],
             timer_budget: 256,
             epoch: 0,

@@ -123,6 +123,9 @@ impl<F: Frame> Pipeline<F> {
         alloc: &mut A,
     ) {
         self.now = now;
+        if !self.announce_pending.is_empty() {
+            self.announce_queued(out, alloc);
+        }
         self.neigh
             .poll(now, &self.ports, out, alloc, &mut self.counters);
         if now >= self.next_expiry_check {
@@ -209,7 +212,8 @@ impl<F: Frame> Pipeline<F> {
                 let start = self.pickers.first().map_or(1024, SnatPortPicker::cursor);
                 self.pickers = make_pickers(&ports, start);
                 self.ports = ports;
-                self.addrs = addrs;
+                let old = core::mem::replace(&mut self.addrs, addrs);
+                self.queue_new_addresses(&old);
                 self.fib = fib;
                 self.neigh
                     .retain_ports(self.ports.len(), &mut self.counters);
@@ -303,7 +307,8 @@ impl<F: Frame> Pipeline<F> {
     /// Recomputes the address map after the services changed (VIPs and
     /// local addresses come from the services).
     pub(super) fn rebuild_addrs_for_services(&mut self) {
-        self.addrs = build_addrs(&self.ports, &self.services);
+        let old = core::mem::replace(&mut self.addrs, build_addrs(&self.ports, &self.services));
+        self.queue_new_addresses(&old);
     }
 
     /// Applies a message from the control thread.

@@ -211,6 +211,8 @@ counters! {
     neigh_aged,
     /// Events not delivered because the outbox was full.
     events_dropped,
+    /// Gratuitous ARPs and unsolicited neighbour advertisements sent for the appliance's addresses.
+    addresses_announced,
     /// Frames the host sent out of a port ([`super::Pipeline::send_from_host`]).
     from_host,
     /// Frames the host sent to a port that does not exist.

@@ -74,6 +74,7 @@
 //! * The pipeline does not fragment: an IPv4 packet without DF larger than
 //!   the egress MTU is dropped (`drop_too_big`).
 
+mod announce;
 mod build;
 mod burst;
 mod config;
@@ -175,6 +176,8 @@ pub struct Pipeline<F: Frame> {
     /// Use the established-flow fast path ([`fast`]); tests turn it off to
     /// compare it with the general path.
     fast_path: bool,
+    /// Addresses to announce at the next poll ([`announce`]).
+    announce_pending: Vec<IpAddr>,
     /// SYN cookies of the redirect responder.
     cookies: crate::syncookie::SynCookies,
     /// The redirect responder's answer, built before it is written.
@@ -210,7 +213,7 @@ impl<F: Frame> Pipeline<F> {
         let nat_servers = build_nat_servers(&services);
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
-        Ok(Pipeline {
+        let mut p = Pipeline {
             pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
@@ -227,6 +230,7 @@ impl<F: Frame> Pipeline<F> {
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,
             fast_path: true,
+            announce_pending: Vec::new(),
             cookies: crate::syncookie::SynCookies::new(cfg.syn_cookie_key),
             respond_buf: Vec::with_capacity(1460),
             flow_events: cfg.flow_events,
@@ -244,7 +248,10 @@ impl<F: Frame> Pipeline<F> {
             sticky,
             sched,
             cfg,
-        })
+        };
+        // Announce every address at the first poll (worker 0, if asked).
+        p.queue_new_addresses(&HashMap::new());
+        Ok(p)
     }
 
     /// The configuration in use.

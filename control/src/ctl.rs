@@ -668,7 +668,10 @@ impl ControlPlane {
 
     fn sticky_show(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Sticky)?;
-        // One line per (service, key): the server, and on how many workers it is known.
+        // One line per (service, key): the server, its open connections
+        // summed over the workers (ended ones lingering in TIME_WAIT or CLOSE
+        // are not counted: `Pipeline::sticky_bindings`), and on how many
+        // workers it is known.
         let mut rows: BTreeMap<(ServiceIdx, String), (Option<ServerIdx>, u32, usize)> =
             BTreeMap::new();
         for r in replies {

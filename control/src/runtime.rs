@@ -430,7 +430,14 @@ impl Appliance {
         self.pools.iter().map(Mempool::in_use).sum()
     }
 
-    /// Stops the workers, then the ports, and reports the final counters.
+    /// Stops the workers, reads every port's counters, then stops and
+    /// closes the ports, and reports the final counters.
+    ///
+    /// The port counters are read once no worker sends or receives any
+    /// more, and before any port stops: a driver may clear its counters
+    /// when its port stops (memif forgets its queues when it disconnects),
+    /// and stopping one port may disconnect another (two memif ends in one
+    /// process).
     pub fn shutdown(mut self) -> RunReport {
         self.stop.store(true, Ordering::Relaxed);
         for j in self.joins.drain(..) {
@@ -443,11 +450,16 @@ impl Appliance {
         self.control.tick();
         let mut report = RunReport::default();
         for p in &self.ports {
-            let stats = p.port.stats().unwrap_or_default();
+            let stats = p.port.stats().unwrap_or_else(|e| {
+                log::warn!("port `{}`: {e}", p.name);
+                tack_dpdk::PortStats::default()
+            });
+            report.ports.push((p.name.clone(), stats));
+        }
+        for p in &self.ports {
             if let Err(e) = p.port.stop() {
                 log::warn!("port `{}`: {e}", p.name);
             }
-            report.ports.push((p.name.clone(), stats));
         }
         report.workers = self.control.snapshots().to_vec();
         for p in &self.ports {

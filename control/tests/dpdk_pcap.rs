@@ -100,6 +100,10 @@ fn arp_and_ping_replies_match_scapy_byte_for_byte() {
     );
     assert_eq!(counter(&report, "drop_not_for_us"), Some(1), "{report}");
     assert_eq!(counter(&report, "rx_consumed"), Some(1), "{report}");
+    // The worker received and sent: some of its time was busy, not all.
+    let busy = counter(&report, "busy_cycles").unwrap_or(0);
+    let total = counter(&report, "total_cycles").unwrap_or(0);
+    assert!(busy > 0 && busy < total, "{report}");
     // The port table (rx_packets, tx_packets first), read after the workers
     // stopped and before the port did: the device's own count of the same frames.
     assert_eq!(

@@ -93,6 +93,61 @@ impl LoopCounters {
     }
 }
 
+/// A port's counters over the whole run, across the driver clearing them:
+/// memif forgets its counters when its peer disconnects (a traffic
+/// generator that ends before `tack` does) and counts from zero when it
+/// connects again. Fed with a reading every statistics interval by the
+/// control thread and once more at shutdown ([`PortTotals::update`]): a
+/// counter that went down was cleared, and what it had counted is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    /// What counters cleared since the start had counted.
+    base: PortStats,
+    /// The last reading.
+    last: PortStats,
+}
+
+/// The counters of `s`, in a fixed order.
+fn port_fields(s: &mut PortStats) -> [&mut u64; 8] {
+    [
+        &mut s.ipackets,
+        &mut s.opackets,
+        &mut s.ibytes,
+        &mut s.obytes,
+        &mut s.imissed,
+        &mut s.ierrors,
+        &mut s.oerrors,
+        &mut s.rx_nombuf,
+    ]
+}
+
+impl PortTotals {
+    /// Takes a new reading of the port's counters.
+    pub fn update(&mut self, mut now: PortStats) {
+        let mut last = self.last;
+        for ((base, last), now) in port_fields(&mut self.base)
+            .into_iter()
+            .zip(port_fields(&mut last))
+            .zip(port_fields(&mut now))
+        {
+            if *now < *last {
+                *base = base.saturating_add(*last);
+            }
+        }
+        self.last = now;
+    }
+
+    /// The counts since the start: the last reading plus what was cleared.
+    pub fn total(&self) -> PortStats {
+        let mut t = self.base;
+        let mut last = self.last;
+        for (t, l) in port_fields(&mut t).into_iter().zip(port_fields(&mut last)) {
+            *t = t.saturating_add(*l);
+        }
+        t
+    }
+}
+
 /// What a worker last published: its loop counters and its pipeline's.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerSnapshot {
@@ -218,5 +273,26 @@ mod tests {
         lp.for_each(|n, v| names.push((n, v)));
         assert!(names.contains(&("busy_cycles", 1_300)));
         assert!(names.contains(&("total_cycles", 1_450)));
+    }
+
+    #[test]
+    fn port_totals_keep_what_a_cleared_counter_had_counted() {
+        let at = |ipackets, opackets| PortStats {
+            ipackets,
+            opackets,
+            ..PortStats::default()
+        };
+        let mut t = PortTotals::default();
+        t.update(at(100, 90));
+        t.update(at(250, 240));
+        assert_eq!(t.total(), at(250, 240));
+        // The peer disconnected: the driver reads zero.
+        t.update(at(0, 0));
+        assert_eq!(t.total(), at(250, 240));
+        // It connected again and counts from zero.
+        t.update(at(10, 5));
+        assert_eq!(t.total(), at(260, 245));
+        t.update(at(10, 5));
+        assert_eq!(t.total(), at(260, 245));
     }
 }

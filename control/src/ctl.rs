@@ -24,7 +24,7 @@ use crate::profile::{
     FieldError, PersistenceSection, Profile, ProfileError, ServerSection, TableCheck,
     pipeline_config,
 };
-use crate::report::{WorkerSnapshot, render_workers};
+use crate::report::{PortTotals, WorkerSnapshot, render_workers};
 use crate::say;
 
 /// Counters of the control plane.
@@ -143,6 +143,10 @@ pub struct ControlPlane {
     snapshots: Vec<WorkerSnapshot>,
     replies: Vec<Option<Reply>>,
     counters: ControlCounters,
+    /// The ports, and their counters over the run ([`ControlPlane::sample_ports`]).
+    ports: Vec<(tack_dpdk::Port, PortTotals)>,
+    /// When the ports' counters are read next.
+    next_port_sample: Instant,
 }
 
 impl ControlPlane {
@@ -167,7 +171,36 @@ impl ControlPlane {
             snapshots: vec![WorkerSnapshot::default(); n],
             replies: vec![None; n],
             counters: ControlCounters::default(),
+            ports: Vec::new(),
+            next_port_sample: Instant::now(),
         }
+    }
+
+    /// The ports whose counters the control thread reads every statistics
+    /// interval ([`ControlPlane::sample_ports`]), in profile order.
+    pub fn set_ports(&mut self, ports: Vec<tack_dpdk::Port>) {
+        self.ports = ports
+            .into_iter()
+            .map(|p| (p, PortTotals::default()))
+            .collect();
+    }
+
+    /// Reads every port's counters now ([`PortTotals`]: a driver that clears
+    /// them, as memif does when its peer disconnects, loses nothing already
+    /// read).
+    pub fn sample_ports(&mut self) {
+        for (port, totals) in &mut self.ports {
+            match port.stats() {
+                Ok(s) => totals.update(s),
+                Err(e) => log::debug!("port {}: {e}", port.id()),
+            }
+        }
+    }
+
+    /// Each port's counters since the start, as of the last
+    /// [`ControlPlane::sample_ports`], in profile order.
+    pub fn port_totals(&self) -> Vec<tack_dpdk::PortStats> {
+        self.ports.iter().map(|(_, t)| t.total()).collect()
     }
 
     /// The file `reload` reads.
@@ -193,8 +226,13 @@ impl ControlPlane {
     /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile;
     /// the management thread's commands are answered as they come.
     pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mgmt: Option<&MgmtThread>) {
+        let interval = Duration::from_millis(u64::from(self.profile.runtime.stats_interval_ms));
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
+            if Instant::now() >= self.next_port_sample {
+                self.sample_ports();
+                self.next_port_sample = Instant::now() + interval;
+            }
             if reload.swap(false, Ordering::Relaxed) {
                 // Reported by reload_from; nobody else waits for the outcome.
                 let _ = self.reload_from(ReloadOrigin::Signal);
@@ -669,7 +707,10 @@ impl ControlPlane {
 
     fn sticky_show(&mut self) -> Result<String, CtlError> {
         let replies = self.query(Query::Sticky)?;
-        // One line per (service, key): the server, and on how many workers it is known.
+        // One line per (service, key): the server, its open connections
+        // summed over the workers (ended ones lingering in TIME_WAIT or CLOSE
+        // are not counted: `Pipeline::sticky_bindings`), and on how many
+        // workers it is known.
         let mut rows: BTreeMap<(ServiceIdx, String), (Option<ServerIdx>, u32, usize)> =
             BTreeMap::new();
         for r in replies {

@@ -33,6 +33,44 @@ pub struct LoopCounters {
     pub config_epochs: u64,
     /// Times the back-off policy slept.
     pub idle_sleeps: u64,
+    /// TSC cycles of the loop iterations that did work (received, was
+    /// handed or transmitted a frame, or applied a control message); see
+    /// [`CycleMeter`].
+    pub busy_cycles: u64,
+    /// TSC cycles of every loop iteration: `busy_cycles / total_cycles` is
+    /// the share of the worker's time spent working.
+    pub total_cycles: u64,
+}
+
+/// Splits a worker's time into busy and idle loop iterations, as testpmd's
+/// `--record-core-cycles` does, from the one TSC reading each iteration
+/// already takes for the pipeline's clock.
+///
+/// [`CycleMeter::lap`] is called once per iteration with that reading: the
+/// cycles since the previous reading go to [`LoopCounters::total_cycles`],
+/// and to [`LoopCounters::busy_cycles`] too if the iteration they cover did
+/// work.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleMeter {
+    last: u64,
+}
+
+impl CycleMeter {
+    /// A meter whose first lap starts at TSC reading `tsc`.
+    pub fn starting_at(tsc: u64) -> CycleMeter {
+        CycleMeter { last: tsc }
+    }
+
+    /// Counts the cycles from the previous reading to `tsc`, busy or not.
+    #[inline(always)]
+    pub fn lap(&mut self, tsc: u64, busy: bool, lp: &mut LoopCounters) {
+        let spent = tsc.wrapping_sub(self.last);
+        self.last = tsc;
+        lp.total_cycles = lp.total_cycles.wrapping_add(spent);
+        if busy {
+            lp.busy_cycles = lp.busy_cycles.wrapping_add(spent);
+        }
+    }
 }
 
 impl LoopCounters {
@@ -50,6 +88,63 @@ impl LoopCounters {
         f("events_dropped", self.events_dropped);
         f("config_epochs", self.config_epochs);
         f("idle_sleeps", self.idle_sleeps);
+        f("busy_cycles", self.busy_cycles);
+        f("total_cycles", self.total_cycles);
+    }
+}
+
+/// A port's counters over the whole run, across the driver clearing them:
+/// memif forgets its counters when its peer disconnects (a traffic
+/// generator that ends before `tack` does) and counts from zero when it
+/// connects again. Fed with a reading every statistics interval by the
+/// control thread and once more at shutdown ([`PortTotals::update`]): a
+/// counter that went down was cleared, and what it had counted is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    /// What counters cleared since the start had counted.
+    base: PortStats,
+    /// The last reading.
+    last: PortStats,
+}
+
+/// The counters of `s`, in a fixed order.
+fn port_fields(s: &mut PortStats) -> [&mut u64; 8] {
+    [
+        &mut s.ipackets,
+        &mut s.opackets,
+        &mut s.ibytes,
+        &mut s.obytes,
+        &mut s.imissed,
+        &mut s.ierrors,
+        &mut s.oerrors,
+        &mut s.rx_nombuf,
+    ]
+}
+
+impl PortTotals {
+    /// Takes a new reading of the port's counters.
+    pub fn update(&mut self, mut now: PortStats) {
+        let mut last = self.last;
+        for ((base, last), now) in port_fields(&mut self.base)
+            .into_iter()
+            .zip(port_fields(&mut last))
+            .zip(port_fields(&mut now))
+        {
+            if *now < *last {
+                *base = base.saturating_add(*last);
+            }
+        }
+        self.last = now;
+    }
+
+    /// The counts since the start: the last reading plus what was cleared.
+    pub fn total(&self) -> PortStats {
+        let mut t = self.base;
+        let mut last = self.last;
+        for (t, l) in port_fields(&mut t).into_iter().zip(port_fields(&mut last)) {
+            *t = t.saturating_add(*l);
+        }
+        t
     }
 }
 
@@ -159,4 +254,45 @@ pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
         let _ = writeln!(s);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycle_meter_counts_busy_laps_apart() {
+        let mut lp = LoopCounters::default();
+        let mut m = CycleMeter::starting_at(1_000);
+        m.lap(1_100, false, &mut lp);
+        m.lap(1_400, true, &mut lp);
+        m.lap(1_450, false, &mut lp);
+        m.lap(2_450, true, &mut lp);
+        assert_eq!((lp.busy_cycles, lp.total_cycles), (1_300, 1_450));
+        let mut names = Vec::new();
+        lp.for_each(|n, v| names.push((n, v)));
+        assert!(names.contains(&("busy_cycles", 1_300)));
+        assert!(names.contains(&("total_cycles", 1_450)));
+    }
+
+    #[test]
+    fn port_totals_keep_what_a_cleared_counter_had_counted() {
+        let at = |ipackets, opackets| PortStats {
+            ipackets,
+            opackets,
+            ..PortStats::default()
+        };
+        let mut t = PortTotals::default();
+        t.update(at(100, 90));
+        t.update(at(250, 240));
+        assert_eq!(t.total(), at(250, 240));
+        // The peer disconnected: the driver reads zero.
+        t.update(at(0, 0));
+        assert_eq!(t.total(), at(250, 240));
+        // It connected again and counts from zero.
+        t.update(at(10, 5));
+        assert_eq!(t.total(), at(260, 245));
+        t.update(at(10, 5));
+        assert_eq!(t.total(), at(260, 245));
+    }
 }

@@ -403,7 +403,7 @@ impl Appliance {
                 .map_err(|source| RunError::Launch { worker: i, source })?;
             joins.push(join);
         }
-        let control = ControlPlane::new(
+        let mut control = ControlPlane::new(
             profile.clone(),
             macs,
             cfg,
@@ -411,6 +411,7 @@ impl Appliance {
             from_workers,
             host_in,
         );
+        control.set_ports(ports.iter().map(|p| p.port).collect());
         Ok(Appliance {
             ports,
             joins,
@@ -430,7 +431,16 @@ impl Appliance {
         self.pools.iter().map(Mempool::in_use).sum()
     }
 
-    /// Stops the workers, then the ports, and reports the final counters.
+    /// Stops the workers, reads every port's counters, then stops and
+    /// closes the ports, and reports the final counters.
+    ///
+    /// The port counters are read once no worker sends or receives any
+    /// more, and before any port stops: a driver may clear its counters
+    /// when its port stops (memif forgets them when it disconnects), and
+    /// stopping one port may disconnect another (two memif ends in one
+    /// process). What the control thread read while running counts too
+    /// ([`crate::report::PortTotals`]): a memif port whose peer left
+    /// before `tack` stopped reports what it had counted.
     pub fn shutdown(mut self) -> RunReport {
         self.stop.store(true, Ordering::Relaxed);
         for j in self.joins.drain(..) {
@@ -442,12 +452,15 @@ impl Appliance {
         // Take the workers' last words (final counters, events).
         self.control.tick();
         let mut report = RunReport::default();
+        self.control.sample_ports();
+        let totals = self.control.port_totals();
+        for (p, stats) in self.ports.iter().zip(totals) {
+            report.ports.push((p.name.clone(), stats));
+        }
         for p in &self.ports {
-            let stats = p.port.stats().unwrap_or_default();
             if let Err(e) = p.port.stop() {
                 log::warn!("port `{}`: {e}", p.name);
             }
-            report.ports.push((p.name.clone(), stats));
         }
         report.workers = self.control.snapshots().to_vec();
         for p in &self.ports {

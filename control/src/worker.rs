@@ -6,6 +6,8 @@
 //! pipeline on the rest and on what other workers handed over, run the timers,
 //! transmit, pass host-bound frames and pipeline events to the control
 //! thread. Every mbuf is transmitted, handed over or freed exactly once.
+//! The iteration's one clock reading also splits the worker's time into
+//! busy and idle iterations ([`CycleMeter`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use tack_dpdk::{Mbuf, Mempool, RxQueue, TxQueue};
 use crate::clock::TscClock;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::IdlePolicy;
-use crate::report::{LoopCounters, WorkerSnapshot};
+use crate::report::{CycleMeter, LoopCounters, WorkerSnapshot};
 
 /// The rings of one worker.
 pub struct WorkerRings {
@@ -102,9 +104,17 @@ impl Worker {
             self.rx.queue(),
             if self.steering { "on" } else { "off" }
         );
+        let mut cycles = CycleMeter::starting_at(tack_dpdk::rdtsc());
+        // Whether the iteration since the last clock reading did work.
+        let mut worked = false;
         while !self.stop.load(Ordering::Relaxed) {
             let mut busy = self.control_messages(&mut lp);
-            let now = self.clock.now();
+            // The one clock reading of the iteration. The cycles since the
+            // previous one cover the rest of the previous iteration and this
+            // one's control messages.
+            let tsc = tack_dpdk::rdtsc();
+            let now = self.clock.at(tsc);
+            cycles.lap(tsc, worked || busy, &mut lp);
 
             let n = self.rx.rx_burst(&mut rx, self.burst);
             if n > 0 {
@@ -140,7 +150,8 @@ impl Worker {
                 }
             }
             self.pipeline.poll(now, &mut out, &mut self.pool);
-            self.flush(&mut out, &mut lp);
+            let sent = self.flush(&mut out, &mut lp);
+            worked = busy || sent;
             self.pipeline.drain_events(&mut events);
             if !events.is_empty() {
                 let batch = Box::new(FromWorker::Events {
@@ -173,6 +184,7 @@ impl Worker {
                 }
             }
         }
+        cycles.lap(tack_dpdk::rdtsc(), worked, &mut lp);
         let snap = self.snapshot(&lp);
         let _ = self
             .rings
@@ -249,11 +261,15 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self, out: &mut Output<Mbuf>, lp: &mut LoopCounters) {
+    /// Transmits the pipeline's output and hands host-bound frames to the
+    /// control thread; true if there was any.
+    fn flush(&mut self, out: &mut Output<Mbuf>, lp: &mut LoopCounters) -> bool {
+        let mut any = false;
         for (port, pkts) in out.tx.iter_mut().enumerate() {
             if pkts.is_empty() {
                 continue;
             }
+            any = true;
             let mut tries = 0;
             while !pkts.is_empty() && tries < TX_RETRIES {
                 lp.tx_packets += self.tx[port].tx_burst(pkts) as u64;
@@ -263,12 +279,14 @@ impl Worker {
             pkts.clear();
         }
         for frames in out.host.iter_mut().filter(|q| !q.is_empty()) {
+            any = true;
             let n = frames.len();
             let sent = self.rings.host.push_burst(frames);
             lp.host_packets += sent as u64;
             lp.host_ring_full += (n - sent) as u64;
             frames.clear();
         }
+        any
     }
 
     fn snapshot(&self, lp: &LoopCounters) -> WorkerSnapshot {

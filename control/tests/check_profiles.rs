@@ -389,6 +389,56 @@ const CASES: &[Case] = &[
         "      - { name: s1, address: 10.0.0.11, url",
         "the same VIP, protocol and port as services[2]",
     ),
+    // Static neighbours.
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: wan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }\n",
+        "neighbours[0].port",
+        "  - { port: wan",
+        "no port named `wan`",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: lan, address: 192.0.2.11, mac: 02:00:00:00:00:0b }\n",
+        "neighbours[0].address",
+        "  - { port: lan, address: 192.0.2.11",
+        "not on-link on port `lan`",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: lan, address: 10.0.0.1, mac: 02:00:00:00:00:0b }\n",
+        "neighbours[0].address",
+        "  - { port: lan, address: 10.0.0.1,",
+        "an address of port `lan` itself",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: lan, address: 10.0.0.11, mac: 01:00:5e:00:00:0b }\n",
+        "neighbours[0].mac",
+        "  - { port: lan, address: 10.0.0.11, mac: 01",
+        "multicast",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }\n  - { port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0c }\n",
+        "neighbours[1].address",
+        "  - { port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0c }",
+        "listed twice",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\nneighbours:\n  - { port: lan, address: 10.0.0.11, macaddr: 02:00:00:00:00:0b }\n",
+        "neighbours[0]",
+        "  - { port: lan, address: 10.0.0.11, macaddr",
+        "unknown field `macaddr`",
+    ),
+    case(
+        END,
+        "  socket: /run/tack/lab.sock\ntables:\n  neighbours: 1\nneighbours:\n  - { port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }\n  - { port: lan, address: \"fd00::11\", mac: 02:00:00:00:00:0b }\n",
+        "neighbours",
+        "neighbours:\n  - { port: lan",
+        "holds 1",
+    ),
     // A key given twice, reported where it comes again.
     case(
         END,
@@ -432,6 +482,20 @@ fn the_lab_profile_checks() {
     let dir = TempDir::new();
     let path = dir.path("lab.yaml");
     std::fs::write(&path, LAB).unwrap();
+    let (code, stdout, stderr) = tack("check", &path);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+}
+
+/// Static neighbours on the lab's port check, IPv4 and IPv6.
+#[test]
+fn static_neighbours_check() {
+    let dir = TempDir::new();
+    let path = dir.path("lab-neighbours.yaml");
+    let text = format!(
+        "{LAB}neighbours:\n  - {{ port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }}\n  - {{ port: lan, address: \"fd00::11\", mac: 02:00:00:00:00:0b }}\n"
+    );
+    std::fs::write(&path, text).unwrap();
     let (code, stdout, stderr) = tack("check", &path);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(": ok"), "{stdout}");

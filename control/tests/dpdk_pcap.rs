@@ -100,4 +100,29 @@ fn arp_and_ping_replies_match_scapy_byte_for_byte() {
     );
     assert_eq!(counter(&report, "drop_not_for_us"), Some(1), "{report}");
     assert_eq!(counter(&report, "rx_consumed"), Some(1), "{report}");
+    // The worker received and sent: some of its time was busy, not all.
+    let busy = counter(&report, "busy_cycles").unwrap_or(0);
+    let total = counter(&report, "total_cycles").unwrap_or(0);
+    assert!(busy > 0 && busy < total, "{report}");
+    // The port table (rx_packets, tx_packets first), read after the workers
+    // stopped and before the port did: the device's own count of the same frames.
+    assert_eq!(
+        port_row(&report, "cap").get(..2),
+        Some(&[9, 6][..]),
+        "{report}"
+    );
+}
+
+/// The numbers of port `name`'s row in the port table of a report.
+fn port_row(report: &str, name: &str) -> Vec<u64> {
+    let mut table = report
+        .lines()
+        .skip_while(|l| !l.starts_with("port "))
+        .skip(1);
+    table
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(name)).then(|| it.filter_map(|v| v.parse().ok()).collect())
+        })
+        .unwrap_or_default()
 }

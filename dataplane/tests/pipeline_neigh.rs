@@ -151,3 +151,81 @@ fn learned_neighbour_shared_with_other_workers() {
     assert_frame(out.tx[1][0].bytes(), fixture!("nat4_syn_out"));
     assert_eq!(p1.counters().neigh_installed, 1);
 }
+
+#[test]
+fn static_neighbour_is_used_at_once_and_never_probed_aged_or_replaced() {
+    use tack_dataplane::pipeline::StaticNeighbor;
+    let server = StaticNeighbor {
+        port: 1,
+        addr: a4(SERVER4),
+        mac: S_MAC,
+    };
+    let mut cfg = config(forwarding_services());
+    cfg.static_neighbors = vec![server];
+    let mut h = Harness::new(cfg.clone());
+    let n = h.p.neighbors().find(|n| n.addr == a4(SERVER4)).unwrap();
+    assert_eq!((n.state, n.mac), (NeighState::Permanent, Some(S_MAC)));
+    // The first SYN goes out at once: no ARP request, nothing held.
+    let (tx, _) = h.rx(0, fixture!("nat4_syn"));
+    assert_frame(&only(&tx, 1), fixture!("nat4_syn_out"));
+    assert_eq!(h.counters().arp_requests_sent, 0);
+    assert_eq!(h.counters().held, 0);
+    // An ARP reply with another MAC for it changes nothing, and is not published.
+    let mut forged = fixture!("arp_rep_server").to_vec();
+    forged[6..12].copy_from_slice(&S2_MAC.0);
+    forged[22..28].copy_from_slice(&S2_MAC.0);
+    h.rx(1, &forged);
+    assert_eq!(h.p.neighbor(1, a4(SERVER4)), Some(S_MAC));
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Neighbor { addr, .. } if *addr == a4(SERVER4))),
+        "a static entry is not learned again"
+    );
+    // Long past `reachable` (30 s) and `gc_idle` (600 s) unused: still
+    // there, and used without a probe (the SYN's connection has expired:
+    // this one opens a new one).
+    h.poll_after(700_000);
+    h.poll_after(1_000);
+    let (tx, _) = h.rx(0, fixture!("nat4_syn"));
+    assert_frame(&only(&tx, 1), fixture!("nat4_syn_out"));
+    assert_eq!(h.counters().arp_requests_sent, 0);
+    assert_eq!(h.counters().neigh_aged, 0);
+    // A flush of the neighbours keeps it.
+    h.p.apply(ControlMsg::FlushNeighbors);
+    assert_eq!(h.p.neighbor(1, a4(SERVER4)), Some(S_MAC));
+    // A configuration without it makes it an ordinary (stale) entry.
+    cfg.static_neighbors.clear();
+    h.p.set_config(Arc::new(cfg));
+    let n = h.p.neighbors().find(|n| n.addr == a4(SERVER4)).unwrap();
+    assert_eq!((n.state, n.mac), (NeighState::Stale, Some(S_MAC)));
+    h.check_accounting();
+}
+
+#[test]
+fn static_neighbours_are_checked() {
+    use tack_dataplane::pipeline::{ConfigError, StaticNeighbor};
+    let mut cfg = config(forwarding_services());
+    cfg.static_neighbors = vec![StaticNeighbor {
+        port: 7,
+        addr: a4(SERVER4),
+        mac: S_MAC,
+    }];
+    let e = Pipeline::<VecFrame>::new(Arc::new(cfg.clone()), WorkerSpec::software(0, 1, 2));
+    assert!(
+        matches!(e, Err(ConfigError::StaticNeighbor { index: 0, .. })),
+        "{e:?}"
+    );
+    cfg.static_neighbors[0].port = 1;
+    cfg.neigh.capacity = 1;
+    cfg.static_neighbors.push(StaticNeighbor {
+        port: 1,
+        addr: a4(SERVER4B),
+        mac: S2_MAC,
+    });
+    let e = Pipeline::<VecFrame>::new(Arc::new(cfg), WorkerSpec::software(0, 1, 2));
+    assert!(
+        matches!(e, Err(ConfigError::StaticNeighbor { index: 0, .. })),
+        "{e:?}"
+    );
+}

@@ -301,3 +301,44 @@ fn pending_events_follow_a_reload() {
     );
     assert_eq!(h.counters().sticky.reload_events_dropped, 1);
 }
+
+/// `active` (what `tackctl sticky show` prints) counts the key's open
+/// connections: one ended by FINs (TIME_WAIT) or by a reset (CLOSE) no
+/// longer counts, though it stays in the table and holds the binding.
+#[test]
+fn active_counts_open_connections_only() {
+    let mut h = harness(sticky_service([1, 1, 1, 1]));
+    let src = "172.16.1.5";
+    let server = open_from(&mut h, src, 1000);
+    for sport in [1001, 1002] {
+        assert_eq!(open_from(&mut h, src, sport), server);
+    }
+    let active = |h: &Harness| -> Vec<u32> { h.p.sticky_bindings().map(|b| b.active).collect() };
+    assert_eq!(active(&h), [3]);
+    // 1000: FIN from the client, FIN from the server, the client's last ACK.
+    let client = |l4| packet_from(R_MAC, L0_MAC, a4(src), 1000, a4(VIP4), 80, l4, b"");
+    h.rx(0, &client(FIN_ACK));
+    h.rx(1, &server_pkt(server, 80, a4(src), 1000, FIN_ACK));
+    h.rx(0, &client(ACK));
+    // 1001: reset.
+    reset_from(&mut h, src, 1001);
+    let states: Vec<_> =
+        h.p.connections()
+            .map(|c| (c.client_port, c.state))
+            .collect();
+    assert!(
+        states.contains(&(1000, tack_dataplane::conn::ConnState::TimeWait))
+            && states.contains(&(1001, tack_dataplane::conn::ConnState::Close))
+            && states.len() == 3,
+        "{states:?}"
+    );
+    assert_eq!(active(&h), [1]);
+    // The reset one leaves the table after 10 s; the TIME_WAIT one lingers
+    // (120 s): still one open.
+    h.poll_after(15_000);
+    assert_eq!(h.p.connections().count(), 2);
+    assert_eq!(active(&h), [1]);
+    reset_from(&mut h, src, 1002);
+    assert_eq!(active(&h), [0]);
+    h.check_accounting();
+}

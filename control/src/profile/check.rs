@@ -42,7 +42,7 @@ pub fn check_pipeline(profile: &Profile, tables: TableCheck) -> Result<(), Field
         cfg.conn4.capacity = 1;
         cfg.conn6.capacity = 1;
         cfg.sticky.capacity = 1;
-        cfg.neigh.capacity = 1;
+        cfg.neigh.capacity = cfg.static_neighbors.len().max(1);
     }
     let Some(first) = profile.workers.first() else {
         return Err(FieldError::new("workers", "at least one worker is needed"));
@@ -101,6 +101,9 @@ fn pipeline_error(e: &ConfigError, profile: &Profile) -> FieldError {
         E::Conn4(c) => ("tables.connections".to_string(), c.to_string()),
         E::Conn6(c) => ("tables.connections_v6".to_string(), c.to_string()),
         E::Sticky(s) => ("tables.sticky".to_string(), s.to_string()),
+        E::StaticNeighbor { index, reason } => {
+            (format!("neighbours[{index}]"), (*reason).to_string())
+        }
         _ => ("workers".to_string(), e.to_string()),
     };
     FieldError::new(field, message)

@@ -49,6 +49,10 @@ pub struct Profile {
     /// Static routes (networks on-link on a port need none).
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// Static neighbour entries: next hops and servers whose MAC address
+    /// is known, so that no ARP/NDP is needed to reach them.
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourSection>,
     /// Table sizes and timeouts.
     #[serde(default)]
     pub tables: TablesSection,
@@ -222,6 +226,18 @@ pub struct PortSection {
     /// MAC address to set on the port; `None` keeps the device's.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+}
+
+/// A static neighbour entry: `{ port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourSection {
+    /// The port it is on, by name.
+    pub port: String,
+    /// Its IP address, on-link on the port.
+    pub address: std::net::IpAddr,
+    /// Its MAC address.
+    pub mac: MacAddr,
 }
 
 /// A MAC address written `02:00:00:00:00:01`.
@@ -624,6 +640,7 @@ impl Profile {
                 }
             }
         }
+        self.validate_neighbours()?;
         let mut lcores = HashSet::new();
         let mut queues = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {
@@ -674,6 +691,69 @@ impl Profile {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The static neighbours: on a port that exists, on-link there (inside
+    /// one of its address prefixes) and none of its own addresses, a
+    /// station's MAC, each (port, address) once, and no more than
+    /// `tables.neighbours`.
+    fn validate_neighbours(&self) -> Result<(), FieldError> {
+        let mut seen = HashSet::new();
+        for (i, n) in self.neighbours.iter().enumerate() {
+            let f = |k: &str| format!("neighbours[{i}].{k}");
+            let Some(port) = self.ports.iter().find(|p| p.name == n.port) else {
+                return Err(FieldError::new(
+                    f("port"),
+                    format!("no port named `{}`", n.port),
+                ));
+            };
+            let a = n.address;
+            let broadcast = matches!(a, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+            if a.is_multicast() || a.is_unspecified() || broadcast {
+                return Err(FieldError::new(
+                    f("address"),
+                    format!("{a} cannot be a neighbour"),
+                ));
+            }
+            if port.addresses.iter().any(|net| net.addr() == a) {
+                return Err(FieldError::new(
+                    f("address"),
+                    format!("{a} is an address of port `{}` itself", port.name),
+                ));
+            }
+            if !port.addresses.iter().any(|net| net.contains(&a)) {
+                return Err(FieldError::new(
+                    f("address"),
+                    format!(
+                        "{a} is not on-link on port `{}` (inside none of its address prefixes)",
+                        port.name
+                    ),
+                ));
+            }
+            if n.mac.0 == [0; 6] {
+                return Err(FieldError::new(
+                    f("mac"),
+                    "00:00:00:00:00:00 is no station's address",
+                ));
+            }
+            if !seen.insert((n.port.as_str(), a)) {
+                return Err(FieldError::new(
+                    f("address"),
+                    format!("{a} on port `{}` is listed twice", n.port),
+                ));
+            }
+        }
+        if self.neighbours.len() > self.tables.neighbours {
+            return Err(FieldError::new(
+                "neighbours",
+                format!(
+                    "{} static neighbours; the neighbour table (tables.neighbours) holds {}",
+                    self.neighbours.len(),
+                    self.tables.neighbours
+                ),
+            ));
         }
         Ok(())
     }
@@ -904,6 +984,29 @@ workers:
             (e.field.as_str(), e.line),
             ("ports[0].mac", Some(7)),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn static_neighbours_reach_the_pipeline_config() {
+        let src = format!(
+            "{GOOD}neighbours:\n  - {{ port: lan, address: 10.0.0.9, mac: 02:00:00:00:00:09 }}\n"
+        );
+        let p = Profile::parse(&src).unwrap();
+        let cfg = pipeline_config(&p, &[[2, 0, 0, 0, 0, 1]]).unwrap();
+        assert_eq!(
+            cfg.static_neighbors,
+            vec![tack_dataplane::pipeline::StaticNeighbor {
+                port: 0,
+                addr: "10.0.0.9".parse().unwrap(),
+                mac: tack_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 9]),
+            }]
+        );
+        let e = error_of(&src.replace("mac: 02:00:00:00:00:09", "mac: 00:00:00:00:00:00"));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("neighbours[0].mac", Some(12)),
+            "{e}"
         );
     }
 

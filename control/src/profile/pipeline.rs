@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tack_dataplane::pipeline::{PipelineConfig, PortSpec};
+use tack_dataplane::pipeline::{PipelineConfig, PortSpec, StaticNeighbor};
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 
@@ -66,6 +66,29 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
     // Gratuitous ARP / unsolicited NA for the addresses and VIPs at start
     // and when a reload adds some.
     cfg.announce = true;
+    cfg.static_neighbors = profile
+        .neighbours
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let port = profile
+                .ports
+                .iter()
+                .position(|p| p.name == n.port)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| {
+                    FieldError::new(
+                        format!("neighbours[{i}].port"),
+                        format!("no port named `{}`", n.port),
+                    )
+                })?;
+            Ok(StaticNeighbor {
+                port,
+                addr: n.address,
+                mac: EthernetAddress(n.mac.0),
+            })
+        })
+        .collect::<Result<_, FieldError>>()?;
     // The SYN cookies' master key: random at every start (one node; a
     // cluster will share one).
     let (a, b) = (hash_seed(), hash_seed());

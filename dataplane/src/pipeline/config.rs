@@ -81,6 +81,11 @@ pub struct PipelineConfig {
     pub sticky: StickyConfig,
     /// Neighbour table (per worker).
     pub neigh: NeighConfig,
+    /// Static neighbour entries, installed in the neighbour table at
+    /// start and at each new configuration: never probed, aged out, flushed
+    /// or replaced by ARP/NDP ([`NeighState::Permanent`](super::NeighState::Permanent)).
+    /// At most `neigh.capacity`, on existing ports, unicast MACs.
+    pub static_neighbors: Vec<StaticNeighbor>,
     /// Hand traffic for the ports' own addresses (other than what the
     /// pipeline answers) to the host; otherwise it is dropped and counted.
     pub host_path: bool,
@@ -140,6 +145,7 @@ impl Default for PipelineConfig {
             },
             sticky: StickyConfig::default(),
             neigh: NeighConfig::default(),
+            static_neighbors: Vec::new(),
             host_path: true,
             verify_ipv4_checksum: true,
             reta: Vec::new(),
@@ -240,4 +246,12 @@ pub enum ConfigError {
     /// The sticky table cannot be built.
     #[error("sticky table: {0}")]
     Sticky(StickyTableError),
+    /// A static neighbour entry cannot be installed.
+    #[error("static neighbour #{index}: {reason}")]
+    StaticNeighbor {
+        /// Its index in [`PipelineConfig::static_neighbors`].
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }

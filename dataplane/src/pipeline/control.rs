@@ -226,6 +226,15 @@ impl<F: Frame> Pipeline<F> {
                 self.counters.control_rejected += 1;
             }
         }
+        // The static neighbours of the new configuration, on the ports in use.
+        let statics: Vec<StaticNeighbor> = cfg
+            .static_neighbors
+            .iter()
+            .filter(|s| usize::from(s.port) < self.ports.len())
+            .copied()
+            .collect();
+        self.neigh
+            .set_static(&statics, self.now, &mut self.counters);
         self.classify_opts.verify_ipv4_checksum = cfg.verify_ipv4_checksum;
         self.conn4.set_timeouts(cfg.conn4.timeouts);
         self.conn6.set_timeouts(cfg.conn6.timeouts);

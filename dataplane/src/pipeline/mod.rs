@@ -134,7 +134,7 @@ use fate::{DropReason, Fate};
 use flow::ConnRef;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::{fuzz_pipeline, fuzz_script};
-pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor};
+pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use tx::*;
 pub use views::*;
@@ -190,6 +190,25 @@ pub struct Pipeline<F: Frame> {
     fast_forwarded: u64,
 }
 
+/// Refuses static neighbours the table could not hold, on ports that do
+/// not exist, or with a multicast or zero MAC address.
+fn check_static_neighbors(cfg: &PipelineConfig, n_ports: usize) -> Result<(), ConfigError> {
+    let too_many = cfg.static_neighbors.len() > cfg.neigh.capacity;
+    for (index, s) in cfg.static_neighbors.iter().enumerate() {
+        let reason = if usize::from(s.port) >= n_ports {
+            "no such port"
+        } else if s.mac.is_multicast() || s.mac == EthernetAddress::UNSPECIFIED {
+            "the MAC address must be unicast"
+        } else if too_many {
+            "more static neighbours than the neighbour table holds"
+        } else {
+            continue;
+        };
+        return Err(ConfigError::StaticNeighbor { index, reason });
+    }
+    Ok(())
+}
+
 /// How often `poll` looks at the connection and sticky timer wheels.
 const TIMER_CHECK: Duration = Duration::from_millis(1);
 
@@ -204,6 +223,7 @@ impl<F: Frame> Pipeline<F> {
             });
         }
         let (ports, addrs, fib) = build_ports(&cfg, &worker)?;
+        check_static_neighbors(&cfg, ports.len())?;
         let conn4 = ConnTable4::new(cfg.conn4, Time::ZERO).map_err(ConfigError::Conn4)?;
         let conn6 = ConnTable6::new(cfg.conn6, Time::ZERO).map_err(ConfigError::Conn6)?;
         let sticky = StickyTable::new(cfg.sticky, Time::ZERO).map_err(ConfigError::Sticky)?;
@@ -213,19 +233,22 @@ impl<F: Frame> Pipeline<F> {
         let nat_servers = build_nat_servers(&services);
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
+        let mut counters = Counters::default();
+        let mut neigh = NeighTable::new(cfg.neigh);
+        neigh.set_static(&cfg.static_neighbors, Time::ZERO, &mut counters);
         let mut p = Pipeline {
             pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
             icmp_tokens: cfg.icmp_rate,
             icmp_refill: Time::ZERO,
-            neigh: NeighTable::new(cfg.neigh),
+            neigh,
             events: Vec::with_capacity(cfg.outbox_capacity),
             scratch: Scratch::new(cfg.timer_budget),
             classify_opts: ClassifyOptions {
                 verify_ipv4_checksum: cfg.verify_ipv4_checksum,
             },
-            counters: Counters::default(),
+            counters,
             svc_ctr: fresh_counters(&services),
             now: Time::ZERO,
             next_expiry_check: Time::ZERO,

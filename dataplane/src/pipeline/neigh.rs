@@ -19,6 +19,11 @@
 //! * **Probe**: still used while up to `probes` unicast requests go out every
 //!   `retrans`; no answer makes it Failed.
 //!
+//! * **Permanent**: a static entry from the configuration
+//!   ([`super::PipelineConfig::static_neighbors`]): always used as is, never
+//!   probed, aged out, flushed or replaced by what ARP/NDP say. A new
+//!   configuration without it makes it Stale (an ordinary learned entry).
+//!
 //! Entries not used for `gc_idle` are removed. Learning follows RFC 826's
 //! merge rule: an ARP packet (or solicitation with a source link-layer
 //! address) updates an existing entry for its sender, and creates one only
@@ -97,6 +102,19 @@ pub enum NeighState {
     Probe,
     /// Resolution failed; frames are dropped until the hold-down ends.
     Failed,
+    /// Static, from the configuration: never probed, aged or replaced.
+    Permanent,
+}
+
+/// A static neighbour entry ([`PipelineConfig::static_neighbors`](super::PipelineConfig::static_neighbors)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticNeighbor {
+    /// Port the neighbour is on.
+    pub port: u16,
+    /// Its IP address.
+    pub addr: IpAddr,
+    /// Its MAC address (unicast).
+    pub mac: EthernetAddress,
 }
 
 /// A neighbour entry as the admin CLI shows it.
@@ -247,10 +265,16 @@ impl<F: Frame> NeighTable<F> {
     }
 
     /// Whether `e` is Reachable and its confirmation at most `reachable` old.
+    /// Permanent entries always are.
     #[inline(always)]
     fn is_reachable(&self, e: &Entry<F>, now: Time) -> bool {
-        e.state == NeighState::Reachable
-            && now.as_nanos().saturating_sub(e.confirmed.as_nanos()) <= self.reachable_ns
+        match e.state {
+            NeighState::Reachable => {
+                now.as_nanos().saturating_sub(e.confirmed.as_nanos()) <= self.reachable_ns
+            }
+            NeighState::Permanent => true,
+            _ => false,
+        }
     }
 
     /// Sends `frame` to neighbour `nh` on `port`: fills in the Ethernet
@@ -329,7 +353,10 @@ impl<F: Frame> NeighTable<F> {
                 send_request(p, nh, None, out, port, alloc, ctr);
                 self.hold(idx, frame)
             }
-            NeighState::Reachable | NeighState::Stale | NeighState::Probe => {
+            NeighState::Reachable
+            | NeighState::Stale
+            | NeighState::Probe
+            | NeighState::Permanent => {
                 if !reachable && e.state != NeighState::Probe {
                     // Stale and used: probe it (unicast), keep using it.
                     e.state = NeighState::Probe;
@@ -431,6 +458,10 @@ impl<F: Frame> NeighTable<F> {
             }
         };
         let e = &mut self.entries[idx];
+        if e.state == NeighState::Permanent {
+            // The configuration's word stands over ARP's and NDP's.
+            return false;
+        }
         if e.has_mac && e.mac != mac && !how.override_mac && e.state != NeighState::Failed {
             // RFC 4861 §7.2.5: without O, a different address does not replace a known one.
             return false;
@@ -499,7 +530,7 @@ impl<F: Frame> NeighTable<F> {
                         e.deadline = now + cfg.failed_holddown;
                     }
                 }
-                NeighState::Incomplete | NeighState::Probe => {}
+                NeighState::Incomplete | NeighState::Probe | NeighState::Permanent => {}
                 NeighState::Failed | NeighState::Reachable | NeighState::Stale => {
                     if now.saturating_since(e.used) > cfg.gc_idle
                         && (e.state != NeighState::Failed || now >= e.deadline)
@@ -548,19 +579,85 @@ impl<F: Frame> NeighTable<F> {
         })
     }
 
-    /// Removes every entry (held frames are dropped and counted). Returns the count.
+    /// Removes every entry but the permanent ones (held frames are dropped
+    /// and counted). Returns the count removed.
     pub(crate) fn flush(&mut self, ctr: &mut Counters) -> usize {
-        let n = self.map.len();
+        let mut n = 0;
         for (i, e) in self.entries.iter_mut().enumerate() {
-            if e.live {
+            if e.live && e.state != NeighState::Permanent {
                 ctr.neigh_hold_dropped += e.held.len() as u64;
                 e.held.clear();
                 e.live = false;
+                self.map.remove(&(e.port, e.addr));
                 self.free.push(i as u32);
+                n += 1;
             }
         }
-        self.map.clear();
         n
+    }
+
+    /// Makes `list` the permanent entries: entries of it are installed (or
+    /// made permanent, releasing frames they hold at the next poll);
+    /// permanent entries not in it become Stale, ordinary entries. A full
+    /// table gives up an ordinary entry for each new one (its held frames
+    /// dropped and counted); `list` must not be longer than the table.
+    pub(crate) fn set_static(&mut self, list: &[StaticNeighbor], now: Time, ctr: &mut Counters) {
+        for e in self.entries.iter_mut() {
+            if e.live
+                && e.state == NeighState::Permanent
+                && !list.iter().any(|s| s.port == e.port && s.addr == e.addr)
+            {
+                e.state = NeighState::Stale;
+                e.used = now;
+            }
+        }
+        for s in list {
+            if s.mac.is_multicast() || s.mac == EthernetAddress::UNSPECIFIED {
+                continue;
+            }
+            let idx = match self.map.get(&(s.port, s.addr)) {
+                Some(&i) => i,
+                None => {
+                    let i = match self.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            let Some(i) = self
+                                .entries
+                                .iter()
+                                .position(|e| e.live && e.state != NeighState::Permanent)
+                            else {
+                                continue;
+                            };
+                            let e = &mut self.entries[i];
+                            ctr.neigh_hold_dropped += e.held.len() as u64;
+                            e.held.clear();
+                            e.live = false;
+                            self.map.remove(&(e.port, e.addr));
+                            i as u32
+                        }
+                    };
+                    self.map.insert((s.port, s.addr), i);
+                    let e = &mut self.entries[i as usize];
+                    e.port = s.port;
+                    e.addr = s.addr;
+                    e.live = true;
+                    e.release = false;
+                    e.held.clear();
+                    i
+                }
+            };
+            let e = &mut self.entries[idx as usize];
+            e.mac = s.mac;
+            e.has_mac = true;
+            e.state = NeighState::Permanent;
+            e.confirmed = now;
+            e.used = now;
+            e.probes = 0;
+            if !e.held.is_empty() {
+                e.release = true;
+                self.next_due = Time::ZERO;
+            }
+        }
     }
 
     /// Removes the entries of ports at or above `n_ports` (after a reload

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Whether a connection in `state` has ended and only lingers for late
+/// segments (TCP TIME_WAIT after FINs, CLOSE after a reset).
+fn conn_ended(state: crate::conn::ConnState) -> bool {
+    matches!(
+        state,
+        crate::conn::ConnState::TimeWait | crate::conn::ConnState::Close
+    )
+}
+
 /// Traffic of one service on this worker ([`Pipeline::service_counters`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -243,9 +252,38 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Every sticky binding on this worker.
+    /// Every sticky binding on this worker, its
+    /// [`active`](StickyBinding::active) the number of this worker's open
+    /// connections using it: those that hold the binding and have not
+    /// ended (a TCP connection in TIME_WAIT or CLOSE has ended; it still
+    /// holds the binding, whose idle timer starts when the last connection
+    /// leaves the table). Walks the connection tables: for the management
+    /// API, not the packet path.
     pub fn sticky_bindings(&self) -> impl Iterator<Item = StickyBinding> + '_ {
-        self.sticky.iter()
+        // The open connections holding a binding, by (service, client key).
+        let mut open: HashMap<(ServiceIdx, ClientKey), u32> = HashMap::new();
+        let mut count = |service: ServiceIdx, client: IpAddr, c: &crate::conn::Conn| {
+            if !ConnFlags::of(c).sticky || conn_ended(c.state()) {
+                return;
+            }
+            let rule = self
+                .services
+                .entry(service)
+                .and_then(|e| e.spec().persistence.as_ref());
+            if let Some(key) = rule.and_then(|p| crate::sticky::client_key(&p.key, client)) {
+                *open.entry((service, key)).or_default() += 1;
+            }
+        };
+        for (k, c) in self.conn4.iter() {
+            count(c.service(), k.src.into(), &c);
+        }
+        for (k, c) in self.conn6.iter() {
+            count(c.service(), k.src.into(), &c);
+        }
+        self.sticky.iter().map(move |mut b| {
+            b.active = open.get(&(b.service, b.key)).copied().unwrap_or(0);
+            b
+        })
     }
 
     /// Every neighbour entry on this worker.

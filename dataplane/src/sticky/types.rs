@@ -100,9 +100,12 @@ pub struct StickyBinding {
     pub key: ClientKey,
     /// Bound server (`None` after its removal by a reload, until rebound).
     pub server: Option<ServerIdx>,
-    /// Open connections using the binding.
+    /// Connections using the binding. [`StickyTable::iter`] counts every
+    /// connection that holds it, ended ones lingering in TIME_WAIT or CLOSE
+    /// included; [`Pipeline::sticky_bindings`](crate::pipeline::Pipeline::sticky_bindings)
+    /// (what `tackctl sticky show` reads) only the open ones.
     pub active: u32,
-    /// When the binding expires if still idle (`None` while connections are open).
+    /// When the binding expires if still idle (`None` while connections hold it).
     pub idle_expires: Option<Time>,
 }
 

@@ -60,7 +60,7 @@ fn arp_and_ping_replies_match_scapy_byte_for_byte() {
         &profile,
         format!(
             "eal: {{ hugepages: false, lcores: '0@0,1@0' }}\n\
-             runtime: {{ idle: backoff }}\n\
+             runtime: {{ idle: backoff, announce: false }}\n\
              mempool: {{ mbufs: 1023, cache: 32 }}\n\
              ports:\n  - name: cap\n    device: net_pcap0,rx_pcap={},tx_pcap={}\n    mac: 02:00:00:00:00:01\n    addresses: [10.9.0.1/24, fd09::1/64]\n\
              workers:\n  - {{ lcore: 1, port: cap }}\n",

@@ -178,6 +178,9 @@ pub struct RuntimeSection {
     /// Back the tables with transparent huge pages (see
     /// [`crate::hugepages`]).
     pub huge_pages: bool,
+    /// Announce the appliance's addresses (gratuitous ARP, unsolicited
+    /// neighbour advertisements) at start and when a reload adds some.
+    pub announce: bool,
 }
 
 impl Default for RuntimeSection {
@@ -189,6 +192,7 @@ impl Default for RuntimeSection {
             stats_interval_ms: 100,
             steering: Steering::Auto,
             huge_pages: true,
+            announce: true,
         }
     }
 }

@@ -65,7 +65,7 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
     cfg.neigh.capacity = t.neighbours;
     // Gratuitous ARP / unsolicited NA for the addresses and VIPs at start
     // and when a reload adds some.
-    cfg.announce = true;
+    cfg.announce = profile.runtime.announce;
     cfg.static_neighbors = profile
         .neighbours
         .iter()

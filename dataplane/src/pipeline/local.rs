@@ -33,6 +33,14 @@ fn eth_src(b: &[u8]) -> EthernetAddress {
     EthernetAddress(m)
 }
 
+/// Addresses the Ethernet header of a frame answered in place back to its
+/// sender, from `port_mac`.
+pub(super) fn back_to_sender(b: &mut [u8], port_mac: EthernetAddress) {
+    let sender = eth_src(b);
+    b[..6].copy_from_slice(&sender.0);
+    b[6..12].copy_from_slice(&port_mac.0);
+}
+
 fn v4(a: IpAddr) -> Ipv4Addr {
     match a {
         IpAddr::V4(a) => a,
@@ -373,9 +381,7 @@ impl<F: Frame> Pipeline<F> {
         };
         let mac = self.ports[usize::from(rx_port)].mac;
         let b = frame.bytes_mut();
-        let src_mac = eth_src(b);
-        b[..6].copy_from_slice(&src_mac.0);
-        b[6..12].copy_from_slice(&mac.0);
+        back_to_sender(b, mac);
         let ok = ip.emit(&mut b[l3..]).is_ok()
             && Icmpv4Packet::new_checked(&mut b[l3 + 20..end])
                 .and_then(|mut p| p.make_echo_reply())
@@ -419,9 +425,7 @@ impl<F: Frame> Pipeline<F> {
         };
         let mac = self.ports[usize::from(rx_port)].mac;
         let b = frame.bytes_mut();
-        let src_mac = eth_src(b);
-        b[..6].copy_from_slice(&src_mac.0);
-        b[6..12].copy_from_slice(&mac.0);
+        back_to_sender(b, mac);
         if ip.emit(&mut b[l3..]).is_err() {
             return Fate::Dropped(DropReason::IcmpOther);
         }

@@ -27,6 +27,31 @@ use crate::redirect::{self, Answer};
 use crate::syncookie::CookieFlow;
 use crate::wire::{Ipv4Repr, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr};
 
+/// What the responder reads of a received TCP segment.
+struct Tcp {
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    window: u16,
+    mss: Option<u16>,
+    /// Where its payload is in the frame.
+    data: core::ops::Range<usize>,
+}
+
+/// The TCP header of `frame` (classified as `c`), if it has a valid one.
+fn tcp_of<F: Frame>(frame: &F, c: &Classified) -> Option<Tcp> {
+    let seg = frame.bytes().get(c.l4_offset..c.l3_end)?;
+    let t = TcpPacket::new_checked(seg).ok()?;
+    Some(Tcp {
+        seq: t.seq_number(),
+        ack: t.ack_number(),
+        flags: t.flags(),
+        window: t.window_len(),
+        mss: t.mss().ok().flatten(),
+        data: c.l4_offset + t.header_len()..c.l3_end,
+    })
+}
+
 /// The receive window the responder advertises.
 const WINDOW: u16 = 65_535;
 
@@ -51,23 +76,15 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
     ) -> Fate {
-        let parsed = frame
-            .bytes()
-            .get(c.l4_offset..c.l3_end)
-            .and_then(|seg| TcpPacket::new_checked(seg).ok())
-            .map(|t| {
-                let data = c.l4_offset + t.header_len()..c.l3_end;
-                let mss = t.mss().ok().flatten();
-                (
-                    t.seq_number(),
-                    t.ack_number(),
-                    t.flags(),
-                    t.window_len(),
-                    mss,
-                    data,
-                )
-            });
-        let Some((seq, ack, flags, window, mss, data)) = parsed else {
+        let Some(Tcp {
+            seq,
+            ack,
+            flags,
+            window,
+            mss,
+            data,
+        }) = tcp_of(&frame, c)
+        else {
             return Fate::Dropped(DropReason::RedirectIgnored);
         };
         let flow = CookieFlow {
@@ -166,14 +183,17 @@ impl<F: Frame> Pipeline<F> {
         rx_port: u16,
         out: &mut Output<F>,
     ) -> Fate {
-        let parsed = frame
-            .bytes()
-            .get(c.l4_offset..c.l3_end)
-            .and_then(|seg| TcpPacket::new_checked(seg).ok())
-            .map(|t| (t.seq_number(), t.ack_number(), t.flags(), t.payload().len()));
-        let Some((seq, ack, flags, len)) = parsed else {
+        let Some(Tcp {
+            seq,
+            ack,
+            flags,
+            data,
+            ..
+        }) = tcp_of(&frame, c)
+        else {
             return Fate::Dropped(DropReason::TcpNoConn);
         };
+        let len = data.len();
         let s = if flags.contains(TcpFlags::ACK) {
             Segment {
                 seq: ack,
@@ -233,10 +253,7 @@ impl<F: Frame> Pipeline<F> {
         }
         let ttl = self.cfg.ttl;
         let b = frame.bytes_mut();
-        let mut client_mac = [0u8; 6];
-        client_mac.copy_from_slice(&b[6..12]);
-        b[..6].copy_from_slice(&client_mac);
-        b[6..12].copy_from_slice(&port_mac.0);
+        super::local::back_to_sender(b, port_mac);
         let ip = match (c.dst_addr, c.src_addr) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => Ipv4Repr {
                 src_addr: src,

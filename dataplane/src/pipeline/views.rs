@@ -113,15 +113,10 @@ pub struct ConnView {
     pub expires: Time,
 }
 
-pub(super) fn conn_view(
-    svc: &Config,
-    client: IpAddr,
-    vip: IpAddr,
-    client_port: u16,
-    vip_port: u16,
-    protocol: u8,
-    c: &crate::conn::Conn,
-) -> ConnView {
+/// The view of the connection keyed by `k` (its forward key).
+fn conn_view<K: crate::conn::FlowKey>(svc: &Config, k: &K, c: &crate::conn::Conn) -> ConnView {
+    let (client, vip) = (k.src_addr(), k.dst_addr());
+    let (client_port, vip_port, protocol) = (k.src_port(), k.dst_port(), k.proto());
     let spec = svc.service(c.service());
     ConnView {
         client,
@@ -151,28 +146,8 @@ impl<F: Frame> Pipeline<F> {
     /// Every connection on this worker.
     pub fn connections(&self) -> impl Iterator<Item = ConnView> + '_ {
         let svc = &self.services;
-        let v4 = self.conn4.iter().map(move |(k, c)| {
-            conn_view(
-                svc,
-                k.src.into(),
-                k.dst.into(),
-                k.src_port,
-                k.dst_port,
-                k.proto,
-                &c,
-            )
-        });
-        let v6 = self.conn6.iter().map(move |(k, c)| {
-            conn_view(
-                svc,
-                k.src.into(),
-                k.dst.into(),
-                k.src_port,
-                k.dst_port,
-                k.proto,
-                &c,
-            )
-        });
+        let v4 = self.conn4.iter().map(move |(k, c)| conn_view(svc, k, &c));
+        let v6 = self.conn6.iter().map(move |(k, c)| conn_view(svc, k, &c));
         v4.chain(v6)
     }
 

@@ -13,6 +13,7 @@ pub mod hash;
 pub mod ids;
 pub mod model;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod redirect;
 pub mod rss;
 pub mod sched;

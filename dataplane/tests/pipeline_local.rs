@@ -234,3 +234,42 @@ fn addresses_are_announced_when_they_appear() {
     let mut quiet = Harness::basic();
     nothing(&quiet.poll_after(1).0);
 }
+
+/// A flood at a port's own address reaches the host at the configured
+/// rate; control traffic (BGP, BFD, ICMP, VRRP) is never limited; the
+/// bucket refills with time.
+#[test]
+fn host_traffic_is_rate_limited_except_control() {
+    use tack_dataplane::ratelimit::RateLimit;
+    let mut cfg = config(basic_services());
+    cfg.host_rate = RateLimit {
+        per_sec: 100,
+        burst: 5,
+    };
+    let mut h = Harness::new(cfg);
+    let (client, port) = (a4(CLIENT4), a4(PORT0_4));
+    let syn = |sport: u16, dport: u16| client_pkt(client, sport, port, dport, SYN);
+    let udp = |dport: u16| client_pkt(client, 5000, port, dport, L4::Udp);
+    let mut given = 0;
+    for i in 0..50u16 {
+        let (tx, host) = h.rx(0, &syn(10_000 + i, 22));
+        nothing(&tx);
+        given += host.len();
+    }
+    assert_eq!(given, 5, "the burst, then nothing");
+    assert_eq!(h.counters().drop_host_rate, 45);
+    // Control traffic passes however full the flood: BGP either way, BFD, ICMP.
+    for f in [syn(179, 40_000), syn(40_001, 179), udp(3784), udp(4784)] {
+        let (_, host) = h.rx(0, &f);
+        assert_eq!(host.len(), 1);
+    }
+    assert_eq!(h.counters().host_control, 4);
+    assert_eq!(h.counters().drop_host_rate, 45);
+    // 20 ms later: two more tokens (100 per second).
+    h.poll_after(20);
+    let passed: usize = (0..10u16)
+        .map(|i| h.rx(0, &syn(20_000 + i, 22)).1.len())
+        .sum();
+    assert_eq!(passed, 2);
+    assert_eq!(h.counters().host, 5 + 4 + 2);
+}

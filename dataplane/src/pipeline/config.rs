@@ -1,6 +1,7 @@
 //! What a pipeline is built from: ports, the worker it runs on, routes, table sizes, and why a configuration is refused.
 
 use super::*;
+use crate::ratelimit::RateLimit;
 
 /// Most ports a pipeline serves (port sets are 64-bit masks).
 pub const MAX_PORTS: usize = 64;
@@ -89,6 +90,9 @@ pub struct PipelineConfig {
     /// Hand traffic for the ports' own addresses (other than what the
     /// pipeline answers) to the host; otherwise it is dropped and counted.
     pub host_path: bool,
+    /// Per worker, the rate at which traffic for the host other than
+    /// control traffic (ARP, NDP, ICMP, BFD, BGP, VRRP) passes.
+    pub host_rate: RateLimit,
     /// Verify IPv4 header checksums. Frames the NIC verified
     /// ([`crate::RxChecksum::Good`]) are not checked again; frames it found
     /// wrong are dropped without a second look. Off: neither is checked.
@@ -147,6 +151,10 @@ impl Default for PipelineConfig {
             neigh: NeighConfig::default(),
             static_neighbors: Vec::new(),
             host_path: true,
+            host_rate: RateLimit {
+                per_sec: 10_000,
+                burst: 1_000,
+            },
             verify_ipv4_checksum: true,
             reta: Vec::new(),
             reta_size: 128,

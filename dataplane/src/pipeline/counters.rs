@@ -81,6 +81,8 @@ counters! {
     tx_local,
     /// Frames handed to the host (exception path).
     host,
+    /// Of `host`: control traffic (ARP, NDP, ICMP, BFD, BGP, VRRP), never rate-limited.
+    host_control,
     /// Frames held while their next hop is being resolved.
     held,
     /// Frames consumed without output (ARP / NDP answers the neighbour table learned from).
@@ -145,6 +147,8 @@ counters! {
     drop_icmp_error_no_conn,
     /// Frames the host would receive while the host path is disabled.
     drop_host_disabled,
+    /// Frames for the host over its rate limit (`host_rate`; control traffic is never limited).
+    drop_host_rate,
     /// Segments to a redirect service the responder does not answer (a bare ACK, a FIN, an RST, no data).
     drop_redirect_ignored,
     /// Segments to a redirect service whose SYN cookie does not validate (forged, or too old).

@@ -77,6 +77,8 @@ pub(crate) enum DropReason {
     IcmpErrorNoConn,
     /// Frames the host would receive while the host path is disabled.
     HostDisabled,
+    /// Frames for the host over its rate limit.
+    HostRate,
     /// The wire layer refused the frame (counted per [`wire::Error`]).
     Wire(wire::Error),
 }
@@ -149,6 +151,7 @@ impl Counters {
             DropReason::IcmpOther => self.drop_icmp_other += 1,
             DropReason::IcmpErrorNoConn => self.drop_icmp_error_no_conn += 1,
             DropReason::HostDisabled => self.drop_host_disabled += 1,
+            DropReason::HostRate => self.drop_host_rate += 1,
             DropReason::Wire(e) => self.wire_drop(e),
         }
     }

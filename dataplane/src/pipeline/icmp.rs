@@ -29,7 +29,7 @@ use super::fate::{DropReason, Fate};
 use super::xmit::{ConnFlags, Fwd};
 use super::{AddrInfo, Output, Pipeline};
 use crate::frame::{Frame, FrameAlloc};
-use crate::time::Time;
+use crate::ratelimit::RateLimit;
 use crate::wire::checksum;
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
@@ -91,7 +91,7 @@ impl<F: Frame> Pipeline<F> {
             Some((h, orig, conn))
         });
         let Some((h, orig, conn)) = found else {
-            return self.icmp_unmatched(frame, rx_port, info, out);
+            return self.icmp_unmatched(frame, c, rx_port, info, out);
         };
         let (svc, server) = (conn.service(), conn.server());
         let xmit = ConnFlags::of(&conn).xmit;
@@ -102,7 +102,7 @@ impl<F: Frame> Pipeline<F> {
                 .and_then(|(i, p)| s.locals.get(usize::from(i)).map(|a| (*a, p)));
             Some((srv, local))
         }) else {
-            return self.icmp_unmatched(frame, rx_port, info, out);
+            return self.icmp_unmatched(frame, c, rx_port, info, out);
         };
         let srv_port = Self::server_port(&srv, orig.dport);
         let (inner_rw, outer_rw, dest) = if h.is_reply() {
@@ -121,7 +121,7 @@ impl<F: Frame> Pipeline<F> {
             (inner_rw, outer_rw, self.fib.lookup(orig.src))
         } else if xmit.translates() {
             let Some((inner_rw, outer_rw)) = xmit.error_rewrites(srv.addr, srv_port, local) else {
-                return self.icmp_unmatched(frame, rx_port, info, out);
+                return self.icmp_unmatched(frame, c, rx_port, info, out);
             };
             (inner_rw, outer_rw, srv.route)
         } else {
@@ -171,12 +171,13 @@ impl<F: Frame> Pipeline<F> {
     fn icmp_unmatched(
         &mut self,
         frame: F,
+        c: &Classified,
         rx_port: u16,
         info: Option<AddrInfo>,
         out: &mut Output<F>,
     ) -> Fate {
         if info.is_some_and(|i| i.port.is_some()) {
-            self.give_host(frame, rx_port, out)
+            self.give_host(frame, c, rx_port, out)
         } else {
             Fate::Dropped(DropReason::IcmpErrorNoConn)
         }
@@ -304,16 +305,7 @@ impl<F: Frame> Pipeline<F> {
 
     /// Takes a token from the ICMP error rate limiter.
     fn icmp_token(&mut self) -> bool {
-        if self.now.saturating_since(self.icmp_refill) >= core::time::Duration::from_secs(1)
-            || self.icmp_refill == Time::ZERO
-        {
-            self.icmp_tokens = self.cfg.icmp_rate;
-            self.icmp_refill = self.now.max(Time(1));
-        }
-        if self.icmp_tokens == 0 {
-            return false;
-        }
-        self.icmp_tokens -= 1;
-        true
+        let limit = RateLimit::per_second(self.cfg.icmp_rate);
+        self.icmp_bucket.take(self.now, limit)
     }
 }

@@ -149,7 +149,7 @@ impl<F: Frame> Pipeline<F> {
             }
             // A reply to one of the ports' addresses may answer the host.
             Some(i) if !request && i.port == Some(rx_port) && self.cfg.host_path => {
-                self.give_host(frame, rx_port, out)
+                self.give_host(frame, c, rx_port, out)
             }
             _ if learned => Fate::Consumed,
             _ => Fate::Dropped(DropReason::ArpOther),
@@ -280,7 +280,7 @@ impl<F: Frame> Pipeline<F> {
                     learned = self.learn_neighbor(rx_port, IpAddr::V6(target_addr), mac, how, out);
                 }
                 if info.is_some_and(|i| i.port == Some(rx_port)) && self.cfg.host_path {
-                    self.give_host(frame, rx_port, out)
+                    self.give_host(frame, c, rx_port, out)
                 } else if learned {
                     Fate::Consumed
                 } else {
@@ -291,7 +291,7 @@ impl<F: Frame> Pipeline<F> {
             _ => {
                 let to_port = info.is_some_and(|i| i.port == Some(rx_port));
                 if (to_port || dst.is_multicast()) && self.cfg.host_path {
-                    self.give_host(frame, rx_port, out)
+                    self.give_host(frame, c, rx_port, out)
                 } else {
                     Fate::Dropped(DropReason::NdpOther)
                 }
@@ -313,7 +313,7 @@ impl<F: Frame> Pipeline<F> {
         match (c.l3, c.protocol, c.icmp_type) {
             (L3Kind::Ipv4, IpProtocol::ICMP, 8) => self.echo4(frame, c, rx_port, out),
             (L3Kind::Ipv6, IpProtocol::ICMPV6, 128) => self.echo6(frame, c, rx_port, out),
-            _ if info.port.is_some() => self.give_host(frame, rx_port, out),
+            _ if info.port.is_some() => self.give_host(frame, c, rx_port, out),
             (_, IpProtocol::TCP | IpProtocol::UDP, _) if info.snat => {
                 self.fnat_orphan(&frame, c, rx_port)
             }

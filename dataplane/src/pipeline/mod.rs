@@ -86,6 +86,7 @@ mod flow;
 mod forward;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 mod fuzz;
+mod host;
 mod icmp;
 mod local;
 mod neigh;
@@ -115,6 +116,7 @@ use crate::frame::{Frame, FrameAlloc, RxChecksum};
 use crate::model::{
     Config, ForwardMode, Protocol, SchedulerKind, ServerIdx, ServerState, ServiceIdx,
 };
+use crate::ratelimit::TokenBucket;
 use crate::rss::{MS_RSS_KEY, Reta, RssError, SnatPortPicker, Toeplitz};
 use crate::sched::SchedState;
 use crate::sticky::{
@@ -164,8 +166,8 @@ pub struct Pipeline<F: Frame> {
     pickers: Vec<SnatPortPicker>,
     fnat_cursor: usize,
     ip_ident: u16,
-    icmp_tokens: u32,
-    icmp_refill: Time,
+    icmp_bucket: TokenBucket,
+    host_bucket: TokenBucket,
     counters: Counters,
     svc_ctr: Vec<ServiceCounters>,
     events: Vec<Event>,
@@ -240,8 +242,8 @@ impl<F: Frame> Pipeline<F> {
             pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
-            icmp_tokens: cfg.icmp_rate,
-            icmp_refill: Time::ZERO,
+            icmp_bucket: TokenBucket::default(),
+            host_bucket: TokenBucket::default(),
             neigh,
             events: Vec::with_capacity(cfg.outbox_capacity),
             scratch: Scratch::new(cfg.timer_budget),

@@ -62,35 +62,6 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
-    /// Hands `frame`, received on `port`, to the host, if the host path is on.
-    #[inline]
-    pub(crate) fn give_host(&mut self, frame: F, port: u16, out: &mut Output<F>) -> Fate {
-        if !self.cfg.host_path {
-            return Fate::Dropped(DropReason::HostDisabled);
-        }
-        match out.host.get_mut(usize::from(port)) {
-            Some(q) => {
-                q.push(frame);
-                Fate::Host
-            }
-            None => Fate::Dropped(DropReason::BadPort),
-        }
-    }
-
-    /// Sends `frame`, which the host wrote to its interface for `port`, out
-    /// of that port as it is (the kernel resolved its next hop and built
-    /// its Ethernet header). Counted in `from_host` (or
-    /// `from_host_bad_port`); not a received frame.
-    pub fn send_from_host(&mut self, frame: F, port: u16, out: &mut Output<F>) {
-        match out.tx.get_mut(usize::from(port)) {
-            Some(q) if usize::from(port) < self.ports.len() => {
-                q.push(frame);
-                self.counters.from_host += 1;
-            }
-            _ => self.counters.from_host_bad_port += 1,
-        }
-    }
-
     /// Sends `frame` to next hop `nh` on `port` through the neighbour table.
     #[inline]
     pub(crate) fn send_to_next_hop<A: FrameAlloc<Frame = F>>(

@@ -119,7 +119,7 @@ impl<F: Frame> Pipeline<F> {
             Verdict::Ndisc(info) => self.ndisc(frame, c, rx_port, info, out),
             Verdict::IcmpError(info) => self.icmp_error(frame, c, rx_port, info, out, alloc),
             Verdict::Local(info) => self.local(frame, c, rx_port, info, out),
-            Verdict::Host => self.give_host(frame, rx_port, out),
+            Verdict::Host => self.give_host(frame, c, rx_port, out),
             Verdict::Drop(why) => Fate::Dropped(why),
         }
     }

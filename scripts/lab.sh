@@ -73,6 +73,16 @@ up() {
   plug() { link "$1" "$2" sw "$3"; ns sw ip link set "$3" master br0; ns sw sysctl -qw "net.ipv6.conf.$3.disable_ipv6=1" 2>/dev/null || true; }
   plug lb lb0 p-lb
   ns lb sysctl -qw net.ipv6.conf.lb0.disable_ipv6=1
+  # lb0 stays DPDK's: af_packet sees every frame before the ingress hook,
+  # which keeps the namespace's own stack (where the appliance's kernel
+  # interfaces live, see docs/operations.md "Exception path") from taking
+  # frames addressed to the appliance a second time. On a bare-metal
+  # server the kernel does not see a DPDK-bound NIC at all.
+  ns lb nft -f - <<'NFT'
+table netdev tack_lab {
+  chain lb0_in { type filter hook ingress device "lb0" priority 0; policy drop; }
+}
+NFT
   plug rtr r0 p-rtr
   for s in $SERVERS; do plug "$s" eth0 "p-$s"; done
 

@@ -15,9 +15,10 @@ use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::ServerState;
 use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
 use tack_dataplane::sticky::StickyEvent;
-use tack_dpdk::Mbuf;
 use tack_dpdk::ring::{Consumer, Producer};
 
+use crate::exception::ExceptionCounters;
+use crate::health::HealthState;
 use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
 use crate::profile::{
@@ -38,8 +39,6 @@ pub struct ControlCounters {
     pub sticky_stale: u64,
     /// Neighbours published to the other workers.
     pub neighbours_published: u64,
-    /// Host-bound frames received from workers (dropped: no exception path).
-    pub host_frames: u64,
     /// Messages to a worker dropped because its ring stayed full.
     pub messages_dropped: u64,
     /// Configuration epochs published.
@@ -139,7 +138,8 @@ pub struct ControlPlane {
     cfg: Arc<PipelineConfig>,
     to_workers: Vec<Producer<Box<ToWorker>>>,
     from_workers: Vec<Consumer<Box<FromWorker>>>,
-    host_in: Vec<Consumer<Mbuf>>,
+    exception: Option<Arc<ExceptionCounters>>,
+    health: HealthState,
     snapshots: Vec<WorkerSnapshot>,
     replies: Vec<Option<Reply>>,
     counters: ControlCounters,
@@ -157,7 +157,6 @@ impl ControlPlane {
         cfg: Arc<PipelineConfig>,
         to_workers: Vec<Producer<Box<ToWorker>>>,
         from_workers: Vec<Consumer<Box<FromWorker>>>,
-        host_in: Vec<Consumer<Mbuf>>,
     ) -> ControlPlane {
         let n = to_workers.len();
         ControlPlane {
@@ -167,7 +166,8 @@ impl ControlPlane {
             cfg,
             to_workers,
             from_workers,
-            host_in,
+            exception: None,
+            health: HealthState::default(),
             snapshots: vec![WorkerSnapshot::default(); n],
             replies: vec![None; n],
             counters: ControlCounters::default(),
@@ -203,6 +203,47 @@ impl ControlPlane {
         self.ports.iter().map(|(_, t)| t.total()).collect()
     }
 
+    /// The exception path's counters, shown with the control plane's.
+    pub fn set_exception_counters(&mut self, c: Arc<ExceptionCounters>) {
+        self.exception = Some(c);
+    }
+
+    /// Starts the health checks of the profile's servers (see
+    /// [`crate::health`]).
+    pub fn start_health_checks(&mut self) -> std::io::Result<()> {
+        self.health.retarget(&self.profile)
+    }
+
+    /// Applies the health checks' verdicts: each change is logged and the
+    /// servers' states published as a new configuration epoch.
+    fn health_changes(&mut self) {
+        let changes = self.health.poll();
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            let t = &c.target;
+            say!(
+                "tack: health: {}/{} ({}:{}) {} ({})",
+                t.service,
+                t.server,
+                fmt_addr(t.addr),
+                t.port,
+                if c.up { "up" } else { "down" },
+                c.why
+            );
+        }
+        let profile = self.profile.clone();
+        if let Err(e) = self.apply_profile(profile) {
+            log::error!("health: the servers' states could not be published: {e}");
+        }
+    }
+
+    /// Whether server `server` of service `service` failed its health check.
+    pub fn health_down(&self, service: &str, server: &str) -> bool {
+        self.health.is_down(service, server)
+    }
+
     /// The file `reload` reads.
     pub fn set_profile_path(&mut self, path: PathBuf) {
         self.profile_path = Some(path);
@@ -229,6 +270,7 @@ impl ControlPlane {
         let interval = Duration::from_millis(u64::from(self.profile.runtime.stats_interval_ms));
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
+            self.health_changes();
             if Instant::now() >= self.next_port_sample {
                 self.sample_ports();
                 self.next_port_sample = Instant::now() + interval;
@@ -280,14 +322,6 @@ impl ControlPlane {
                 }
             }
         }
-        let mut frames = Vec::new();
-        for ring in &mut self.host_in {
-            ring.pop_burst(&mut frames, 256);
-        }
-        if !frames.is_empty() {
-            busy = true;
-            self.counters.host_frames += frames.len() as u64;
-        }
         busy
     }
 
@@ -328,12 +362,16 @@ impl ControlPlane {
                 && a.mempool == b.mempool
                 && a.workers == b.workers
                 && a.runtime == b.runtime
+                && a.exception.enabled == b.exception.enabled
+                && a.exception.routes == b.exception.routes
                 && a.ports.len() == b.ports.len()
                 && a.ports.iter().zip(&b.ports).all(|(x, y)| {
                     x.name == y.name
                         && x.device == y.device
                         && x.rx_queues == y.rx_queues
                         && x.mac == y.mac
+                        && x.tap_name() == y.tap_name()
+                        && x.addresses == y.addresses
                 })
         };
         if !same(&self.profile, &new) {
@@ -350,10 +388,14 @@ impl ControlPlane {
             self.counters.reload_errors += 1;
             return Err(CtlError::TableSizes);
         }
-        let cfg = pipeline_config(&new, &self.macs).inspect_err(|_| {
+        // The workers get the servers' health on top of the operator's states.
+        let cfg = pipeline_config(&self.health.effective(&new), &self.macs).inspect_err(|_| {
             self.counters.reload_errors += 1;
         })?;
         let n = cfg.services.len();
+        if let Err(e) = self.health.retarget(&new) {
+            log::error!("health checks not started: {e}");
+        }
         self.profile = new;
         self.publish(cfg);
         Ok(format!(
@@ -524,6 +566,7 @@ impl ControlPlane {
             url: None,
             https_url: None,
             directed: None,
+            health: None,
         });
         self.apply_profile(p)
             .map(|_| format!("{svc}: server {addr} added with weight {weight}"))
@@ -612,14 +655,17 @@ impl ControlPlane {
     fn render_control_counters(&self) -> String {
         let c = self.counters;
         format!(
-            "\ncontrol: sticky_published {} sticky_stale {} neighbours_published {} host_frames {} messages_dropped {} epochs {} reload_errors {}\n",
+            "\ncontrol: sticky_published {} sticky_stale {} neighbours_published {} messages_dropped {} epochs {} reload_errors {}\n{}\n",
             c.sticky_published,
             c.sticky_stale,
             c.neighbours_published,
-            c.host_frames,
             c.messages_dropped,
             c.epochs,
-            c.reload_errors
+            c.reload_errors,
+            self.exception
+                .as_ref()
+                .map(|e| e.snapshot())
+                .unwrap_or_default()
         )
     }
 
@@ -636,7 +682,7 @@ impl ControlPlane {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<6} {:>12}",
+            "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<12} {:>12}",
             "service", "vip", "mode", "sched", "server", "weight", "state", "connections"
         );
         for (i, svc) in self.profile.services.iter().enumerate() {
@@ -651,10 +697,13 @@ impl ControlPlane {
                     .get(&(ServiceIdx(i as u16), ServerIdx(j as u16)))
                     .copied()
                     .unwrap_or(0);
-                let state = format!("{:?}", sv.state).to_lowercase();
+                let mut state = format!("{:?}", sv.state).to_lowercase();
+                if self.health.is_down(&svc.name, &sv.display_name()) {
+                    state.push_str(",failing");
+                }
                 let _ = writeln!(
                     s,
-                    "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<6} {:>12}",
+                    "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<12} {:>12}",
                     svc.name,
                     vip,
                     mode,
@@ -896,7 +945,7 @@ mod tests {
     fn plane() -> ControlPlane {
         let (profile, macs) = lab();
         let cfg = Arc::new(pipeline_config(&profile, &macs).unwrap());
-        ControlPlane::new(profile, macs, cfg, Vec::new(), Vec::new(), Vec::new())
+        ControlPlane::new(profile, macs, cfg, Vec::new(), Vec::new())
     }
 
     /// Every table of every start gets a hash seed of its own.

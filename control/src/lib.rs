@@ -9,6 +9,8 @@
 
 pub mod clock;
 pub mod ctl;
+pub mod exception;
+pub mod health;
 #[allow(unsafe_code)]
 pub mod hugepages;
 pub mod mgmt;

@@ -16,6 +16,7 @@ use tack_dpdk::{
 
 use crate::clock::TscClock;
 use crate::ctl::ControlPlane;
+use crate::exception::{ExceptionError, ExceptionPath, ExceptionRings, Taps};
 use crate::msg::{FromWorker, ToWorker};
 use crate::profile::{FieldError, Profile, Steering, parse_hex, pipeline_config};
 use crate::report::RunReport;
@@ -85,6 +86,12 @@ pub enum RunError {
         /// The pipeline's reason.
         source: tack_dataplane::pipeline::ConfigError,
     },
+    /// The exception path could not be set up.
+    #[error("exception path: {0}")]
+    Exception(#[from] ExceptionError),
+    /// A thread of the control plane could not be started.
+    #[error("thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A worker could not be launched on its lcore.
     #[error("worker {worker}: {source}")]
     Launch {
@@ -148,6 +155,7 @@ pub struct Appliance {
     ports: Vec<RunningPort>,
     joins: Vec<LcoreJoin>,
     stop: Arc<AtomicBool>,
+    exception: Option<ExceptionPath>,
     pools: Vec<Mempool>,
     /// The control plane (owned by the main lcore).
     pub control: ControlPlane,
@@ -304,6 +312,13 @@ impl Appliance {
         }
 
         let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
+        // The kernel interfaces exist before any worker can hand them a frame.
+        let taps = if profile.exception.enabled {
+            let pool = *pools_by_socket.values().next().expect("a pool");
+            Taps::create(eal, profile, &macs, pool)?
+        } else {
+            Taps::none(ports.len())
+        };
         let cfg = Arc::new(pipeline_config(profile, &macs)?);
 
         // Rings: control ↔ worker both ways, host frames, worker → worker steering.
@@ -313,6 +328,8 @@ impl Appliance {
         let mut to_control: Vec<Option<Producer<Box<FromWorker>>>> = Vec::new();
         let mut host_in: Vec<Consumer<Mbuf>> = Vec::new();
         let mut host_out: Vec<Option<Producer<Mbuf>>> = Vec::new();
+        let mut kernel_in: Vec<Option<Consumer<Mbuf>>> = Vec::new();
+        let mut kernel_out: Vec<Producer<Mbuf>> = Vec::new();
         for i in 0..n_workers {
             let (p, c) =
                 ring::spsc(eal, &format!("c2w{i}"), CONTROL_RING).map_err(RunError::Ring)?;
@@ -325,6 +342,10 @@ impl Appliance {
             let (p, c) = ring::spsc(eal, &format!("host{i}"), HOST_RING).map_err(RunError::Ring)?;
             host_out.push(Some(p));
             host_in.push(c);
+            let (p, c) =
+                ring::spsc(eal, &format!("kernel{i}"), HOST_RING).map_err(RunError::Ring)?;
+            kernel_out.push(p);
+            kernel_in.push(Some(c));
         }
         let steering = n_workers > 1 && profile.runtime.steering == Steering::Auto;
         let mut steer_out: Vec<Vec<Option<Producer<Mbuf>>>> =
@@ -384,6 +405,7 @@ impl Appliance {
                     from_control: from_control[i].take().expect("one per worker"),
                     to_control: to_control[i].take().expect("one per worker"),
                     host: host_out[i].take().expect("one per worker"),
+                    from_host: kernel_in[i].take().expect("one per worker"),
                     steer_out: std::mem::take(&mut steer_out[i]),
                     steer_in: std::mem::take(&mut steer_in[i]),
                 },
@@ -403,19 +425,25 @@ impl Appliance {
                 .map_err(|source| RunError::Launch { worker: i, source })?;
             joins.push(join);
         }
-        let mut control = ControlPlane::new(
-            profile.clone(),
-            macs,
-            cfg,
-            to_workers,
-            from_workers,
-            host_in,
-        );
+        let exception = ExceptionPath::spawn(
+            taps,
+            ExceptionRings {
+                from_workers: host_in,
+                to_workers: kernel_out,
+                port_index: port_index.clone(),
+                port_ids: ports.iter().map(|p| p.port.id()).collect(),
+            },
+        )
+        .map_err(RunError::Thread)?;
+        let mut control = ControlPlane::new(profile.clone(), macs, cfg, to_workers, from_workers);
         control.set_ports(ports.iter().map(|p| p.port).collect());
+        control.set_exception_counters(exception.counters());
+        control.start_health_checks().map_err(RunError::Thread)?;
         Ok(Appliance {
             ports,
             joins,
             stop,
+            exception: Some(exception),
             pools: pools_by_socket.into_values().collect(),
             control,
         })
@@ -448,6 +476,11 @@ impl Appliance {
             if rc != 0 {
                 log::error!("a worker ended with status {rc}");
             }
+        }
+        // Nothing more to or from the kernel: stop its thread and remove
+        // the TAP interfaces.
+        if let Some(e) = self.exception.take() {
+            e.shutdown();
         }
         // Take the workers' last words (final counters, events).
         self.control.tick();

@@ -30,8 +30,10 @@ pub struct WorkerRings {
     pub from_control: Consumer<Box<ToWorker>>,
     /// Events, counters and replies to the control thread.
     pub to_control: Producer<Box<FromWorker>>,
-    /// Host-bound frames to the control thread.
+    /// Host-bound frames to the exception path.
     pub host: Producer<Mbuf>,
+    /// Frames the kernel sent, from the exception path, to transmit.
+    pub from_host: Consumer<Mbuf>,
     /// Frames for the other workers, by worker index (`None` for itself).
     pub steer_out: Vec<Option<Producer<Mbuf>>>,
     /// Frames from the other workers.
@@ -146,6 +148,15 @@ impl Worker {
                         self.pipeline
                             .process_burst(now, *port, frames, &mut out, &mut self.pool);
                         frames.clear();
+                    }
+                }
+            }
+            if self.rings.from_host.pop_burst(&mut handed, burst) > 0 {
+                busy = true;
+                for m in handed.drain(..) {
+                    match self.port_index.get(m.port() as usize).copied().flatten() {
+                        Some(p) => self.pipeline.send_from_host(m, p, &mut out),
+                        None => drop(m),
                     }
                 }
             }

@@ -369,8 +369,8 @@ const CASES: &[Case] = &[
         "for the servers of a redirect service",
     ),
     case(
-        "    scheduler: wrr\n    mode: nat\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
-        "    scheduler: wrr\n    mode: nat\n    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
+        "    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }",
         "services[0].servers[0].url",
         "      - { name: s1, address: 10.0.0.11, weight: 1 }",
         "has no URL",
@@ -383,8 +383,8 @@ const CASES: &[Case] = &[
         "is not an http:// or https:// URL",
     ),
     case(
-        "    scheduler: wrr\n    mode: nat\n    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }\n      - { name: s2, address: 10.0.0.12, weight: 2 }\n      - { name: s3, address: 10.0.0.13, weight: 3 }",
-        "    scheduler: wrr\n    mode: nat\n    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, url: \"http://a\", directed: 10.100.0.11 }",
+        "    servers:\n      - { name: s1, address: 10.0.0.11, weight: 1 }\n      - { name: s2, address: 10.0.0.12, weight: 2 }\n      - { name: s3, address: 10.0.0.13, weight: 3 }",
+        "    redirect: {}\n    servers:\n      - { name: s1, address: 10.0.0.11, url: \"http://a\", directed: 10.100.0.11 }",
         "services[0].servers[0].directed",
         "      - { name: s1, address: 10.0.0.11, url",
         "the same VIP, protocol and port as services[2]",
@@ -453,6 +453,64 @@ const CASES: &[Case] = &[
         "ports[0].rx_queues",
         "    rx_queues: 1",
         "given twice",
+    ),
+    // Health checks.
+    case(
+        "interval_ms: 1000, timeout_ms: 500",
+        "interval_ms: 5, timeout_ms: 500",
+        "services[0].health.interval_ms",
+        "    health: {",
+        "must be 10..3600000",
+    ),
+    case(
+        "interval_ms: 1000, timeout_ms: 500",
+        "interval_ms: 1000, timeout_ms: 5000",
+        "services[0].health.timeout_ms",
+        "    health: {",
+        "must be 1..interval_ms",
+    ),
+    case(
+        "check: http, path: /,",
+        "check: tcp, expect: [200],",
+        "services[0].health.check",
+        "    health: {",
+        "are for `http` checks",
+    ),
+    case(
+        "check: http, path: /,",
+        "check: http, path: nope,",
+        "services[0].health.path",
+        "    health: {",
+        "must start with /",
+    ),
+    case(
+        "check: http, path: /,",
+        "check: http, path: /, rise: 0,",
+        "services[0].health.rise",
+        "    health: {",
+        "given twice",
+    ),
+    case(
+        "      - { name: s2, address: 10.0.0.12, weight: 2 }",
+        "      - { name: s2, address: 10.0.0.12, weight: 2, health: { check: tcp, fall: 0 } }",
+        "services[0].servers[1].health.fall",
+        "      - { name: s2, address: 10.0.0.12, weight: 2, health",
+        "must be 1..100",
+    ),
+    // The exception path.
+    case(
+        "    rx_queues: 2\n",
+        "    rx_queues: 2\n    tap: a-name-far-too-long\n",
+        "ports[0].tap",
+        "    tap: a-name",
+        "not an interface name",
+    ),
+    case(
+        "exception:\n  enabled: true\n",
+        "exception:\n  enabled: true\n  burst: 0\n",
+        "exception.burst",
+        "  burst: 0",
+        "at least 1",
     ),
 ];
 

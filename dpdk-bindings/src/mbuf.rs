@@ -192,6 +192,13 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Sets the port the packet is for (a frame handed between threads
+    /// carries its port this way).
+    #[inline(always)]
+    pub fn set_port(&mut self, port: u16) {
+        self.raw_mut().port = port;
+    }
+
     /// The offload flags (`RTE_MBUF_F_*`).
     #[inline(always)]
     pub fn ol_flags(&self) -> u64 {

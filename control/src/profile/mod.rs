@@ -16,10 +16,14 @@ use crate::yamlpos::LineIndex;
 
 mod check;
 mod error;
+mod exception;
+mod health;
 mod pipeline;
 mod services;
 pub use check::{LcoreMap, MAX_LCORES, TableCheck, check_pipeline, missing_cpu, parse_lcores};
 pub use error::{FieldError, MacAddrError, ProfileError};
+pub use exception::{ExceptionSection, IFNAME_MAX, ROUTE_METRIC};
+pub use health::{CheckKind, HealthSection};
 pub use pipeline::pipeline_config;
 pub use services::{
     ModeName, PersistenceSection, RouteSection, ServerSection, ServiceSection, TablesSection,
@@ -59,6 +63,9 @@ pub struct Profile {
     /// The management socket `tackctl` talks to.
     #[serde(default)]
     pub management: ManagementSection,
+    /// The exception path to the kernel (TAP interfaces).
+    #[serde(default)]
+    pub exception: ExceptionSection,
 }
 
 /// Management API settings.
@@ -230,6 +237,10 @@ pub struct PortSection {
     /// MAC address to set on the port; `None` keeps the device's.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// Name of the port's kernel interface on the exception path
+    /// (default `tack-` and the port's name, cut to 15 characters).
+    #[serde(default)]
+    pub tap: Option<String>,
 }
 
 /// A static neighbour entry: `{ port: lan, address: 10.0.0.11, mac: 02:00:00:00:00:0b }`.
@@ -645,6 +656,7 @@ impl Profile {
             }
         }
         self.validate_neighbours()?;
+        self.validate_exception()?;
         let mut lcores = HashSet::new();
         let mut queues = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tack_dataplane::pipeline::{PipelineConfig, PortSpec, StaticNeighbor};
+use tack_dataplane::ratelimit::RateLimit;
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 
@@ -66,6 +67,13 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
     // Gratuitous ARP / unsolicited NA for the addresses and VIPs at start
     // and when a reload adds some.
     cfg.announce = profile.runtime.announce;
+    // The exception path: host traffic is handed over only if there is a
+    // kernel interface to take it.
+    cfg.host_path = profile.exception.enabled;
+    cfg.host_rate = RateLimit {
+        per_sec: profile.exception.rate,
+        burst: profile.exception.burst,
+    };
     cfg.static_neighbors = profile
         .neighbours
         .iter()

@@ -19,7 +19,7 @@ use tack_dataplane::model::{
 use tack_dataplane::pipeline::Route;
 use tack_dataplane::redirect::ServerUrls;
 
-use super::FieldError;
+use super::{FieldError, HealthSection};
 
 /// One virtual service.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -66,6 +66,10 @@ pub struct ServiceSection {
     /// may still hold the connection.
     #[serde(default)]
     pub reset_unknown: bool,
+    /// The active health check of every server (a server's own `health`
+    /// replaces it); omit for none.
+    #[serde(default)]
+    pub health: Option<HealthSection>,
 }
 
 /// How a redirect service answers.
@@ -210,6 +214,9 @@ pub struct ServerSection {
     /// clients it redirected to this server (its `url` names this address).
     #[serde(default)]
     pub directed: Option<IpAddr>,
+    /// This server's active health check, instead of the service's.
+    #[serde(default)]
+    pub health: Option<HealthSection>,
 }
 
 /// Checks a server URL base of a redirect service: a scheme, a host, no
@@ -468,7 +475,19 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
             });
         }
         let mut server_names = Vec::with_capacity(s.servers.len());
+        if let Some(h) = &s.health {
+            h.validate(&f("health"))?;
+        }
         for (j, sv) in s.servers.iter().enumerate() {
+            if let Some(h) = &sv.health {
+                h.validate(&format!("services[{i}].servers[{j}].health"))?;
+            }
+            if s.health_of(sv).is_some() && s.health_port(sv).is_none() {
+                return Err(FieldError::new(
+                    format!("services[{i}].servers[{j}].health"),
+                    "the service takes every port: give the check a `port`",
+                ));
+            }
             let name = sv.display_name();
             if server_names.contains(&name) {
                 return Err(FieldError::new(

@@ -126,8 +126,10 @@ impl Lab {
         }
     }
 
-    /// A profile for this lab: `workers` workers (one rx queue each on lb0)
-    /// and the given `services:` YAML (indented list items).
+    /// A profile for this lab: `workers` workers (one rx queue each on lb0),
+    /// the exception path on (the kernel interface `tack-lan` in the
+    /// appliance's namespace), and the given `services:` YAML (indented
+    /// list items).
     pub fn profile(&self, workers: usize, services: &str) -> (PathBuf, PathBuf) {
         let socket = self.dir.path("tack.sock");
         let lcores: Vec<String> = (0..=workers).map(|i| i.to_string()).collect();
@@ -150,7 +152,7 @@ impl Lab {
         }
         p.push_str("routes:\n  - { prefix: 0.0.0.0/0, via: 10.0.0.254 }\n  - { prefix: \"::/0\", via: \"fd00::fe\" }\n");
         p.push_str(&format!(
-            "management:\n  socket: {}\nservices:\n{services}",
+            "exception:\n  enabled: true\nmanagement:\n  socket: {}\nservices:\n{services}",
             socket.display()
         ));
         let path = self.dir.path(&format!("lab{}.yaml", unique("")));

@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod balance;
+pub mod cluster;
 pub mod conn;
 pub mod frame;
 pub mod hash;

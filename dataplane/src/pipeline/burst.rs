@@ -111,6 +111,9 @@ impl<F: Frame> Pipeline<F> {
             }
             self.scratch.cls = cls;
         }
+        if !self.reentry.is_empty() {
+            self.process_reentry(rx_port, out, alloc);
+        }
         self.sync_stats();
     }
 

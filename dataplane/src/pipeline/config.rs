@@ -125,6 +125,8 @@ pub struct PipelineConfig {
     /// (by identity), for another worker or a cluster peer to install. Off
     /// by default.
     pub flow_events: bool,
+    /// This node's place in a cluster; `None` for a single appliance.
+    pub cluster: Option<ClusterConfig>,
     /// Timer operations per [`Pipeline::poll`] and table.
     pub timer_budget: usize,
     /// The configuration epoch, numbered by the control thread: events
@@ -166,6 +168,7 @@ impl Default for PipelineConfig {
             flow_events: false,
             announce: false,
             syn_cookie_key: [0; 16],
+            cluster: None,
             timer_budget: 256,
             epoch: 0,
         }

@@ -54,6 +54,8 @@ pub enum ControlMsg {
     },
     /// Remove every neighbour entry.
     FlushNeighbors,
+    /// The live nodes of the cluster (membership); see [`ClusterConfig`].
+    ClusterLive(Vec<crate::cluster::NodeId>),
     /// Install a connection another worker or node opened
     /// ([`FlowEvent::Opened`] resolved in this snapshot).
     InstallConnection(ConnSpec),
@@ -383,6 +385,10 @@ impl<F: Frame> Pipeline<F> {
             }
             ControlMsg::FlushNeighbors => {
                 self.neigh.flush(&mut self.counters);
+                true
+            }
+            ControlMsg::ClusterLive(live) => {
+                self.set_cluster_live(live);
                 true
             }
             ControlMsg::InstallConnection(spec) => {

@@ -81,6 +81,12 @@ counters! {
     tx_local,
     /// Frames handed to the host (exception path).
     host,
+    /// Packets of flows without a connection here sent to the flow's primary node.
+    cluster_to_primary,
+    /// Packets a primary did not know, sent to the flow's backup node (second chance).
+    cluster_second_chance,
+    /// Packets from other nodes, decapsulated and handled (also counted in `rx_frames` again).
+    cluster_received,
     /// Of `host`: control traffic (ARP, NDP, ICMP, BFD, BGP, VRRP), never rate-limited.
     host_control,
     /// Frames held while their next hop is being resolved.
@@ -257,6 +263,7 @@ pub const WIRE_DROP_NAMES: [&str; Error::COUNT] = [
     "drop_wire_unsupported_icmp_type",
     "drop_wire_bad_ndisc",
     "drop_wire_bad_embedded",
+    "drop_wire_bad_gue",
     "drop_wire_buffer_too_small",
     "drop_wire_invalid_argument",
 ];

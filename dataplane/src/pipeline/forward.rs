@@ -534,7 +534,7 @@ impl<F: Frame> Pipeline<F> {
                     Err(fate) => fate,
                 }
             }
-            Xmit::Tunnel => match self.encapsulate(frame, c, srv.addr, port, rx_port, out) {
+            Xmit::Tunnel => match self.encapsulate(frame, c, srv.addr, port, rx_port, out, None) {
                 Ok(frame) => self.send_to_server(frame, port, nh, fwd.svc, fwd.server, out, alloc),
                 Err(fate) => fate,
             },
@@ -642,6 +642,7 @@ impl<F: Frame> Pipeline<F> {
 
     /// Encapsulates the IP packet of `frame` for `server` (leaving by
     /// `egress`); `None` if the frame was dropped or answered instead.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn encapsulate(
         &mut self,
         mut frame: F,
@@ -650,11 +651,14 @@ impl<F: Frame> Pipeline<F> {
         egress: u16,
         rx_port: u16,
         out: &mut Output<F>,
+        gue: Option<crate::wire::gue::GueRepr>,
     ) -> Result<F, Fate> {
-        let overhead = match server {
-            IpAddr::V4(_) => tunnel::IPV4_OVERHEAD,
-            IpAddr::V6(_) => tunnel::IPV6_OVERHEAD,
-        };
+        let gue_len = gue.map_or(0, |_| crate::wire::gue::HEADER_LEN);
+        let overhead = gue_len
+            + match server {
+                IpAddr::V4(_) => tunnel::IPV4_OVERHEAD,
+                IpAddr::V6(_) => tunnel::IPV6_OVERHEAD,
+            };
         let Some(src) = self
             .ports
             .get(usize::from(egress))
@@ -698,6 +702,20 @@ impl<F: Frame> Pipeline<F> {
         };
         b[eth - 2..eth].copy_from_slice(&ethertype.0.to_be_bytes());
         let (head, inner) = b.split_at_mut(eth + overhead);
+        if let Some(g) = gue {
+            let ip_len = overhead - gue_len;
+            let r = g
+                .emit(&mut head[eth + ip_len..], inner.len())
+                .and_then(|()| {
+                    let (outer, udp) = head[eth..].split_at_mut(ip_len);
+                    let udp_len = udp.len() + inner.len();
+                    tunnel::emit_udp_outer(outer, src, server, udp_len, inner, ttl, ident)
+                });
+            return match r {
+                Ok(_) => Ok(frame),
+                Err(_) => Err(Fate::Dropped(DropReason::Rewrite)),
+            };
+        }
         let r = match (src, server) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 tunnel::emit_ipv4_outer(&mut head[eth..], s, d, inner, ttl, ident)

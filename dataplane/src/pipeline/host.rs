@@ -73,7 +73,18 @@ impl<F: Frame> Pipeline<F> {
         let Some(q) = out.host.get_mut(usize::from(port)) else {
             return Fate::Dropped(DropReason::BadPort);
         };
-        match HostClass::of(c) {
+        // The cluster's own messages (membership, flow state) are control
+        // traffic too.
+        let cluster_msg = self.cfg.cluster.as_ref().is_some_and(|cl| {
+            c.protocol == IpProtocol::UDP
+                && (c.dst_port == cl.sync_port || c.src_port == cl.sync_port)
+        });
+        let class = if cluster_msg {
+            HostClass::Control
+        } else {
+            HostClass::of(c)
+        };
+        match class {
             HostClass::Control => self.counters.host_control += 1,
             HostClass::Other => {
                 if !self.host_bucket.take(self.now, self.cfg.host_rate) {

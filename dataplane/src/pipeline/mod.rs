@@ -77,6 +77,7 @@
 mod announce;
 mod build;
 mod burst;
+mod cluster;
 mod config;
 mod control;
 mod counters;
@@ -129,6 +130,7 @@ use crate::wire::{
 
 use build::*;
 use burst::*;
+pub use cluster::ClusterConfig;
 pub use config::*;
 pub use control::*;
 pub use counters::{Counters, WIRE_DROP_NAMES};
@@ -166,6 +168,13 @@ pub struct Pipeline<F: Frame> {
     pickers: Vec<SnatPortPicker>,
     fnat_cursor: usize,
     ip_ident: u16,
+    /// The live cluster nodes (sorted; this one included).
+    cluster_live: Vec<crate::cluster::NodeId>,
+    /// While a packet from another node is handled: which of the flow's
+    /// nodes it was sent to.
+    arrival: Option<crate::wire::gue::Hop>,
+    /// Packets from other nodes decapsulated during a burst, handled after it.
+    reentry: Vec<(F, crate::wire::gue::Hop)>,
     icmp_bucket: TokenBucket,
     host_bucket: TokenBucket,
     counters: Counters,
@@ -242,6 +251,9 @@ impl<F: Frame> Pipeline<F> {
             pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
+            cluster_live: Vec::new(),
+            arrival: None,
+            reentry: Vec::new(),
             icmp_bucket: TokenBucket::default(),
             host_bucket: TokenBucket::default(),
             neigh,

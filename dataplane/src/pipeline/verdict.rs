@@ -39,6 +39,12 @@ pub(crate) enum Verdict {
     /// Hand the frame to the host (the exception path) on the port it
     /// arrived on.
     Host,
+    /// A packet of a flow another cluster node holds: send it there,
+    /// encapsulated ([`super::cluster`]).
+    ToNode(crate::cluster::NodeId, crate::wire::gue::Hop),
+    /// A packet from another cluster node: decapsulate it and handle what
+    /// it carries.
+    FromNode,
     /// Drop it.
     Drop(DropReason),
 }
@@ -60,9 +66,15 @@ impl<F: Frame> Pipeline<F> {
             if self.svcs.get(usize::from(svc)).is_some_and(|s| s.redirect) {
                 return Verdict::Respond(svc);
             }
+            if let Some(v) = self.cluster_steer(c) {
+                return v;
+            }
             return Verdict::Open(svc, proto);
         }
         let info = self.addrs.get(&c.dst_addr).copied();
+        if self.is_from_node(c, info) {
+            return Verdict::FromNode;
+        }
         // Neighbour discovery is addressed to multicast groups as well as to us.
         if c.protocol == IpProtocol::ICMPV6 && (133..=137).contains(&c.icmp_type) {
             return Verdict::Ndisc(info);
@@ -120,6 +132,10 @@ impl<F: Frame> Pipeline<F> {
             Verdict::IcmpError(info) => self.icmp_error(frame, c, rx_port, info, out, alloc),
             Verdict::Local(info) => self.local(frame, c, rx_port, info, out),
             Verdict::Host => self.give_host(frame, c, rx_port, out),
+            Verdict::ToNode(node, hop) => {
+                self.send_to_node(frame, c, (node, hop), rx_port, out, alloc)
+            }
+            Verdict::FromNode => self.decapsulate_from_node(frame, c),
             Verdict::Drop(why) => Fate::Dropped(why),
         }
     }

@@ -88,6 +88,10 @@ pub enum Error {
     /// The packet quoted inside an ICMP error is truncated or malformed.
     #[error("bad ICMP embedded packet")]
     BadEmbedded,
+    /// A packet from a cluster node whose encapsulation (GUE) is truncated
+    /// or not Tack's.
+    #[error("bad encapsulation from a cluster node")]
+    BadGue,
     /// An output buffer was too small for the header being emitted.
     #[error("output buffer too small")]
     BufferTooSmall,
@@ -99,7 +103,7 @@ pub enum Error {
 
 impl Error {
     /// Number of variants, to size counter arrays.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
 
     /// Every variant, in [`Error::index`] order.
     pub const ALL: [Error; Error::COUNT] = [
@@ -129,6 +133,7 @@ impl Error {
         Error::UnsupportedIcmpType,
         Error::BadNdisc,
         Error::BadEmbedded,
+        Error::BadGue,
         Error::BufferTooSmall,
         Error::InvalidArgument,
     ];
@@ -167,6 +172,7 @@ impl Error {
             Error::UnsupportedIcmpType => "unsupported_icmp_type",
             Error::BadNdisc => "bad_ndisc",
             Error::BadEmbedded => "bad_embedded",
+            Error::BadGue => "bad_gue",
             Error::BufferTooSmall => "buffer_too_small",
             Error::InvalidArgument => "invalid_argument",
         }

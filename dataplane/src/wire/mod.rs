@@ -31,6 +31,7 @@ mod error;
 pub mod ethernet;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 mod fuzz;
+pub mod gue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ip;

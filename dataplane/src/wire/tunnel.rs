@@ -87,3 +87,38 @@ pub fn emit_ipv6_outer(
     }
     .emit(out)
 }
+
+/// Write an IPv4 outer header carrying UDP (`udp_len` bytes: a UDP
+/// encapsulation such as [`super::gue`] and `inner`) into `out` (20
+/// bytes), with `inner`'s TOS (or traffic class) and DF set: an
+/// encapsulation between nodes is never fragmented on the way. Only an
+/// IPv4 outer header: an IPv6 one would need the UDP checksum (RFC 6935)
+/// over the whole packet. Returns 20.
+pub fn emit_udp_outer(
+    out: &mut [u8],
+    src: core::net::IpAddr,
+    dst: core::net::IpAddr,
+    udp_len: usize,
+    inner: &[u8],
+    ttl: u8,
+    ident: u16,
+) -> Result<usize> {
+    let (core::net::IpAddr::V4(src), core::net::IpAddr::V4(dst)) = (src, dst) else {
+        return Err(Error::InvalidArgument);
+    };
+    let tos = match inner_protocol(inner)? {
+        IpProtocol::IPIP => rd8(inner, 1),
+        _ => ((u16::from(rd8(inner, 0)) << 4) | (u16::from(rd8(inner, 1)) >> 4)) as u8,
+    };
+    Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::UDP,
+        payload_len: udp_len,
+        ttl,
+        tos,
+        ident,
+        dont_frag: true,
+    }
+    .emit(out)
+}

@@ -1,0 +1,193 @@
+//! The pipeline's part in a cluster (seed 002): a packet of a flow without
+//! a connection here goes to the flow's primary node ([`crate::cluster`]),
+//! encapsulated ([`crate::wire::gue`]); what another node sends is
+//! decapsulated and handled as if it had arrived here. A primary that does
+//! not know a flow's packet (it joined after the flow began, or lost it)
+//! passes it on to the flow's backup once (GLB's second chance) instead of
+//! dropping or resetting it; the backup holds the primary's connections,
+//! synchronised by the control plane from the flow events
+//! ([`super::record`]), and takes over when the primary leaves.
+//!
+//! Established flows never come here: a connection this node holds (as
+//! primary, or as backup with the synchronised state) is forwarded on its
+//! own, whichever node the network hands the packet to.
+
+use super::verdict::Verdict;
+use super::*;
+use crate::cluster::{FlowId, NodeId, rank};
+use crate::wire::gue::{self, GueRepr, Hop};
+use crate::wire::{EtherType, TcpFlags};
+
+/// This node's place in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node.
+    pub node: NodeId,
+    /// Every node (this one included) and the address packets for it are
+    /// sent to.
+    pub nodes: Vec<(NodeId, IpAddr)>,
+    /// The ranking key, the same on every node.
+    pub key: u64,
+    /// UDP port of the encapsulated packets between nodes.
+    pub port: u16,
+    /// UDP port of the control plane's messages between nodes
+    /// (membership, flow state): control traffic for the host path.
+    pub sync_port: u16,
+}
+
+impl ClusterConfig {
+    /// The address of node `n`.
+    pub fn addr_of(&self, n: NodeId) -> Option<IpAddr> {
+        self.nodes.iter().find(|(id, _)| *id == n).map(|(_, a)| *a)
+    }
+}
+
+/// The flow of a classified client packet.
+fn flow_of(c: &Classified) -> FlowId {
+    FlowId {
+        client: c.src_addr,
+        client_port: c.src_port,
+        vip: c.dst_addr,
+        vip_port: c.dst_port,
+        protocol: c.protocol.0,
+    }
+}
+
+impl<F: Frame> Pipeline<F> {
+    /// Sets the live nodes (the control plane's membership); this node
+    /// counts as live whatever the list says.
+    pub(super) fn set_cluster_live(&mut self, mut live: Vec<NodeId>) {
+        if let Some(cl) = &self.cfg.cluster
+            && !live.contains(&cl.node)
+        {
+            live.push(cl.node);
+        }
+        live.sort_unstable();
+        live.dedup();
+        self.cluster_live = live;
+    }
+
+    /// For a packet to service `svc` without a connection here: the node it
+    /// belongs to, if not this one. A packet that may open a flow (a SYN,
+    /// any UDP) is opened by the flow's primary; another one goes to the
+    /// primary, and from the primary (which does not know it either) to the
+    /// backup, once.
+    #[inline]
+    pub(super) fn cluster_steer(&self, c: &Classified) -> Option<Verdict> {
+        let cl = self.cfg.cluster.as_ref()?;
+        let [primary, backup] = rank(cl.key, &flow_of(c), &self.cluster_live);
+        let opens = c.protocol != IpProtocol::TCP
+            || (c.tcp_flags.contains(TcpFlags::SYN) && !c.tcp_flags.contains(TcpFlags::ACK));
+        let second_chance = || {
+            backup
+                .filter(|b| *b != cl.node && !opens)
+                .map(|b| Verdict::ToNode(b, Hop::Backup))
+        };
+        match (self.arrival, primary) {
+            (None, Some(p)) if p != cl.node => Some(Verdict::ToNode(p, Hop::Primary)),
+            (None, _) | (Some(Hop::Primary), _) => second_chance(),
+            (Some(Hop::Backup), _) => None,
+        }
+    }
+
+    /// Whether `c` is a packet from another node (UDP to the cluster's port
+    /// at one of the ports' addresses).
+    #[inline]
+    pub(super) fn is_from_node(&self, c: &Classified, info: Option<AddrInfo>) -> bool {
+        self.cfg.cluster.as_ref().is_some_and(|cl| {
+            c.protocol == IpProtocol::UDP
+                && c.dst_port == cl.port
+                && info.is_some_and(|i| i.port.is_some())
+        })
+    }
+
+    /// Sends `frame` (classified as `c`) to node `node`, encapsulated.
+    pub(super) fn send_to_node<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        (node, hop): (NodeId, Hop),
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) -> Fate {
+        let Some(cl) = self.cfg.cluster.as_ref() else {
+            return Fate::Dropped(DropReason::NoRoute);
+        };
+        let (Some(addr), key, port) = (cl.addr_of(node), cl.key, cl.port) else {
+            return Fate::Dropped(DropReason::NoRoute);
+        };
+        let Some((egress, nh)) = self.fib.lookup(addr) else {
+            return Fate::Dropped(DropReason::NoRoute);
+        };
+        let g = GueRepr {
+            // The flow's hash in the ephemeral range: the receiver's RSS
+            // spreads flows, and keeps each on one queue.
+            src_port: 0xc000 | (flow_of(c).hash(key) as u16 & 0x3fff),
+            dst_port: port,
+            inner_v6: c.l3 == L3Kind::Ipv6,
+            hop,
+        };
+        let frame = match self.encapsulate(frame, c, addr, egress, rx_port, out, Some(g)) {
+            Ok(f) => f,
+            Err(fate) => return fate,
+        };
+        match hop {
+            Hop::Primary => self.counters.cluster_to_primary += 1,
+            Hop::Backup => self.counters.cluster_second_chance += 1,
+        }
+        self.send_to_next_hop(frame, egress, nh, out, alloc, false)
+    }
+
+    /// A packet from another node: decapsulated in place (the inner packet
+    /// behind the frame's own Ethernet header) and kept for
+    /// [`Pipeline::process_burst`] to handle as arrived from that node.
+    pub(super) fn decapsulate_from_node(&mut self, mut frame: F, c: &Classified) -> Fate {
+        if self.arrival.is_some() {
+            // Encapsulated twice: never Tack's.
+            return Fate::Dropped(DropReason::Wire(crate::wire::Error::BadGue));
+        }
+        let g = match frame.bytes().get(c.l4_offset..c.l3_end).map(GueRepr::parse) {
+            Some(Ok(g)) => g,
+            Some(Err(e)) => return Fate::Dropped(DropReason::Wire(e)),
+            None => return Fate::Dropped(DropReason::Wire(crate::wire::Error::BadGue)),
+        };
+        let eth = c.l3_offset;
+        let strip = c.l4_offset - c.l3_offset + gue::HEADER_LEN;
+        if !frame.set_len(c.l3_end) {
+            return Fate::Dropped(DropReason::NoRoom);
+        }
+        let b = frame.bytes_mut();
+        b.copy_within(0..eth, strip);
+        let ethertype = if g.inner_v6 {
+            EtherType::IPV6
+        } else {
+            EtherType::IPV4
+        };
+        b[strip + eth - 2..strip + eth].copy_from_slice(&ethertype.0.to_be_bytes());
+        if !frame.strip_front(strip) {
+            return Fate::Dropped(DropReason::NoRoom);
+        }
+        self.counters.cluster_received += 1;
+        self.reentry.push((frame, g.hop));
+        Fate::Consumed
+    }
+
+    /// Handles the packets decapsulated during a burst, each as arrived
+    /// from another node on `rx_port`.
+    pub(super) fn process_reentry<A: FrameAlloc<Frame = F>>(
+        &mut self,
+        rx_port: u16,
+        out: &mut Output<F>,
+        alloc: &mut A,
+    ) {
+        let mut one = Vec::with_capacity(1);
+        while let Some((frame, hop)) = self.reentry.pop() {
+            self.arrival = Some(hop);
+            one.push(frame);
+            let now = self.now;
+            self.process_burst(now, rx_port, &mut one, out, alloc);
+            self.arrival = None;
+        }
+    }
+}

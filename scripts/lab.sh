@@ -2,7 +2,10 @@
 # The Tack lab: network namespaces with clients, a router, real servers and the
 # appliance's port, on one machine. No route leads out of the lab.
 #
-#   scripts/lab.sh up   [--prefix P]    build it (default prefix: tk)
+#   scripts/lab.sh up   [--prefix P] [--nodes N]
+#                                       build it (default prefix: tk); --nodes
+#                                       adds N cluster nodes P-n1..P-nN, each
+#                                       with its port lb0 on the segment
 #   scripts/lab.sh down [--prefix P]    remove it (processes, namespaces, files)
 #   scripts/lab.sh status [--prefix P]
 #
@@ -23,11 +26,13 @@
 set -euo pipefail
 
 P=tk
+NODES=0
 cmd=${1:-}
 shift || true
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) P=$2; shift 2 ;;
+    --nodes) NODES=$2; shift 2 ;;
     *) echo "lab.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +56,9 @@ link() {
   ns "$1" ip link set "$2" up; ns "$3" ip link set "$4" up
 }
 
+# Names of the cluster nodes' namespaces (n1 n2 ...).
+node_names() { local i; for i in $(seq 1 "$NODES"); do echo "n$i"; done; }
+
 mkns() {
   ip netns add "$P-$1"
   ns "$1" ip link set lo up
@@ -71,18 +79,22 @@ up() {
   ns sw ip link set br0 up
   ns sw sysctl -qw net.ipv6.conf.br0.disable_ipv6=1 2>/dev/null || true
   plug() { link "$1" "$2" sw "$3"; ns sw ip link set "$3" master br0; ns sw sysctl -qw "net.ipv6.conf.$3.disable_ipv6=1" 2>/dev/null || true; }
-  plug lb lb0 p-lb
-  ns lb sysctl -qw net.ipv6.conf.lb0.disable_ipv6=1
+  # The appliance (and the cluster nodes), each with its port lb0.
+  for n in lb $(node_names); do
+    [ "$n" = lb ] || mkns "$n"
+    plug "$n" lb0 "p-$n"
+    ns "$n" sysctl -qw net.ipv6.conf.lb0.disable_ipv6=1
   # lb0 stays DPDK's: af_packet sees every frame before the ingress hook,
   # which keeps the namespace's own stack (where the appliance's kernel
   # interfaces live, see docs/operations.md "Exception path") from taking
   # frames addressed to the appliance a second time. On a bare-metal
   # server the kernel does not see a DPDK-bound NIC at all.
-  ns lb nft -f - <<'NFT'
+    ns "$n" nft -f - <<'NFT'
 table netdev tack_lab {
   chain lb0_in { type filter hook ingress device "lb0" priority 0; policy drop; }
 }
 NFT
+  done
   plug rtr r0 p-rtr
   for s in $SERVERS; do plug "$s" eth0 "p-$s"; done
 
@@ -162,7 +174,7 @@ NGINX
 }
 
 down() {
-  for n in sw lb rtr $CLIENTS $SERVERS; do
+  for n in sw lb rtr $CLIENTS $SERVERS n1 n2 n3 n4 n5 n6 n7 n8; do
     if ip netns list | grep -q "^$P-$n\b"; then
       for pid in $(ip netns pids "$P-$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
       ip netns del "$P-$n" 2>/dev/null || true

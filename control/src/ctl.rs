@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tack_dataplane::cluster::NodeId;
 use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::ServerState;
 use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
 use tack_dataplane::sticky::StickyEvent;
 use tack_dpdk::ring::{Consumer, Producer};
 
+use crate::cluster::Cluster;
 use crate::exception::ExceptionCounters;
 use crate::health::HealthState;
 use crate::mgmt::MgmtThread;
@@ -140,6 +142,7 @@ pub struct ControlPlane {
     from_workers: Vec<Consumer<Box<FromWorker>>>,
     exception: Option<Arc<ExceptionCounters>>,
     health: HealthState,
+    cluster: Option<Cluster>,
     snapshots: Vec<WorkerSnapshot>,
     replies: Vec<Option<Reply>>,
     counters: ControlCounters,
@@ -168,6 +171,7 @@ impl ControlPlane {
             from_workers,
             exception: None,
             health: HealthState::default(),
+            cluster: None,
             snapshots: vec![WorkerSnapshot::default(); n],
             replies: vec![None; n],
             counters: ControlCounters::default(),
@@ -239,6 +243,59 @@ impl ControlPlane {
         }
     }
 
+    /// Joins the cluster of the profile's `cluster` section, if any: starts
+    /// the link to the other nodes (see [`crate::cluster`]).
+    pub fn start_cluster(&mut self) -> Result<(), String> {
+        if let Some(c) = &self.profile.cluster {
+            self.cluster = Some(Cluster::start(c)?);
+        }
+        Ok(())
+    }
+
+    /// The cluster's state for `tackctl cluster`.
+    fn cluster_status(&self) -> Result<String, CtlError> {
+        let (Some(cl), Some(section)) = (&self.cluster, &self.profile.cluster) else {
+            return Ok("not in a cluster\n".into());
+        };
+        let mut s = String::new();
+        let _ = writeln!(s, "{:<6} {:<16} {:<8} role", "node", "address", "state");
+        for n in &section.nodes {
+            let live = cl.live().contains(&NodeId(n.id));
+            let _ = writeln!(
+                s,
+                "{:<6} {:<16} {:<8} {}",
+                n.id,
+                n.address,
+                if live { "live" } else { "down" },
+                if n.id == section.node {
+                    "this node"
+                } else {
+                    "peer"
+                }
+            );
+        }
+        let counters = cl.counters().pairs();
+        let _ = writeln!(
+            s,
+            "\n{}",
+            counters
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        Ok(s)
+    }
+
+    /// Passes the cluster link's news to the workers.
+    fn cluster_poll(&mut self) {
+        let Some(cl) = &mut self.cluster else { return };
+        let msgs = cl.poll(&self.cfg.services);
+        for m in msgs {
+            self.broadcast(m);
+        }
+    }
+
     /// Whether server `server` of service `service` failed its health check.
     pub fn health_down(&self, service: &str, server: &str) -> bool {
         self.health.is_down(service, server)
@@ -271,6 +328,7 @@ impl ControlPlane {
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
             self.health_changes();
+            self.cluster_poll();
             if Instant::now() >= self.next_port_sample {
                 self.sample_ports();
                 self.next_port_sample = Instant::now() + interval;
@@ -308,6 +366,9 @@ impl ControlPlane {
                     FromWorker::Counters(s) => self.snapshots[i] = s,
                     FromWorker::Reply(r) => self.replies[i] = Some(r),
                     FromWorker::Events { epoch, events } => {
+                        if let Some(cl) = &mut self.cluster {
+                            events.iter().for_each(|ev| cl.on_event(ev));
+                        }
                         let current = self.cfg.epoch;
                         let c = &mut self.counters;
                         publishable(c, current, i, epoch, events, &mut publish);
@@ -364,6 +425,7 @@ impl ControlPlane {
                 && a.runtime == b.runtime
                 && a.exception.enabled == b.exception.enabled
                 && a.exception.routes == b.exception.routes
+                && a.cluster == b.cluster
                 && a.ports.len() == b.ports.len()
                 && a.ports.iter().zip(&b.ports).all(|(x, y)| {
                     x.name == y.name
@@ -532,6 +594,7 @@ impl ControlPlane {
                     .map(|_| format!("{svc}/{server}: removed"))
             }
             ["reload"] => self.reload_from(ReloadOrigin::Tackctl),
+            ["cluster"] => self.cluster_status(),
             _ => Err(CtlError::UnknownCommand(line.to_string())),
         }
     }

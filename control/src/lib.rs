@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod cluster;
 pub mod ctl;
 pub mod exception;
 pub mod health;

@@ -89,6 +89,9 @@ pub enum RunError {
     /// The exception path could not be set up.
     #[error("exception path: {0}")]
     Exception(#[from] ExceptionError),
+    /// The cluster link could not be started.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A thread of the control plane could not be started.
     #[error("thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -439,6 +442,7 @@ impl Appliance {
         control.set_ports(ports.iter().map(|p| p.port).collect());
         control.set_exception_counters(exception.counters());
         control.start_health_checks().map_err(RunError::Thread)?;
+        control.start_cluster().map_err(RunError::Cluster)?;
         Ok(Appliance {
             ports,
             joins,

@@ -26,6 +26,7 @@ use tack_control::say_raw;
 ///   server SERVICE add ADDR[:PORT] [weight N]
 ///   server SERVICE remove SERVER
 ///   reload                                   re-read the profile file
+///   cluster                                  cluster nodes, membership, sync counters
 #[derive(Parser, Debug)]
 #[command(name = "tackctl", version, about, verbatim_doc_comment)]
 struct Cli {

@@ -15,12 +15,14 @@ use serde::Deserialize;
 use crate::yamlpos::LineIndex;
 
 mod check;
+mod cluster;
 mod error;
 mod exception;
 mod health;
 mod pipeline;
 mod services;
 pub use check::{LcoreMap, MAX_LCORES, TableCheck, check_pipeline, missing_cpu, parse_lcores};
+pub use cluster::{ClusterKeys, ClusterNodeSection, ClusterSection, pipeline_cluster};
 pub use error::{FieldError, MacAddrError, ProfileError};
 pub use exception::{ExceptionSection, IFNAME_MAX, ROUTE_METRIC};
 pub use health::{CheckKind, HealthSection};
@@ -66,6 +68,9 @@ pub struct Profile {
     /// The exception path to the kernel (TAP interfaces).
     #[serde(default)]
     pub exception: ExceptionSection,
+    /// The cluster this appliance is a node of; omit for a single appliance.
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
 }
 
 /// Management API settings.
@@ -657,6 +662,7 @@ impl Profile {
         }
         self.validate_neighbours()?;
         self.validate_exception()?;
+        self.validate_cluster()?;
         let mut lcores = HashSet::new();
         let mut queues = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {

@@ -8,7 +8,7 @@ use tack_dataplane::ratelimit::RateLimit;
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 
-use super::{FieldError, Profile, build_routes, build_services};
+use super::{FieldError, Profile, build_routes, build_services, pipeline_cluster};
 
 /// A random hash seed for a connection or sticky table, so that clients
 /// cannot aim their flows at one bucket. (If the kernel cannot give one,
@@ -97,10 +97,17 @@ pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineCo
             })
         })
         .collect::<Result<_, FieldError>>()?;
-    // The SYN cookies' master key: random at every start (one node; a
-    // cluster will share one).
+    // The SYN cookies' master key: random at every start, or the
+    // cluster's (every node answers a redirect service's SYNs alike).
     let (a, b) = (hash_seed(), hash_seed());
     cfg.syn_cookie_key[..8].copy_from_slice(&a.to_le_bytes());
     cfg.syn_cookie_key[8..].copy_from_slice(&b.to_le_bytes());
+    if let Some(c) = &profile.cluster {
+        let (cluster, keys) = pipeline_cluster(c)?;
+        cfg.syn_cookie_key = keys.syn_cookies;
+        cfg.cluster = Some(cluster);
+        // The connections this node opens and closes go to their backups.
+        cfg.flow_events = true;
+    }
     Ok(cfg)
 }

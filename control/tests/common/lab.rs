@@ -30,10 +30,16 @@ pub fn root() -> PathBuf {
 impl Lab {
     /// Builds the lab.
     pub fn up() -> Lab {
+        Lab::up_with_nodes(0)
+    }
+
+    /// Builds the lab with `nodes` cluster nodes (namespaces n1, n2...,
+    /// each with its port lb0 on the segment).
+    pub fn up_with_nodes(nodes: usize) -> Lab {
         super::require_root();
         let prefix = unique("tl");
         let out = Command::new(root().join("scripts/lab.sh"))
-            .args(["up", "--prefix", &prefix])
+            .args(["up", "--prefix", &prefix, "--nodes", &nodes.to_string()])
             .output()
             .expect("run scripts/lab.sh");
         let lab = Lab {

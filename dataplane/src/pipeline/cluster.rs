@@ -54,14 +54,10 @@ fn flow_of(c: &Classified) -> FlowId {
 }
 
 impl<F: Frame> Pipeline<F> {
-    /// Sets the live nodes (the control plane's membership); this node
-    /// counts as live whatever the list says.
+    /// Sets the live nodes (the control plane's membership). A draining
+    /// node leaves itself out: new flows go to the others, its own
+    /// connections stay.
     pub(super) fn set_cluster_live(&mut self, mut live: Vec<NodeId>) {
-        if let Some(cl) = &self.cfg.cluster
-            && !live.contains(&cl.node)
-        {
-            live.push(cl.node);
-        }
         live.sort_unstable();
         live.dedup();
         self.cluster_live = live;

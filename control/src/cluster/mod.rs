@@ -1,0 +1,129 @@
+//! The node's side of a cluster (seed 002): membership by heartbeats, and
+//! the flow state each node sends the others.
+//!
+//! A thread of its own ([`link`]) owns a UDP socket on the node's cluster
+//! address (a port address: the datagrams go through the exception path
+//! and the DPDK port, as control traffic that the host path never
+//! rate-limits). Every `heartbeat_ms` it tells every node it is alive; a
+//! node not heard from for `misses` heartbeats is dead, and the live set
+//! reaches the workers, which rank flows over it
+//! ([`tack_dataplane::cluster`]).
+//!
+//! **What is synchronised, and when.** The workers report each connection
+//! they open and close and each sticky binding they make, by identity
+//! ([`tack_dataplane::pipeline::FlowEvent`]). The control thread sends a
+//! connection to the other node among the flow's primary and backup (the
+//! backup when this node is the primary) and a sticky binding to every
+//! live node; the link thread sends what it has at once, batched into
+//! datagrams, without waiting: the SYN is forwarded to its server before
+//! its record leaves (a few milliseconds later), so a node dying in that
+//! window loses the flows it opened in it; their packets reach the backup,
+//! which passes them on or, for deterministic schedulers (Maglev,
+//! rendezvous, source hash, persistence), opens them on the same server.
+//! The receiving node installs a connection in every worker (whichever
+//! the network hands its packets to). Messages are authenticated with the
+//! cluster's key (HMAC-SHA256); anything else is counted and dropped.
+
+pub mod link;
+pub mod wire;
+
+use std::sync::Arc;
+
+use tack_dataplane::cluster::{FlowId, NodeId, rank};
+use tack_dataplane::model::Config;
+use tack_dataplane::pipeline::{ControlMsg, Event, FlowEvent};
+
+use crate::profile::{ClusterSection, pipeline_cluster};
+pub use link::{ClusterCounters, ClusterLink, Incoming, Outgoing};
+
+/// The control thread's part: the link, the live set, and the routing of
+/// flow records.
+pub struct Cluster {
+    link: ClusterLink,
+    node: NodeId,
+    ranking: u64,
+    live: Vec<NodeId>,
+}
+
+impl Cluster {
+    /// Starts the link of the node `section` describes.
+    pub fn start(section: &ClusterSection) -> Result<Cluster, String> {
+        let (cfg, keys) = pipeline_cluster(section).map_err(|e| e.to_string())?;
+        let link = ClusterLink::spawn(section, keys.messages.clone()).map_err(|e| e.to_string())?;
+        Ok(Cluster {
+            link,
+            node: cfg.node,
+            ranking: keys.ranking,
+            live: vec![cfg.node],
+        })
+    }
+
+    /// The link's counters.
+    pub fn counters(&self) -> Arc<ClusterCounters> {
+        self.link.counters()
+    }
+
+    /// The live nodes.
+    pub fn live(&self) -> &[NodeId] {
+        &self.live
+    }
+
+    /// Sends what a worker's event means for the other nodes.
+    pub fn on_event(&mut self, ev: &Event) {
+        let Event::Flow(f) = ev else { return };
+        match f {
+            FlowEvent::Opened(c) | FlowEvent::Closed(c) => {
+                let flow = FlowId {
+                    client: c.client,
+                    client_port: c.client_port,
+                    vip: c.service.vip,
+                    vip_port: c.vip_port,
+                    protocol: c.service.protocol.ip_proto(),
+                };
+                for n in rank(self.ranking, &flow, &self.live).into_iter().flatten() {
+                    if n != self.node {
+                        self.link.send(Outgoing::Record(n, *f));
+                    }
+                }
+            }
+            FlowEvent::Sticky(_) => {
+                for &n in &self.live {
+                    if n != self.node {
+                        self.link.send(Outgoing::Record(n, *f));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the link brought: messages for the workers (the live set, and
+    /// the other nodes' records resolved in `services`).
+    pub fn poll(&mut self, services: &Config) -> Vec<ControlMsg> {
+        let mut out = Vec::new();
+        for inc in self.link.incoming() {
+            match inc {
+                Incoming::Live(live) => {
+                    log::info!(
+                        "cluster: live nodes {}",
+                        live.iter()
+                            .map(|n| n.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    self.live = live.clone();
+                    out.push(ControlMsg::ClusterLive(live));
+                }
+                Incoming::Record(r) => match r.to_msg(services) {
+                    Some(m) => out.push(m),
+                    None => {
+                        // A service or server this node does not have.
+                        let c = self.link.counters();
+                        c.records_unknown
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+            }
+        }
+        out
+    }
+}

@@ -16,13 +16,20 @@ use common::{Netns, Tack, TempDir};
 
 const NODES: usize = 3;
 const VIP: &str = "10.100.0.12";
+/// A DSR VIP with natural-class persistence.
+const STICKY_VIP: &str = "10.100.0.22";
 
 /// Node `i`'s profile (1-based): one worker, the exception path, the
 /// cluster, and a DSR service balanced round robin (so that only the
 /// synchronised state keeps a connection's server on another node).
-fn node_profile(dir: &TempDir, i: usize, key: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+fn node_profile(
+    dir: &TempDir,
+    i: usize,
+    total: usize,
+    key: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let socket = dir.path(&format!("n{i}.sock"));
-    let nodes: String = (1..=NODES)
+    let nodes: String = (1..=total)
         .map(|n| format!("    - {{ id: {n}, address: 10.0.0.{} }}\n", 1 + n))
         .collect();
     let p = format!(
@@ -33,7 +40,7 @@ fn node_profile(dir: &TempDir, i: usize, key: &Path) -> (std::path::PathBuf, std
          exception:\n  enabled: true\n\
          cluster:\n  node: {i}\n  nodes:\n{nodes}  key_file: {key}\n\
          management:\n  socket: {sock}\n\
-         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
+         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
         addr = 1 + i,
         key = key.display(),
         sock = socket.display(),
@@ -103,20 +110,40 @@ fn wait_for_paths(lab: &Lab, n: usize, timeout: Duration) -> String {
     }
 }
 
-#[test]
-fn dsr_connections_survive_the_death_of_a_node() {
+/// How a node fails, or joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// `kill -9` of its appliance.
+    Kill,
+    /// Its link drops everything, both ways, and says nothing.
+    Silent,
+    /// Its link goes down.
+    LinkDown,
+    /// A node that was not running starts.
+    Join,
+}
+
+/// Three nodes serve long-lived keep-alive connections (and sticky
+/// clients); node 1 fails as `event` says (or node 4 joins) in the middle:
+/// no connection breaks, sticky clients keep their server, new
+/// connections are served.
+fn cluster_through(event: Event) {
     let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::up_with_nodes(NODES);
+    let total = if event == Event::Join {
+        NODES + 1
+    } else {
+        NODES
+    };
+    let lab = Lab::up_with_nodes(total);
     let dir = TempDir::new();
     let key = dir.path("cluster.key");
     std::fs::write(&key, "00112233445566778899aabbccddeeff0123456789abcdef\n").expect("key");
-    let mut nodes: Vec<(Option<Tack>, std::path::PathBuf)> = (1..=NODES)
-        .map(|i| {
-            let (profile, sock) = node_profile(&dir, i, &key);
-            let ns = Netns::existing(&lab.ns(&format!("n{i}")));
-            (Some(Tack::start(&ns, &profile)), sock)
-        })
-        .collect();
+    let start = |i: usize| {
+        let (profile, sock) = node_profile(&dir, i, total, &key);
+        let ns = Netns::existing(&lab.ns(&format!("n{i}")));
+        (Some(Tack::start(&ns, &profile)), sock)
+    };
+    let mut nodes: Vec<(Option<Tack>, std::path::PathBuf)> = (1..=NODES).map(start).collect();
     let bgp = root().join("scripts/lab/bgp.sh");
     let out = Command::new(&bgp)
         .args([
@@ -124,8 +151,9 @@ fn dsr_connections_survive_the_death_of_a_node() {
             "--prefix",
             &lab.prefix,
             "--nodes",
-            &NODES.to_string(),
+            &total.to_string(),
             VIP,
+            STICKY_VIP,
         ])
         .output()
         .expect("bgp.sh");
@@ -135,60 +163,159 @@ fn dsr_connections_survive_the_death_of_a_node() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for_paths(&lab, NODES, Duration::from_secs(30));
-    // Every node sees the others.
     for (_, sock) in &nodes {
         let t = tackctl(sock, "cluster");
         assert_eq!(t.matches(" live ").count(), NODES, "{t}");
     }
+    // Sticky clients: two addresses of one class A network.
+    let sticky_url = format!("http://{STICKY_VIP}/");
+    let sources = ["11.1.2.3", "11.200.0.1"];
+    let before = lab.hits("c1", &sticky_url, 20, &sources);
+    assert_eq!(before.errors, 0, "{before:?}");
+    assert_eq!(
+        before.servers.len(),
+        1,
+        "one server for the class: {before:?}"
+    );
 
     // Long-lived keep-alive connections, spread over the nodes by the router.
     let mut clients = Clients::start(&lab, "c1");
-    let first = clients.ask(&format!("open 60 http://{VIP}/"));
-    assert_eq!(first.len(), 60);
-    assert!(first.iter().all(|s| s.starts_with('s')), "{first:?}");
+    // What every running node counted, for a failure's message.
+    let report = |nodes: &[(Option<Tack>, std::path::PathBuf)]| -> String {
+        let mut r = String::new();
+        for (i, (t, sock)) in nodes.iter().enumerate() {
+            if t.is_some() {
+                let c = tackctl(sock, "counters");
+                let lines: Vec<&str> = c
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("drop_") || l.starts_with("cluster") || l.starts_with("conn_")
+                    })
+                    .collect();
+                r.push_str(&format!(
+                    "node {}:\n{}\n{}\n",
+                    i + 1,
+                    lines.join("\n"),
+                    tackctl(sock, "cluster")
+                ));
+            }
+        }
+        r
+    };
+    let first = clients.ask(&format!("open 100 http://{VIP}/"));
+    assert_eq!(first.len(), 100);
+    assert!(
+        first.iter().all(|s| s.starts_with('s')),
+        "{first:?}\n{}",
+        report(&nodes)
+    );
     let mut longest = Duration::ZERO;
-    let mut killed_at = None;
+    let mut at = None;
     for round in 0..40 {
         let t0 = Instant::now();
         let answers = clients.ask("again");
         longest = longest.max(t0.elapsed());
-        assert_eq!(
-            answers, first,
-            "round {round}: every connection on its server"
-        );
+        if answers != first {
+            panic!(
+                "round {round} ({event:?}), {:?} after the event: not every connection on its server\n{answers:?}\n{first:?}\n{}",
+                at.map(|t: Instant| t.elapsed()),
+                report(&nodes)
+            );
+        }
         if round == 8 {
-            // Node 1 dies at once.
-            let tack = nodes[0].0.take().expect("running");
-            let pid = tack.pid().to_string();
-            Command::new("kill")
-                .args(["-9", &pid])
-                .status()
-                .expect("kill");
-            drop(tack);
-            killed_at = Some(Instant::now());
+            let sw = |args: &[&str]| {
+                let (ok, _, err) = lab.exec("sw", args);
+                assert!(ok, "{args:?}: {err}");
+            };
+            match event {
+                Event::Kill => {
+                    let tack = nodes[0].0.take().expect("running");
+                    let pid = tack.pid().to_string();
+                    Command::new("kill")
+                        .args(["-9", &pid])
+                        .status()
+                        .expect("kill");
+                    drop(tack);
+                }
+                Event::Silent => {
+                    // Everything to and from the node is lost on the
+                    // segment, silently (the lab's kernel has no netem:
+                    // the bridge drops the frames).
+                    sw(&["nft", "add table bridge silence"]);
+                    sw(&[
+                        "nft",
+                        "add chain bridge silence through { type filter hook forward priority 0; policy accept; }",
+                    ]);
+                    sw(&["nft", "add rule bridge silence through iifname p-n1 drop"]);
+                    sw(&["nft", "add rule bridge silence through oifname p-n1 drop"]);
+                }
+                Event::LinkDown => sw(&["ip", "link", "set", "p-n1", "down"]),
+                Event::Join => nodes.push(start(NODES + 1)),
+            }
+            at = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let since_kill = killed_at.expect("killed").elapsed();
+    let since = at.expect("the event happened").elapsed();
     println!(
-        "longest round of 60 requests: {longest:?} (node killed {since_kill:?} before the end)"
+        "{event:?}: longest round of 100 requests {longest:?} (event {since:?} before the end)"
     );
-    // The router dropped the dead node, the others dropped it too.
-    wait_for_paths(&lab, NODES - 1, Duration::from_secs(5));
-    for (_, sock) in nodes.iter().skip(1) {
-        let t = tackctl(sock, "cluster");
-        assert!(t.contains("1      10.0.0.2         down"), "{t}");
+    let live_after = if event == Event::Join {
+        NODES + 1
+    } else {
+        NODES - 1
+    };
+    wait_for_paths(&lab, live_after, Duration::from_secs(5));
+    for (t, sock) in nodes.iter().skip(1) {
+        if t.is_some() {
+            let c = tackctl(sock, "cluster");
+            assert_eq!(c.matches(" live ").count(), live_after, "{c}");
+        }
     }
-    // New connections go on.
-    let hits = lab.hits("c2", &format!("http://{VIP}/"), 30, &[]);
+    // Sticky clients keep their server; new connections go on.
+    let after = lab.hits("c1", &sticky_url, 20, &sources);
+    assert_eq!(after.errors, 0, "{after:?}");
+    assert_eq!(
+        after.servers.keys().collect::<Vec<_>>(),
+        before.servers.keys().collect::<Vec<_>>()
+    );
+    let hits = lab.hits("c2", &format!("http://{VIP}/"), 40, &[]);
     assert_eq!(hits.errors, 0, "{hits:?}");
+    if event == Event::Join {
+        // New flows reach the new node.
+        let c = tackctl(&nodes[NODES].1, "counters");
+        let created = common::counter(&c, "conn_created").unwrap_or(0);
+        assert!(created > 0, "node 4 opened no connection\n{c}");
+    }
     drop(clients);
     let _ = Command::new(&bgp)
         .args(["down", "--prefix", &lab.prefix])
         .status();
     for (t, _) in nodes.iter_mut() {
         if let Some(t) = t.take() {
-            t.stop();
+            if event == Event::Kill || event == Event::Join {
+                t.stop();
+            }
         }
     }
+}
+
+#[test]
+fn dsr_connections_survive_kill_9_of_a_node() {
+    cluster_through(Event::Kill);
+}
+
+#[test]
+fn dsr_connections_survive_a_silent_node() {
+    cluster_through(Event::Silent);
+}
+
+#[test]
+fn dsr_connections_survive_a_node_whose_link_goes_down() {
+    cluster_through(Event::LinkDown);
+}
+
+#[test]
+fn a_joining_node_breaks_nothing_and_takes_new_flows() {
+    cluster_through(Event::Join);
 }

@@ -322,7 +322,9 @@ mod tests {
                 addr: "10.0.0.11".parse().unwrap(),
                 port: None,
             },
-            local: i.is_multiple_of(2).then(|| ("fd00::201".parse().unwrap(), 40_000 + i)),
+            local: i
+                .is_multiple_of(2)
+                .then(|| ("fd00::201".parse().unwrap(), 40_000 + i)),
         }
     }
 

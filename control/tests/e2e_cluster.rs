@@ -293,9 +293,7 @@ fn cluster_through(event: Event) {
         .status();
     for (t, _) in nodes.iter_mut() {
         if let Some(t) = t.take() {
-            if event == Event::Kill || event == Event::Join {
-                t.stop();
-            }
+            t.stop();
         }
     }
 }

@@ -210,7 +210,16 @@ pub fn services(mode: ForwardMode, sticky: bool) -> Vec<Service> {
 /// gateway, servers on-link on port 1, every server's MAC known) and an
 /// IPv4 connection table of `capacity` entries.
 pub fn pipeline(services: Vec<Service>, capacity: usize) -> Pipeline<BenchFrame> {
-    let cfg = PipelineConfig {
+    pipeline_with(services, capacity, |_| {})
+}
+
+/// [`pipeline`] with its configuration edited by `edit` first.
+pub fn pipeline_with(
+    services: Vec<Service>,
+    capacity: usize,
+    edit: impl FnOnce(&mut PipelineConfig),
+) -> Pipeline<BenchFrame> {
+    let mut cfg = PipelineConfig {
         ports: vec![
             PortSpec {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
@@ -240,6 +249,7 @@ pub fn pipeline(services: Vec<Service>, capacity: usize) -> Pipeline<BenchFrame>
         },
         ..PipelineConfig::default()
     };
+    edit(&mut cfg);
     let worker = WorkerSpec::software(0, 1, 2);
     let mut p = Pipeline::new(Arc::new(cfg), worker).expect("valid pipeline");
     for i in 0..SERVERS {

@@ -20,6 +20,10 @@
 //! `redirect-syn` and `redirect-302` (a redirect service: SYNs answered with
 //! SYN cookies, requests carrying a valid cookie answered with a 302, from
 //! `FLOWS` clients),
+//! `cluster-forward` (node 1 of a cluster sends established packets of
+//! `FLOWS` flows to their primary, node 2, in GUE), `cluster-receive` (node 1
+//! receives them from node 2 in GUE and forwards them on its `FLOWS`
+//! connections: compare both with `established`),
 //! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
 //! `table` (the connection table alone: burst lookup and state update).
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
@@ -36,22 +40,68 @@ use std::time::Duration;
 
 use tack_bench::{
     BURST, BenchFrame, Forwarder, HashLookup, MacSwap, NOW, Rng, SERVERS, VIP, client,
-    install_flows, pipeline, segment, server, services, thread_cpu,
+    install_flows, pipeline, pipeline_with, segment, server, services, thread_cpu,
 };
 use tack_dataplane::Frame;
+use tack_dataplane::cluster::NodeId;
 use tack_dataplane::conn::{ConnTable4, ConnTableConfig, Key4, NewConn, TcpFlags};
 use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::model::{
     Config, ForwardMode, Protocol, RealServer, Redirect, SchedulerKind, Service,
 };
 use tack_dataplane::pipeline::{
-    ConnSpec, ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route, WorkerSpec,
+    ClusterConfig, ConnSpec, ControlMsg, Output, Pipeline, PipelineConfig, PortSpec, Route,
+    WorkerSpec,
 };
 use tack_dataplane::redirect::ServerUrls;
 use tack_dataplane::syncookie::{CookieFlow, SynCookies};
 use tack_dataplane::wire::{
     EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, Ipv6Repr, TcpRepr,
 };
+
+/// The cluster addresses of `cluster-forward` and `cluster-receive` (on port 0).
+const NODE1: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+const NODE2: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 2));
+
+/// A frame from node 2 to node 1 carrying `inner` (an IPv4 packet) in GUE.
+fn gue_frame(out: &mut Vec<u8>, inner: &[u8]) {
+    use tack_dataplane::wire::gue::{self, GueRepr, Hop};
+    let ip = 20;
+    out.clear();
+    out.resize(14 + ip + gue::HEADER_LEN + inner.len(), 0);
+    EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        vlan: None,
+        ethertype: EtherType::IPV4,
+    }
+    .emit(out)
+    .expect("room");
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (NODE2, NODE1) else {
+        unreachable!()
+    };
+    Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::UDP,
+        payload_len: gue::HEADER_LEN + inner.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+    }
+    .emit(&mut out[14..])
+    .expect("room");
+    GueRepr {
+        src_port: 0xc001,
+        dst_port: 6080,
+        inner_v6: false,
+        hop: Hop::Primary,
+    }
+    .emit(&mut out[14 + ip..], inner.len())
+    .expect("room");
+    out[14 + ip + gue::HEADER_LEN..].copy_from_slice(inner);
+}
 
 /// Bursts built and then timed together.
 const GROUP: usize = 16;
@@ -448,6 +498,58 @@ fn main() {
             );
             let c = p.counters();
             assert_eq!(c.tx_forward, c.rx_frames, "every packet forwarded: {c:?}");
+            d
+        }
+        "cluster-forward" | "cluster-receive" => {
+            let forward = scenario == "cluster-forward";
+            let mut p = pipeline_with(
+                services(ForwardMode::Nat, false),
+                (2 * flows as usize).max(64),
+                |cfg| {
+                    cfg.cluster = Some(ClusterConfig {
+                        node: NodeId(1),
+                        nodes: vec![(NodeId(1), NODE1), (NodeId(2), NODE2)],
+                        key: 7,
+                        port: 6080,
+                        sync_port: 6081,
+                    })
+                },
+            );
+            p.apply(ControlMsg::Neighbor {
+                port: 0,
+                addr: NODE2,
+                mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+            });
+            if forward {
+                // Node 1 takes no flows (draining): every one is node 2's.
+                p.apply(ControlMsg::ClusterLive(vec![NodeId(2)]));
+            } else {
+                install_flows(&mut p, flows);
+            }
+            let mut rng = Rng(0x5eed_0000 + flows);
+            let mut frame = Vec::with_capacity(128);
+            let d = run(
+                &mut p,
+                bursts,
+                |_| {},
+                |f| {
+                    let (addr, port) = client(rng.next() % flows);
+                    segment(&mut buf, addr, port, 0x10);
+                    if forward {
+                        f.load(&buf);
+                    } else {
+                        gue_frame(&mut frame, &buf[14..54]);
+                        f.load(&frame);
+                    }
+                },
+            );
+            let c = p.counters();
+            if forward {
+                assert_eq!(c.cluster_to_primary, c.rx_frames, "{c:?}");
+            } else {
+                assert_eq!(c.cluster_received * 2, c.rx_frames, "{c:?}");
+                assert_eq!(c.tx_forward, c.cluster_received, "{c:?}");
+            }
             d
         }
         "new-nat" | "new-fnat" | "new-dsr-sticky" => {

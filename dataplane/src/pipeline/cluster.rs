@@ -170,20 +170,29 @@ impl<F: Frame> Pipeline<F> {
     }
 
     /// Handles the packets decapsulated during a burst, each as arrived
-    /// from another node on `rx_port`.
+    /// from another node on `rx_port`: as bursts of their own, one per hop
+    /// (almost always one: packets sent to their primary).
     pub(super) fn process_reentry<A: FrameAlloc<Frame = F>>(
         &mut self,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
     ) {
-        let mut one = Vec::with_capacity(1);
-        while let Some((frame, hop)) = self.reentry.pop() {
+        let mut all = core::mem::take(&mut self.reentry);
+        // In arrival order within each hop: a flow's packets stay in order.
+        let (primary, backup): (Vec<_>, Vec<_>) =
+            all.drain(..).partition(|(_, h)| *h == Hop::Primary);
+        for (hop, batch) in [(Hop::Primary, primary), (Hop::Backup, backup)] {
+            if batch.is_empty() {
+                continue;
+            }
+            let mut frames: Vec<F> = batch.into_iter().map(|(f, _)| f).collect();
             self.arrival = Some(hop);
-            one.push(frame);
             let now = self.now;
-            self.process_burst(now, rx_port, &mut one, out, alloc);
+            self.process_burst(now, rx_port, &mut frames, out, alloc);
             self.arrival = None;
         }
+        // Keep the allocation for the next burst.
+        self.reentry = all;
     }
 }

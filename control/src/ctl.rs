@@ -260,13 +260,20 @@ impl ControlPlane {
         let mut s = String::new();
         let _ = writeln!(s, "{:<6} {:<16} {:<8} role", "node", "address", "state");
         for n in &section.nodes {
-            let live = cl.live().contains(&NodeId(n.id));
+            let id = NodeId(n.id);
+            let state = if cl.live().contains(&id) {
+                "live"
+            } else if cl.draining().contains(&id) {
+                "draining"
+            } else {
+                "down"
+            };
             let _ = writeln!(
                 s,
                 "{:<6} {:<16} {:<8} {}",
                 n.id,
                 n.address,
-                if live { "live" } else { "down" },
+                state,
                 if n.id == section.node {
                     "this node"
                 } else {
@@ -595,6 +602,13 @@ impl ControlPlane {
             }
             ["reload"] => self.reload_from(ReloadOrigin::Tackctl),
             ["cluster"] => self.cluster_status(),
+            ["cluster", what @ ("drain" | "activate")] => {
+                let Some(cl) = &mut self.cluster else {
+                    return Err(CtlError::Usage("not in a cluster"));
+                };
+                cl.set_draining(*what == "drain");
+                Ok(format!("this node: {what} requested"))
+            }
             _ => Err(CtlError::UnknownCommand(line.to_string())),
         }
     }
@@ -892,6 +906,7 @@ fn changes_configuration(line: &str) -> bool {
         ["sticky", "show"] | ["sticky"] => false,
         ["sticky", ..] => true,
         ["connections", "flush"] => true,
+        ["cluster", "drain" | "activate"] => true,
         _ => false,
     }
 }

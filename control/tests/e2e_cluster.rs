@@ -23,6 +23,7 @@ const STICKY_VIP: &str = "10.100.0.22";
 /// cluster, and a DSR service balanced round robin (so that only the
 /// synchronised state keeps a connection's server on another node).
 fn node_profile(
+    lab: &Lab,
     dir: &TempDir,
     i: usize,
     total: usize,
@@ -38,11 +39,12 @@ fn node_profile(
          workers:\n  - {{ lcore: 1, port: lan, queue: 0 }}\n\
          routes:\n  - {{ prefix: 0.0.0.0/0, via: 10.0.0.254 }}\n\
          exception:\n  enabled: true\n\
-         cluster:\n  node: {i}\n  nodes:\n{nodes}  key_file: {key}\n\
+         cluster:\n  node: {i}\n  nodes:\n{nodes}  key_file: {key}\n  notify: /run/tack-lab-{prefix}/notify-n{i}.sh\n\
          management:\n  socket: {sock}\n\
          services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
         addr = 1 + i,
         key = key.display(),
+        prefix = lab.prefix,
         sock = socket.display(),
     );
     let path = dir.path(&format!("n{i}.yaml"));
@@ -121,6 +123,9 @@ enum Event {
     LinkDown,
     /// A node that was not running starts.
     Join,
+    /// A node drains (`tackctl cluster drain`): it takes no new flows and
+    /// keeps its own.
+    Drain,
 }
 
 /// Three nodes serve long-lived keep-alive connections (and sticky
@@ -139,7 +144,7 @@ fn cluster_through(event: Event) {
     let key = dir.path("cluster.key");
     std::fs::write(&key, "00112233445566778899aabbccddeeff0123456789abcdef\n").expect("key");
     let start = |i: usize| {
-        let (profile, sock) = node_profile(&dir, i, total, &key);
+        let (profile, sock) = node_profile(&lab, &dir, i, total, &key);
         let ns = Netns::existing(&lab.ns(&format!("n{i}")));
         (Some(Tack::start(&ns, &profile)), sock)
     };
@@ -211,6 +216,7 @@ fn cluster_through(event: Event) {
     );
     let mut longest = Duration::ZERO;
     let mut at = None;
+    let mut drained_at: Option<(u64, u64)> = None;
     for round in 0..40 {
         let t0 = Instant::now();
         let answers = clients.ask("again");
@@ -251,6 +257,11 @@ fn cluster_through(event: Event) {
                 }
                 Event::LinkDown => sw(&["ip", "link", "set", "p-n1", "down"]),
                 Event::Join => nodes.push(start(NODES + 1)),
+                Event::Drain => {
+                    let out = tackctl(&nodes[0].1, "cluster drain");
+                    assert!(out.contains("drain requested"), "{out}");
+                    drained_at = Some(counters_of(&nodes[0].1));
+                }
             }
             at = Some(Instant::now());
         }
@@ -281,6 +292,15 @@ fn cluster_through(event: Event) {
     );
     let hits = lab.hits("c2", &format!("http://{VIP}/"), 40, &[]);
     assert_eq!(hits.errors, 0, "{hits:?}");
+    if let Some((created, received)) = drained_at {
+        // The draining node opened nothing new, and its own flows still
+        // came to it (from the other nodes, once the router withdrew it).
+        let (created_now, received_now) = counters_of(&nodes[0].1);
+        assert_eq!(created_now, created, "a draining node opens no flow");
+        assert!(received_now > received, "its flows still reach it");
+        let c = tackctl(&nodes[0].1, "cluster");
+        assert!(c.contains("1      10.0.0.2         draining"), "{c}");
+    }
     if event == Event::Join {
         // New flows reach the new node.
         let c = tackctl(&nodes[NODES].1, "counters");
@@ -296,6 +316,20 @@ fn cluster_through(event: Event) {
             t.stop();
         }
     }
+}
+
+/// (connections created, packets received from other nodes) of a node.
+fn counters_of(sock: &Path) -> (u64, u64) {
+    let c = tackctl(sock, "counters");
+    (
+        common::counter(&c, "conn_created").unwrap_or(0),
+        common::counter(&c, "cluster_received").unwrap_or(0),
+    )
+}
+
+#[test]
+fn a_draining_node_keeps_its_flows_and_takes_no_new_ones() {
+    cluster_through(Event::Drain);
 }
 
 #[test]

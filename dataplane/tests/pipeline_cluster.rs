@@ -94,7 +94,10 @@ impl Cluster {
     fn set_live(&mut self, live: &[u16]) {
         let ids: Vec<NodeId> = live.iter().map(|&n| NodeId(n)).collect();
         for h in &mut self.nodes {
-            h.p.apply(ControlMsg::ClusterLive(ids.clone()));
+            h.p.apply(ControlMsg::ClusterLive {
+                active: ids.clone(),
+                draining: vec![],
+            });
         }
     }
 

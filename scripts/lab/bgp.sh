@@ -11,7 +11,8 @@
 #
 # Node i has the address 10.0.0.(1+i) and AS 65000+i; the router is
 # 10.0.0.254, AS 65000. The configuration files are written to
-# /run/tack-lab-P/bird-*.conf.
+# /run/tack-lab-P/bird-*.conf, and /run/tack-lab-P/notify-nI.sh is node I's
+# `cluster.notify` program (it withdraws the VIPs while the node drains).
 set -euo pipefail
 cmd=${1:-}; shift || true
 P=tk; NODES=3; VIPS=()
@@ -47,10 +48,19 @@ up() {
     {
       echo "router id 10.0.0.$((1 + i));"
       echo "protocol device { scan time 1; }"
-      echo "protocol static { ipv4; $(for v in "${VIPS[@]}"; do printf 'route %s/32 blackhole; ' "$v"; done)}"
+      echo "protocol static vips { ipv4; $(for v in "${VIPS[@]}"; do printf 'route %s/32 blackhole; ' "$v"; done)}"
       echo "protocol bfd { interface \"tack-lan\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 3; }; }"
       echo "protocol bgp rtr { local 10.0.0.$((1 + i)) as $((65000 + i)); neighbor 10.0.0.254 as 65000; hold time 3; keepalive time 1; bfd on; ipv4 { import none; export all; next hop self; }; }"
     } > "$state/bird-n$i.conf"
+    # The appliance's cluster.notify: withdraw the VIPs while it drains.
+    cat > "$state/notify-n$i.sh" <<NOTIFY
+#!/bin/sh
+case "\$1" in
+  draining) exec birdc -s "$state/bird-n$i.ctl" disable vips ;;
+  active) exec birdc -s "$state/bird-n$i.ctl" enable vips ;;
+esac
+NOTIFY
+    chmod +x "$state/notify-n$i.sh"
     # It connects once the node's appliance has made tack-lan, and again
     # after the appliance restarts.
     bird_in "n$i" "n$i"
@@ -61,7 +71,7 @@ down() {
   for f in "$state"/bird-*.pid; do
     [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
   done
-  rm -f "$state"/bird-*
+  rm -f "$state"/bird-* "$state"/notify-*
 }
 
 case "$cmd" in

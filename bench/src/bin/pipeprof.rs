@@ -522,7 +522,10 @@ fn main() {
             });
             if forward {
                 // Node 1 takes no flows (draining): every one is node 2's.
-                p.apply(ControlMsg::ClusterLive(vec![NodeId(2)]));
+                p.apply(ControlMsg::ClusterLive {
+                    active: vec![NodeId(2)],
+                    draining: vec![],
+                });
             } else {
                 install_flows(&mut p, flows);
             }

@@ -27,8 +27,14 @@ pub enum Outgoing {
 /// What the link tells the control thread.
 #[derive(Debug, Clone)]
 pub enum Incoming {
-    /// The live nodes changed (sorted; this node included).
-    Live(Vec<NodeId>),
+    /// The membership changed: the live nodes that take new flows, and
+    /// the live nodes that drain (each sorted).
+    Live {
+        /// Take new flows.
+        active: Vec<NodeId>,
+        /// Drain.
+        draining: Vec<NodeId>,
+    },
     /// A record from another node.
     Record(FlowEvent),
 }
@@ -204,8 +210,11 @@ struct Run {
 impl Run {
     fn run(mut self) {
         let mut next_beat = Instant::now();
-        let mut live = vec![NodeId(self.node)];
-        let _ = self.inbox.send(Incoming::Live(live.clone()));
+        let mut live = self.live_set();
+        let _ = self.inbox.send(Incoming::Live {
+            active: live.0.clone(),
+            draining: live.1.clone(),
+        });
         let mut buf = vec![0u8; 65536];
         let mut pending: BTreeMap<u16, Vec<FlowEvent>> = BTreeMap::new();
         while !self.stop.load(Ordering::Relaxed) {
@@ -238,7 +247,10 @@ impl Run {
                 self.counters
                     .membership_changes
                     .fetch_add(1, Ordering::Relaxed);
-                let _ = self.inbox.send(Incoming::Live(live.clone()));
+                let _ = self.inbox.send(Incoming::Live {
+                    active: live.0.clone(),
+                    draining: live.1.clone(),
+                });
             }
         }
     }
@@ -336,23 +348,24 @@ impl Run {
         }
     }
 
-    /// This node, and the active peers heard from recently enough.
-    fn live_set(&self) -> Vec<NodeId> {
+    /// This node and the peers heard from recently enough: those that
+    /// take new flows, and those that drain.
+    fn live_set(&self) -> (Vec<NodeId>, Vec<NodeId>) {
         let now = Instant::now();
-        let mut v: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.state == NodeState::Active
-                    && p.last_heard
-                        .is_some_and(|t| now.duration_since(t) <= self.dead_after)
-            })
-            .map(|(&id, _)| NodeId(id))
-            .collect();
-        if self.state == NodeState::Active {
-            v.push(NodeId(self.node));
+        let (mut active, mut draining) = (Vec::new(), Vec::new());
+        let heard = self.peers.iter().filter(|(_, p)| {
+            p.last_heard
+                .is_some_and(|t| now.duration_since(t) <= self.dead_after)
+        });
+        let me = std::iter::once((self.node, self.state));
+        for (id, state) in heard.map(|(&id, p)| (id, p.state)).chain(me) {
+            match state {
+                NodeState::Active => active.push(NodeId(id)),
+                NodeState::Draining => draining.push(NodeId(id)),
+            }
         }
-        v.sort_unstable();
-        v
+        active.sort_unstable();
+        draining.sort_unstable();
+        (active, draining)
     }
 }

@@ -34,7 +34,9 @@ use tack_dataplane::model::Config;
 use tack_dataplane::pipeline::{ControlMsg, Event, FlowEvent};
 
 use crate::profile::{ClusterSection, pipeline_cluster};
+use crate::say;
 pub use link::{ClusterCounters, ClusterLink, Incoming, Outgoing};
+pub use wire::NodeState;
 
 /// The control thread's part: the link, the live set, and the routing of
 /// flow records.
@@ -43,6 +45,8 @@ pub struct Cluster {
     node: NodeId,
     ranking: u64,
     live: Vec<NodeId>,
+    draining: Vec<NodeId>,
+    notify: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -55,6 +59,8 @@ impl Cluster {
             node: cfg.node,
             ranking: keys.ranking,
             live: vec![cfg.node],
+            draining: Vec::new(),
+            notify: section.notify.clone(),
         })
     }
 
@@ -63,9 +69,29 @@ impl Cluster {
         self.link.counters()
     }
 
-    /// The live nodes.
+    /// The live nodes that take new flows.
     pub fn live(&self) -> &[NodeId] {
         &self.live
+    }
+
+    /// The live nodes that drain.
+    pub fn draining(&self) -> &[NodeId] {
+        &self.draining
+    }
+
+    /// Takes this node out of (`drain`) or back into the new flows'
+    /// ranking, on every node: its heartbeats say so.
+    pub fn set_draining(&mut self, drain: bool) {
+        let s = if drain {
+            NodeState::Draining
+        } else {
+            NodeState::Active
+        };
+        self.link.send(Outgoing::State(s));
+        if let Some(program) = &self.notify {
+            let arg = if drain { "draining" } else { "active" };
+            run_notify(program.clone(), arg);
+        }
     }
 
     /// Sends what a worker's event means for the other nodes.
@@ -102,16 +128,21 @@ impl Cluster {
         let mut out = Vec::new();
         for inc in self.link.incoming() {
             match inc {
-                Incoming::Live(live) => {
-                    log::info!(
-                        "cluster: live nodes {}",
-                        live.iter()
+                Incoming::Live { active, draining } => {
+                    let ids = |v: &[NodeId]| {
+                        v.iter()
                             .map(|n| n.0.to_string())
                             .collect::<Vec<_>>()
                             .join(",")
+                    };
+                    say!(
+                        "tack: cluster: active nodes [{}], draining [{}]",
+                        ids(&active),
+                        ids(&draining)
                     );
-                    self.live = live.clone();
-                    out.push(ControlMsg::ClusterLive(live));
+                    self.live = active.clone();
+                    self.draining = draining.clone();
+                    out.push(ControlMsg::ClusterLive { active, draining });
                 }
                 Incoming::Record(r) => match r.to_msg(services) {
                     Some(m) => out.push(m),
@@ -125,5 +156,24 @@ impl Cluster {
             }
         }
         out
+    }
+}
+
+/// Runs the `notify` program with `arg` on a thread of its own (it may
+/// take its time: a BGP daemon's control socket), logging how it ended.
+fn run_notify(program: std::path::PathBuf, arg: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("tack-notify".into())
+        .spawn(
+            move || match std::process::Command::new(&program).arg(arg).status() {
+                Ok(st) if st.success() => {
+                    say!("tack: cluster: {} {arg}: done", program.display())
+                }
+                Ok(st) => say!("tack: cluster: {} {arg}: {st}", program.display()),
+                Err(e) => say!("tack: cluster: {} {arg}: {e}", program.display()),
+            },
+        );
+    if let Err(e) = spawned {
+        log::error!("cluster: notify not run: {e}");
     }
 }

@@ -47,6 +47,12 @@ pub struct ClusterSection {
     /// this file: it keys the flow ranking, authenticates the messages
     /// and is the SYN cookies' key.
     pub key_file: PathBuf,
+    /// A program run with `draining` or `active` as its argument when this
+    /// node starts or stops draining (`tackctl cluster drain|activate`):
+    /// e.g. one that has the node's BGP daemon withdraw or announce the
+    /// VIPs.
+    #[serde(default)]
+    pub notify: Option<PathBuf>,
 }
 
 fn gue_port() -> u16 {

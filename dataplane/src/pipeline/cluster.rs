@@ -54,13 +54,17 @@ fn flow_of(c: &Classified) -> FlowId {
 }
 
 impl<F: Frame> Pipeline<F> {
-    /// Sets the live nodes (the control plane's membership). A draining
-    /// node leaves itself out: new flows go to the others, its own
-    /// connections stay.
-    pub(super) fn set_cluster_live(&mut self, mut live: Vec<NodeId>) {
-        live.sort_unstable();
-        live.dedup();
-        self.cluster_live = live;
+    /// Sets the membership: the nodes that take new flows (`active`), and
+    /// those that drain (`draining`: they take none, and keep the flows
+    /// they hold, whose packets still go to them).
+    pub(super) fn set_cluster_live(&mut self, mut active: Vec<NodeId>, draining: Vec<NodeId>) {
+        active.sort_unstable();
+        active.dedup();
+        let mut serving: Vec<NodeId> = active.iter().chain(&draining).copied().collect();
+        serving.sort_unstable();
+        serving.dedup();
+        self.cluster_live = active;
+        self.cluster_serving = serving;
     }
 
     /// For a packet to service `svc` without a connection here: the node it
@@ -71,9 +75,16 @@ impl<F: Frame> Pipeline<F> {
     #[inline]
     pub(super) fn cluster_steer(&self, c: &Classified) -> Option<Verdict> {
         let cl = self.cfg.cluster.as_ref()?;
-        let [primary, backup] = rank(cl.key, &flow_of(c), &self.cluster_live);
         let opens = c.protocol != IpProtocol::TCP
             || (c.tcp_flags.contains(TcpFlags::SYN) && !c.tcp_flags.contains(TcpFlags::ACK));
+        // A new flow goes to the nodes that take new flows; a packet of a
+        // flow already open is looked for among draining nodes too.
+        let nodes = if opens {
+            &self.cluster_live
+        } else {
+            &self.cluster_serving
+        };
+        let [primary, backup] = rank(cl.key, &flow_of(c), nodes);
         let second_chance = || {
             backup
                 .filter(|b| *b != cl.node && !opens)

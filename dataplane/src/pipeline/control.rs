@@ -54,8 +54,15 @@ pub enum ControlMsg {
     },
     /// Remove every neighbour entry.
     FlushNeighbors,
-    /// The live nodes of the cluster (membership); see [`ClusterConfig`].
-    ClusterLive(Vec<crate::cluster::NodeId>),
+    /// The cluster's membership (see [`ClusterConfig`]): the nodes that
+    /// take new flows, and the draining ones, which keep the flows they
+    /// hold.
+    ClusterLive {
+        /// Live nodes that take new flows.
+        active: Vec<crate::cluster::NodeId>,
+        /// Live nodes that take no new flows but keep their own.
+        draining: Vec<crate::cluster::NodeId>,
+    },
     /// Install a connection another worker or node opened
     /// ([`FlowEvent::Opened`] resolved in this snapshot).
     InstallConnection(ConnSpec),
@@ -387,8 +394,8 @@ impl<F: Frame> Pipeline<F> {
                 self.neigh.flush(&mut self.counters);
                 true
             }
-            ControlMsg::ClusterLive(live) => {
-                self.set_cluster_live(live);
+            ControlMsg::ClusterLive { active, draining } => {
+                self.set_cluster_live(active, draining);
                 true
             }
             ControlMsg::InstallConnection(spec) => {

@@ -168,8 +168,11 @@ pub struct Pipeline<F: Frame> {
     pickers: Vec<SnatPortPicker>,
     fnat_cursor: usize,
     ip_ident: u16,
-    /// The live cluster nodes (sorted; this one included).
+    /// The live cluster nodes that take new flows (sorted).
     cluster_live: Vec<crate::cluster::NodeId>,
+    /// The live cluster nodes, draining ones included (sorted): where the
+    /// packets of flows already open are looked for.
+    cluster_serving: Vec<crate::cluster::NodeId>,
     /// While a packet from another node is handled: which of the flow's
     /// nodes it was sent to.
     arrival: Option<crate::wire::gue::Hop>,
@@ -252,6 +255,7 @@ impl<F: Frame> Pipeline<F> {
             fnat_cursor: usize::from(worker.index),
             ip_ident: worker.index.wrapping_mul(4099),
             cluster_live: Vec::new(),
+            cluster_serving: Vec::new(),
             arrival: None,
             reentry: Vec::new(),
             icmp_bucket: TokenBucket::default(),

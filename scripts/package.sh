@@ -5,7 +5,8 @@
 #
 # It holds tack, tackctl and tack-proxy (/usr/bin), the systemd units
 # tack@.service and tack-proxy@.service (/lib/systemd/system), README.md and
-# docs/*.md with the copyright file (/usr/share/doc/tack), the profiles of
+# docs/*.md with the copyright file (/usr/share/doc/tack), manual pages made
+# from the binaries' --help (help2man; /usr/share/man/man1), the profiles of
 # configs/ as examples (/usr/share/tack/examples) and an empty /etc/tack for
 # the administrator's profiles: the package ships no file in /etc, so an
 # install, upgrade or purge never touches a profile.
@@ -22,8 +23,12 @@
 # (librte-mempool-ring, librte-net-tap), and `dpdk`, which recommends the NIC
 # drivers DPDK loads at run time and brings dpdk-devbind.py and
 # dpdk-hugepages.py. The version is the workspace's
-# (Cargo.toml, [workspace.package]). Binaries are stripped of debugging
-# information (symbols are kept). The last line printed is the .deb's path.
+# (Cargo.toml, [workspace.package]). Binaries are stripped as Debian strips
+# them (no symbols, no debugging information: backtraces and perf name no
+# function; profile a build tree's binary). `lintian` finds no error in the
+# package (one override: unsafe-libyaml, a Rust translation of libyaml, is
+# not an embedded copy of the C library). The last line printed is the .deb's
+# path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,9 +55,9 @@ case "$profile" in
   release|debug) ;;
   *) echo "package.sh: --profile is release or debug, not $profile" >&2; exit 2 ;;
 esac
-for tool in dpkg-deb dpkg-shlibdeps strip; do
+for tool in dpkg-deb dpkg-shlibdeps strip help2man; do
   command -v "$tool" >/dev/null || {
-    echo "package.sh: $tool is missing: run ./scripts/setup.sh (dpkg-dev, binutils)" >&2
+    echo "package.sh: $tool is missing: run ./scripts/setup.sh (dpkg-dev, binutils, help2man)" >&2
     exit 1
   }
 done
@@ -92,13 +97,45 @@ install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" \
   "$pkg/usr/share/doc/tack" "$pkg/usr/share/tack/examples" "$pkg/etc/tack"
 for b in "${bins[@]}"; do
   install -m 0755 "$bin_dir/$b" "$pkg/usr/bin/$b"
-  strip --strip-debug --remove-section=.comment "$pkg/usr/bin/$b"
+  # As dh_strip does: no symbol table, no debugging information.
+  strip --remove-section=.comment --remove-section=.note "$pkg/usr/bin/$b"
 done
 install -m 0644 packaging/systemd/tack@.service packaging/systemd/tack-proxy@.service \
   "$pkg/lib/systemd/system/"
 install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/tack/"
 install -m 0644 packaging/debian/copyright "$pkg/usr/share/doc/tack/copyright"
 install -m 0644 configs/*.yaml "$pkg/usr/share/tack/examples/"
+install -D -m 0644 packaging/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/tack"
+# Manual pages from the binaries' --help (help2man), with each subcommand's
+# --help as a section of its own; `verbatim` keeps the description (the text
+# before Usage:) as --help lays it out, for a hand-aligned command list.
+roff_text() { sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\&&/"; }
+manpage() { # manpage NAME SUMMARY verbatim|parsed [SUBCOMMAND...]
+  local name=$1 summary=$2 layout=$3 sub
+  shift 3
+  {
+    if [ "$layout" = verbatim ]; then
+      printf '[=DESCRIPTION]\n.nf\n'
+      "$bin_dir/$name" --help | sed '/^Usage:/,$d' | roff_text
+      printf '.fi\n\n'
+    fi
+    for sub in "$@"; do
+      printf '[%s %s]\n.nf\n' "${name^^}" "${sub^^}"
+      "$bin_dir/$name" "$sub" --help | roff_text
+      printf '.fi\n\n'
+    done
+    printf '[SEE ALSO]\n/usr/share/doc/tack/README.md, operations.md, profiles.md and proxy.md there;\n'
+    printf 'the example profiles in /usr/share/tack/examples.\n'
+  } > "$work/$name.h2m"
+  help2man --no-info --version-string="$version" --name="$summary" \
+    --include="$work/$name.h2m" "$bin_dir/$name" | gzip -9n > "$pkg/usr/share/man/man1/$name.1.gz"
+  chmod 0644 "$pkg/usr/share/man/man1/$name.1.gz"
+}
+install -d "$pkg/usr/share/man/man1"
+manpage tack "DPDK load-balancing appliance" parsed run check
+manpage tackctl "administer a running Tack appliance" verbatim
+manpage tack-proxy "Tack's L7 load-balancing server" parsed
+
 # A native package's changelog (Debian policy 12.7), naming the commit built.
 changelog_date=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 printf 'tack (%s) unstable; urgency=medium\n\n  * Built by scripts/package.sh from commit %s of the Tack workspace.\n\n -- %s  %s\n' \

@@ -219,6 +219,10 @@ fn debian_package_installs_and_its_unit_serves_the_lab() {
     };
     for b in ["tack", "tackctl", "tack-proxy"] {
         assert_eq!(mode_of(&format!("/usr/bin/{b}")), "-rwxr-xr-x");
+        assert_eq!(
+            mode_of(&format!("/usr/share/man/man1/{b}.1.gz")),
+            "-rw-r--r--"
+        );
     }
     for unit in ["tack@.service", "tack-proxy@.service"] {
         assert_eq!(
@@ -338,6 +342,12 @@ fn debian_package_installs_and_its_unit_serves_the_lab() {
             stdout(&v)
         );
     }
+    // The manual page of tack carries `tack run --help` (its --socket).
+    let man = run(Command::new("sh").arg("-c").arg(format!(
+        "gzip -dc {} | grep -c -- '--socket'",
+        r.join("usr/share/man/man1/tack.1.gz").display()
+    )));
+    assert!(stdout(&man).trim() != "0");
 
     // The administrator's profile, from the shipped example, and the instance enabled.
     let unit_path = r.join("lib/systemd/system/tack@.service");

@@ -160,7 +160,7 @@ fn unit_command(line: &str, instance: &str, root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `dpkg-deb --contents`: path (without the leading `.`) → (mode, owner).
+/// `dpkg-deb --contents`: (path without the leading `.`, mode, owner) of each entry.
 fn contents(deb: &Path) -> Vec<(String, String, String)> {
     stdout(&run(Command::new("dpkg-deb").arg("--contents").arg(deb)))
         .lines()

@@ -171,10 +171,17 @@ impl Tack {
     }
 
     fn spawn(mut cmd: Command, profile: &Path) -> Tack {
-        let mut child = cmd
-            .args(["run", "--config"])
+        cmd.args(["run", "--config"])
             .arg(profile)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        Tack::start_command(cmd)
+    }
+
+    /// Starts `cmd`, a complete `tack run` command line (as a unit file's
+    /// `ExecStart` gives it), and waits until it reports it runs. Its process
+    /// must be `tack` itself (wrappers such as `ip netns exec` exec it).
+    pub fn start_command(mut cmd: Command) -> Tack {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

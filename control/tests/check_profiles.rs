@@ -474,7 +474,7 @@ const CASES: &[Case] = &[
         "check: tcp, expect: [200],",
         "services[0].health.check",
         "    health: {",
-        "are for `http` checks",
+        "are for `http` and `https` checks",
     ),
     case(
         "check: http, path: /,",

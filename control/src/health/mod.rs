@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::profile::{HealthSection, Profile};
 
-pub use probe::probe;
+pub use probe::{Transport, probe};
 pub use state::HealthState;
 
 /// One server to check, and how.
@@ -190,11 +190,24 @@ async fn supervise(mut lists: mpsc::UnboundedReceiver<Vec<Target>>, changes: Sen
 /// Checks `t` every interval, reporting state changes.
 async fn watch(t: Target, changes: Sender<Change>) {
     let mut streak = Streak::default();
+    let transport = match Transport::of(&t.check) {
+        Ok(tr) => tr,
+        Err(e) => {
+            // Checked by the profile's validation; a file gone since is
+            // reported once and the server taken down.
+            let _ = changes.send(Change {
+                target: t.clone(),
+                up: false,
+                why: e,
+            });
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(t.check.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let outcome = probe(&t).await;
+        let outcome = probe(&t, &transport).await;
         let passed = outcome.is_ok();
         if let Some(up) = streak.record(passed, t.check.rise, t.check.fall) {
             let why = outcome.err().unwrap_or_else(|| "ok".into());

@@ -1,5 +1,6 @@
 //! `health:` of a service or a server: the active health check `tack`
-//! runs against each server (see [`crate::health`]).
+//! runs against each server (see [`crate::health`]): `tcp`, `http` or
+//! `https`.
 //!
 //! ```yaml
 //! health: { check: http, path: /health, expect: [200], body: "ok",
@@ -23,6 +24,8 @@ pub enum CheckKind {
     Tcp,
     /// An HTTP request is answered with an expected status (and body).
     Http,
+    /// The same over TLS.
+    Https,
 }
 
 /// A health check as written in the profile.
@@ -46,6 +49,15 @@ pub struct HealthSection {
     /// HTTP: a string the body must contain.
     #[serde(default)]
     pub body: Option<String>,
+    /// HTTPS: the CA certificates (PEM) the server's certificate must
+    /// chain to; without it the certificate is not verified (the check
+    /// tells whether the server answers, not who it is).
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// HTTPS: the name sent in SNI and verified (default: `host`, else
+    /// the server's address).
+    #[serde(default)]
+    pub sni: Option<String>,
     /// Time between checks, in milliseconds.
     #[serde(default = "interval_ms")]
     pub interval_ms: u32,
@@ -114,7 +126,15 @@ impl HealthSection {
         if self.port == Some(0) {
             return err("port", "must be 1..65535");
         }
-        if self.check == CheckKind::Http {
+        if self.check != CheckKind::Https && (self.ca.is_some() || self.sni.is_some()) {
+            return err("check", "ca and sni are for `https` checks");
+        }
+        if let Some(ca) = &self.ca
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            return err("ca", &format!("{}: {e}", ca.display()));
+        }
+        if self.check != CheckKind::Tcp {
             if !self.path.starts_with('/') || self.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
                 return err(
                     "path",
@@ -130,7 +150,10 @@ impl HealthSection {
                 return err("expect", "statuses are 100..599");
             }
         } else if self.host.is_some() || self.body.is_some() || !self.expect.is_empty() {
-            return err("check", "host, expect and body are for `http` checks");
+            return err(
+                "check",
+                "host, expect and body are for `http` and `https` checks",
+            );
         }
         Ok(())
     }

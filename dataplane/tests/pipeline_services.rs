@@ -506,3 +506,36 @@ fn segments_of_unknown_connections_get_a_reset_when_the_service_asks() {
     assert_eq!(h.counters().tcp_resets_sent, 2);
     assert_eq!(h.counters().drop_tcp_no_conn, 1);
 }
+
+/// Passive health: a server that never answers a SYN, and one that resets,
+/// are counted against it (NAT: its packets come back here).
+#[test]
+fn unanswered_syns_and_server_resets_are_counted_per_server() {
+    let mut h = Harness::basic();
+    h.learn_neighbors();
+    let (client, vip, server) = (a4(CLIENT4), a4(VIP4), a4(SERVER4));
+    // Two SYNs nobody answers.
+    for sport in [40_000, 40_001] {
+        let (tx, _) = h.rx(0, &client_pkt(client, sport, vip, 80, SYN));
+        assert_eq!(forwarded_to(&tx), server);
+    }
+    // A third is answered, then reset by the server.
+    h.rx(0, &client_pkt(client, 40_002, vip, 80, SYN));
+    let syn_ack = L4::Tcp(0x12);
+    h.rx(1, &server_pkt(server, 80, client, 40_002, syn_ack));
+    let (tx, _) = h.rx(1, &server_pkt(server, 80, client, 40_002, RST));
+    assert_eq!(tuple(&only(&tx, 0)), (vip, 80, client, 40_002));
+    assert_eq!(
+        h.p.service_counters()[0].servers[0].resets,
+        1,
+        "{:?}",
+        h.p.service_counters()
+    );
+    // The SYN timeout (60 s) passes: the two unanswered ones expire.
+    for _ in 0..70 {
+        h.poll_after(1000);
+    }
+    let s = h.p.service_counters()[0].servers[0];
+    assert_eq!(s.syn_unanswered, 2, "{s:?}");
+    assert_eq!(s.resets, 1);
+}

@@ -183,6 +183,21 @@ impl<F: Frame> Pipeline<F> {
         }
     }
 
+    /// Counts an expired connection whose server never answered its SYN
+    /// (NAT and full NAT, where the server's packets come back here).
+    pub(super) fn note_unanswered(&mut self, conn: &crate::conn::Conn) {
+        let xmit = ConnFlags::of(conn).xmit;
+        if conn.state() == crate::conn::ConnState::SynSent
+            && matches!(xmit, Xmit::Nat | Xmit::FullNat)
+            && let Some(s) = self
+                .svc_ctr
+                .get_mut(usize::from(conn.service()))
+                .and_then(|sc| sc.servers.get_mut(usize::from(conn.server())))
+        {
+            s.syn_unanswered += 1;
+        }
+    }
+
     pub(super) fn drain_sticky_events(&mut self) {
         let n = self.sticky.pending_events().len();
         for i in 0..n {

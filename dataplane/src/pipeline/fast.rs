@@ -308,6 +308,9 @@ impl<F: Frame> Pipeline<F> {
             if plan.reply {
                 sc.packets_out += 1;
                 sc.bytes_out += plan.len;
+                if c.tcp_flags.0 & TcpFlags::RST.0 != 0 {
+                    sc.server_reset(plan.server);
+                }
             } else {
                 sc.packets_in += 1;
                 sc.bytes_in += plan.len;

@@ -256,6 +256,7 @@ impl<F: Frame> Pipeline<F> {
         closed.clear();
         K::table_mut(self).expire(now, budget, &mut closed);
         for c in closed.drain(..) {
+            self.note_unanswered(&c.conn);
             self.conn_gone(&c.key, &c.conn, false);
         }
         *K::closed(&mut self.scratch) = closed;

@@ -554,6 +554,9 @@ impl<F: Frame> Pipeline<F> {
         if let Some(sc) = self.svc_ctr.get_mut(usize::from(fwd.svc)) {
             sc.packets_out += 1;
             sc.bytes_out += (c.l3_end - c.l3_offset) as u64;
+            if c.protocol == IpProtocol::TCP && c.tcp_flags.contains(TcpFlags::RST) {
+                sc.server_reset(fwd.server);
+            }
         }
         let Some((port, nh)) = self.fib.lookup(fwd.orig.src) else {
             return Fate::Dropped(DropReason::NoRoute);

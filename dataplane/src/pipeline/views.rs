@@ -31,6 +31,16 @@ pub struct ServiceCounters {
     pub servers: Vec<ServerCounters>,
 }
 
+impl ServiceCounters {
+    /// Counts a reset that server `server` sent (passive health).
+    #[inline]
+    pub(crate) fn server_reset(&mut self, server: ServerIdx) {
+        if let Some(s) = self.servers.get_mut(usize::from(server)) {
+            s.resets += 1;
+        }
+    }
+}
+
 /// Traffic of one real server on this worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,6 +51,11 @@ pub struct ServerCounters {
     pub packets: u64,
     /// Their bytes (IP length).
     pub bytes: u64,
+    /// Its TCP connections that expired before it answered the SYN (NAT
+    /// and full NAT, where its replies are seen): passive health.
+    pub syn_unanswered: u64,
+    /// Resets it sent on its connections (NAT and full NAT): passive health.
+    pub resets: u64,
 }
 
 /// A connection to install with [`Pipeline::install_connection`].

@@ -52,6 +52,15 @@ pub enum ControlMsg {
         /// The service, or `None` for all.
         service: Option<ServiceIdx>,
     },
+    /// Remove the connections a filter selects (management API).
+    FlushConnectionsWhere(ConnFilter),
+    /// Remove one sticky binding (management API).
+    FlushStickyKey {
+        /// The service.
+        service: ServiceIdx,
+        /// The client key.
+        key: ClientKey,
+    },
     /// Remove every neighbour entry.
     FlushNeighbors,
     /// Install a connection another worker or node opened
@@ -379,6 +388,14 @@ impl<F: Frame> Pipeline<F> {
                     Some(s) => self.sticky.flush_service(s),
                     None => self.sticky.flush_all(),
                 };
+                true
+            }
+            ControlMsg::FlushConnectionsWhere(filter) => {
+                self.flush_connections_where(&filter);
+                true
+            }
+            ControlMsg::FlushStickyKey { service, key } => {
+                self.sticky.flush_key(service, &key);
                 true
             }
             ControlMsg::FlushNeighbors => {

@@ -92,6 +92,7 @@ mod neigh;
 mod record;
 mod respond;
 mod route;
+mod select;
 mod steer;
 #[cfg(test)]
 mod tests;
@@ -136,6 +137,7 @@ use flow::ConnRef;
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
+pub use select::ConnFilter;
 pub use tx::*;
 pub use views::*;
 use xmit::{ConnFlags, Xmit};

@@ -7,15 +7,18 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod clock;
 pub mod ctl;
 #[allow(unsafe_code)]
 pub mod hugepages;
+pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;
 pub mod report;
 pub mod runtime;
+pub mod tackctl;
 pub mod worker;
 pub mod yamlpos;
 

@@ -217,18 +217,23 @@ impl Worker {
 
     fn answer(&self, q: Query) -> Reply {
         match q {
-            Query::Connections { limit } => {
+            Query::Connections { filter, limit } => {
                 let mut per_server: BTreeMap<(ServiceIdx, ServerIdx), u64> = BTreeMap::new();
                 let mut list = Vec::new();
+                let mut matching = 0;
                 let limit = limit.min(QUERY_LIMIT_MAX);
                 for c in self.pipeline.connections() {
                     *per_server.entry((c.service, c.server)).or_default() += 1;
-                    if list.len() < limit {
-                        list.push(c);
+                    if filter.matches(&c) {
+                        matching += 1;
+                        if list.len() < limit {
+                            list.push(c);
+                        }
                     }
                 }
                 Reply::Connections {
                     total: self.pipeline.connection_count(),
+                    matching,
                     list,
                     per_server: per_server.into_iter().collect(),
                 }
@@ -294,6 +299,10 @@ impl Worker {
         self.pipeline
             .counters()
             .for_each(|name, v| pipeline.push((name, v)));
-        WorkerSnapshot { lp: *lp, pipeline }
+        WorkerSnapshot {
+            lp: *lp,
+            pipeline,
+            services: self.pipeline.service_counters().to_vec(),
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
+use tack_control::api::serve::ApiServer;
 use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
 use tack_control::runtime::{Appliance, EalRuntimeDir};
@@ -155,14 +156,17 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
     );
     // Spawned by this thread now that EAL has pinned it to the main lcore:
     // the management thread inherits that affinity.
-    let mgmt = match mgmt.spawn() {
+    let mgmt = match ApiServer::start(mgmt, profile.management.http.as_ref()) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("tack: management thread: {e}");
+            eprintln!("tack: {e}");
             let _ = app.shutdown();
             return ExitCode::FAILURE;
         }
     };
+    if let Some(a) = mgmt.http_addr() {
+        say!("tack: management API on http://{a}/ (metrics at /metrics)");
+    }
     app.control.set_profile_path(path);
     app.control.run(&quit, &reload, Some(&mgmt));
     drop(mgmt);

@@ -125,8 +125,10 @@ impl CtlError {
 pub enum ReloadOrigin {
     /// SIGHUP.
     Signal,
-    /// The management API (`tackctl reload`, `POST /reload`).
+    /// `tackctl reload` (the management socket).
     Tackctl,
+    /// `POST /reload` on the management API's TCP listener.
+    Http,
 }
 
 impl std::fmt::Display for ReloadOrigin {
@@ -134,6 +136,7 @@ impl std::fmt::Display for ReloadOrigin {
         f.write_str(match self {
             ReloadOrigin::Signal => "SIGHUP",
             ReloadOrigin::Tackctl => "tackctl",
+            ReloadOrigin::Http => "http",
         })
     }
 }
@@ -251,8 +254,13 @@ impl ControlPlane {
             }
             for request in api.iter().flat_map(|m| m.pending()) {
                 let changes = request.op.changes();
-                let line = changes.then(|| format!("{} {}", request.origin, request.op));
-                let answer = self.handle(request.op.clone());
+                // Names in a request are the client's: control characters are escaped.
+                let line = changes.then(|| {
+                    format!("{} {}", request.origin, request.op)
+                        .escape_debug()
+                        .to_string()
+                });
+                let answer = self.handle(request.op.clone(), request.origin);
                 // Changes are reported like reloads (which report themselves).
                 if let Some(line) = line {
                     match &answer {
@@ -503,7 +511,7 @@ mod tests {
     use tack_dataplane::model::ServerState;
 
     use super::*;
-    use crate::api::op::{Answer, Op};
+    use crate::api::op::{Answer, Op, Origin};
     use crate::api::types::{AdminState, NewServer, ServerChange, StickySelect, StickySetting};
     use crate::profile::WhenFull;
 
@@ -618,7 +626,7 @@ mod tests {
     fn refused_operations_say_why_and_change_nothing() {
         let mut c = plane();
         let before = c.profile.clone();
-        let mut refused = |op: Op| c.handle(op).unwrap_err().to_string();
+        let mut refused = |op: Op| c.handle(op, Origin::Http).unwrap_err().to_string();
         assert_eq!(
             refused(Op::FlushSticky(StickySelect {
                 service: Some("nope".into()),
@@ -666,7 +674,10 @@ mod tests {
     fn a_change_is_one_epoch() {
         let mut c = plane();
         let done = c
-            .handle(change("s2", Some(9), Some(AdminState::Drain)))
+            .handle(
+                change("s2", Some(9), Some(AdminState::Drain)),
+                Origin::Socket,
+            )
             .unwrap();
         assert!(matches!(done, Answer::Done(_)));
         assert_eq!(c.config().epoch, 1);

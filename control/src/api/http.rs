@@ -399,6 +399,7 @@ async fn delete_sticky(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tack management API", description = "Services, servers, connections, sticky bindings, counters, reloads and Prometheus metrics of a running Tack appliance. On the local socket no token is needed; on TCP, `Authorization: Bearer TOKEN` when `management.http.token_file` is set."),
+    components(schemas(ApiError)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -492,6 +493,18 @@ mod tests {
         assert!(!t.admits(Some(&h("Bearer s3cretX"))));
         assert!(!t.admits(Some(&h("Basic s3cret"))));
         assert!(!t.admits(None));
+    }
+
+    /// The document shipped in docs/ is the one the routes make
+    /// (regenerate it with `tack openapi > docs/openapi.json`).
+    #[test]
+    fn the_shipped_document_is_current() {
+        let shipped = include_str!("../../../docs/openapi.json");
+        let now = openapi().to_pretty_json().unwrap();
+        assert!(
+            shipped.trim_end() == now.trim_end(),
+            "docs/openapi.json is stale: run `tack openapi > docs/openapi.json`"
+        );
     }
 
     /// Every route is in the document, and the document holds no other.

@@ -46,6 +46,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Print the management API's OpenAPI document (JSON), as served at /openapi.json.
+    Openapi,
     /// Check a profile as `tack run` does, without running; print the EAL arguments it gives.
     ///
     /// The fields, the lcore map, the services and routes, the ports, and one
@@ -64,6 +66,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Openapi => match tack_control::api::http::openapi().to_pretty_json() {
+            Ok(doc) => {
+                say!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tack: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match Profile::load(&config) {
             Ok(p) => {
                 say!("{}: ok", config.display());

@@ -11,7 +11,7 @@ use tack_dataplane::pipeline::{ConnFilter, ConnView, ControlMsg, ServerCounters,
 use tack_dataplane::sticky::ClientKey;
 
 use super::{ControlPlane, CtlError, ReloadOrigin};
-use crate::api::op::{Answer, Op};
+use crate::api::op::{Answer, Op, Origin};
 use crate::api::types::{
     self as doc, AdminState, ConnSelect, ConnectionCount, ConnectionList, Done, NewServer,
     ServerChange, StickySelect, StickySetting,
@@ -27,8 +27,8 @@ pub const DEFAULT_LIST: usize = 20;
 pub const MAX_LIST: usize = 100_000;
 
 impl ControlPlane {
-    /// Carries out one management operation.
-    pub fn handle(&mut self, op: Op) -> Result<Answer, CtlError> {
+    /// Carries out one management operation that `origin` asked for.
+    pub fn handle(&mut self, op: Op, origin: Origin) -> Result<Answer, CtlError> {
         Ok(match op {
             Op::Status => Answer::Status(self.status()),
             Op::Counters => Answer::Counters(self.counters_doc()),
@@ -77,7 +77,10 @@ impl ControlPlane {
                 server,
                 change,
             } => Answer::Done(self.change_server(&service, &server, &change)?),
-            Op::Reload => Answer::Reloaded(self.reload_from(ReloadOrigin::Tackctl)?),
+            Op::Reload => Answer::Reloaded(self.reload_from(match origin {
+                Origin::Socket => ReloadOrigin::Tackctl,
+                Origin::Http => ReloadOrigin::Http,
+            })?),
         })
     }
 

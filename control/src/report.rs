@@ -205,6 +205,15 @@ impl RunReport {
 
 /// The port table.
 pub fn render_ports(ports: &[(String, PortStats)]) -> String {
+    let rows: Vec<(String, BTreeMap<String, u64>)> = ports
+        .iter()
+        .map(|(n, st)| (n.clone(), port_counters(st)))
+        .collect();
+    render_port_rows(&rows)
+}
+
+/// The port table from each port's counters by name ([`port_counters`]).
+pub fn render_port_rows(ports: &[(String, BTreeMap<String, u64>)]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -219,18 +228,19 @@ pub fn render_ports(ports: &[(String, PortStats)]) -> String {
         "rx_errors",
         "tx_errors"
     );
-    for (name, st) in ports {
+    for (name, m) in ports {
+        let g = |k: &str| m.get(k).copied().unwrap_or(0);
         let _ = writeln!(
             s,
             "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
             name,
-            st.ipackets,
-            st.opackets,
-            st.ibytes,
-            st.obytes,
-            st.imissed,
-            st.ierrors,
-            st.oerrors
+            g("rx_packets"),
+            g("tx_packets"),
+            g("rx_bytes"),
+            g("tx_bytes"),
+            g("rx_missed"),
+            g("rx_errors"),
+            g("tx_errors")
         );
     }
     s

@@ -242,6 +242,59 @@ fn api_metrics_and_refusals_in_the_lab() {
         assert!(metrics.contains(&format!("# TYPE {family} ")), "{family}");
     }
 
+    // tackctl: filtered counts and flushes, --json, top.
+    let count = |filter: &str| -> u64 {
+        let out = tackctl(&socket, &format!("connections count {filter}"));
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("count: {out}"))
+    };
+    let (on_s1, on_s3) = (
+        count("service web server s1"),
+        count("service web server s3"),
+    );
+    assert!(
+        on_s1 > 0 && on_s3 > 0,
+        "the lingering connections are counted: {on_s1} {on_s3}"
+    );
+    assert_eq!(count("client 10.99.99.0/24"), 0);
+    tackctl(&socket, "connections flush service web server s1");
+    assert_eq!(count("service web server s1"), 0);
+    assert_eq!(
+        count("service web server s3"),
+        on_s3,
+        "other servers' connections stay"
+    );
+    let json = tackctl(&socket, "--json services");
+    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    assert_eq!(v[0]["servers"][2]["name"], "s3");
+    let top = Command::new(env!("CARGO_BIN_EXE_tackctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--interval", "0.2", "--iterations", "2", "top"])
+        .output()
+        .expect("tackctl top");
+    let top = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.contains("conn/s") && top.lines().filter(|l| l.starts_with("web ")).count() >= 6,
+        "{top}"
+    );
+    // LocalDirector's sticky with the first-octet form, then a flush by key.
+    let set = tackctl(&socket, "sticky web 5 172");
+    assert!(
+        set.contains("natural-class persistence, 5 minute(s) for 172"),
+        "{set}"
+    );
+    let (code, body) = api(
+        &lab,
+        "DELETE",
+        "/sticky?service=web&key=172.16.0.0/16",
+        None,
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+    tackctl(&socket, "sticky web 0");
+
     // Refusals change nothing.
     let before = servers(&lab);
     let epochs = |lab: &Lab| {

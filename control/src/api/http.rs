@@ -339,15 +339,16 @@ async fn put_sticky(
 
 /// Connections matching a selection: how many, and the first `limit` of each worker.
 #[utoipa::path(get, path = "/connections", tag = "connections",
-    params(ConnListQuery),
+    params(ConnSelect, ListLimit),
     responses((status = 200, body = ConnectionList), Refusals))]
 async fn get_connections(
     State(ctx): State<Ctx>,
-    Params(q): Params<ConnListQuery>,
+    Params(select): Params<ConnSelect>,
+    Params(limit): Params<ListLimit>,
 ) -> Result<Json<ConnectionList>, HttpError> {
     let op = Op::Connections {
-        select: q.select(),
-        limit: q.limit.map_or(DEFAULT_LIST, |l| l as usize),
+        select,
+        limit: limit.limit.map_or(DEFAULT_LIST, |l| l as usize),
     };
     answer!(ctx, op, Answer::Connections(c) => c)
 }

@@ -184,33 +184,13 @@ pub struct ConnSelect {
     pub client: Option<String>,
 }
 
-/// `GET /connections`: the selection and how many to list.
+/// `GET /connections`: how many to list.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ConnListQuery {
-    /// Service name.
-    #[serde(default)]
-    pub service: Option<String>,
-    /// Server name or address (needs `service`).
-    #[serde(default)]
-    pub server: Option<String>,
-    /// Client address or network (`172.16.0.0/16`).
-    #[serde(default)]
-    pub client: Option<String>,
+pub struct ListLimit {
     /// Most connections to list per worker (default 20, at most 100000).
     #[serde(default)]
     pub limit: Option<u32>,
-}
-
-impl ConnListQuery {
-    /// The selection part.
-    pub fn select(&self) -> ConnSelect {
-        ConnSelect {
-            service: self.service.clone(),
-            server: self.server.clone(),
-            client: self.client.clone(),
-        }
-    }
 }
 
 /// A connection.

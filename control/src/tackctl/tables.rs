@@ -11,7 +11,7 @@ use crate::api::types::{
     StickyBinding,
 };
 use crate::ctl::state_name;
-use crate::report::render_counter_table;
+use crate::report::{render_counter_table, render_port_rows};
 
 /// An answer that is not the document its request gives.
 #[derive(Debug, thiserror::Error)]
@@ -59,33 +59,8 @@ pub fn render(shape: Shape, body: &[u8]) -> Result<String, BadAnswer> {
         }
         Shape::Counters => {
             let c: Counters = read(body)?;
-            let _ = writeln!(
-                s,
-                "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-                "port",
-                "rx_packets",
-                "tx_packets",
-                "rx_bytes",
-                "tx_bytes",
-                "rx_missed",
-                "rx_errors",
-                "tx_errors"
-            );
-            for (name, m) in &c.ports {
-                let g = |k: &str| m.get(k).copied().unwrap_or(0);
-                let _ = writeln!(
-                    s,
-                    "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
-                    name,
-                    g("rx_packets"),
-                    g("tx_packets"),
-                    g("rx_bytes"),
-                    g("tx_bytes"),
-                    g("rx_missed"),
-                    g("rx_errors"),
-                    g("tx_errors")
-                );
-            }
+            let ports: Vec<_> = c.ports.clone().into_iter().collect();
+            s.push_str(&render_port_rows(&ports));
             s.push('\n');
             let workers: Vec<Vec<(&str, u64)>> = c
                 .workers

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::api::types::{ConnListQuery, ConnSelect, StickySelect};
+use crate::api::types::{ConnSelect, StickySelect};
 
 /// What an answer holds, for printing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,14 +185,12 @@ pub fn parse(words: &[&str]) -> Result<Call, UsageError> {
                 Some(Ok(n)) => (Some(n), &rest[1..]),
                 _ => (None, rest),
             };
-            let f = filters(rest)?;
-            let q = ConnListQuery {
-                service: f.service,
-                server: f.server,
-                client: f.client,
-                limit,
-            };
-            get(with_query("/connections", &q), Shape::Connections)
+            let mut uri = with_query("/connections", &filters(rest)?);
+            if let Some(n) = limit {
+                uri.push(if uri.contains('?') { '&' } else { '?' });
+                uri.push_str(&format!("limit={n}"));
+            }
+            get(uri, Shape::Connections)
         }
         ["sticky"] | ["sticky", "show"] => get("/sticky", Shape::Sticky),
         ["sticky", "show", svc] => get(

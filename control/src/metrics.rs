@@ -385,6 +385,17 @@ fn control(out: &mut String, s: &MetricsSample) {
     s.control.for_each(|kind, v| f.sample(&[("kind", kind)], v));
 }
 
+/// Appends the management thread's counters (`tack_api_events_total`).
+pub fn render_api(out: &mut String, c: &crate::api::counters::ApiCounters) {
+    let mut f = family(
+        out,
+        "tack_api_events_total",
+        "counter",
+        "Management API events by kind (connections refused over the limit or cut by the timeout, requests refused 4xx or failed 5xx).",
+    );
+    c.for_each(|kind, v| f.sample(&[("kind", kind)], v));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,13 @@ fn api(
     (code.trim().parse().expect("status"), body.to_string())
 }
 
+/// The value of the sample `series` (name and labels as written) in `text`.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
 /// The error message of a refusal (its JSON `error`).
 fn error_of(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
@@ -384,6 +391,9 @@ fn api_metrics_and_refusals_in_the_lab() {
         assert!(e.contains(why), "{method} {path}: {e}");
     }
     assert_eq!(servers(&lab), before, "a refused request changed nothing");
+    let (_, metrics) = api(&lab, "GET", "/metrics", None, Some(TOKEN));
+    let refusals = metric(&metrics, "tack_api_events_total{kind=\"requests_refused\"}");
+    assert!(refusals >= 13, "401s and refusals are counted: {refusals}");
     assert_eq!(epochs(&lab), epoch);
 
     // A runtime change, then a reload of the unchanged file: reverted and said.
@@ -521,6 +531,14 @@ fn slow_management_clients_delay_nothing() {
         });
         std::thread::sleep(Duration::from_secs(2));
     }
+    // The trickling clients were cut for their slow request heads, and counted.
+    let (_, metrics) = api(&lab, "GET", "/metrics", None, None);
+    let cut = metric(
+        &metrics,
+        "tack_api_events_total{kind=\"connections_timed_out\"}",
+    );
+    assert!(cut >= 10, "slow request heads are cut and counted: {cut}");
+
     // Shutdown: SIGINT, out within 3 s.
     let pid = tack.pid().to_string();
     let t = Instant::now();
@@ -540,15 +558,12 @@ fn check_wants_a_token_off_loopback() {
     let dir = common::TempDir::new();
     let p = dir.path("p.yaml");
     let lab = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
-    std::fs::write(
-        &p,
-        lab.replacen(
-            "management:\n",
-            "management:\n  http:\n    listen: 0.0.0.0:9180\n",
-            1,
-        ),
-    )
-    .unwrap();
+    assert!(
+        lab.contains("  http: {}\n"),
+        "the lab profile listens on loopback"
+    );
+    let open = lab.replacen("  http: {}\n", "  http:\n    listen: 0.0.0.0:9180\n", 1);
+    std::fs::write(&p, open).unwrap();
     let out = Command::new(common::tack_bin())
         .args(["check", "--config"])
         .arg(&p)

@@ -5,6 +5,7 @@
 //! the whole request is. The OpenAPI document is made from the same
 //! routes ([`openapi`]) and served at `/openapi.json`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -24,6 +25,7 @@ use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::counters::ApiCounters;
 use super::op::{Answer, Op, Origin, Request};
 use super::types::*;
 use crate::ctl::{CtlError, DEFAULT_LIST};
@@ -197,6 +199,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArg
 struct Ctx {
     tx: Sender<Request>,
     origin: Origin,
+    counters: Arc<ApiCounters>,
 }
 
 impl Ctx {
@@ -255,11 +258,11 @@ async fn get_counters(State(ctx): State<Ctx>) -> Result<Json<Counters>, HttpErro
     responses((status = 200, body = String, content_type = "text/plain"), Refusals))]
 async fn get_metrics(State(ctx): State<Ctx>) -> Result<Response, HttpError> {
     match ctx.ask(Op::Metrics).await? {
-        Answer::Metrics(m) => Ok((
-            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-            crate::metrics::render(&m),
-        )
-            .into_response()),
+        Answer::Metrics(m) => {
+            let mut text = crate::metrics::render(&m);
+            crate::metrics::render_api(&mut text, &ctx.counters);
+            Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+        }
         _ => Err(mismatch()),
     }
 }
@@ -455,9 +458,30 @@ async fn authorize(State(token): State<Token>, req: HttpRequest, next: Next) -> 
     }
 }
 
+/// Counts the refusals and failures a listener answers.
+async fn count_outcome(
+    State(counters): State<Arc<ApiCounters>>,
+    req: HttpRequest,
+    next: Next,
+) -> Response {
+    let res = next.run(req).await;
+    if res.status().is_client_error() {
+        ApiCounters::add(&counters.requests_refused);
+    } else if res.status().is_server_error() {
+        ApiCounters::add(&counters.requests_failed);
+    }
+    res
+}
+
 /// The API for one listener: operations go to `tx`, tagged with `origin`;
-/// with a `token`, every request must carry it.
-pub fn router(tx: Sender<Request>, origin: Origin, token: Option<Token>) -> Router {
+/// with a `token`, every request must carry it; what it refuses is counted
+/// in `counters`.
+pub fn router(
+    tx: Sender<Request>,
+    origin: Origin,
+    token: Option<Token>,
+    counters: Arc<ApiCounters>,
+) -> Router {
     let (routes, doc) = parts();
     let doc = doc
         .to_json()
@@ -474,11 +498,16 @@ pub fn router(tx: Sender<Request>, origin: Origin, token: Option<Token>) -> Rout
             HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Ctx { tx, origin });
-    match token {
+        .with_state(Ctx {
+            tx,
+            origin,
+            counters: counters.clone(),
+        });
+    let app = match token {
         Some(t) => app.layer(middleware::from_fn_with_state(t, authorize)),
         None => app,
-    }
+    };
+    app.layer(middleware::from_fn_with_state(counters, count_outcome))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! * [`op`]: the typed operations handed to the control thread;
 //! * [`http`]: the routes and the OpenAPI document;
 //! * [`serve`]: the management thread, its listeners and their bounds;
-//! * [`client`]: `tackctl`'s side of the socket.
+//! * [`client`]: `tackctl`'s side of the socket;
+//! * [`counters`]: what the management thread refused or cut.
 //!
 //! The control thread never waits for a client: the management thread
 //! reads and checks a request whole (bounded in bytes and time), hands the
@@ -15,6 +16,7 @@
 //! for the answer on its own runtime.
 
 pub mod client;
+pub mod counters;
 pub mod http;
 pub mod op;
 pub mod serve;

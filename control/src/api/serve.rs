@@ -16,6 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::counters::ApiCounters;
 use super::http::{self, Token};
 use super::op::{Origin, Request};
 use crate::mgmt::MgmtServer;
@@ -140,13 +141,14 @@ impl ApiServer {
                             return;
                         }
                     };
-                    let app = http::router(tx.clone(), Origin::Socket, None);
-                    tokio::spawn(accept_loop(UnixAccept(unix), app));
+                    let counters = Arc::new(ApiCounters::default());
+                    let app = http::router(tx.clone(), Origin::Socket, None, counters.clone());
+                    tokio::spawn(accept_loop(UnixAccept(unix), app, counters.clone()));
                     if let Some((l, token)) = tcp {
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => {
-                                let app = http::router(tx, Origin::Http, token);
-                                tokio::spawn(accept_loop(TcpAccept(l), app));
+                                let app = http::router(tx, Origin::Http, token, counters.clone());
+                                tokio::spawn(accept_loop(TcpAccept(l), app, counters));
                             }
                             Err(e) => log::error!("management.http: {e}"),
                         }
@@ -216,7 +218,7 @@ impl Accept for TcpAccept {
 
 /// Accepts connections and serves each on a task of its own, at most
 /// [`MAX_CLIENTS`] at once.
-async fn accept_loop<L: Accept>(listener: L, app: axum::Router) {
+async fn accept_loop<L: Accept>(listener: L, app: axum::Router, counters: Arc<ApiCounters>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let conn = match listener.accept().await {
@@ -229,21 +231,25 @@ async fn accept_loop<L: Accept>(listener: L, app: axum::Router) {
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!("management: {MAX_CLIENTS} clients already connected; one refused");
+            // Counted, not logged: a flood of connections must not flood the log.
+            ApiCounters::add(&counters.connections_refused);
             drop(conn);
             continue;
         };
+        let counters = counters.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let serving = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIMEOUT)
                 .serve_connection(TokioIo::new(conn), service);
-            if tokio::time::timeout(CONNECTION_TIMEOUT, serving)
-                .await
-                .is_err()
-            {
-                log::debug!("management connection closed after {CONNECTION_TIMEOUT:?}");
+            match tokio::time::timeout(CONNECTION_TIMEOUT, serving).await {
+                // Too slow with its request head (`HEAD_TIMEOUT`), or too long.
+                Ok(Err(e)) if e.is_timeout() => {
+                    ApiCounters::add(&counters.connections_timed_out);
+                }
+                Err(_) => ApiCounters::add(&counters.connections_timed_out),
+                Ok(_) => {}
             }
             drop(slot);
         });

@@ -286,11 +286,26 @@ fn api_metrics_and_refusals_in_the_lab() {
         top.contains("conn/s") && top.lines().filter(|l| l.starts_with("web ")).count() >= 6,
         "{top}"
     );
-    // LocalDirector's sticky with the first-octet form, then a flush by key.
+    // LocalDirector's sticky with the first-octet form: c2's two addresses
+    // (172.16.1.5, 172.16.200.9) share one key and one server; c1 (11/8,
+    // not in 172) is keyed by its address. Then a flush by key.
     let set = tackctl(&socket, "sticky web 5 172");
     assert!(
         set.contains("natural-class persistence, 5 minute(s) for 172"),
         "{set}"
+    );
+    let h = lab.hits(
+        "c2",
+        "http://10.100.0.10/",
+        6,
+        &["172.16.1.5", "172.16.200.9"],
+    );
+    assert_eq!(h.servers.len(), 1, "one natural class, one server: {h:?}");
+    lab.hits("c1", "http://10.100.0.10/", 2, &[]);
+    let sticky = tackctl(&socket, "sticky show web");
+    assert!(
+        sticky.contains("172.16.0.0/16") && sticky.contains("11.1.2.3/32"),
+        "{sticky}"
     );
     let (code, body) = api(
         &lab,
@@ -300,6 +315,12 @@ fn api_metrics_and_refusals_in_the_lab() {
         Some(TOKEN),
     );
     assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(100));
+    let sticky = tackctl(&socket, "sticky show web");
+    assert!(
+        !sticky.contains("172.16.0.0/16") && sticky.contains("11.1.2.3/32"),
+        "{sticky}"
+    );
     tackctl(&socket, "sticky web 0");
 
     // Refusals change nothing.

@@ -148,8 +148,7 @@ impl fmt::Display for Op {
             } => {
                 write!(f, "server {service} {server}")?;
                 if let Some(s) = change.state {
-                    let s = serde_json::to_value(s).unwrap_or_default();
-                    write!(f, " state {}", s.as_str().unwrap_or("?"))?;
+                    write!(f, " state {}", crate::ctl::state_name(s))?;
                 }
                 if let Some(w) = change.weight {
                     write!(f, " weight {w}")?;

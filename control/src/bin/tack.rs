@@ -33,7 +33,8 @@ enum Command {
     ///
     /// The profile is checked first as `tack check` does: exit code 2 with its
     /// line FILE:LINE: FIELD: PROBLEM. Exit code 1 when the appliance cannot
-    /// start on this machine (CPUs, EAL, ports, mempool, management socket).
+    /// start on this machine (CPUs, EAL, ports, mempool, management socket,
+    /// management.http's address or token file).
     Run {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]

@@ -4,6 +4,12 @@
 //! The control thread takes a [`MetricsSample`] (cheap: copies of what it
 //! holds, and one query of the workers' connection tables for the open
 //! connections); the management thread renders it ([`render`]).
+//!
+//! Per-server health state (`tack_server_health`, once health checks run
+//! in the appliance) belongs in `servers`, next to the administrative
+//! state. Every control-plane counter ([`ControlCounters::for_each`]) is
+//! exported by name in `tack_control_events_total`; worker counters only
+//! where a family names them (packets, drops, connections, sticky table).
 
 use std::fmt::Write;
 

@@ -17,7 +17,12 @@ use tack_control::tackctl::words::{Call, Shape, USAGE, parse};
 
 /// Administer a running Tack appliance.
 #[derive(Parser, Debug)]
-#[command(name = "tackctl", version, about, after_help = USAGE)]
+#[command(
+    name = "tackctl",
+    version,
+    about = "Administer a running Tack appliance over its management API (local socket).",
+    after_help = USAGE
+)]
 struct Cli {
     /// The appliance's management socket.
     #[arg(short, long, default_value = DEFAULT_SOCKET, value_name = "PATH")]

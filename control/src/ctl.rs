@@ -86,9 +86,10 @@ pub enum CtlError {
         server: String,
     },
     /// A reload would change what only a restart can (EAL, mempool,
-    /// runtime, workers, the ports' devices, queues or MACs).
+    /// runtime, workers, the management API's TCP listener, the ports'
+    /// devices, queues or MACs).
     #[error(
-        "eal, mempool, runtime, workers or the ports' devices, queues or MACs changed; those need a restart"
+        "eal, mempool, runtime, workers, management.http or the ports' devices, queues or MACs changed; those need a restart"
     )]
     NeedsRestart,
     /// A reload would resize the workers' tables, allocated once.
@@ -350,6 +351,7 @@ impl ControlPlane {
                 && a.mempool == b.mempool
                 && a.workers == b.workers
                 && a.runtime == b.runtime
+                && a.management.http == b.management.http
                 && a.ports.len() == b.ports.len()
                 && a.ports.iter().zip(&b.ports).all(|(x, y)| {
                     x.name == y.name
@@ -689,6 +691,22 @@ mod tests {
             change("s2", Some(9), Some(AdminState::Drain)).to_string(),
             "server web s2 state drain weight 9"
         );
+    }
+
+    /// The management API's listener is bound once: a reload that moves it
+    /// is refused, and nothing changes.
+    #[test]
+    fn reload_keeps_the_http_listener() {
+        let mut c = plane();
+        let mut moved = c.profile.clone();
+        moved.management.http = Some(crate::profile::HttpSection {
+            listen: "127.0.0.1:9999".parse().unwrap(),
+            token_file: None,
+        });
+        let e = c.apply_profile(moved).unwrap_err();
+        assert!(matches!(e, CtlError::NeedsRestart), "{e}");
+        assert!(e.to_string().contains("management.http"), "{e}");
+        assert_eq!(c.config().epoch, 0);
     }
 
     /// A reload may change the tables' timeouts and full policy, which the

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::pipeline::{ConnFilter, ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
 use tack_dataplane::sticky::StickyBinding;
 
@@ -63,8 +62,6 @@ pub enum Reply {
         matching: usize,
         /// The listed ones.
         list: Vec<ConnView>,
-        /// Open connections per (service, server).
-        per_server: Vec<((ServiceIdx, ServerIdx), u64)>,
     },
     /// Sticky bindings.
     Sticky(Vec<StickyBinding>),

@@ -158,6 +158,8 @@ pub struct WorkerSnapshot {
     /// Traffic per service and server, by service index of the worker's
     /// configuration epoch.
     pub services: Vec<tack_dataplane::pipeline::ServiceCounters>,
+    /// Open connections per server, by service index and pool order.
+    pub open: Vec<Vec<u32>>,
 }
 
 /// A port's counters by the names `tackctl counters` and `/metrics` use.

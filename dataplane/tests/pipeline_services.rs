@@ -335,6 +335,7 @@ fn flush_connections_by_filter() {
             .count()
     };
     assert_eq!((on(&h, 0), on(&h, 1)), (2, 2));
+    assert_eq!(h.p.open_per_server()[0], [2, 2]);
     let by_server = ConnFilter {
         service: Some(ServiceIdx(0)),
         server: Some(ServerIdx(1)),
@@ -342,6 +343,7 @@ fn flush_connections_by_filter() {
     };
     h.p.apply(ControlMsg::FlushConnectionsWhere(by_server));
     assert_eq!((on(&h, 0), on(&h, 1)), (2, 0));
+    assert_eq!(h.p.open_per_server()[0], [2, 0]);
     assert_eq!(h.counters().conn_closed, 2);
     let first = h.p.connections().next().unwrap().client;
     let one_client = ConnFilter {

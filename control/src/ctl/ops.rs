@@ -32,8 +32,8 @@ impl ControlPlane {
         Ok(match op {
             Op::Status => Answer::Status(self.status()),
             Op::Counters => Answer::Counters(self.counters_doc()),
-            Op::Metrics => Answer::Metrics(Box::new(self.metrics_sample()?)),
-            Op::Services => Answer::Services(self.services()?),
+            Op::Metrics => Answer::Metrics(Box::new(self.metrics_sample())),
+            Op::Services => Answer::Services(self.services()),
             Op::Neighbours => Answer::Neighbours(self.neighbours()?),
             Op::Connections { select, limit } => {
                 Answer::Connections(self.connections(&select, limit)?)
@@ -278,27 +278,15 @@ impl ControlPlane {
         }
     }
 
-    /// Open connections per (service, server), summed over the workers.
-    fn active_per_server(&mut self) -> Result<BTreeMap<(ServiceIdx, ServerIdx), u64>, CtlError> {
-        let replies = self.query(Query::Connections {
-            filter: ConnFilter::default(),
-            limit: 0,
-        })?;
-        let mut active = BTreeMap::new();
-        for r in replies {
-            if let Reply::Connections { per_server, .. } = r {
-                for (k, v) in per_server {
-                    *active.entry(k).or_default() += v;
-                }
-            }
-        }
-        Ok(active)
-    }
-
-    fn services(&mut self) -> Result<Vec<doc::Service>, CtlError> {
-        let active = self.active_per_server()?;
-        let sums = service_sums(self.profile.services.len(), &self.snapshots);
-        Ok(services_doc(&self.profile, &active, &sums))
+    /// The services with what the workers last published (every
+    /// `runtime.stats_interval_ms`): no walk of their tables.
+    fn services(&self) -> Vec<doc::Service> {
+        let n = self.profile.services.len();
+        services_doc(
+            &self.profile,
+            &open_sums(n, &self.snapshots),
+            &service_sums(n, &self.snapshots),
+        )
     }
 
     fn sticky(&mut self, select: &StickySelect) -> Result<Vec<doc::StickyBinding>, CtlError> {
@@ -458,9 +446,8 @@ impl ControlPlane {
         }
     }
 
-    fn metrics_sample(&mut self) -> Result<MetricsSample, CtlError> {
-        let services = self.services()?;
-        Ok(MetricsSample {
+    fn metrics_sample(&self) -> MetricsSample {
+        MetricsSample {
             ports: self
                 .profile
                 .ports
@@ -469,10 +456,27 @@ impl ControlPlane {
                 .zip(self.port_totals())
                 .collect(),
             workers: self.snapshots.clone(),
-            services,
+            services: self.services(),
             control: self.counters,
-        })
+        }
     }
+}
+
+/// Each server's open connections summed over the workers, by service
+/// index and pool order of the running configuration.
+fn open_sums(n: usize, workers: &[WorkerSnapshot]) -> Vec<Vec<u64>> {
+    let mut sums: Vec<Vec<u64>> = vec![Vec::new(); n];
+    for w in workers {
+        for (sum, open) in sums.iter_mut().zip(&w.open) {
+            if sum.len() < open.len() {
+                sum.resize(open.len(), 0);
+            }
+            for (a, b) in sum.iter_mut().zip(open) {
+                *a += u64::from(*b);
+            }
+        }
+    }
+    sums
 }
 
 /// Each service's traffic counters summed over the workers, by index of
@@ -504,7 +508,7 @@ fn service_sums(n: usize, workers: &[WorkerSnapshot]) -> Vec<ServiceCounters> {
 /// The services of `profile` with their open connections and traffic.
 fn services_doc(
     profile: &Profile,
-    active: &BTreeMap<(ServiceIdx, ServerIdx), u64>,
+    open: &[Vec<u64>],
     sums: &[ServiceCounters],
 ) -> Vec<doc::Service> {
     let none = ServiceCounters::default();
@@ -547,10 +551,7 @@ fn services_doc(
                     port: sv.port,
                     weight: sv.weight,
                     state: admin_state(sv.state),
-                    active_connections: active
-                        .get(&(ServiceIdx(i as u16), ServerIdx(j as u16)))
-                        .copied()
-                        .unwrap_or(0),
+                    active_connections: open.get(i).and_then(|o| o.get(j)).copied().unwrap_or(0),
                     connections: traffic.conns,
                     packets: traffic.packets,
                     bytes: traffic.bytes,

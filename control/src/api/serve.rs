@@ -4,7 +4,7 @@
 //! request head within [`HEAD_TIMEOUT`], a whole connection within
 //! [`CONNECTION_TIMEOUT`]) and in bytes ([`super::http::MAX_BODY`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -78,14 +78,6 @@ fn read_token(path: &Path) -> Result<Token, ServeError> {
     Ok(Token::new(token))
 }
 
-/// Whether a TCP listener on `addr` needs a token: anywhere but loopback.
-pub fn needs_token(addr: &SocketAddr) -> bool {
-    match addr.ip() {
-        IpAddr::V4(a) => !a.is_loopback(),
-        IpAddr::V6(a) => !a.is_loopback(),
-    }
-}
-
 /// The running management thread. Dropping it stops the thread (open
 /// connections are cut) and removes the socket.
 pub struct ApiServer {
@@ -112,7 +104,7 @@ impl ApiServer {
             Some(h) => {
                 let token = match &h.token_file {
                     Some(p) => Some(read_token(p)?),
-                    None if needs_token(&h.listen) => return Err(ServeError::NoToken(h.listen)),
+                    None if h.needs_token() => return Err(ServeError::NoToken(h.listen)),
                     None => None,
                 };
                 let l =

@@ -95,6 +95,14 @@ pub struct HttpSection {
     pub token_file: Option<PathBuf>,
 }
 
+impl HttpSection {
+    /// Whether requests must carry the bearer token: on any address but
+    /// loopback (or whenever a token file is given).
+    pub fn needs_token(&self) -> bool {
+        self.token_file.is_some() || !self.listen.ip().is_loopback()
+    }
+}
+
 fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))
 }
@@ -502,8 +510,8 @@ impl Profile {
             return err("workers".into(), "at least one worker is needed".into());
         }
         if let Some(h) = &self.management.http
+            && h.needs_token()
             && h.token_file.is_none()
-            && !h.listen.ip().is_loopback()
         {
             return err(
                 "management.http.token_file".into(),

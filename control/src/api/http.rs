@@ -378,7 +378,7 @@ async fn count_connections(
     answer!(ctx, Op::CountConnections(s), Answer::Count(c) => c)
 }
 
-/// Sticky bindings (of one service, or all), merged over the workers.
+/// Sticky bindings (of one service, or one key, or all), merged over the workers.
 #[utoipa::path(get, path = "/sticky", tag = "sticky",
     params(StickySelect),
     responses((status = 200, body = Vec<StickyBinding>), Refusals))]

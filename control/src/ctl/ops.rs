@@ -294,6 +294,13 @@ impl ControlPlane {
             Some(s) => Some(ServiceIdx(self.service_index(s)? as u16)),
             None => None,
         };
+        let key = match &select.key {
+            Some(k) => {
+                let (addr, prefix) = parse_network(k)?;
+                Some(ClientKey { addr, prefix })
+            }
+            None => None,
+        };
         let replies = self.query(Query::Sticky)?;
         // One row per (service, key): the server, its open connections
         // summed over the workers (ended ones lingering in TIME_WAIT or
@@ -303,10 +310,10 @@ impl ControlPlane {
             BTreeMap::new();
         for r in replies {
             if let Reply::Sticky(list) = r {
-                for b in list
-                    .into_iter()
-                    .filter(|b| only.is_none_or(|s| s == b.service))
-                {
+                let wanted = |b: &tack_dataplane::sticky::StickyBinding| {
+                    only.is_none_or(|s| s == b.service) && key.is_none_or(|k| k == b.key)
+                };
+                for b in list.into_iter().filter(wanted) {
                     let e = rows.entry((b.service, b.key)).or_insert((b.server, 0, 0));
                     e.1 += u64::from(b.active);
                     e.2 += 1;

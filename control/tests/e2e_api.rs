@@ -321,6 +321,17 @@ fn api_metrics_and_refusals_in_the_lab() {
         !sticky.contains("172.16.0.0/16") && sticky.contains("11.1.2.3/32"),
         "{sticky}"
     );
+    let (code, body) = api(
+        &lab,
+        "GET",
+        "/sticky?service=web&key=11.1.2.3",
+        None,
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(one.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(one[0]["key"], "11.1.2.3/32");
     tackctl(&socket, "sticky web 0");
 
     // Refusals change nothing.

@@ -25,9 +25,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts some daemons on install; the lab starts its own instances.
-  for svc in nginx haproxy bird; do
+  for svc in nginx haproxy bird prometheus; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
   done
+fi
+
+# Python packages from PyPI the tests use, in a virtual environment of their
+# own (Debian's python3 keeps its packages to apt): schemathesis for the
+# property-based run against the management API's OpenAPI document.
+pyenv=/opt/tack-test/venv
+pypi_packages=(schemathesis==4.32.5)
+if ! "$pyenv/bin/python" -m pip show -q schemathesis >/dev/null 2>&1; then
+  need_root
+  echo "setup.sh: installing ${pypi_packages[*]} into $pyenv"
+  /usr/bin/python3 -m venv "$pyenv"
+  "$pyenv/bin/python" -m pip install -q --disable-pip-version-check "${pypi_packages[@]}"
 fi
 
 # Rust toolchain: the machine has one (rustup); make sure the components we use are there.

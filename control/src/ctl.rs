@@ -3,32 +3,30 @@
 //! reloads and management commands as new configuration epochs, and answers
 //! questions about the workers' tables.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tack_dataplane::cluster::NodeId;
-use tack_dataplane::ids::{ServerIdx, ServiceIdx};
-use tack_dataplane::model::ServerState;
 use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
 use tack_dataplane::sticky::StickyEvent;
 use tack_dpdk::ring::{Consumer, Producer};
 
+use crate::api::serve::ApiServer;
+use crate::api::types::{self as doc, Reloaded};
 use crate::cluster::Cluster;
 use crate::exception::ExceptionCounters;
 use crate::health::HealthState;
-use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
-use crate::profile::{
-    FieldError, PersistenceSection, Profile, ProfileError, ServerSection, TableCheck,
-    pipeline_config,
-};
-use crate::report::{PortTotals, WorkerSnapshot, render_workers};
+use crate::profile::{FieldError, Profile, ProfileError, TableCheck, pipeline_config};
+use crate::report::{PortTotals, WorkerSnapshot};
 use crate::say;
+
+mod ops;
+mod revert;
+
+pub use ops::{DEFAULT_LIST, MAX_LIST, admin_state, nc_subnet, server_state, state_name};
 
 /// Counters of the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,18 +47,25 @@ pub struct ControlCounters {
     pub reload_errors: u64,
 }
 
+impl ControlCounters {
+    /// Calls `f` with each counter's name and value.
+    pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("sticky_published", self.sticky_published);
+        f("sticky_stale", self.sticky_stale);
+        f("neighbours_published", self.neighbours_published);
+        f("messages_dropped", self.messages_dropped);
+        f("epochs", self.epochs);
+        f("reload_errors", self.reload_errors);
+    }
+}
+
 /// Why a management command or a reload was refused. The text is what
 /// `tackctl` and `tack` print after `error: ` or `reload refused: `.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// The command is not one the control plane knows.
-    #[error(
-        "unknown command `{0}` (try: status, counters, services, connections [N|flush], sticky [show|flush [SERVICE]|SERVICE MINUTES [NETWORK]], neighbours, server SERVICE SERVER state|weight V, server SERVICE add ADDR[:PORT] [weight N], server SERVICE remove SERVER, reload)"
-    )]
-    UnknownCommand(String),
-    /// A command's arguments do not fit its usage.
-    #[error("usage: {0}")]
-    Usage(&'static str),
+    /// A request that cannot be carried out as given.
+    #[error("{0}")]
+    Incomplete(&'static str),
     /// An argument is not what its place asks for.
     #[error("`{value}` is not {expected}")]
     BadArgument {
@@ -81,9 +86,10 @@ pub enum CtlError {
         server: String,
     },
     /// A reload would change what only a restart can (EAL, mempool,
-    /// runtime, workers, the ports' devices, queues or MACs).
+    /// runtime, workers, the management API's TCP listener, the ports'
+    /// devices, queues or MACs).
     #[error(
-        "eal, mempool, runtime, workers or the ports' devices, queues or MACs changed; those need a restart"
+        "eal, mempool, runtime, workers, management.http or the ports' devices, queues or MACs changed; those need a restart"
     )]
     NeedsRestart,
     /// A reload would resize the workers' tables, allocated once.
@@ -106,7 +112,8 @@ pub enum CtlError {
 }
 
 impl CtlError {
-    fn bad(value: &str, expected: &'static str) -> CtlError {
+    /// An argument that is not what its place asks for.
+    pub fn bad(value: &str, expected: &'static str) -> CtlError {
         CtlError::BadArgument {
             value: value.to_string(),
             expected,
@@ -119,8 +126,10 @@ impl CtlError {
 pub enum ReloadOrigin {
     /// SIGHUP.
     Signal,
-    /// `tackctl reload` on the management socket.
+    /// `tackctl reload` (the management socket).
     Tackctl,
+    /// `POST /reload` on the management API's TCP listener.
+    Http,
 }
 
 impl std::fmt::Display for ReloadOrigin {
@@ -128,13 +137,18 @@ impl std::fmt::Display for ReloadOrigin {
         f.write_str(match self {
             ReloadOrigin::Signal => "SIGHUP",
             ReloadOrigin::Tackctl => "tackctl",
+            ReloadOrigin::Http => "http",
         })
     }
 }
 
 /// The control plane's state.
 pub struct ControlPlane {
+    /// The running profile: the file's, with the management API's changes.
     profile: Profile,
+    /// The profile as last read from its file (or given at the start): what
+    /// a reload compares the running one with to report what it reverts.
+    file_profile: Profile,
     profile_path: Option<PathBuf>,
     macs: Vec<[u8; 6]>,
     cfg: Arc<PipelineConfig>,
@@ -163,6 +177,7 @@ impl ControlPlane {
     ) -> ControlPlane {
         let n = to_workers.len();
         ControlPlane {
+            file_profile: profile.clone(),
             profile,
             profile_path: None,
             macs,
@@ -221,7 +236,23 @@ impl ControlPlane {
     /// Applies the health checks' verdicts: each change is logged and the
     /// servers' states published as a new configuration epoch.
     fn health_changes(&mut self) {
-        let changes = self.health.poll();
+        let mut changes = self.health.poll();
+        // Passive health: unanswered SYNs and resets, summed over the workers.
+        let (profile, snapshots) = (&self.profile, &self.snapshots);
+        changes.extend(self.health.observe(|svc, srv| {
+            let i = profile.services.iter().position(|s| s.name == svc)?;
+            let j = profile.services[i]
+                .servers
+                .iter()
+                .position(|s| s.display_name() == srv)?;
+            let count = |w: &WorkerSnapshot| {
+                w.services
+                    .get(i)
+                    .and_then(|c| c.servers.get(j))
+                    .map_or(0, |c| c.syn_unanswered + c.resets)
+            };
+            Some(snapshots.iter().map(count).sum())
+        }));
         if changes.is_empty() {
             return;
         }
@@ -231,7 +262,7 @@ impl ControlPlane {
                 "tack: health: {}/{} ({}:{}) {} ({})",
                 t.service,
                 t.server,
-                fmt_addr(t.addr),
+                t.addr,
                 t.port,
                 if c.up { "up" } else { "down" },
                 c.why
@@ -252,46 +283,76 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The cluster's state for `tackctl cluster`.
-    fn cluster_status(&self) -> Result<String, CtlError> {
+    /// The cluster's state (`GET /cluster`, `tackctl cluster`).
+    pub(crate) fn cluster_doc(&self) -> doc::Cluster {
         let (Some(cl), Some(section)) = (&self.cluster, &self.profile.cluster) else {
-            return Ok("not in a cluster\n".into());
+            return doc::Cluster::default();
         };
-        let mut s = String::new();
-        let _ = writeln!(s, "{:<6} {:<16} {:<8} role", "node", "address", "state");
-        for n in &section.nodes {
-            let id = NodeId(n.id);
-            let state = if cl.live().contains(&id) {
-                "live"
-            } else if cl.draining().contains(&id) {
-                "draining"
-            } else {
-                "down"
-            };
-            let _ = writeln!(
-                s,
-                "{:<6} {:<16} {:<8} {}",
-                n.id,
-                n.address,
-                state,
-                if n.id == section.node {
-                    "this node"
+        let nodes = section
+            .nodes
+            .iter()
+            .map(|n| {
+                let id = NodeId(n.id);
+                let state = if cl.live().contains(&id) {
+                    "live"
+                } else if cl.draining().contains(&id) {
+                    "draining"
                 } else {
-                    "peer"
+                    "down"
+                };
+                doc::ClusterNode {
+                    id: n.id,
+                    address: n.address,
+                    state: state.to_string(),
+                    this_node: n.id == section.node,
                 }
-            );
+            })
+            .collect();
+        doc::Cluster {
+            node: Some(section.node),
+            nodes,
+            counters: cl
+                .counters()
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }
-        let counters = cl.counters().pairs();
-        let _ = writeln!(
-            s,
-            "\n{}",
-            counters
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        Ok(s)
+    }
+
+    /// `POST /cluster/drain` and `/cluster/activate`.
+    pub(crate) fn cluster_drain(&mut self, drain: bool) -> Result<doc::Done, CtlError> {
+        let Some(cl) = &mut self.cluster else {
+            return Err(CtlError::Incomplete("this appliance is not in a cluster"));
+        };
+        cl.set_draining(drain);
+        let what = if drain { "drain" } else { "activate" };
+        say!("tack: cluster: {what} requested");
+        Ok(doc::Done {
+            message: format!("this node: {what} requested"),
+        })
+    }
+
+    /// The exception path's and the cluster link's counters, by name, for
+    /// `GET /counters` and the metrics.
+    pub(crate) fn more_counters(&self, mut f: impl FnMut(String, u64)) {
+        if let Some(e) = &self.exception {
+            let s = e.snapshot();
+            for (k, v) in [
+                ("exception_to_kernel", s.to_kernel),
+                ("exception_from_kernel", s.from_kernel),
+                ("exception_to_kernel_dropped", s.to_kernel_dropped),
+                ("exception_from_kernel_dropped", s.from_kernel_dropped),
+                ("exception_no_interface", s.no_interface),
+            ] {
+                f(k.to_string(), v);
+            }
+        }
+        if let Some(cl) = &self.cluster {
+            for (k, v) in cl.counters().pairs() {
+                f(format!("cluster_{k}"), v);
+            }
+        }
     }
 
     /// Passes the cluster link's news to the workers.
@@ -329,8 +390,8 @@ impl ControlPlane {
     }
 
     /// Runs until `quit`; `reload` (set by SIGHUP) re-reads the profile;
-    /// the management thread's commands are answered as they come.
-    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, mgmt: Option<&MgmtThread>) {
+    /// the management API's operations are carried out as they come.
+    pub fn run(&mut self, quit: &AtomicBool, reload: &AtomicBool, api: Option<&ApiServer>) {
         let interval = Duration::from_millis(u64::from(self.profile.runtime.stats_interval_ms));
         while !quit.load(Ordering::Relaxed) {
             let busy = self.tick();
@@ -344,13 +405,20 @@ impl ControlPlane {
                 // Reported by reload_from; nobody else waits for the outcome.
                 let _ = self.reload_from(ReloadOrigin::Signal);
             }
-            for request in mgmt.iter().flat_map(|m| m.pending()) {
-                let answer = self.command(request.line());
+            for request in api.iter().flat_map(|m| m.pending()) {
+                let changes = request.op.changes();
+                // Names in a request are the client's: control characters are escaped.
+                let line = changes.then(|| {
+                    format!("{} {}", request.origin, request.op)
+                        .escape_debug()
+                        .to_string()
+                });
+                let answer = self.handle(request.op.clone(), request.origin);
                 // Changes are reported like reloads (which report themselves).
-                if changes_configuration(request.line()) {
+                if let Some(line) = line {
                     match &answer {
-                        Ok(_) => say!("tack: tackctl {}: applied", request.line()),
-                        Err(e) => say!("tack: tackctl {}: refused: {e}", request.line()),
+                        Ok(_) => say!("tack: {line}: applied"),
+                        Err(e) => say!("tack: {line}: refused: {e}"),
                     }
                 }
                 request.answer(answer);
@@ -433,6 +501,7 @@ impl ControlPlane {
                 && a.exception.enabled == b.exception.enabled
                 && a.exception.routes == b.exception.routes
                 && a.cluster == b.cluster
+                && a.management.http == b.management.http
                 && a.ports.len() == b.ports.len()
                 && a.ports.iter().zip(&b.ports).all(|(x, y)| {
                     x.name == y.name
@@ -457,10 +526,14 @@ impl ControlPlane {
             self.counters.reload_errors += 1;
             return Err(CtlError::TableSizes);
         }
-        // The workers get the servers' health on top of the operator's states.
-        let cfg = pipeline_config(&self.health.effective(&new), &self.macs).inspect_err(|_| {
-            self.counters.reload_errors += 1;
-        })?;
+        // The checks `tack check` makes of a profile, then the pipeline's,
+        // which gets the servers' health on top of the operator's states.
+        let cfg = new
+            .validate()
+            .and_then(|()| pipeline_config(&self.health.effective(&new), &self.macs))
+            .inspect_err(|_| {
+                self.counters.reload_errors += 1;
+            })?;
         let n = cfg.services.len();
         if let Err(e) = self.health.retarget(&new) {
             log::error!("health checks not started: {e}");
@@ -476,18 +549,27 @@ impl ControlPlane {
     /// Re-reads the profile file and applies it ([`ControlPlane::reload`]),
     /// and reports the outcome on `tack`'s output, accepted or refused with
     /// its cause: `tack: reload (ORIGIN): ...` or `tack: reload refused
-    /// (ORIGIN): ...`, like the start and stop lines of `tack run`.
-    pub fn reload_from(&mut self, origin: ReloadOrigin) -> Result<String, CtlError> {
+    /// (ORIGIN): ...`, like the start and stop lines of `tack run`; then
+    /// one line `tack: reload (ORIGIN) reverted: ...` per runtime change
+    /// the reload reverted.
+    pub fn reload_from(&mut self, origin: ReloadOrigin) -> Result<Reloaded, CtlError> {
         let result = self.reload();
         match &result {
-            Ok(msg) => say!("tack: reload ({origin}): {msg}"),
+            Ok(r) => {
+                say!("tack: reload ({origin}): {}", r.message);
+                for line in &r.reverted {
+                    say!("tack: reload ({origin}) reverted: {line}");
+                }
+            }
             Err(e) => say!("tack: reload refused ({origin}): {e}"),
         }
         result
     }
 
-    /// Re-reads the profile file and applies it.
-    pub fn reload(&mut self) -> Result<String, CtlError> {
+    /// Re-reads the profile file and applies it: the file wins over the
+    /// changes made through the management API since it was last read,
+    /// and the answer lists those it reverted.
+    pub fn reload(&mut self) -> Result<Reloaded, CtlError> {
         let Some(path) = self.profile_path.clone() else {
             return Err(CtlError::NoProfileFile);
         };
@@ -496,7 +578,10 @@ impl ControlPlane {
         let new = Profile::load_with(&path, TableCheck::Skip).inspect_err(|_| {
             self.counters.reload_errors += 1;
         })?;
-        self.apply_profile(new)
+        let reverted = revert::reverted(&self.file_profile, &self.profile, &new);
+        let message = self.apply_profile(new.clone())?;
+        self.file_profile = new;
+        Ok(Reloaded { message, reverted })
     }
 
     /// Asks every worker and waits (up to a second) for all answers.
@@ -518,438 +603,6 @@ impl ControlPlane {
         }
         Ok(self.replies.iter_mut().filter_map(Option::take).collect())
     }
-
-    fn service_index(&self, name: &str) -> Result<usize, CtlError> {
-        self.profile
-            .services
-            .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| CtlError::UnknownService(name.to_string()))
-    }
-
-    fn server_index(&self, service: usize, name: &str) -> Result<usize, CtlError> {
-        let svc = &self.profile.services[service];
-        svc.servers
-            .iter()
-            .position(|s| s.display_name() == name || s.address.to_string() == name)
-            .ok_or_else(|| CtlError::UnknownServer {
-                service: svc.name.clone(),
-                server: name.to_string(),
-            })
-    }
-
-    /// Handles one management command line; returns the answer text.
-    pub fn command(&mut self, line: &str) -> Result<String, CtlError> {
-        let args: Vec<&str> = line.split_whitespace().collect();
-        match args.as_slice() {
-            ["status"] | [] => Ok(self.status()),
-            ["counters"] => Ok(render_workers(&self.snapshots) + &self.render_control_counters()),
-            ["services"] => self.services(),
-            ["connections"] => self.connections(20),
-            ["connections", "flush"] => {
-                self.broadcast(ControlMsg::FlushConnections);
-                Ok("connections flushed".into())
-            }
-            ["connections", n] => {
-                self.connections(n.parse().map_err(|_| CtlError::bad(n, "a count"))?)
-            }
-            ["sticky"] | ["sticky", "show"] => self.sticky_show(),
-            ["sticky", "flush"] => {
-                self.broadcast(ControlMsg::FlushSticky { service: None });
-                Ok("all sticky bindings flushed".into())
-            }
-            ["sticky", "flush", svc] => {
-                let i = self.service_index(svc)?;
-                self.broadcast(ControlMsg::FlushSticky {
-                    service: Some(ServiceIdx(i as u16)),
-                });
-                Ok(format!("sticky bindings of `{svc}` flushed"))
-            }
-            ["sticky", svc, minutes, rest @ ..] if rest.len() <= 1 => {
-                self.sticky_set(svc, minutes, rest.first().copied())
-            }
-            ["neighbours"] | ["neighbors"] => self.neighbours(),
-            ["server", svc, server, "state", st] => {
-                let state = parse_state(st)?;
-                let (i, j) = self.locate(svc, server)?;
-                let mut p = self.profile.clone();
-                p.services[i].servers[j].state = state;
-                self.apply_profile(p)
-                    .map(|_| format!("{svc}/{server}: state {st}"))
-            }
-            ["server", svc, server, "weight", w] => {
-                let weight: u16 = w
-                    .parse()
-                    .map_err(|_| CtlError::bad(w, "a weight (0..65535)"))?;
-                let (i, j) = self.locate(svc, server)?;
-                let mut p = self.profile.clone();
-                p.services[i].servers[j].weight = weight;
-                self.apply_profile(p)
-                    .map(|_| format!("{svc}/{server}: weight {weight}"))
-            }
-            ["server", svc, "add", addr, rest @ ..] => self.server_add(svc, addr, rest),
-            ["server", svc, "remove", server] => {
-                let (i, j) = self.locate(svc, server)?;
-                let mut p = self.profile.clone();
-                let removed = p.services[i].servers.remove(j).display_name();
-                for s in &mut p.services[i].servers {
-                    if s.backup.as_deref() == Some(removed.as_str()) {
-                        s.backup = None;
-                    }
-                }
-                self.apply_profile(p)
-                    .map(|_| format!("{svc}/{server}: removed"))
-            }
-            ["reload"] => self.reload_from(ReloadOrigin::Tackctl),
-            ["cluster"] => self.cluster_status(),
-            ["cluster", what @ ("drain" | "activate")] => {
-                let Some(cl) = &mut self.cluster else {
-                    return Err(CtlError::Usage("not in a cluster"));
-                };
-                cl.set_draining(*what == "drain");
-                Ok(format!("this node: {what} requested"))
-            }
-            _ => Err(CtlError::UnknownCommand(line.to_string())),
-        }
-    }
-
-    fn locate(&self, svc: &str, server: &str) -> Result<(usize, usize), CtlError> {
-        let i = self.service_index(svc)?;
-        Ok((i, self.server_index(i, server)?))
-    }
-
-    fn broadcast(&mut self, msg: ControlMsg) {
-        for w in 0..self.to_workers.len() {
-            self.send(w, ToWorker::Msg(msg.clone()));
-        }
-    }
-
-    fn server_add(&mut self, svc: &str, addr: &str, rest: &[&str]) -> Result<String, CtlError> {
-        let i = self.service_index(svc)?;
-        let (address, port) = parse_addr_port(addr)?;
-        let weight = match rest {
-            [] => 1,
-            ["weight", w] => w.parse().map_err(|_| CtlError::bad(w, "a weight"))?,
-            _ => return Err(CtlError::Usage("server SERVICE add ADDR[:PORT] [weight N]")),
-        };
-        let mut p = self.profile.clone();
-        p.services[i].servers.push(ServerSection {
-            name: None,
-            address,
-            port,
-            weight,
-            state: ServerState::Up,
-            backup: None,
-            url: None,
-            https_url: None,
-            directed: None,
-            health: None,
-        });
-        self.apply_profile(p)
-            .map(|_| format!("{svc}: server {addr} added with weight {weight}"))
-    }
-
-    /// LocalDirector's `sticky <vid> <minutes> [nc-subnet]`: natural-class
-    /// persistence for a service (0 minutes turns persistence off).
-    fn sticky_set(
-        &mut self,
-        svc: &str,
-        minutes: &str,
-        network: Option<&str>,
-    ) -> Result<String, CtlError> {
-        let i = self.service_index(svc)?;
-        let minutes: u32 = minutes
-            .parse()
-            .map_err(|_| CtlError::bad(minutes, "a number of minutes"))?;
-        let networks = match network {
-            None => Vec::new(),
-            Some(n) => vec![
-                n.parse()
-                    .map_err(|_| CtlError::bad(n, "a classful network address like 172.16.0.0"))?,
-            ],
-        };
-        let mut p = self.profile.clone();
-        p.services[i].persistence = (minutes > 0).then_some(PersistenceSection {
-            timeout: minutes,
-            netmask: None,
-            prefix: None,
-            natural_class: true,
-            networks,
-        });
-        self.apply_profile(p).map(|_| match minutes {
-            0 => format!("{svc}: persistence off"),
-            m => format!(
-                "{svc}: natural-class persistence, {m} minute(s){}",
-                network.map(|n| format!(" for {n}")).unwrap_or_default()
-            ),
-        })
-    }
-
-    fn status(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "workers: {}", self.to_workers.len());
-        for (i, p) in self.profile.ports.iter().enumerate() {
-            let mac = self.macs.get(i).copied().unwrap_or_default();
-            let addrs: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
-            let _ = writeln!(
-                s,
-                "port {}: {} mac {} addresses {}",
-                p.name,
-                p.device,
-                tack_dataplane::wire::EthernetAddress(mac),
-                addrs.join(" ")
-            );
-        }
-        let _ = writeln!(s, "services: {}", self.profile.services.len());
-        let _ = writeln!(
-            s,
-            "configuration epochs published: {}",
-            self.counters.epochs
-        );
-        let total = |name: &str| -> u64 {
-            self.snapshots
-                .iter()
-                .map(|w| {
-                    let mut v = 0;
-                    w.lp.for_each(|n, x| {
-                        if n == name {
-                            v = x;
-                        }
-                    });
-                    v
-                })
-                .sum()
-        };
-        let _ = writeln!(
-            s,
-            "rx_packets: {}  tx_packets: {}",
-            total("rx_packets"),
-            total("tx_packets")
-        );
-        s
-    }
-
-    fn render_control_counters(&self) -> String {
-        let c = self.counters;
-        format!(
-            "\ncontrol: sticky_published {} sticky_stale {} neighbours_published {} messages_dropped {} epochs {} reload_errors {}\n{}\n",
-            c.sticky_published,
-            c.sticky_stale,
-            c.neighbours_published,
-            c.messages_dropped,
-            c.epochs,
-            c.reload_errors,
-            self.exception
-                .as_ref()
-                .map(|e| e.snapshot())
-                .unwrap_or_default()
-        )
-    }
-
-    fn services(&mut self) -> Result<String, CtlError> {
-        let replies = self.query(Query::Connections { limit: 0 })?;
-        let mut active: BTreeMap<(ServiceIdx, ServerIdx), u64> = BTreeMap::new();
-        for r in replies {
-            if let Reply::Connections { per_server, .. } = r {
-                for (k, v) in per_server {
-                    *active.entry(k).or_default() += v;
-                }
-            }
-        }
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<12} {:>12}",
-            "service", "vip", "mode", "sched", "server", "weight", "state", "connections"
-        );
-        for (i, svc) in self.profile.services.iter().enumerate() {
-            let vip = match svc.port {
-                Some(p) => format!("{}/{}:{p}", svc.protocol, fmt_addr(svc.vip)),
-                None => format!("{}/{}:*", svc.protocol, fmt_addr(svc.vip)),
-            };
-            let mode = format!("{:?}", svc.mode).to_lowercase();
-            let sched = sched_name(svc.scheduler);
-            for (j, sv) in svc.servers.iter().enumerate() {
-                let conns = active
-                    .get(&(ServiceIdx(i as u16), ServerIdx(j as u16)))
-                    .copied()
-                    .unwrap_or(0);
-                let mut state = format!("{:?}", sv.state).to_lowercase();
-                if self.health.is_down(&svc.name, &sv.display_name()) {
-                    state.push_str(",failing");
-                }
-                let _ = writeln!(
-                    s,
-                    "{:<16} {:<28} {:<8} {:<8} {:<24} {:>6} {:<12} {:>12}",
-                    svc.name,
-                    vip,
-                    mode,
-                    sched,
-                    sv.display_name(),
-                    sv.weight,
-                    state,
-                    conns
-                );
-            }
-        }
-        Ok(s)
-    }
-
-    fn connections(&mut self, limit: usize) -> Result<String, CtlError> {
-        let replies = self.query(Query::Connections { limit })?;
-        let mut s = String::new();
-        let mut total = 0;
-        let _ = writeln!(
-            s,
-            "{:<6} {:<5} {:<28} {:<28} {:<28} {:<12}",
-            "worker", "proto", "client", "vip", "server", "state"
-        );
-        for (w, r) in replies.into_iter().enumerate() {
-            if let Reply::Connections { total: t, list, .. } = r {
-                total += t;
-                for c in list {
-                    let proto = match c.protocol {
-                        6 => "tcp",
-                        17 => "udp",
-                        _ => "other",
-                    };
-                    let server = c.server_addr.map_or("(removed)".to_string(), fmt_addr);
-                    let _ = writeln!(
-                        s,
-                        "{:<6} {:<5} {:<28} {:<28} {:<28} {:<12}",
-                        w,
-                        proto,
-                        format!("{}:{}", fmt_addr(c.client), c.client_port),
-                        format!("{}:{}", fmt_addr(c.vip), c.vip_port),
-                        server,
-                        format!("{:?}", c.state)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(s, "connection table entries: {total}");
-        Ok(s)
-    }
-
-    fn sticky_show(&mut self) -> Result<String, CtlError> {
-        let replies = self.query(Query::Sticky)?;
-        // One line per (service, key): the server, its open connections
-        // summed over the workers (ended ones lingering in TIME_WAIT or CLOSE
-        // are not counted: `Pipeline::sticky_bindings`), and on how many
-        // workers it is known.
-        let mut rows: BTreeMap<(ServiceIdx, String), (Option<ServerIdx>, u32, usize)> =
-            BTreeMap::new();
-        for r in replies {
-            if let Reply::Sticky(list) = r {
-                for b in list {
-                    let e = rows
-                        .entry((b.service, b.key.to_string()))
-                        .or_insert((b.server, 0, 0));
-                    e.1 += b.active;
-                    e.2 += 1;
-                }
-            }
-        }
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<16} {:<24} {:<24} {:>8} {:>8}",
-            "service", "client key", "server", "active", "workers"
-        );
-        for ((svc, key), (server, active, workers)) in &rows {
-            let svc_sec = self.profile.services.get(usize::from(*svc));
-            let name = svc_sec.map_or("?".to_string(), |x| x.name.clone());
-            let server_name = server
-                .and_then(|j| svc_sec.and_then(|x| x.servers.get(usize::from(j))))
-                .map_or("(none)".to_string(), ServerSection::display_name);
-            let _ = writeln!(
-                s,
-                "{name:<16} {key:<24} {server_name:<24} {active:>8} {workers:>8}"
-            );
-        }
-        let _ = writeln!(s, "sticky bindings: {}", rows.len());
-        Ok(s)
-    }
-
-    fn neighbours(&mut self) -> Result<String, CtlError> {
-        let replies = self.query(Query::Neighbours)?;
-        let mut rows: BTreeMap<(u16, IpAddr), String> = BTreeMap::new();
-        for r in replies {
-            if let Reply::Neighbours(list) = r {
-                for n in list {
-                    let mac = n.mac.map_or("(resolving)".to_string(), |m| m.to_string());
-                    rows.entry((n.port, n.addr))
-                        .or_insert(format!("{mac} {:?}", n.state));
-                }
-            }
-        }
-        let mut s = String::new();
-        for ((port, addr), v) in rows {
-            let pname = self
-                .profile
-                .ports
-                .get(port as usize)
-                .map_or("?", |p| p.name.as_str());
-            let _ = writeln!(s, "{pname:<10} {addr:<28} {v}");
-        }
-        Ok(s)
-    }
-}
-
-/// The short name a profile uses for a scheduler.
-/// Whether a management command changes the running configuration or
-/// tables (servers, persistence, flushes), other than `reload`.
-fn changes_configuration(line: &str) -> bool {
-    let args: Vec<&str> = line.split_whitespace().collect();
-    match args.as_slice() {
-        ["server", ..] => true,
-        ["sticky", "show"] | ["sticky"] => false,
-        ["sticky", ..] => true,
-        ["connections", "flush"] => true,
-        ["cluster", "drain" | "activate"] => true,
-        _ => false,
-    }
-}
-
-fn sched_name(s: tack_dataplane::model::SchedulerKind) -> &'static str {
-    use tack_dataplane::model::SchedulerKind as K;
-    match s {
-        K::RoundRobin => "rr",
-        K::WeightedRoundRobin => "wrr",
-        K::LeastConn => "lc",
-        K::WeightedLeastConn => "wlc",
-        K::SourceHash => "sh",
-        K::Maglev => "maglev",
-        K::Rendezvous => "hrw",
-        K::Failover => "failover",
-    }
-}
-
-fn fmt_addr(a: IpAddr) -> String {
-    match a {
-        IpAddr::V4(v) => v.to_string(),
-        IpAddr::V6(v) => format!("[{v}]"),
-    }
-}
-
-fn parse_state(s: &str) -> Result<ServerState, CtlError> {
-    match s {
-        "up" => Ok(ServerState::Up),
-        "drain" => Ok(ServerState::Drain),
-        "maint" => Ok(ServerState::Maint),
-        "down" => Ok(ServerState::Down),
-        _ => Err(CtlError::bad(s, "a state (up, drain, maint, down)")),
-    }
-}
-
-fn parse_addr_port(s: &str) -> Result<(IpAddr, Option<u16>), CtlError> {
-    if let Ok(a) = s.parse::<IpAddr>() {
-        return Ok((a, None));
-    }
-    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
-        return Ok((sa.ip(), Some(sa.port())));
-    }
-    Err(CtlError::bad(s, "ADDRESS or ADDRESS:PORT ([v6]:port)"))
 }
 
 /// Appends to `out` the messages that carry worker `from`'s events, taken
@@ -1012,7 +665,12 @@ mod tests {
     use tack_dataplane::sticky::ClientKey;
     use tack_dataplane::wire::EthernetAddress;
 
+    use tack_dataplane::ids::{ServerIdx, ServiceIdx};
+    use tack_dataplane::model::ServerState;
+
     use super::*;
+    use crate::api::op::{Answer, Op, Origin};
+    use crate::api::types::{AdminState, NewServer, ServerChange, StickySelect, StickySetting};
     use crate::profile::WhenFull;
 
     fn lab() -> (Profile, Vec<[u8; 6]>) {
@@ -1112,76 +770,99 @@ mod tests {
         assert_eq!(c.counters.sticky_published, 2);
     }
 
-    /// Refused commands answer with the same text as before the errors were
-    /// typed (`tackctl` prints it after `tackctl: `).
+    fn change(server: &str, weight: Option<u16>, state: Option<AdminState>) -> Op {
+        Op::ChangeServer {
+            service: "web".into(),
+            server: server.into(),
+            change: ServerChange { weight, state },
+        }
+    }
+
+    /// Refused operations say why and publish nothing: the configuration
+    /// epoch stays where it was.
     #[test]
-    fn refused_commands_keep_their_text() {
+    fn refused_operations_say_why_and_change_nothing() {
         let mut c = plane();
-        let mut refused = |line: &str| c.command(line).unwrap_err().to_string();
-        assert_eq!(refused("sticky flush nope"), "no service named `nope`");
+        let before = c.profile.clone();
+        let mut refused = |op: Op| c.handle(op, Origin::Http).unwrap_err().to_string();
         assert_eq!(
-            refused("server web s9 state up"),
+            refused(Op::FlushSticky(StickySelect {
+                service: Some("nope".into()),
+                key: None
+            })),
+            "no service named `nope`"
+        );
+        assert_eq!(
+            refused(change("s9", Some(2), None)),
             "service `web` has no server `s9`"
         );
         assert_eq!(
-            refused("server web s1 state off"),
-            "`off` is not a state (up, drain, maint, down)"
+            refused(change("s1", None, None)),
+            "give weight and/or state"
         );
+        let dup = Op::AddServer {
+            service: "web".into(),
+            server: NewServer {
+                address: "10.0.0.11".parse().unwrap(),
+                port: None,
+                name: Some("s1".into()),
+                weight: Some(4),
+                state: None,
+            },
+        };
+        let e = refused(dup);
+        assert!(e.contains("s1"), "{e}");
         assert_eq!(
-            refused("server web s1 weight -1"),
-            "`-1` is not a weight (0..65535)"
+            refused(Op::SetSticky {
+                service: "web".into(),
+                setting: StickySetting {
+                    minutes: 5,
+                    network: Some("here".into())
+                }
+            }),
+            "`here` is not a classful network like 172.16.0.0, or a class A or B first octet like 172"
         );
+        assert_eq!(refused(Op::Reload), "no profile file to reload");
+        assert_eq!(c.config().epoch, 0);
+        assert_eq!(c.profile, before);
+    }
+
+    /// A change is applied whole, as one configuration epoch.
+    #[test]
+    fn a_change_is_one_epoch() {
+        let mut c = plane();
+        let done = c
+            .handle(
+                change("s2", Some(9), Some(AdminState::Drain)),
+                Origin::Socket,
+            )
+            .unwrap();
+        assert!(matches!(done, Answer::Done(_)));
+        assert_eq!(c.config().epoch, 1);
+        let s2 = &c.profile.services[0].servers[1];
+        assert_eq!((s2.weight, s2.state), (9, ServerState::Drain));
+        assert!(change("s2", Some(9), None).changes());
+        assert!(!Op::Services.changes());
         assert_eq!(
-            refused("server web add 10.0.0.14 weight x"),
-            "`x` is not a weight"
-        );
-        assert_eq!(
-            refused("server web add 10.0.0.14 wait"),
-            "usage: server SERVICE add ADDR[:PORT] [weight N]"
-        );
-        assert_eq!(
-            refused("server web add nowhere"),
-            "`nowhere` is not ADDRESS or ADDRESS:PORT ([v6]:port)"
-        );
-        assert_eq!(refused("connections many"), "`many` is not a count");
-        assert_eq!(
-            refused("sticky web soon"),
-            "`soon` is not a number of minutes"
-        );
-        assert_eq!(
-            refused("sticky web 5 here"),
-            "`here` is not a classful network address like 172.16.0.0"
-        );
-        assert_eq!(refused("reload"), "no profile file to reload");
-        let unknown = refused("frobnicate");
-        assert!(
-            unknown.starts_with("unknown command `frobnicate` (try: status, "),
-            "{unknown}"
+            change("s2", Some(9), Some(AdminState::Drain)).to_string(),
+            "server web s2 state drain weight 9"
         );
     }
 
+    /// The management API's listener is bound once: a reload that moves it
+    /// is refused, and nothing changes.
     #[test]
-    fn configuration_changes_are_told_from_queries() {
-        for line in [
-            "server web s1 state down",
-            "server web add 10.0.0.14",
-            "sticky web 5",
-            "sticky flush",
-            "connections flush",
-        ] {
-            assert!(changes_configuration(line), "{line}");
-        }
-        for line in [
-            "status",
-            "sticky",
-            "sticky show",
-            "connections 5",
-            "services",
-            "reload",
-            "",
-        ] {
-            assert!(!changes_configuration(line), "{line}");
-        }
+    fn reload_keeps_the_http_listener() {
+        let mut c = plane();
+        let mut moved = c.profile.clone();
+        moved.management.http = Some(crate::profile::HttpSection {
+            listen: "127.0.0.1:9999".parse().unwrap(),
+            token_file: None,
+        });
+        let e = c.apply_profile(moved).unwrap_err();
+        assert!(matches!(e, CtlError::NeedsRestart), "{e}");
+        assert!(e.to_string().contains("management.http"), "{e}");
+        assert_eq!(c.config().epoch, 0);
     }
 
     /// A reload may change the tables' timeouts and full policy, which the

@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod clock;
 pub mod cluster;
 pub mod ctl;
@@ -14,11 +15,13 @@ pub mod exception;
 pub mod health;
 #[allow(unsafe_code)]
 pub mod hugepages;
+pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;
 pub mod report;
 pub mod runtime;
+pub mod tackctl;
 pub mod worker;
 pub mod yamlpos;
 

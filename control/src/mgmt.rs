@@ -1,30 +1,13 @@
-//! The management socket: a local Unix socket (mode 0600) taking one command
-//! line per connection and answering with text. `tackctl` is its client.
-//!
-//! Answer format: the first line is `ok` or `error: <why>`; the rest is the
-//! command's output.
-//!
-//! The socket is served by a management thread of its own ([`MgmtServer::spawn`]),
-//! so that a slow or silent client never holds up the control thread: the
-//! management thread reads the command line, hands it to the control thread
-//! as a [`Request`] on a crossbeam channel, and writes back the answer the
-//! control thread sends on the request's reply channel. It is spawned by the
-//! control thread once EAL has pinned that thread to the main lcore, and
-//! inherits that affinity: it runs on the housekeeping core(s), away from the
-//! workers' lcores (unless the profile's `eal.lcores` shares them).
+//! The management socket's file: a local Unix socket (mode 0600) bound
+//! only where nothing but a stale socket is ([`MgmtServer::bind`]), and
+//! removed when the appliance stops. The management API is served on it
+//! by the management thread ([`crate::api::serve`]); `tackctl` is its
+//! client ([`crate::api::client`]).
 
-use std::fmt;
 use std::io::ErrorKind;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
-
-use crossbeam::channel::{self, Receiver, Sender};
 
 /// The directory of the default management socket, created if missing
 /// (other directories must exist).
@@ -100,37 +83,14 @@ impl MgmtServer {
         })
     }
 
-    /// Serves the socket on a management thread (`tack-mgmt`, with the
-    /// calling thread's CPU affinity) until the returned handle is dropped.
-    pub fn spawn(self) -> Result<MgmtThread, MgmtError> {
-        // A rendezvous channel: a request is either taken by the control
-        // thread (which then answers it or drops it) or not sent at all.
-        let (tx, rx) = channel::bounded(0);
-        let stop = Arc::new(AtomicBool::new(false));
-        let path = self.path.clone();
-        let thread_stop = stop.clone();
-        let join = std::thread::Builder::new()
-            .name("tack-mgmt".into())
-            .spawn(move || self.serve(&tx, &thread_stop))?;
-        Ok(MgmtThread {
-            requests: Some(rx),
-            stop,
-            path,
-            join: Some(join),
-        })
+    /// The listening socket.
+    pub fn listener(&self) -> &UnixListener {
+        &self.listener
     }
 
-    /// Accepts connections, one at a time, until `stop` is set.
-    fn serve(self, requests: &Sender<Request>, stop: &AtomicBool) {
-        for stream in self.listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let result = stream.and_then(|s| handle(s, requests));
-            if let Err(e) = result {
-                log::warn!("management connection: {e}");
-            }
-        }
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -140,86 +100,7 @@ impl Drop for MgmtServer {
     }
 }
 
-/// The running management thread. Dropping it stops the thread and removes
-/// the socket.
-pub struct MgmtThread {
-    requests: Option<Receiver<Request>>,
-    stop: Arc<AtomicBool>,
-    path: PathBuf,
-    join: Option<JoinHandle<()>>,
-}
-
-impl MgmtThread {
-    /// The commands waiting for the control thread now (never blocks).
-    pub fn pending(&self) -> impl Iterator<Item = Request> + '_ {
-        self.requests.iter().flat_map(Receiver::try_iter)
-    }
-}
-
-impl Drop for MgmtThread {
-    fn drop(&mut self) {
-        // A connection waiting for the control thread ends unanswered.
-        self.requests = None;
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the thread if it waits in accept. If the socket cannot be
-        // reached any more, the thread is left to end with the process.
-        if let Err(e) = UnixStream::connect(&self.path) {
-            log::warn!("management socket {}: {e}", self.path.display());
-            return;
-        }
-        if let Some(j) = self.join.take()
-            && j.join().is_err()
-        {
-            log::error!("the management thread panicked");
-        }
-    }
-}
-
-/// A command line read by the management thread, for the control thread.
-pub struct Request {
-    line: String,
-    reply: Sender<String>,
-}
-
-impl Request {
-    /// The command line, trimmed.
-    pub fn line(&self) -> &str {
-        &self.line
-    }
-
-    /// Answers the client: `ok` and the command's text, or `error: ` and
-    /// why it was refused.
-    pub fn answer<E: fmt::Display>(self, result: Result<String, E>) {
-        let answer = match result {
-            Ok(text) => format!("ok\n{text}"),
-            Err(e) => format!("error: {e}\n"),
-        };
-        // The management thread is gone only when the appliance stops.
-        let _ = self.reply.send(answer);
-    }
-}
-
-fn handle(stream: UnixStream, requests: &Sender<Request>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(4096)).read_line(&mut line)?;
-    let (reply, answer) = channel::bounded(1);
-    let request = Request {
-        line: line.trim().to_string(),
-        reply,
-    };
-    if requests.send(request).is_err() {
-        return Ok(()); // stopping
-    }
-    match answer.recv() {
-        Ok(text) => (&stream).write_all(text.as_bytes()),
-        Err(_) => Ok(()), // stopping
-    }
-}
-
-/// What went wrong on the management socket: serving it (`tack`) or asking
-/// it (`tackctl`, which got no answer or a refusal).
+/// Why the management socket could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum MgmtError {
     /// Another appliance answers on the socket.
@@ -236,44 +117,9 @@ pub enum MgmtError {
     /// The socket's directory does not exist (only the default one is created).
     #[error("directory {} does not exist", .0.display())]
     NoDirectory(PathBuf),
-    /// Nothing listens on the socket (no `tack` running there, or no permission).
-    #[error("cannot reach tack at {}: {source}", path.display())]
-    Connect {
-        /// The socket.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Creating the socket or its thread, sending the command or reading
-    /// the answer failed.
+    /// Creating the socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The appliance refused the command; its reason, as it gave it.
-    #[error("{0}")]
-    Refused(String),
-    /// The answer is not in the protocol's format.
-    #[error("unexpected answer: {0}")]
-    UnexpectedAnswer(String),
-}
-
-/// Sends one command to the socket at `path` and returns the answer's text;
-/// the appliance's refusal is [`MgmtError::Refused`].
-pub fn request(path: &Path, command: &str) -> Result<String, MgmtError> {
-    let mut s = UnixStream::connect(path).map_err(|source| MgmtError::Connect {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("{command}\n").as_bytes())?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    match answer.split_once('\n') {
-        Some(("ok", rest)) => Ok(rest.to_string()),
-        Some((err, _)) if err.starts_with("error: ") => {
-            Err(MgmtError::Refused(err["error: ".len()..].to_string()))
-        }
-        _ => Err(MgmtError::UnexpectedAnswer(answer)),
-    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use tack_dataplane::ids::{ServerIdx, ServiceIdx};
-use tack_dataplane::pipeline::{ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
+use tack_dataplane::pipeline::{ConnFilter, ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
 use tack_dataplane::sticky::StickyBinding;
 
 use crate::report::WorkerSnapshot;
@@ -39,8 +38,10 @@ pub enum FromWorker {
 /// A question about a worker's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Query {
-    /// Up to `limit` connections, and the total.
+    /// Up to `limit` of the connections `filter` selects, and the totals.
     Connections {
+        /// Which connections to count and list.
+        filter: ConnFilter,
         /// Most connections to list.
         limit: usize,
     },
@@ -53,14 +54,14 @@ pub enum Query {
 /// A worker's answer.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    /// Connections: the total and the first `limit`.
+    /// Connections: the totals and the first `limit` selected.
     Connections {
         /// Connections in the worker's tables.
         total: usize,
+        /// Connections the filter selects.
+        matching: usize,
         /// The listed ones.
         list: Vec<ConnView>,
-        /// Open connections per (service, server).
-        per_server: Vec<((ServiceIdx, ServerIdx), u64)>,
     },
     /// Sticky bindings.
     Sticky(Vec<StickyBinding>),

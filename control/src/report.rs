@@ -155,6 +155,28 @@ pub struct WorkerSnapshot {
     pub lp: LoopCounters,
     /// Pipeline counters by name.
     pub pipeline: Vec<(&'static str, u64)>,
+    /// Traffic per service and server, by service index of the worker's
+    /// configuration epoch.
+    pub services: Vec<tack_dataplane::pipeline::ServiceCounters>,
+    /// Open connections per server, by service index and pool order.
+    pub open: Vec<Vec<u32>>,
+}
+
+/// A port's counters by the names `tackctl counters` and `/metrics` use.
+pub fn port_counters(s: &PortStats) -> BTreeMap<String, u64> {
+    [
+        ("rx_packets", s.ipackets),
+        ("tx_packets", s.opackets),
+        ("rx_bytes", s.ibytes),
+        ("tx_bytes", s.obytes),
+        ("rx_missed", s.imissed),
+        ("rx_errors", s.ierrors),
+        ("tx_errors", s.oerrors),
+        ("rx_nombuf", s.rx_nombuf),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// What a finished run reports.
@@ -185,6 +207,15 @@ impl RunReport {
 
 /// The port table.
 pub fn render_ports(ports: &[(String, PortStats)]) -> String {
+    let rows: Vec<(String, BTreeMap<String, u64>)> = ports
+        .iter()
+        .map(|(n, st)| (n.clone(), port_counters(st)))
+        .collect();
+    render_port_rows(&rows)
+}
+
+/// The port table from each port's counters by name ([`port_counters`]).
+pub fn render_port_rows(ports: &[(String, BTreeMap<String, u64>)]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -199,18 +230,19 @@ pub fn render_ports(ports: &[(String, PortStats)]) -> String {
         "rx_errors",
         "tx_errors"
     );
-    for (name, st) in ports {
+    for (name, m) in ports {
+        let g = |k: &str| m.get(k).copied().unwrap_or(0);
         let _ = writeln!(
             s,
             "{:<12} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
             name,
-            st.ipackets,
-            st.opackets,
-            st.ibytes,
-            st.obytes,
-            st.imissed,
-            st.ierrors,
-            st.oerrors
+            g("rx_packets"),
+            g("tx_packets"),
+            g("rx_bytes"),
+            g("tx_bytes"),
+            g("rx_missed"),
+            g("rx_errors"),
+            g("tx_errors")
         );
     }
     s
@@ -218,21 +250,32 @@ pub fn render_ports(ports: &[(String, PortStats)]) -> String {
 
 /// Every non-zero worker counter, total and per worker.
 pub fn render_workers(workers: &[WorkerSnapshot]) -> String {
+    let per_worker: Vec<Vec<(&str, u64)>> = workers
+        .iter()
+        .map(|w| {
+            let mut v = Vec::new();
+            w.lp.for_each(|n, x| v.push((n, x)));
+            v.extend(w.pipeline.iter().copied());
+            v
+        })
+        .collect();
+    render_counter_table(&per_worker)
+}
+
+/// Counters by name with a total and a column per worker, in the order
+/// they first appear; rows that are zero everywhere are left out.
+pub fn render_counter_table(workers: &[Vec<(&str, u64)>]) -> String {
     use std::fmt::Write;
-    let mut rows: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let mut order: Vec<&'static str> = Vec::new();
+    let mut rows: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
     let n = workers.len();
     for (i, w) in workers.iter().enumerate() {
-        let mut add = |name: &'static str, v: u64| {
+        for &(name, v) in w {
             let row = rows.entry(name).or_insert_with(|| {
                 order.push(name);
                 vec![0; n]
             });
             row[i] = v;
-        };
-        w.lp.for_each(&mut add);
-        for (name, v) in &w.pipeline {
-            add(name, *v);
         }
     }
     let mut s = String::new();

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tack_dataplane::ids::{ServerIdx, ServiceIdx};
 use tack_dataplane::pipeline::{Event, Output, Pipeline};
 use tack_dpdk::ring::{Consumer, Producer};
 use tack_dpdk::{Mbuf, Mempool, RxQueue, TxQueue};
@@ -228,20 +227,22 @@ impl Worker {
 
     fn answer(&self, q: Query) -> Reply {
         match q {
-            Query::Connections { limit } => {
-                let mut per_server: BTreeMap<(ServiceIdx, ServerIdx), u64> = BTreeMap::new();
+            Query::Connections { filter, limit } => {
                 let mut list = Vec::new();
+                let mut matching = 0;
                 let limit = limit.min(QUERY_LIMIT_MAX);
                 for c in self.pipeline.connections() {
-                    *per_server.entry((c.service, c.server)).or_default() += 1;
-                    if list.len() < limit {
-                        list.push(c);
+                    if filter.matches(&c) {
+                        matching += 1;
+                        if list.len() < limit {
+                            list.push(c);
+                        }
                     }
                 }
                 Reply::Connections {
                     total: self.pipeline.connection_count(),
+                    matching,
                     list,
-                    per_server: per_server.into_iter().collect(),
                 }
             }
             Query::Sticky => Reply::Sticky(self.pipeline.sticky_bindings().collect()),
@@ -305,6 +306,11 @@ impl Worker {
         self.pipeline
             .counters()
             .for_each(|name, v| pipeline.push((name, v)));
-        WorkerSnapshot { lp: *lp, pipeline }
+        WorkerSnapshot {
+            lp: *lp,
+            pipeline,
+            services: self.pipeline.service_counters().to_vec(),
+            open: self.pipeline.open_per_server(),
+        }
     }
 }

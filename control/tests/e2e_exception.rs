@@ -49,11 +49,11 @@ fn bg(lab: &Lab, n: &str, args: &[&str]) -> Bg {
 }
 
 /// The value of `name` in `tackctl counters`: the workers' total (a
-/// counter still at 0 is not listed), or the exception path's line
-/// (`exception: to_kernel N from_kernel N ...`).
+/// counter still at 0 is not listed), or the control line (`control: ...
+/// exception_to_kernel N ...`).
 fn live_counter(sock: &std::path::Path, name: &str) -> u64 {
     let text = tackctl(sock, "counters");
-    if let Some(line) = text.lines().find(|l| l.starts_with("exception:")) {
+    if let Some(line) = text.lines().find(|l| l.starts_with("control:")) {
         let w: Vec<&str> = line.split_whitespace().collect();
         if let Some(i) = w.iter().position(|x| *x == name) {
             return w[i + 1].parse().expect("a count");
@@ -127,7 +127,7 @@ fn kernel_programs_reach_the_network_through_the_dpdk_port() {
     );
     // Those frames crossed the DPDK port, both ways.
     let from = live_counter(&sock, "from_host") - from_before;
-    let to = live_counter(&sock, "to_kernel");
+    let to = live_counter(&sock, "exception_to_kernel");
     assert!(from >= 10 && to >= 10, "from the kernel {from}, to it {to}");
     let report = tack.stop();
     assert_eq!(counter(&report, "drop_host_rate"), None, "{report}");
@@ -305,4 +305,62 @@ fn wait(mut c: Child) -> String {
     }
     let out = c.wait_with_output().expect("output");
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Passive health: a server that resets its clients' connections is taken
+/// down by the resets alone (its active check would take 30 s), and its
+/// active check brings it back.
+#[test]
+fn resets_take_a_server_down_and_its_check_brings_it_back() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let services = r#"  - name: web
+    vip: 10.100.0.10
+    port: 80
+    mode: nat
+    scheduler: rr
+    health: { check: tcp, interval_ms: 300, timeout_ms: 250, rise: 2, fall: 100, passive: 3 }
+    servers:
+      - { name: s1, address: 10.0.0.11 }
+      - { name: s2, address: 10.0.0.12 }
+      - { name: s3, address: 10.0.0.13 }
+"#;
+    let (profile, sock) = lab.profile(1, services);
+    let mut tack = Tack::start(&lab.lb(), &profile);
+    nginx(&lab, "s1", false);
+    // Clients whose connections s1 resets (its port is closed).
+    let t0 = Instant::now();
+    for i in 0..12 {
+        let _ = lab.exec(
+            "c1",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                &format!("http://10.100.0.10/{i}"),
+            ],
+        );
+    }
+    let line = tack.wait_for_line("health: web/s1", Duration::from_secs(5));
+    assert!(line.contains(" down (passive:"), "{line}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let hits = lab.hits("c1", "http://10.100.0.10/", 30, &[]);
+    assert_eq!(hits.errors, 0, "{hits:?}");
+    assert!(!hits.servers.contains_key("s1"), "{hits:?}");
+    let m = tackctl(&sock, "metrics");
+    let resets: u64 = m
+        .lines()
+        .find(|l| l.starts_with("tack_server_resets_total{") && l.contains("server=\"s1\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(resets >= 3, "{m}");
+    // Back up once its port answers again.
+    nginx(&lab, "s1", true);
+    let line = tack.wait_for_line("health: web/s1 (10.0.0.11:80) up", Duration::from_secs(5));
+    assert!(line.contains("(ok)"), "{line}");
+    let report = tack.stop();
+    assert!(report.contains("mbufs in use after stop: 0"), "{report}");
 }

@@ -23,6 +23,7 @@ fn check(kind: CheckKind) -> HealthSection {
         body: None,
         ca: None,
         sni: None,
+        passive: None,
         interval_ms: 1000,
         timeout_ms: 2000,
         rise: 1,

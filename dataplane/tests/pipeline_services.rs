@@ -320,6 +320,44 @@ fn flush_connections() {
     let _ = Time::ZERO;
 }
 
+/// A filtered flush removes the selected connections only: by server, by
+/// client network; an empty filter removes everything.
+#[test]
+fn flush_connections_by_filter() {
+    use tack_dataplane::pipeline::ConnFilter;
+    let mut h = harness(two_servers(ForwardMode::Nat, SchedulerKind::RoundRobin));
+    for i in 0..4 {
+        open(&mut h, i);
+    }
+    let on = |h: &Harness, s: u16| {
+        h.p.connections()
+            .filter(|c| c.server == ServerIdx(s))
+            .count()
+    };
+    assert_eq!((on(&h, 0), on(&h, 1)), (2, 2));
+    assert_eq!(h.p.open_per_server()[0], [2, 2]);
+    let by_server = ConnFilter {
+        service: Some(ServiceIdx(0)),
+        server: Some(ServerIdx(1)),
+        client: None,
+    };
+    h.p.apply(ControlMsg::FlushConnectionsWhere(by_server));
+    assert_eq!((on(&h, 0), on(&h, 1)), (2, 0));
+    assert_eq!(h.p.open_per_server()[0], [2, 0]);
+    assert_eq!(h.counters().conn_closed, 2);
+    let first = h.p.connections().next().unwrap().client;
+    let one_client = ConnFilter {
+        client: Some((first, if first.is_ipv4() { 32 } else { 128 })),
+        ..ConnFilter::default()
+    };
+    h.p.apply(ControlMsg::FlushConnectionsWhere(one_client));
+    assert_eq!(h.p.connection_count(), 1);
+    assert!(h.p.connections().all(|c| c.client != first));
+    h.p.apply(ControlMsg::FlushConnectionsWhere(ConnFilter::default()));
+    assert_eq!(h.p.connection_count(), 0);
+    assert_eq!(h.counters().conn_closed, 4);
+}
+
 #[test]
 fn installed_connections_forward_both_ways() {
     use tack_dataplane::pipeline::{ConnSpec, InstallConnError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
+use tack_control::api::serve::ApiServer;
 use tack_control::mgmt::MgmtServer;
 use tack_control::profile::Profile;
 use tack_control::runtime::{Appliance, EalRuntimeDir};
@@ -32,7 +33,8 @@ enum Command {
     ///
     /// The profile is checked first as `tack check` does: exit code 2 with its
     /// line FILE:LINE: FIELD: PROBLEM. Exit code 1 when the appliance cannot
-    /// start on this machine (CPUs, EAL, ports, mempool, management socket).
+    /// start on this machine (CPUs, EAL, ports, mempool, management socket,
+    /// management.http's address or token file).
     Run {
         /// The YAML profile.
         #[arg(short, long, value_name = "PROFILE.yaml")]
@@ -45,6 +47,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Print the management API's OpenAPI document (JSON), as served at /openapi.json.
+    Openapi,
     /// Check a profile as `tack run` does, without running; print the EAL arguments it gives.
     ///
     /// The fields, the lcore map, the services and routes, the ports, and one
@@ -63,6 +67,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Openapi => match tack_control::api::http::openapi().to_pretty_json() {
+            Ok(doc) => {
+                say!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tack: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match Profile::load(&config) {
             Ok(p) => {
                 say!("{}: ok", config.display());
@@ -155,14 +169,17 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
     );
     // Spawned by this thread now that EAL has pinned it to the main lcore:
     // the management thread inherits that affinity.
-    let mgmt = match mgmt.spawn() {
+    let mgmt = match ApiServer::start(mgmt, profile.management.http.as_ref()) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("tack: management thread: {e}");
+            eprintln!("tack: {e}");
             let _ = app.shutdown();
             return ExitCode::FAILURE;
         }
     };
+    if let Some(a) = mgmt.http_addr() {
+        say!("tack: management API on http://{a}/ (metrics at /metrics)");
+    }
     app.control.set_profile_path(path);
     app.control.run(&quit, &reload, Some(&mgmt));
     drop(mgmt);

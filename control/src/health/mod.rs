@@ -20,6 +20,8 @@ mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender};
@@ -91,6 +93,11 @@ impl Default for Streak {
 }
 
 impl Streak {
+    /// Down, as the passive check found it: `rise` passes bring it up.
+    pub fn down() -> Streak {
+        Streak { up: false, run: 0 }
+    }
+
     /// Whether the server is up.
     pub fn is_up(&self) -> bool {
         self.up
@@ -114,9 +121,18 @@ impl Streak {
     }
 }
 
+/// What the control thread tells the checks.
+enum Order {
+    /// Check these targets from now on.
+    Targets(Vec<Target>),
+    /// This target was found down by its passive check: its active check
+    /// starts from down.
+    Down(Box<Target>),
+}
+
 /// The health-check thread.
 pub struct HealthMonitor {
-    targets: Option<mpsc::UnboundedSender<Vec<Target>>>,
+    targets: Option<mpsc::UnboundedSender<Order>>,
     changes: Receiver<Change>,
     handle: Option<JoinHandle<()>>,
 }
@@ -132,7 +148,7 @@ impl HealthMonitor {
         let handle = std::thread::Builder::new()
             .name("tack-health".into())
             .spawn(move || rt.block_on(supervise(trx, ctx)))?;
-        let _ = ttx.send(targets);
+        let _ = ttx.send(Order::Targets(targets));
         Ok(HealthMonitor {
             targets: Some(ttx),
             changes: crx,
@@ -144,7 +160,15 @@ impl HealthMonitor {
     /// new ones start up, the others stop.
     pub fn set_targets(&self, targets: Vec<Target>) {
         if let Some(t) = &self.targets {
-            let _ = t.send(targets);
+            let _ = t.send(Order::Targets(targets));
+        }
+    }
+
+    /// Tells `target`'s check that the server was taken down (passive
+    /// health): it reports it up again after `rise` passes.
+    pub fn mark_down(&self, target: Target) {
+        if let Some(t) = &self.targets {
+            let _ = t.send(Order::Down(Box::new(target)));
         }
     }
 
@@ -165,10 +189,20 @@ impl Drop for HealthMonitor {
 }
 
 /// Runs one task per target until the target list's channel closes.
-async fn supervise(mut lists: mpsc::UnboundedReceiver<Vec<Target>>, changes: Sender<Change>) {
-    let mut tasks: HashMap<Target, tokio::task::JoinHandle<()>> = HashMap::new();
-    while let Some(list) = lists.recv().await {
-        tasks.retain(|t, h| {
+async fn supervise(mut orders: mpsc::UnboundedReceiver<Order>, changes: Sender<Change>) {
+    type Task = (tokio::task::JoinHandle<()>, Arc<AtomicBool>);
+    let mut tasks: HashMap<Target, Task> = HashMap::new();
+    while let Some(order) = orders.recv().await {
+        let list = match order {
+            Order::Targets(list) => list,
+            Order::Down(t) => {
+                if let Some((_, down)) = tasks.get(&*t) {
+                    down.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
+        };
+        tasks.retain(|t, (h, _)| {
             let keep = list.contains(t);
             if !keep {
                 h.abort();
@@ -177,18 +211,19 @@ async fn supervise(mut lists: mpsc::UnboundedReceiver<Vec<Target>>, changes: Sen
         });
         for t in list {
             if let std::collections::hash_map::Entry::Vacant(e) = tasks.entry(t) {
-                let task = tokio::spawn(watch(e.key().clone(), changes.clone()));
-                e.insert(task);
+                let down = Arc::new(AtomicBool::new(false));
+                let task = tokio::spawn(watch(e.key().clone(), changes.clone(), down.clone()));
+                e.insert((task, down));
             }
         }
     }
-    for (_, h) in tasks {
+    for (_, (h, _)) in tasks {
         h.abort();
     }
 }
 
 /// Checks `t` every interval, reporting state changes.
-async fn watch(t: Target, changes: Sender<Change>) {
+async fn watch(t: Target, changes: Sender<Change>, marked_down: Arc<AtomicBool>) {
     let mut streak = Streak::default();
     let transport = match Transport::of(&t.check) {
         Ok(tr) => tr,
@@ -207,6 +242,9 @@ async fn watch(t: Target, changes: Sender<Change>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if marked_down.swap(false, Ordering::Relaxed) {
+            streak = Streak::down();
+        }
         let outcome = probe(&t, &transport).await;
         let passed = outcome.is_ok();
         if let Some(up) = streak.record(passed, t.check.rise, t.check.fall) {

@@ -217,6 +217,7 @@ mod tests {
             body: body.map(str::to_string),
             ca: None,
             sni: None,
+            passive: None,
             interval_ms: 1000,
             timeout_ms: 500,
             rise: 2,

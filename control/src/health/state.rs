@@ -5,7 +5,7 @@
 //! ([`HealthState::effective`]); the operator's state is kept, so a server
 //! that recovers returns to it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tack_dataplane::model::ServerState;
 
@@ -18,6 +18,11 @@ pub struct HealthState {
     monitor: Option<HealthMonitor>,
     /// Checked servers currently down.
     down: HashSet<Target>,
+    /// Passive health: each checked server's unanswered SYNs and resets at
+    /// the last look, and when that was.
+    seen: HashMap<Target, (u64, std::time::Instant)>,
+    /// The servers checked.
+    targets: Vec<Target>,
 }
 
 impl HealthState {
@@ -27,6 +32,8 @@ impl HealthState {
     pub fn retarget(&mut self, profile: &Profile) -> std::io::Result<()> {
         let list = targets(profile);
         self.down.retain(|t| list.contains(t));
+        self.seen.retain(|t, _| list.contains(t));
+        self.targets = list.clone();
         match &self.monitor {
             Some(m) => m.set_targets(list),
             None if list.is_empty() => {}
@@ -53,6 +60,45 @@ impl HealthState {
             }
         }
         applied
+    }
+
+    /// Passive health: `failures(service, server)` gives a server's
+    /// unanswered SYNs and resets so far (summed over the workers). A
+    /// server with `passive: N` whose count grew by N or more within one
+    /// check interval is taken down (its active check brings it back).
+    /// Returns the servers taken down, with why.
+    pub fn observe(&mut self, failures: impl Fn(&str, &str) -> Option<u64>) -> Vec<Change> {
+        let Some(m) = &self.monitor else {
+            return Vec::new();
+        };
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for t in self.targets.clone() {
+            let Some(limit) = t.check.passive else {
+                continue;
+            };
+            let Some(count) = failures(&t.service, &t.server) else {
+                continue;
+            };
+            let (base, since) = *self.seen.entry(t.clone()).or_insert((count, now));
+            if count.saturating_sub(base) >= u64::from(limit) && !self.down.contains(&t) {
+                self.down.insert(t.clone());
+                m.mark_down(t.clone());
+                out.push(Change {
+                    why: format!(
+                        "passive: {} unanswered SYNs or resets within {} ms",
+                        count - base,
+                        t.check.interval_ms
+                    ),
+                    target: t.clone(),
+                    up: false,
+                });
+                self.seen.insert(t, (count, now));
+            } else if now.duration_since(since) >= t.check.interval() {
+                self.seen.insert(t, (count, now));
+            }
+        }
+        out
     }
 
     /// Whether server `server` of service `service` failed its check.

@@ -70,6 +70,12 @@ pub struct HealthSection {
     /// Consecutive failing checks that take an up server down.
     #[serde(default = "fall")]
     pub fall: u32,
+    /// Passive health: take the server down when it leaves this many TCP
+    /// SYNs unanswered or sends this many resets (NAT and full NAT, where
+    /// its packets come back) within one interval; the active check brings
+    /// it back after `rise` passes. Off when absent.
+    #[serde(default)]
+    pub passive: Option<u32>,
 }
 
 fn root_path() -> String {
@@ -122,6 +128,12 @@ impl HealthSection {
         }
         if !(1..=100).contains(&self.fall) {
             return err("fall", "must be 1..100");
+        }
+        if self.passive == Some(0) {
+            return err(
+                "passive",
+                "must be at least 1 (omit it to turn passive health off)",
+            );
         }
         if self.port == Some(0) {
             return err("port", "must be 1..65535");

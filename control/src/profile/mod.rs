@@ -79,15 +79,48 @@ pub struct Profile {
 pub struct ManagementSection {
     /// Unix socket path (local only: file permissions guard it).
     pub socket: PathBuf,
+    /// The HTTP/JSON management API and `/metrics` on a TCP address (off
+    /// when absent).
+    pub http: Option<HttpSection>,
 }
 
 impl Default for ManagementSection {
     fn default() -> Self {
         ManagementSection {
             socket: PathBuf::from(DEFAULT_SOCKET),
+            http: None,
         }
     }
 }
+
+/// The management API on TCP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address and port (default 127.0.0.1:9180).
+    #[serde(default = "default_http_listen")]
+    pub listen: std::net::SocketAddr,
+    /// A file whose first line is the bearer token every request must
+    /// carry (`Authorization: Bearer TOKEN`); required on any address but
+    /// loopback.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl HttpSection {
+    /// Whether requests must carry the bearer token: on any address but
+    /// loopback (or whenever a token file is given).
+    pub fn needs_token(&self) -> bool {
+        self.token_file.is_some() || !self.listen.ip().is_loopback()
+    }
+}
+
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))
+}
+
+/// The management API's TCP port unless the profile says otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 9180;
 
 /// The most neighbour entries a worker holds (more would be ignored).
 pub const MAX_NEIGHBOURS: usize = 1 << 20;
@@ -484,13 +517,22 @@ impl Profile {
     }
 
     /// Cross-field checks. The error names the offending field path and the problem.
-    fn validate(&self) -> Result<(), FieldError> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         let err = |f: String, m: String| Err(FieldError::new(f, m));
         if self.ports.is_empty() {
             return err("ports".into(), "at least one port is needed".into());
         }
         if self.workers.is_empty() {
             return err("workers".into(), "at least one worker is needed".into());
+        }
+        if let Some(h) = &self.management.http
+            && h.needs_token()
+            && h.token_file.is_none()
+        {
+            return err(
+                "management.http.token_file".into(),
+                format!("needed: {} is not a loopback address", h.listen),
+            );
         }
         if !matches!(
             self.eal.log_level.as_str(),

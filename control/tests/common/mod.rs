@@ -295,18 +295,24 @@ impl Tack {
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns everything it printed.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
         sh(&["kill", "-TERM", &self.child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.stop_within(Duration::from_secs(20))
+    }
+
+    /// Waits up to `timeout` for a clean exit (after a signal the caller
+    /// sent); returns everything it printed.
+    pub fn stop_within(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(st) = self.child.try_wait().expect("wait tack") {
                 break st;
             }
             assert!(
                 Instant::now() < deadline,
-                "tack did not stop within 20 s of SIGTERM"
+                "tack did not stop within {timeout:?}"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
         while let Ok(l) = self.stdout.recv_timeout(Duration::from_millis(500)) {
             self.lines.push(l);

@@ -121,6 +121,14 @@ pub(super) fn build_nat_servers(cfg: &Config) -> hashbrown::HashSet<(IpAddr, u8,
     set
 }
 
+/// The addresses of every service's real servers: what they send to the
+/// host (the replies to its health checks) is control traffic there.
+pub(super) fn build_server_addrs(cfg: &Config) -> hashbrown::HashSet<IpAddr> {
+    cfg.services()
+        .flat_map(|(_, s)| s.servers.iter().map(|srv| srv.addr))
+        .collect()
+}
+
 pub(super) fn make_pickers(ports: &[PortRt], start: u16) -> Vec<SnatPortPicker> {
     ports
         .iter()

@@ -52,6 +52,15 @@ pub enum ControlMsg {
         /// The service, or `None` for all.
         service: Option<ServiceIdx>,
     },
+    /// Remove the connections a filter selects (management API).
+    FlushConnectionsWhere(ConnFilter),
+    /// Remove one sticky binding (management API).
+    FlushStickyKey {
+        /// The service.
+        service: ServiceIdx,
+        /// The client key.
+        key: ClientKey,
+    },
     /// Remove every neighbour entry.
     FlushNeighbors,
     /// The cluster's membership (see [`ClusterConfig`]): the nodes that
@@ -328,6 +337,7 @@ impl<F: Frame> Pipeline<F> {
         self.services = new;
         self.svcs = build_services(&self.services, &self.fib, &self.ports);
         self.nat_servers = build_nat_servers(&self.services);
+        self.server_addrs = build_server_addrs(&self.services);
     }
 
     /// Per-service (and per-server) traffic counters, by service index of
@@ -403,6 +413,14 @@ impl<F: Frame> Pipeline<F> {
                     Some(s) => self.sticky.flush_service(s),
                     None => self.sticky.flush_all(),
                 };
+                true
+            }
+            ControlMsg::FlushConnectionsWhere(filter) => {
+                self.flush_connections_where(&filter);
+                true
+            }
+            ControlMsg::FlushStickyKey { service, key } => {
+                self.sticky.flush_key(service, &key);
                 true
             }
             ControlMsg::FlushNeighbors => {

@@ -4,8 +4,10 @@
 //!
 //! Traffic for the host is sorted in two classes. **Control** traffic —
 //! ARP and neighbour discovery, ICMP and ICMPv6, BFD (UDP 3784 and 4784),
-//! BGP (TCP 179, either side), VRRP (IP protocol 112) — always passes, so
-//! routing, failure detection and health checks keep working. The **rest**
+//! BGP (TCP 179, either side), VRRP (IP protocol 112), the cluster's
+//! messages, and whatever the services' real servers send (the answers to
+//! the health checks) — always passes, so routing, failure detection and
+//! health checks keep working. The **rest**
 //! (the replies to the host's own health checks, ssh, anything else at the
 //! ports' addresses) passes a per-worker token bucket
 //! ([`PipelineConfig::host_rate`]); what it refuses is dropped and counted
@@ -79,7 +81,9 @@ impl<F: Frame> Pipeline<F> {
             c.protocol == IpProtocol::UDP
                 && (c.dst_port == cl.sync_port || c.src_port == cl.sync_port)
         });
-        let class = if cluster_msg {
+        // So are the real servers' packets: the answers to the host's
+        // health checks get through a flood at the port's address.
+        let class = if cluster_msg || self.server_addrs.contains(&c.src_addr) {
             HostClass::Control
         } else {
             HostClass::of(c)

@@ -94,6 +94,7 @@ mod neigh;
 mod record;
 mod respond;
 mod route;
+mod select;
 mod steer;
 #[cfg(test)]
 mod tests;
@@ -140,6 +141,7 @@ use flow::ConnRef;
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
+pub use select::ConnFilter;
 pub use tx::*;
 pub use views::*;
 use xmit::{ConnFlags, Xmit};
@@ -159,6 +161,8 @@ pub struct Pipeline<F: Frame> {
     /// (address, IP protocol, port; 0 = any) of every NAT-mode server: their
     /// packets are NAT replies, steered by the client they go to.
     nat_servers: hashbrown::HashSet<(IpAddr, u8, u16)>,
+    /// The real servers' addresses ([`build_server_addrs`]).
+    server_addrs: hashbrown::HashSet<IpAddr>,
     conn4: ConnTable4,
     conn6: ConnTable6,
     sticky: StickyTable,
@@ -245,6 +249,7 @@ impl<F: Frame> Pipeline<F> {
         let sched = SchedState::new(&services);
         let svcs = build_services(&services, &fib, &ports);
         let nat_servers = build_nat_servers(&services);
+        let server_addrs = build_server_addrs(&services);
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
         let mut counters = Counters::default();
@@ -284,6 +289,7 @@ impl<F: Frame> Pipeline<F> {
             fib,
             svcs,
             nat_servers,
+            server_addrs,
             conn4,
             conn6,
             sticky,

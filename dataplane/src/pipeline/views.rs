@@ -276,6 +276,21 @@ impl<F: Frame> Pipeline<F> {
         })
     }
 
+    /// Open connections (entries of this worker's tables) per server, by
+    /// service index and pool order: the schedulers' counts, read without
+    /// walking the tables.
+    pub fn open_per_server(&self) -> Vec<Vec<u32>> {
+        self.svc_ctr
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (0..c.servers.len())
+                    .map(|j| self.sched.conns(ServiceIdx(i as u16), ServerIdx(j as u16)))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Every neighbour entry on this worker.
     pub fn neighbors(&self) -> impl Iterator<Item = Neighbor> + '_ {
         self.neigh.iter(self.now)

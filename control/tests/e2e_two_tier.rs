@@ -158,7 +158,7 @@ print(json.dumps(out))
     // The scheduler saw the clients' packets only: the answers went from
     // the proxies straight to the clients.
     let m = tackctl(&sock, "metrics");
-    let vip = format!("service=\"lb-servers\"");
+    let vip = "service=\"lb-servers\"".to_string();
     let inbound = metric(
         &m,
         "tack_service_packets_total",

@@ -169,7 +169,9 @@ print(json.dumps(out))
         "tack_service_packets_total",
         &[&vip, "direction=\"out\""],
     );
-    assert!(inbound.unwrap_or(0) >= 4 * 12 * 3, "{m}");
+    // At least the SYN and the request of each connection (the counters
+    // are published every 100 ms: the last ones may lag).
+    assert!(inbound.unwrap_or(0) >= 4 * 12 * 2, "{m}");
     assert_eq!(outbound, Some(0), "{m}");
     drop(proxies);
     let report = tack.stop();

@@ -17,6 +17,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
 
+pub mod tls;
+
 /// A configuration error: which field, where, and why.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -204,6 +206,9 @@ pub struct FrontendConfig {
     /// with hyper. Requests the fast path does not handle go to hyper either way.
     #[serde(default = "yes")]
     pub fast_path: bool,
+    /// Terminate TLS on this frontend's addresses.
+    #[serde(default)]
+    pub tls: Option<tls::FrontendTls>,
 }
 
 fn yes() -> bool {
@@ -736,6 +741,15 @@ impl ProxyConfig {
                         Some(field),
                     ));
                 }
+            }
+            if let Some(t) = &fe.tls
+                && let Err((field, message)) = t.check()
+            {
+                return Err(err(
+                    format!("frontends[{i}].tls.{field}"),
+                    message,
+                    Some(field.rsplit('.').next().unwrap_or(field)),
+                ));
             }
         }
         let mut names = HashSet::new();

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod persist;
 pub mod proxy;
 pub mod qos;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -63,6 +64,14 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// A frontend's TLS files or settings cannot be used.
+    #[error("frontend {frontend}: TLS: {source}")]
+    Tls {
+        /// The frontend.
+        frontend: String,
+        /// Why.
+        source: tls::TlsError,
+    },
     /// A listener could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -211,22 +220,23 @@ fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serve one accepted client stream (plain TCP today; a TLS stream once the TLS
-/// acceptor exists) on a frontend until it closes or shutdown drains it.
+/// Serve one accepted client stream (plain TCP, or TLS once the handshake is
+/// done) on a frontend until it closes or shutdown drains it. `h2`: ALPN chose
+/// HTTP/2, which goes straight to hyper.
 pub async fn serve_stream<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     fe: Arc<Frontend>,
     watcher: Watcher,
     stream: S,
     peer: SocketAddr,
+    h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    fe.stats.connections.fetch_add(1, Ordering::Relaxed);
     fe.stats.open_connections.fetch_add(1, Ordering::Relaxed);
     // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
     // HTTP/1.0...) comes back with the bytes already read, for hyper.
-    let stream = if fe.fast_path {
+    let stream = if fe.fast_path && !h2 {
         match fast::serve(&fe, stream, peer).await {
             fast::Served::Done => {
                 fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -271,13 +281,22 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_stream(
-            builder.clone(),
-            fe.clone(),
-            graceful.watcher(),
-            stream,
-            peer,
-        ));
+        fe.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let (builder, fe2, watcher) = (builder.clone(), fe.clone(), graceful.watcher());
+        match &fe.tls {
+            None => {
+                tokio::spawn(serve_stream(builder, fe2, watcher, stream, peer, false));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls.accept(stream).await {
+                        Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, a.h2).await,
+                        Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     // Fast-path connections close when idle; hyper's drain gracefully.
@@ -365,7 +384,34 @@ impl Proxy {
                         line: None,
                     })
                 })?;
-            let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), pools[bi].clone()));
+            let tls = match &fc.tls {
+                Some(t) => Some(Arc::new(
+                    tls::server::TlsTerminator::new(t, fc.http2).map_err(|source| Error::Tls {
+                        frontend: fc.name.clone(),
+                        source,
+                    })?,
+                )),
+                None => None,
+            };
+            if let Some(t) = &tls {
+                let (t, name, mut stop) = (t.clone(), fc.name.clone(), stop_rx.clone());
+                tasks.spawn(async move {
+                    let mut tick = tokio::time::interval(t.reload_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => t.reload(&name),
+                            _ = stop.changed() => break,
+                        }
+                    }
+                });
+            }
+            let fe = Arc::new(Frontend::new(
+                fc,
+                backends[bi].clone(),
+                pools[bi].clone(),
+                tls,
+            ));
             for &addr in &fc.bind {
                 let l = bind_listener(addr, fc.freebind, fc.transparent)
                     .map_err(|source| Error::Bind { addr, source })?;
@@ -473,6 +519,20 @@ impl Proxy {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Read every file the configuration names (TLS certificates, keys, CAs, ticket
+/// keys) and build the TLS contexts, as starting would; `--check` calls this.
+pub fn check_files(cfg: &ProxyConfig) -> Result<(), Error> {
+    for fc in &cfg.frontends {
+        if let Some(t) = &fc.tls {
+            tls::server::TlsTerminator::new(t, fc.http2).map_err(|source| Error::Tls {
+                frontend: fc.name.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Run the proxy until `shutdown` resolves, then drain and stop. This is the entry

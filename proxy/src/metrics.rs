@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Backend;
 use crate::proxy::Frontend;
+use crate::tls::server::TlsStats;
 
 fn v(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
@@ -17,12 +18,75 @@ type Counter<T> = fn(&T) -> &AtomicU64;
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Counters of the frontends that terminate TLS.
+fn tls_frontends(o: &mut String, frontends: &[Arc<Frontend>]) {
+    let counters: [(&str, &str, Counter<TlsStats>); 8] = [
+        ("handshakes_total", "TLS handshakes completed.", |s| {
+            &s.handshakes
+        }),
+        (
+            "resumed_total",
+            "TLS handshakes that resumed a session (ticket or session ID).",
+            |s| &s.resumed,
+        ),
+        (
+            "tls13_total",
+            "TLS handshakes that negotiated TLS 1.3.",
+            |s| &s.tls13,
+        ),
+        (
+            "alpn_h2_total",
+            "TLS handshakes that chose h2 by ALPN.",
+            |s| &s.alpn_h2,
+        ),
+        (
+            "handshake_failures_total",
+            "TLS handshakes that failed.",
+            |s| &s.failures,
+        ),
+        (
+            "handshake_timeouts_total",
+            "TLS handshakes not completed within handshake_timeout.",
+            |s| &s.timeouts,
+        ),
+        (
+            "reloads_total",
+            "Changed certificate or ticket-key files loaded.",
+            |s| &s.reloads,
+        ),
+        (
+            "reload_errors_total",
+            "Changed files that could not be loaded (the previous ones stay in use).",
+            |s| &s.reload_errors,
+        ),
+    ];
+    for (name, help, get) in counters {
+        head(
+            o,
+            &format!("tack_proxy_frontend_tls_{name}"),
+            "counter",
+            help,
+        );
+        for f in frontends {
+            if let Some(t) = &f.tls {
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_frontend_tls_{name}{{frontend=\"{}\"}} {}",
+                    f.name,
+                    v(get(&t.stats))
+                );
+            }
+        }
+    }
+}
+
 /// Render all counters in the Prometheus text format (version 0.0.4).
 pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String {
     let mut o = String::new();
-    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
     head(
         &mut o,
         "tack_proxy_frontend_connections_total",
@@ -109,6 +173,7 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
             v(&f.stats.errors)
         );
     }
+    tls_frontends(&mut o, frontends);
 
     let bcounters: [(&str, &str, Counter<Backend>); 12] = [
         ("requests_total", "Requests handled.", |b| &b.stats.requests),

@@ -23,6 +23,7 @@ use crate::cookie::{self, CookieVerdict};
 use crate::h1;
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
+use crate::tls::server::TlsTerminator;
 use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
 
 /// Error type of proxied bodies.
@@ -101,6 +102,8 @@ pub struct Frontend {
     /// Whether HTTP/1.1 clients are served by the fast path ([`crate::fast`]).
     pub(crate) fast_path: bool,
     stop: watch::Sender<bool>,
+    /// TLS termination, when the frontend has it (every request is then secure).
+    pub tls: Option<Arc<TlsTerminator>>,
     /// Counters.
     pub stats: FrontendStats,
 }
@@ -433,7 +436,12 @@ pub(crate) fn error_page(status: StatusCode, text: &str) -> String {
 
 impl Frontend {
     /// Build a frontend handler.
-    pub fn new(cfg: &FrontendConfig, backend: Arc<Backend>, upstream: Arc<Upstream>) -> Frontend {
+    pub fn new(
+        cfg: &FrontendConfig,
+        backend: Arc<Backend>,
+        upstream: Arc<Upstream>,
+        tls: Option<Arc<TlsTerminator>>,
+    ) -> Frontend {
         let rules = cfg
             .priority_rules
             .iter()
@@ -459,6 +467,7 @@ impl Frontend {
             client_timeout: cfg.client_timeout.0,
             fast_path: cfg.fast_path,
             stop: watch::channel(false).0,
+            tls,
             stats: FrontendStats::default(),
         }
     }

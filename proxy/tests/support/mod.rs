@@ -2,6 +2,8 @@
 //! client, and process guards that clean up after themselves.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -502,7 +504,7 @@ impl RawResponse {
     }
 }
 
-async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn more<S: tokio::io::AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
     use tokio::io::AsyncReadExt;
     let mut tmp = [0u8; 16384];
     match tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await {
@@ -517,8 +519,8 @@ async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
 
 /// Read one response from `s` (with `buf` holding bytes already read); `head`: the
 /// request was HEAD. Bodies without a length are read to the end of the stream.
-pub async fn read_response(
-    s: &mut tokio::net::TcpStream,
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     head: bool,
 ) -> Option<RawResponse> {

@@ -209,6 +209,10 @@ pub struct FrontendConfig {
     /// Terminate TLS on this frontend's addresses.
     #[serde(default)]
     pub tls: Option<tls::FrontendTls>,
+    /// Path prefixes whose requests are secure even over plain HTTP (every
+    /// request on a TLS frontend is secure).
+    #[serde(default)]
+    pub secure_paths: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -392,6 +396,22 @@ pub struct SessionIdConfig {
     /// An entry not used for this long expires.
     #[serde(default = "default_session_expire")]
     pub expire: Dur,
+    /// Which requests with a known session ID go to its server.
+    #[serde(default)]
+    pub pin: SessionPin,
+}
+
+/// Which requests the session-ID table pins (seed 003).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPin {
+    /// Every request with a known ID (003:1-3, 15).
+    #[default]
+    Always,
+    /// Secure requests only (arrived over TLS, or on a frontend's
+    /// `secure_paths`), through the server's SSL context; the others are load
+    /// balanced freely and leave the table as it is (003:4-14, 22-25).
+    Secure,
 }
 
 fn default_table_size() -> usize {
@@ -607,6 +627,13 @@ pub struct ServerConfig {
     /// Run health checks on this server (when the backend has them).
     #[serde(default = "yes")]
     pub check: bool,
+    /// Where the server speaks TLS, when it also speaks plain HTTP on `address`
+    /// (needs the backend's `server_tls`): secure requests go here.
+    #[serde(default)]
+    pub tls_address: Option<SocketAddr>,
+    /// Server name (SNI) for this server's SSL context (default: `server_tls.sni`).
+    #[serde(default)]
+    pub tls_sni: Option<String>,
 }
 
 /// A pool of servers with its scheduling and persistence.
@@ -649,6 +676,9 @@ pub struct BackendConfig {
     /// Health checks.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// SSL contexts to the servers.
+    #[serde(default)]
+    pub server_tls: Option<tls::ServerTls>,
     /// Servers.
     pub servers: Vec<ServerConfig>,
 }
@@ -806,6 +836,18 @@ impl ProxyConfig {
                         Some(r),
                     ));
                 }
+                if (s.tls_address.is_some() || s.tls_sni.is_some()) && b.server_tls.is_none() {
+                    return Err(err(
+                        format!("{sf}.tls_address"),
+                        "tls_address and tls_sni need the backend's server_tls".into(),
+                        Some(&s.name),
+                    ));
+                }
+                if let Some(n) = &s.tls_sni
+                    && let Err(m) = tls::check_server_name(n)
+                {
+                    return Err(err(format!("{sf}.tls_sni"), m, Some(n)));
+                }
                 if s.maxqueue > 0 && s.maxconn == 0 {
                     return Err(err(
                         format!("{sf}.maxqueue"),
@@ -813,6 +855,15 @@ impl ProxyConfig {
                         Some(&s.name),
                     ));
                 }
+            }
+            if let Some(t) = &b.server_tls
+                && let Err((field, message)) = t.check()
+            {
+                return Err(err(
+                    format!("{f}.server_tls.{field}"),
+                    message,
+                    Some("server_tls"),
+                ));
             }
             if let Some(c) = &b.cookie {
                 if !valid_cookie_name(&c.name) {

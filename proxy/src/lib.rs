@@ -72,6 +72,14 @@ pub enum Error {
         /// Why.
         source: tls::TlsError,
     },
+    /// A backend's SSL contexts to its servers cannot be set up.
+    #[error("backend {backend}: server TLS: {source}")]
+    ServerTls {
+        /// The backend.
+        backend: String,
+        /// Why.
+        source: tls::TlsError,
+    },
     /// A listener could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -90,6 +98,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct Proxy {
     frontends: Vec<Arc<Frontend>>,
     backends: Vec<Arc<Backend>>,
+    pools: Vec<Arc<Upstream>>,
     addrs: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -201,10 +210,13 @@ pub fn bind_listener(
     TcpListener::from_std(sock.into())
 }
 
-/// The keep-alive connection pools used to reach a backend's servers.
-pub fn upstream_pools(cfg: &BackendConfig) -> Upstream {
-    let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
-    Upstream::new(&addrs, cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0)
+/// The keep-alive connection pools used to reach a backend's servers, with the
+/// servers' SSL contexts when it has `server_tls`.
+pub fn upstream_pools(cfg: &BackendConfig) -> Result<Upstream, Error> {
+    Upstream::for_backend(cfg).map_err(|source| Error::ServerTls {
+        backend: cfg.name.clone(),
+        source,
+    })
 }
 
 fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
@@ -319,9 +331,10 @@ async fn metrics_loop(
     listener: TcpListener,
     frontends: Vec<Arc<Frontend>>,
     backends: Vec<Arc<Backend>>,
+    pools: Vec<Arc<Upstream>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let state = Arc::new((frontends, backends));
+    let state = Arc::new((frontends, backends, pools));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
@@ -333,7 +346,8 @@ async fn metrics_loop(
                 let st = st.clone();
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
-                        let mut r = http::Response::new(proxy::full(metrics::render(&st.0, &st.1)));
+                        let mut r =
+                            http::Response::new(proxy::full(metrics::render(&st.0, &st.1, &st.2)));
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -367,8 +381,8 @@ impl Proxy {
         let pools: Vec<Arc<Upstream>> = cfg
             .backends
             .iter()
-            .map(|b| Arc::new(upstream_pools(b)))
-            .collect();
+            .map(|b| upstream_pools(b).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         let mut frontends = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -437,6 +451,7 @@ impl Proxy {
                     l,
                     frontends.clone(),
                     backends.clone(),
+                    pools.clone(),
                     stop_rx.clone(),
                 ));
                 Some(a)
@@ -451,13 +466,20 @@ impl Proxy {
             );
             tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
         }
-        for up in &pools {
-            let (up, mut stop) = (up.clone(), stop_rx.clone());
+        for (up, be) in pools.iter().zip(&backends) {
+            let (up, be, mut stop) = (up.clone(), be.clone(), stop_rx.clone());
             tasks.spawn(async move {
+                // Idle connections reaped, and the tunnels of the servers' SSL
+                // contexts (re)established, from the start on.
                 let mut tick = tokio::time::interval(up.reap_interval());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => up.reap(),
+                        _ = async {
+                            tick.tick().await;
+                            up.reap();
+                            up.fill_tunnels(|i| be.servers[i].usable_for_pinned()).await;
+                        } => {}
                         _ = stop.changed() => break,
                     }
                 }
@@ -473,6 +495,7 @@ impl Proxy {
         Ok(Proxy {
             frontends,
             backends,
+            pools,
             addrs,
             metrics_addr,
             stop,
@@ -503,6 +526,12 @@ impl Proxy {
         self.backends.iter().find(|b| b.name == name)
     }
 
+    /// A backend's connection pools and SSL contexts.
+    pub fn upstream(&self, backend: &str) -> Option<&Arc<Upstream>> {
+        let i = self.backends.iter().position(|b| b.name == backend)?;
+        self.pools.get(i)
+    }
+
     /// A frontend's handler and counters.
     pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
         self.frontends.iter().find(|f| f.name == name)
@@ -510,7 +539,7 @@ impl Proxy {
 
     /// The metrics text, as served on the Prometheus endpoint.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.frontends, &self.backends)
+        metrics::render(&self.frontends, &self.backends, &self.pools)
     }
 
     /// Stop accepting, let running requests finish (up to a grace period), stop
@@ -531,6 +560,9 @@ pub fn check_files(cfg: &ProxyConfig) -> Result<(), Error> {
                 source,
             })?;
         }
+    }
+    for b in &cfg.backends {
+        upstream_pools(b)?;
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Backend;
 use crate::proxy::Frontend;
+use crate::tls::client::ContextStats;
 use crate::tls::server::TlsStats;
+use crate::upstream::Upstream;
 
 fn v(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
@@ -85,7 +87,11 @@ fn tls_frontends(o: &mut String, frontends: &[Arc<Frontend>]) {
 }
 
 /// Render all counters in the Prometheus text format (version 0.0.4).
-pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String {
+pub fn render(
+    frontends: &[Arc<Frontend>],
+    backends: &[Arc<Backend>],
+    pools: &[Arc<Upstream>],
+) -> String {
     let mut o = String::new();
     head(
         &mut o,
@@ -448,5 +454,61 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
             }
         }
     }
+    server_contexts(&mut o, backends, pools);
     o
+}
+
+/// Counters of the servers' SSL contexts and their established tunnels.
+fn server_contexts(o: &mut String, backends: &[Arc<Backend>], pools: &[Arc<Upstream>]) {
+    let counters: [(&str, &str, Counter<ContextStats>); 3] = [
+        (
+            "handshakes_total",
+            "TLS handshakes with the server (its SSL context).",
+            |s| &s.handshakes,
+        ),
+        (
+            "resumed_total",
+            "Of which resumed an earlier session.",
+            |s| &s.resumed,
+        ),
+        (
+            "handshake_failures_total",
+            "TLS handshakes with the server that failed.",
+            |s| &s.failures,
+        ),
+    ];
+    let each = |o: &mut String, f: &dyn Fn(&mut String, &str, &str, usize, &Upstream)| {
+        for (b, up) in backends.iter().zip(pools) {
+            for (i, s) in b.servers.iter().enumerate() {
+                if up.context(i).is_some() {
+                    f(o, &b.name, &s.name, i, up);
+                }
+            }
+        }
+    };
+    for (name, help, get) in counters {
+        head(o, &format!("tack_proxy_server_tls_{name}"), "counter", help);
+        each(o, &|o, b, s, i, up| {
+            if let Some(c) = up.context(i) {
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_server_tls_{name}{{backend=\"{b}\",server=\"{s}\"}} {}",
+                    v(get(&c.stats))
+                );
+            }
+        });
+    }
+    head(
+        o,
+        "tack_proxy_server_tls_tunnels_idle",
+        "gauge",
+        "Established TLS connections to the server waiting in its pool.",
+    );
+    each(o, &|o, b, s, i, up| {
+        let _ = writeln!(
+            o,
+            "tack_proxy_server_tls_tunnels_idle{{backend=\"{b}\",server=\"{s}\"}} {}",
+            up.pool(i, true).idle_streams()
+        );
+    });
 }

@@ -1,5 +1,5 @@
 //! The TLS parts of the configuration: termination on a frontend
-//! ([`FrontendTls`]).
+//! ([`FrontendTls`]) and SSL contexts to a backend's servers ([`ServerTls`]).
 //!
 //! Files (certificates, keys, CA bundles, ticket keys) are named here and read
 //! when the proxy starts (and again when they change on disk); `--check` reads
@@ -143,4 +143,55 @@ impl FrontendTls {
         }
         Ok(())
     }
+}
+
+/// SSL contexts to a backend's servers (seed 003's "tunnels"): each server gets
+/// a TLS client context and a pool of connections kept established through it.
+/// Secure requests go through it; so do all requests to a server without
+/// `tls_address` (it speaks TLS on its `address`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// CA certificates (PEM) server certificates must chain to.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Verify server certificates (false: accept any certificate; the
+    /// connection is encrypted but the server not authenticated).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// Server name sent (SNI) and verified, for servers without their own
+    /// `tls_sni`; absent: the server's address (no SNI is sent for an address,
+    /// and the certificate must name the address).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Connections kept established to each server through its context.
+    #[serde(default = "default_tunnels")]
+    pub pool: usize,
+}
+
+fn default_tunnels() -> usize {
+    4
+}
+
+impl ServerTls {
+    /// Cross-field rules; `Err((field, message))` names the field under `server_tls`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.verify && self.ca.is_none() {
+            return Err((
+                "ca",
+                "a CA file is needed to verify servers (or verify: false)".into(),
+            ));
+        }
+        if let Some(n) = &self.sni {
+            check_server_name(n).map_err(|m| ("sni", m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can be sent as SNI (a DNS name or an IP address).
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    rustls::pki_types::ServerName::try_from(name)
+        .map(|_| ())
+        .map_err(|_| format!("{name:?} is not a DNS name or an IP address"))
 }

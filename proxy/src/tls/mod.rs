@@ -3,6 +3,7 @@
 //! ([`tickets`]).
 
 pub mod certs;
+pub mod client;
 pub mod files;
 pub mod server;
 pub mod tickets;

@@ -2,6 +2,7 @@
 //! client, and process guards that clean up after themselves.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod pki;
 
 use std::convert::Infallible;

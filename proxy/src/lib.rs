@@ -22,6 +22,7 @@
 //! wraps the `TcpStream` in TLS for re-encryption.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod config;
@@ -31,6 +32,7 @@ mod guard;
 pub mod h1;
 pub mod health;
 pub mod metrics;
+pub mod passthrough;
 pub mod persist;
 pub mod proxy;
 pub mod qos;
@@ -96,9 +98,7 @@ const GRACE: Duration = Duration::from_secs(5);
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    frontends: Vec<Arc<Frontend>>,
-    backends: Vec<Arc<Backend>>,
-    pools: Vec<Arc<Upstream>>,
+    registry: Arc<metrics::Registry>,
     addrs: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -329,12 +329,9 @@ async fn accept_loop(
 
 async fn metrics_loop(
     listener: TcpListener,
-    frontends: Vec<Arc<Frontend>>,
-    backends: Vec<Arc<Backend>>,
-    pools: Vec<Arc<Upstream>>,
+    state: Arc<metrics::Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let state = Arc::new((frontends, backends, pools));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
@@ -345,17 +342,21 @@ async fn metrics_loop(
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let st = st.clone();
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        let mut r =
-                            http::Response::new(proxy::full(metrics::render(&st.0, &st.1, &st.2)));
-                        r.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        r
-                    } else {
-                        proxy::local_response(http::StatusCode::NOT_FOUND, "Try /metrics.")
+                    let (text, kind) = match req.uri().path() {
+                        "/metrics" => (metrics::render(&st), "text/plain; version=0.0.4"),
+                        "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
+                        _ => {
+                            return Ok(proxy::local_response(
+                                http::StatusCode::NOT_FOUND,
+                                "Try /metrics or /sessions.",
+                            ));
+                        }
                     };
+                    let mut resp = http::Response::new(proxy::full(text));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(kind),
+                    );
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
@@ -437,6 +438,27 @@ impl Proxy {
             }
             frontends.push(fe);
         }
+        let mut passthrough = Vec::new();
+        for pc in &cfg.passthrough {
+            let pt = Arc::new(passthrough::Passthrough::new(pc, &backends));
+            for &addr in &pc.bind {
+                let l = bind_listener(addr, false, false)
+                    .map_err(|source| Error::Bind { addr, source })?;
+                let local = l
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr, source })?;
+                addrs.push((pc.name.clone(), local));
+                log::info!("passthrough {} listening on {local}", pc.name);
+                tasks.spawn(passthrough::accept_loop(l, pt.clone(), stop_rx.clone()));
+            }
+            passthrough.push(pt);
+        }
+        let registry = Arc::new(metrics::Registry {
+            frontends,
+            backends,
+            pools,
+            passthrough,
+        });
         let metrics_addr = match &cfg.metrics {
             Some(m) => {
                 let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind {
@@ -447,13 +469,7 @@ impl Proxy {
                     addr: m.listen,
                     source,
                 })?;
-                tasks.spawn(metrics_loop(
-                    l,
-                    frontends.clone(),
-                    backends.clone(),
-                    pools.clone(),
-                    stop_rx.clone(),
-                ));
+                tasks.spawn(metrics_loop(l, registry.clone(), stop_rx.clone()));
                 Some(a)
             }
             None => None,
@@ -466,7 +482,7 @@ impl Proxy {
             );
             tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
         }
-        for (up, be) in pools.iter().zip(&backends) {
+        for (up, be) in registry.pools.iter().zip(&registry.backends) {
             let (up, be, mut stop) = (up.clone(), be.clone(), stop_rx.clone());
             tasks.spawn(async move {
                 // Idle connections reaped, and the tunnels of the servers' SSL
@@ -485,7 +501,7 @@ impl Proxy {
                 }
             });
         }
-        for (b, bc) in backends.iter().zip(&cfg.backends) {
+        for (b, bc) in registry.backends.iter().zip(&cfg.backends) {
             if let Some(hc) = &bc.health_check {
                 for s in b.servers.iter().filter(|s| s.check) {
                     tasks.spawn(health::run_checks(hc.clone(), s.clone(), stop_rx.clone()));
@@ -493,9 +509,7 @@ impl Proxy {
             }
         }
         Ok(Proxy {
-            frontends,
-            backends,
-            pools,
+            registry,
             addrs,
             metrics_addr,
             stop,
@@ -523,23 +537,37 @@ impl Proxy {
 
     /// A backend's runtime state (servers, tables, counters).
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.backends.iter().find(|b| b.name == name)
+        self.registry.backends.iter().find(|b| b.name == name)
     }
 
     /// A backend's connection pools and SSL contexts.
     pub fn upstream(&self, backend: &str) -> Option<&Arc<Upstream>> {
-        let i = self.backends.iter().position(|b| b.name == backend)?;
-        self.pools.get(i)
+        let i = self
+            .registry
+            .backends
+            .iter()
+            .position(|b| b.name == backend)?;
+        self.registry.pools.get(i)
+    }
+
+    /// A pass-through frontend (tables, counters).
+    pub fn passthrough(&self, name: &str) -> Option<&Arc<passthrough::Passthrough>> {
+        self.registry.passthrough.iter().find(|p| p.name == name)
+    }
+
+    /// The admin view of the session tables, as served on `/sessions`.
+    pub fn render_sessions(&self) -> String {
+        admin::sessions(&self.registry)
     }
 
     /// A frontend's handler and counters.
     pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
-        self.frontends.iter().find(|f| f.name == name)
+        self.registry.frontends.iter().find(|f| f.name == name)
     }
 
     /// The metrics text, as served on the Prometheus endpoint.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.frontends, &self.backends, &self.pools)
+        metrics::render(&self.registry)
     }
 
     /// Stop accepting, let running requests finish (up to a grace period), stop

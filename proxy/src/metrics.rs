@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Backend;
+use crate::passthrough::{Passthrough, PassthroughStats};
 use crate::proxy::Frontend;
 use crate::tls::client::ContextStats;
 use crate::tls::server::TlsStats;
@@ -86,12 +87,22 @@ fn tls_frontends(o: &mut String, frontends: &[Arc<Frontend>]) {
     }
 }
 
+/// What the proxy reports on: everything `Proxy::start` built.
+#[derive(Debug)]
+pub struct Registry {
+    /// HTTP frontends.
+    pub frontends: Vec<Arc<Frontend>>,
+    /// Backends.
+    pub backends: Vec<Arc<Backend>>,
+    /// Each backend's connection pools (same order).
+    pub pools: Vec<Arc<Upstream>>,
+    /// Pass-through frontends.
+    pub passthrough: Vec<Arc<Passthrough>>,
+}
+
 /// Render all counters in the Prometheus text format (version 0.0.4).
-pub fn render(
-    frontends: &[Arc<Frontend>],
-    backends: &[Arc<Backend>],
-    pools: &[Arc<Upstream>],
-) -> String {
+pub fn render(r: &Registry) -> String {
+    let (frontends, backends, pools) = (&r.frontends[..], &r.backends[..], &r.pools[..]);
     let mut o = String::new();
     head(
         &mut o,
@@ -455,7 +466,94 @@ pub fn render(
         }
     }
     server_contexts(&mut o, backends, pools);
+    passthrough_frontends(&mut o, &r.passthrough);
     o
+}
+
+/// Counters and tables of the pass-through frontends.
+fn passthrough_frontends(o: &mut String, pts: &[Arc<Passthrough>]) {
+    let counters: [(&str, &str, Counter<PassthroughStats>); 10] = [
+        ("connections_total", "Connections accepted.", |s| {
+            &s.connections
+        }),
+        (
+            "bad_hello_total",
+            "Connections closed: no valid ClientHello in time.",
+            |s| &s.bad_hello,
+        ),
+        (
+            "no_route_total",
+            "Connections closed: no route for the server name.",
+            |s| &s.no_route,
+        ),
+        (
+            "no_server_total",
+            "Connections closed: no server reachable.",
+            |s| &s.no_server,
+        ),
+        (
+            "session_routed_total",
+            "Connections sent by the TLS session-ID table.",
+            |s| &s.session_routed,
+        ),
+        (
+            "affinity_routed_total",
+            "Connections sent by client-address affinity.",
+            |s| &s.affinity_routed,
+        ),
+        ("balanced_total", "Connections load balanced.", |s| {
+            &s.balanced
+        }),
+        (
+            "sessions_learnt_total",
+            "TLS 1.2 session IDs learnt from ServerHellos.",
+            |s| &s.sessions_learnt,
+        ),
+        (
+            "tls13_total",
+            "Connections whose server chose TLS 1.3.",
+            |s| &s.tls13,
+        ),
+        ("open_connections", "Connections open now.", |s| &s.open),
+    ];
+    for (name, help, get) in counters {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        head(o, &format!("tack_proxy_passthrough_{name}"), kind, help);
+        for p in pts {
+            let _ = writeln!(
+                o,
+                "tack_proxy_passthrough_{name}{{frontend=\"{}\"}} {}",
+                p.name,
+                v(get(&p.stats))
+            );
+        }
+    }
+    head(
+        o,
+        "tack_proxy_passthrough_table_entries",
+        "gauge",
+        "Entries in the TLS session-ID table and the affinity table.",
+    );
+    for p in pts {
+        let _ = writeln!(
+            o,
+            "tack_proxy_passthrough_table_entries{{frontend=\"{}\",table=\"session_id\"}} {}",
+            p.name,
+            p.sessions.len()
+        );
+        if let Some(t) = p.affinity_table() {
+            let _ = writeln!(
+                o,
+                "tack_proxy_passthrough_table_entries{{frontend=\"{}\",table=\"affinity\"}} {}",
+                p.name,
+                t.len()
+            );
+        }
+    }
 }
 
 /// Counters of the servers' SSL contexts and their established tunnels.

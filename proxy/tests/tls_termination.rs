@@ -302,6 +302,7 @@ fn check_reads_the_tls_files_of_the_shipped_example() {
     let (ok, key) = run_with_input("sh", &["-c", "openssl rand 80 | openssl base64 -A"], "");
     assert!(ok);
     std::fs::write(pki.path("tickets.key"), key).unwrap();
+    std::fs::copy(&pki.ca, pki.path("servers-ca.pem")).unwrap();
     let example = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/proxy-tls.yaml"),
     )

@@ -195,3 +195,231 @@ pub fn check_server_name(name: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|_| format!("{name:?} is not a DNS name or an IP address"))
 }
+
+/// A TCP frontend that passes TLS through without terminating it: it reads the
+/// ClientHello, routes on its server name (SNI) and keeps clients that resume a
+/// TLS 1.2 session on the server that issued it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughConfig {
+    /// Name (logs, metrics).
+    pub name: String,
+    /// Addresses to listen on.
+    pub bind: Vec<std::net::SocketAddr>,
+    /// Server name → backend, first match; a name is exact or `*.suffix`.
+    #[serde(default)]
+    pub routes: Vec<SniRoute>,
+    /// Backend of connections without SNI or whose name no route matches
+    /// (absent: such connections are closed).
+    #[serde(default)]
+    pub default_backend: Option<String>,
+    /// The TLS 1.2 session-ID table.
+    #[serde(default)]
+    pub session_table: SessionTableSize,
+    /// Client-address affinity for clients the session ID cannot place.
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+    /// Time allowed for the ClientHello to arrive, and for the server's
+    /// ServerHello.
+    #[serde(default = "default_hello_timeout")]
+    pub hello_timeout: Dur,
+}
+
+/// A route of a pass-through frontend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniRoute {
+    /// `name.example` (exact, case-insensitive) or `*.example` (any name under it).
+    pub sni: String,
+    /// The backend.
+    pub backend: String,
+}
+
+/// Size and expiry of a pass-through table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionTableSize {
+    /// Most entries (least recently used evicted).
+    #[serde(default = "default_pt_table")]
+    pub size: usize,
+    /// Entries unused this long expire (keep it at least the servers' session
+    /// cache lifetime).
+    #[serde(default = "default_pt_expire")]
+    pub expire: Dur,
+}
+
+impl Default for SessionTableSize {
+    fn default() -> Self {
+        SessionTableSize {
+            size: default_pt_table(),
+            expire: default_pt_expire(),
+        }
+    }
+}
+
+/// Which part of the client's address keeps it on a server.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityKey {
+    /// The whole address.
+    Source,
+    /// The first `ipv4_prefix` / `ipv6_prefix` bits.
+    Prefix,
+    /// IPv4: the address's natural class network (A: /8, B: /16, C: /24; the
+    /// others whole); IPv6: `ipv6_prefix`.
+    Natural,
+}
+
+/// Client-address affinity (for TLS 1.3 clients, whose legacy session ID is
+/// random, or for every client).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    /// What identifies a client.
+    pub key: AffinityKey,
+    /// IPv4 prefix length for `prefix`.
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length for `prefix` and `natural`.
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Apply to every client, not only those offering TLS 1.3.
+    #[serde(default)]
+    pub all_clients: bool,
+    /// The affinity table.
+    #[serde(default)]
+    pub table: SessionTableSize,
+}
+
+fn default_hello_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_pt_table() -> usize {
+    100_000
+}
+fn default_pt_expire() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_v4_prefix() -> u8 {
+    24
+}
+fn default_v6_prefix() -> u8 {
+    64
+}
+
+impl PassthroughConfig {
+    /// Cross-field rules (backend names are checked by the caller);
+    /// `Err((field, message))`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.bind.is_empty() {
+            return Err(("bind".into(), "at least one address is required".into()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let name = r.sni.strip_prefix("*.").unwrap_or(&r.sni);
+            let ok = !name.is_empty()
+                && !name.contains('*')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                return Err((
+                    format!("routes[{i}].sni"),
+                    format!("{:?} is not a server name or *.suffix", r.sni),
+                ));
+            }
+        }
+        if self.routes.is_empty() && self.default_backend.is_none() {
+            return Err((
+                "routes".into(),
+                "at least one route or a default_backend is required".into(),
+            ));
+        }
+        if let Some(a) = &self.affinity
+            && (a.ipv4_prefix > 32 || a.ipv6_prefix > 128)
+        {
+            return Err((
+                "affinity".into(),
+                "ipv4_prefix is at most 32, ipv6_prefix at most 128".into(),
+            ));
+        }
+        if self.hello_timeout.0.is_zero() {
+            return Err(("hello_timeout".into(), "must be greater than zero".into()));
+        }
+        Ok(())
+    }
+
+    /// The backends the frontend names (routes, then the default).
+    pub fn backends(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .map(|r| r.backend.as_str())
+            .chain(self.default_backend.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ProxyConfig;
+
+    const BACKEND: &str =
+        "backends:\n  - name: app\n    servers:\n      - { name: s1, address: \"127.0.0.1:1\" }\n";
+
+    fn err(yaml: &str) -> String {
+        ProxyConfig::from_yaml_str(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn passthrough_only_configuration_and_its_errors() {
+        let ok = format!(
+            "passthrough:\n  - {{ name: t, bind: [\"127.0.0.1:0\"], default_backend: app }}\n{BACKEND}"
+        );
+        ProxyConfig::from_yaml_str(&ok).unwrap();
+        let e = err(&ok.replace("default_backend: app", "default_backend: nope"));
+        assert!(
+            e.starts_with("passthrough[0].routes: no backend named \"nope\""),
+            "{e}"
+        );
+        let e = err(&ok.replace(
+            "default_backend: app",
+            "routes: [{ sni: \"a*.test\", backend: app }]",
+        ));
+        assert!(e.starts_with("passthrough[0].routes[0].sni"), "{e}");
+        let e = err(&ok.replace("default_backend: app", "routes: []"));
+        assert!(e.contains("a default_backend"), "{e}");
+        let e = err(&ok.replace(
+            "default_backend: app",
+            "default_backend: app, affinity: { key: prefix, ipv4_prefix: 33 }",
+        ));
+        assert!(e.starts_with("passthrough[0].affinity"), "{e}");
+        let e = err(BACKEND);
+        assert!(e.contains("at least one frontend"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let fe = "frontends:\n  - { name: w, bind: [\"127.0.0.1:0\"], backend: app, tls: { certificates: [] } }\n";
+        let e = err(&format!("{fe}{BACKEND}"));
+        assert!(e.starts_with("frontends[0].tls.certificates"), "{e}");
+        let fe = "frontends:\n  - { name: w, bind: [\"127.0.0.1:0\"], backend: app }\n";
+        let with = |st: &str| {
+            format!(
+                "{fe}{}",
+                BACKEND.replace("servers:", &format!("server_tls: {st}\n    servers:"))
+            )
+        };
+        assert!(err(&with("{ sni: a.test }")).starts_with("backends[0].server_tls.ca"));
+        assert!(
+            err(&with("{ verify: false, sni: \"not a name\" }"))
+                .starts_with("backends[0].server_tls.sni")
+        );
+        ProxyConfig::from_yaml_str(&with("{ verify: false }")).unwrap();
+        let e = err(&format!(
+            "{fe}{}",
+            BACKEND.replace(
+                "address: \"127.0.0.1:1\"",
+                "address: \"127.0.0.1:1\", tls_sni: x.test"
+            )
+        ));
+        assert!(e.contains("need the backend's server_tls"), "{e}");
+    }
+}

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod client;
 pub mod files;
+pub mod hello;
 pub mod server;
 pub mod tickets;
 

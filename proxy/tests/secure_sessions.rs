@@ -60,7 +60,8 @@ async fn cart_over_http_checkout_over_https_on_the_session_server() {
          \x20 - name: https\n    bind: [\"127.0.0.1:0\"]\n    backend: shop\n    access_log: false\n    \
          tls: {{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n\
          backends:\n  - name: shop\n    session_id: {{ cookie: JSESSIONID, pin: secure }}\n    \
-         server_tls: {{ ca: \"{}\", sni: shop.internal, pool: 2 }}\n    servers:\n{servers}",
+         server_tls: {{ ca: \"{}\", sni: shop.internal, pool: 2 }}\n    servers:\n{servers}\
+         metrics: {{ listen: \"127.0.0.1:0\" }}\n",
         front.cert.display(),
         front.key.display(),
         pki.ca.display()
@@ -166,6 +167,21 @@ for _ in range(10):
         .lines()
         .find(|l| l.starts_with("tack_proxy_backend_session_routed_total{backend=\"shop\"}"))
         .unwrap();
+    // The admin view: the cart's session, its server and that server's SSL context.
+    let owner_idx: usize = owner[1..].parse::<usize>().unwrap() - 1;
+    let view = get(proxy.metrics_addr().unwrap(), "/sessions", &[]).await;
+    assert_eq!(view.status, 200);
+    let want = format!(
+        "CART1\t{owner}\ttls {} sni=shop.internal\tidle ",
+        tls[owner_idx]
+    );
+    assert!(view.body.contains(&want), "{want} in\n{}", view.body);
+    assert!(
+        view.body
+            .starts_with("# backend shop session IDs: 42 entries"),
+        "{}",
+        view.body
+    );
     // 20 + 5 + 40 + 9 secure requests found their session; none of the 400.
     assert!(routed.ends_with(" 74"), "{routed}");
     proxy.shutdown().await;

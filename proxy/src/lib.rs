@@ -1,25 +1,28 @@
 //! `tack-proxy`: Tack's L7 load-balancing server (requirement R5).
 //!
-//! An HTTP/1.1 and HTTP/2 (h2c) reverse proxy on tokio that keeps client
-//! connections alive and schedules every request on its own (round robin, least
-//! connections, random with two choices, source, URI, URL parameter, header, and
-//! ketama-compatible consistent hashing), pins clients with HAProxy-compatible
-//! cookies, application session IDs or hash groups, answers redirect persistence,
-//! health-checks its servers, and queues requests per server by priority class.
+//! An HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS) reverse proxy on tokio that keeps
+//! client connections alive and schedules every request on its own (round robin,
+//! least connections, random with two choices, source, URI, URL parameter, header,
+//! and ketama-compatible consistent hashing), pins clients with HAProxy-compatible
+//! cookies, application session IDs (for every request, or only secure ones) or
+//! hash groups, answers redirect persistence, health-checks its servers, and
+//! queues requests per server by priority class.
 //! HTTP/1.1 is served by a fast path of its own ([`h1`] heads parsed in place,
 //! bodies copied with their framing); HTTP/2 and what the fast path leaves (upgrades,
 //! HTTP/1.0, absolute-form targets) by hyper, behind the same framing rules
 //! ([`h1::check_request`], applied to hyper's input by an internal guard).
 //!
+//! TLS ([`tls`], rustls on ring): frontends terminate it (SNI certificates, ALPN,
+//! shared ticket keys, reload); servers are reached through SSL contexts with
+//! connections kept established ([`upstream`]); [`passthrough`] frontends route
+//! TLS they do not terminate by SNI and TLS 1.2 session ID. Listeners hand
+//! accepted streams, plain or decrypted, to [`serve_stream`], which is generic
+//! over the stream.
+//!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
 //! [`run`] it until a shutdown future resolves, or [`Proxy::start`] it to get the
 //! bound addresses and stop it later.
-//!
-//! Where TLS slots in: listeners hand accepted streams to [`serve_stream`], which is
-//! generic over the stream, so a rustls acceptor wraps the `TcpStream` before that
-//! call; upstream connections are made in [`upstream::Upstream`], whose `connect`
-//! wraps the `TcpStream` in TLS for re-encryption.
 #![forbid(unsafe_code)]
 
 pub mod admin;

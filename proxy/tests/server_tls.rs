@@ -67,15 +67,6 @@ fn yaml(addrs: &[SocketAddr], server_tls: &str) -> String {
     )
 }
 
-fn metric(proxy: &tack_proxy::Proxy, line_start: &str) -> u64 {
-    let text = proxy.render_metrics();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in metrics:\n{text}"))
-}
-
 /// `clients` keep-alive connections sending `each` requests apiece; the bodies.
 async fn load(addr: SocketAddr, clients: usize, each: usize) -> Vec<String> {
     let mut set = tokio::task::JoinSet::new();

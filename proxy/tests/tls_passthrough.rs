@@ -28,15 +28,6 @@ fn answer(out: &str) -> String {
         .to_string()
 }
 
-fn metric(proxy: &tack_proxy::Proxy, line_start: &str) -> u64 {
-    let text = proxy.render_metrics();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in metrics"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumed_sessions_reach_the_server_that_issued_them() {
     require_tool("openssl");

@@ -68,15 +68,6 @@ fn served_org(out: &str) -> String {
         .to_string()
 }
 
-fn metric(proxy: &tack_proxy::Proxy, name: &str) -> u64 {
-    let text = proxy.render_metrics();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in metrics:\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_alpn_versions_and_reload_with_real_clients() {
     for t in ["curl", "openssl", "nghttp"] {

@@ -28,6 +28,17 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(chain)
 }
 
+/// Read a PEM file of CA certificates into a root store.
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_chain(path)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::file(path, format!("bad CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
 /// Read a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::file(path, e))

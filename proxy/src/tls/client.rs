@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::tls::ServerTls;
-use crate::tls::certs::load_chain;
+use crate::tls::certs::load_roots;
 use crate::tls::{TlsError, provider};
 
 /// Accepts any server certificate (`verify: false`), still checking that the
@@ -88,14 +88,10 @@ pub fn client_config(cfg: &ServerTls) -> Result<Arc<ClientConfig>, TlsError> {
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let mut cc = if cfg.verify {
-        let mut roots = RootCertStore::empty();
-        if let Some(ca) = &cfg.ca {
-            for c in load_chain(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::file(ca, format!("bad CA certificate: {e}")))?;
-            }
-        }
+        let roots = match &cfg.ca {
+            Some(ca) => load_roots(ca)?,
+            None => RootCertStore::empty(),
+        };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         builder

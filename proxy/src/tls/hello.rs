@@ -191,28 +191,33 @@ fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     Some(hello)
 }
 
-/// Parse the ClientHello at the start of what a client sent.
-pub fn client_hello(buf: &[u8]) -> Parse<ClientHello> {
-    match handshake_message(buf, CLIENT_HELLO) {
-        Parse::Done(body) => match parse_client_hello(&body) {
-            Some(h) => Parse::Done(h),
-            None => Parse::Invalid("malformed ClientHello"),
-        },
+/// The handshake message of type `want` at the start of `buf`, read by `read`.
+fn parse<T>(buf: &[u8], want: u8, read: fn(&[u8]) -> Option<T>, bad: &'static str) -> Parse<T> {
+    match handshake_message(buf, want) {
+        Parse::Done(body) => read(&body).map_or(Parse::Invalid(bad), Parse::Done),
         Parse::Incomplete => Parse::Incomplete,
         Parse::Invalid(m) => Parse::Invalid(m),
     }
 }
 
+/// Parse the ClientHello at the start of what a client sent.
+pub fn client_hello(buf: &[u8]) -> Parse<ClientHello> {
+    parse(
+        buf,
+        CLIENT_HELLO,
+        parse_client_hello,
+        "malformed ClientHello",
+    )
+}
+
 /// Parse the ServerHello at the start of what a server sent.
 pub fn server_hello(buf: &[u8]) -> Parse<ServerHello> {
-    match handshake_message(buf, SERVER_HELLO) {
-        Parse::Done(body) => match parse_server_hello(&body) {
-            Some(h) => Parse::Done(h),
-            None => Parse::Invalid("malformed ServerHello"),
-        },
-        Parse::Incomplete => Parse::Incomplete,
-        Parse::Invalid(m) => Parse::Invalid(m),
-    }
+    parse(
+        buf,
+        SERVER_HELLO,
+        parse_server_hello,
+        "malformed ServerHello",
+    )
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{HandshakeKind, RootCertStore, ServerConfig};
+use rustls::{HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::tls::{FrontendTls, TlsVersion};
-use crate::tls::certs::{CertStore, load_chain};
+use crate::tls::certs::{CertStore, load_roots};
 use crate::tls::tickets::SharedTicketer;
 use crate::tls::{TlsError, provider};
 
@@ -93,13 +93,8 @@ impl TlsTerminator {
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let builder = match &cfg.client_auth {
             Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for c in load_chain(&ca.ca)? {
-                    roots
-                        .add(c)
-                        .map_err(|e| TlsError::file(&ca.ca, format!("bad CA certificate: {e}")))?;
-                }
-                let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let roots = Arc::new(load_roots(&ca.ca)?);
+                let v = WebPkiClientVerifier::builder_with_provider(roots, provider);
                 let v = if ca.required {
                     v
                 } else {

@@ -200,6 +200,17 @@ pub fn require_tool(path: &str) {
     );
 }
 
+/// The value of the first metrics line of `proxy` that starts with `line_start`
+/// (a metric name with its labels).
+pub fn metric(proxy: &tack_proxy::Proxy, line_start: &str) -> u64 {
+    let text = proxy.render_metrics();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in the metrics:\n{text}"))
+}
+
 /// Start a proxy from YAML text.
 pub async fn start_proxy(yaml: &str) -> tack_proxy::Proxy {
     let cfg = tack_proxy::config::ProxyConfig::from_yaml_str(yaml)

@@ -472,7 +472,7 @@ pub fn render(r: &Registry) -> String {
 
 /// Counters and tables of the pass-through frontends.
 fn passthrough_frontends(o: &mut String, pts: &[Arc<Passthrough>]) {
-    let counters: [(&str, &str, Counter<PassthroughStats>); 10] = [
+    let counters: [(&str, &str, Counter<PassthroughStats>); 11] = [
         ("connections_total", "Connections accepted.", |s| {
             &s.connections
         }),
@@ -513,6 +513,11 @@ fn passthrough_frontends(o: &mut String, pts: &[Arc<Passthrough>]) {
             "tls13_total",
             "Connections whose server chose TLS 1.3.",
             |s| &s.tls13,
+        ),
+        (
+            "idle_closed_total",
+            "Connections closed after idle_timeout without traffic.",
+            |s| &s.idle_closed,
         ),
         ("open_connections", "Connections open now.", |s| &s.open),
     ];

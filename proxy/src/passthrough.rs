@@ -47,6 +47,88 @@ pub struct PassthroughStats {
     pub sessions_learnt: AtomicU64,
     /// Connections whose server chose TLS 1.3.
     pub tls13: AtomicU64,
+    /// Connections closed after `idle_timeout` without traffic.
+    pub idle_closed: AtomicU64,
+}
+
+/// A stream that notes when it last read something (milliseconds since
+/// `start`), for the idle timeout of [`relay`].
+struct Watched<'a> {
+    inner: &'a mut TcpStream,
+    start: tokio::time::Instant,
+    last: &'a AtomicU64,
+}
+
+impl tokio::io::AsyncRead for Watched<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let ms = this.start.elapsed().as_millis() as u64;
+            this.last.store(ms, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Copy bytes both ways until both sides closed, or until neither sent
+/// anything for `idle` (`TimedOut`).
+async fn relay(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> std::io::Result<()> {
+    let start = tokio::time::Instant::now();
+    let last = AtomicU64::new(0);
+    let mut wa = Watched {
+        inner: a,
+        start,
+        last: &last,
+    };
+    let mut wb = Watched {
+        inner: b,
+        start,
+        last: &last,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut wa, &mut wb);
+    tokio::pin!(copy);
+    loop {
+        let due = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        tokio::select! {
+            r = &mut copy => return r.map(|_| ()),
+            _ = tokio::time::sleep_until(due) => {
+                let now_due = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+                if now_due <= tokio::time::Instant::now() {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout"));
+                }
+            }
+        }
+    }
 }
 
 /// No headers: the request view of a TCP connection.
@@ -113,6 +195,7 @@ pub struct Passthrough {
     pub sessions: SessionTable,
     affinity: Option<(Affinity, SessionTable)>,
     hello_timeout: Duration,
+    idle_timeout: Duration,
     /// Counters.
     pub stats: PassthroughStats,
 }
@@ -166,6 +249,7 @@ impl Passthrough {
                 .as_ref()
                 .map(|a| (a.clone(), SessionTable::new(a.table.size, a.table.expire.0))),
             hello_timeout: cfg.hello_timeout.0,
+            idle_timeout: cfg.idle_timeout.0,
             stats: PassthroughStats::default(),
         }
     }
@@ -192,7 +276,10 @@ impl Passthrough {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         match self.connect(&mut client, peer).await {
             Ok(mut server) => {
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                if let Err(e) = relay(&mut client, &mut server, self.idle_timeout).await {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    }
                     log::debug!("passthrough {} from {peer}: {e}", self.name);
                 }
             }

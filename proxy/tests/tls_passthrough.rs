@@ -53,7 +53,8 @@ async fn resumed_sessions_reach_the_server_that_issued_them() {
          - {{ sni: shop.test, backend: shop }}\n      - {{ sni: \"*.b.test\", backend: other }}\n    \
          session_table: {{ size: 1000, expire: 10m }}\n  \
          - name: tls13\n    bind: [\"127.0.0.1:0\"]\n    default_backend: shop\n    \
-         affinity: {{ key: source }}\n\
+         affinity: {{ key: source }}\n  \
+         - name: idle\n    bind: [\"127.0.0.1:0\"]\n    default_backend: shop\n    idle_timeout: 300ms\n\
          backends:\n  - name: shop\n    servers:\n      - {{ name: n1, address: \"{}\" }}\n      \
          - {{ name: n2, address: \"{}\" }}\n      - {{ name: n3, address: \"{}\" }}\n  \
          - name: other\n    servers:\n      - {{ name: m1, address: \"{}\" }}\n",
@@ -144,6 +145,23 @@ async fn resumed_sessions_reach_the_server_that_issued_them() {
     );
     assert!(view.contains("\tshop/n"), "{view}");
     assert!(view.contains("127.0.0.1/32\tshop/"), "{view}");
+
+    // A connection with no traffic for idle_timeout is closed (nginx would keep
+    // it for 300 s); one in use is not.
+    let idle = proxy.local_addr("idle").unwrap();
+    let mut c = support::pki::TlsClient::connect(idle, "shop.test", &pki.ca).await;
+    for _ in 0..3 {
+        assert!(c.get("/").await.starts_with('n'));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert!(c.closed_within(std::time::Duration::from_secs(3)).await);
+    assert_eq!(
+        metric(
+            &proxy,
+            "tack_proxy_passthrough_idle_closed_total{frontend=\"idle\"}"
+        ),
+        1
+    );
 
     // Not TLS: refused and counted, the proxy goes on.
     let mut s = tokio::net::TcpStream::connect(pt).await.unwrap();

@@ -223,6 +223,9 @@ pub struct PassthroughConfig {
     /// ServerHello.
     #[serde(default = "default_hello_timeout")]
     pub hello_timeout: Dur,
+    /// A connection on which neither side sent anything for this long is closed.
+    #[serde(default = "default_pt_idle")]
+    pub idle_timeout: Dur,
 }
 
 /// A route of a pass-through frontend.
@@ -294,6 +297,9 @@ pub struct Affinity {
 fn default_hello_timeout() -> Dur {
     Dur(Duration::from_secs(5))
 }
+fn default_pt_idle() -> Dur {
+    Dur(Duration::from_secs(300))
+}
 fn default_pt_table() -> usize {
     100_000
 }
@@ -342,8 +348,13 @@ impl PassthroughConfig {
                 "ipv4_prefix is at most 32, ipv6_prefix at most 128".into(),
             ));
         }
-        if self.hello_timeout.0.is_zero() {
-            return Err(("hello_timeout".into(), "must be greater than zero".into()));
+        for (field, d) in [
+            ("hello_timeout", self.hello_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err((field.into(), "must be greater than zero".into()));
+            }
         }
         Ok(())
     }

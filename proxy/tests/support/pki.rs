@@ -178,6 +178,16 @@ impl TlsClient {
         self.stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     }
 
+    /// Whether the other side closed the connection within `limit`.
+    pub async fn closed_within(&mut self, limit: std::time::Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 256];
+        matches!(
+            tokio::time::timeout(limit, self.stream.read(&mut b)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
     /// GET `path` on the connection; the body of a `200`.
     pub async fn get(&mut self, path: &str) -> String {
         use tokio::io::AsyncWriteExt;

@@ -504,10 +504,21 @@ impl Proxy {
                 }
             });
         }
-        for (b, bc) in registry.backends.iter().zip(&cfg.backends) {
+        for ((b, bc), up) in registry
+            .backends
+            .iter()
+            .zip(&cfg.backends)
+            .zip(&registry.pools)
+        {
             if let Some(hc) = &bc.health_check {
                 for s in b.servers.iter().filter(|s| s.check) {
-                    tasks.spawn(health::run_checks(hc.clone(), s.clone(), stop_rx.clone()));
+                    let tls = up.tls_only_context(s.idx).cloned();
+                    tasks.spawn(health::run_checks(
+                        hc.clone(),
+                        s.clone(),
+                        tls,
+                        stop_rx.clone(),
+                    ));
                 }
             }
         }

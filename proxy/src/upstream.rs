@@ -379,6 +379,15 @@ impl Upstream {
         }
     }
 
+    /// The SSL context of server `i` when it speaks only TLS (no plain address).
+    pub fn tls_only_context(&self, i: usize) -> Option<&Arc<ServerContext>> {
+        let e = &self.servers[i];
+        if e.plain.is_some() {
+            return None;
+        }
+        e.secure.as_ref().and_then(|p| p.context())
+    }
+
     /// The SSL context of server `i`, if it has one.
     pub fn context(&self, i: usize) -> Option<&Arc<ServerContext>> {
         self.servers[i].secure.as_ref().and_then(|p| p.context())

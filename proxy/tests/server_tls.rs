@@ -58,6 +58,10 @@ async fn accepted(status: SocketAddr) -> u64 {
         .unwrap_or_else(|| panic!("status page: {text}"))
 }
 
+/// An HTTP health check, inserted before a backend's `servers:`.
+const HTTP_CHECK: &str =
+    "    health_check: { type: http, interval: 100ms, rise: 1, fall: 1 }\n    servers:\n";
+
 fn yaml(addrs: &[SocketAddr], server_tls: &str) -> String {
     format!(
         "frontends:\n  - {{ name: web, bind: [\"127.0.0.1:0\"], backend: app, access_log: false }}\n\
@@ -187,29 +191,44 @@ async fn server_certificates_are_verified_or_explicitly_not() {
     .replace(
         &format!("address: \"{}\" }}", addrs[1]),
         &format!("address: \"{}\", tls_sni: n2.internal }}", addrs[1]),
-    );
+    )
+    .replace("    servers:\n", HTTP_CHECK);
     let proxy = start_proxy(&text).await;
     let addr = proxy.local_addr("web").unwrap();
+    // HTTP health checks of TLS-only servers go through their contexts: the
+    // servers stay up.
+    let checks = "tack_proxy_server_tls_handshakes_total{backend=\"app\",server=\"n1\"}";
+    assert!(wait_until(Duration::from_secs(5), || metric(&proxy, checks) >= 4).await);
     let mut bodies: Vec<String> = Vec::new();
     for _ in 0..2 {
         bodies.push(get(addr, "/", &[]).await.body);
     }
     bodies.sort();
     assert_eq!(bodies, ["n1 sni=n1.internal", "n2 sni=n2.internal"]);
+    for s in ["n1", "n2"] {
+        let up = format!("tack_proxy_server_up{{backend=\"app\",server=\"{s}\"}}");
+        assert_eq!(metric(&proxy, &up), 1, "{s}");
+    }
     proxy.shutdown().await;
 
-    // Under a CA that did not issue the servers' certificates: refused, 503.
-    let proxy = start_proxy(&yaml(
-        &addrs,
-        &format!(
-            "{{ ca: \"{}\", sni: app.internal, pool: 1 }}",
-            other.ca.display()
-        ),
-    ))
+    // Under a CA that did not issue the servers' certificates: refused, 503,
+    // and the health checks take the servers down.
+    let proxy = start_proxy(
+        &yaml(
+            &addrs,
+            &format!(
+                "{{ ca: \"{}\", sni: app.internal, pool: 1 }}",
+                other.ca.display()
+            ),
+        )
+        .replace("    servers:\n", HTTP_CHECK),
+    )
     .await;
     let addr = proxy.local_addr("web").unwrap();
     let r = get(addr, "/", &[]).await;
     assert_eq!(r.status, 503);
+    let down = "tack_proxy_server_up{backend=\"app\",server=\"n1\"}";
+    assert!(wait_until(Duration::from_secs(5), || metric(&proxy, down) == 0).await);
     assert!(
         metric(
             &proxy,

@@ -319,6 +319,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes, and arbitrary hello bodies behind valid record and
+        /// handshake headers (so the field parsers see them): parsed or
+        /// refused, never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+            kind in 1u8..=2,
+        ) {
+            let _ = client_hello(&raw);
+            let _ = server_hello(&raw);
+            let n = raw.len();
+            let mut framed = vec![0x16, 3, 1];
+            framed.extend_from_slice(&((n + 4) as u16).to_be_bytes());
+            framed.extend_from_slice(&[kind, 0, (n >> 8) as u8, n as u8]);
+            framed.extend_from_slice(&raw);
+            let _ = client_hello(&framed);
+            let _ = server_hello(&framed);
+        }
+    }
+
     #[test]
     fn reads_a_server_hello() {
         // TLS 1.2 ServerHello with a 32-byte session ID and no extensions.

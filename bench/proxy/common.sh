@@ -83,8 +83,9 @@ CONF
   wait_port "$b1"; wait_port "$b2"
 }
 
-# haproxy_cfg BASE: the scenarios on BASE, BASE+1, BASE+2.
-haproxy_cfg() {
+# haproxy_head: the global and defaults sections every benchmark's HAProxy
+# runs with (one thread, HTTP keep-alive).
+haproxy_head() {
   cat <<CONF
 global
     nbthread 1
@@ -96,6 +97,13 @@ defaults
     timeout server 30s
     timeout http-keep-alive 10s
     option http-keep-alive
+CONF
+}
+
+# haproxy_cfg BASE: the scenarios on BASE, BASE+1, BASE+2.
+haproxy_cfg() {
+  haproxy_head
+  cat <<CONF
 frontend pinned
     bind 127.0.0.1:$1
     default_backend ck
@@ -147,3 +155,36 @@ scenario_request() {
   [ "$1" = urihash ] && path=/objects/item-42.jpg
   return 0
 }
+
+# CPU time (user and system, all threads) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# measure_wrk PID WRK-ARGS...: runs wrk (on $lcore, $conns connections, $dur
+# seconds, --latency) and prints "req/s p99-ms req-per-CPU-second user-us
+# sys-us": requests per second, the 99% latency line in ms, requests per
+# CPU-second of process PID (robust to other load on the machine: what one
+# core delivers when fully busy), and its user and system CPU microseconds per
+# request. Errors wrk reports go to stderr.
+measure_wrk() {
+  local pid=$1 u0 s0 u1 s1
+  shift
+  read -r u0 s0 <<<"$(cpu_ticks "$pid")"
+  taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "$@" >"$work/wrk.out" 2>&1
+  read -r u1 s1 <<<"$(cpu_ticks "$pid")"
+  if grep -q -E 'Non-2xx|Socket errors' "$work/wrk.out"; then
+    echo "$me: errors ($*): $(grep -E 'Non-2xx|Socket errors' "$work/wrk.out")" >&2
+  fi
+  awk -v us=$((u1 - u0)) -v sy=$((s1 - s0)) -v hz="$hz" '
+       / requests in / {n=$1}
+       /^Requests\/sec:/ {rps=$2}
+       $1=="99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+                  if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
+       END {cpu = us + sy
+            printf "%s %.2f %.0f %.2f %.2f\n", rps, p99, (cpu > 0) ? n / (cpu / hz) : 0,
+                   (n > 0) ? us / hz * 1e6 / n : 0, (n > 0) ? sy / hz * 1e6 / n : 0}' "$work/wrk.out"
+}
+
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }

@@ -61,39 +61,14 @@ tsc=$(curl -si "http://127.0.0.1:$(tk_port 1)/" | grep -i '^set-cookie' | tr -d 
 echo "haproxy: $hsc" >&2
 echo "tack:    $tsc" >&2
 
-# CPU time (user and system, all threads) a process has used, in clock ticks.
-cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-
-# wrk prints latency percentiles with --latency; take Requests/sec, the 99% line
-# (in ms), and requests per CPU-second of the proxy process (robust to other load
-# on the machine: it is what one core delivers when fully busy).
 run_wrk() { # port scenario pid
   local hdr path
   scenario_request "$2"
-  local u0 s0 u1 s1
-  read -r u0 s0 <<<"$(cpu_ticks "$3")"
-  taskset -c "$lcore" wrk -t1 -c"$conns" -d"${dur}s" --latency "${hdr[@]}" "http://127.0.0.1:$1$path" >"$work/wrk.out" 2>&1
-  read -r u1 s1 <<<"$(cpu_ticks "$3")"
-  if grep -q -E 'Non-2xx|Socket errors' "$work/wrk.out"; then
-    echo "bench: errors on port $1: $(grep -E 'Non-2xx|Socket errors' "$work/wrk.out")" >&2
-  fi
-  awk -v us=$((u1 - u0)) -v sy=$((s1 - s0)) -v hz="$hz" '
-       / requests in / {n=$1}
-       /^Requests\/sec:/ {rps=$2}
-       $1=="99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-                  if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
-       END {cpu = us + sy
-            printf "%s %.2f %.0f %.2f %.2f\n", rps, p99, (cpu > 0) ? n / (cpu / hz) : 0,
-                   (n > 0) ? us / hz * 1e6 / n : 0, (n > 0) ? sy / hz * 1e6 / n : 0}' "$work/wrk.out"
+  measure_wrk "$3" "${hdr[@]}" "http://127.0.0.1:$1$path"
 }
-
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 rounds=${ROUNDS:-3}
 printf '\n%-9s %-10s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 for sc in pinned insert urihash; do
   case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
   names=(haproxy tack); ports=("$(hp_port $i)" "$(tk_port $i)"); ppids=("$hpid" "$tpid")

@@ -8,7 +8,6 @@
 //! Durations are written the HAProxy way: `100ms`, `2s`, `5m`, `1h`, `1d`; a bare
 //! number is milliseconds (HAProxy's default unit for timeouts).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +15,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
+
+pub mod tls;
+mod validate;
 
 /// A configuration error: which field, where, and why.
 #[derive(Debug, thiserror::Error)]
@@ -145,9 +147,13 @@ impl<'de> Deserialize<'de> for Positive {
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Listeners.
+    #[serde(default)]
     pub frontends: Vec<FrontendConfig>,
     /// Server pools.
     pub backends: Vec<BackendConfig>,
+    /// TCP frontends that pass TLS through (SNI routing, session-ID stickiness).
+    #[serde(default)]
+    pub passthrough: Vec<tls::PassthroughConfig>,
     /// Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
@@ -204,6 +210,13 @@ pub struct FrontendConfig {
     /// with hyper. Requests the fast path does not handle go to hyper either way.
     #[serde(default = "yes")]
     pub fast_path: bool,
+    /// Terminate TLS on this frontend's addresses.
+    #[serde(default)]
+    pub tls: Option<tls::FrontendTls>,
+    /// Path prefixes whose requests are secure even over plain HTTP (every
+    /// request on a TLS frontend is secure).
+    #[serde(default)]
+    pub secure_paths: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -387,6 +400,22 @@ pub struct SessionIdConfig {
     /// An entry not used for this long expires.
     #[serde(default = "default_session_expire")]
     pub expire: Dur,
+    /// Which requests with a known session ID go to its server.
+    #[serde(default)]
+    pub pin: SessionPin,
+}
+
+/// Which requests the session-ID table pins (seed 003).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPin {
+    /// Every request with a known ID (003:1-3, 15).
+    #[default]
+    Always,
+    /// Secure requests only (arrived over TLS, or on a frontend's
+    /// `secure_paths`), through the server's SSL context; the others are load
+    /// balanced freely and leave the table as it is (003:4-14, 22-25).
+    Secure,
 }
 
 fn default_table_size() -> usize {
@@ -602,6 +631,13 @@ pub struct ServerConfig {
     /// Run health checks on this server (when the backend has them).
     #[serde(default = "yes")]
     pub check: bool,
+    /// Where the server speaks TLS, when it also speaks plain HTTP on `address`
+    /// (needs the backend's `server_tls`): secure requests go here.
+    #[serde(default)]
+    pub tls_address: Option<SocketAddr>,
+    /// Server name (SNI) for this server's SSL context (default: `server_tls.sni`).
+    #[serde(default)]
+    pub tls_sni: Option<String>,
 }
 
 /// A pool of servers with its scheduling and persistence.
@@ -644,6 +680,9 @@ pub struct BackendConfig {
     /// Health checks.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// SSL contexts to the servers.
+    #[serde(default)]
+    pub server_tls: Option<tls::ServerTls>,
     /// Servers.
     pub servers: Vec<ServerConfig>,
 }
@@ -710,237 +749,6 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_with_source(None)
     }
-
-    fn validate_with_source(&self, text: Option<&str>) -> Result<(), ConfigError> {
-        let err = |field: String, message: String, needle: Option<&str>| ConfigError::Invalid {
-            field,
-            message,
-            line: needle.and_then(|n| text.and_then(|t| find_line(t, n))),
-        };
-        if self.frontends.is_empty() {
-            return Err(err(
-                "frontends".into(),
-                "at least one frontend is required".into(),
-                None,
-            ));
-        }
-        for (i, fe) in self.frontends.iter().enumerate() {
-            for (field, d) in [
-                ("keepalive_timeout", fe.keepalive_timeout),
-                ("client_timeout", fe.client_timeout),
-            ] {
-                if d.0.is_zero() {
-                    return Err(err(
-                        format!("frontends[{i}].{field}"),
-                        "must be greater than zero".into(),
-                        Some(field),
-                    ));
-                }
-            }
-        }
-        let mut names = HashSet::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            let f = format!("backends[{i}]");
-            if !names.insert(b.name.as_str()) {
-                return Err(err(
-                    format!("{f}.name"),
-                    format!("duplicate backend name {:?}", b.name),
-                    Some(&b.name),
-                ));
-            }
-            if b.servers.is_empty() {
-                return Err(err(
-                    format!("{f}.servers"),
-                    "a backend needs at least one server".into(),
-                    Some(&b.name),
-                ));
-            }
-            let mut snames = HashSet::new();
-            let mut cookies = HashSet::new();
-            for (j, s) in b.servers.iter().enumerate() {
-                let sf = format!("{f}.servers[{j}]");
-                if !snames.insert(s.name.as_str()) {
-                    return Err(err(
-                        format!("{sf}.name"),
-                        format!("duplicate server name {:?}", s.name),
-                        Some(&s.name),
-                    ));
-                }
-                let ck = s.cookie.clone().unwrap_or_else(|| s.name.clone());
-                if !valid_cookie_value(&ck) {
-                    return Err(err(
-                        format!("{sf}.cookie"),
-                        format!(
-                            "cookie value {ck:?} must be a non-empty token without '~', '|', ';', ',', '=', spaces or quotes"
-                        ),
-                        Some(&ck),
-                    ));
-                }
-                if b.cookie.is_some() && !cookies.insert(ck.clone()) {
-                    return Err(err(
-                        format!("{sf}.cookie"),
-                        format!("cookie value {ck:?} is used by two servers"),
-                        Some(&ck),
-                    ));
-                }
-                if let Some(r) = &s.redir
-                    && !(r.starts_with("http://") || r.starts_with("https://"))
-                {
-                    return Err(err(
-                        format!("{sf}.redir"),
-                        format!("{r:?} must start with http:// or https://"),
-                        Some(r),
-                    ));
-                }
-                if s.maxqueue > 0 && s.maxconn == 0 {
-                    return Err(err(
-                        format!("{sf}.maxqueue"),
-                        "maxqueue needs maxconn".into(),
-                        Some(&s.name),
-                    ));
-                }
-            }
-            if let Some(c) = &b.cookie {
-                if !valid_cookie_name(&c.name) {
-                    return Err(err(
-                        format!("{f}.cookie.name"),
-                        format!("{:?} is not a valid cookie name", c.name),
-                        Some(&c.name),
-                    ));
-                }
-                if c.mode != CookieMode::Insert {
-                    for (set, opt) in [
-                        (c.indirect, "indirect"),
-                        (c.nocache, "nocache"),
-                        (c.postonly, "postonly"),
-                        (c.maxidle.is_some(), "maxidle"),
-                        (c.maxlife.is_some(), "maxlife"),
-                    ] {
-                        if set {
-                            return Err(err(
-                                format!("{f}.cookie.{opt}"),
-                                format!("{opt} only applies to mode insert"),
-                                Some(opt),
-                            ));
-                        }
-                    }
-                }
-            }
-            if let Some(s) = &b.session_id {
-                if s.cookie.is_none() && s.url_param.is_none() {
-                    return Err(err(
-                        format!("{f}.session_id"),
-                        "give a cookie, a url_param, or both".into(),
-                        Some("session_id"),
-                    ));
-                }
-                if s.table_size == 0 {
-                    return Err(err(
-                        format!("{f}.session_id.table_size"),
-                        "must be at least 1".into(),
-                        Some("table_size"),
-                    ));
-                }
-            }
-            if let Some(h) = &b.hash_groups
-                && (h.groups == 0 || h.groups > 1 << 24)
-            {
-                return Err(err(
-                    format!("{f}.hash_groups.groups"),
-                    "must be between 1 and 16777216".into(),
-                    Some("groups"),
-                ));
-            }
-            if let Balance::Random { draws } = b.balance
-                && draws == 0
-            {
-                return Err(err(
-                    format!("{f}.balance.draws"),
-                    "must be at least 1".into(),
-                    Some("draws"),
-                ));
-            }
-            if let Some(h) = &b.health_check {
-                if h.interval.0.is_zero() {
-                    return Err(err(
-                        format!("{f}.health_check.interval"),
-                        "must be greater than zero".into(),
-                        Some("interval"),
-                    ));
-                }
-                if h.method.is_empty() || !h.method.bytes().all(|c| c.is_ascii_uppercase()) {
-                    return Err(err(
-                        format!("{f}.health_check.method"),
-                        format!("{:?} is not an HTTP method", h.method),
-                        Some("method"),
-                    ));
-                }
-                if !h.path.starts_with('/') {
-                    return Err(err(
-                        format!("{f}.health_check.path"),
-                        "must start with '/'".into(),
-                        Some("path"),
-                    ));
-                }
-            }
-        }
-        let mut fnames = HashSet::new();
-        for (i, fe) in self.frontends.iter().enumerate() {
-            let f = format!("frontends[{i}]");
-            if !fnames.insert(fe.name.as_str()) {
-                return Err(err(
-                    format!("{f}.name"),
-                    format!("duplicate frontend name {:?}", fe.name),
-                    Some(&fe.name),
-                ));
-            }
-            if fe.bind.is_empty() {
-                return Err(err(
-                    format!("{f}.bind"),
-                    "at least one address is required".into(),
-                    Some(&fe.name),
-                ));
-            }
-            if !names.contains(fe.backend.as_str()) {
-                return Err(err(
-                    format!("{f}.backend"),
-                    format!("no backend named {:?}", fe.backend),
-                    Some(&fe.backend),
-                ));
-            }
-            for (j, r) in fe.priority_rules.iter().enumerate() {
-                if !(-2047..=2047).contains(&r.class) {
-                    return Err(err(
-                        format!("{f}.priority_rules[{j}].class"),
-                        "must be between -2047 and 2047".into(),
-                        Some("class"),
-                    ));
-                }
-                if r.path_prefix.is_none() && r.header.is_none() && r.source.is_none() {
-                    return Err(err(
-                        format!("{f}.priority_rules[{j}]"),
-                        "give at least one of path_prefix, header, source".into(),
-                        Some("class"),
-                    ));
-                }
-                if let Some(h) = &r.header
-                    && http::HeaderName::from_bytes(h.name.as_bytes()).is_err()
-                {
-                    return Err(err(
-                        format!("{f}.priority_rules[{j}].header.name"),
-                        format!("{:?} is not a header name", h.name),
-                        Some(&h.name),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// First line (1-based) of `text` containing `needle`, to point errors at the source.
-fn find_line(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
 /// Cookie names are RFC 6265 tokens.
@@ -958,139 +766,4 @@ pub(crate) fn valid_cookie_value(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-frontends:
-  - name: web
-    bind: ["127.0.0.1:0"]
-    backend: app
-    priority_rules:
-      - { class: -10, path_prefix: /api/ }
-backends:
-  - name: app
-    balance: { algorithm: uri, depth: 2 }
-    hash_type: consistent
-    cookie: { name: SERVERID, mode: insert, indirect: true, nocache: true, maxidle: 30m }
-    health_check: { type: http, path: /health, interval: 500ms, rise: 2, fall: 3 }
-    servers:
-      - { name: s1, address: "127.0.0.1:9001", weight: 2 }
-      - { name: s2, address: "127.0.0.1:9002", cookie: b }
-"#;
-
-    #[test]
-    fn parses_a_full_config() {
-        let c = ProxyConfig::from_yaml_str(GOOD).unwrap();
-        assert_eq!(
-            c.backends[0].balance,
-            Balance::Uri {
-                whole: false,
-                path_only: false,
-                len: 0,
-                depth: 2
-            }
-        );
-        assert_eq!(
-            c.backends[0].cookie.as_ref().unwrap().maxidle,
-            Some(Dur(Duration::from_secs(1800)))
-        );
-        assert_eq!(c.backends[0].servers[0].weight, Weight(2));
-        assert_eq!(
-            c.backends[0].health_check.as_ref().unwrap().interval,
-            Dur(Duration::from_millis(500))
-        );
-        assert_eq!(c.frontends[0].priority_rules[0].class, -10);
-    }
-
-    #[test]
-    fn unknown_key_names_field_and_line() {
-        let bad = GOOD.replace("weight: 2", "wieght: 2");
-        let e = ProxyConfig::from_yaml_str(&bad).unwrap_err().to_string();
-        assert!(e.contains("wieght"), "{e}");
-        assert!(e.contains("line 15"), "{e}");
-        assert!(e.contains("backends[0].servers[0]"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_are_refused_with_field() {
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("weight: 2", "weight: 300"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("weight 300 out of range") && e.contains("line 15"),
-            "{e}"
-        );
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("500ms", "5parsecs"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("unknown unit") && e.contains("health_check"),
-            "{e}"
-        );
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("backend: app", "backend: nope"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "frontends[0].backend: no backend named \"nope\" (line 5)"
-        );
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("cookie: b", "cookie: s1"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(
-                "backends[0].servers[1].cookie: cookie value \"s1\" is used by two servers"
-            ),
-            "{e}"
-        );
-        let e = ProxyConfig::from_yaml_str(&GOOD.replace("mode: insert", "mode: prefix"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("backends[0].cookie.indirect: indirect only applies to mode insert"),
-            "{e}"
-        );
-        let e = ProxyConfig::from_yaml_str(
-            &GOOD.replace("backend: app\n", "backend: app\n    client_timeout: 0s\n"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("frontends[0].client_timeout: must be greater than zero"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn profile_section_keeps_lines() {
-        let indented: String = GOOD
-            .lines()
-            .map(|l| {
-                if l.is_empty() {
-                    "\n".to_string()
-                } else {
-                    format!("  {l}\n")
-                }
-            })
-            .collect();
-        let profile = format!("cores: [1, 2]\nproxy:{indented}");
-        assert!(ProxyConfig::from_yaml_str_or_profile(&profile).is_ok());
-        let e = ProxyConfig::from_yaml_str_or_profile(&profile.replace("weight: 2", "wieght: 2"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("proxy.backends[0].servers[0]") && e.contains("line 16"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(Dur::parse("250").unwrap().0, Duration::from_millis(250));
-        assert_eq!(Dur::parse("3s").unwrap().0, Duration::from_secs(3));
-        assert_eq!(Dur::parse("2h").unwrap().0, Duration::from_secs(7200));
-        assert!(Dur::parse("s").is_err());
-        assert!(Dur::parse("1w").is_err());
-    }
-}
+mod tests;

@@ -33,7 +33,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -45,7 +44,7 @@ use crate::proxy::{
     CacheInfo, Early, Frontend, ReqInfo, Routed, cacheable, error_page, status_idx,
 };
 use crate::qos::Permit;
-use crate::upstream::UpstreamError;
+use crate::upstream::{ServerStream, UpstreamError};
 
 /// Initial size of a client connection's read buffer.
 const CLIENT_BUF: usize = 4 * 1024;
@@ -468,7 +467,7 @@ enum ExchError {
 
 /// A request sent and its final response head received (at the start of `sbuf`).
 struct Sent {
-    up: TcpStream,
+    up: ServerStream,
     /// Client bytes of the request still to consume (0 when its body was streamed).
     req_bytes: usize,
     /// Whether the whole request body reached the server.
@@ -596,6 +595,7 @@ fn req_info<'a>(
     joined: Option<&'a str>,
     lookup: &'a Fields<'a>,
     peer: SocketAddr,
+    fe: &Frontend,
 ) -> ReqInfo<'a> {
     let path_q = target_str(buf, rq);
     let path = match memchr::memchr(b'?', path_q.as_bytes()) {
@@ -615,6 +615,7 @@ fn req_info<'a>(
         cookies,
         headers: lookup,
         peer,
+        secure: fe.is_secure(path),
     }
 }
 
@@ -817,6 +818,7 @@ where
                 joined.as_deref(),
                 &lookup,
                 self.peer,
+                fe,
             );
             match fe.decide(&info, t0) {
                 Ok(mut routed) => match fe.slot(&info, &mut routed, t0).await {
@@ -846,7 +848,7 @@ where
                 .stats
                 .requests
                 .fetch_add(1, Ordering::Relaxed);
-            let err = match self.exchange(&facts, srv).await {
+            let err = match self.exchange(&facts, srv, routed.secure).await {
                 Ok(sent) => {
                     return self
                         .respond(sent, &facts, &method, routed, permit, t0, tw, log)
@@ -901,6 +903,7 @@ where
                     joined.as_deref(),
                     &lookup,
                     self.peer,
+                    fe,
                 );
                 fe.after_failure(
                     &info,
@@ -1064,9 +1067,15 @@ where
     /// Send the request to server `srv` on a pooled or new connection and read the
     /// final response head. Until the request body starts streaming, failures
     /// leave the client buffer as it was (the request may be retried).
-    async fn exchange(&mut self, facts: &ReqFacts, srv: usize) -> Result<Sent, ExchError> {
+    async fn exchange(
+        &mut self,
+        facts: &ReqFacts,
+        srv: usize,
+        secure: bool,
+    ) -> Result<Sent, ExchError> {
         let fe = self.fe;
         let upstream = fe.upstream();
+        let pool = upstream.pool(srv, secure);
         let server_timeout = fe.backend.cfg.timeouts.server.0;
         let bodyless = facts.framing == Framing::None;
         self.build_request_head(facts, srv);
@@ -1082,11 +1091,11 @@ where
                 .extend_from_slice(&self.cbuf.bytes()[head_len..req_bytes]);
         }
         loop {
-            let (mut up, reused) = match upstream.take_raw(srv) {
+            let (mut up, reused) = match upstream.take_raw(pool) {
                 Some(s) => (s, true),
                 None => (
                     upstream
-                        .connect_raw(srv)
+                        .connect_stream(pool)
                         .await
                         .map_err(ExchError::Upstream)?,
                     false,
@@ -1198,7 +1207,7 @@ where
     /// response head (a server may answer before reading the whole body).
     async fn upload(
         &mut self,
-        mut up: TcpStream,
+        mut up: ServerStream,
         mut scan: BodyScan,
         facts: &ReqFacts,
     ) -> Result<Sent, ExchError> {
@@ -1213,7 +1222,7 @@ where
                 rs,
                 ..
             } = self;
-            let (mut rd, mut wr) = up.split();
+            let (mut rd, mut wr) = tokio::io::split(&mut up);
             let mut t_up = Timer::new();
             let mut t_head = Timer::new();
             // The server timeout runs once the body is sent (below).
@@ -1481,7 +1490,7 @@ where
         let reusable = !server_close && scan.is_done() && self.sbuf.is_empty() && body_done;
         self.sbuf.clear();
         if reusable {
-            fe.upstream().pool(srv.idx).put_raw(up);
+            fe.upstream().pool(srv.idx, routed.secure).put_raw(up);
         }
         drop(permit);
         if !body_done {

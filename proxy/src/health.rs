@@ -2,6 +2,9 @@
 //! status, every `interval`; `fall` consecutive failures take a server out of
 //! rotation, `rise` consecutive successes bring it back. As in HAProxy, servers
 //! start up, so a dead server leaves rotation within `interval × fall`.
+//! A server that speaks only TLS (a `server_tls` backend, no `tls_address`) is
+//! checked through its SSL context: the check's handshake is verified like any
+//! other.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +18,8 @@ use tokio::sync::watch;
 
 use crate::backend::Server;
 use crate::config::{CheckKind, HealthCheckConfig};
+use crate::tls::client::ServerContext;
+use crate::upstream::ServerStream;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,23 +30,39 @@ pub enum CheckResult {
     Failed(String),
 }
 
-/// Run one check against a server.
-pub async fn check_once(cfg: &HealthCheckConfig, server: &Server) -> CheckResult {
+/// Run one check against a server (through `tls`, its SSL context, when it
+/// speaks only TLS).
+pub async fn check_once(
+    cfg: &HealthCheckConfig,
+    server: &Server,
+    tls: Option<&ServerContext>,
+) -> CheckResult {
     let timeout = cfg.timeout.map(|d| d.0).unwrap_or(cfg.interval.0);
-    match tokio::time::timeout(timeout, check_inner(cfg, server)).await {
+    match tokio::time::timeout(timeout, check_inner(cfg, server, tls)).await {
         Ok(r) => r,
         Err(_) => CheckResult::Failed("timeout".into()),
     }
 }
 
-async fn check_inner(cfg: &HealthCheckConfig, server: &Server) -> CheckResult {
-    let stream = match TcpStream::connect(server.addr).await {
+async fn check_inner(
+    cfg: &HealthCheckConfig,
+    server: &Server,
+    tls: Option<&ServerContext>,
+) -> CheckResult {
+    let tcp = match TcpStream::connect(server.addr).await {
         Ok(s) => s,
         Err(e) => return CheckResult::Failed(format!("connect: {e}")),
     };
     if cfg.kind == CheckKind::Tcp {
         return CheckResult::Ok;
     }
+    let stream = match tls {
+        None => ServerStream::Plain(tcp),
+        Some(ctx) => match ctx.handshake(tcp).await {
+            Ok(s) => ServerStream::Tls(Box::new(s)),
+            Err(e) => return CheckResult::Failed(format!("TLS: {e}")),
+        },
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
         TokioIo::new(stream),
     )
@@ -123,6 +144,7 @@ impl HealthState {
 pub async fn run_checks(
     cfg: HealthCheckConfig,
     server: Arc<Server>,
+    tls: Option<Arc<ServerContext>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut state = HealthState::new(cfg.rise.0, cfg.fall.0);
@@ -141,7 +163,7 @@ pub async fn run_checks(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let r = check_once(&cfg, &server).await;
+        let r = check_once(&cfg, &server, tls.as_deref()).await;
         if let CheckResult::Failed(why) = &r {
             server.stats.check_failures.fetch_add(1, Ordering::Relaxed);
             log::debug!("health check of {} failed: {why}", server.name);

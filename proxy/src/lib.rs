@@ -1,27 +1,31 @@
 //! `tack-proxy`: Tack's L7 load-balancing server (requirement R5).
 //!
-//! An HTTP/1.1 and HTTP/2 (h2c) reverse proxy on tokio that keeps client
-//! connections alive and schedules every request on its own (round robin, least
-//! connections, random with two choices, source, URI, URL parameter, header, and
-//! ketama-compatible consistent hashing), pins clients with HAProxy-compatible
-//! cookies, application session IDs or hash groups, answers redirect persistence,
-//! health-checks its servers, and queues requests per server by priority class.
+//! An HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS) reverse proxy on tokio that keeps
+//! client connections alive and schedules every request on its own (round robin,
+//! least connections, random with two choices, source, URI, URL parameter, header,
+//! and ketama-compatible consistent hashing), pins clients with HAProxy-compatible
+//! cookies, application session IDs (for every request, or only secure ones) or
+//! hash groups, answers redirect persistence, health-checks its servers, and
+//! queues requests per server by priority class.
 //! HTTP/1.1 is served by a fast path of its own ([`h1`] heads parsed in place,
 //! bodies copied with their framing); HTTP/2 and what the fast path leaves (upgrades,
 //! HTTP/1.0, absolute-form targets) by hyper, behind the same framing rules
 //! ([`h1::check_request`], applied to hyper's input by an internal guard).
 //!
+//! TLS ([`tls`], rustls on ring): frontends terminate it (SNI certificates, ALPN,
+//! shared ticket keys, reload); servers are reached through SSL contexts with
+//! connections kept established ([`upstream`]); [`passthrough`] frontends route
+//! TLS they do not terminate by SNI and TLS 1.2 session ID. Listeners hand
+//! accepted streams, plain or decrypted, to [`serve_stream`], which is generic
+//! over the stream.
+//!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
 //! [`run`] it until a shutdown future resolves, or [`Proxy::start`] it to get the
 //! bound addresses and stop it later.
-//!
-//! Where TLS slots in: listeners hand accepted streams to [`serve_stream`], which is
-//! generic over the stream, so a rustls acceptor wraps the `TcpStream` before that
-//! call; upstream connections are made in [`upstream::Upstream`], whose `connect`
-//! wraps the `TcpStream` in TLS for re-encryption.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod config;
@@ -31,9 +35,11 @@ mod guard;
 pub mod h1;
 pub mod health;
 pub mod metrics;
+pub mod passthrough;
 pub mod persist;
 pub mod proxy;
 pub mod qos;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -63,6 +69,22 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// A frontend's TLS files or settings cannot be used.
+    #[error("frontend {frontend}: TLS: {source}")]
+    Tls {
+        /// The frontend.
+        frontend: String,
+        /// Why.
+        source: tls::TlsError,
+    },
+    /// A backend's SSL contexts to its servers cannot be set up.
+    #[error("backend {backend}: server TLS: {source}")]
+    ServerTls {
+        /// The backend.
+        backend: String,
+        /// Why.
+        source: tls::TlsError,
+    },
     /// A listener could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -79,8 +101,7 @@ const GRACE: Duration = Duration::from_secs(5);
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    frontends: Vec<Arc<Frontend>>,
-    backends: Vec<Arc<Backend>>,
+    registry: Arc<metrics::Registry>,
     addrs: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -192,10 +213,13 @@ pub fn bind_listener(
     TcpListener::from_std(sock.into())
 }
 
-/// The keep-alive connection pools used to reach a backend's servers.
-pub fn upstream_pools(cfg: &BackendConfig) -> Upstream {
-    let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
-    Upstream::new(&addrs, cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0)
+/// The keep-alive connection pools used to reach a backend's servers, with the
+/// servers' SSL contexts when it has `server_tls`.
+pub fn upstream_pools(cfg: &BackendConfig) -> Result<Upstream, Error> {
+    Upstream::for_backend(cfg).map_err(|source| Error::ServerTls {
+        backend: cfg.name.clone(),
+        source,
+    })
 }
 
 fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
@@ -211,22 +235,23 @@ fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serve one accepted client stream (plain TCP today; a TLS stream once the TLS
-/// acceptor exists) on a frontend until it closes or shutdown drains it.
+/// Serve one accepted client stream (plain TCP, or TLS once the handshake is
+/// done) on a frontend until it closes or shutdown drains it. `h2`: ALPN chose
+/// HTTP/2, which goes straight to hyper.
 pub async fn serve_stream<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     fe: Arc<Frontend>,
     watcher: Watcher,
     stream: S,
     peer: SocketAddr,
+    h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    fe.stats.connections.fetch_add(1, Ordering::Relaxed);
     fe.stats.open_connections.fetch_add(1, Ordering::Relaxed);
     // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
     // HTTP/1.0...) comes back with the bytes already read, for hyper.
-    let stream = if fe.fast_path {
+    let stream = if fe.fast_path && !h2 {
         match fast::serve(&fe, stream, peer).await {
             fast::Served::Done => {
                 fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -271,13 +296,22 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_stream(
-            builder.clone(),
-            fe.clone(),
-            graceful.watcher(),
-            stream,
-            peer,
-        ));
+        fe.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let (builder, fe2, watcher) = (builder.clone(), fe.clone(), graceful.watcher());
+        match &fe.tls {
+            None => {
+                tokio::spawn(serve_stream(builder, fe2, watcher, stream, peer, false));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls.accept(stream).await {
+                        Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, a.h2).await,
+                        Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     // Fast-path connections close when idle; hyper's drain gracefully.
@@ -298,11 +332,9 @@ async fn accept_loop(
 
 async fn metrics_loop(
     listener: TcpListener,
-    frontends: Vec<Arc<Frontend>>,
-    backends: Vec<Arc<Backend>>,
+    state: Arc<metrics::Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let state = Arc::new((frontends, backends));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
@@ -313,16 +345,21 @@ async fn metrics_loop(
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let st = st.clone();
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        let mut r = http::Response::new(proxy::full(metrics::render(&st.0, &st.1)));
-                        r.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        r
-                    } else {
-                        proxy::local_response(http::StatusCode::NOT_FOUND, "Try /metrics.")
+                    let (text, kind) = match req.uri().path() {
+                        "/metrics" => (metrics::render(&st), "text/plain; version=0.0.4"),
+                        "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
+                        _ => {
+                            return Ok(proxy::local_response(
+                                http::StatusCode::NOT_FOUND,
+                                "Try /metrics or /sessions.",
+                            ));
+                        }
                     };
+                    let mut resp = http::Response::new(proxy::full(text));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(kind),
+                    );
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
@@ -348,8 +385,8 @@ impl Proxy {
         let pools: Vec<Arc<Upstream>> = cfg
             .backends
             .iter()
-            .map(|b| Arc::new(upstream_pools(b)))
-            .collect();
+            .map(|b| upstream_pools(b).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         let mut frontends = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -365,7 +402,34 @@ impl Proxy {
                         line: None,
                     })
                 })?;
-            let fe = Arc::new(Frontend::new(fc, backends[bi].clone(), pools[bi].clone()));
+            let tls = match &fc.tls {
+                Some(t) => Some(Arc::new(
+                    tls::server::TlsTerminator::new(t, fc.http2).map_err(|source| Error::Tls {
+                        frontend: fc.name.clone(),
+                        source,
+                    })?,
+                )),
+                None => None,
+            };
+            if let Some(t) = &tls {
+                let (t, name, mut stop) = (t.clone(), fc.name.clone(), stop_rx.clone());
+                tasks.spawn(async move {
+                    let mut tick = tokio::time::interval(t.reload_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => t.reload(&name),
+                            _ = stop.changed() => break,
+                        }
+                    }
+                });
+            }
+            let fe = Arc::new(Frontend::new(
+                fc,
+                backends[bi].clone(),
+                pools[bi].clone(),
+                tls,
+            ));
             for &addr in &fc.bind {
                 let l = bind_listener(addr, fc.freebind, fc.transparent)
                     .map_err(|source| Error::Bind { addr, source })?;
@@ -377,6 +441,27 @@ impl Proxy {
             }
             frontends.push(fe);
         }
+        let mut passthrough = Vec::new();
+        for pc in &cfg.passthrough {
+            let pt = Arc::new(passthrough::Passthrough::new(pc, &backends));
+            for &addr in &pc.bind {
+                let l = bind_listener(addr, false, false)
+                    .map_err(|source| Error::Bind { addr, source })?;
+                let local = l
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr, source })?;
+                addrs.push((pc.name.clone(), local));
+                log::info!("passthrough {} listening on {local}", pc.name);
+                tasks.spawn(passthrough::accept_loop(l, pt.clone(), stop_rx.clone()));
+            }
+            passthrough.push(pt);
+        }
+        let registry = Arc::new(metrics::Registry {
+            frontends,
+            backends,
+            pools,
+            passthrough,
+        });
         let metrics_addr = match &cfg.metrics {
             Some(m) => {
                 let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind {
@@ -387,12 +472,7 @@ impl Proxy {
                     addr: m.listen,
                     source,
                 })?;
-                tasks.spawn(metrics_loop(
-                    l,
-                    frontends.clone(),
-                    backends.clone(),
-                    stop_rx.clone(),
-                ));
+                tasks.spawn(metrics_loop(l, registry.clone(), stop_rx.clone()));
                 Some(a)
             }
             None => None,
@@ -405,28 +485,45 @@ impl Proxy {
             );
             tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
         }
-        for up in &pools {
-            let (up, mut stop) = (up.clone(), stop_rx.clone());
+        for (up, be) in registry.pools.iter().zip(&registry.backends) {
+            let (up, be, mut stop) = (up.clone(), be.clone(), stop_rx.clone());
             tasks.spawn(async move {
+                // Idle connections reaped, and the tunnels of the servers' SSL
+                // contexts (re)established, from the start on.
                 let mut tick = tokio::time::interval(up.reap_interval());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => up.reap(),
+                        _ = async {
+                            tick.tick().await;
+                            up.reap();
+                            up.fill_tunnels(|i| be.servers[i].usable_for_pinned()).await;
+                        } => {}
                         _ = stop.changed() => break,
                     }
                 }
             });
         }
-        for (b, bc) in backends.iter().zip(&cfg.backends) {
+        for ((b, bc), up) in registry
+            .backends
+            .iter()
+            .zip(&cfg.backends)
+            .zip(&registry.pools)
+        {
             if let Some(hc) = &bc.health_check {
                 for s in b.servers.iter().filter(|s| s.check) {
-                    tasks.spawn(health::run_checks(hc.clone(), s.clone(), stop_rx.clone()));
+                    let tls = up.tls_only_context(s.idx).cloned();
+                    tasks.spawn(health::run_checks(
+                        hc.clone(),
+                        s.clone(),
+                        tls,
+                        stop_rx.clone(),
+                    ));
                 }
             }
         }
         Ok(Proxy {
-            frontends,
-            backends,
+            registry,
             addrs,
             metrics_addr,
             stop,
@@ -454,17 +551,37 @@ impl Proxy {
 
     /// A backend's runtime state (servers, tables, counters).
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.backends.iter().find(|b| b.name == name)
+        self.registry.backends.iter().find(|b| b.name == name)
+    }
+
+    /// A backend's connection pools and SSL contexts.
+    pub fn upstream(&self, backend: &str) -> Option<&Arc<Upstream>> {
+        let i = self
+            .registry
+            .backends
+            .iter()
+            .position(|b| b.name == backend)?;
+        self.registry.pools.get(i)
+    }
+
+    /// A pass-through frontend (tables, counters).
+    pub fn passthrough(&self, name: &str) -> Option<&Arc<passthrough::Passthrough>> {
+        self.registry.passthrough.iter().find(|p| p.name == name)
+    }
+
+    /// The admin view of the session tables, as served on `/sessions`.
+    pub fn render_sessions(&self) -> String {
+        admin::sessions(&self.registry)
     }
 
     /// A frontend's handler and counters.
     pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
-        self.frontends.iter().find(|f| f.name == name)
+        self.registry.frontends.iter().find(|f| f.name == name)
     }
 
     /// The metrics text, as served on the Prometheus endpoint.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.frontends, &self.backends)
+        metrics::render(&self.registry)
     }
 
     /// Stop accepting, let running requests finish (up to a grace period), stop
@@ -473,6 +590,23 @@ impl Proxy {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Read every file the configuration names (TLS certificates, keys, CAs, ticket
+/// keys) and build the TLS contexts, as starting would; `--check` calls this.
+pub fn check_files(cfg: &ProxyConfig) -> Result<(), Error> {
+    for fc in &cfg.frontends {
+        if let Some(t) = &fc.tls {
+            tls::server::TlsTerminator::new(t, fc.http2).map_err(|source| Error::Tls {
+                frontend: fc.name.clone(),
+                source,
+            })?;
+        }
+    }
+    for b in &cfg.backends {
+        upstream_pools(b)?;
+    }
+    Ok(())
 }
 
 /// Run the proxy until `shutdown` resolves, then drain and stop. This is the entry

@@ -17,7 +17,7 @@ struct Args {
     /// YAML configuration file (a file of its own, or a Tack profile with a `proxy:` section).
     #[arg(short, long)]
     config: PathBuf,
-    /// Check the configuration and exit.
+    /// Check the configuration (and read the files it names) and exit.
     #[arg(long)]
     check: bool,
     /// Worker threads (default: one per CPU; 1 runs a single-threaded runtime).
@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        if let Err(e) = tack_proxy::check_files(&cfg) {
+            eprintln!("tack-proxy: {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Backend;
+use crate::passthrough::{Passthrough, PassthroughStats};
 use crate::proxy::Frontend;
+use crate::tls::client::ContextStats;
+use crate::tls::server::TlsStats;
+use crate::upstream::Upstream;
 
 fn v(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
@@ -17,12 +21,89 @@ type Counter<T> = fn(&T) -> &AtomicU64;
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Counters of the frontends that terminate TLS.
+fn tls_frontends(o: &mut String, frontends: &[Arc<Frontend>]) {
+    let counters: [(&str, &str, Counter<TlsStats>); 8] = [
+        ("handshakes_total", "TLS handshakes completed.", |s| {
+            &s.handshakes
+        }),
+        (
+            "resumed_total",
+            "TLS handshakes that resumed a session (ticket or session ID).",
+            |s| &s.resumed,
+        ),
+        (
+            "tls13_total",
+            "TLS handshakes that negotiated TLS 1.3.",
+            |s| &s.tls13,
+        ),
+        (
+            "alpn_h2_total",
+            "TLS handshakes that chose h2 by ALPN.",
+            |s| &s.alpn_h2,
+        ),
+        (
+            "handshake_failures_total",
+            "TLS handshakes that failed.",
+            |s| &s.failures,
+        ),
+        (
+            "handshake_timeouts_total",
+            "TLS handshakes not completed within handshake_timeout.",
+            |s| &s.timeouts,
+        ),
+        (
+            "reloads_total",
+            "Changed certificate or ticket-key files loaded.",
+            |s| &s.reloads,
+        ),
+        (
+            "reload_errors_total",
+            "Changed files that could not be loaded (the previous ones stay in use).",
+            |s| &s.reload_errors,
+        ),
+    ];
+    for (name, help, get) in counters {
+        head(
+            o,
+            &format!("tack_proxy_frontend_tls_{name}"),
+            "counter",
+            help,
+        );
+        for f in frontends {
+            if let Some(t) = &f.tls {
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_frontend_tls_{name}{{frontend=\"{}\"}} {}",
+                    f.name,
+                    v(get(&t.stats))
+                );
+            }
+        }
+    }
+}
+
+/// What the proxy reports on: everything `Proxy::start` built.
+#[derive(Debug)]
+pub struct Registry {
+    /// HTTP frontends.
+    pub frontends: Vec<Arc<Frontend>>,
+    /// Backends.
+    pub backends: Vec<Arc<Backend>>,
+    /// Each backend's connection pools (same order).
+    pub pools: Vec<Arc<Upstream>>,
+    /// Pass-through frontends.
+    pub passthrough: Vec<Arc<Passthrough>>,
+}
+
 /// Render all counters in the Prometheus text format (version 0.0.4).
-pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String {
+pub fn render(r: &Registry) -> String {
+    let (frontends, backends, pools) = (&r.frontends[..], &r.backends[..], &r.pools[..]);
     let mut o = String::new();
-    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
     head(
         &mut o,
         "tack_proxy_frontend_connections_total",
@@ -109,6 +190,7 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
             v(&f.stats.errors)
         );
     }
+    tls_frontends(&mut o, frontends);
 
     let bcounters: [(&str, &str, Counter<Backend>); 12] = [
         ("requests_total", "Requests handled.", |b| &b.stats.requests),
@@ -383,5 +465,153 @@ pub fn render(frontends: &[Arc<Frontend>], backends: &[Arc<Backend>]) -> String 
             }
         }
     }
+    server_contexts(&mut o, backends, pools);
+    passthrough_frontends(&mut o, &r.passthrough);
     o
+}
+
+/// Counters and tables of the pass-through frontends.
+fn passthrough_frontends(o: &mut String, pts: &[Arc<Passthrough>]) {
+    let counters: [(&str, &str, Counter<PassthroughStats>); 11] = [
+        ("connections_total", "Connections accepted.", |s| {
+            &s.connections
+        }),
+        (
+            "bad_hello_total",
+            "Connections closed: no valid ClientHello in time.",
+            |s| &s.bad_hello,
+        ),
+        (
+            "no_route_total",
+            "Connections closed: no route for the server name.",
+            |s| &s.no_route,
+        ),
+        (
+            "no_server_total",
+            "Connections closed: no server reachable.",
+            |s| &s.no_server,
+        ),
+        (
+            "session_routed_total",
+            "Connections sent by the TLS session-ID table.",
+            |s| &s.session_routed,
+        ),
+        (
+            "affinity_routed_total",
+            "Connections sent by client-address affinity.",
+            |s| &s.affinity_routed,
+        ),
+        ("balanced_total", "Connections load balanced.", |s| {
+            &s.balanced
+        }),
+        (
+            "sessions_learnt_total",
+            "TLS 1.2 session IDs learnt from ServerHellos.",
+            |s| &s.sessions_learnt,
+        ),
+        (
+            "tls13_total",
+            "Connections whose server chose TLS 1.3.",
+            |s| &s.tls13,
+        ),
+        (
+            "idle_closed_total",
+            "Connections closed after idle_timeout without traffic.",
+            |s| &s.idle_closed,
+        ),
+        ("open_connections", "Connections open now.", |s| &s.open),
+    ];
+    for (name, help, get) in counters {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        head(o, &format!("tack_proxy_passthrough_{name}"), kind, help);
+        for p in pts {
+            let _ = writeln!(
+                o,
+                "tack_proxy_passthrough_{name}{{frontend=\"{}\"}} {}",
+                p.name,
+                v(get(&p.stats))
+            );
+        }
+    }
+    head(
+        o,
+        "tack_proxy_passthrough_table_entries",
+        "gauge",
+        "Entries in the TLS session-ID table and the affinity table.",
+    );
+    for p in pts {
+        let _ = writeln!(
+            o,
+            "tack_proxy_passthrough_table_entries{{frontend=\"{}\",table=\"session_id\"}} {}",
+            p.name,
+            p.sessions.len()
+        );
+        if let Some(t) = p.affinity_table() {
+            let _ = writeln!(
+                o,
+                "tack_proxy_passthrough_table_entries{{frontend=\"{}\",table=\"affinity\"}} {}",
+                p.name,
+                t.len()
+            );
+        }
+    }
+}
+
+/// Counters of the servers' SSL contexts and their established tunnels.
+fn server_contexts(o: &mut String, backends: &[Arc<Backend>], pools: &[Arc<Upstream>]) {
+    let counters: [(&str, &str, Counter<ContextStats>); 3] = [
+        (
+            "handshakes_total",
+            "TLS handshakes with the server (its SSL context).",
+            |s| &s.handshakes,
+        ),
+        (
+            "resumed_total",
+            "Of which resumed an earlier session.",
+            |s| &s.resumed,
+        ),
+        (
+            "handshake_failures_total",
+            "TLS handshakes with the server that failed.",
+            |s| &s.failures,
+        ),
+    ];
+    let each = |o: &mut String, f: &dyn Fn(&mut String, &str, &str, usize, &Upstream)| {
+        for (b, up) in backends.iter().zip(pools) {
+            for (i, s) in b.servers.iter().enumerate() {
+                if up.context(i).is_some() {
+                    f(o, &b.name, &s.name, i, up);
+                }
+            }
+        }
+    };
+    for (name, help, get) in counters {
+        head(o, &format!("tack_proxy_server_tls_{name}"), "counter", help);
+        each(o, &|o, b, s, i, up| {
+            if let Some(c) = up.context(i) {
+                let _ = writeln!(
+                    o,
+                    "tack_proxy_server_tls_{name}{{backend=\"{b}\",server=\"{s}\"}} {}",
+                    v(get(&c.stats))
+                );
+            }
+        });
+    }
+    head(
+        o,
+        "tack_proxy_server_tls_tunnels_idle",
+        "gauge",
+        "Established TLS connections to the server waiting in its pool.",
+    );
+    each(o, &|o, b, s, i, up| {
+        let _ = writeln!(
+            o,
+            "tack_proxy_server_tls_tunnels_idle{{backend=\"{b}\",server=\"{s}\"}} {}",
+            up.pool(i, true).idle_streams()
+        );
+    });
 }

@@ -99,6 +99,22 @@ impl SessionTable {
         }
     }
 
+    /// The entries, most recently used first (at most `limit`): ID, server,
+    /// time since last use. For the admin view.
+    pub fn entries(&self, now: Instant, limit: usize) -> Vec<(String, usize, Duration)> {
+        self.lock()
+            .iter()
+            .take(limit)
+            .map(|(k, e)| {
+                (
+                    k.to_string(),
+                    e.server,
+                    now.saturating_duration_since(e.last_used),
+                )
+            })
+            .collect()
+    }
+
     /// Forget `id`.
     pub fn remove(&self, id: &str) {
         self.lock().pop(id);

@@ -18,11 +18,14 @@ use tokio::sync::watch;
 
 use crate::backend::{Backend, Server};
 use crate::balance::{HeaderLookup, RequestView};
-use crate::config::{CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionIdConfig};
+use crate::config::{
+    CookieConfig, CookieMode, FrontendConfig, GroupKey, SessionIdConfig, SessionPin,
+};
 use crate::cookie::{self, CookieVerdict};
 use crate::h1;
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
+use crate::tls::server::TlsTerminator;
 use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
 
 /// Error type of proxied bodies.
@@ -101,6 +104,9 @@ pub struct Frontend {
     /// Whether HTTP/1.1 clients are served by the fast path ([`crate::fast`]).
     pub(crate) fast_path: bool,
     stop: watch::Sender<bool>,
+    /// TLS termination, when the frontend has it (every request is then secure).
+    pub tls: Option<Arc<TlsTerminator>>,
+    secure_paths: Vec<String>,
     /// Counters.
     pub stats: FrontendStats,
 }
@@ -351,6 +357,8 @@ pub(crate) struct ReqInfo<'a> {
     pub(crate) cookies: Option<&'a str>,
     pub(crate) headers: &'a (dyn HeaderLookup + Sync),
     pub(crate) peer: SocketAddr,
+    /// Arrived over TLS or on a secure path ([`Frontend::is_secure`]).
+    pub(crate) secure: bool,
 }
 
 impl<'a> ReqInfo<'a> {
@@ -371,6 +379,11 @@ pub(crate) struct Routed {
     pub(crate) session_id: Option<String>,
     pub(crate) now_unix: u64,
     pub(crate) now: Instant,
+    /// Secure: forwarded through the server's SSL context when it has one.
+    pub(crate) secure: bool,
+    /// The request's session ID is bound in the table and this request, not
+    /// pinned by it (non-secure with `pin: secure`), must not move it.
+    pub(crate) keep_binding: bool,
     /// Servers tried so far (filled on the first redispatch).
     tried: Vec<usize>,
 }
@@ -433,7 +446,12 @@ pub(crate) fn error_page(status: StatusCode, text: &str) -> String {
 
 impl Frontend {
     /// Build a frontend handler.
-    pub fn new(cfg: &FrontendConfig, backend: Arc<Backend>, upstream: Arc<Upstream>) -> Frontend {
+    pub fn new(
+        cfg: &FrontendConfig,
+        backend: Arc<Backend>,
+        upstream: Arc<Upstream>,
+        tls: Option<Arc<TlsTerminator>>,
+    ) -> Frontend {
         let rules = cfg
             .priority_rules
             .iter()
@@ -459,6 +477,8 @@ impl Frontend {
             client_timeout: cfg.client_timeout.0,
             fast_path: cfg.fast_path,
             stop: watch::channel(false).0,
+            tls,
+            secure_paths: cfg.secure_paths.clone(),
             stats: FrontendStats::default(),
         }
     }
@@ -466,6 +486,16 @@ impl Frontend {
     /// The connection pools of this frontend's backend.
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
+    }
+
+    /// Whether a request for `path` is secure (seed 003): it arrived over TLS,
+    /// or its path is one of the frontend's `secure_paths`.
+    pub fn is_secure(&self, path: &str) -> bool {
+        self.tls.is_some()
+            || self
+                .secure_paths
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
     }
 
     /// Ask the connections served by the fast path to close once idle (shutdown).
@@ -676,9 +706,20 @@ impl Frontend {
             .as_ref()
             .and_then(|sc| request_session_id(sc, r.cookies, r.path_q))
             .map(str::to_string);
+        let pins = r.secure
+            || be
+                .cfg
+                .session_id
+                .as_ref()
+                .is_none_or(|sc| sc.pin == SessionPin::Always);
+        let mut keep_binding = false;
         if decision.is_none()
             && let (Some(table), Some(id)) = (&be.sessions, &session_id)
             && let Some(idx) = table.lookup(id, now)
+            && (pins || {
+                keep_binding = true;
+                false
+            })
             && be.servers[idx].usable_for_pinned()
         {
             be.stats.session_routed.fetch_add(1, Ordering::Relaxed);
@@ -748,6 +789,8 @@ impl Frontend {
             session_id,
             now_unix,
             now,
+            secure: r.secure,
+            keep_binding,
             tried: Vec::new(),
         })
     }
@@ -920,6 +963,7 @@ impl Frontend {
         }
         if !learnt
             && routed.decision.via != Via::Session
+            && !routed.keep_binding
             && let Some(id) = &routed.session_id
         {
             table.learn(id, server, routed.now);
@@ -988,6 +1032,7 @@ impl Frontend {
             cookies: cookies.as_deref(),
             headers: &parts.headers,
             peer,
+            secure: self.is_secure(parts.uri.path()),
         };
         let mut routed = match self.decide(&info, t0) {
             Ok(r) => r,
@@ -1027,8 +1072,11 @@ impl Frontend {
             };
             let up = self.upstream_request(&parts, &checked, &srv, peer, cookies.as_deref(), b);
             srv.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(be.cfg.timeouts.server.0, self.upstream.request(srv.idx, up))
-                .await
+            match tokio::time::timeout(
+                be.cfg.timeouts.server.0,
+                self.upstream.request(srv.idx, routed.secure, up),
+            )
+            .await
             {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) => {

@@ -1,15 +1,20 @@
-//! Keep-alive connection pools to servers (one per server): hyper HTTP/1.1 client
-//! connections for the hyper path, plain TCP streams for the fast path
-//! (module `fast`), and the response body that returns its connection to the
-//! pool and its QoS slot when it ends.
+//! Keep-alive connection pools to servers: hyper HTTP/1.1 client connections for
+//! the hyper path, streams for the fast path (module `fast`), and the response
+//! body that returns its connection to the pool and its QoS slot when it ends.
+//!
+//! A server has a plain pool, or a pool behind its SSL context (seed 003's
+//! tunnel: TLS connections kept established, [`crate::tls::client`]), or both
+//! when it speaks plain HTTP on `address` and TLS on `tls_address`: secure
+//! requests take the TLS pool, the others the plain one.
 //!
 //! A connection goes back to its pool only once the response body has been read
 //! to the end, so a pooled connection is always idle. Connections have no task
 //! of their own: the request handler and then the response body drive them, so
 //! an exchange costs no task switches. A request that a reused connection could
 //! not even start sending (the server closed it while idle) is sent again on a
-//! fresh connection. To add TLS to servers, `connect` wraps the `TcpStream`
-//! before the handshake.
+//! fresh connection.
+
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,8 +29,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::config::BackendConfig;
 use crate::proxy::{BoxError, ProxyBody};
 use crate::qos::Permit;
+use crate::tls::TlsError;
+use crate::tls::client::{ServerContext, client_config};
+pub use stream::ServerStream;
 
 /// Most idle connections kept per server.
 const MAX_IDLE: usize = 1024;
@@ -73,7 +82,7 @@ impl UpstreamError {
     }
 }
 
-type Conn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, ProxyBody>;
+type Conn = hyper::client::conn::http1::Connection<TokioIo<ServerStream>, ProxyBody>;
 
 /// One keep-alive connection to a server: the request handle and the connection
 /// state machine. No task of its own drives it: whoever holds it polls `conn`
@@ -140,47 +149,56 @@ impl Link {
     }
 }
 
-/// The idle connections of one server.
+/// The idle connections to one server endpoint, plain or through its SSL context.
 #[derive(Debug)]
 pub struct ServerPool {
     addr: SocketAddr,
+    /// The SSL context, for a TLS endpoint.
+    tls: Option<Arc<ServerContext>>,
+    /// Connections kept established (TLS endpoints; 0: none).
+    tunnels: usize,
     idle: Mutex<Vec<Link>>,
-    raw: Mutex<Vec<(TcpStream, Instant)>>,
-}
-
-/// Whether an idle stream is still open with nothing unread: no readiness event
-/// since its last read costs nothing to check; otherwise one non-blocking read
-/// tells end of stream or unsolicited bytes (either: drop it) from a stale event.
-fn idle_stream_ok(s: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match s.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut b = [0u8; 1];
-            matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        }
-    }
+    raw: Mutex<Vec<(ServerStream, Instant)>>,
 }
 
 impl ServerPool {
-    fn lock_raw(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
+    fn new(addr: SocketAddr, tls: Option<Arc<ServerContext>>, tunnels: usize) -> Arc<ServerPool> {
+        Arc::new(ServerPool {
+            addr,
+            tls,
+            tunnels,
+            idle: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The SSL context of a TLS endpoint.
+    pub fn context(&self) -> Option<&Arc<ServerContext>> {
+        self.tls.as_ref()
+    }
+
+    /// The endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn lock_raw(&self) -> std::sync::MutexGuard<'_, Vec<(ServerStream, Instant)>> {
         self.raw.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An idle plain connection (fast path), most recently used first.
-    fn take_raw(&self, max_idle_time: Duration) -> Option<TcpStream> {
+    /// An idle stream (fast path), most recently used first.
+    fn take_raw(&self, max_idle_time: Duration) -> Option<ServerStream> {
         let mut idle = self.lock_raw();
-        while let Some((s, since)) = idle.pop() {
-            if since.elapsed() < max_idle_time && idle_stream_ok(&s) {
+        while let Some((mut s, since)) = idle.pop() {
+            if since.elapsed() < max_idle_time && s.idle_ok() {
                 return Some(s);
             }
         }
         None
     }
 
-    /// Give back a plain connection whose last response was read to its end.
-    pub(crate) fn put_raw(&self, s: TcpStream) {
+    /// Give back a stream whose last response was read to its end.
+    pub(crate) fn put_raw(&self, s: ServerStream) {
         let mut idle = self.lock_raw();
         if idle.len() < MAX_IDLE {
             idle.push((s, Instant::now()));
@@ -218,18 +236,18 @@ impl ServerPool {
             l.reusable() && l.since.elapsed() < max_idle_time
         });
         drop(idle);
-        self.lock_raw().retain(|(s, since)| {
-            // A read, not just the readiness flag: nobody polls an idle stream, so
-            // the flag may not have been updated since it went idle.
-            let mut b = [0u8; 1];
-            since.elapsed() < max_idle_time
-                && matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        });
+        self.lock_raw()
+            .retain_mut(|(s, since)| since.elapsed() < max_idle_time && !s.idle_closed());
     }
 
-    /// Idle connections held now (hyper and plain).
+    /// Idle connections held now (hyper and streams).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len() + self.lock_raw().len()
+    }
+
+    /// Idle streams held now (the established tunnels of a TLS endpoint).
+    pub fn idle_streams(&self) -> usize {
+        self.lock_raw().len()
     }
 }
 
@@ -247,30 +265,40 @@ impl PooledConn {
     }
 }
 
+/// The pools of one server: plain, through its SSL context, or both.
+#[derive(Debug)]
+struct Endpoints {
+    plain: Option<Arc<ServerPool>>,
+    secure: Option<Arc<ServerPool>>,
+}
+
+impl Endpoints {
+    fn all(&self) -> impl Iterator<Item = &Arc<ServerPool>> {
+        self.plain.iter().chain(self.secure.iter())
+    }
+}
+
 /// The pools of a backend's servers.
 #[derive(Debug)]
 pub struct Upstream {
-    pools: Vec<Arc<ServerPool>>,
+    servers: Vec<Endpoints>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl Upstream {
-    /// Pools for servers at these addresses.
+    /// Plain pools for servers at these addresses.
     pub fn new(
         addrs: &[SocketAddr],
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Upstream {
         Upstream {
-            pools: addrs
+            servers: addrs
                 .iter()
-                .map(|&addr| {
-                    Arc::new(ServerPool {
-                        addr,
-                        idle: Mutex::new(Vec::new()),
-                        raw: Mutex::new(Vec::new()),
-                    })
+                .map(|&addr| Endpoints {
+                    plain: Some(ServerPool::new(addr, None, 0)),
+                    secure: None,
                 })
                 .collect(),
             connect_timeout,
@@ -278,11 +306,55 @@ impl Upstream {
         }
     }
 
+    /// The pools of a backend: with `server_tls`, each server gets its SSL
+    /// context (reading the CA file).
+    pub fn for_backend(cfg: &BackendConfig) -> Result<Upstream, TlsError> {
+        let (connect, idle) = (cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0);
+        let Some(st) = &cfg.server_tls else {
+            let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
+            return Ok(Upstream::new(&addrs, connect, idle));
+        };
+        let cc = client_config(st)?;
+        let mut servers = Vec::with_capacity(cfg.servers.len());
+        for s in &cfg.servers {
+            let tls_addr = s.tls_address.unwrap_or(s.address);
+            let sni = s.tls_sni.as_deref().or(st.sni.as_deref());
+            let ctx = Arc::new(ServerContext::new(cc.clone(), tls_addr, sni)?);
+            servers.push(Endpoints {
+                plain: s.tls_address.map(|_| ServerPool::new(s.address, None, 0)),
+                secure: Some(ServerPool::new(tls_addr, Some(ctx), st.pool)),
+            });
+        }
+        Ok(Upstream {
+            servers,
+            connect_timeout: connect,
+            idle_timeout: idle,
+        })
+    }
+
     /// Close idle connections that servers closed or that idled too long; the
     /// proxy calls this periodically.
     pub fn reap(&self) {
-        for p in &self.pools {
+        for p in self.servers.iter().flat_map(Endpoints::all) {
             p.reap(self.idle_timeout);
+        }
+    }
+
+    /// Open connections through the SSL contexts of the servers `usable` says
+    /// are up until each holds its `pool` of established tunnels; the proxy
+    /// calls this at start and periodically.
+    pub async fn fill_tunnels(&self, usable: impl Fn(usize) -> bool) {
+        for (i, e) in self.servers.iter().enumerate() {
+            let Some(p) = &e.secure else { continue };
+            while usable(i) && p.idle_streams() < p.tunnels {
+                match self.connect_stream(p).await {
+                    Ok(s) => p.put_raw(s),
+                    Err(err) => {
+                        log::debug!("tunnel to {}: {err}", p.addr);
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -291,9 +363,34 @@ impl Upstream {
         (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
-    /// The pool of server `i`.
-    pub fn pool(&self, i: usize) -> &Arc<ServerPool> {
-        &self.pools[i]
+    /// The pool a request to server `i` takes: through its SSL context when
+    /// `secure` (or when the server speaks only TLS), else plain (or, for a
+    /// server without an SSL context, plain whatever `secure`).
+    pub fn pool(&self, i: usize, secure: bool) -> &Arc<ServerPool> {
+        let e = &self.servers[i];
+        let (first, second) = if secure {
+            (&e.secure, &e.plain)
+        } else {
+            (&e.plain, &e.secure)
+        };
+        match first.as_ref().or(second.as_ref()) {
+            Some(p) => p,
+            None => unreachable!("a server has at least one pool"),
+        }
+    }
+
+    /// The SSL context of server `i` when it speaks only TLS (no plain address).
+    pub fn tls_only_context(&self, i: usize) -> Option<&Arc<ServerContext>> {
+        let e = &self.servers[i];
+        if e.plain.is_some() {
+            return None;
+        }
+        e.secure.as_ref().and_then(|p| p.context())
+    }
+
+    /// The SSL context of server `i`, if it has one.
+    pub fn context(&self, i: usize) -> Option<&Arc<ServerContext>> {
+        self.servers[i].secure.as_ref().and_then(|p| p.context())
     }
 
     async fn connect_tcp(&self, addr: SocketAddr) -> Result<TcpStream, UpstreamError> {
@@ -307,18 +404,39 @@ impl Upstream {
         Ok(stream)
     }
 
-    /// An idle plain connection to server `i` (fast path), if one is pooled.
-    pub(crate) fn take_raw(&self, i: usize) -> Option<TcpStream> {
-        self.pools[i].take_raw(self.idle_timeout)
+    /// An idle stream of `pool` (fast path), if one is pooled.
+    pub(crate) fn take_raw(&self, pool: &ServerPool) -> Option<ServerStream> {
+        pool.take_raw(self.idle_timeout)
     }
 
-    /// A new plain connection to server `i` (fast path).
-    pub(crate) async fn connect_raw(&self, i: usize) -> Result<TcpStream, UpstreamError> {
-        self.connect_tcp(self.pools[i].addr).await
+    /// A new connection to `pool`'s endpoint, through its SSL context if it has
+    /// one (the handshake within the connect timeout).
+    pub(crate) async fn connect_stream(
+        &self,
+        pool: &ServerPool,
+    ) -> Result<ServerStream, UpstreamError> {
+        let tcp = self.connect_tcp(pool.addr).await?;
+        let Some(ctx) = &pool.tls else {
+            return Ok(ServerStream::Plain(tcp));
+        };
+        match tokio::time::timeout(self.connect_timeout, ctx.handshake(tcp)).await {
+            Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s))),
+            Ok(Err(e)) => Err(UpstreamError::Connect(e)),
+            Err(_) => {
+                ctx.stats
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(UpstreamError::ConnectTimeout)
+            }
+        }
     }
 
     async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
-        let stream = self.connect_tcp(pool.addr).await?;
+        // An established tunnel first (no handshake), else a new connection.
+        let stream = match pool.take_raw(self.idle_timeout) {
+            Some(s) => s,
+            None => self.connect_stream(pool).await?,
+        };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -332,13 +450,15 @@ impl Upstream {
     }
 
     /// Send `req` (origin-form URI, `Host` set) to server `i` on an idle pooled
-    /// connection or a new one.
+    /// connection or a new one, through its SSL context when `secure` (see
+    /// [`Upstream::pool`]).
     pub async fn request(
         &self,
         i: usize,
+        secure: bool,
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
-        let pool = &self.pools[i];
+        let pool = self.pool(i, secure);
         while let Some(mut link) = pool.take(self.idle_timeout) {
             if !link.ready().await {
                 continue;

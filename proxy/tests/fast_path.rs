@@ -67,7 +67,7 @@ async fn pipelined_requests_are_answered_in_order() {
             .frontend("web")
             .unwrap()
             .upstream()
-            .pool(0)
+            .pool(0, false)
             .idle_count(),
         1
     );

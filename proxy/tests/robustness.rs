@@ -124,7 +124,12 @@ async fn idle_server_connections_are_reused_and_reaped_when_closed() {
     );
     let proxy = start_proxy(&yaml).await;
     let addr = proxy.local_addr("web").unwrap();
-    let pool = proxy.frontend("web").unwrap().upstream().pool(0).clone();
+    let pool = proxy
+        .frontend("web")
+        .unwrap()
+        .upstream()
+        .pool(0, false)
+        .clone();
     for _ in 0..5 {
         assert_eq!(get(addr, "/", &[]).await.body, "s1");
         // The connection goes back to the pool once the proxy has seen the

@@ -2,6 +2,9 @@
 //! client, and process guards that clean up after themselves.
 #![allow(dead_code)]
 
+pub mod nginx;
+pub mod pki;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -195,6 +198,17 @@ pub fn require_tool(path: &str) {
         ok,
         "required tool {path:?} is missing: run scripts/setup.sh (Debian packages in scripts/debian-packages.txt)"
     );
+}
+
+/// The value of the first metrics line of `proxy` that starts with `line_start`
+/// (a metric name with its labels).
+pub fn metric(proxy: &tack_proxy::Proxy, line_start: &str) -> u64 {
+    let text = proxy.render_metrics();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in the metrics:\n{text}"))
 }
 
 /// Start a proxy from YAML text.
@@ -502,7 +516,7 @@ impl RawResponse {
     }
 }
 
-async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn more<S: tokio::io::AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
     use tokio::io::AsyncReadExt;
     let mut tmp = [0u8; 16384];
     match tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await {
@@ -517,8 +531,8 @@ async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
 
 /// Read one response from `s` (with `buf` holding bytes already read); `head`: the
 /// request was HEAD. Bodies without a length are read to the end of the stream.
-pub async fn read_response(
-    s: &mut tokio::net::TcpStream,
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     head: bool,
 ) -> Option<RawResponse> {

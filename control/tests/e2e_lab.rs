@@ -747,3 +747,92 @@ fn redirected_clients_stay_on_their_server_through_its_directed_virtual_server()
     assert_eq!(counter(&report, "redirect_found"), Some(11), "{report}");
     assert!(!seen.is_empty());
 }
+
+/// A full-NAT service behind the SYN proxy.
+const SYN_PROXIED: &str = r#"  - name: web-sp
+    vip: 10.100.0.16
+    port: 80
+    mode: fullnat
+    syn_proxy: true
+    local_addresses: [10.0.0.204]
+    servers: [ { name: s1, address: 10.0.0.11 }, { name: s2, address: 10.0.0.12 }, { name: s3, address: 10.0.0.13 } ]
+"#;
+
+#[test]
+fn syn_proxied_full_nat_service_serves_clients_through_a_syn_flood() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up();
+    let (profile, _sock) = lab.profile(1, SYN_PROXIED);
+    let tack = Tack::start(&lab.lb(), &profile);
+    // Established before the flood: ten keep-alive connections from c3.
+    let mut ka = KeepAlive::new(&lab, "c3");
+    let first = ka.say("open 10 http://10.100.0.16/ka");
+    assert_eq!(first.len(), 10, "{first:?}");
+    assert!(first.iter().all(|s| s.starts_with('s')), "{first:?}");
+    // 20 000 spoofed SYNs at most, for 10 s at most, from c2.
+    let script = common::lab::root().join("scripts/lab/synflood.py");
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c2"), "python3"])
+        .arg(&script)
+        .args(["10.100.0.16", "80", "20000", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("synflood.py");
+    // Meanwhile every new client is served, and the established ones too.
+    let n = 10;
+    for i in 0..n {
+        let body = lab
+            .curl("c1", &format!("http://10.100.0.16/during?{i}"))
+            .unwrap_or_else(|e| panic!("curl {i} during the flood: {e}"));
+        assert!(
+            ["s1", "s2", "s3"].contains(&server_of(&body).as_str()),
+            "{body:?}"
+        );
+        if i % 3 == 0 {
+            assert_eq!(ka.say("again"), first, "established connections");
+        }
+    }
+    let sent: u64 = {
+        let out = flood.wait_with_output().expect("synflood.py ran");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count")
+    };
+    assert!(sent > 1000, "the flood sent {sent} SYNs");
+    assert_eq!(ka.say("again"), first, "established connections after");
+    drop(ka);
+    // The clients' data sent before their server answered is dropped once
+    // and sent again; the flooding namespace's answers to SYN-ACKs for
+    // addresses it does not have are ACK-less resets and ICMP errors.
+    let allowed = [
+        ("drop_synproxy_pending", 4 * n as u64 + 40),
+        ("drop_synproxy_ignored", 1000),
+        ("drop_icmp_error_no_conn", 100),
+    ];
+    let report = stop_and_check_allowing(tack, &allowed);
+    let cookies = counter(&report, "synproxy_syn_cookies").unwrap_or(0);
+    assert!(
+        cookies >= sent * 8 / 10,
+        "{cookies} cookies for {sent} SYNs\n{report}"
+    );
+    // Connections only for the clients that completed a handshake: the ten
+    // keep-alive ones and the curls, not one per SYN.
+    let created = counter(&report, "conn_created").unwrap_or(0);
+    assert!(
+        (10 + n as u64..=10 + n as u64 + 5).contains(&created),
+        "{created} connections for {} clients\n{report}",
+        10 + n
+    );
+    assert_eq!(
+        counter(&report, "synproxy_joined"),
+        Some(created),
+        "{report}"
+    );
+    assert_eq!(
+        counter(&report, "drop_synproxy_bad_cookie"),
+        None,
+        "{report}"
+    );
+}

@@ -427,6 +427,44 @@ put("redir4_req_bad_cookie", bad)
 syn, synack, data, found = redir_pair(True, 40001, 0xfffffff0, 1300, "/checkout/pay?x=1", "https://www6.example.com/checkout/pay?x=1", 0)
 put("redir6_syn", syn); put("redir6_synack", synack); put("redir6_req", data); put("redir6_302", found)
 
+# ------------------------------------------------------------- SYN proxy ----
+# VIP4 tcp/443 full NAT -> SERVER4 (local LOCAL4, first port 1024) with
+# syn_proxy, the same cookie key and clock as the redirect responder
+# (dataplane/tests/pipeline_synproxy.rs). The shift between the sequence
+# spaces is the cookie minus the server's ISN (9000).
+M32 = 0xffffffff
+k, kmss = cookie(CLIENT4, VIP4, 40000, 443, 1000, 1460)
+sp_syn = syn4(443)
+put("sp4_syn", sp_syn)
+put("sp4_synack", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=1, ttl=64, flags="DF") /
+    TCP(sport=443, dport=40000, seq=k, ack=1001, flags="SA", window=65535, options=[("MSS", kmss)]))
+ack = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4322, ttl=61) / TCP(sport=40000, dport=443, seq=1001, ack=(k + 1) & M32, flags="A", window=502)
+put("sp4_ack", ack)
+# The client's SYN rebuilt (ISN 1000, the cookie's MSS, nothing else), then full NAT'd.
+put("sp4_syn_out", Ether(src=L1_MAC, dst=S_MAC) / IP(src=LOCAL4, dst=SERVER4, id=2, ttl=63, flags="DF") /
+    TCP(sport=1024, dport=443, seq=1000, flags="S", window=65535, options=[("MSS", kmss)]))
+put("sp4_srv_synack", synack4(SERVER4, 443, LOCAL4, 1024))
+# Answered in place: the ACK that completes the server's handshake.
+put("sp4_srv_ack", Ether(src=L1_MAC, dst=S_MAC) / IP(src=LOCAL4, dst=SERVER4, id=3, ttl=64, flags="DF") /
+    TCP(sport=1024, dport=443, seq=1001, ack=9001, flags="A", window=65535))
+# Client data: acknowledgement down by the shift; server data: sequence up by it.
+req = b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n"
+data = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4323, ttl=61) / TCP(sport=40000, dport=443, seq=1001, ack=(k + 1) & M32, flags="PA", window=502) / Raw(req)
+put("sp4_data", data)
+put("sp4_data_out", l4(routed(data, L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4), sport=1024, ack=9001))
+resp = Ether(src=S_MAC, dst=L1_MAC) / IP(src=SERVER4, dst=LOCAL4, id=556, ttl=64, flags="DF") / TCP(sport=443, dport=1024, seq=9001, ack=1001 + len(req), flags="PA", window=509) / Raw(b"HTTP/1.1 200 OK\r\n\r\n")
+put("sp4_resp", resp)
+put("sp4_resp_out", l4(routed(resp, L0_MAC, C_MAC, src=VIP4, dst=CLIENT4), sport=443, dport=40000, seq=(k + 1) & M32))
+# A client ACK with a SACK block (RFC 2018): its edges move with the acknowledgement.
+sack = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4324, ttl=61) / TCP(sport=40000, dport=443, seq=1001 + len(req), ack=(k + 1) & M32, flags="A", window=502,
+    options=[("NOP", None), ("NOP", None), ("SAck", ((k + 101) & M32, (k + 201) & M32))])
+put("sp4_sack", sack)
+put("sp4_sack_out", l4(routed(sack, L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4), sport=1024, ack=9001,
+    options=[("NOP", None), ("NOP", None), ("SAck", (9101, 9201))]))
+# An ACK with a forged cookie: nothing.
+bad = ack.copy(); bad[TCP].ack = (k + 2) & M32; del bad[TCP].chksum
+put("sp4_ack_bad", bad)
+
 # ------------------------------------------------------------ neighbours ----
 put("arp_req_for_client", Ether(src=L0_MAC, dst=BCAST) / ARP(op=1, hwsrc=L0_MAC, psrc=PORT0_4, hwdst="00:00:00:00:00:00", pdst=CLIENT4))
 # Unicast probe of a stale entry (RFC 4861 7.3.3 PROBE, as Linux does for ARP).

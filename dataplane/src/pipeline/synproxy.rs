@@ -132,7 +132,13 @@ impl<F: Frame> Pipeline<F> {
         let Ok(c2) = wire::classify_with(frame.bytes(), self.classify_opts) else {
             return Fate::Dropped(DropReason::Rewrite);
         };
+        let created = self.counters.conn_created;
         let fate = self.open_flow(frame, &c2, svc, Protocol::Tcp, rx_port, out, alloc);
+        if self.counters.conn_created == created {
+            // Not opened (no server, a full table), or opened already by
+            // an earlier segment of this burst: nothing to keep.
+            return fate;
+        }
         let orig = Tuple {
             src: c.src_addr,
             dst: c.dst_addr,
@@ -140,7 +146,7 @@ impl<F: Frame> Pipeline<F> {
             dport: c.dst_port,
             proto: c.protocol.0,
         };
-        // The connection made (the SYN may also wait for the server's
+        // The connection made (its SYN sent, or waiting for the server's
         // neighbour): it keeps the cookie until the server answers.
         if let Some(h) = self.conn_lookup(&orig)
             && self

@@ -609,15 +609,7 @@ fn redirect_service_keeps_answering_during_a_syn_flood() {
     let lab = Lab::up();
     let (profile, _sock) = lab.profile(1, REDIRECT);
     let tack = Tack::start(&lab.lb(), &profile);
-    // 20 000 spoofed SYNs at most, for 10 s at most, from c2.
-    let script = common::lab::root().join("scripts/lab/synflood.py");
-    let flood = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("c2"), "python3"])
-        .arg(&script)
-        .args(["10.100.0.15", "80", "20000", "10"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("synflood.py");
+    let flood = SynFlood::start(&lab, "10.100.0.15");
     // Meanwhile real clients are answered, every one.
     for i in 0..10 {
         let out = head(&lab, "c1", &format!("http://10.100.0.15/during?{i}"));
@@ -626,15 +618,7 @@ fn redirect_service_keeps_answering_during_a_syn_flood() {
             "during the flood: {out}"
         );
     }
-    let sent: u64 = {
-        let out = flood.wait_with_output().expect("synflood.py ran");
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a count")
-    };
-    assert!(sent > 1000, "the flood sent {sent} SYNs");
+    let sent = flood.sent();
     // The flooding namespace may answer a few SYN-ACKs to addresses it does
     // not have with ICMP errors, which quote no connection.
     let allowed = [
@@ -656,6 +640,36 @@ fn redirect_service_keeps_answering_during_a_syn_flood() {
         "{report}"
     );
     assert_eq!(counter(&report, "conn_created").unwrap_or(0), 0, "{report}");
+}
+
+/// A bounded spoofed SYN flood from c2 (`scripts/lab/synflood.py`): 20 000
+/// SYNs at most, for 10 s at most, from random sources, to a VIP's port 80.
+struct SynFlood(std::process::Child);
+
+impl SynFlood {
+    fn start(lab: &Lab, vip: &str) -> SynFlood {
+        let script = common::lab::root().join("scripts/lab/synflood.py");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns("c2"), "python3"])
+            .arg(&script)
+            .args([vip, "80", "20000", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("synflood.py");
+        SynFlood(child)
+    }
+
+    /// Waits for the end of the flood: how many SYNs it sent (over 1000).
+    fn sent(self) -> u64 {
+        let out = self.0.wait_with_output().expect("synflood.py ran");
+        assert!(out.status.success());
+        let sent: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count");
+        assert!(sent > 1000, "the flood sent {sent} SYNs");
+        sent
+    }
 }
 
 /// A redirect service whose servers have directed virtual servers.
@@ -769,15 +783,7 @@ fn syn_proxied_full_nat_service_serves_clients_through_a_syn_flood() {
     let first = ka.say("open 10 http://10.100.0.16/ka");
     assert_eq!(first.len(), 10, "{first:?}");
     assert!(first.iter().all(|s| s.starts_with('s')), "{first:?}");
-    // 20 000 spoofed SYNs at most, for 10 s at most, from c2.
-    let script = common::lab::root().join("scripts/lab/synflood.py");
-    let flood = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("c2"), "python3"])
-        .arg(&script)
-        .args(["10.100.0.16", "80", "20000", "10"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("synflood.py");
+    let flood = SynFlood::start(&lab, "10.100.0.16");
     // Meanwhile every new client is served, and the established ones too.
     let n = 10;
     for i in 0..n {
@@ -792,15 +798,7 @@ fn syn_proxied_full_nat_service_serves_clients_through_a_syn_flood() {
             assert_eq!(ka.say("again"), first, "established connections");
         }
     }
-    let sent: u64 = {
-        let out = flood.wait_with_output().expect("synflood.py ran");
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a count")
-    };
-    assert!(sent > 1000, "the flood sent {sent} SYNs");
+    let sent = flood.sent();
     assert_eq!(ka.say("again"), first, "established connections after");
     drop(ka);
     // The clients' data sent before their server answered is dropped once

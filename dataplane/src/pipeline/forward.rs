@@ -214,13 +214,7 @@ impl<F: Frame> Pipeline<F> {
             self.release_sticky(tracked, svc, c.src_addr);
             return Fate::Dropped(DropReason::NoRoute);
         };
-        let orig = Tuple {
-            src: c.src_addr,
-            dst: c.dst_addr,
-            sport: c.src_port,
-            dport: c.dst_port,
-            proto: c.protocol.0,
-        };
+        let orig = Tuple::sent(c);
         let sport = Self::server_port(&srv, c.dst_port);
         // Full NAT: the port the picker would give, on the next local
         // address, is taken as a guess. Its reply bucket is fetched with

@@ -52,6 +52,16 @@ pub(super) fn tcp_of<F: Frame>(frame: &F, c: &Classified) -> Option<Tcp> {
     })
 }
 
+/// The handshake a SYN cookie is made for: the client's segment's flow.
+pub(super) fn cookie_flow(c: &Classified) -> CookieFlow {
+    CookieFlow {
+        client: c.src_addr,
+        server: c.dst_addr,
+        client_port: c.src_port,
+        server_port: c.dst_port,
+    }
+}
+
 /// The receive window the responder advertises.
 const WINDOW: u16 = 65_535;
 
@@ -87,23 +97,10 @@ impl<F: Frame> Pipeline<F> {
         else {
             return Fate::Dropped(DropReason::RedirectIgnored);
         };
-        let flow = CookieFlow {
-            client: c.src_addr,
-            server: c.dst_addr,
-            client_port: c.src_port,
-            server_port: c.dst_port,
-        };
+        let flow = cookie_flow(c);
         if flags.is_syn_only() {
-            let k = self.cookies.make(self.now, &flow, seq, mss);
             self.counters.redirect_syn_cookies += 1;
-            let s = Segment {
-                seq: k.isn,
-                ack: seq.wrapping_add(1),
-                flags: TcpFlags::SYN | TcpFlags::ACK,
-                mss: Some(k.mss),
-                payload: 0,
-            };
-            return self.send_segment(frame, c, rx_port, out, &s);
+            return self.answer_syn(frame, c, (seq, mss), rx_port, out);
         }
         let plain = flags.contains(TcpFlags::ACK)
             && !flags.contains(TcpFlags::SYN)
@@ -170,6 +167,29 @@ impl<F: Frame> Pipeline<F> {
         };
         self.respond_buf = buf;
         fate
+    }
+
+    /// Answers a client's SYN (its initial sequence number and MSS option,
+    /// `syn`) with a SYN-ACK whose sequence number is a SYN cookie: no state
+    /// is kept (the redirect responder and the SYN proxy).
+    pub(super) fn answer_syn(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        syn: (u32, Option<u16>),
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Fate {
+        let (isn, mss) = syn;
+        let k = self.cookies.make(self.now, &cookie_flow(c), isn, mss);
+        let s = Segment {
+            seq: k.isn,
+            ack: isn.wrapping_add(1),
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            mss: Some(k.mss),
+            payload: 0,
+        };
+        self.send_segment(frame, c, rx_port, out, &s)
     }
 
     /// Answers a TCP segment of a connection no worker knows with a reset

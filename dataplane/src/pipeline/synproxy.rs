@@ -30,11 +30,10 @@
 //! the cached plans, which do not shift.
 
 use super::flow::Tuple;
-use super::respond::{Segment, tcp_of};
+use super::respond::{Segment, cookie_flow, tcp_of};
 use super::xmit::ConnFlags;
 use super::*;
 use crate::conn::{Conn, ConnState};
-use crate::syncookie::CookieFlow;
 use crate::wire::{SeqShift, TcpFlags};
 
 /// Per connection of either table, by its id: the cookie (before the
@@ -85,23 +84,9 @@ impl<F: Frame> Pipeline<F> {
         let Some(t) = tcp_of(&frame, c) else {
             return Fate::Dropped(DropReason::SynProxyIgnored);
         };
-        let flow = CookieFlow {
-            client: c.src_addr,
-            server: c.dst_addr,
-            client_port: c.src_port,
-            server_port: c.dst_port,
-        };
         if t.flags.is_syn_only() {
-            let k = self.cookies.make(self.now, &flow, t.seq, t.mss);
             self.counters.synproxy_syn_cookies += 1;
-            let s = Segment {
-                seq: k.isn,
-                ack: t.seq.wrapping_add(1),
-                flags: TcpFlags::SYN | TcpFlags::ACK,
-                mss: Some(k.mss),
-                payload: 0,
-            };
-            return self.send_segment(frame, c, rx_port, out, &s);
+            return self.answer_syn(frame, c, (t.seq, t.mss), rx_port, out);
         }
         let ack_only = t.flags.contains(TcpFlags::ACK)
             && !t.flags.contains(TcpFlags::SYN)
@@ -111,9 +96,9 @@ impl<F: Frame> Pipeline<F> {
             return Fate::Dropped(DropReason::SynProxyIgnored);
         }
         let client_isn = t.seq.wrapping_sub(1);
-        let Some(k) = self
-            .cookies
-            .check(self.now, &flow, client_isn, t.ack.wrapping_sub(1))
+        let Some(k) =
+            self.cookies
+                .check(self.now, &cookie_flow(c), client_isn, t.ack.wrapping_sub(1))
         else {
             return Fate::Dropped(DropReason::SynProxyBadCookie);
         };
@@ -139,13 +124,7 @@ impl<F: Frame> Pipeline<F> {
             // an earlier segment of this burst: nothing to keep.
             return fate;
         }
-        let orig = Tuple {
-            src: c.src_addr,
-            dst: c.dst_addr,
-            sport: c.src_port,
-            dport: c.dst_port,
-            proto: c.protocol.0,
-        };
+        let orig = Tuple::sent(c);
         // The connection made (its SYN sent, or waiting for the server's
         // neighbour): it keeps the cookie until the server answers.
         if let Some(h) = self.conn_lookup(&orig)

@@ -23,6 +23,8 @@ use crate::exception::ExceptionCounters;
 use crate::health::HealthState;
 use crate::mgmt::MgmtThread;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
+mod redirect;
+
 use crate::profile::{
     FieldError, PersistenceSection, Profile, ProfileError, ServerSection, TableCheck,
     pipeline_config,
@@ -545,6 +547,11 @@ impl ControlPlane {
             ["status"] | [] => Ok(self.status()),
             ["counters"] => Ok(render_workers(&self.snapshots) + &self.render_control_counters()),
             ["services"] => self.services(),
+            ["redirects"] => Ok(redirect::render(
+                &self.profile,
+                |svc, srv| self.health.is_down(svc, srv),
+                &self.snapshots,
+            )),
             ["connections"] => self.connections(20),
             ["connections", "flush"] => {
                 self.broadcast(ControlMsg::FlushConnections);
@@ -1177,6 +1184,7 @@ mod tests {
             "sticky show",
             "connections 5",
             "services",
+            "redirects",
             "reload",
             "",
         ] {

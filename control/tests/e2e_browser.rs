@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::lab::{LAB_LOCK, Lab, root};
+use common::lab::{LAB_LOCK, Lab, root, tackctl};
 use common::{Tack, TempDir, counter, sh};
 
 /// The redirect service: each server has a directed address, whose port 80
@@ -201,8 +201,31 @@ fn chromium_loads_a_site_from_one_server_and_follows_its_secure_link_to_the_same
         write_site(&lab.state_dir(s), s);
         start_tls(&lab, s, &cert, &key);
     }
-    let (profile, _sock) = lab.profile(1, SHOP);
+    let (profile, sock) = lab.profile(1, SHOP);
     let tack = Tack::start(&lab.lb(), &profile);
+    // The redirect view: each server's URLs and directed address.
+    let view = tackctl(&sock, "redirects");
+    assert!(
+        view.starts_with("redirect shop tcp/10.100.0.15:80  secure paths: /site/checkout/"),
+        "{view}"
+    );
+    for (s, a) in [("s1", "31"), ("s2", "32"), ("s3", "33")] {
+        let row = format!("http://10.100.0.{a}");
+        let line = view
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(s))
+            .unwrap_or_else(|| panic!("{s}: {view}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            cols[3..6],
+            [
+                row.as_str(),
+                &row.replacen("http", "https", 1),
+                &format!("10.100.0.{a}")
+            ],
+            "{view}"
+        );
+    }
 
     // The page through the primary VIP, then a click on its secure link.
     let pages = browse(

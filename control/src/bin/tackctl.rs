@@ -16,6 +16,7 @@ use tack_control::say_raw;
 ///   status                                   ports, workers, services
 ///   counters                                 every worker counter
 ///   services                                 services, servers, weights, states, open connections
+///   redirects                                redirect services' servers (URLs, directed, backup), SYN-proxied services, their counters
 ///   connections [N | flush]                  list (first N) or flush connections
 ///   sticky [show]                            sticky bindings
 ///   sticky flush [SERVICE]                   flush sticky bindings

@@ -346,21 +346,8 @@ fn synproxy_pipeline(flows: u64) -> Pipeline<BenchFrame> {
         let (addr, port) = client(i);
         let (src, dst) = ((IpAddr::V4(addr), port), (IpAddr::V4(VIP), 80));
         let isn = i as u32;
-        let flow = CookieFlow {
-            client: src.0,
-            server: dst.0,
-            client_port: port,
-            server_port: 80,
-        };
-        let k = cookies.make(NOW, &flow, isn, Some(1460));
-        tcp_frame(
-            &mut frame,
-            src,
-            dst,
-            (isn + 1, k.isn.wrapping_add(1), 0x10),
-            None,
-            &[],
-        );
+        let (seq, ack) = cookie_ack(&mut cookies, (addr, port), isn);
+        tcp_frame(&mut frame, src, dst, (seq, ack, 0x10), None, &[]);
         feed(&mut p, 0, &frame, &mut out);
         let syn = out.tx[1].pop().expect("the server's SYN");
         let b = syn.bytes();
@@ -385,6 +372,19 @@ fn synproxy_pipeline(flows: u64) -> Pipeline<BenchFrame> {
         "{c:?}"
     );
     p
+}
+
+/// (sequence, acknowledgement) of the client `client`'s segments after a
+/// SYN with `isn` (MSS 1460) to VIP:80 was answered with its SYN cookie.
+fn cookie_ack(cookies: &mut SynCookies, client: (std::net::Ipv4Addr, u16), isn: u32) -> (u32, u32) {
+    let flow = CookieFlow {
+        client: IpAddr::V4(client.0),
+        server: IpAddr::V4(VIP),
+        client_port: client.1,
+        server_port: 80,
+    };
+    let k = cookies.make(NOW, &flow, isn, Some(1460));
+    (isn.wrapping_add(1), k.isn.wrapping_add(1))
 }
 
 /// The request of the `redirect-302` scenario.
@@ -531,14 +531,7 @@ fn main() {
                     if syn {
                         tcp_frame(&mut frame, src, dst, (isn, 0, 0x02), Some(1460), &[]);
                     } else {
-                        let flow = CookieFlow {
-                            client: src.0,
-                            server: dst.0,
-                            client_port: port,
-                            server_port: 80,
-                        };
-                        let k = cookies.make(NOW, &flow, isn, Some(1460));
-                        let (seq, ack) = (isn.wrapping_add(1), k.isn.wrapping_add(1));
+                        let (seq, ack) = cookie_ack(&mut cookies, (addr, port), isn);
                         tcp_frame(&mut frame, src, dst, (seq, ack, 0x18), None, REQUEST);
                     }
                     f.load(&frame);

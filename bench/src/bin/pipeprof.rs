@@ -544,17 +544,7 @@ fn main() {
         }
         "synproxy-established" => {
             let mut p = synproxy_pipeline(flows);
-            let mut rng = Rng(0x5eed_0000 + flows);
-            let d = run(
-                &mut p,
-                bursts,
-                |_| {},
-                |f| {
-                    let (addr, port) = client(rng.next() % flows);
-                    segment(&mut buf, addr, port, 0x10);
-                    f.load(&buf);
-                },
-            );
+            let d = run(&mut p, bursts, |_| {}, &mut client_pkt);
             let c = p.counters();
             // The handshakes' server SYN-ACKs were answered; the rest forwarded.
             assert_eq!(c.tx_local, flows, "{c:?}");

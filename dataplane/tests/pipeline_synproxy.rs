@@ -254,3 +254,60 @@ fn the_handshake_ack_and_the_request_in_one_burst_open_one_connection() {
     );
     h.check_accounting();
 }
+
+#[test]
+fn ipv6_full_nat_through_the_proxy() {
+    let mut s = service(
+        a6(VIP6),
+        Protocol::Tcp,
+        Some(8443),
+        ForwardMode::FullNat,
+        &[a6(SERVER6)],
+    );
+    s.syn_proxy = true;
+    let mut h = Harness::new(config(vec![s]));
+    h.learn_neighbors();
+    let client = |seq: u32, ack: u32, flags: u8| {
+        tcp_from(
+            C_MAC,
+            L0_MAC,
+            (a6(CLIENT6), 40_000),
+            (a6(VIP6), 8443),
+            (seq, ack, flags),
+            (flags == 0x02).then_some(1440),
+            b"",
+        )
+    };
+    let (tx, _) = h.rx(0, &client(1, 0, 0x02));
+    let (cookie, ack, flags) = tcp(&only(&tx, 0));
+    assert_eq!((ack, flags), (2, 0x12));
+    let (tx, _) = h.rx(0, &client(2, cookie.wrapping_add(1), 0x10));
+    let syn = only(&tx, 1);
+    let (src, lport, dst, dport) = tuple(&syn);
+    assert_eq!((src, dst, dport), (a6(LOCAL6), a6(SERVER6), 8443));
+    assert_eq!(tcp(&syn), (1, 0, 0x02));
+    let server = |seq: u32, ack: u32, flags: u8| {
+        tcp_from(
+            S_MAC,
+            L1_MAC,
+            (a6(SERVER6), 8443),
+            (a6(LOCAL6), lport),
+            (seq, ack, flags),
+            (flags == 0x12).then_some(1440),
+            b"",
+        )
+    };
+    let (tx, _) = h.rx(1, &server(700, 2, 0x12));
+    assert_eq!(
+        tcp(&only(&tx, 1)),
+        (2, 701, 0x10),
+        "the server's handshake completed"
+    );
+    let (tx, _) = h.rx(1, &server(701, 2, 0x18));
+    let back = only(&tx, 0);
+    assert_eq!(tuple(&back), (a6(VIP6), 8443, a6(CLIENT6), 40_000));
+    assert_eq!(tcp(&back), (cookie.wrapping_add(1), 2, 0x18));
+    let (tx, _) = h.rx(0, &client(2, cookie.wrapping_add(1), 0x10));
+    assert_eq!(tcp(&only(&tx, 1)), (2, 701, 0x10));
+    h.check_accounting();
+}

@@ -18,6 +18,10 @@
 #   P-lb: lb0, the appliance's port (no kernel address; DPDK binds it with net_af_packet) ───────────┤
 #   P-s1 10.0.0.11, P-s2 10.0.0.12, P-s3 10.0.0.13 (fd00::11..13): nginx :80, UDP echo :5353 ──────┘
 #
+# Each server's nginx answers "NAME CLIENT-ADDRESS" on every path but /site/,
+# which serves the files a test puts in $state/NAME/site/ (logged in
+# $state/NAME/site.log; /site/checkout/ moves to https:// on the same host).
+#
 # Clients route everything to the router; the router sends the VIP networks
 # 10.100.0.0/24 and fd00:100::/64 to the appliance (10.0.0.1 / fd00::1, which
 # the appliance answers ARP/NDP for). Servers route by default through the
@@ -163,6 +167,19 @@ http {
       default_type text/plain;
       add_header X-Server $s always;
       return 200 "$s \$remote_addr\n";
+    }
+    # A small web site for browser tests (files put in $state/$s/site/ by the
+    # test), each request logged; its secure section moves to HTTPS on the
+    # same host (served, when a test starts it, by a TLS nginx of its own).
+    location /site/ {
+      include /etc/nginx/mime.types;
+      root $state/$s;
+      access_log $state/$s/site.log;
+      add_header X-Server $s always;
+    }
+    location /site/checkout/ {
+      access_log $state/$s/site.log;
+      return 301 https://\$host\$request_uri;
     }
   }
 }

@@ -19,6 +19,8 @@ use crate::cluster::Cluster;
 use crate::exception::ExceptionCounters;
 use crate::health::HealthState;
 use crate::msg::{FromWorker, Query, Reply, ToWorker};
+mod redirect;
+
 use crate::profile::{FieldError, Profile, ProfileError, TableCheck, pipeline_config};
 use crate::report::{PortTotals, WorkerSnapshot};
 use crate::say;
@@ -27,6 +29,7 @@ mod ops;
 mod revert;
 
 pub use ops::{DEFAULT_LIST, MAX_LIST, admin_state, nc_subnet, server_state, state_name};
+pub use redirect::render as render_redirects;
 
 /// Counters of the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

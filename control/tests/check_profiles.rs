@@ -389,6 +389,14 @@ const CASES: &[Case] = &[
         "      - { name: s1, address: 10.0.0.11, url",
         "the same VIP, protocol and port as services[2]",
     ),
+    // The SYN proxy: TCP NAT and full NAT only.
+    case(
+        "    protocol: udp\n    port: 5353",
+        "    protocol: udp\n    port: 5353\n    syn_proxy: true",
+        "services[1].syn_proxy",
+        "    syn_proxy: true",
+        "`syn_proxy` is for TCP services in NAT or full-NAT mode",
+    ),
     // Static neighbours.
     case(
         END,

@@ -10,7 +10,7 @@ use tack_dataplane::wire::ethernet::VlanTag;
 use tack_dataplane::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
 use tack_dataplane::wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
 use tack_dataplane::wire::ndisc::{NdiscRepr, NdiscRouterFlags, NeighborFlags};
-use tack_dataplane::wire::rewrite::rewrite_flow;
+use tack_dataplane::wire::rewrite::{SeqShift, rewrite_flow, rewrite_tcp_seq};
 use tack_dataplane::wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use tack_dataplane::wire::udp::{UdpPacket, UdpRepr};
 use tack_dataplane::wire::{
@@ -388,6 +388,28 @@ proptest! {
                 prop_assert_eq!(c2.dst_port, rw.dst_port.unwrap_or(c.dst_port));
             }
         }
+    }
+
+    /// A SYN proxy's sequence shift keeps the TCP checksum exact and moves
+    /// the sequence and acknowledgement numbers by what it says (modulo
+    /// 2^32); other protocols are refused untouched.
+    #[test]
+    fn sequence_shift_equals_recomputation(spec in frame_spec(), seq in any::<u32>(), ack in any::<u32>()) {
+        let frame = build(&spec);
+        let c = classify(&frame).unwrap();
+        let mut b = frame.clone();
+        let r = rewrite_tcp_seq(&mut b, &c, SeqShift { seq, ack });
+        if c.protocol != IpProtocol::TCP {
+            prop_assert!(r.is_err());
+            prop_assert_eq!(b, frame);
+            return Ok(());
+        }
+        r.unwrap();
+        prop_assert_eq!(recomputed(&b), b.clone());
+        let old = TcpPacket::new_checked(&frame[c.l4_offset..c.l3_end]).unwrap();
+        let new = TcpPacket::new_checked(&b[c.l4_offset..c.l3_end]).unwrap();
+        prop_assert_eq!(new.seq_number(), old.seq_number().wrapping_add(seq));
+        prop_assert_eq!(new.ack_number(), old.ack_number().wrapping_add(ack));
     }
 
     /// Changes summed with `delta16`/`delta32` and folded once give exactly

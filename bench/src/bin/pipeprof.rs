@@ -20,6 +20,9 @@
 //! `redirect-syn` and `redirect-302` (a redirect service: SYNs answered with
 //! SYN cookies, requests carrying a valid cookie answered with a 302, from
 //! `FLOWS` clients),
+//! `synproxy-established` (NAT with `syn_proxy`: `FLOWS` connections opened
+//! through the SYN proxy's handshake, untimed, then client packets, their
+//! acknowledgements shifted: compare with `established`),
 //! `cluster-forward` (node 1 of a cluster sends established packets of
 //! `FLOWS` flows to their primary, node 2, in GUE), `cluster-receive` (node 1
 //! receives them from node 2 in GUE and forwards them on its `FLOWS`
@@ -320,6 +323,70 @@ fn redirect_pipeline() -> Pipeline<BenchFrame> {
     pipeline(vec![s], 64)
 }
 
+/// The `synproxy-established` scenario's pipeline: the benchmark's NAT
+/// service with `syn_proxy`, `flows` connections opened through the proxy's
+/// handshake (the client's ACK with its cookie, the chosen server's SYN-ACK).
+fn synproxy_pipeline(flows: u64) -> Pipeline<BenchFrame> {
+    let mut svcs = services(ForwardMode::Nat, false);
+    svcs[0].syn_proxy = true;
+    let mut p = pipeline(svcs, (2 * flows as usize).max(64));
+    // The pipeline's cookie key (the default configuration's).
+    let mut cookies = SynCookies::new([0; 16]);
+    let mut out: Output<BenchFrame> = Output::new(2);
+    let mut frame = Vec::with_capacity(80);
+    let mut rx = Vec::with_capacity(1);
+    let mut feed =
+        |p: &mut Pipeline<BenchFrame>, port: u16, bytes: &[u8], out: &mut Output<BenchFrame>| {
+            let mut f = BenchFrame::new();
+            f.load(bytes);
+            rx.push(f);
+            p.process_burst(NOW, port, &mut rx, out, &mut tack_bench::Pool);
+        };
+    for i in 0..flows {
+        let (addr, port) = client(i);
+        let (src, dst) = ((IpAddr::V4(addr), port), (IpAddr::V4(VIP), 80));
+        let isn = i as u32;
+        let (seq, ack) = cookie_ack(&mut cookies, (addr, port), isn);
+        tcp_frame(&mut frame, src, dst, (seq, ack, 0x10), None, &[]);
+        feed(&mut p, 0, &frame, &mut out);
+        let syn = out.tx[1].pop().expect("the server's SYN");
+        let b = syn.bytes();
+        let srv = IpAddr::V4(std::net::Ipv4Addr::new(b[30], b[31], b[32], b[33]));
+        out.tx.iter_mut().for_each(|q| q.clear());
+        tcp_frame(
+            &mut frame,
+            (srv, 80),
+            src,
+            (0x1000_0000, isn + 1, 0x12),
+            Some(1460),
+            &[],
+        );
+        frame[..6].copy_from_slice(&[2, 0, 0, 0, 1, 2]);
+        feed(&mut p, 1, &frame, &mut out);
+        out.tx.iter_mut().for_each(|q| q.clear());
+    }
+    let c = p.counters();
+    assert_eq!(
+        (c.synproxy_opened, c.synproxy_joined),
+        (flows, flows),
+        "{c:?}"
+    );
+    p
+}
+
+/// (sequence, acknowledgement) of the client `client`'s segments after a
+/// SYN with `isn` (MSS 1460) to VIP:80 was answered with its SYN cookie.
+fn cookie_ack(cookies: &mut SynCookies, client: (std::net::Ipv4Addr, u16), isn: u32) -> (u32, u32) {
+    let flow = CookieFlow {
+        client: IpAddr::V4(client.0),
+        server: IpAddr::V4(VIP),
+        client_port: client.1,
+        server_port: 80,
+    };
+    let k = cookies.make(NOW, &flow, isn, Some(1460));
+    (isn.wrapping_add(1), k.isn.wrapping_add(1))
+}
+
 /// The request of the `redirect-302` scenario.
 const REQUEST: &[u8] = b"GET /cart/add?item=7 HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
 
@@ -464,14 +531,7 @@ fn main() {
                     if syn {
                         tcp_frame(&mut frame, src, dst, (isn, 0, 0x02), Some(1460), &[]);
                     } else {
-                        let flow = CookieFlow {
-                            client: src.0,
-                            server: dst.0,
-                            client_port: port,
-                            server_port: 80,
-                        };
-                        let k = cookies.make(NOW, &flow, isn, Some(1460));
-                        let (seq, ack) = (isn.wrapping_add(1), k.isn.wrapping_add(1));
+                        let (seq, ack) = cookie_ack(&mut cookies, (addr, port), isn);
                         tcp_frame(&mut frame, src, dst, (seq, ack, 0x18), None, REQUEST);
                     }
                     f.load(&frame);
@@ -480,6 +540,19 @@ fn main() {
             let c = p.counters();
             assert_eq!(c.tx_local, c.rx_frames, "every segment answered: {c:?}");
             assert_eq!(c.redirect_found, if syn { 0 } else { c.rx_frames }, "{c:?}");
+            d
+        }
+        "synproxy-established" => {
+            let mut p = synproxy_pipeline(flows);
+            let d = run(&mut p, bursts, |_| {}, &mut client_pkt);
+            let c = p.counters();
+            // The handshakes' server SYN-ACKs were answered; the rest forwarded.
+            assert_eq!(c.tx_local, flows, "{c:?}");
+            assert_eq!(
+                c.tx_forward,
+                c.rx_frames - flows,
+                "every packet forwarded: {c:?}"
+            );
             d
         }
         "established6" => {

@@ -281,6 +281,14 @@ async fn post_reload(State(ctx): State<Ctx>) -> Result<Json<Reloaded>, HttpError
     answer!(ctx, Op::Reload, Answer::Reloaded(r) => r)
 }
 
+/// The redirect services (their servers' URLs, directed addresses, backups,
+/// weights and states), the SYN-proxied services, and their counters.
+#[utoipa::path(get, path = "/redirects", tag = "services",
+    responses((status = 200, body = Redirects), Refusals))]
+async fn get_redirects(State(ctx): State<Ctx>) -> Result<Json<Redirects>, HttpError> {
+    answer!(ctx, Op::Redirects, Answer::Redirects(r) => r)
+}
+
 /// The cluster's nodes (live, draining or down) and its link's counters.
 #[utoipa::path(get, path = "/cluster", tag = "cluster",
     responses((status = 200, body = Cluster), Refusals))]
@@ -459,6 +467,7 @@ fn parts() -> (Router<Ctx>, utoipa::openapi::OpenApi) {
         .routes(routes!(count_connections))
         .routes(routes!(get_sticky, delete_sticky))
         .routes(routes!(get_cluster))
+        .routes(routes!(get_redirects))
         .routes(routes!(post_cluster_drain))
         .routes(routes!(post_cluster_activate))
         .split_for_parts()
@@ -592,6 +601,7 @@ mod tests {
                 "get /counters",
                 "get /metrics",
                 "get /neighbours",
+                "get /redirects",
                 "get /services",
                 "get /status",
                 "get /sticky",

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::types::{
     Cluster, ConnSelect, ConnectionCount, ConnectionList, Counters, Done, Neighbour, NewServer,
-    Reloaded, ServerChange, Service, Status, StickyBinding, StickySelect, StickySetting,
+    Redirects, Reloaded, ServerChange, Service, Status, StickyBinding, StickySelect, StickySetting,
 };
 use crate::ctl::CtlError;
 use crate::metrics::MetricsSample;
@@ -74,6 +74,8 @@ pub enum Op {
     Reload,
     /// The cluster's nodes and link counters.
     Cluster,
+    /// The redirect and SYN-proxied services.
+    Redirects,
     /// Take this node out of the new flows' ranking (`true`) or back in.
     ClusterDrain(bool),
 }
@@ -113,6 +115,7 @@ impl fmt::Display for Op {
         match self {
             Op::Status => f.write_str("status"),
             Op::Cluster => f.write_str("cluster"),
+            Op::Redirects => f.write_str("redirects"),
             Op::ClusterDrain(true) => f.write_str("cluster drain"),
             Op::ClusterDrain(false) => f.write_str("cluster activate"),
             Op::Counters => f.write_str("counters"),
@@ -192,6 +195,8 @@ pub enum Answer {
     Reloaded(Reloaded),
     /// [`Op::Cluster`].
     Cluster(Cluster),
+    /// [`Op::Redirects`].
+    Redirects(Redirects),
 }
 
 /// Who sent an operation, as `tack`'s log names it.

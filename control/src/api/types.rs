@@ -346,3 +346,48 @@ pub struct ClusterNode {
     /// Whether it is this node.
     pub this_node: bool,
 }
+
+/// The redirect services and the SYN-proxied ones (`GET /redirects`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Redirects {
+    /// Each redirect service.
+    pub services: Vec<RedirectService>,
+    /// The SYN-proxied services (`name proto/vip:port`).
+    pub syn_proxied: Vec<String>,
+    /// The responder's and the SYN proxy's counters, summed over the workers.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A redirect service.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RedirectService {
+    /// Name.
+    pub name: String,
+    /// `proto/vip:port`.
+    pub vip: String,
+    /// Paths redirected to the servers' HTTPS URLs.
+    pub secure_paths: Vec<String>,
+    /// Whether a down server's clients are redirected anew.
+    pub backup_to_primary: bool,
+    /// Its servers.
+    pub servers: Vec<RedirectServer>,
+}
+
+/// A redirect service's server.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RedirectServer {
+    /// Name.
+    pub name: String,
+    /// Weight.
+    pub weight: u16,
+    /// State (`,failing` while its health check fails).
+    pub state: String,
+    /// Its URL.
+    pub url: Option<String>,
+    /// Its HTTPS URL.
+    pub https_url: Option<String>,
+    /// Its directed virtual server's address.
+    pub directed: Option<String>,
+    /// Its backup.
+    pub backup: Option<String>,
+}

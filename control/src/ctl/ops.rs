@@ -79,6 +79,11 @@ impl ControlPlane {
                 change,
             } => Answer::Done(self.change_server(&service, &server, &change)?),
             Op::Cluster => Answer::Cluster(self.cluster_doc()),
+            Op::Redirects => Answer::Redirects(super::redirect::doc(
+                &self.profile,
+                |svc, srv| self.health.is_down(svc, srv),
+                &self.snapshots,
+            )),
             Op::ClusterDrain(drain) => Answer::Done(self.cluster_drain(drain)?),
             Op::Reload => Answer::Reloaded(self.reload_from(match origin {
                 Origin::Socket => ReloadOrigin::Tackctl,

@@ -66,6 +66,11 @@ pub struct ServiceSection {
     /// may still hold the connection.
     #[serde(default)]
     pub reset_unknown: bool,
+    /// SYN proxy (TCP NAT and full-NAT services): the appliance answers the
+    /// handshake with SYN cookies and opens the server's connection only
+    /// for a client that completed it, translating sequence numbers after.
+    #[serde(default)]
+    pub syn_proxy: bool,
     /// The active health check of every server (a server's own `health`
     /// replaces it); omit for none.
     #[serde(default)]
@@ -463,6 +468,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
             });
         }
         svc.reset_unknown = s.reset_unknown;
+        svc.syn_proxy = s.syn_proxy;
         if let Some(r) = &s.redirect {
             if let Some(k) = r.secure_paths.iter().position(|p| !p.starts_with('/')) {
                 return Err(FieldError::new(
@@ -687,6 +693,7 @@ fn config_error_path(e: &ConfigError, services: &[ServiceSection]) -> String {
             format!("services[{service}].persistence.networks")
         }
         E::RedirectNotTcp { service } => format!("services[{service}].protocol"),
+        E::SynProxyNotTcpNat { service } => format!("services[{service}].syn_proxy"),
         E::RedirectServerWithoutUrl { service, server } => {
             format!("services[{service}].servers[{server}].url")
         }

@@ -113,6 +113,7 @@ pub fn render(shape: Shape, body: &[u8]) -> Result<String, BadAnswer> {
                 }
             }
         }
+        Shape::Redirects => s.push_str(&crate::ctl::render_redirects(&read(body)?)),
         Shape::Cluster => {
             let c: Cluster = read(body)?;
             if c.node.is_none() {

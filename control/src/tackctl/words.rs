@@ -33,6 +33,8 @@ pub enum Shape {
     Reloaded,
     /// [`crate::api::types::Cluster`].
     Cluster,
+    /// [`crate::api::types::Redirects`].
+    Redirects,
 }
 
 /// One API request.
@@ -55,6 +57,7 @@ Commands:
   counters                                 every port, worker and control counter
   metrics                                  the Prometheus text of /metrics
   services                                 services, servers, weights, states, connections
+  redirects                                redirect services' servers (URLs, directed, backup), SYN-proxied services, counters
   connections [N] [FILTER...]              list connections (first N per worker, default 20)
   connections count [FILTER...]            count connections
   connections flush [FILTER...]            remove connections (all without a filter)
@@ -167,6 +170,7 @@ pub fn parse(words: &[&str]) -> Result<Call, UsageError> {
         ["counters"] => get("/counters", Shape::Counters),
         ["metrics"] => get("/metrics", Shape::Metrics),
         ["services"] => get("/services", Shape::Services),
+        ["redirects"] => get("/redirects", Shape::Redirects),
         ["neighbours"] | ["neighbors"] => get("/neighbours", Shape::Neighbours),
         ["cluster"] => get("/cluster", Shape::Cluster),
         ["cluster", what @ ("drain" | "activate")] => Call {

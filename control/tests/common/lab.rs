@@ -60,6 +60,12 @@ impl Lab {
         format!("{}-{n}", self.prefix)
     }
 
+    /// The state directory `scripts/lab.sh` keeps for lab host `n` (a
+    /// server's nginx configuration, its site files and logs).
+    pub fn state_dir(&self, n: &str) -> PathBuf {
+        PathBuf::from(format!("/run/tack-lab-{}/{n}", self.prefix))
+    }
+
     /// The appliance's namespace as a [`super::Netns`]-like handle for `Tack::start`.
     pub fn lb(&self) -> super::Netns {
         super::Netns::existing(&self.ns("lb"))

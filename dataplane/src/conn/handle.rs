@@ -41,6 +41,8 @@ pub(crate) struct SteadyReply<K> {
     /// Whether the connection is full NAT (the reply goes to the client,
     /// not to the local address).
     pub(crate) full_nat: bool,
+    /// The connection's [`Conn::user_flags`].
+    pub(crate) user_flags: u8,
 }
 
 /// Where a connection lies in its table ([`ConnTable::get_located`]): valid

@@ -476,6 +476,7 @@ impl<K: FlowKey> ConnTable<K> {
             service: e.c.service,
             server: e.c.server,
             full_nat: e.c.bits & BIT_FULL_NAT != 0,
+            user_flags: e.c.user_flags,
         })
     }
 

@@ -37,6 +37,14 @@ pub enum ConfigError {
         /// Service.
         service: usize,
     },
+    /// A SYN proxy on a service that is not TCP NAT or full NAT.
+    #[error(
+        "service #{service}: `syn_proxy` is for TCP services in NAT or full-NAT mode (the appliance must see both directions to translate sequence numbers)"
+    )]
+    SynProxyNotTcpNat {
+        /// Service.
+        service: usize,
+    },
     /// A server of a redirect service without URLs.
     #[error("service #{service}: server #{server} of a redirect service has no URL")]
     RedirectServerWithoutUrl {

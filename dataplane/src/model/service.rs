@@ -231,6 +231,12 @@ pub struct Service {
     /// up at once instead of waiting for its own timeout. Off where another
     /// node may still hold the connection.
     pub reset_unknown: bool,
+    /// SYN proxy (TCP NAT and full-NAT services): the appliance answers
+    /// the client's handshake with a SYN cookie and opens the server's side
+    /// only once the client's ACK brings a valid cookie back, then
+    /// translates sequence numbers for the life of the connection
+    /// (`pipeline/synproxy.rs`). A SYN flood then leaves no entry behind.
+    pub syn_proxy: bool,
 }
 
 /// How a redirect service answers (seed 000): a request to the VIP is load
@@ -259,6 +265,7 @@ impl Service {
             local_pool: None,
             redirect: None,
             reset_unknown: false,
+            syn_proxy: false,
         }
     }
 

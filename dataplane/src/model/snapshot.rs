@@ -154,6 +154,13 @@ pub(super) fn validate_service(i: usize, s: &Service) -> Result<(), ConfigError>
             });
         }
     }
+    if s.syn_proxy
+        && (s.protocol != Protocol::Tcp
+            || !matches!(s.mode, ForwardMode::Nat | ForwardMode::FullNat)
+            || s.redirect.is_some())
+    {
+        return Err(ConfigError::SynProxyNotTcpNat { service: i });
+    }
     if s.servers.len() > MAX_SERVERS {
         return Err(ConfigError::TooManyServers {
             service: i,

@@ -93,6 +93,8 @@ pub(crate) struct SvcRt {
     pub(crate) redirect: bool,
     /// Answer segments of unknown connections with a reset.
     pub(crate) reset_unknown: bool,
+    /// New connections go through the SYN proxy (`synproxy.rs`).
+    pub(crate) syn_proxy: bool,
     pub(crate) persistent: bool,
     /// Full-NAT local addresses and port range.
     pub(crate) locals: Vec<IpAddr>,
@@ -343,6 +345,7 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
                 xmit: Xmit::of(s.mode),
                 redirect: s.redirect.is_some(),
                 reset_unknown: s.reset_unknown,
+                syn_proxy: s.syn_proxy,
                 pickup: s.mode != ForwardMode::FullNat
                     && (s.persistence.is_some()
                         || matches!(

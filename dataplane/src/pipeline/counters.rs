@@ -159,6 +159,18 @@ counters! {
     drop_redirect_ignored,
     /// Segments to a redirect service whose SYN cookie does not validate (forged, or too old).
     drop_redirect_bad_cookie,
+    /// Segments to a SYN-proxied service without a connection that are neither a SYN nor an ACK (a FIN, an RST, a SYN-ACK).
+    drop_synproxy_ignored,
+    /// ACKs to a SYN-proxied service whose SYN cookie does not validate (forged, too old, or of a flood).
+    drop_synproxy_bad_cookie,
+    /// Client segments of a SYN-proxied connection before its server answered (the client sends them again).
+    drop_synproxy_pending,
+    /// SYNs to a SYN-proxied service answered with a SYN cookie.
+    synproxy_syn_cookies,
+    /// Handshakes completed with a valid cookie: the server's side opened (a SYN sent to it).
+    synproxy_opened,
+    /// Server SYN-ACKs of SYN-proxied connections acknowledged: the two sides joined.
+    synproxy_joined,
     /// TCP segments of unknown connections answered with a reset (services with `reset_unknown`).
     tcp_resets_sent,
     /// SYNs to a redirect service answered with a SYN cookie.

@@ -78,7 +78,9 @@ impl<F: Frame> Pipeline<F> {
         let Some(srv) = rt.servers.get(usize::from(server)) else {
             return Err(frame);
         };
-        if !srv.keeps {
+        // A SYN-proxied connection's sequence numbers are shifted: the
+        // general path's splice does it.
+        if !srv.keeps || ConnFlags::of(&conn).syn_proxy {
             return Err(frame);
         }
         let plan = if h.is_reply() {
@@ -127,6 +129,9 @@ impl<F: Frame> Pipeline<F> {
         let Some(s) = self.conn4.steady_reply(r, TcpFlags(c.tcp_flags.0)) else {
             return Err(frame);
         };
+        if ConnFlags::from_bits(s.user_flags).syn_proxy {
+            return Err(frame);
+        }
         let (svc, server) = (s.service, s.server);
         let keeps = self
             .svcs

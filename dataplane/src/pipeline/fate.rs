@@ -33,6 +33,12 @@ pub(crate) enum DropReason {
     RedirectIgnored,
     /// Segments to a redirect service whose SYN cookie does not validate.
     RedirectBadCookie,
+    /// Segments to a SYN-proxied service without a connection that are neither a SYN nor an ACK.
+    SynProxyIgnored,
+    /// ACKs to a SYN-proxied service whose SYN cookie does not validate.
+    SynProxyBadCookie,
+    /// Client segments of a SYN-proxied connection whose server has not answered yet.
+    SynProxyPending,
     /// TCP segments with both SYN and FIN set to a service: never a connection request, dropped without opening one.
     TcpSynFin,
     /// New flows refused because the connection table was full.
@@ -130,6 +136,9 @@ impl Counters {
             DropReason::TcpSynFin => self.drop_tcp_syn_fin += 1,
             DropReason::RedirectIgnored => self.drop_redirect_ignored += 1,
             DropReason::RedirectBadCookie => self.drop_redirect_bad_cookie += 1,
+            DropReason::SynProxyIgnored => self.drop_synproxy_ignored += 1,
+            DropReason::SynProxyBadCookie => self.drop_synproxy_bad_cookie += 1,
+            DropReason::SynProxyPending => self.drop_synproxy_pending += 1,
             DropReason::ConnFull => self.drop_conn_full += 1,
             DropReason::ReplyConflict => self.drop_reply_conflict += 1,
             DropReason::FnatNoPort => self.drop_fnat_no_port += 1,

@@ -31,6 +31,19 @@ impl Tuple {
         }
     }
 
+    /// The tuple a classified packet was sent on (its addresses, ports and
+    /// protocol as they are).
+    #[inline]
+    pub(crate) fn sent(c: &crate::wire::Classified) -> Tuple {
+        Tuple {
+            src: c.src_addr,
+            dst: c.dst_addr,
+            sport: c.src_port,
+            dport: c.dst_port,
+            proto: c.protocol.0,
+        }
+    }
+
     /// The tuple of key `k`.
     #[inline]
     fn of<K: FlowKey>(k: &K) -> Tuple {

@@ -73,6 +73,17 @@ impl<F: Frame> Pipeline<F> {
             }
             return self.no_conn(frame, c, rx_port, out, alloc);
         };
+        let flags = ConnFlags::of(&conn);
+        let frame = if flags.syn_proxy {
+            // The SYN proxy's connection: its sequence numbers shifted (or
+            // the server's SYN-ACK answered), see `synproxy.rs`.
+            match self.splice(frame, c, &h, &conn, rx_port, out) {
+                Ok(f) => f,
+                Err(fate) => return fate,
+            }
+        } else {
+            frame
+        };
         self.conn_on_packet(&h, c.tcp_flags.0);
         let local = conn.local().and_then(|(i, port)| {
             self.svcs
@@ -85,7 +96,7 @@ impl<F: Frame> Pipeline<F> {
             server,
             orig,
             local,
-            xmit: ConnFlags::of(&conn).xmit,
+            xmit: flags.xmit,
         };
         if h.is_reply() {
             self.send_reply(frame, c, &fwd, rx_port, out, alloc)
@@ -145,8 +156,13 @@ impl<F: Frame> Pipeline<F> {
         let Some(rt) = self.svcs.get(usize::from(svc)) else {
             return Fate::Dropped(DropReason::NoService);
         };
-        let (xmit, pickup, persistent, reset) =
-            (rt.xmit, rt.pickup, rt.persistent, rt.reset_unknown);
+        let (xmit, pickup, persistent, reset, syn_proxy) = (
+            rt.xmit,
+            rt.pickup,
+            rt.persistent,
+            rt.reset_unknown,
+            rt.syn_proxy,
+        );
         let syn = c.tcp_flags.is_syn_only();
         if proto == Protocol::Tcp && c.tcp_flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
             // Never a connection request (RFC 9293 §3.10.7.2 ignores a SYN's
@@ -198,13 +214,7 @@ impl<F: Frame> Pipeline<F> {
             self.release_sticky(tracked, svc, c.src_addr);
             return Fate::Dropped(DropReason::NoRoute);
         };
-        let orig = Tuple {
-            src: c.src_addr,
-            dst: c.dst_addr,
-            sport: c.src_port,
-            dport: c.dst_port,
-            proto: c.protocol.0,
-        };
+        let orig = Tuple::sent(c);
         let sport = Self::server_port(&srv, c.dst_port);
         // Full NAT: the port the picker would give, on the next local
         // address, is taken as a guess. Its reply bucket is fetched with
@@ -252,6 +262,7 @@ impl<F: Frame> Pipeline<F> {
             user_flags: ConnFlags {
                 sticky: tracked,
                 xmit,
+                syn_proxy,
             }
             .bits(),
         };

@@ -122,6 +122,24 @@ fn fuzz_config() -> Arc<PipelineConfig> {
                 .collect();
             services.push(r);
         }
+        // SYN-proxied services (cookies, then sequence translation), NAT and
+        // full NAT.
+        for (vip, servers, local) in [(vip4, &s4[..], local4), (vip6, &s6[..], local6)] {
+            for (port, mode) in [(8080, ForwardMode::Nat), (8443, ForwardMode::FullNat)] {
+                let mut s = Service::new(vip, Protocol::Tcp, Some(port));
+                s.mode = mode;
+                s.syn_proxy = true;
+                s.servers = servers.iter().map(|a| RealServer::new(*a)).collect();
+                if mode == ForwardMode::FullNat {
+                    s.local_pool = Some(LocalPool {
+                        addrs: vec![local],
+                        port_min: 40200,
+                        port_max: 40300,
+                    });
+                }
+                services.push(s);
+            }
+        }
         let ports = vec![
             PortSpec {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 2]),

@@ -96,6 +96,7 @@ mod respond;
 mod route;
 mod select;
 mod steer;
+mod synproxy;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -200,6 +201,8 @@ pub struct Pipeline<F: Frame> {
     cookies: crate::syncookie::SynCookies,
     /// The redirect responder's answer, built before it is written.
     respond_buf: Vec<u8>,
+    /// The SYN proxy's per-connection sequence state ([`synproxy`]).
+    seq_shifts: synproxy::SeqShifts,
     /// [`PipelineConfig::flow_events`], read per new flow.
     flow_events: bool,
     /// Neighbour entry index of the last reply next hop (fast path).
@@ -279,6 +282,7 @@ impl<F: Frame> Pipeline<F> {
             announce_pending: Vec::new(),
             cookies: crate::syncookie::SynCookies::new(cfg.syn_cookie_key),
             respond_buf: Vec::with_capacity(1460),
+            seq_shifts: synproxy::SeqShifts::default(),
             flow_events: cfg.flow_events,
             reply_nh_hint: u32::MAX,
             fast_forwarded: 0,

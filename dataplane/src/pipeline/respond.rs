@@ -27,19 +27,19 @@ use crate::redirect::{self, Answer};
 use crate::syncookie::CookieFlow;
 use crate::wire::{Ipv4Repr, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr};
 
-/// What the responder reads of a received TCP segment.
-struct Tcp {
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    window: u16,
-    mss: Option<u16>,
+/// What the responder (and the SYN proxy) reads of a received TCP segment.
+pub(super) struct Tcp {
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) flags: TcpFlags,
+    pub(super) window: u16,
+    pub(super) mss: Option<u16>,
     /// Where its payload is in the frame.
-    data: core::ops::Range<usize>,
+    pub(super) data: core::ops::Range<usize>,
 }
 
 /// The TCP header of `frame` (classified as `c`), if it has a valid one.
-fn tcp_of<F: Frame>(frame: &F, c: &Classified) -> Option<Tcp> {
+pub(super) fn tcp_of<F: Frame>(frame: &F, c: &Classified) -> Option<Tcp> {
     let seg = frame.bytes().get(c.l4_offset..c.l3_end)?;
     let t = TcpPacket::new_checked(seg).ok()?;
     Some(Tcp {
@@ -52,17 +52,27 @@ fn tcp_of<F: Frame>(frame: &F, c: &Classified) -> Option<Tcp> {
     })
 }
 
+/// The handshake a SYN cookie is made for: the client's segment's flow.
+pub(super) fn cookie_flow(c: &Classified) -> CookieFlow {
+    CookieFlow {
+        client: c.src_addr,
+        server: c.dst_addr,
+        client_port: c.src_port,
+        server_port: c.dst_port,
+    }
+}
+
 /// The receive window the responder advertises.
 const WINDOW: u16 = 65_535;
 
 /// What the responder sends: sequence numbers, flags, MSS option, payload
 /// (in the pipeline's response buffer).
-struct Segment {
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    mss: Option<u16>,
-    payload: usize,
+pub(super) struct Segment {
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) flags: TcpFlags,
+    pub(super) mss: Option<u16>,
+    pub(super) payload: usize,
 }
 
 impl<F: Frame> Pipeline<F> {
@@ -87,23 +97,10 @@ impl<F: Frame> Pipeline<F> {
         else {
             return Fate::Dropped(DropReason::RedirectIgnored);
         };
-        let flow = CookieFlow {
-            client: c.src_addr,
-            server: c.dst_addr,
-            client_port: c.src_port,
-            server_port: c.dst_port,
-        };
+        let flow = cookie_flow(c);
         if flags.is_syn_only() {
-            let k = self.cookies.make(self.now, &flow, seq, mss);
             self.counters.redirect_syn_cookies += 1;
-            let s = Segment {
-                seq: k.isn,
-                ack: seq.wrapping_add(1),
-                flags: TcpFlags::SYN | TcpFlags::ACK,
-                mss: Some(k.mss),
-                payload: 0,
-            };
-            return self.send_segment(frame, c, rx_port, out, &s);
+            return self.answer_syn(frame, c, (seq, mss), rx_port, out);
         }
         let plain = flags.contains(TcpFlags::ACK)
             && !flags.contains(TcpFlags::SYN)
@@ -172,6 +169,29 @@ impl<F: Frame> Pipeline<F> {
         fate
     }
 
+    /// Answers a client's SYN (its initial sequence number and MSS option,
+    /// `syn`) with a SYN-ACK whose sequence number is a SYN cookie: no state
+    /// is kept (the redirect responder and the SYN proxy).
+    pub(super) fn answer_syn(
+        &mut self,
+        frame: F,
+        c: &Classified,
+        syn: (u32, Option<u16>),
+        rx_port: u16,
+        out: &mut Output<F>,
+    ) -> Fate {
+        let (isn, mss) = syn;
+        let k = self.cookies.make(self.now, &cookie_flow(c), isn, mss);
+        let s = Segment {
+            seq: k.isn,
+            ack: isn.wrapping_add(1),
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            mss: Some(k.mss),
+            payload: 0,
+        };
+        self.send_segment(frame, c, rx_port, out, &s)
+    }
+
     /// Answers a TCP segment of a connection no worker knows with a reset
     /// (RFC 9293 §3.10.7.1: `<SEQ=SEG.ACK><CTL=RST>` if it acknowledges
     /// something, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`), for
@@ -219,7 +239,7 @@ impl<F: Frame> Pipeline<F> {
     /// Turns `frame` into segment `s` back to its sender (addresses and
     /// ports swapped, the payload from the response buffer) and sends it
     /// on `rx_port`.
-    fn send_segment(
+    pub(super) fn send_segment(
         &mut self,
         mut frame: F,
         c: &Classified,
@@ -230,10 +250,32 @@ impl<F: Frame> Pipeline<F> {
         let Some(port_mac) = self.ports.get(usize::from(rx_port)).map(|p| p.mac) else {
             return Fate::Dropped(DropReason::BadPort);
         };
+        if let Err(fate) = self.write_segment(&mut frame, c, s, true) {
+            return fate;
+        }
+        super::local::back_to_sender(frame.bytes_mut(), port_mac);
+        self.emit(frame, rx_port, out, true)
+    }
+
+    /// Writes segment `s` over the IP packet of `frame` (classified as `c`):
+    /// back to its sender (`reverse`: addresses and ports swapped) or on its
+    /// way (as it came), the payload from the response buffer.
+    pub(super) fn write_segment(
+        &mut self,
+        frame: &mut F,
+        c: &Classified,
+        s: &Segment,
+        reverse: bool,
+    ) -> Result<(), Fate> {
         let ident = self.next_ident();
+        let ((src, sport), (dst, dport)) = if reverse {
+            ((c.dst_addr, c.dst_port), (c.src_addr, c.src_port))
+        } else {
+            ((c.src_addr, c.src_port), (c.dst_addr, c.dst_port))
+        };
         let tcp = TcpRepr {
-            src_port: c.dst_port,
-            dst_port: c.src_port,
+            src_port: sport,
+            dst_port: dport,
             seq_number: s.seq,
             ack_number: s.ack,
             flags: s.flags,
@@ -249,12 +291,11 @@ impl<F: Frame> Pipeline<F> {
         let ip_len = if c.src_addr.is_ipv4() { 20 } else { 40 };
         let tcp_len = tcp.header_len() + s.payload;
         if !frame.set_len(l3 + ip_len + tcp_len) {
-            return Fate::Dropped(DropReason::NoRoom);
+            return Err(Fate::Dropped(DropReason::NoRoom));
         }
         let ttl = self.cfg.ttl;
         let b = frame.bytes_mut();
-        super::local::back_to_sender(b, port_mac);
-        let ip = match (c.dst_addr, c.src_addr) {
+        let ip = match (src, dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => Ipv4Repr {
                 src_addr: src,
                 dst_addr: dst,
@@ -278,14 +319,11 @@ impl<F: Frame> Pipeline<F> {
             .emit(&mut b[l3..]),
             _ => Err(wire::Error::InvalidArgument),
         };
-        let ok = ip.is_ok()
-            && tcp
-                .emit(&mut b[l3 + ip_len..], &c.dst_addr, &c.src_addr)
-                .is_ok();
+        let ok = ip.is_ok() && tcp.emit(&mut b[l3 + ip_len..], &src, &dst).is_ok();
         if !ok {
-            return Fate::Dropped(DropReason::NoRoom);
+            return Err(Fate::Dropped(DropReason::NoRoom));
         }
-        self.emit(frame, rx_port, out, true)
+        Ok(())
     }
 }
 

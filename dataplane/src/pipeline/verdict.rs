@@ -27,6 +27,10 @@ pub(crate) enum Verdict {
     /// A TCP segment to a redirect service: answered in place (a SYN with a
     /// SYN cookie, a request with a redirect), never forwarded.
     Respond(ServiceIdx),
+    /// A TCP segment without a connection to a SYN-proxied service: a SYN
+    /// answered with a cookie, an ACK with a valid one opens the server's
+    /// side ([`super::synproxy`]).
+    SynProxy(ServiceIdx),
     /// ARP: answer a request for one of our addresses, learn the sender.
     Arp,
     /// Neighbour discovery (to one of our addresses, `info`, or to a group).
@@ -68,6 +72,11 @@ impl<F: Frame> Pipeline<F> {
             }
             if let Some(v) = self.cluster_steer(c) {
                 return v;
+            }
+            if proto == Protocol::Tcp
+                && self.svcs.get(usize::from(svc)).is_some_and(|s| s.syn_proxy)
+            {
+                return Verdict::SynProxy(svc);
             }
             return Verdict::Open(svc, proto);
         }
@@ -127,6 +136,7 @@ impl<F: Frame> Pipeline<F> {
             Verdict::Forward(h) => self.established(frame, c, h, rx_port, out, alloc),
             Verdict::Open(svc, proto) => self.open_flow(frame, c, svc, proto, rx_port, out, alloc),
             Verdict::Respond(svc) => self.respond_redirect(frame, c, svc, rx_port, out),
+            Verdict::SynProxy(svc) => self.syn_proxy(frame, c, svc, rx_port, out, alloc),
             Verdict::Arp => self.arp(frame, c, rx_port, out),
             Verdict::Ndisc(info) => self.ndisc(frame, c, rx_port, info, out),
             Verdict::IcmpError(info) => self.icmp_error(frame, c, rx_port, info, out, alloc),

@@ -222,6 +222,8 @@ impl<F: Frame> Pipeline<F> {
             user_flags: ConnFlags {
                 sticky: false,
                 xmit,
+                // A peer's SYN-proxy shift is not in its record.
+                syn_proxy: false,
             }
             .bits(),
         };

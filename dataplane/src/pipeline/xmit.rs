@@ -174,16 +174,22 @@ pub(crate) struct ConnFlags {
     pub(crate) sticky: bool,
     /// How its packets are transmitted.
     pub(crate) xmit: Xmit,
+    /// Opened by the SYN proxy: its sequence numbers are shifted
+    /// (`synproxy.rs`).
+    pub(crate) syn_proxy: bool,
 }
 
 const STICKY: u8 = 1;
 const XMIT_SHIFT: u32 = 1;
+const SYN_PROXY: u8 = 1 << 3;
 
 impl ConnFlags {
     /// The flags as stored in a connection.
     #[inline]
     pub(crate) const fn bits(self) -> u8 {
-        (self.sticky as u8) | (self.xmit as u8) << XMIT_SHIFT
+        (self.sticky as u8)
+            | (self.xmit as u8) << XMIT_SHIFT
+            | if self.syn_proxy { SYN_PROXY } else { 0 }
     }
 
     /// The flags of `conn`.
@@ -203,6 +209,7 @@ impl ConnFlags {
                 2 => Xmit::Dsr,
                 _ => Xmit::Tunnel,
             },
+            syn_proxy: b & SYN_PROXY != 0,
         }
     }
 }
@@ -214,8 +221,13 @@ mod tests {
     #[test]
     fn flags_round_trip() {
         for xmit in [Xmit::Nat, Xmit::FullNat, Xmit::Dsr, Xmit::Tunnel] {
-            for sticky in [false, true] {
-                let f = ConnFlags { sticky, xmit };
+            for (sticky, syn_proxy) in [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let f = ConnFlags {
+                    sticky,
+                    xmit,
+                    syn_proxy,
+                };
                 assert_eq!(ConnFlags::from_bits(f.bits()), f);
             }
         }

@@ -59,7 +59,7 @@ pub use ip::IpProtocol;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr, Ipv6Upper};
 pub use ndisc::{NdiscRepr, NdiscRouterFlags, NeighborFlags};
-pub use rewrite::{FlowRewrite, rewrite_flow, rewrite_icmp_error};
+pub use rewrite::{FlowRewrite, SeqShift, rewrite_flow, rewrite_icmp_error, rewrite_tcp_seq};
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 

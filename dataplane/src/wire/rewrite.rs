@@ -16,6 +16,8 @@
 //!   ICMPv6 error of a NAT'd flow (RFC 5508 §4.2 for ICMP NAT behaviour),
 //!   updating the quoted IPv4 header checksum, the quoted L4 checksum when it
 //!   is quoted, and the outer ICMP checksum.
+//! * [`rewrite_tcp_seq`] shifts a TCP segment's sequence number,
+//!   acknowledgement number and SACK edges (a SYN proxy's connection).
 
 use core::net::{IpAddr, Ipv6Addr};
 
@@ -337,6 +339,66 @@ pub fn rewrite_flow(frame: &mut [u8], c: &Classified, rw: &FlowRewrite) -> Resul
         Some(done) => done,
         None => rewrite_flow_general(frame, c, rw),
     }
+}
+
+/// How a SYN proxy's connection moves a TCP segment's sequence spaces: the
+/// amounts added (modulo 2^32) to its sequence number and to its
+/// acknowledgement number and SACK block edges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeqShift {
+    /// Added to the sequence number.
+    pub seq: u32,
+    /// Added to the acknowledgement number and to every SACK block edge
+    /// (RFC 2018: they acknowledge the same sequence space).
+    pub ack: u32,
+}
+
+/// Shifts the sequence number, the acknowledgement number and the SACK
+/// block edges of the TCP segment of `frame` (classified as `c`) by `shift`,
+/// updating its checksum incrementally. Timestamps are left alone (a SYN
+/// proxy that keeps no state negotiates none). Fails without changing
+/// anything on a frame that is not an unfragmented TCP segment with valid
+/// options.
+pub fn rewrite_tcp_seq(frame: &mut [u8], c: &Classified, shift: SeqShift) -> Result<()> {
+    if c.protocol != IpProtocol::TCP || c.frag != FragStatus::NotFragment {
+        return Err(Error::InvalidArgument);
+    }
+    let seg = frame
+        .get_mut(c.l4_offset..c.l3_end)
+        .ok_or(Error::InvalidArgument)?;
+    if seg.len() < 20 {
+        return Err(Error::BufferTooSmall);
+    }
+    let hlen = usize::from(seg[12] >> 4) * 4;
+    if hlen < 20 || hlen > seg.len() {
+        return Err(Error::BadTcpOptions);
+    }
+    // The SACK edges' offsets, found (and the options checked) first.
+    let mut edges = [0usize; 4 * 2];
+    let mut n = 0;
+    let mut it = super::tcp::TcpOptionIter::new(&seg[20..hlen]);
+    while let Some(o) = it.next_with_offset() {
+        if let (off, super::tcp::TcpOption::SackRange(blocks)) = o? {
+            for k in 0..blocks.len() / 4 {
+                *edges.get_mut(n).ok_or(Error::BadTcpOptions)? = 20 + off + 2 + 4 * k;
+                n += 1;
+            }
+        }
+    }
+    let mut delta = 0u64;
+    let mut shift32 = |seg: &mut [u8], at: usize, by: u32| {
+        let old = u32::from_be_bytes([seg[at], seg[at + 1], seg[at + 2], seg[at + 3]]);
+        let new = old.wrapping_add(by);
+        seg[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        delta += checksum::delta32(old, new);
+    };
+    shift32(seg, 4, shift.seq);
+    shift32(seg, 8, shift.ack);
+    for &at in &edges[..n] {
+        shift32(seg, at, shift.ack);
+    }
+    let hc = rd16(seg, 16);
+    put16(seg, 16, !checksum::fold((!hc) as u64 + delta))
 }
 
 /// [`rewrite_flow`] for any packet, word by word: what the fixed-offset

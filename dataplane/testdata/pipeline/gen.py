@@ -331,6 +331,140 @@ put("nat4_midstream", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) /
 put("udp_no_service", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4) / UDP(sport=1, dport=9999))
 put("frag_to_vip", Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / UDP(sport=1, dport=53) / Raw(b"x" * 16))
 
+# ------------------------------------------------------ redirect responder ----
+# The redirect service (seed 000) answered in place: VIP4 tcp/80 and VIP6
+# tcp/80, one server each (http://www1.example.com, https://www1...;
+# http://www6.example.com), secure prefix /checkout/, SYN-cookie master key
+# REDIR_KEY, the clock at REDIR_NOW seconds (dataplane/tests/pipeline_respond.rs).
+# The cookies are computed here from syncookie.rs's definition with a SipHash
+# written from its paper (Aumasson and Bernstein, 2012), not taken from Rust.
+REDIR_KEY = b"fixture-cookie-k"
+REDIR_NOW = 1234 * 60 + 7
+M64 = (1 << 64) - 1
+
+
+def _rotl(x, b):
+    return ((x << b) | (x >> (64 - b))) & M64
+
+
+def siphash24(key, msg, wide=False):
+    """SipHash-2-4 of msg under a 16-byte key: a 64-bit value, or (h1, h2) for the 128-bit variant."""
+    k0 = int.from_bytes(key[:8], "little")
+    k1 = int.from_bytes(key[8:], "little")
+    v = [k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d, k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573]
+    if wide:
+        v[1] ^= 0xee
+
+    def rounds(n):
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & M64; v[1] = _rotl(v[1], 13); v[1] ^= v[0]; v[0] = _rotl(v[0], 32)
+            v[2] = (v[2] + v[3]) & M64; v[3] = _rotl(v[3], 16); v[3] ^= v[2]
+            v[0] = (v[0] + v[3]) & M64; v[3] = _rotl(v[3], 21); v[3] ^= v[0]
+            v[2] = (v[2] + v[1]) & M64; v[1] = _rotl(v[1], 17); v[1] ^= v[2]; v[2] = _rotl(v[2], 32)
+
+    tail = len(msg) % 8
+    for i in range(0, len(msg) - tail, 8):
+        m = int.from_bytes(msg[i:i + 8], "little")
+        v[3] ^= m; rounds(2); v[0] ^= m
+    b = ((len(msg) & 0xff) << 56) | int.from_bytes(msg[len(msg) - tail:], "little")
+    v[3] ^= b; rounds(2); v[0] ^= b
+    v[2] ^= 0xee if wide else 0xff
+    rounds(4)
+    h1 = v[0] ^ v[1] ^ v[2] ^ v[3]
+    if not wide:
+        return h1
+    v[1] ^= 0xdd
+    rounds(4)
+    return h1, v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+# The published test vector (SipHash-2-4, key 00..0f, message 00..0e).
+assert siphash24(bytes(range(16)), bytes(range(15))) == 0xa129ca6149be45e5
+
+
+def cookie(client, server, cport, sport, isn, mss):
+    """The SYN cookie (syncookie.rs): minute(6) | MSS index(2) | MAC(24)."""
+    import ipaddress
+    table = [536, 1220, 1440, 1460]
+    idx = max(i for i, m in enumerate(table) if m <= max(mss, 536))
+    period = REDIR_NOW // 60
+    k0, k1 = siphash24(REDIR_KEY, period.to_bytes(8, "little"), wide=True)
+    secret = k0.to_bytes(8, "little") + k1.to_bytes(8, "little")
+    msg = (ipaddress.ip_address(client).packed + ipaddress.ip_address(server).packed +
+           cport.to_bytes(2, "little") + sport.to_bytes(2, "little") +
+           isn.to_bytes(4, "little") + idx.to_bytes(4, "little"))
+    mac = siphash24(secret, msg) & 0xffffff
+    return (period % 64) << 26 | idx << 24 | mac, table[idx]
+
+
+def redir_pair(v6, sport, isn, mss, path, location, ident):
+    """(SYN, SYN-ACK, request, 302 + FIN) of one client connection."""
+    cli, vip = (CLIENT6, VIP6) if v6 else (CLIENT4, VIP4)
+    ip_in = (lambda: IPv6(src=cli, dst=vip, hlim=60)) if v6 else (lambda: IP(src=cli, dst=vip, id=4321, ttl=61))
+    # Answers: from the VIP, TTL/hop limit 64, DF, the worker's next ident (IPv4).
+    ip_out = (lambda i: IPv6(src=vip, dst=cli, hlim=64)) if v6 else (lambda i: IP(src=vip, dst=cli, id=i, ttl=64, flags="DF"))
+    syn = Ether(src=C_MAC, dst=L0_MAC) / ip_in() / TCP(sport=sport, dport=80, seq=isn, flags="S", window=64240, options=SYN_OPTS if mss == 1460 else [("MSS", mss)])
+    k, kmss = cookie(cli, vip, sport, 80, isn, mss)
+    # RFC 4987 3.6: MSS only; the responder's window is 65535.
+    synack = Ether(src=L0_MAC, dst=C_MAC) / ip_out(ident) / TCP(sport=80, dport=sport, seq=k, ack=(isn + 1) & 0xffffffff, flags="SA", window=65535, options=[("MSS", kmss)])
+    req = "GET %s HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: fixture\r\n\r\n" % path
+    data = Ether(src=C_MAC, dst=L0_MAC) / ip_in() / TCP(sport=sport, dport=80, seq=(isn + 1) & 0xffffffff, ack=(k + 1) & 0xffffffff, flags="PA", window=502) / Raw(req.encode())
+    body = "HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % location
+    found = Ether(src=L0_MAC, dst=C_MAC) / ip_out(ident + 1) / TCP(sport=80, dport=sport, seq=(k + 1) & 0xffffffff, ack=(isn + 1 + len(req)) & 0xffffffff, flags="FPA", window=65535) / Raw(body.encode())
+    return syn, synack, data, found
+
+
+syn, synack, data, found = redir_pair(False, 40000, 1000, 1460, "/cart?item=7", "http://www1.example.com/cart?item=7", 1)
+put("redir4_syn", syn); put("redir4_synack", synack); put("redir4_req", data); put("redir4_302", found)
+# The same request again (a retransmission, the 302 was lost): the same
+# answer, but for the worker's next IP ident.
+again = found.copy(); again[IP].id = 3; del again[IP].chksum
+put("redir4_302_again", again)
+# The request with a cookie one off: nothing (counted as a bad cookie).
+bad = data.copy(); bad[TCP].ack = (bad[TCP].ack + 1) & 0xffffffff; del bad[TCP].chksum
+put("redir4_req_bad_cookie", bad)
+# IPv6, no MSS option beyond 1300 (cookie MSS 1220), a secure path to the HTTPS URL.
+syn, synack, data, found = redir_pair(True, 40001, 0xfffffff0, 1300, "/checkout/pay?x=1", "https://www6.example.com/checkout/pay?x=1", 0)
+put("redir6_syn", syn); put("redir6_synack", synack); put("redir6_req", data); put("redir6_302", found)
+
+# ------------------------------------------------------------- SYN proxy ----
+# VIP4 tcp/443 full NAT -> SERVER4 (local LOCAL4, first port 1024) with
+# syn_proxy, the same cookie key and clock as the redirect responder
+# (dataplane/tests/pipeline_synproxy.rs). The shift between the sequence
+# spaces is the cookie minus the server's ISN (9000).
+M32 = 0xffffffff
+k, kmss = cookie(CLIENT4, VIP4, 40000, 443, 1000, 1460)
+sp_syn = syn4(443)
+put("sp4_syn", sp_syn)
+put("sp4_synack", Ether(src=L0_MAC, dst=C_MAC) / IP(src=VIP4, dst=CLIENT4, id=1, ttl=64, flags="DF") /
+    TCP(sport=443, dport=40000, seq=k, ack=1001, flags="SA", window=65535, options=[("MSS", kmss)]))
+ack = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4322, ttl=61) / TCP(sport=40000, dport=443, seq=1001, ack=(k + 1) & M32, flags="A", window=502)
+put("sp4_ack", ack)
+# The client's SYN rebuilt (ISN 1000, the cookie's MSS, nothing else), then full NAT'd.
+put("sp4_syn_out", Ether(src=L1_MAC, dst=S_MAC) / IP(src=LOCAL4, dst=SERVER4, id=2, ttl=63, flags="DF") /
+    TCP(sport=1024, dport=443, seq=1000, flags="S", window=65535, options=[("MSS", kmss)]))
+put("sp4_srv_synack", synack4(SERVER4, 443, LOCAL4, 1024))
+# Answered in place: the ACK that completes the server's handshake.
+put("sp4_srv_ack", Ether(src=L1_MAC, dst=S_MAC) / IP(src=LOCAL4, dst=SERVER4, id=3, ttl=64, flags="DF") /
+    TCP(sport=1024, dport=443, seq=1001, ack=9001, flags="A", window=65535))
+# Client data: acknowledgement down by the shift; server data: sequence up by it.
+req = b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n"
+data = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4323, ttl=61) / TCP(sport=40000, dport=443, seq=1001, ack=(k + 1) & M32, flags="PA", window=502) / Raw(req)
+put("sp4_data", data)
+put("sp4_data_out", l4(routed(data, L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4), sport=1024, ack=9001))
+resp = Ether(src=S_MAC, dst=L1_MAC) / IP(src=SERVER4, dst=LOCAL4, id=556, ttl=64, flags="DF") / TCP(sport=443, dport=1024, seq=9001, ack=1001 + len(req), flags="PA", window=509) / Raw(b"HTTP/1.1 200 OK\r\n\r\n")
+put("sp4_resp", resp)
+put("sp4_resp_out", l4(routed(resp, L0_MAC, C_MAC, src=VIP4, dst=CLIENT4), sport=443, dport=40000, seq=(k + 1) & M32))
+# A client ACK with a SACK block (RFC 2018): its edges move with the acknowledgement.
+sack = Ether(src=C_MAC, dst=L0_MAC) / IP(src=CLIENT4, dst=VIP4, id=4324, ttl=61) / TCP(sport=40000, dport=443, seq=1001 + len(req), ack=(k + 1) & M32, flags="A", window=502,
+    options=[("NOP", None), ("NOP", None), ("SAck", ((k + 101) & M32, (k + 201) & M32))])
+put("sp4_sack", sack)
+put("sp4_sack_out", l4(routed(sack, L1_MAC, S_MAC, src=LOCAL4, dst=SERVER4), sport=1024, ack=9001,
+    options=[("NOP", None), ("NOP", None), ("SAck", (9101, 9201))]))
+# An ACK with a forged cookie: nothing.
+bad = ack.copy(); bad[TCP].ack = (k + 2) & M32; del bad[TCP].chksum
+put("sp4_ack_bad", bad)
+
 # ------------------------------------------------------------ neighbours ----
 put("arp_req_for_client", Ether(src=L0_MAC, dst=BCAST) / ARP(op=1, hwsrc=L0_MAC, psrc=PORT0_4, hwdst="00:00:00:00:00:00", pdst=CLIENT4))
 # Unicast probe of a stale entry (RFC 4861 7.3.3 PROBE, as Linux does for ARP).

@@ -190,13 +190,20 @@ fn https_checks_verify_what_they_are_told_to() {
 
 #[test]
 fn tcp_checks_pass_on_a_listener_and_fail_on_a_closed_port() {
-    // On 127.0.0.3, where the other test's server never listens.
-    let l = TcpListener::bind("127.0.0.3:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let mut t = target(port, check(CheckKind::Tcp));
-    t.addr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-    assert_eq!(run(&t), Ok(()));
-    drop(l);
-    let e = run(&t).unwrap_err();
-    assert!(e.starts_with("connect:"), "{e}");
+    // On 127.0.0.3, where the other test's server never listens. A port
+    // closed here may be taken at once by something else on the machine:
+    // then another one is tried.
+    for _ in 0..10 {
+        let l = TcpListener::bind("127.0.0.3:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut t = target(port, check(CheckKind::Tcp));
+        t.addr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        assert_eq!(run(&t), Ok(()));
+        drop(l);
+        if let Err(e) = run(&t) {
+            assert!(e.starts_with("connect:"), "{e}");
+            return;
+        }
+    }
+    panic!("no closed port found on 127.0.0.3");
 }

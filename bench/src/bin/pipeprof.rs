@@ -11,7 +11,9 @@
 //! bench/ab.sh 8 established 1000000 20000 /tmp/pipeprof.old /tmp/pipeprof.new
 //! ```
 //!
-//! Usage: `pipeprof SCENARIO [FLOWS] [BURSTS]`. Scenarios: `established`
+//! Usage: `pipeprof SCENARIO [FLOWS] [BURSTS]` (`TACK_BENCH_FLOW_EVENTS=1`:
+//! the new-flow scenarios report every connection as a flow event, as a
+//! cluster node does for its sync). Scenarios: `established`
 //! (NAT, `FLOWS` preloaded connections, client packets), `established-reply`
 //! (the same connections, server packets), `new-nat`, `new-fnat`,
 //! `new-dsr-sticky` (SYNs of new flows into a table of FLOWS entries, 2^21
@@ -640,7 +642,15 @@ fn main() {
             } else {
                 1 << 21
             };
-            let mut p: Pipeline<BenchFrame> = pipeline(services(mode, sticky), cap.max(64));
+            // TACK_BENCH_FLOW_EVENTS=1: every connection opened and closed
+            // is reported as a flow event, as in a cluster (its sync's cost
+            // in the pipeline; the events are taken, untimed, per group).
+            let events = std::env::var_os("TACK_BENCH_FLOW_EVENTS").is_some();
+            let mut p: Pipeline<BenchFrame> =
+                pipeline_with(services(mode, sticky), cap.max(64), |cfg| {
+                    cfg.flow_events = events;
+                });
+            let mut drained = Vec::new();
             // Optionally populate the tables now, their huge-page advice given.
             locked = tack_bench::lock_memory();
             let mut next = 0u64;
@@ -649,7 +659,10 @@ fn main() {
                 &mut p,
                 bursts,
                 |p| {
-                    // Untimed: keep the table below a quarter full.
+                    // Untimed: the flow events, and keep the table below a
+                    // quarter full.
+                    p.drain_events(&mut drained);
+                    drained.clear();
                     if p.connection_count() > cap / 4 {
                         p.apply(ControlMsg::FlushConnections);
                         p.apply(ControlMsg::FlushSticky { service: None });

@@ -362,9 +362,49 @@ impl ControlPlane {
     fn cluster_poll(&mut self) {
         let Some(cl) = &mut self.cluster else { return };
         let msgs = cl.poll(&self.cfg.services);
+        let joined = cl.take_joined();
         for m in msgs {
             self.broadcast(m);
         }
+        if !joined.is_empty() {
+            self.hand_over(&joined);
+        }
+    }
+
+    /// Sends nodes that just joined the state they need (see
+    /// [`Cluster::hand_over`]): every worker's connections (up to
+    /// `MAX_LIST` per worker) and sticky bindings, read once.
+    fn hand_over(&mut self, joined: &[NodeId]) {
+        let conns = self.query(Query::Connections {
+            filter: tack_dataplane::pipeline::ConnFilter::default(),
+            limit: MAX_LIST,
+        });
+        let sticky = self.query(Query::Sticky);
+        let (Ok(conns), Ok(sticky)) = (conns, sticky) else {
+            log::warn!("cluster: the workers did not answer; nothing handed over");
+            return;
+        };
+        let views: Vec<_> = conns
+            .into_iter()
+            .flat_map(|r| match r {
+                Reply::Connections { list, .. } => list,
+                _ => Vec::new(),
+            })
+            .collect();
+        let bindings: Vec<_> = sticky
+            .into_iter()
+            .flat_map(|r| match r {
+                Reply::Sticky(list) => list,
+                _ => Vec::new(),
+            })
+            .collect();
+        let Some(cl) = &mut self.cluster else { return };
+        let sent = cl.hand_over(joined, &views, &bindings, &self.cfg.services);
+        let ids: Vec<String> = joined.iter().map(|n| n.0.to_string()).collect();
+        say!(
+            "tack: cluster: {sent} record(s) handed over to node(s) {}",
+            ids.join(",")
+        );
     }
 
     /// Whether server `server` of service `service` failed its health check.

@@ -126,6 +126,9 @@ enum Event {
     /// A node drains (`tackctl cluster drain`): it takes no new flows and
     /// keeps its own.
     Drain,
+    /// A node is killed, then started again: the others hand it the state
+    /// it needs before it takes new flows.
+    Rejoin,
 }
 
 /// Three nodes serve long-lived keep-alive connections (and sticky
@@ -228,13 +231,16 @@ fn cluster_through(event: Event) {
                 report(&nodes)
             );
         }
+        if round == 20 && event == Event::Rejoin {
+            nodes[0] = start(1);
+        }
         if round == 8 {
             let sw = |args: &[&str]| {
                 let (ok, _, err) = lab.exec("sw", args);
                 assert!(ok, "{args:?}: {err}");
             };
             match event {
-                Event::Kill => {
+                Event::Kill | Event::Rejoin => {
                     let tack = nodes[0].0.take().expect("running");
                     let pid = tack.pid().to_string();
                     Command::new("kill")
@@ -271,12 +277,14 @@ fn cluster_through(event: Event) {
     println!(
         "{event:?}: longest round of 100 requests {longest:?} (event {since:?} before the end)"
     );
-    let live_after = if event == Event::Join {
-        NODES + 1
-    } else {
-        NODES - 1
+    let live_after = match event {
+        Event::Join => NODES + 1,
+        Event::Rejoin => NODES,
+        _ => NODES - 1,
     };
-    wait_for_paths(&lab, live_after, Duration::from_secs(5));
+    // A restarted node's BGP session comes back within a few seconds (BIRD
+    // retries every second).
+    wait_for_paths(&lab, live_after, Duration::from_secs(15));
     for (t, sock) in nodes.iter().skip(1) {
         if t.is_some() {
             let c = tackctl(sock, "cluster");
@@ -301,7 +309,19 @@ fn cluster_through(event: Event) {
         let c = tackctl(&nodes[0].1, "cluster");
         assert!(c.contains("1      10.0.0.2         draining"), "{c}");
     }
+    if event == Event::Rejoin {
+        let c = tackctl(&nodes[0].1, "cluster");
+        assert!(
+            records_received(&c) >= 20,
+            "the restarted node was handed its flows\n{c}"
+        );
+    }
     if event == Event::Join {
+        // The others handed node 4 the connections it now ranks among the
+        // top two for (about half of the 100) and the sticky bindings.
+        let c = tackctl(&nodes[NODES].1, "cluster");
+        let received = records_received(&c);
+        assert!(received >= 20, "node 4 received {received} records\n{c}");
         // New flows reach the new node.
         let c = tackctl(&nodes[NODES].1, "counters");
         let created = common::counter(&c, "conn_created").unwrap_or(0);
@@ -318,6 +338,16 @@ fn cluster_through(event: Event) {
     }
 }
 
+/// The `records_received` counter in `tackctl cluster`'s answer.
+fn records_received(cluster: &str) -> u64 {
+    cluster
+        .split_whitespace()
+        .skip_while(|w| *w != "records_received")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// (connections created, packets received from other nodes) of a node.
 fn counters_of(sock: &Path) -> (u64, u64) {
     let c = tackctl(sock, "counters");
@@ -330,6 +360,11 @@ fn counters_of(sock: &Path) -> (u64, u64) {
 #[test]
 fn a_draining_node_keeps_its_flows_and_takes_no_new_ones() {
     cluster_through(Event::Drain);
+}
+
+#[test]
+fn a_node_killed_and_started_again_is_handed_its_flows() {
+    cluster_through(Event::Rejoin);
 }
 
 #[test]

@@ -38,7 +38,7 @@ up() {
     echo "protocol device { scan time 1; }"
     echo "protocol kernel { ipv4 { import none; export all; }; merge paths on; }"
     echo "protocol bfd { interface \"r0\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 3; }; }"
-    echo "template bgp node { local 10.0.0.254 as 65000; hold time 3; keepalive time 1; bfd on; ipv4 { import all; export none; }; }"
+    echo "template bgp node { local 10.0.0.254 as 65000; hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2; bfd on; ipv4 { import all; export none; }; }"
     for i in $(seq 1 "$NODES"); do
       echo "protocol bgp n$i from node { neighbor 10.0.0.$((1 + i)) as $((65000 + i)); }"
     done
@@ -50,7 +50,7 @@ up() {
       echo "protocol device { scan time 1; }"
       echo "protocol static vips { ipv4; $(for v in "${VIPS[@]}"; do printf 'route %s/32 blackhole; ' "$v"; done)}"
       echo "protocol bfd { interface \"tack-lan\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 3; }; }"
-      echo "protocol bgp rtr { local 10.0.0.$((1 + i)) as $((65000 + i)); neighbor 10.0.0.254 as 65000; hold time 3; keepalive time 1; bfd on; ipv4 { import none; export all; next hop self; }; }"
+      echo "protocol bgp rtr { local 10.0.0.$((1 + i)) as $((65000 + i)); neighbor 10.0.0.254 as 65000; hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2; bfd on; ipv4 { import none; export all; next hop self; }; }"
     } > "$state/bird-n$i.conf"
     # The appliance's cluster.notify: withdraw the VIPs while it drains.
     cat > "$state/notify-n$i.sh" <<NOTIFY

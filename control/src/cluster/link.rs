@@ -136,6 +136,7 @@ impl ClusterLink {
                 )
             })
             .collect();
+        let peers_exist = !peers.is_empty();
         let (out_tx, out_rx) = channel::unbounded();
         let (in_tx, in_rx) = channel::unbounded();
         let counters = Arc::new(ClusterCounters::default());
@@ -151,7 +152,14 @@ impl ClusterLink {
             inbox: in_tx,
             counters: counters.clone(),
             stop: stop.clone(),
-            state: NodeState::Active,
+            // A node with peers starts by draining: it is told the flows it
+            // will rank for before it takes new ones (two dead-times).
+            state: if peers_exist {
+                NodeState::Draining
+            } else {
+                NodeState::Active
+            },
+            joining_until: peers_exist.then(|| Instant::now() + interval * c.misses * 2),
             seq: 0,
         };
         let handle = std::thread::Builder::new()
@@ -204,6 +212,9 @@ struct Run {
     counters: Arc<ClusterCounters>,
     stop: Arc<AtomicBool>,
     state: NodeState,
+    /// Until when a node that just started holds back (drains) while the
+    /// others hand it the state it needs; `None` once active or told.
+    joining_until: Option<Instant>,
     seq: u32,
 }
 
@@ -226,8 +237,16 @@ impl Run {
             for o in self.out.try_iter() {
                 match o {
                     Outgoing::Record(n, r) => pending.entry(n.0).or_default().push(r),
-                    Outgoing::State(s) => self.state = s,
+                    Outgoing::State(s) => {
+                        // The operator's word ends a join's hold.
+                        self.state = s;
+                        self.joining_until = None;
+                    }
                 }
+            }
+            if self.joining_until.is_some_and(|t| now >= t) {
+                self.joining_until = None;
+                self.state = NodeState::Active;
             }
             for (n, records) in std::mem::take(&mut pending) {
                 self.send_records(n, records);

@@ -31,7 +31,10 @@ use std::sync::Arc;
 
 use tack_dataplane::cluster::{FlowId, NodeId, rank};
 use tack_dataplane::model::Config;
-use tack_dataplane::pipeline::{ControlMsg, Event, FlowEvent};
+use tack_dataplane::pipeline::{
+    ConnRecord, ConnView, ControlMsg, Event, FlowEvent, ServerIdent, StickyRecord,
+};
+use tack_dataplane::sticky::StickyBinding;
 
 use crate::profile::{ClusterSection, pipeline_cluster};
 use crate::say;
@@ -47,6 +50,8 @@ pub struct Cluster {
     live: Vec<NodeId>,
     draining: Vec<NodeId>,
     notify: Option<std::path::PathBuf>,
+    /// Nodes heard from again since the last [`Cluster::take_joined`].
+    joined: Vec<NodeId>,
 }
 
 impl Cluster {
@@ -61,6 +66,7 @@ impl Cluster {
             live: vec![cfg.node],
             draining: Vec::new(),
             notify: section.notify.clone(),
+            joined: Vec::new(),
         })
     }
 
@@ -122,6 +128,66 @@ impl Cluster {
         }
     }
 
+    /// The nodes that joined (or came back) since the last call: they are
+    /// owed the state of the flows they now rank among the top two for,
+    /// and every sticky binding ([`Cluster::hand_over`]).
+    pub fn take_joined(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.joined)
+    }
+
+    /// Sends nodes `to`, which just joined, the records they need: each
+    /// connection of `conns` (this node's, every worker's, by identity in
+    /// `services`) for which one of them is now among the flow's primary
+    /// and backup, and every sticky binding. Returns how many records went.
+    pub fn hand_over(
+        &mut self,
+        to: &[NodeId],
+        conns: &[ConnView],
+        bindings: &[StickyBinding],
+        services: &Config,
+    ) -> usize {
+        let mut ranked: Vec<NodeId> = self.live.iter().chain(to).copied().collect();
+        ranked.sort_unstable();
+        ranked.dedup();
+        let mut seen = std::collections::HashSet::new();
+        let mut sent = 0;
+        for v in conns {
+            if !seen.insert((v.client, v.client_port, v.vip, v.vip_port, v.protocol)) {
+                continue; // the same connection on another worker
+            }
+            let Some(rec) = record_of(services, v) else {
+                continue;
+            };
+            let flow = FlowId {
+                client: v.client,
+                client_port: v.client_port,
+                vip: v.vip,
+                vip_port: v.vip_port,
+                protocol: v.protocol,
+            };
+            for n in rank(self.ranking, &flow, &ranked).into_iter().flatten() {
+                if to.contains(&n) {
+                    self.link.send(Outgoing::Record(n, FlowEvent::Opened(rec)));
+                    sent += 1;
+                }
+            }
+        }
+        let mut keys = std::collections::HashSet::new();
+        for b in bindings {
+            let Some(rec) = sticky_record_of(services, b) else {
+                continue;
+            };
+            if !keys.insert((b.service, b.key)) {
+                continue;
+            }
+            for &n in to {
+                self.link.send(Outgoing::Record(n, FlowEvent::Sticky(rec)));
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// What the link brought: messages for the workers (the live set, and
     /// the other nodes' records resolved in `services`).
     pub fn poll(&mut self, services: &Config) -> Vec<ControlMsg> {
@@ -139,6 +205,14 @@ impl Cluster {
                         "tack: cluster: active nodes [{}], draining [{}]",
                         ids(&active),
                         ids(&draining)
+                    );
+                    let before: Vec<NodeId> =
+                        self.live.iter().chain(&self.draining).copied().collect();
+                    self.joined.extend(
+                        active
+                            .iter()
+                            .chain(&draining)
+                            .filter(|n| **n != self.node && !before.contains(n)),
                     );
                     self.live = active.clone();
                     self.draining = draining.clone();
@@ -176,4 +250,29 @@ fn run_notify(program: std::path::PathBuf, arg: &'static str) {
     if let Err(e) = spawned {
         log::error!("cluster: notify not run: {e}");
     }
+}
+
+/// The identity record of connection `v` in snapshot `services`.
+fn record_of(services: &Config, v: &ConnView) -> Option<ConnRecord> {
+    let svc = services.service(v.service)?;
+    let server = svc.servers.get(usize::from(v.server))?;
+    Some(ConnRecord {
+        service: svc.ident(),
+        client: v.client,
+        client_port: v.client_port,
+        vip_port: v.vip_port,
+        server: ServerIdent::of(server),
+        local: v.local,
+    })
+}
+
+/// The identity record of sticky binding `b` in snapshot `services`.
+fn sticky_record_of(services: &Config, b: &StickyBinding) -> Option<StickyRecord> {
+    let svc = services.service(b.service)?;
+    let server = svc.servers.get(usize::from(b.server?))?;
+    Some(StickyRecord {
+        service: svc.ident(),
+        key: b.key,
+        server: ServerIdent::of(server),
+    })
 }

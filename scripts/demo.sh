@@ -73,6 +73,21 @@ echo "==> wrk, 5 s, 32 connections through full NAT (web-sticky) from c2"
 ns c2 wrk -t2 -c32 -d5s http://10.100.0.11/ | sed 's/^/    /'
 
 echo
+echo "==> the exception path: from the appliance's own kernel interface (tack-lan in $P-lb) through the DPDK port"
+ns lb ip -br addr show dev tack-lan | sed 's/^/    /'
+ns lb ping -c 2 -W 2 10.0.0.11 | sed -n '2,3p' | sed 's/^/    /'
+printf "    curl from the appliance: %s" "$(ns lb curl -s -m 3 http://10.0.0.12/)"; echo
+
+echo
+echo "==> health checks: nginx stopped on s1, then started again"
+ns s1 nginx -c "/run/tack-lab-$P/s1/nginx.conf" -p "/run/tack-lab-$P/s1" -s stop 2>/dev/null
+sleep 4
+ctl services | sed -n '1,4p' | sed 's/^/    /'
+ns s1 nginx -c "/run/tack-lab-$P/s1/nginx.conf" -p "/run/tack-lab-$P/s1"
+sleep 3
+grep 'tack: health:' "$out/tack.log" | sed 's/^/    /'
+
+echo
 echo "==> tackctl services"
 ctl services | sed 's/^/    /'
 echo

@@ -340,15 +340,8 @@ impl ControlPlane {
     /// `GET /counters` and the metrics.
     pub(crate) fn more_counters(&self, mut f: impl FnMut(String, u64)) {
         if let Some(e) = &self.exception {
-            let s = e.snapshot();
-            for (k, v) in [
-                ("exception_to_kernel", s.to_kernel),
-                ("exception_from_kernel", s.from_kernel),
-                ("exception_to_kernel_dropped", s.to_kernel_dropped),
-                ("exception_from_kernel_dropped", s.from_kernel_dropped),
-                ("exception_no_interface", s.no_interface),
-            ] {
-                f(k.to_string(), v);
+            for (k, v) in e.pairs() {
+                f(format!("exception_{k}"), v);
             }
         }
         if let Some(cl) = &self.cluster {
@@ -405,11 +398,6 @@ impl ControlPlane {
             "tack: cluster: {sent} record(s) handed over to node(s) {}",
             ids.join(",")
         );
-    }
-
-    /// Whether server `server` of service `service` failed its health check.
-    pub fn health_down(&self, service: &str, server: &str) -> bool {
-        self.health.is_down(service, server)
     }
 
     /// The file `reload` reads.

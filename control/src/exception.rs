@@ -51,46 +51,18 @@ pub struct ExceptionCounters {
     pub no_interface: AtomicU64,
 }
 
-/// A snapshot of [`ExceptionCounters`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ExceptionStats {
-    /// See [`ExceptionCounters::to_kernel`].
-    pub to_kernel: u64,
-    /// See [`ExceptionCounters::from_kernel`].
-    pub from_kernel: u64,
-    /// See [`ExceptionCounters::to_kernel_dropped`].
-    pub to_kernel_dropped: u64,
-    /// See [`ExceptionCounters::from_kernel_dropped`].
-    pub from_kernel_dropped: u64,
-    /// See [`ExceptionCounters::no_interface`].
-    pub no_interface: u64,
-}
-
 impl ExceptionCounters {
-    /// The counters now.
-    pub fn snapshot(&self) -> ExceptionStats {
+    /// `name value` pairs, for `GET /counters` and the metrics (as
+    /// [`crate::cluster::ClusterCounters::pairs`]).
+    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        ExceptionStats {
-            to_kernel: r(&self.to_kernel),
-            from_kernel: r(&self.from_kernel),
-            to_kernel_dropped: r(&self.to_kernel_dropped),
-            from_kernel_dropped: r(&self.from_kernel_dropped),
-            no_interface: r(&self.no_interface),
-        }
-    }
-}
-
-impl std::fmt::Display for ExceptionStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exception: to_kernel {} from_kernel {} to_kernel_dropped {} from_kernel_dropped {} no_interface {}",
-            self.to_kernel,
-            self.from_kernel,
-            self.to_kernel_dropped,
-            self.from_kernel_dropped,
-            self.no_interface
-        )
+        vec![
+            ("to_kernel", r(&self.to_kernel)),
+            ("from_kernel", r(&self.from_kernel)),
+            ("to_kernel_dropped", r(&self.to_kernel_dropped)),
+            ("from_kernel_dropped", r(&self.from_kernel_dropped)),
+            ("no_interface", r(&self.no_interface)),
+        ]
     }
 }
 

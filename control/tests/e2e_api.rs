@@ -6,11 +6,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{LAB_LOCK, Lab, root, tackctl};
-use common::{Tack, sh};
+use common::{Bg, Tack, sh};
 use serde_json::Value;
 
 /// The lab's web service, weights 1:2:3.
@@ -26,16 +26,6 @@ const WEB: &str = r#"  - name: web
 "#;
 
 const TOKEN: &str = "lab-token-7f3a9c";
-
-/// A process started for the test, killed on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A lab profile whose management section also has `http` (the given
 /// YAML lines, indented under `http:`).

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::lab::{LAB_LOCK, Lab, root, tackctl};
-use common::{Tack, counter};
+use common::{Bg, Tack, counter};
 
 /// A NAT service whose servers are checked over HTTP every 300 ms.
 const CHECKED: &str = r#"  - name: web
@@ -22,30 +22,8 @@ const CHECKED: &str = r#"  - name: web
       - { name: s3, address: 10.0.0.13 }
 "#;
 
-/// A process killed on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `args` in lab namespace `n`, its stdout piped. (`lab.sh down`
-/// kills whatever is left in the namespaces.)
-fn spawn(lab: &Lab, n: &str, args: &[&str]) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.ns(n)])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn")
-}
-
 fn bg(lab: &Lab, n: &str, args: &[&str]) -> Bg {
-    Bg(spawn(lab, n, args))
+    Bg(lab.spawn(n, args))
 }
 
 /// The value of `name` in `tackctl counters`: the workers' total (a
@@ -220,14 +198,12 @@ fn health_checks_follow_a_server_and_hold_through_a_flood() {
         BufReader::new(out).read_line(&mut line).expect("listening");
         assert_eq!(line.trim(), "listening");
     }
-    let session = spawn(
-        &lab,
+    let session = lab.spawn(
         "rtr",
         &["python3", script, "client", "10.0.0.1", "179", "8", "100"],
     );
     let flood_script = root().join("scripts/lab/synflood.py");
-    let syn_flood = spawn(
-        &lab,
+    let syn_flood = lab.spawn(
         "c2",
         &[
             "python3",
@@ -238,8 +214,7 @@ fn health_checks_follow_a_server_and_hold_through_a_flood() {
             "6",
         ],
     );
-    let udp_flood = spawn(
-        &lab,
+    let udp_flood = lab.spawn(
         "c3",
         &[
             "python3",

@@ -9,11 +9,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{LAB_LOCK, Lab, tackctl};
-use common::{Tack, tack_bin};
+use common::{Bg, Tack, tack_bin};
 
 const VIP: &str = "10.100.0.12";
 const PORT: u16 = 8080;
@@ -56,16 +55,6 @@ fn proxy_bin() -> PathBuf {
     p
 }
 
-/// A process killed on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The first sample of metric `name` whose labels contain every one of `with`.
 fn metric(text: &str, name: &str, with: &[&str]) -> Option<u64> {
     text.lines()
@@ -85,15 +74,15 @@ fn proxies_behind_dsr_answer_directly_and_keep_cookie_pinned_clients() {
     let proxies: Vec<Bg> = ["s1", "s2"]
         .iter()
         .map(|s| {
-            Bg(Command::new("ip")
-                .args(["netns", "exec", &lab.ns(s)])
-                .arg(proxy_bin())
-                .args(["--config", cfg.to_str().expect("utf-8"), "--threads", "1"])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tack-proxy"))
+            let bin = proxy_bin();
+            let args = [
+                bin.to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--threads",
+                "1",
+            ];
+            Bg(lab.spawn(s, &args))
         })
         .collect();
     // Both proxies listen on the VIP.

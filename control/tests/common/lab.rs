@@ -85,6 +85,18 @@ impl Lab {
         )
     }
 
+    /// Starts `args` in namespace `n`, its stdout piped and its stderr
+    /// discarded (`lab.sh down` kills whatever is left there).
+    pub fn spawn(&self, n: &str, args: &[&str]) -> std::process::Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
     /// `curl` from client `c`: the body, or the error.
     pub fn curl(&self, c: &str, url: &str) -> Result<String, String> {
         let (ok, out, err) = self.exec(c, &["curl", "-sS", "-m", "5", url]);

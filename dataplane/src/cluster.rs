@@ -52,7 +52,11 @@ impl FlowId {
 /// A flow's primary and backup among `live` (ids of the live nodes):
 /// the two highest rendezvous scores. `None` where fewer nodes live.
 pub fn rank(key: u64, flow: &FlowId, live: &[NodeId]) -> [Option<NodeId>; 2] {
-    let h = flow.hash(key);
+    rank_hashed(flow.hash(key), live)
+}
+
+/// [`rank`] of a flow whose hash ([`FlowId::hash`]) is `h`.
+pub fn rank_hashed(h: u64, live: &[NodeId]) -> [Option<NodeId>; 2] {
     let mut best: [Option<(u64, NodeId)>; 2] = [None, None];
     for &n in live {
         let score = hash::combine(h, node_ident(n));

@@ -14,7 +14,7 @@
 
 use super::verdict::Verdict;
 use super::*;
-use crate::cluster::{FlowId, NodeId, rank};
+use crate::cluster::{FlowId, NodeId, rank_hashed};
 use crate::wire::gue::{self, GueRepr, Hop};
 use crate::wire::{EtherType, TcpFlags};
 
@@ -40,6 +40,19 @@ impl ClusterConfig {
     pub fn addr_of(&self, n: NodeId) -> Option<IpAddr> {
         self.nodes.iter().find(|(id, _)| *id == n).map(|(_, a)| *a)
     }
+}
+
+/// Where a packet goes when it goes to another node ([`Verdict::ToNode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeHop {
+    /// The node.
+    pub(crate) node: NodeId,
+    /// Which of the flow's nodes it is.
+    pub(crate) hop: Hop,
+    /// The encapsulation's UDP source port: the flow's hash in the
+    /// ephemeral range (the receiver's RSS spreads flows and keeps each on
+    /// one queue).
+    pub(crate) src_port: u16,
 }
 
 /// The flow of a classified client packet.
@@ -84,14 +97,22 @@ impl<F: Frame> Pipeline<F> {
         } else {
             &self.cluster_serving
         };
-        let [primary, backup] = rank(cl.key, &flow_of(c), nodes);
+        let h = flow_of(c).hash(cl.key);
+        let [primary, backup] = rank_hashed(h, nodes);
+        let to = |node, hop| {
+            Verdict::ToNode(NodeHop {
+                node,
+                hop,
+                src_port: 0xc000 | (h as u16 & 0x3fff),
+            })
+        };
         let second_chance = || {
             backup
                 .filter(|b| *b != cl.node && !opens)
-                .map(|b| Verdict::ToNode(b, Hop::Backup))
+                .map(|b| to(b, Hop::Backup))
         };
         match (self.arrival, primary) {
-            (None, Some(p)) if p != cl.node => Some(Verdict::ToNode(p, Hop::Primary)),
+            (None, Some(p)) if p != cl.node => Some(to(p, Hop::Primary)),
             (None, _) | (Some(Hop::Primary), _) => second_chance(),
             (Some(Hop::Backup), _) => None,
         }
@@ -108,12 +129,12 @@ impl<F: Frame> Pipeline<F> {
         })
     }
 
-    /// Sends `frame` (classified as `c`) to node `node`, encapsulated.
+    /// Sends `frame` (classified as `c`) to another node, encapsulated.
     pub(super) fn send_to_node<A: FrameAlloc<Frame = F>>(
         &mut self,
         frame: F,
         c: &Classified,
-        (node, hop): (NodeId, Hop),
+        to: NodeHop,
         rx_port: u16,
         out: &mut Output<F>,
         alloc: &mut A,
@@ -121,25 +142,23 @@ impl<F: Frame> Pipeline<F> {
         let Some(cl) = self.cfg.cluster.as_ref() else {
             return Fate::Dropped(DropReason::NoRoute);
         };
-        let (Some(addr), key, port) = (cl.addr_of(node), cl.key, cl.port) else {
+        let (Some(addr), port) = (cl.addr_of(to.node), cl.port) else {
             return Fate::Dropped(DropReason::NoRoute);
         };
         let Some((egress, nh)) = self.fib.lookup(addr) else {
             return Fate::Dropped(DropReason::NoRoute);
         };
         let g = GueRepr {
-            // The flow's hash in the ephemeral range: the receiver's RSS
-            // spreads flows, and keeps each on one queue.
-            src_port: 0xc000 | (flow_of(c).hash(key) as u16 & 0x3fff),
+            src_port: to.src_port,
             dst_port: port,
             inner_v6: c.l3 == L3Kind::Ipv6,
-            hop,
+            hop: to.hop,
         };
         let frame = match self.encapsulate(frame, c, addr, egress, rx_port, out, Some(g)) {
             Ok(f) => f,
             Err(fate) => return fate,
         };
-        match hop {
+        match to.hop {
             Hop::Primary => self.counters.cluster_to_primary += 1,
             Hop::Backup => self.counters.cluster_second_chance += 1,
         }

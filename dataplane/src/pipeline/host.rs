@@ -59,6 +59,22 @@ impl HostClass {
 }
 
 impl<F: Frame> Pipeline<F> {
+    /// The class of `c` for the host: [`HostClass::of`], and the cluster's
+    /// own messages (membership, flow state) and whatever the services'
+    /// real servers send (the answers to the host's health checks, which
+    /// must get through a flood at the port's address) as control.
+    fn host_class(&self, c: &Classified) -> HostClass {
+        let cluster_msg = self.cfg.cluster.as_ref().is_some_and(|cl| {
+            c.protocol == IpProtocol::UDP
+                && (c.dst_port == cl.sync_port || c.src_port == cl.sync_port)
+        });
+        if cluster_msg || self.server_addrs.contains(&c.src_addr) {
+            HostClass::Control
+        } else {
+            HostClass::of(c)
+        }
+    }
+
     /// Hands `frame` (classified as `c`), received on `port`, to the host,
     /// if the host path is on and its class's limit lets it through.
     #[inline]
@@ -75,20 +91,7 @@ impl<F: Frame> Pipeline<F> {
         let Some(q) = out.host.get_mut(usize::from(port)) else {
             return Fate::Dropped(DropReason::BadPort);
         };
-        // The cluster's own messages (membership, flow state) are control
-        // traffic too.
-        let cluster_msg = self.cfg.cluster.as_ref().is_some_and(|cl| {
-            c.protocol == IpProtocol::UDP
-                && (c.dst_port == cl.sync_port || c.src_port == cl.sync_port)
-        });
-        // So are the real servers' packets: the answers to the host's
-        // health checks get through a flood at the port's address.
-        let class = if cluster_msg || self.server_addrs.contains(&c.src_addr) {
-            HostClass::Control
-        } else {
-            HostClass::of(c)
-        };
-        match class {
+        match self.host_class(c) {
             HostClass::Control => self.counters.host_control += 1,
             HostClass::Other => {
                 if !self.host_bucket.take(self.now, self.cfg.host_rate) {

@@ -45,7 +45,7 @@ pub(crate) enum Verdict {
     Host,
     /// A packet of a flow another cluster node holds: send it there,
     /// encapsulated ([`super::cluster`]).
-    ToNode(crate::cluster::NodeId, crate::wire::gue::Hop),
+    ToNode(super::cluster::NodeHop),
     /// A packet from another cluster node: decapsulate it and handle what
     /// it carries.
     FromNode,
@@ -142,9 +142,7 @@ impl<F: Frame> Pipeline<F> {
             Verdict::IcmpError(info) => self.icmp_error(frame, c, rx_port, info, out, alloc),
             Verdict::Local(info) => self.local(frame, c, rx_port, info, out),
             Verdict::Host => self.give_host(frame, c, rx_port, out),
-            Verdict::ToNode(node, hop) => {
-                self.send_to_node(frame, c, (node, hop), rx_port, out, alloc)
-            }
+            Verdict::ToNode(to) => self.send_to_node(frame, c, to, rx_port, out, alloc),
             Verdict::FromNode => self.decapsulate_from_node(frame, c),
             Verdict::Drop(why) => Fate::Dropped(why),
         }

@@ -49,6 +49,19 @@ impl FlowId {
     }
 }
 
+/// Where a packet goes when it goes to another node (the pipeline's `Verdict::ToNode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeHop {
+    /// The node.
+    pub(crate) node: NodeId,
+    /// Which of the flow's nodes it is.
+    pub(crate) hop: crate::wire::gue::Hop,
+    /// The encapsulation's UDP source port: the flow's hash in the
+    /// ephemeral range (the receiver's RSS spreads flows and keeps each on
+    /// one queue).
+    pub(crate) src_port: u16,
+}
+
 /// A flow's primary and backup among `live` (ids of the live nodes):
 /// the two highest rendezvous scores. `None` where fewer nodes live.
 pub fn rank(key: u64, flow: &FlowId, live: &[NodeId]) -> [Option<NodeId>; 2] {

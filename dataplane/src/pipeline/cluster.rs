@@ -14,7 +14,7 @@
 
 use super::verdict::Verdict;
 use super::*;
-use crate::cluster::{FlowId, NodeId, rank_hashed};
+use crate::cluster::{FlowId, NodeHop, NodeId, rank_hashed};
 use crate::wire::gue::{self, GueRepr, Hop};
 use crate::wire::{EtherType, TcpFlags};
 
@@ -40,19 +40,6 @@ impl ClusterConfig {
     pub fn addr_of(&self, n: NodeId) -> Option<IpAddr> {
         self.nodes.iter().find(|(id, _)| *id == n).map(|(_, a)| *a)
     }
-}
-
-/// Where a packet goes when it goes to another node ([`Verdict::ToNode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NodeHop {
-    /// The node.
-    pub(crate) node: NodeId,
-    /// Which of the flow's nodes it is.
-    pub(crate) hop: Hop,
-    /// The encapsulation's UDP source port: the flow's hash in the
-    /// ephemeral range (the receiver's RSS spreads flows and keeps each on
-    /// one queue).
-    pub(crate) src_port: u16,
 }
 
 /// The flow of a classified client packet.

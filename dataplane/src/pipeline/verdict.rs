@@ -45,7 +45,7 @@ pub(crate) enum Verdict {
     Host,
     /// A packet of a flow another cluster node holds: send it there,
     /// encapsulated ([`super::cluster`]).
-    ToNode(super::cluster::NodeHop),
+    ToNode(crate::cluster::NodeHop),
     /// A packet from another cluster node: decapsulate it and handle what
     /// it carries.
     FromNode,

@@ -195,6 +195,7 @@ pub fn services(mode: ForwardMode, sticky: bool) -> Vec<Service> {
                 .collect(),
             port_min: 1024,
             port_max: 65535,
+            peer_addrs: Vec::new(),
         });
     }
     if sticky {

@@ -89,6 +89,13 @@ pub fn rank_hashed(h: u64, live: &[NodeId]) -> [Option<NodeId>; 2] {
     [best[0].map(|b| b.1), best[1].map(|b| b.1)]
 }
 
+/// The node of `nodes` that answers for address `addr` (a full-NAT local
+/// address of a node that died): the highest rendezvous score of the
+/// address and the node, the same on every node from the same set.
+pub fn claimant(key: u64, addr: IpAddr, nodes: &[NodeId]) -> Option<NodeId> {
+    rank_hashed(hash::addr_hash(key ^ 0x63_6c61_696d, addr), nodes)[0] // "claim"
+}
+
 /// A node's identity hash.
 fn node_ident(n: NodeId) -> u64 {
     hash::bytes_hash(0x7461_636b_6e6f_6465, &n.0.to_le_bytes()) // "tacknode"

@@ -11,7 +11,8 @@ use pipeline_common::*;
 use tack_dataplane::cluster::{FlowId, NodeId, rank};
 use tack_dataplane::model::{ForwardMode, Protocol, SchedulerKind};
 use tack_dataplane::pipeline::{
-    ClusterConfig, ControlMsg, Event, FlowEvent, PipelineConfig, StaticNeighbor,
+    AddressClaims, ClusterConfig, ControlMsg, Entry, Event, FlowEvent, PipelineConfig,
+    StaticNeighbor,
 };
 use tack_dataplane::wire::EthernetAddress;
 
@@ -73,6 +74,7 @@ fn node_config(n: u16) -> PipelineConfig {
         key: KEY,
         port: PORT,
         sync_port: PORT + 1,
+        entry: Entry::Ecmp,
     });
     cfg
 }
@@ -287,4 +289,152 @@ fn bad_encapsulations_are_counted_not_forwarded() {
     let (tx, _) = c.node(2).rx(1, &good);
     assert_eq!(tx[1].len(), 1);
     assert_eq!(c.node(2).counters().cluster_received, 1);
+}
+
+/// An ARP request from `sender` (at `mac`) for `target`.
+fn arp_request(mac: EthernetAddress, sender: &str, target: IpAddr) -> Vec<u8> {
+    use tack_dataplane::wire::{ArpOperation, ArpRepr};
+    let IpAddr::V4(target) = target else {
+        unreachable!()
+    };
+    let arp = ArpRepr {
+        operation: ArpOperation::REQUEST,
+        source_hardware_addr: mac,
+        source_protocol_addr: sender.parse().unwrap(),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut f = vec![0u8; 14 + 28];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac.0);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp.emit(&mut f[14..]).unwrap();
+    f
+}
+
+/// The target addresses of the gratuitous ARPs among `tx`.
+fn gratuitous(tx: &[Vec<u8>]) -> Vec<IpAddr> {
+    use tack_dataplane::wire::{ArpPacket, ArpRepr};
+    tx.iter()
+        .filter(|f| f[12..14] == [0x08, 0x06])
+        .map(|f| ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap())
+        .filter(|a| a.source_protocol_addr == a.target_protocol_addr)
+        .map(|a| IpAddr::V4(a.target_protocol_addr))
+        .collect()
+}
+
+/// With an elected scheduler, a node answers for the VIPs only while it is
+/// the scheduler; taking them over announces them (gratuitous ARP), giving
+/// them up silences it.
+#[test]
+fn only_the_active_scheduler_answers_for_the_vips() {
+    let mut cfg = node_config(1);
+    cfg.announce = true;
+    if let Some(c) = cfg.cluster.as_mut() {
+        c.entry = Entry::Scheduler;
+    }
+    let mut h = Harness::new(cfg);
+    let vip = a4(VIP4);
+    let (tx, _) = h.poll_after(1);
+    assert!(
+        !gratuitous(&tx[0]).contains(&vip),
+        "a standby announces no VIP"
+    );
+    let (tx, _) = h.rx(0, &arp_request(R_MAC, ROUTER4, vip));
+    nothing(&tx);
+    // It becomes the active scheduler.
+    h.p.apply(ControlMsg::Claims(AddressClaims {
+        vips: true,
+        taken_over: vec![],
+    }));
+    let (tx, _) = h.poll_after(1);
+    assert_eq!(gratuitous(&tx[0]), vec![vip], "the VIP is announced");
+    let (tx, _) = h.rx(0, &arp_request(R_MAC, ROUTER4, vip));
+    let reply = only(&tx, 0);
+    assert_eq!(&reply[..6], &R_MAC.0, "answered");
+    assert_eq!(&reply[6..12], &L0_MAC.0);
+    // Another node is elected: this one is silent again.
+    h.p.apply(ControlMsg::Claims(AddressClaims::default()));
+    let (tx, _) = h.rx(0, &arp_request(R_MAC, ROUTER4, vip));
+    nothing(&tx);
+}
+
+/// Full NAT in a cluster: a node that takes over a dead node's local
+/// address announces it, answers ARP for it, and translates the servers'
+/// replies to that node's connections (synchronised to it) back to their
+/// clients.
+#[test]
+fn a_dead_nodes_local_address_is_taken_over_with_its_connections() {
+    let local = |n: u16| a4(&format!("10.1.0.{}", 200 + n));
+    let fnat = |n: u16| {
+        let mut cfg = node_config(n);
+        let mut s = service(
+            a4(VIP4),
+            Protocol::Tcp,
+            Some(80),
+            ForwardMode::FullNat,
+            &[a4(SERVERS4[0]), a4(SERVERS4[1])],
+        );
+        if let Some(p) = s.local_pool.as_mut() {
+            p.addrs = vec![local(n)];
+            p.peer_addrs = (1..=NODES).filter(|&m| m != n).map(local).collect();
+        }
+        cfg.services = std::sync::Arc::new(tack_dataplane::model::Config::new(vec![s]).unwrap());
+        cfg.announce = true;
+        cfg.static_neighbors.push(StaticNeighbor {
+            port: 0,
+            addr: a4(CLIENT4),
+            mac: C_MAC,
+        });
+        cfg
+    };
+    let mut c = Cluster {
+        nodes: (1..=NODES).map(|n| Harness::new(fnat(n))).collect(),
+    };
+    c.set_live(&[1, 2]);
+    // A flow node 1 is the primary of, opened there.
+    let sport = (1000..2000u16)
+        .find(|&p| rank(KEY, &flow(p), &ids(&[1, 2]))[0] == Some(NodeId(1)))
+        .unwrap();
+    let (tx, _) = c.node(1).rx(0, &syn(sport));
+    let out = only(&tx, 1);
+    let (src, lport, server, sport_at_server) = tuple(&out);
+    assert_eq!(src, local(1), "node 1 opens it from its own local address");
+    assert_eq!(sport_at_server, 80);
+    assert_eq!(c.sync(1, 2), 1, "the connection reaches node 2");
+    // Node 1 dies; until node 2 claims its address, node 2 does not
+    // answer for it.
+    c.set_live(&[2]);
+    let reply = server_pkt(server, 80, local(1), lport, ACK);
+    let (tx, _) = c
+        .node(2)
+        .rx(1, &arp_request(server_mac(0), SERVERS4[0], local(1)));
+    nothing(&tx);
+    c.node(2).poll_after(1);
+    c.node(2).p.apply(ControlMsg::Claims(AddressClaims {
+        vips: true,
+        taken_over: vec![local(1)],
+    }));
+    let (tx, _) = c.node(2).poll_after(1);
+    assert_eq!(
+        gratuitous(&tx[1]),
+        vec![local(1)],
+        "announced on the servers' side"
+    );
+    let (tx, _) = c
+        .node(2)
+        .rx(1, &arp_request(server_mac(0), SERVERS4[0], local(1)));
+    assert_eq!(
+        &only(&tx, 1)[6..12],
+        &node_mac(2).0,
+        "answered with node 2's MAC"
+    );
+    // The server's reply goes back to the client, from the VIP.
+    let (tx, _) = c.node(2).rx(1, &reply);
+    let back = only(&tx, 0);
+    assert_eq!(tuple(&back), (a4(VIP4), 80, a4(CLIENT4), sport));
+    // The client's next packet reaches the same server from node 1's
+    // local address and port.
+    let (tx, _) = c.node(2).rx(0, &ack(sport));
+    assert_eq!(tuple(&only(&tx, 1)), (local(1), lport, server, 80));
 }

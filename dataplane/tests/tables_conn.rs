@@ -439,6 +439,7 @@ fn reload_remaps_and_removes() {
                 .collect(),
             port_min: 1024,
             port_max: 65535,
+            peer_addrs: Vec::new(),
         });
         s
     };

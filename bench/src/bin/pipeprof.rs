@@ -587,6 +587,7 @@ fn main() {
                         key: 7,
                         port: 6080,
                         sync_port: 6081,
+                        entry: Default::default(),
                     })
                 },
             );

@@ -465,6 +465,7 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 addrs: s.local_addresses.clone(),
                 port_min,
                 port_max,
+                peer_addrs: Vec::new(),
             });
         }
         svc.reset_unknown = s.reset_unknown;

@@ -198,6 +198,20 @@ pub struct LocalPool {
     pub port_min: u16,
     /// Last local port (inclusive).
     pub port_max: u16,
+    /// The other cluster nodes' local addresses (same family): this node
+    /// never picks them, but holds the connections they opened, which the
+    /// cluster synchronises, and answers for them when their node dies.
+    pub peer_addrs: Vec<IpAddr>,
+}
+
+impl LocalPool {
+    /// Every local address a connection of the service may use: this
+    /// node's ([`LocalPool::addrs`], picked for new connections), then the
+    /// other nodes' ([`LocalPool::peer_addrs`]). A connection names its
+    /// local address by position in this list.
+    pub fn all(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addrs.iter().chain(&self.peer_addrs).copied()
+    }
 }
 
 /// A virtual service: VIP, protocol, port (or all ports) and its server pool.

@@ -496,15 +496,17 @@ impl Config {
                     .iter()
                     .map(|s| by_ident.get(&(s.addr, s.port)).copied())
                     .collect();
-                let new_locals: &[IpAddr] =
-                    n.spec.local_pool.as_ref().map_or(&[], |p| &p.addrs[..]);
-                let local_addrs = o
+                let new_locals: Vec<IpAddr> = n
                     .spec
                     .local_pool
                     .as_ref()
-                    .map_or(&[][..], |p| &p.addrs[..])
+                    .map_or_else(Vec::new, |p| p.all().collect());
+                let local_addrs = o
+                    .spec
+                    .local_pool
                     .iter()
-                    .map(|a| new_locals.iter().position(|b| b == a).map(|k| k as u16))
+                    .flat_map(LocalPool::all)
+                    .map(|a| new_locals.iter().position(|b| *b == a).map(|k| k as u16))
                     .collect();
                 let persistence_changed = o.spec.persistence.as_ref().map(|p| &p.key)
                     != n.spec.persistence.as_ref().map(|p| &p.key);

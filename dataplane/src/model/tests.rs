@@ -176,6 +176,7 @@ fn errors_are_precise() {
         addrs: vec![v4(10, 1, 0, 1)],
         port_min: 1024,
         port_max: 2000,
+        peer_addrs: Vec::new(),
     });
     assert!(matches!(
         Config::new(vec![s]),

@@ -96,8 +96,11 @@ pub(crate) struct SvcRt {
     /// New connections go through the SYN proxy (`synproxy.rs`).
     pub(crate) syn_proxy: bool,
     pub(crate) persistent: bool,
-    /// Full-NAT local addresses and port range.
+    /// Full-NAT local addresses ([`LocalPool::all`]): a connection's local
+    /// address is an index here.
     pub(crate) locals: Vec<IpAddr>,
+    /// How many of `locals` are this node's, the ones new connections pick.
+    pub(crate) own_locals: usize,
     /// Per port, the local addresses' terms in reply hashes under its RSS
     /// key (as destination), by the index of `locals`.
     pub(crate) local_rss_terms: Vec<Vec<u32>>,
@@ -139,7 +142,7 @@ pub(super) fn make_pickers(ports: &[PortRt], start: u16) -> Vec<SnatPortPicker> 
 }
 
 /// Ports, address map and routing table built from a configuration.
-pub(super) type BuiltPorts = (Vec<PortRt>, HashMap<IpAddr, AddrInfo>, Fib);
+pub(super) type BuiltPorts = (Vec<PortRt>, Fib);
 
 /// Validates the ports and routes and builds their runtime form.
 pub(super) fn build_ports(
@@ -248,12 +251,17 @@ pub(super) fn build_ports(
         }
     }
     let fib = Fib::new(&ports, &cfg.routes);
-    let addrs = build_addrs(&ports, &cfg.services);
-    Ok((ports, addrs, fib))
+    Ok((ports, fib))
 }
 
-/// Our addresses: the ports', the VIPs and the full-NAT local addresses.
-pub(super) fn build_addrs(ports: &[PortRt], services: &Config) -> HashMap<IpAddr, AddrInfo> {
+/// Our addresses: the ports', the VIPs and the full-NAT local addresses,
+/// and what the cluster has this node claim ([`AddressClaims`]: without the
+/// VIPs, they are ours but answered on no port).
+pub(super) fn build_addrs(
+    ports: &[PortRt],
+    services: &Config,
+    claims: &AddressClaims,
+) -> HashMap<IpAddr, AddrInfo> {
     let mut m: HashMap<IpAddr, AddrInfo> = HashMap::new();
     for (i, p) in ports.iter().enumerate() {
         let addrs =
@@ -295,7 +303,7 @@ pub(super) fn build_addrs(ports: &[PortRt], services: &Config) -> HashMap<IpAddr
         let ports_mask = onlink(s.vip);
         let e = m.entry(s.vip).or_default();
         e.vip = true;
-        if e.port.is_none() {
+        if e.port.is_none() && claims.vips {
             e.answer_ports |= ports_mask;
         }
         if let Some(pool) = &s.local_pool {
@@ -307,6 +315,14 @@ pub(super) fn build_addrs(ports: &[PortRt], services: &Config) -> HashMap<IpAddr
                     e.answer_ports |= ports_mask;
                 }
             }
+        }
+    }
+    for &a in &claims.taken_over {
+        let ports_mask = onlink(a);
+        let e = m.entry(a).or_default();
+        if e.port.is_none() && !e.vip {
+            e.snat = true;
+            e.answer_ports |= ports_mask;
         }
     }
     m
@@ -329,11 +345,10 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
     services
         .services()
         .map(|(_, s)| {
-            let locals = s
+            let locals: Vec<IpAddr> = s
                 .local_pool
                 .as_ref()
-                .map(|p| p.addrs.clone())
-                .unwrap_or_default();
+                .map_or_else(Vec::new, |p| p.all().collect());
             let local_rss_terms = ports
                 .iter()
                 .map(|p| {
@@ -355,6 +370,7 @@ pub(super) fn build_services(services: &Config, fib: &Fib, ports: &[PortRt]) -> 
                                 | SchedulerKind::Rendezvous
                         )),
                 persistent: s.persistence.is_some(),
+                own_locals: s.local_pool.as_ref().map_or(0, |p| p.addrs.len()),
                 locals,
                 local_rss_terms,
                 port_min: s.local_pool.as_ref().map_or(1024, |p| p.port_min),

@@ -33,6 +33,45 @@ pub struct ClusterConfig {
     /// UDP port of the control plane's messages between nodes
     /// (membership, flow state): control traffic for the host path.
     pub sync_port: u16,
+    /// How clients' packets reach the nodes.
+    pub entry: Entry,
+}
+
+/// How clients' packets reach the nodes of a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Entry {
+    /// A router spreads them over every node (ECMP): each node answers for
+    /// the VIPs.
+    #[default]
+    Ecmp,
+    /// They reach the active scheduler, the one node that answers for the
+    /// VIPs (ARP, NDP) while the control plane says it is
+    /// ([`AddressClaims::vips`]); the others stay silent for them.
+    Scheduler,
+}
+
+/// The addresses a node answers for beyond its own configuration's, which
+/// the cluster's membership decides ([`ControlMsg::Claims`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressClaims {
+    /// It answers for the VIPs: always by ECMP entry, while it is the active
+    /// scheduler otherwise.
+    pub vips: bool,
+    /// Full-NAT local addresses of dead nodes it answers for, so that the
+    /// servers' replies to their connections (synchronised here) reach a
+    /// node that holds them.
+    pub taken_over: Vec<IpAddr>,
+}
+
+impl AddressClaims {
+    /// What a node claims when it starts: the VIPs unless a scheduler
+    /// elected among the nodes owns them.
+    pub fn at_start(cluster: Option<&ClusterConfig>) -> AddressClaims {
+        AddressClaims {
+            vips: cluster.is_none_or(|c| c.entry == Entry::Ecmp),
+            taken_over: Vec::new(),
+        }
+    }
 }
 
 impl ClusterConfig {

@@ -63,6 +63,9 @@ pub enum ControlMsg {
     },
     /// Remove every neighbour entry.
     FlushNeighbors,
+    /// The addresses the cluster has this node answer for beyond its
+    /// configuration's; those it gains are announced (gratuitous ARP).
+    Claims(AddressClaims),
     /// The cluster's membership (see [`ClusterConfig`]): the nodes that
     /// take new flows, and the draining ones, which keep the flows they
     /// hold.
@@ -241,12 +244,10 @@ impl<F: Frame> Pipeline<F> {
     /// full-table policies.
     pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
         match build_ports(&cfg, &self.worker) {
-            Ok((ports, addrs, fib)) => {
+            Ok((ports, fib)) => {
                 let start = self.pickers.first().map_or(1024, SnatPortPicker::cursor);
                 self.pickers = make_pickers(&ports, start);
                 self.ports = ports;
-                let old = core::mem::replace(&mut self.addrs, addrs);
-                self.queue_new_addresses(&old);
                 self.fib = fib;
                 self.neigh
                     .retain_ports(self.ports.len(), &mut self.counters);
@@ -277,7 +278,7 @@ impl<F: Frame> Pipeline<F> {
         self.flow_events = cfg.flow_events;
         self.cfg = cfg;
         self.adopt_services(services);
-        self.rebuild_addrs_for_services();
+        self.rebuild_addrs();
         self.counters.reloads += 1;
         self.sync_stats();
     }
@@ -347,10 +348,12 @@ impl<F: Frame> Pipeline<F> {
         &self.svc_ctr
     }
 
-    /// Recomputes the address map after the services changed (VIPs and
-    /// local addresses come from the services).
-    pub(super) fn rebuild_addrs_for_services(&mut self) {
-        let old = core::mem::replace(&mut self.addrs, build_addrs(&self.ports, &self.services));
+    /// Recomputes the address map after the ports, the services (VIPs and
+    /// local addresses come from them) or the claims changed, and announces
+    /// what is new.
+    pub(super) fn rebuild_addrs(&mut self) {
+        let addrs = build_addrs(&self.ports, &self.services, &self.claims);
+        let old = core::mem::replace(&mut self.addrs, addrs);
         self.queue_new_addresses(&old);
     }
 
@@ -359,7 +362,7 @@ impl<F: Frame> Pipeline<F> {
         let ok = match msg {
             ControlMsg::Services(cfg) => {
                 self.adopt_services(cfg);
-                self.rebuild_addrs_for_services();
+                self.rebuild_addrs();
                 true
             }
             ControlMsg::ServerState {
@@ -429,6 +432,11 @@ impl<F: Frame> Pipeline<F> {
             }
             ControlMsg::ClusterLive { active, draining } => {
                 self.set_cluster_live(active, draining);
+                true
+            }
+            ControlMsg::Claims(c) => {
+                self.claims = c;
+                self.rebuild_addrs();
                 true
             }
             ControlMsg::InstallConnection(spec) => {

@@ -402,6 +402,7 @@ mod tests {
                         addrs: vec![ip([10, 1, 0, 254]), ip([10, 1, 0, 253])],
                         port_min: 2000,
                         port_max: 2100,
+                        peer_addrs: Vec::new(),
                     });
                 }
                 s

@@ -381,7 +381,7 @@ impl<F: Frame> Pipeline<F> {
         let port = self.ports.get(usize::from(egress))?;
         let picker = self.pickers.get(usize::from(egress))?;
         // The cursor is below the count unless a reload shrank the pool.
-        let n = rt.locals.len();
+        let n = rt.own_locals;
         let i = match self.fnat_cursor {
             c if c < n => c,
             _ if n == 0 => return None,
@@ -413,7 +413,7 @@ impl<F: Frame> Pipeline<F> {
             picker.advance_past(lport, rt.port_min..=rt.port_max);
         }
         let next = usize::from(i) + 1;
-        self.fnat_cursor = if next < rt.locals.len() { next } else { 0 };
+        self.fnat_cursor = if next < rt.own_locals { next } else { 0 };
     }
 
     /// Chooses a full-NAT local address and port: the port makes the reply
@@ -440,7 +440,7 @@ impl<F: Frame> Pipeline<F> {
         let rt = svcs.get(usize::from(svc))?;
         let port = ports.get(usize::from(egress))?;
         let picker = pickers.get_mut(usize::from(egress))?;
-        let n = rt.locals.len();
+        let n = rt.own_locals;
         let steered = port.steer.reta.serves(port.steer.target);
         for k in 0..n {
             let i = (*fnat_cursor + k) % n;

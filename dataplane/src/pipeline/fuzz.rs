@@ -83,6 +83,7 @@ fn fuzz_config() -> Arc<PipelineConfig> {
                             addrs: vec![local],
                             port_min: 40000,
                             port_max: 40100,
+                            peer_addrs: Vec::new(),
                         });
                     }
                     if i == 0 && vip.is_ipv4() {
@@ -135,6 +136,7 @@ fn fuzz_config() -> Arc<PipelineConfig> {
                         addrs: vec![local],
                         port_min: 40200,
                         port_max: 40300,
+                        peer_addrs: Vec::new(),
                     });
                 }
                 services.push(s);

@@ -132,7 +132,7 @@ use crate::wire::{
 
 use build::*;
 use burst::*;
-pub use cluster::ClusterConfig;
+pub use cluster::{AddressClaims, ClusterConfig, Entry};
 pub use config::*;
 pub use control::*;
 pub use counters::{Counters, WIRE_DROP_NAMES};
@@ -157,6 +157,8 @@ pub struct Pipeline<F: Frame> {
     worker: WorkerSpec,
     ports: Vec<PortRt>,
     addrs: HashMap<IpAddr, AddrInfo>,
+    /// What the cluster has this node answer for ([`AddressClaims`]).
+    claims: AddressClaims,
     fib: Fib,
     svcs: Vec<SvcRt>,
     /// (address, IP protocol, port; 0 = any) of every NAT-mode server: their
@@ -243,7 +245,9 @@ impl<F: Frame> Pipeline<F> {
                 n_workers: worker.n_workers,
             });
         }
-        let (ports, addrs, fib) = build_ports(&cfg, &worker)?;
+        let (ports, fib) = build_ports(&cfg, &worker)?;
+        let claims = AddressClaims::at_start(cfg.cluster.as_ref());
+        let addrs = build_addrs(&ports, &cfg.services, &claims);
         check_static_neighbors(&cfg, ports.len())?;
         let conn4 = ConnTable4::new(cfg.conn4, Time::ZERO).map_err(ConfigError::Conn4)?;
         let conn6 = ConnTable6::new(cfg.conn6, Time::ZERO).map_err(ConfigError::Conn6)?;
@@ -290,6 +294,7 @@ impl<F: Frame> Pipeline<F> {
             worker,
             ports,
             addrs,
+            claims,
             fib,
             svcs,
             nat_servers,

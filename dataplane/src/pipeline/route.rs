@@ -211,7 +211,7 @@ mod tests {
             ..PipelineConfig::default()
         };
         let worker = WorkerSpec::software(0, 1, 2);
-        let (_, _, fib) = build_ports(&cfg, &worker).unwrap();
+        let (_, fib) = build_ports(&cfg, &worker).unwrap();
         let cases = [
             ("203.0.113.5", Some((0, "198.51.100.254"))),
             ("198.51.100.77", Some((0, "198.51.100.77"))),
@@ -235,7 +235,7 @@ mod tests {
             routes: Vec::new(),
             ..cfg
         };
-        let (_, _, fib) = build_ports(&cfg, &worker).unwrap();
+        let (_, fib) = build_ports(&cfg, &worker).unwrap();
         assert_eq!(fib.lookup(ip("203.0.113.5")), None);
         assert_eq!(fib.lookup_v4("203.0.113.5".parse().unwrap()), None);
         assert_eq!(fib.lookup(ip("2001:db8:7::5")), None);

@@ -116,6 +116,7 @@ pub fn service(
             }],
             port_min: 1024,
             port_max: 65535,
+            peer_addrs: Vec::new(),
         });
     }
     s

@@ -402,6 +402,11 @@ fn a_dead_nodes_local_address_is_taken_over_with_its_connections() {
     assert_eq!(src, local(1), "node 1 opens it from its own local address");
     assert_eq!(sport_at_server, 80);
     assert_eq!(c.sync(1, 2), 1, "the connection reaches node 2");
+    // Node 2 shows it with node 1's local address (what it hands over to
+    // a node that restarts).
+    let views: Vec<_> = c.node(2).p.connections().collect();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].local, Some((local(1), lport)));
     // Node 1 dies; until node 2 claims its address, node 2 does not
     // answer for it.
     c.set_live(&[2]);

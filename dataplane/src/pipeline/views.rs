@@ -144,8 +144,8 @@ fn conn_view<K: crate::conn::FlowKey>(svc: &Config, k: &K, c: &crate::conn::Conn
         server_addr: spec.and_then(|s| s.servers.get(usize::from(c.server())).map(|s| s.addr)),
         local: c.local().and_then(|(i, port)| {
             spec.and_then(|s| s.local_pool.as_ref())
-                .and_then(|p| p.addrs.get(usize::from(i)))
-                .map(|a| (*a, port))
+                .and_then(|p| p.all().nth(usize::from(i)))
+                .map(|a| (a, port))
         }),
         state: c.state(),
         expires: c.expires(),

@@ -313,6 +313,8 @@ impl ControlPlane {
             .collect();
         doc::Cluster {
             node: Some(section.node),
+            scheduler: cl.is_scheduler(),
+            taken_over: cl.claims().taken_over.clone(),
             nodes,
             counters: cl
                 .counters()
@@ -333,6 +335,22 @@ impl ControlPlane {
         say!("tack: cluster: {what} requested");
         Ok(doc::Done {
             message: format!("this node: {what} requested"),
+        })
+    }
+
+    /// `POST /cluster/scheduler/active` and `/standby`.
+    pub(crate) fn cluster_scheduler(&mut self, active: bool) -> Result<doc::Done, CtlError> {
+        let Some(cl) = &mut self.cluster else {
+            return Err(CtlError::Incomplete("this appliance is not in a cluster"));
+        };
+        let msg = cl.set_scheduler(active).map_err(CtlError::Incomplete)?;
+        let role = if active { "active" } else { "standby" };
+        say!("tack: cluster: scheduler {role}");
+        if let Some(m) = msg {
+            self.broadcast(m);
+        }
+        Ok(doc::Done {
+            message: format!("this node: scheduler {role}"),
         })
     }
 

@@ -310,6 +310,23 @@ async fn post_cluster_activate(State(ctx): State<Ctx>) -> Result<Json<Done>, Htt
     answer!(ctx, Op::ClusterDrain(false), Answer::Done(d) => d)
 }
 
+/// Make this node the active scheduler (`entry: scheduler`): it answers
+/// for the VIPs and announces them (gratuitous ARP). The election
+/// (keepalived's `notify_master`) calls this.
+#[utoipa::path(post, path = "/cluster/scheduler/active", tag = "cluster",
+    responses((status = 200, body = Done), Refusals))]
+async fn post_cluster_scheduler_active(State(ctx): State<Ctx>) -> Result<Json<Done>, HttpError> {
+    answer!(ctx, Op::ClusterScheduler(true), Answer::Done(d) => d)
+}
+
+/// Make this node a standby scheduler: it stops answering for the VIPs
+/// (keepalived's `notify_backup` and `notify_fault`).
+#[utoipa::path(post, path = "/cluster/scheduler/standby", tag = "cluster",
+    responses((status = 200, body = Done), Refusals))]
+async fn post_cluster_scheduler_standby(State(ctx): State<Ctx>) -> Result<Json<Done>, HttpError> {
+    answer!(ctx, Op::ClusterScheduler(false), Answer::Done(d) => d)
+}
+
 /// Services with their servers, weights, states, open connections and traffic.
 #[utoipa::path(get, path = "/services", tag = "services",
     responses((status = 200, body = Vec<Service>), Refusals))]
@@ -469,6 +486,8 @@ fn parts() -> (Router<Ctx>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_cluster))
         .routes(routes!(get_redirects))
         .routes(routes!(post_cluster_drain))
+        .routes(routes!(post_cluster_scheduler_active))
+        .routes(routes!(post_cluster_scheduler_standby))
         .routes(routes!(post_cluster_activate))
         .split_for_parts()
 }
@@ -608,6 +627,8 @@ mod tests {
                 "patch /services/{service}/servers/{server}",
                 "post /cluster/activate",
                 "post /cluster/drain",
+                "post /cluster/scheduler/active",
+                "post /cluster/scheduler/standby",
                 "post /reload",
                 "post /services/{service}/servers",
                 "put /services/{service}/sticky",

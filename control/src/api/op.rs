@@ -78,6 +78,9 @@ pub enum Op {
     Redirects,
     /// Take this node out of the new flows' ranking (`true`) or back in.
     ClusterDrain(bool),
+    /// Make this node the active scheduler (`true`) or a standby one
+    /// (`entry: scheduler`; the election says which).
+    ClusterScheduler(bool),
 }
 
 impl Op {
@@ -118,6 +121,8 @@ impl fmt::Display for Op {
             Op::Redirects => f.write_str("redirects"),
             Op::ClusterDrain(true) => f.write_str("cluster drain"),
             Op::ClusterDrain(false) => f.write_str("cluster activate"),
+            Op::ClusterScheduler(true) => f.write_str("cluster scheduler active"),
+            Op::ClusterScheduler(false) => f.write_str("cluster scheduler standby"),
             Op::Counters => f.write_str("counters"),
             Op::Metrics => f.write_str("metrics"),
             Op::Services => f.write_str("services"),

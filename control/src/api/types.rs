@@ -331,6 +331,12 @@ pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
     /// The link's counters (heartbeats, records, bytes, refusals).
     pub counters: BTreeMap<String, u64>,
+    /// With `entry: scheduler`: whether this node is the active scheduler
+    /// (it answers for the VIPs).
+    pub scheduler: Option<bool>,
+    /// Dead nodes' full-NAT local addresses this node answers for.
+    #[schema(value_type = Vec<String>)]
+    pub taken_over: Vec<IpAddr>,
 }
 
 /// A cluster node as this one sees it.

@@ -23,20 +23,37 @@
 //! The receiving node installs a connection in every worker (whichever
 //! the network hands its packets to). Messages are authenticated with the
 //! cluster's key (HMAC-SHA256); anything else is counted and dropped.
+//!
+//! **Full NAT.** Each node opens its full-NAT connections from its own
+//! local addresses (`cluster.nodes[].local_addresses`), so the servers'
+//! replies come back to it. Those connections go to every node, not only
+//! the backup: when a node dies, the live node ranked first for each of its
+//! local addresses ([`claimant`]) answers for it (ARP, gratuitous ARP) and
+//! translates the replies, while the clients' packets are forwarded by
+//! whichever node receives them.
+//!
+//! **Entry.** With `entry: scheduler`, only the active scheduler answers
+//! for the VIPs; the control plane is told by the election (keepalived's
+//! VRRP over the exception path, `tackctl cluster scheduler
+//! active|standby`) and the workers announce the VIPs when it becomes
+//! active ([`AddressClaims`]).
 
 pub mod link;
 pub mod wire;
 
 use std::sync::Arc;
 
-use tack_dataplane::cluster::{FlowId, NodeId, rank};
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use tack_dataplane::cluster::{FlowId, NodeId, claimant, rank};
 use tack_dataplane::model::Config;
 use tack_dataplane::pipeline::{
-    ConnRecord, ConnView, ControlMsg, Event, FlowEvent, ServerIdent, StickyRecord,
+    AddressClaims, ConnRecord, ConnView, ControlMsg, Event, FlowEvent, ServerIdent, StickyRecord,
 };
 use tack_dataplane::sticky::StickyBinding;
 
-use crate::profile::{ClusterSection, pipeline_cluster};
+use crate::profile::{ClusterSection, EntrySection, pipeline_cluster};
 use crate::say;
 pub use link::{ClusterCounters, ClusterLink, Incoming, Outgoing};
 pub use wire::NodeState;
@@ -52,6 +69,17 @@ pub struct Cluster {
     notify: Option<std::path::PathBuf>,
     /// Nodes heard from again since the last [`Cluster::take_joined`].
     joined: Vec<NodeId>,
+    /// Nodes heard from since this node started: those no longer live are
+    /// dead (one never heard is not, yet).
+    seen: HashSet<NodeId>,
+    /// Every other node's full-NAT local addresses.
+    peer_locals: Vec<(NodeId, Vec<IpAddr>)>,
+    /// How clients reach the nodes.
+    entry: EntrySection,
+    /// This node is the active scheduler (`entry: scheduler`).
+    scheduler: bool,
+    /// The addresses the workers were last told to claim.
+    claims: AddressClaims,
 }
 
 impl Cluster {
@@ -67,7 +95,75 @@ impl Cluster {
             draining: Vec::new(),
             notify: section.notify.clone(),
             joined: Vec::new(),
+            seen: HashSet::new(),
+            peer_locals: section
+                .nodes
+                .iter()
+                .filter(|n| n.id != section.node && !n.local_addresses.is_empty())
+                .map(|n| (NodeId(n.id), n.local_addresses.clone()))
+                .collect(),
+            entry: section.entry,
+            scheduler: false,
+            claims: AddressClaims::at_start(Some(&cfg)),
         })
+    }
+
+    /// Whether this node is the active scheduler (`entry: scheduler`).
+    pub fn is_scheduler(&self) -> Option<bool> {
+        (self.entry == EntrySection::Scheduler).then_some(self.scheduler)
+    }
+
+    /// The addresses this node claims now ([`AddressClaims`]).
+    pub fn claims(&self) -> &AddressClaims {
+        &self.claims
+    }
+
+    /// Makes this node the active scheduler, or a standby one (the
+    /// election's verdict): the message for the workers, if it changes
+    /// what they answer for. `Err` without a scheduler entry.
+    pub fn set_scheduler(&mut self, active: bool) -> Result<Option<ControlMsg>, &'static str> {
+        if self.entry != EntrySection::Scheduler {
+            return Err("this cluster's entry is not `scheduler`");
+        }
+        self.scheduler = active;
+        Ok(self.update_claims())
+    }
+
+    /// Recomputes the claims from the entry, the scheduler role and the
+    /// dead nodes; the message for the workers if they changed.
+    fn update_claims(&mut self) -> Option<ControlMsg> {
+        let serving: Vec<NodeId> = self.live.iter().chain(&self.draining).copied().collect();
+        let mut taken_over = Vec::new();
+        for (n, addrs) in &self.peer_locals {
+            if serving.contains(n) || !self.seen.contains(n) {
+                continue;
+            }
+            for &a in addrs {
+                if claimant(self.ranking, a, &serving) == Some(self.node) {
+                    taken_over.push(a);
+                }
+            }
+        }
+        let claims = AddressClaims {
+            vips: self.entry == EntrySection::Ecmp || self.scheduler,
+            taken_over,
+        };
+        if claims == self.claims {
+            return None;
+        }
+        let list = |v: &[IpAddr]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        say!(
+            "tack: cluster: answering for the VIPs: {}; for dead nodes' local addresses: [{}]",
+            if claims.vips { "yes" } else { "no" },
+            list(&claims.taken_over)
+        );
+        self.claims = claims.clone();
+        Some(ControlMsg::Claims(claims))
     }
 
     /// The link's counters.
@@ -104,6 +200,15 @@ impl Cluster {
     pub fn on_event(&mut self, ev: &Event) {
         let Event::Flow(f) = ev else { return };
         match f {
+            // Full NAT: every node, any of which may take over the local
+            // address.
+            FlowEvent::Opened(c) | FlowEvent::Closed(c) if c.local.is_some() => {
+                for &n in self.live.iter().chain(&self.draining) {
+                    if n != self.node {
+                        self.link.send(Outgoing::Record(n, *f));
+                    }
+                }
+            }
             FlowEvent::Opened(c) | FlowEvent::Closed(c) => {
                 let flow = FlowId {
                     client: c.client,
@@ -138,7 +243,8 @@ impl Cluster {
     /// Sends nodes `to`, which just joined, the records they need: each
     /// connection of `conns` (this node's, every worker's, by identity in
     /// `services`) for which one of them is now among the flow's primary
-    /// and backup, and every sticky binding. Returns how many records went.
+    /// and backup (every full-NAT one), and every sticky binding. Returns
+    /// how many records went.
     pub fn hand_over(
         &mut self,
         to: &[NodeId],
@@ -165,8 +271,9 @@ impl Cluster {
                 vip_port: v.vip_port,
                 protocol: v.protocol,
             };
-            for n in rank(self.ranking, &flow, &ranked).into_iter().flatten() {
-                if to.contains(&n) {
+            let ranked_top = rank(self.ranking, &flow, &ranked);
+            for &n in to {
+                if rec.local.is_some() || ranked_top.contains(&Some(n)) {
                     self.link.send(Outgoing::Record(n, FlowEvent::Opened(rec)));
                     sent += 1;
                 }
@@ -216,7 +323,9 @@ impl Cluster {
                     );
                     self.live = active.clone();
                     self.draining = draining.clone();
+                    self.seen.extend(active.iter().chain(&draining));
                     out.push(ControlMsg::ClusterLive { active, draining });
+                    out.extend(self.update_claims());
                 }
                 Incoming::Record(r) => match r.to_msg(services) {
                     Some(m) => out.push(m),

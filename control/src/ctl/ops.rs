@@ -85,6 +85,7 @@ impl ControlPlane {
                 &self.snapshots,
             )),
             Op::ClusterDrain(drain) => Answer::Done(self.cluster_drain(drain)?),
+            Op::ClusterScheduler(active) => Answer::Done(self.cluster_scheduler(active)?),
             Op::Reload => Answer::Reloaded(self.reload_from(match origin {
                 Origin::Socket => ReloadOrigin::Tackctl,
                 Origin::Http => ReloadOrigin::Http,

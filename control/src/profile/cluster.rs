@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tack_dataplane::cluster::NodeId;
-use tack_dataplane::pipeline::ClusterConfig;
+use tack_dataplane::pipeline::{ClusterConfig, Entry};
 
 use super::{FieldError, Profile, parse_hex};
 
@@ -21,6 +21,22 @@ pub struct ClusterNodeSection {
     /// Its address on the cluster link (one of its ports' addresses):
     /// where the other nodes send it packets and messages.
     pub address: IpAddr,
+    /// Its full-NAT local addresses (those of its services'
+    /// `local_addresses`): the other nodes hold the connections it opens
+    /// from them and, when it dies, one of them answers for them.
+    #[serde(default)]
+    pub local_addresses: Vec<IpAddr>,
+}
+
+/// How clients' packets reach the nodes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EntrySection {
+    /// A router spreads them over the nodes (ECMP, routes from BGP).
+    #[default]
+    Ecmp,
+    /// The active scheduler, elected among the nodes (VRRP), owns the VIPs.
+    Scheduler,
 }
 
 /// The cluster this appliance is a node of.
@@ -31,6 +47,10 @@ pub struct ClusterSection {
     pub node: u16,
     /// Every node, this one included.
     pub nodes: Vec<ClusterNodeSection>,
+    /// How clients' packets reach the nodes: `ecmp` (default) or
+    /// `scheduler`.
+    #[serde(default)]
+    pub entry: EntrySection,
     /// UDP port of the packets forwarded between nodes (GUE).
     #[serde(default = "gue_port")]
     pub port: u16,
@@ -75,6 +95,15 @@ impl ClusterSection {
             .iter()
             .find(|n| n.id == self.node)
             .map(|n| n.address)
+    }
+
+    /// The other nodes' full-NAT local addresses.
+    pub fn peer_local_addresses(&self) -> Vec<IpAddr> {
+        self.nodes
+            .iter()
+            .filter(|n| n.id != self.node)
+            .flat_map(|n| n.local_addresses.iter().copied())
+            .collect()
     }
 
     /// Reads the shared secret from `key_file`.
@@ -136,6 +165,10 @@ pub fn pipeline_cluster(c: &ClusterSection) -> Result<(ClusterConfig, ClusterKey
         key: keys.ranking,
         port: c.port,
         sync_port: c.sync_port,
+        entry: match c.entry {
+            EntrySection::Ecmp => Entry::Ecmp,
+            EntrySection::Scheduler => Entry::Scheduler,
+        },
     };
     Ok((cfg, keys))
 }
@@ -170,6 +203,30 @@ impl Profile {
                     format!("cluster.nodes[{i}].address"),
                     format!("{} is listed twice", n.address),
                 );
+            }
+        }
+        let mut locals = std::collections::HashMap::new();
+        for (i, n) in c.nodes.iter().enumerate() {
+            for (k, a) in n.local_addresses.iter().enumerate() {
+                if let Some(other) = locals.insert(*a, n.id) {
+                    return err(
+                        format!("cluster.nodes[{i}].local_addresses[{k}]"),
+                        format!("{a} is also node {other}'s: each node has its own"),
+                    );
+                }
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            for (k, a) in s.local_addresses.iter().enumerate() {
+                if locals.get(a) != Some(&c.node) {
+                    return err(
+                        format!("services[{i}].local_addresses[{k}]"),
+                        format!(
+                            "in a cluster, list {a} in this node's cluster.nodes[].local_addresses \
+                             (the other nodes hold its connections and take it over when it dies)"
+                        ),
+                    );
+                }
             }
         }
         let Some(own) = c.own_address() else {

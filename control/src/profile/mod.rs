@@ -22,7 +22,9 @@ mod health;
 mod pipeline;
 mod services;
 pub use check::{LcoreMap, MAX_LCORES, TableCheck, check_pipeline, missing_cpu, parse_lcores};
-pub use cluster::{ClusterKeys, ClusterNodeSection, ClusterSection, pipeline_cluster};
+pub use cluster::{
+    ClusterKeys, ClusterNodeSection, ClusterSection, EntrySection, pipeline_cluster,
+};
 pub use error::{FieldError, MacAddrError, ProfileError};
 pub use exception::{ExceptionSection, IFNAME_MAX, ROUTE_METRIC};
 pub use health::{CheckKind, HealthSection};

@@ -8,7 +8,7 @@ use tack_dataplane::ratelimit::RateLimit;
 use tack_dataplane::sticky::StickyConfig;
 use tack_dataplane::wire::EthernetAddress;
 
-use super::{FieldError, Profile, build_routes, build_services, pipeline_cluster};
+use super::{ClusterSection, FieldError, Profile, build_routes, build_services, pipeline_cluster};
 
 /// A random hash seed for a connection or sticky table, so that clients
 /// cannot aim their flows at one bucket. (If the kernel cannot give one,
@@ -26,7 +26,11 @@ fn hash_seed() -> u64 {
 /// Errors name the profile field at fault ([`FieldError`]). The tables get random hash
 /// seeds (used when a pipeline is built; a reload keeps the old ones).
 pub fn pipeline_config(profile: &Profile, macs: &[[u8; 6]]) -> Result<PipelineConfig, FieldError> {
-    let services = build_services(&profile.services)?;
+    let peer_locals = profile
+        .cluster
+        .as_ref()
+        .map_or_else(Vec::new, ClusterSection::peer_local_addresses);
+    let services = build_services(&profile.services, &peer_locals)?;
     let routes = build_routes(&profile.routes, &profile.port_prefixes())?;
     let t = &profile.tables;
     let mut cfg = PipelineConfig {

@@ -383,7 +383,10 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 }
 
 /// Builds the dataplane services. Errors name the offending field path.
-pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError> {
+pub fn build_services(
+    services: &[ServiceSection],
+    peer_locals: &[IpAddr],
+) -> Result<Config, FieldError> {
     let mut out = Vec::with_capacity(services.len());
     // Directed virtual servers, after the profile's services (so that those
     // keep their indices), with the server each comes from.
@@ -465,7 +468,12 @@ pub fn build_services(services: &[ServiceSection]) -> Result<Config, FieldError>
                 addrs: s.local_addresses.clone(),
                 port_min,
                 port_max,
-                peer_addrs: Vec::new(),
+                // The other nodes' local addresses of the VIP's family.
+                peer_addrs: peer_locals
+                    .iter()
+                    .filter(|a| a.is_ipv4() == s.vip.is_ipv4())
+                    .copied()
+                    .collect(),
             });
         }
         svc.reset_unknown = s.reset_unknown;

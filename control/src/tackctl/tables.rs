@@ -130,6 +130,18 @@ pub fn render(shape: Shape, body: &[u8]) -> Result<String, BadAnswer> {
                         n.state
                     );
                 }
+                if let Some(active) = c.scheduler {
+                    let role = if active { "active" } else { "standby" };
+                    let _ = writeln!(s, "\nscheduler: {role}");
+                }
+                if !c.taken_over.is_empty() {
+                    let list: Vec<String> = c.taken_over.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(
+                        s,
+                        "answering for dead nodes' local addresses: {}",
+                        list.join(" ")
+                    );
+                }
                 let counters: Vec<String> =
                     c.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let _ = writeln!(s, "\n{}", counters.join(" "));

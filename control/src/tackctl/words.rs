@@ -74,6 +74,7 @@ Commands:
   reload                                   re-read the profile file (lists what it reverts)
   cluster                                  cluster nodes (live, draining, down), sync counters
   cluster drain | activate                 this node takes no new flows (keeps its own) / takes them again
+  cluster scheduler active | standby       this node owns the VIPs (entry: scheduler; the election calls it) / not
   top                                      live per-server view (see --interval, --iterations)";
 
 /// Why the words are not a command.
@@ -176,6 +177,12 @@ pub fn parse(words: &[&str]) -> Result<Call, UsageError> {
         ["cluster", what @ ("drain" | "activate")] => Call {
             method: Method::POST,
             uri: format!("/cluster/{what}"),
+            body: None,
+            shape: Shape::Done,
+        },
+        ["cluster", "scheduler", role @ ("active" | "standby")] => Call {
+            method: Method::POST,
+            uri: format!("/cluster/scheduler/{role}"),
             body: None,
             shape: Shape::Done,
         },

@@ -5,7 +5,9 @@
 #   scripts/lab.sh up   [--prefix P] [--nodes N]
 #                                       build it (default prefix: tk); --nodes
 #                                       adds N cluster nodes P-n1..P-nN, each
-#                                       with its port lb0 on the segment
+#                                       with its port lb0 on the segment, and
+#                                       a client P-c0 (10.0.0.50) on the
+#                                       segment, its route to the VIPs on-link
 #   scripts/lab.sh down [--prefix P]    remove it (processes, namespaces, files)
 #   scripts/lab.sh status [--prefix P]
 #
@@ -101,6 +103,14 @@ NFT
   done
   plug rtr r0 p-rtr
   for s in $SERVERS; do plug "$s" eth0 "p-$s"; done
+  if [ "$NODES" -gt 0 ]; then
+    # A client beside the nodes, for the elected scheduler's entry: it
+    # reaches the VIPs on the segment, through whichever node answers ARP.
+    mkns c0
+    plug c0 eth0 p-c0
+    ns c0 ip addr add 10.0.0.50/24 dev eth0
+    ns c0 ip route add 10.100.0.0/24 dev eth0
+  fi
 
   # Router.
   ns rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
@@ -191,7 +201,7 @@ NGINX
 }
 
 down() {
-  for n in sw lb rtr $CLIENTS $SERVERS n1 n2 n3 n4 n5 n6 n7 n8; do
+  for n in sw lb rtr c0 $CLIENTS $SERVERS n1 n2 n3 n4 n5 n6 n7 n8; do
     if ip netns list | grep -q "^$P-$n\b"; then
       for pid in $(ip netns pids "$P-$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
       ip netns del "$P-$n" 2>/dev/null || true

@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts some daemons on install; the lab starts its own instances.
-  for svc in nginx haproxy bird prometheus; do
+  for svc in nginx haproxy bird prometheus keepalived; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

@@ -1,8 +1,11 @@
 //! End to end: a cluster of three `tack` nodes behind a router that
 //! spreads the VIP over them by ECMP, learnt from the nodes over BGP with
 //! BFD (BIRD 2 on the router and on each node, through the node's
-//! exception path). Long-lived keep-alive connections through direct
-//! server return survive the death of a node (`kill -9`).
+//! exception path), or reached through the scheduler the nodes elect with
+//! VRRP (keepalived on each node, through the exception path). Long-lived
+//! keep-alive connections through direct server return and through full
+//! NAT survive the death of a node (`kill -9`), of the scheduler, a silent
+//! node, a link going down, a drain, a restart and a join.
 
 mod common;
 
@@ -18,31 +21,59 @@ const NODES: usize = 3;
 const VIP: &str = "10.100.0.12";
 /// A DSR VIP with natural-class persistence.
 const STICKY_VIP: &str = "10.100.0.22";
+/// A full-NAT VIP: each node connects to the servers from its own local
+/// address, 10.0.0.(30 + node).
+const FNAT_VIP: &str = "10.100.0.32";
+/// Keep-alive connections per VIP (DSR and full NAT).
+const CONNS: usize = 150;
+
+/// How clients reach the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// The router spreads them (BGP, ECMP).
+    Ecmp,
+    /// The elected scheduler owns the VIPs (VRRP).
+    Scheduler,
+}
 
 /// Node `i`'s profile (1-based): one worker, the exception path, the
-/// cluster, and a DSR service balanced round robin (so that only the
-/// synchronised state keeps a connection's server on another node).
+/// cluster, and DSR and full-NAT services balanced round robin (so that
+/// only the synchronised state keeps a connection's server on another
+/// node). Its management socket is `/run/tack-lab-P/nI.sock`
+/// (`scripts/lab/vrrp.sh` calls it there).
 fn node_profile(
     lab: &Lab,
     dir: &TempDir,
     i: usize,
     total: usize,
     key: &Path,
+    entry: Entry,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let socket = dir.path(&format!("n{i}.sock"));
+    let socket = lab.state_dir(&format!("n{i}.sock"));
     let nodes: String = (1..=total)
-        .map(|n| format!("    - {{ id: {n}, address: 10.0.0.{} }}\n", 1 + n))
+        .map(|n| {
+            format!(
+                "    - {{ id: {n}, address: 10.0.0.{}, local_addresses: [10.0.0.{}] }}\n",
+                1 + n,
+                30 + n
+            )
+        })
         .collect();
+    let entry = match entry {
+        Entry::Ecmp => "ecmp",
+        Entry::Scheduler => "scheduler",
+    };
     let p = format!(
         "eal:\n  hugepages: false\n  lcores: \"(0,1)@(0,1)\"\nruntime:\n  idle: backoff\nmempool:\n  mbufs: 4095\n  cache: 64\n\
          ports:\n  - name: lan\n    device: net_af_packet0,iface=lb0\n    addresses: [10.0.0.{addr}/24]\n\
          workers:\n  - {{ lcore: 1, port: lan, queue: 0 }}\n\
          routes:\n  - {{ prefix: 0.0.0.0/0, via: 10.0.0.254 }}\n\
          exception:\n  enabled: true\n\
-         cluster:\n  node: {i}\n  nodes:\n{nodes}  key_file: {key}\n  notify: /run/tack-lab-{prefix}/notify-n{i}.sh\n\
+         cluster:\n  node: {i}\n  entry: {entry}\n  nodes:\n{nodes}  key_file: {key}\n  notify: /run/tack-lab-{prefix}/notify-n{i}.sh\n\
          management:\n  socket: {sock}\n\
-         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
+         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: web-fnat\n    vip: {FNAT_VIP}\n    port: 80\n    mode: fullnat\n    scheduler: rr\n    local_addresses: [10.0.0.{local}]\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
         addr = 1 + i,
+        local = 30 + i,
         key = key.display(),
         prefix = lab.prefix,
         sock = socket.display(),
@@ -147,7 +178,7 @@ fn cluster_through(event: Event) {
     let key = dir.path("cluster.key");
     std::fs::write(&key, "00112233445566778899aabbccddeeff0123456789abcdef\n").expect("key");
     let start = |i: usize| {
-        let (profile, sock) = node_profile(&lab, &dir, i, total, &key);
+        let (profile, sock) = node_profile(&lab, &dir, i, total, &key, Entry::Ecmp);
         let ns = Netns::existing(&lab.ns(&format!("n{i}")));
         (Some(Tack::start(&ns, &profile)), sock)
     };
@@ -162,6 +193,7 @@ fn cluster_through(event: Event) {
             &total.to_string(),
             VIP,
             STICKY_VIP,
+            FNAT_VIP,
         ])
         .output()
         .expect("bgp.sh");
@@ -197,21 +229,26 @@ fn cluster_through(event: Event) {
                 let lines: Vec<&str> = c
                     .lines()
                     .filter(|l| {
-                        l.starts_with("drop_") || l.starts_with("cluster") || l.starts_with("conn_")
+                        l.starts_with("drop_")
+                            || l.starts_with("cluster")
+                            || l.starts_with("conn_")
+                            || l.starts_with("control")
                     })
                     .collect();
                 r.push_str(&format!(
-                    "node {}:\n{}\n{}\n",
+                    "node {}:\n{}\nconnections: {}{}\n",
                     i + 1,
                     lines.join("\n"),
+                    tackctl(sock, "connections count"),
                     tackctl(sock, "cluster")
                 ));
             }
         }
         r
     };
-    let first = clients.ask(&format!("open 100 http://{VIP}/"));
-    assert_eq!(first.len(), 100);
+    let mut first = clients.ask(&format!("open {CONNS} http://{VIP}/"));
+    first.extend(clients.ask(&format!("open {CONNS} http://{FNAT_VIP}/")));
+    assert_eq!(first.len(), 2 * CONNS);
     assert!(
         first.iter().all(|s| s.starts_with('s')),
         "{first:?}\n{}",
@@ -275,7 +312,8 @@ fn cluster_through(event: Event) {
     }
     let since = at.expect("the event happened").elapsed();
     println!(
-        "{event:?}: longest round of 100 requests {longest:?} (event {since:?} before the end)"
+        "{event:?}: longest round of {} requests {longest:?} (event {since:?} before the end)",
+        2 * CONNS
     );
     let live_after = match event {
         Event::Join => NODES + 1,
@@ -308,6 +346,17 @@ fn cluster_through(event: Event) {
         assert!(received_now > received, "its flows still reach it");
         let c = tackctl(&nodes[0].1, "cluster");
         assert!(c.contains("1      10.0.0.2         draining"), "{c}");
+    }
+    if matches!(event, Event::Kill | Event::Silent | Event::LinkDown) {
+        // One survivor answers for node 1's local address, whose
+        // connections it holds.
+        let claimed: Vec<String> = nodes
+            .iter()
+            .skip(1)
+            .map(|(_, sock)| tackctl(sock, "cluster"))
+            .filter(|c| c.contains("local addresses: 10.0.0.31"))
+            .collect();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
     }
     if event == Event::Rejoin {
         let c = tackctl(&nodes[0].1, "cluster");
@@ -385,4 +434,184 @@ fn dsr_connections_survive_a_node_whose_link_goes_down() {
 #[test]
 fn a_joining_node_breaks_nothing_and_takes_new_flows() {
     cluster_through(Event::Join);
+}
+
+/// Waits until every running node of `nodes` counts `n` live nodes.
+fn wait_live(nodes: &[(Option<Tack>, std::path::PathBuf)], n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for (t, sock) in nodes {
+        if t.is_none() {
+            continue;
+        }
+        loop {
+            let c = tackctl(sock, "cluster");
+            if c.matches(" live ").count() == n {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not {n} live nodes:\n{c}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits until node `sock` says it is the active scheduler.
+fn wait_scheduler(lab: &Lab, sock: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = tackctl(sock, "cluster");
+        if c.contains("scheduler: active") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not the active scheduler:\n{c}\n{}",
+            (1..=NODES)
+                .map(|i| {
+                    let log = lab.state_dir(&format!("vrrp-n{i}.log"));
+                    format!(
+                        "keepalived on n{i}:\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    )
+                })
+                .collect::<String>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The elected scheduler (seed 001 claims 1-4): the three nodes elect one
+/// with VRRP (keepalived on each, through the exception path); it alone
+/// answers ARP for the VIPs, and schedules each flow to a node (itself
+/// included), which sends it to a server; with full NAT the server's
+/// answer goes back to that node, which sends it straight to the client.
+/// `kill -9` of the scheduler: another node is elected, announces the VIPs
+/// (gratuitous ARP, seen by the client on the segment), and every
+/// connection goes on — those the dead node held too, their local address
+/// taken over by a survivor.
+#[test]
+fn a_new_scheduler_is_elected_and_takes_the_vips_when_the_active_one_dies() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::up_with_nodes(NODES);
+    let dir = TempDir::new();
+    let key = dir.path("cluster.key");
+    std::fs::write(&key, "00112233445566778899aabbccddeeff0123456789abcdef\n").expect("key");
+    let mut nodes: Vec<(Option<Tack>, std::path::PathBuf)> = (1..=NODES)
+        .map(|i| {
+            let (profile, sock) = node_profile(&lab, &dir, i, NODES, &key, Entry::Scheduler);
+            let ns = Netns::existing(&lab.ns(&format!("n{i}")));
+            (Some(Tack::start(&ns, &profile)), sock)
+        })
+        .collect();
+    wait_live(&nodes, NODES, Duration::from_secs(20));
+    let vrrp = root().join("scripts/lab/vrrp.sh");
+    let tackctl_bin = common::tack_bin().with_file_name("tackctl");
+    let up = Command::new(&vrrp)
+        .args(["up", "--prefix", &lab.prefix, "--nodes", &NODES.to_string()])
+        .arg("--tackctl")
+        .arg(&tackctl_bin)
+        .output()
+        .expect("vrrp.sh");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    // Node 1 has the highest priority: it wins the first election.
+    wait_scheduler(&lab, &nodes[0].1, Duration::from_secs(15));
+    for (_, sock) in &nodes[1..] {
+        let c = tackctl(sock, "cluster");
+        assert!(c.contains("scheduler: standby"), "{c}");
+    }
+    // The client beside the nodes watches the ARP traffic.
+    let mut arp = lab.spawn(
+        "c0",
+        &["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut clients = Clients::start(&lab, "c0");
+    let mut first = clients.ask(&format!("open {CONNS} http://{FNAT_VIP}/"));
+    first.extend(clients.ask(&format!("open {CONNS} http://{VIP}/")));
+    assert_eq!(first.len(), 2 * CONNS);
+    assert!(first.iter().all(|s| s.starts_with('s')), "{first:?}");
+    // The scheduler spread the flows over the nodes, itself included.
+    for (i, (_, sock)) in nodes.iter().enumerate() {
+        let created = common::counter(&tackctl(sock, "counters"), "conn_created").unwrap_or(0);
+        assert!(created > 0, "node {} opened no connection", i + 1);
+    }
+    let mut longest = Duration::ZERO;
+    let mut killed = None;
+    for round in 0..30 {
+        let t0 = Instant::now();
+        let answers = clients.ask("again");
+        longest = longest.max(t0.elapsed());
+        assert_eq!(
+            answers,
+            first,
+            "round {round}, {:?} after the scheduler died",
+            killed.map(|(t, _): (Instant, f64)| t.elapsed())
+        );
+        if round == 8 {
+            let tack = nodes[0].0.take().expect("running");
+            let pid = tack.pid().to_string();
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs_f64();
+            Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .expect("kill");
+            drop(tack);
+            killed = Some((Instant::now(), at));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, killed_at) = killed.expect("killed");
+    // Node 2 (the next priority) was elected and announced the VIPs.
+    wait_scheduler(&lab, &nodes[1].1, Duration::from_secs(5));
+    let (_, link, _) = lab.exec("n2", &["cat", "/sys/class/net/lb0/address"]);
+    let n2_mac = link.trim().to_string();
+    let _ = arp.kill();
+    let mut dump = String::new();
+    if let Some(mut out) = arp.stdout.take() {
+        use std::io::Read;
+        let _ = out.read_to_string(&mut dump);
+    }
+    let _ = arp.wait();
+    let announced = dump
+        .lines()
+        .filter(|l| {
+            l.contains(&n2_mac) && l.contains(&format!("who-has {FNAT_VIP} tell {FNAT_VIP}"))
+        })
+        .filter_map(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .find(|t| *t > killed_at);
+    let announced = announced
+        .unwrap_or_else(|| panic!("no gratuitous ARP for {FNAT_VIP} from {n2_mac}:\n{dump}"));
+    let takeover = announced - killed_at;
+    println!(
+        "scheduler killed: node 2 announced the VIPs {:.0} ms later; longest round of {} requests {longest:?}",
+        takeover * 1000.0,
+        2 * CONNS
+    );
+    assert!(takeover < 3.0, "the VIPs moved after {takeover:.2} s");
+    // One survivor answers for node 1's local address.
+    let claimed = nodes[1..]
+        .iter()
+        .filter(|(_, sock)| tackctl(sock, "cluster").contains("local addresses: 10.0.0.31"))
+        .count();
+    assert_eq!(claimed, 1);
+    // New connections go on through the new scheduler.
+    for url in [format!("http://{FNAT_VIP}/"), format!("http://{VIP}/")] {
+        let hits = lab.hits("c0", &url, 30, &[]);
+        assert_eq!(hits.errors, 0, "{url}: {hits:?}");
+    }
+    drop(clients);
+    let _ = Command::new(&vrrp)
+        .args(["down", "--prefix", &lab.prefix])
+        .status();
+    for (t, _) in nodes.iter_mut() {
+        if let Some(t) = t.take() {
+            t.stop();
+        }
+    }
 }

@@ -990,6 +990,39 @@ workers:
         Profile::parse(src).expect_err("profile must be refused")
     }
 
+    /// A cluster node's profile with a full-NAT service, its local
+    /// addresses `own` in the service and `listed` in its cluster entry.
+    fn cluster_node(own: &str, listed: &str, other: &str) -> String {
+        format!(
+            "{GOOD}exception:\n  enabled: true\n\
+             cluster:\n  node: 1\n  entry: scheduler\n  key_file: /nonexistent\n  nodes:\n\
+             \x20   - {{ id: 1, address: 10.0.0.1, local_addresses: [{listed}] }}\n\
+             \x20   - {{ id: 2, address: 10.0.0.2, local_addresses: [{other}] }}\n\
+             services:\n  - name: f\n    vip: 10.100.0.1\n    port: 80\n    mode: fullnat\n\
+             \x20   local_addresses: [{own}]\n    servers: [{{ name: s, address: 10.0.0.9 }}]\n"
+        )
+    }
+
+    #[test]
+    fn cluster_local_addresses_are_each_nodes_own() {
+        // Given twice.
+        let e = error_of(&cluster_node("10.0.0.31", "10.0.0.31", "10.0.0.31"));
+        assert_eq!(e.field, "cluster.nodes[1].local_addresses[0]");
+        assert!(e.message.contains("also node 1's"), "{e}");
+        // A service's local address must be this node's.
+        let e = error_of(&cluster_node("10.0.0.32", "10.0.0.31", "10.0.0.32"));
+        assert_eq!(e.field, "services[0].local_addresses[0]");
+        assert!(e.message.contains("cluster.nodes[].local_addresses"), "{e}");
+        // Right: only the key file is missing.
+        let e = error_of(&cluster_node("10.0.0.31", "10.0.0.31", "10.0.0.32"));
+        assert_eq!(e.field, "cluster.key_file");
+        let e = error_of(
+            &cluster_node("10.0.0.31", "10.0.0.31", "10.0.0.32")
+                .replace("entry: scheduler", "entry: vrrp"),
+        );
+        assert!(e.message.contains("unknown variant `vrrp`"), "{e}");
+    }
+
     #[test]
     fn unknown_key_names_field_and_line() {
         let e = error_of(&GOOD.replace("    addresses:", "    adresses:"));

@@ -194,8 +194,14 @@ fn workers(out: &mut String, s: &MetricsSample) {
     each(
         out,
         "tack_worker_connections_created_total",
-        "Connections a worker created.",
+        "Connections a worker created from its packets.",
         "conn_created",
+    );
+    each(
+        out,
+        "tack_worker_connections_installed_total",
+        "Connections a worker installed from another cluster node's records.",
+        "conn_installed",
     );
     each(
         out,

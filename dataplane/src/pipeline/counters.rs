@@ -201,8 +201,11 @@ counters! {
     icmp_errors_no_source,
     /// ICMP errors not generated because the frame could not be resized.
     icmp_errors_no_room,
-    /// Connections created.
+    /// Connections created from this worker's packets.
     conn_created,
+    /// Connections installed from another node's record (a cluster's
+    /// synchronised state) or preloaded ([`Pipeline::install_connection`]).
+    conn_installed,
     /// Connections picked up mid-stream (first packet not a SYN).
     conn_picked_up,
     /// Connections closed (expired, evicted, reloaded, flushed or server down).

@@ -169,7 +169,7 @@ impl<F: Frame> Pipeline<F> {
     /// Installs an established connection without its packets: a flow
     /// synchronised from a cluster peer, or preloaded by a benchmark. The
     /// service is found by (`vip`, `protocol`, `vip_port`); the reply entry
-    /// is built for the service's mode. Counted like a created connection.
+    /// is built for the service's mode. Counted in `conn_installed`.
     pub fn install_connection(
         &mut self,
         now: Time,
@@ -232,7 +232,7 @@ impl<F: Frame> Pipeline<F> {
         match self.conn_insert(&orig, reply, new, 0x10, false) {
             Ok(()) => {
                 self.sched.conn_opened(svc, spec.server);
-                self.counters.conn_created += 1;
+                self.counters.conn_installed += 1;
                 self.count_conn(svc, spec.server);
                 Ok(())
             }

@@ -24,6 +24,8 @@ const STICKY_VIP: &str = "10.100.0.22";
 /// A full-NAT VIP: each node connects to the servers from its own local
 /// address, 10.0.0.(30 + node).
 const FNAT_VIP: &str = "10.100.0.32";
+/// A full-NAT VIP with netmask persistence (255.0.0.0).
+const MASK_VIP: &str = "10.100.0.33";
 /// Keep-alive connections per VIP (DSR and full NAT).
 const CONNS: usize = 150;
 
@@ -71,7 +73,7 @@ fn node_profile(
          exception:\n  enabled: true\n\
          cluster:\n  node: {i}\n  entry: {entry}\n  nodes:\n{nodes}  key_file: {key}\n  notify: /run/tack-lab-{prefix}/notify-n{i}.sh\n\
          management:\n  socket: {sock}\n\
-         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: web-fnat\n    vip: {FNAT_VIP}\n    port: 80\n    mode: fullnat\n    scheduler: rr\n    local_addresses: [10.0.0.{local}]\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
+         services:\n  - name: web-dsr\n    vip: {VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-dsr\n    vip: {STICKY_VIP}\n    port: 80\n    mode: dsr\n    scheduler: rr\n    persistence: {{ timeout: 5, natural_class: true }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: web-fnat\n    vip: {FNAT_VIP}\n    port: 80\n    mode: fullnat\n    scheduler: rr\n    local_addresses: [10.0.0.{local}]\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n  - name: sticky-fnat\n    vip: {MASK_VIP}\n    port: 80\n    mode: fullnat\n    scheduler: rr\n    local_addresses: [10.0.0.{local}]\n    persistence: {{ timeout: 5, netmask: 255.0.0.0 }}\n    servers:\n      - {{ name: s1, address: 10.0.0.11 }}\n      - {{ name: s2, address: 10.0.0.12 }}\n      - {{ name: s3, address: 10.0.0.13 }}\n",
         addr = 1 + i,
         local = 30 + i,
         key = key.display(),
@@ -194,6 +196,7 @@ fn cluster_through(event: Event) {
             VIP,
             STICKY_VIP,
             FNAT_VIP,
+            MASK_VIP,
         ])
         .output()
         .expect("bgp.sh");
@@ -207,17 +210,6 @@ fn cluster_through(event: Event) {
         let t = tackctl(sock, "cluster");
         assert_eq!(t.matches(" live ").count(), NODES, "{t}");
     }
-    // Sticky clients: two addresses of one class A network.
-    let sticky_url = format!("http://{STICKY_VIP}/");
-    let sources = ["11.1.2.3", "11.200.0.1"];
-    let before = lab.hits("c1", &sticky_url, 20, &sources);
-    assert_eq!(before.errors, 0, "{before:?}");
-    assert_eq!(
-        before.servers.len(),
-        1,
-        "one server for the class: {before:?}"
-    );
-
     // Long-lived keep-alive connections, spread over the nodes by the router.
     let mut clients = Clients::start(&lab, "c1");
     // What every running node counted, for a failure's message.
@@ -246,6 +238,22 @@ fn cluster_through(event: Event) {
         }
         r
     };
+    // Sticky clients: two addresses of one class A network (natural
+    // class, DSR) and of one /8 (netmask, full NAT).
+    let sticky_urls = [
+        format!("http://{STICKY_VIP}/"),
+        format!("http://{MASK_VIP}/"),
+    ];
+    let sources = ["11.1.2.3", "11.200.0.1"];
+    let before: Vec<_> = sticky_urls
+        .iter()
+        .map(|url| lab.hits("c1", url, 20, &sources))
+        .collect();
+    for b in &before {
+        assert_eq!(b.errors, 0, "{b:?}\n{}", report(&nodes));
+        assert_eq!(b.servers.len(), 1, "one server for the network: {b:?}");
+    }
+
     let mut first = clients.ask(&format!("open {CONNS} http://{VIP}/"));
     first.extend(clients.ask(&format!("open {CONNS} http://{FNAT_VIP}/")));
     assert_eq!(first.len(), 2 * CONNS);
@@ -330,12 +338,15 @@ fn cluster_through(event: Event) {
         }
     }
     // Sticky clients keep their server; new connections go on.
-    let after = lab.hits("c1", &sticky_url, 20, &sources);
-    assert_eq!(after.errors, 0, "{after:?}");
-    assert_eq!(
-        after.servers.keys().collect::<Vec<_>>(),
-        before.servers.keys().collect::<Vec<_>>()
-    );
+    for (url, b) in sticky_urls.iter().zip(&before) {
+        let after = lab.hits("c1", url, 20, &sources);
+        assert_eq!(after.errors, 0, "{url}: {after:?}");
+        assert_eq!(
+            after.servers.keys().collect::<Vec<_>>(),
+            b.servers.keys().collect::<Vec<_>>(),
+            "{url}"
+        );
+    }
     let hits = lab.hits("c2", &format!("http://{VIP}/"), 40, &[]);
     assert_eq!(hits.errors, 0, "{hits:?}");
     if let Some((created, received)) = drained_at {
@@ -454,14 +465,34 @@ fn wait_live(nodes: &[(Option<Tack>, std::path::PathBuf)], n: usize, timeout: Du
     }
 }
 
-/// Waits until node `sock` says it is the active scheduler.
-fn wait_scheduler(lab: &Lab, sock: &Path, timeout: Duration) {
+/// Waits until one of the running nodes says it is the active scheduler,
+/// and the others that they stand by; returns its index in `nodes`.
+fn wait_scheduler(
+    lab: &Lab,
+    nodes: &[(Option<Tack>, std::path::PathBuf)],
+    timeout: Duration,
+) -> usize {
     let deadline = Instant::now() + timeout;
     loop {
-        let c = tackctl(sock, "cluster");
-        if c.contains("scheduler: active") {
-            return;
+        let roles: Vec<(usize, String)> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, _))| t.is_some())
+            .map(|(i, (_, sock))| (i, tackctl(sock, "cluster")))
+            .collect();
+        let active: Vec<usize> = roles
+            .iter()
+            .filter(|(_, c)| c.contains("scheduler: active"))
+            .map(|(i, _)| *i)
+            .collect();
+        let standby = roles
+            .iter()
+            .filter(|(_, c)| c.contains("scheduler: standby"))
+            .count();
+        if active.len() == 1 && standby == roles.len() - 1 {
+            return active[0];
         }
+        let c: String = roles.iter().map(|(_, c)| c.as_str()).collect();
         assert!(
             Instant::now() < deadline,
             "not the active scheduler:\n{c}\n{}",
@@ -516,12 +547,9 @@ fn a_new_scheduler_is_elected_and_takes_the_vips_when_the_active_one_dies() {
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    // Node 1 has the highest priority: it wins the first election.
-    wait_scheduler(&lab, &nodes[0].1, Duration::from_secs(15));
-    for (_, sock) in &nodes[1..] {
-        let c = tackctl(sock, "cluster");
-        assert!(c.contains("scheduler: standby"), "{c}");
-    }
+    // One node is elected (without preemption, the first whose timer
+    // runs out, not always the highest priority).
+    let old = wait_scheduler(&lab, &nodes, Duration::from_secs(15));
     // The client beside the nodes watches the ARP traffic.
     let mut arp = lab.spawn(
         "c0",
@@ -551,7 +579,7 @@ fn a_new_scheduler_is_elected_and_takes_the_vips_when_the_active_one_dies() {
             killed.map(|(t, _): (Instant, f64)| t.elapsed())
         );
         if round == 8 {
-            let tack = nodes[0].0.take().expect("running");
+            let tack = nodes[old].0.take().expect("running");
             let pid = tack.pid().to_string();
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -567,10 +595,13 @@ fn a_new_scheduler_is_elected_and_takes_the_vips_when_the_active_one_dies() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (_, killed_at) = killed.expect("killed");
-    // Node 2 (the next priority) was elected and announced the VIPs.
-    wait_scheduler(&lab, &nodes[1].1, Duration::from_secs(5));
-    let (_, link, _) = lab.exec("n2", &["cat", "/sys/class/net/lb0/address"]);
-    let n2_mac = link.trim().to_string();
+    // Another node was elected and announced the VIPs.
+    let new = wait_scheduler(&lab, &nodes, Duration::from_secs(5));
+    let (_, link, _) = lab.exec(
+        &format!("n{}", new + 1),
+        &["cat", "/sys/class/net/lb0/address"],
+    );
+    let new_mac = link.trim().to_string();
     let _ = arp.kill();
     let mut dump = String::new();
     if let Some(mut out) = arp.stdout.take() {
@@ -581,23 +612,26 @@ fn a_new_scheduler_is_elected_and_takes_the_vips_when_the_active_one_dies() {
     let announced = dump
         .lines()
         .filter(|l| {
-            l.contains(&n2_mac) && l.contains(&format!("who-has {FNAT_VIP} tell {FNAT_VIP}"))
+            l.contains(&new_mac) && l.contains(&format!("who-has {FNAT_VIP} tell {FNAT_VIP}"))
         })
         .filter_map(|l| l.split_whitespace().next()?.parse::<f64>().ok())
         .find(|t| *t > killed_at);
     let announced = announced
-        .unwrap_or_else(|| panic!("no gratuitous ARP for {FNAT_VIP} from {n2_mac}:\n{dump}"));
+        .unwrap_or_else(|| panic!("no gratuitous ARP for {FNAT_VIP} from {new_mac}:\n{dump}"));
     let takeover = announced - killed_at;
     println!(
-        "scheduler killed: node 2 announced the VIPs {:.0} ms later; longest round of {} requests {longest:?}",
+        "scheduler node {} killed: node {} announced the VIPs {:.0} ms later; longest round of {} requests {longest:?}",
+        old + 1,
+        new + 1,
         takeover * 1000.0,
         2 * CONNS
     );
     assert!(takeover < 3.0, "the VIPs moved after {takeover:.2} s");
-    // One survivor answers for node 1's local address.
-    let claimed = nodes[1..]
+    // One survivor answers for the dead node's local address.
+    let dead_local = format!("local addresses: 10.0.0.{}", 31 + old);
+    let claimed = nodes
         .iter()
-        .filter(|(_, sock)| tackctl(sock, "cluster").contains("local addresses: 10.0.0.31"))
+        .filter(|(t, sock)| t.is_some() && tackctl(sock, "cluster").contains(&dead_local))
         .count();
     assert_eq!(claimed, 1);
     // New connections go on through the new scheduler.

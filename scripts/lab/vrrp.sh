@@ -13,9 +13,9 @@
 #   scripts/lab/vrrp.sh up --prefix P --nodes N --tackctl PATH
 #   scripts/lab/vrrp.sh down --prefix P
 #
-# Node i (address 10.0.0.(1+i)) has priority 200 - i (node 1 wins the first
-# election), adverts every 100 ms (VRRPv3), and no preemption: a node that
-# comes back does not take the role back. Node i's appliance must listen on
+# Node i (address 10.0.0.(1+i)) has priority 200 - i, adverts every 100 ms
+# (VRRPv3), and no preemption: the first node whose timer runs out at start
+# is elected, and a node that comes back does not take the role back. Node i's appliance must listen on
 # the management socket /run/tack-lab-P/nI.sock. Files: /run/tack-lab-P/vrrp-*.
 set -euo pipefail
 cmd=${1:-}; shift || true

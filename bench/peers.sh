@@ -3,7 +3,7 @@
 # (10.100.0.10:80) and the same three nginx servers, served in turn from the
 # appliance's namespace on the same veth (lb0) by
 #
-#   tack-nat        Tack, NAT, one worker, net_af_packet (the lab's fallback path)
+#   tack-nat        Tack, NAT, one worker, net_af_packet (the lab's default path)
 #   tack-nat-xdp    Tack, NAT, one worker, net_af_xdp (native XDP on the veth)
 #   tack-fnat       Tack, full NAT (two local addresses), net_af_packet
 #   tack-sticky     Tack, NAT with persistence (per client address), net_af_packet
@@ -28,7 +28,7 @@
 #                               (seconds; checks every peer answers, no speed)
 #
 # Defaults: 2 rounds of 5 s runs, every peer, results in
-# bench/peers-results-YYYY-MM-DD.txt (the raw runs, then the summary).
+# bench/peers-results-YYYY-MM-DD.txt (the summary, then every run).
 # Needs root (namespaces), wrk, haproxy, nftables, nginx (scripts/setup.sh);
 # builds tack (release) unless --tack or $TACK names a binary. The machine's
 # other load shows in the figures: compare the ratios of one run.
@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     --prefix) P=$2; shift 2 ;;
     --tack) TACK_BIN=$2; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "peers.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
   esac
 done

@@ -294,7 +294,8 @@ fn distribution_and_persistence(workers: usize) {
     assert_eq!(
         active(&sticky),
         0,
-        "ended connections counted as active:\n{sticky}"
+        "ended connections counted as active:\n{sticky}\n{}",
+        tackctl(&sock, "connections 10 service sticky32")
     );
     stop_and_check(tack);
 }

@@ -633,6 +633,20 @@ impl ControlPlane {
         Ok(Reloaded { message, reverted })
     }
 
+    /// The full-NAT tuples of every worker's connections, open or ended
+    /// (for [`crate::quarantine::save`]).
+    pub fn fnat_tuples(&mut self) -> Result<Vec<tack_dataplane::pipeline::FnatTuple>, CtlError> {
+        let mut all = Vec::new();
+        for r in self.query(Query::FnatTuples)? {
+            if let Reply::FnatTuples(list) = r {
+                all.extend(list);
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
     /// Asks every worker and waits (up to a second) for all answers.
     pub fn query(&mut self, q: Query) -> Result<Vec<Reply>, CtlError> {
         for r in &mut self.replies {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod profile;
+pub mod quarantine;
 pub mod report;
 pub mod runtime;
 pub mod tackctl;

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use tack_dataplane::pipeline::{ConnFilter, ConnView, ControlMsg, Event, Neighbor, PipelineConfig};
+use tack_dataplane::pipeline::{
+    ConnFilter, ConnView, ControlMsg, Event, FnatTuple, Neighbor, PipelineConfig,
+};
 use tack_dataplane::sticky::StickyBinding;
 
 use crate::report::WorkerSnapshot;
@@ -49,6 +51,8 @@ pub enum Query {
     Sticky,
     /// Every neighbour entry.
     Neighbours,
+    /// The full-NAT tuples of every connection (saved when `tack` stops).
+    FnatTuples,
 }
 
 /// A worker's answer.
@@ -67,4 +71,6 @@ pub enum Reply {
     Sticky(Vec<StickyBinding>),
     /// Neighbours.
     Neighbours(Vec<Neighbor>),
+    /// Full-NAT tuples.
+    FnatTuples(Vec<FnatTuple>),
 }

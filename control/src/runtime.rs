@@ -3,11 +3,12 @@
 //! on the main lcore.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tack_dataplane::pipeline::{Pipeline, WorkerSpec};
+use tack_dataplane::pipeline::{FnatTuple, Pipeline, WorkerSpec};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dpdk::ring::{self, Consumer, Producer};
 use tack_dpdk::{
@@ -19,6 +20,7 @@ use crate::ctl::ControlPlane;
 use crate::exception::{ExceptionError, ExceptionPath, ExceptionRings, Taps};
 use crate::msg::{FromWorker, ToWorker};
 use crate::profile::{FieldError, Profile, Steering, parse_hex, pipeline_config};
+use crate::quarantine;
 use crate::report::RunReport;
 use crate::worker::{Worker, WorkerRings};
 
@@ -160,6 +162,10 @@ pub struct Appliance {
     stop: Arc<AtomicBool>,
     exception: Option<ExceptionPath>,
     pools: Vec<Mempool>,
+    /// Where the full-NAT tuples are saved at stop (`None` without full NAT).
+    quarantine_file: Option<PathBuf>,
+    /// Tuples of the previous instance kept out of the port choice, and for how long.
+    quarantined: (usize, Duration),
     /// The control plane (owned by the main lcore).
     pub control: ControlPlane,
 }
@@ -367,6 +373,15 @@ impl Appliance {
             }
         }
 
+        let quarantine_file = profile
+            .services
+            .iter()
+            .any(|s| !s.local_addresses.is_empty())
+            .then(|| profile.fnat_quarantine_path());
+        let (q_tuples, q_period) = quarantine_file
+            .as_deref()
+            .map(|f| load_quarantine(f, profile))
+            .unwrap_or_default();
         let stop = Arc::new(AtomicBool::new(false));
         let clock = TscClock::new(tack_dpdk::tsc_hz());
         let mut joins = Vec::new();
@@ -390,12 +405,15 @@ impl Appliance {
                 rx_queues: profile.ports.iter().map(|p| p.rx_queues).collect(),
                 rss_key: rss_keys.clone(),
             };
-            let pipeline =
+            let mut pipeline =
                 Pipeline::new(cfg.clone(), spec).map_err(|source| RunError::Pipeline {
                     worker: i,
                     lcore: w.lcore,
                     source,
                 })?;
+            if !q_tuples.is_empty() {
+                pipeline.quarantine_fnat(q_tuples.iter().copied(), q_period);
+            }
             let worker = Worker {
                 index: i,
                 rx_port: port_idx as u16,
@@ -449,6 +467,8 @@ impl Appliance {
             stop,
             exception: Some(exception),
             pools: pools_by_socket.into_values().collect(),
+            quarantine_file,
+            quarantined: (q_tuples.len(), q_period),
             control,
         })
     }
@@ -456,6 +476,33 @@ impl Appliance {
     /// The started ports.
     pub fn ports(&self) -> &[RunningPort] {
         &self.ports
+    }
+
+    /// How many full-NAT tuples of the previous instance this one keeps
+    /// out of its port choice, and for how long from its start.
+    pub fn quarantined(&self) -> (usize, Duration) {
+        self.quarantined
+    }
+
+    /// Saves the full-NAT tuples of the workers' tables for the next
+    /// instance (while the workers still run: they answer the query).
+    fn save_quarantine(&mut self) {
+        let Some(path) = self.quarantine_file.clone() else {
+            return;
+        };
+        let saved = self
+            .control
+            .fnat_tuples()
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                quarantine::save(&path, &t, SystemTime::now())
+                    .map(|()| t.len())
+                    .map_err(|e| e.to_string())
+            });
+        match saved {
+            Ok(n) => log::info!("saved {n} full-NAT tuples to {}", path.display()),
+            Err(e) => log::warn!("full-NAT tuples not saved: {e}"),
+        }
     }
 
     /// Mbufs handed out by the pools (receive rings, queues, rings, in flight).
@@ -474,6 +521,7 @@ impl Appliance {
     /// ([`crate::report::PortTotals`]): a memif port whose peer left
     /// before `tack` stopped reports what it had counted.
     pub fn shutdown(mut self) -> RunReport {
+        self.save_quarantine();
         self.stop.store(true, Ordering::Relaxed);
         for j in self.joins.drain(..) {
             let rc = j.join();
@@ -507,5 +555,23 @@ impl Appliance {
         }
         report.mbufs_in_use = self.pools.iter().map(Mempool::in_use).sum();
         report
+    }
+}
+
+/// The previous instance's full-NAT tuples from `path` and how long they
+/// stay out of the port choice: the profile's `tcp_time_wait` less their
+/// age. A file that cannot be read is reported and ignored.
+fn load_quarantine(path: &Path, profile: &Profile) -> (Vec<FnatTuple>, Duration) {
+    let keep = Duration::from_secs(profile.tables.timeouts.tcp_time_wait);
+    match quarantine::load(path) {
+        Ok(Some(s)) => match s.remaining(keep, SystemTime::now()) {
+            d if d.is_zero() => (Vec::new(), d),
+            d => (s.tuples, d),
+        },
+        Ok(None) => (Vec::new(), Duration::ZERO),
+        Err(e) => {
+            log::warn!("full-NAT quarantine not loaded: {e}");
+            (Vec::new(), Duration::ZERO)
+        }
     }
 }

@@ -247,6 +247,7 @@ impl Worker {
             }
             Query::Sticky => Reply::Sticky(self.pipeline.sticky_bindings().collect()),
             Query::Neighbours => Reply::Neighbours(self.pipeline.neighbors().collect()),
+            Query::FnatTuples => Reply::FnatTuples(self.pipeline.fnat_tuples().collect()),
         }
     }
 

@@ -268,6 +268,35 @@ fn distribution_and_persistence(workers: usize) {
             "bindings on both workers:\n{sticky}"
         );
     }
+    // Every connection has ended (the servers closed them; the appliance
+    // keeps them in TIME_WAIT): no binding has an active connection. The
+    // last ACKs may still be on their way for a moment.
+    let active = |table: &str| -> u64 {
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len()
+                    .checked_sub(2)
+                    .and_then(|i| f[i].parse::<u64>().ok())
+            })
+            .sum()
+    };
+    let mut sticky = sticky;
+    for _ in 0..20 {
+        if active(&sticky) == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        sticky = tackctl(&sock, "sticky show");
+    }
+    assert_eq!(
+        active(&sticky),
+        0,
+        "ended connections counted as active:\n{sticky}\n{}",
+        tackctl(&sock, "connections 10 service sticky32")
+    );
     stop_and_check(tack);
 }
 

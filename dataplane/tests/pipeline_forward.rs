@@ -5,9 +5,10 @@ mod pipeline_common;
 
 use std::net::IpAddr;
 
+use core::time::Duration;
 use pipeline_common::*;
 use tack_dataplane::pipeline::Output;
-use tack_dataplane::pipeline::PipelineConfig;
+use tack_dataplane::pipeline::{FnatTuple, PipelineConfig};
 use tack_dataplane::{RxChecksum, Time, VecAlloc, VecFrame};
 
 fn fwd() -> Harness {
@@ -90,6 +91,47 @@ fn full_nat4_both_directions() {
     );
     let c = h.p.connections().next().unwrap();
     assert_eq!(c.local, Some((a4(LOCAL4), 1024)));
+}
+
+/// After a restart, the full-NAT tuples the previous instance used are
+/// not handed out again while the servers may hold them in TIME_WAIT; once
+/// the quarantine is over they are.
+#[test]
+fn full_nat_quarantine_after_restart() {
+    let mut before = fwd();
+    before.rx(0, fixture!("fnat4_syn"));
+    let used: Vec<FnatTuple> = before.p.fnat_tuples().collect();
+    assert_eq!(
+        used,
+        [FnatTuple {
+            protocol: 6,
+            server: a4(SERVER4),
+            server_port: 443,
+            local: a4(LOCAL4),
+            local_port: 1024,
+        }]
+    );
+    // The next instance would start its walk on the same port.
+    let mut after = fwd();
+    after
+        .p
+        .quarantine_fnat(used.iter().copied(), Duration::from_secs(60));
+    assert_eq!(after.p.quarantined(), 1);
+    after.rx(0, fixture!("fnat4_syn"));
+    let c = after.p.connections().next().unwrap();
+    assert_eq!(c.local, Some((a4(LOCAL4), 1025)));
+    assert_eq!(after.counters().fnat_port_quarantined, 1);
+    // A minute later the tuple is free again.
+    let mut later = fwd();
+    later
+        .p
+        .quarantine_fnat(used.iter().copied(), Duration::from_secs(60));
+    later.poll_after(60_001);
+    assert_eq!(later.p.quarantined(), 0);
+    later.rx(0, fixture!("fnat4_syn"));
+    let c = later.p.connections().next().unwrap();
+    assert_eq!(c.local, Some((a4(LOCAL4), 1024)));
+    assert_eq!(later.counters().fnat_port_quarantined, 0);
 }
 
 #[test]

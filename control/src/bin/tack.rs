@@ -161,6 +161,14 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
         },
         tack_control::hugepages::thp_mode().unwrap_or_else(|| "unknown".into())
     );
+    let (n, period) = app.quarantined();
+    if n > 0 {
+        say!(
+            "tack: {n} full-NAT tuples of the previous instance kept out of the port choice for {} s ({})",
+            period.as_secs(),
+            profile.fnat_quarantine_path().display()
+        );
+    }
     say!(
         "tack: running {} worker(s), {} service(s); management socket {}; SIGHUP reloads, SIGINT or SIGTERM stops",
         profile.workers.len(),

@@ -228,6 +228,11 @@ pub struct RuntimeSection {
     /// Announce the appliance's addresses (gratuitous ARP, unsolicited
     /// neighbour advertisements) at start and when a reload adds some.
     pub announce: bool,
+    /// Where the full-NAT tuples in use are saved when `tack` stops, for
+    /// the next instance to keep out of its port choice while servers may
+    /// hold them in TIME_WAIT ([`crate::quarantine`]). `None`: beside the
+    /// management socket, with the extension `.fnat`.
+    pub fnat_quarantine: Option<PathBuf>,
 }
 
 impl Default for RuntimeSection {
@@ -240,6 +245,7 @@ impl Default for RuntimeSection {
             steering: Steering::Auto,
             huge_pages: true,
             announce: true,
+            fnat_quarantine: None,
         }
     }
 }
@@ -422,6 +428,15 @@ pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl Profile {
+    /// The file of full-NAT tuples kept across restarts
+    /// ([`RuntimeSection::fnat_quarantine`]).
+    pub fn fnat_quarantine_path(&self) -> PathBuf {
+        self.runtime
+            .fnat_quarantine
+            .clone()
+            .unwrap_or_else(|| self.management.socket.with_extension("fnat"))
+    }
+
     /// Reads and checks a profile file, as `tack check` and `tack run` do:
     /// [`Profile::parse`].
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {

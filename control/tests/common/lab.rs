@@ -153,20 +153,23 @@ impl Lab {
     /// A profile for this lab: `workers` workers (one rx queue each on lb0),
     /// the exception path on (the kernel interface `tack-lan` in the
     /// appliance's namespace), and the given `services:` YAML (indented
-    /// list items).
+    /// list items). lb0 is bound with `net_af_packet`, or with
+    /// `net_af_xdp` for one worker when `TACK_LAB_PMD=af_xdp` (the lab's
+    /// other path, see docs/benchmarking-lab.md).
     pub fn profile(&self, workers: usize, services: &str) -> (PathBuf, PathBuf) {
         let socket = self.dir.path("tack.sock");
         let lcores: Vec<String> = (0..=workers).map(|i| i.to_string()).collect();
+        let xdp = std::env::var("TACK_LAB_PMD").is_ok_and(|v| v == "af_xdp");
+        let device = match workers {
+            1 if xdp => "net_af_xdp0,iface=lb0".to_string(),
+            1 => "net_af_packet0,iface=lb0".to_string(),
+            n => format!("net_af_packet0,iface=lb0,qpairs={n}"),
+        };
         let mut p = format!(
             "eal:\n  hugepages: false\n  lcores: \"({})@(0,1)\"\nruntime:\n  idle: backoff\nmempool:\n  mbufs: 8191\n  cache: 128\n\
-             ports:\n  - name: lan\n    device: net_af_packet0,iface=lb0{}\n    rx_queues: {workers}\n    addresses: [10.0.0.1/24, fd00::1/64]\n\
+             ports:\n  - name: lan\n    device: {device}\n    rx_queues: {workers}\n    addresses: [10.0.0.1/24, fd00::1/64]\n\
              workers:\n",
             lcores.join(","),
-            if workers > 1 {
-                format!(",qpairs={workers}")
-            } else {
-                String::new()
-            }
         );
         for w in 0..workers {
             p.push_str(&format!(

@@ -216,6 +216,9 @@ counters! {
     mss_clamped,
     /// Full-NAT ports chosen without RSS steering (the reply port's RETA does not serve this worker).
     fnat_port_unsteered,
+    /// Full-NAT ports skipped because a previous instance used their tuple
+    /// and the server may still hold it in TIME_WAIT (the quarantine after a restart).
+    fnat_port_quarantined,
     /// ARP requests sent.
     arp_requests_sent,
     /// Neighbour solicitations sent.

@@ -376,6 +376,10 @@ impl<F: Frame> Pipeline<F> {
         srv: &SrvRt,
         server_port: u16,
     ) -> Option<(u16, IpAddr, u16)> {
+        // While tuples are quarantined, every choice is checked against them.
+        if self.quarantine.active() {
+            return None;
+        }
         let (egress, _) = srv.route?;
         let rt = self.svcs.get(usize::from(svc))?;
         let port = self.ports.get(usize::from(egress))?;
@@ -435,6 +439,8 @@ impl<F: Frame> Pipeline<F> {
             conn6,
             fnat_cursor,
             counters,
+            quarantine,
+            now,
             ..
         } = self;
         let rt = svcs.get(usize::from(svc))?;
@@ -446,17 +452,18 @@ impl<F: Frame> Pipeline<F> {
             let i = (*fnat_cursor + k) % n;
             let la = rt.locals[i];
             let mut free = |p: u16| {
-                tuple_free(
-                    conn4,
-                    conn6,
-                    &Tuple {
-                        src: srv.addr,
-                        dst: la,
-                        sport: server_port,
-                        dport: p,
-                        proto,
-                    },
-                )
+                let t = Tuple {
+                    src: srv.addr,
+                    dst: la,
+                    sport: server_port,
+                    dport: p,
+                    proto,
+                };
+                if quarantine.holds(&t, *now) {
+                    counters.fnat_port_quarantined += 1;
+                    return false;
+                }
+                tuple_free(conn4, conn6, &t)
             };
             let picked = if steered {
                 picker

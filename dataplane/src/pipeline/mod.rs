@@ -91,6 +91,7 @@ mod host;
 mod icmp;
 mod local;
 mod neigh;
+mod quarantine;
 mod record;
 mod respond;
 mod route;
@@ -141,6 +142,7 @@ use flow::ConnRef;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
+pub use quarantine::FnatTuple;
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use select::ConnFilter;
 pub use tx::*;
@@ -174,6 +176,8 @@ pub struct Pipeline<F: Frame> {
     /// Per port: the SNAT port walk for replies arriving on that port.
     pickers: Vec<SnatPortPicker>,
     fnat_cursor: usize,
+    /// Full-NAT tuples a previous instance used ([`quarantine`]).
+    quarantine: quarantine::Quarantine,
     ip_ident: u16,
     /// The live cluster nodes that take new flows (sorted).
     cluster_live: Vec<crate::cluster::NodeId>,
@@ -265,6 +269,7 @@ impl<F: Frame> Pipeline<F> {
         let mut p = Pipeline {
             pickers: make_pickers(&ports, start),
             fnat_cursor: usize::from(worker.index),
+            quarantine: quarantine::Quarantine::default(),
             ip_ident: worker.index.wrapping_mul(4099),
             cluster_live: Vec::new(),
             cluster_serving: Vec::new(),

@@ -1,0 +1,201 @@
+//! The full-NAT tuples that outlive an instance: saved to a file when
+//! `tack` stops, loaded by the next instance, which keeps them out of its
+//! local port choice while the servers may still hold them in TIME_WAIT
+//! (see `tack_dataplane::pipeline` `quarantine`).
+//!
+//! The file is text: a line `saved UNIX_MILLISECONDS`, then one tuple a
+//! line, `PROTOCOL SERVER SERVER_PORT LOCAL LOCAL_PORT`.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tack_dataplane::pipeline::FnatTuple;
+
+/// Why a quarantine file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line is not what [`save`] writes.
+    #[error("{path}:{line}: {what}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Line number (from 1).
+        line: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// Milliseconds since the Unix epoch at `t`.
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes `tuples` to `path` (through a temporary file renamed over it),
+/// saved at `now`.
+pub fn save(path: &Path, tuples: &[FnatTuple], now: SystemTime) -> Result<(), QuarantineError> {
+    let io = |source| QuarantineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    writeln!(out, "saved {}", unix_ms(now)).map_err(io)?;
+    for t in tuples {
+        writeln!(
+            out,
+            "{} {} {} {} {}",
+            t.protocol, t.server, t.server_port, t.local, t.local_port
+        )
+        .map_err(io)?;
+    }
+    out.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// What a quarantine file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// When the tuples were saved.
+    pub saved: SystemTime,
+    /// The tuples.
+    pub tuples: Vec<FnatTuple>,
+}
+
+impl Saved {
+    /// How long the tuples stay out of the port choice at `now`: `keep`
+    /// (the profile's `tcp_time_wait`, what a running instance keeps an
+    /// ended connection) less the time since they were saved; zero once
+    /// that is over. A save time in the future counts as now.
+    pub fn remaining(&self, keep: Duration, now: SystemTime) -> Duration {
+        let age = now.duration_since(self.saved).unwrap_or_default();
+        keep.saturating_sub(age)
+    }
+}
+
+/// Reads a quarantine file; `Ok(None)` if there is none.
+pub fn load(path: &Path) -> Result<Option<Saved>, QuarantineError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(QuarantineError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let bad = |line: usize, what: &'static str| QuarantineError::Parse {
+        path: path.to_path_buf(),
+        line,
+        what,
+    };
+    let mut lines = text.lines().enumerate();
+    let saved = lines
+        .next()
+        .and_then(|(_, l)| l.strip_prefix("saved "))
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .ok_or_else(|| bad(1, "expected `saved UNIX_MILLISECONDS`"))?;
+    let mut tuples = Vec::new();
+    for (i, line) in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [proto, server, sport, local, lport] = f[..] else {
+            return Err(bad(i + 1, "expected 5 fields"));
+        };
+        let addr = |s: &str| s.parse::<IpAddr>().map_err(|_| bad(i + 1, "bad address"));
+        let port = |s: &str| s.parse::<u16>().map_err(|_| bad(i + 1, "bad port"));
+        let (server, local) = (addr(server)?, addr(local)?);
+        if server.is_ipv4() != local.is_ipv4() {
+            return Err(bad(i + 1, "addresses of two families"));
+        }
+        tuples.push(FnatTuple {
+            protocol: proto.parse().map_err(|_| bad(i + 1, "bad protocol"))?,
+            server,
+            server_port: port(sport)?,
+            local,
+            local_port: port(lport)?,
+        });
+    }
+    Ok(Some(Saved {
+        saved: UNIX_EPOCH + Duration::from_millis(saved),
+        tuples,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(lport: u16) -> FnatTuple {
+        FnatTuple {
+            protocol: 6,
+            server: "10.0.0.11".parse().unwrap(),
+            server_port: 80,
+            local: "10.0.0.201".parse().unwrap(),
+            local_port: lport,
+        }
+    }
+
+    #[test]
+    fn saved_tuples_come_back_with_what_is_left_of_their_time() {
+        let dir = std::env::temp_dir().join(format!("tack-q-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fnat");
+        assert_eq!(load(&path).unwrap(), None);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let six6 = FnatTuple {
+            server: "fd00::11".parse().unwrap(),
+            local: "fd00::201".parse().unwrap(),
+            ..tuple(9)
+        };
+        save(&path, &[tuple(1024), six6], t0).unwrap();
+        let s = load(&path).unwrap().unwrap();
+        assert_eq!(s.tuples, [tuple(1024), six6]);
+        let keep = Duration::from_secs(120);
+        assert_eq!(
+            s.remaining(keep, t0 + Duration::from_secs(20)),
+            Duration::from_secs(100)
+        );
+        assert_eq!(
+            s.remaining(keep, t0 + Duration::from_secs(200)),
+            Duration::ZERO
+        );
+        assert_eq!(s.remaining(keep, t0 - Duration::from_secs(5)), keep);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("tack-qd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fnat");
+        for (text, line) in [
+            ("", 1),
+            ("saved x\n", 1),
+            ("saved 5\n6 10.0.0.1 80 10.0.0.2\n", 2),
+            ("saved 5\n6 10.0.0.1 80 fd00::1 9\n", 2),
+            ("saved 5\n6 10.0.0.1 80 10.0.0.2 99999\n", 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            match load(&path) {
+                Err(QuarantineError::Parse { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

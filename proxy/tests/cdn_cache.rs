@@ -433,6 +433,10 @@ async fn pages_are_rewritten_cached_revalidated_and_purged() {
         );
         assert_eq!(o.hits(path), 2);
     }
+    // A HEAD miss on a compressed page: no body to rewrite, nothing cut short.
+    let h = request("HEAD", a, "/gz.html", &[("accept-encoding", "gzip;q=1")]).await;
+    assert_eq!((h.status, h.body.len()), (200, 0));
+    assert_eq!(o.hits("/gz.html"), 3);
     // Other codings pass untouched, and are counted.
     let r = get(a, "/deflate.html", &[]).await;
     assert_eq!(r.body, b"\x00not really");

@@ -149,6 +149,9 @@ pub struct CdnStats {
     pub skipped_charset: AtomicU64,
     /// Responses already rewritten by a Tack proxy (`x-tack-cdn`), left alone.
     pub already: AtomicU64,
+    /// Pages passed unrewritten from the point where a token outgrew the
+    /// rewriter's memory bound ([`stream::MEMORY_LIMIT`]).
+    pub bailed: AtomicU64,
     /// Rewritten bodies that failed (bad compressed data or HTML the rewriter
     /// refused); the response is cut short.
     pub errors: AtomicU64,

@@ -167,12 +167,36 @@ impl OutputSink for Sink {
     }
 }
 
-/// `lol_html` as a [`Write`] (the decoders write into it).
-struct Html(HtmlRewriter<'static, Sink>);
+/// Most memory `lol_html` may use for one response (its buffer for a token
+/// split across chunks): past it, the rest of the page passes as it is.
+pub const MEMORY_LIMIT: usize = 1 << 20;
+
+/// `lol_html` as a [`Write`] (the decoders write into it); once the rewriter
+/// hit [`MEMORY_LIMIT`] (`None`), bytes go straight to the encoder.
+struct Html {
+    rw: Option<HtmlRewriter<'static, Sink>>,
+    out: Arc<Mutex<Option<Encoder>>>,
+    cdn: Arc<Cdn>,
+}
 
 impl Write for Html {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.write(b).map_err(io::Error::other)?;
+        match &mut self.rw {
+            Some(rw) => match rw.write(b) {
+                Ok(()) => {}
+                Err(lol_html::errors::RewritingError::MemoryLimitExceeded(_)) => {
+                    // The rewriter flushed what it held, unmodified.
+                    self.cdn.stats.bailed.fetch_add(1, Ordering::Relaxed);
+                    self.rw = None;
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            },
+            None => {
+                if let Some(e) = lock(&self.out).as_mut() {
+                    e.write_all(b)?;
+                }
+            }
+        }
         Ok(b.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -191,6 +215,8 @@ struct Pipe {
     decoder: Decoder,
     out: Arc<Mutex<Option<Encoder>>>,
     err: Arc<Mutex<Option<io::Error>>>,
+    /// Whether any body byte came (an empty body stays empty, whatever its coding).
+    fed: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -200,7 +226,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Pipe {
     fn new(cdn: Arc<Cdn>, host: String, coding: Coding, encoding: AsciiCompatibleEncoding) -> Pipe {
         let host: Arc<str> = host.into();
-        let mut settings = Settings::new_send().with_encoding(encoding);
+        let mut settings = Settings::new_send()
+            .with_encoding(encoding)
+            // Real pages have markup whose parse is ambiguous without a tree;
+            // rewriting goes on rather than failing the response.
+            .with_strict(false)
+            .with_memory_settings(
+                lol_html::MemorySettings::new()
+                    .with_max_allowed_memory_usage(MEMORY_LIMIT)
+                    .with_graceful_bail_out_on_memory_limit_exceeded(true),
+            );
         for (selector, attr) in &cdn.selectors {
             let (c, host, attr) = (cdn.clone(), host.clone(), attr.clone());
             let handler = ElementContentHandlers::default().element(
@@ -238,13 +273,22 @@ impl Pipe {
         };
         let out = Arc::new(Mutex::new(Some(encoder)));
         let err = Arc::new(Mutex::new(None));
-        let html = Html(HtmlRewriter::new(settings, Sink(out.clone(), err.clone())));
+        let html = Html {
+            rw: Some(HtmlRewriter::new(settings, Sink(out.clone(), err.clone()))),
+            out: out.clone(),
+            cdn: cdn.clone(),
+        };
         let decoder = match coding {
             Coding::Identity => Decoder::Identity(Box::new(html)),
             Coding::Gzip => Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(html))),
             Coding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(html, 4096))),
         };
-        Pipe { decoder, out, err }
+        Pipe {
+            decoder,
+            out,
+            err,
+            fed: false,
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -256,6 +300,7 @@ impl Pipe {
 
     /// Feed one chunk of the origin's body; the output ready so far.
     fn feed(&mut self, b: &[u8]) -> io::Result<Vec<u8>> {
+        self.fed |= !b.is_empty();
         match &mut self.decoder {
             Decoder::Identity(h) => h.write_all(b)?,
             Decoder::Gzip(d) => d.write_all(b)?,
@@ -270,6 +315,9 @@ impl Pipe {
 
     /// The origin's body ended: flush everything.
     fn finish(self) -> io::Result<Vec<u8>> {
+        if !self.fed {
+            return Ok(Vec::new());
+        }
         let html = match self.decoder {
             Decoder::Identity(h) => *h,
             Decoder::Gzip(d) => d.finish()?,
@@ -279,7 +327,9 @@ impl Pipe {
                     .map_err(|_| io::Error::other("truncated brotli stream"))?
             }
         };
-        html.0.end().map_err(io::Error::other)?;
+        if let Some(rw) = html.rw {
+            rw.end().map_err(io::Error::other)?;
+        }
         if let Some(e) = lock(&self.err).take() {
             return Err(e);
         }
@@ -460,5 +510,52 @@ mod tests {
             assert_eq!(b.to_bytes(), PAGE.as_bytes());
         }
         assert_eq!(c.stats.already.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_over_the_memory_bound_passes_the_rest_unrewritten() {
+        let c = cdn();
+        let huge = "x".repeat(MEMORY_LIMIT * 2);
+        let page = format!(
+            r#"<img src="/static/a.png"><div title="{huge}"></div><img src="/static/b.png">"#
+        );
+        let chunks = Chunks(
+            page.as_bytes()
+                .chunks(8192)
+                .map(Bytes::copy_from_slice)
+                .collect(),
+        );
+        let resp = Response::builder()
+            .header("content-type", "text/html")
+            .body(chunks.boxed())
+            .unwrap();
+        let out = apply(&c, "h", resp)
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let want = page.replacen("/static/a.png", "http://cdn.test/s/a.png", 1);
+        assert_eq!(out.len(), want.len());
+        assert!(
+            out == want.as_bytes(),
+            "the page after the bound is not passed as it is"
+        );
+        assert_eq!(c.stats.bailed.load(Ordering::Relaxed), 1);
+        assert_eq!(c.stats.errors.load(Ordering::Relaxed), 0);
+        // An empty gzip body stays empty.
+        let resp = Response::builder()
+            .header("content-type", "text/html")
+            .header("content-encoding", "gzip")
+            .body(crate::proxy::full(""))
+            .unwrap();
+        let out = apply(&c, "h", resp)
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(out.is_empty());
+        assert_eq!(c.stats.errors.load(Ordering::Relaxed), 0);
     }
 }

@@ -28,7 +28,7 @@ pub fn render(o: &mut String, frontends: &[Arc<Frontend>]) {
         .iter()
         .filter_map(|f| Some((&f.name, f.pages.as_ref()?.cdn.as_ref()?)))
         .collect();
-    let cdn: [(&str, &str, Counter<CdnStats>); 6] = [
+    let cdn: [(&str, &str, Counter<CdnStats>); 7] = [
         ("cdn_rewritten_total", "HTML responses rewritten.", |s| {
             &s.rewritten
         }),
@@ -47,6 +47,11 @@ pub fn render(o: &mut String, frontends: &[Arc<Frontend>]) {
             "cdn_already_rewritten_total",
             "HTML responses already rewritten by a Tack proxy, left alone.",
             |s| &s.already,
+        ),
+        (
+            "cdn_memory_bailouts_total",
+            "HTML responses passed unrewritten from a token over the rewriter's 1 MiB bound.",
+            |s| &s.bailed,
         ),
         (
             "cdn_errors_total",

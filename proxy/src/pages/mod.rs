@@ -36,6 +36,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Forwarded {
     host: String,
+    /// A `HEAD` request: its response has no body to rewrite.
+    head: bool,
     cache: Option<Pending>,
 }
 
@@ -69,14 +71,15 @@ impl Pages {
             Some(Before::Miss(p)) => Some(p),
             Some(Before::Bypass) | None => None,
         };
-        Step::Forward(Forwarded { host, cache })
+        let head = req.method() == http::Method::HEAD;
+        Step::Forward(Forwarded { host, head, cache })
     }
 
     /// After the server answered: rewrite, then store on the way to the client.
     pub fn after(&self, f: Forwarded, resp: Response<ProxyBody>) -> Response<ProxyBody> {
         let resp = match &self.cdn {
-            Some(cdn) => crate::cdn::stream::apply(cdn, &f.host, resp),
-            None => resp,
+            Some(cdn) if !f.head => crate::cdn::stream::apply(cdn, &f.host, resp),
+            _ => resp,
         };
         match (&self.cache, f.cache) {
             (Some(c), Some(p)) => c.after(p, resp),

@@ -153,17 +153,45 @@ impl Encoder {
     }
 }
 
-/// Where `lol_html` writes: the encoder, shared with the pipe that drains it.
-struct Sink(Arc<Mutex<Option<Encoder>>>, Arc<Mutex<Option<io::Error>>>);
+/// Output gathered by the sink before it goes to the encoder (`lol_html`
+/// writes token by token: a few bytes at a time).
+const SINK_BATCH: usize = 4096;
+
+/// Where `lol_html` writes: batches for the encoder, shared with the pipe that
+/// drains it. A batch goes on when full, on `lol_html`'s last (empty) chunk,
+/// and when the rewriter is dropped.
+struct Sink {
+    out: Arc<Mutex<Option<Encoder>>>,
+    err: Arc<Mutex<Option<io::Error>>>,
+    batch: Vec<u8>,
+}
+
+impl Sink {
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Some(e) = lock(&self.out).as_mut()
+            && let Err(err) = e.write_all(&self.batch)
+        {
+            *lock(&self.err) = Some(err);
+        }
+        self.batch.clear();
+    }
+}
 
 impl OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        let mut enc = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = enc.as_mut()
-            && let Err(err) = e.write_all(chunk)
-        {
-            *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+        self.batch.extend_from_slice(chunk);
+        if chunk.is_empty() || self.batch.len() >= SINK_BATCH {
+            self.flush();
         }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -185,7 +213,8 @@ impl Write for Html {
             Some(rw) => match rw.write(b) {
                 Ok(()) => {}
                 Err(lol_html::errors::RewritingError::MemoryLimitExceeded(_)) => {
-                    // The rewriter flushed what it held, unmodified.
+                    // The rewriter flushed what it held, unmodified, to its
+                    // sink, which passes it on when dropped: before what follows.
                     self.cdn.stats.bailed.fetch_add(1, Ordering::Relaxed);
                     self.rw = None;
                 }
@@ -274,7 +303,14 @@ impl Pipe {
         let out = Arc::new(Mutex::new(Some(encoder)));
         let err = Arc::new(Mutex::new(None));
         let html = Html {
-            rw: Some(HtmlRewriter::new(settings, Sink(out.clone(), err.clone()))),
+            rw: Some(HtmlRewriter::new(
+                settings,
+                Sink {
+                    out: out.clone(),
+                    err: err.clone(),
+                    batch: Vec::with_capacity(SINK_BATCH * 2),
+                },
+            )),
             out: out.clone(),
             cdn: cdn.clone(),
         };

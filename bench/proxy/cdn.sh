@@ -142,6 +142,7 @@ for sc in miss hit; do
   fi
 done
 echo "$me: page $(wc -c <"$work/tack-hit.html") bytes rewritten, 60 URLs on $cdn, same bytes from both proxies" >&2
+echo "$me: nginx on port $np, tack-proxy on port $tk, origin on port $origin" >&2
 echo "$me: nginx on a second hit: $(curl -s -D - -o /dev/null "http://127.0.0.1:$np/hit/page.html" | tr -d '\r' | grep -i '^x-cache')" >&2
 
 counter() { curl -s "http://127.0.0.1:$mt/metrics" | awk -v m="$1" '$1 ~ "^"m"[{]" {print $2}'; }

@@ -447,7 +447,7 @@ async fn pages_are_rewritten_cached_revalidated_and_purged() {
 /// Chromium loads the page through the proxy: its DOM has the `/static/` URLs
 /// on the CDN, the script from the CDN ran, and the screenshot shows the CDN's
 /// stylesheet applied (the page rendered with its assets). The second load is
-/// a cache hit.
+/// a cache hit. A br page comes back re-encoded and Chromium reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_the_rewritten_page_from_the_cdn_and_the_cache() {
     require_tool("chromium");
@@ -485,6 +485,14 @@ async fn chromium_renders_the_rewritten_page_from_the_cdn_and_the_cache() {
         0,
         "assets come from the CDN"
     );
+
+    // A brotli page, decoded, rewritten and re-encoded: Chromium decodes it.
+    let br_url = format!("http://{}/br.html", lab.addr);
+    let dom = chromium(dir.path(), &["--dump-dom", &br_url]).await;
+    let dom = String::from_utf8_lossy(&dom);
+    assert_rewritten(&dom, lab.cdn.addr);
+    assert!(dom.contains("<h1>brotli</h1>"), "{dom}");
+    assert_eq!(lab.origin.hits("/br.html"), 1);
 
     // The screenshot is not blank: mostly the CDN stylesheet's background.
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));

@@ -594,4 +594,57 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(c.stats.errors.load(Ordering::Relaxed), 0);
     }
+
+    proptest::proptest! {
+        /// However the server's body is cut into chunks, identity, gzip and br
+        /// pages come out rewritten alike.
+        #[test]
+        fn any_chunking_gives_the_same_page(cuts in proptest::collection::vec(1usize..400, 1..40), coding in 0u8..3) {
+            let raw = PAGE.as_bytes();
+            let (body, name) = match coding {
+                0 => (raw.to_vec(), None),
+                1 => {
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                    gz.write_all(raw).unwrap();
+                    (gz.finish().unwrap(), Some("gzip"))
+                }
+                _ => {
+                    let mut br = Vec::new();
+                    brotli::BrotliCompress(&mut &raw[..], &mut br, &Default::default()).unwrap();
+                    (br, Some("br"))
+                }
+            };
+            let mut chunks = std::collections::VecDeque::new();
+            let mut at = 0;
+            for c in cuts.iter().cycle() {
+                if at >= body.len() {
+                    break;
+                }
+                let end = (at + c).min(body.len());
+                chunks.push_back(Bytes::copy_from_slice(&body[at..end]));
+                at = end;
+            }
+            let mut r = Response::builder().header("content-type", "text/html");
+            if let Some(n) = name {
+                r = r.header("content-encoding", n);
+            }
+            let resp = apply(&cdn(), "h", r.body(Chunks(chunks).boxed()).unwrap());
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let out = rt.block_on(resp.into_body().collect()).unwrap().to_bytes().to_vec();
+            let page = match coding {
+                0 => out,
+                1 => {
+                    let mut s = Vec::new();
+                    flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut s).unwrap();
+                    s
+                }
+                _ => {
+                    let mut s = Vec::new();
+                    brotli::BrotliDecompress(&mut &out[..], &mut s).unwrap();
+                    s
+                }
+            };
+            proptest::prop_assert_eq!(String::from_utf8(page).unwrap(), WANT);
+        }
+    }
 }

@@ -339,7 +339,7 @@ async fn metrics_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
             _ = stop.changed() => break,
         };
@@ -350,7 +350,7 @@ async fn metrics_loop(
                 async move {
                     if req.uri().path() == "/cache/purge" {
                         let (status, text) =
-                            pages::admin::purge(&st, req.method(), req.uri().query());
+                            pages::admin::purge(&st, req.method(), req.uri().query(), peer.ip());
                         let mut resp = http::Response::new(proxy::full(text));
                         *resp.status_mut() = status;
                         return Ok(resp);

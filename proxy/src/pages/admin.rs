@@ -2,10 +2,11 @@
 //! `/sessions` (plain text): `GET /cache` lists each frontend's cache, most
 //! recently used URLs first; `POST /cache/purge?url=U` removes one URL and
 //! `POST /cache/purge?prefix=P` every URL under a prefix (`frontend=F` limits
-//! either to one frontend). A URL is `host/path?query`, a path alone (any
-//! host), or an absolute `http(s)://` URL.
+//! either to one frontend), from loopback clients only. A URL is
+//! `host/path?query`, a path alone (any host), or an absolute `http(s)://` URL.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use http::{Method, StatusCode};
 
@@ -68,8 +69,26 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `POST /cache/purge?url=...|prefix=...[&frontend=...]`: `(status, text)`.
-pub fn purge(r: &Registry, method: &Method, query: Option<&str>) -> (StatusCode, String) {
+/// `POST /cache/purge?url=...|prefix=...[&frontend=...]` from `peer`:
+/// `(status, text)`. Only clients on the loopback may purge (the metrics
+/// address may be open to a Prometheus server elsewhere).
+pub fn purge(
+    r: &Registry,
+    method: &Method,
+    query: Option<&str>,
+    peer: IpAddr,
+) -> (StatusCode, String) {
+    let local = match peer {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+        v4 => v4,
+    }
+    .is_loopback();
+    if !local {
+        return (
+            StatusCode::FORBIDDEN,
+            "purging is allowed from the loopback only\n".into(),
+        );
+    }
     if method != Method::POST && method != Method::DELETE {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -118,4 +137,30 @@ pub fn purge(r: &Registry, method: &Method, query: Option<&str>) -> (StatusCode,
         return (StatusCode::NOT_FOUND, "no such page cache\n".into());
     }
     (StatusCode::OK, o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_and_remote_purges_are_refused() {
+        assert_eq!(decode("%2Fnews%2F+x%zz%4"), "/news/ x%zz%4");
+        let r = Registry {
+            frontends: Vec::new(),
+            backends: Vec::new(),
+            pools: Vec::new(),
+            passthrough: Vec::new(),
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let purge = |peer| purge(&r, &Method::POST, Some("url=/x"), peer).0;
+        assert_eq!(purge(ip("192.0.2.1")), StatusCode::FORBIDDEN);
+        assert_eq!(
+            purge(ip("127.0.0.1")),
+            StatusCode::NOT_FOUND,
+            "no cache here"
+        );
+        assert_eq!(purge(ip("::ffff:127.0.0.1")), StatusCode::NOT_FOUND);
+        assert_eq!(purge(ip("::1")), StatusCode::NOT_FOUND);
+    }
 }

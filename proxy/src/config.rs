@@ -217,6 +217,12 @@ pub struct FrontendConfig {
     /// request on a TLS frontend is secure).
     #[serde(default)]
     pub secure_paths: Vec<String>,
+    /// Rewrite selected URLs in HTML responses to a CDN ([`crate::cdn`]).
+    #[serde(default)]
+    pub cdn: Option<crate::cdn::CdnConfig>,
+    /// Cache the pages served ([`crate::cache`]).
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 fn yes() -> bool {

@@ -28,6 +28,8 @@
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod cache;
+pub mod cdn;
 pub mod config;
 pub mod cookie;
 mod fast;
@@ -35,6 +37,7 @@ mod guard;
 pub mod h1;
 pub mod health;
 pub mod metrics;
+pub mod pages;
 pub mod passthrough;
 pub mod persist;
 pub mod proxy;
@@ -336,7 +339,7 @@ async fn metrics_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
             _ = stop.changed() => break,
         };
@@ -345,9 +348,17 @@ async fn metrics_loop(
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let st = st.clone();
                 async move {
+                    if req.uri().path() == "/cache/purge" {
+                        let (status, text) =
+                            pages::admin::purge(&st, req.method(), req.uri().query(), peer.ip());
+                        let mut resp = http::Response::new(proxy::full(text));
+                        *resp.status_mut() = status;
+                        return Ok(resp);
+                    }
                     let (text, kind) = match req.uri().path() {
                         "/metrics" => (metrics::render(&st), "text/plain; version=0.0.4"),
                         "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
+                        "/cache" => (pages::admin::list(&st), "text/plain; charset=utf-8"),
                         _ => {
                             return Ok(proxy::local_response(
                                 http::StatusCode::NOT_FOUND,

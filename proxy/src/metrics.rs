@@ -467,6 +467,7 @@ pub fn render(r: &Registry) -> String {
     }
     server_contexts(&mut o, backends, pools);
     passthrough_frontends(&mut o, &r.passthrough);
+    crate::pages::metrics::render(&mut o, frontends);
     o
 }
 

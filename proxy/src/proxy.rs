@@ -107,6 +107,8 @@ pub struct Frontend {
     /// TLS termination, when the frontend has it (every request is then secure).
     pub tls: Option<Arc<TlsTerminator>>,
     secure_paths: Vec<String>,
+    /// CDN rewriting and the page cache, when configured (served by hyper).
+    pub pages: Option<crate::pages::Pages>,
     /// Counters.
     pub stats: FrontendStats,
 }
@@ -475,10 +477,12 @@ impl Frontend {
             upstream,
             keepalive_timeout: cfg.keepalive_timeout.0,
             client_timeout: cfg.client_timeout.0,
-            fast_path: cfg.fast_path,
+            // Pages are rewritten and cached on the hyper path only.
+            fast_path: cfg.fast_path && cfg.cdn.is_none() && cfg.cache.is_none(),
             stop: watch::channel(false).0,
             tls,
             secure_paths: cfg.secure_paths.clone(),
+            pages: crate::pages::Pages::new(cfg),
             stats: FrontendStats::default(),
         }
     }
@@ -591,7 +595,15 @@ impl Frontend {
                 .unwrap_or_else(|| "/".into());
             (req.method().clone(), uri, req.version())
         });
-        let (resp, server, via, tw) = self.route(peer, req, t0).await;
+        let (resp, server, via, tw) = match self.pages.as_ref().map(|p| p.before(&req)) {
+            Some(crate::pages::Step::Answer(hit)) => (hit, None, None, None),
+            Some(crate::pages::Step::Forward(fwd)) => {
+                let (resp, server, via, tw) = self.route(peer, req, t0).await;
+                let pages = self.pages.as_ref().expect("pages");
+                (pages.after(fwd, resp), server, via, tw)
+            }
+            None => self.route(peer, req, t0).await,
+        };
         let status = resp.status();
         self.stats.responses[status_idx(status.as_u16())].fetch_add(1, Ordering::Relaxed);
         if let Some((method, uri_text, version)) = line {

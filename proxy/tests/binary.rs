@@ -16,7 +16,7 @@ fn configs_dir() -> std::path::PathBuf {
 
 #[test]
 fn shipped_configs_are_valid() {
-    for f in ["proxy.yaml", "proxy-cache.yaml"] {
+    for f in ["proxy.yaml", "proxy-cache.yaml", "proxy-cdn.yaml"] {
         let out = Command::new(BIN)
             .arg("--check")
             .arg("--config")

@@ -36,6 +36,23 @@ impl ProxyConfig {
                     ));
                 }
             }
+            for (section, r) in [
+                ("cdn", fe.cdn.as_ref().map(|c| c.check())),
+                ("cache", fe.cache.as_ref().map(|c| c.check())),
+            ] {
+                if let Some(Err((field, message))) = r {
+                    let needle = field
+                        .split(['[', '.'])
+                        .next()
+                        .unwrap_or(section)
+                        .to_string();
+                    return Err(err(
+                        format!("frontends[{i}].{section}.{field}"),
+                        message,
+                        Some(&needle),
+                    ));
+                }
+            }
             if let Some(t) = &fe.tls
                 && let Err((field, message)) = t.check()
             {

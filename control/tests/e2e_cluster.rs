@@ -129,19 +129,21 @@ impl Drop for Clients {
     }
 }
 
-/// Waits until the router has an ECMP route to the VIP over `n` nodes.
-fn wait_for_paths(lab: &Lab, n: usize, timeout: Duration) -> String {
+/// Waits until the router has an ECMP route to each VIP over `n` nodes.
+fn wait_for_paths(lab: &Lab, n: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    loop {
-        let (_, out, _) = lab.exec("rtr", &["ip", "route", "show", VIP]);
-        if out.matches("nexthop via").count() == n {
-            return out;
+    for vip in [VIP, STICKY_VIP, FNAT_VIP, MASK_VIP] {
+        loop {
+            let (_, out, _) = lab.exec("rtr", &["ip", "route", "show", vip]);
+            if out.matches("nexthop via").count() == n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the router has no {n} paths to {vip}: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the router has no {n} paths to {VIP}: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -282,6 +282,7 @@ pub fn install_flows(p: &mut Pipeline<BenchFrame>, n: u64) {
                 protocol: 6,
                 server: ServerIdx((i % SERVERS as u64) as u16),
                 local: None,
+                seq_shift: None,
             },
         )
         .expect("room for every flow");

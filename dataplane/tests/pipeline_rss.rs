@@ -155,6 +155,7 @@ fn taken_port_is_skipped(client: IpAddr, vip: IpAddr, server: IpAddr, local: IpA
             protocol: 6,
             server: ServerIdx(0),
             local: Some((local, next)),
+            seq_shift: None,
         },
     )
     .unwrap();

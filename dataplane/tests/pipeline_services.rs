@@ -375,6 +375,7 @@ fn installed_connections_forward_both_ways() {
         protocol: 6,
         server: ServerIdx(1),
         local: None,
+        seq_shift: None,
     };
     h.p.install_connection(h.now, &spec).unwrap();
     assert_eq!(

@@ -17,6 +17,12 @@ const NOW_SECS: u64 = 1234 * 60 + 7;
 
 /// VIP4 tcp/443 full NAT and VIP4 tcp/80 NAT to SERVER4, both SYN-proxied.
 fn harness() -> Harness {
+    harness_with(false)
+}
+
+/// [`harness`], reporting its flow events (as a cluster node does) if
+/// `flow_events`.
+fn harness_with(flow_events: bool) -> Harness {
     let mut fnat = service(
         a4(VIP4),
         Protocol::Tcp,
@@ -35,6 +41,7 @@ fn harness() -> Harness {
     nat.syn_proxy = true;
     let mut cfg = config(vec![fnat, nat]);
     cfg.syn_cookie_key = KEY;
+    cfg.flow_events = flow_events;
     let mut h = Harness::new(cfg);
     // The clock first, so that the neighbours are fresh at it.
     h.now = Time::from_secs(NOW_SECS);
@@ -75,6 +82,54 @@ fn handshake_and_translation_both_ways_match_the_fixtures() {
         (1, 1, 1, 1)
     );
     h.check_accounting();
+}
+
+/// In a cluster, a SYN-proxied connection's record leaves once its server
+/// answered, with the sequence shift: another node carries the connection
+/// on and translates it both ways byte for byte as the node that made it.
+#[test]
+fn another_node_carries_a_synchronised_connection_on_alike() {
+    use tack_dataplane::pipeline::{Event, FlowEvent};
+    let opened = |h: &mut Harness| {
+        h.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Flow(f @ FlowEvent::Opened(_)) => Some(f),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut a = harness_with(true);
+    a.rx(0, fixture!("sp4_syn"));
+    a.rx(0, fixture!("sp4_ack"));
+    assert!(
+        opened(&mut a).is_empty(),
+        "no record before the server answers"
+    );
+    a.rx(1, fixture!("sp4_srv_synack"));
+    let records = opened(&mut a);
+    assert_eq!(records.len(), 1);
+    let FlowEvent::Opened(r) = records[0] else {
+        unreachable!()
+    };
+    assert!(r.seq_shift.is_some(), "{r:?}");
+    // The node's listing has the shift too (what a joining node is handed).
+    let views: Vec<_> = a.p.connections().collect();
+    assert_eq!(
+        (views[0].syn_proxy, views[0].seq_shift),
+        (true, r.seq_shift)
+    );
+    let mut b = harness_with(true);
+    let msg = records[0].to_msg(b.p.services()).expect("same services");
+    b.p.apply(msg);
+    assert_eq!(b.counters().conn_installed, 1);
+    let (tx, _) = b.rx(0, fixture!("sp4_data"));
+    assert_frame(&only(&tx, 1), fixture!("sp4_data_out"));
+    let (tx, _) = b.rx(1, fixture!("sp4_resp"));
+    assert_frame(&only(&tx, 0), fixture!("sp4_resp_out"));
+    let (tx, _) = b.rx(0, fixture!("sp4_sack"));
+    assert_frame(&only(&tx, 1), fixture!("sp4_sack_out"));
+    b.check_accounting();
 }
 
 #[test]

@@ -227,6 +227,7 @@ fn pipeline6(flows: u64) -> Pipeline<BenchFrame> {
             protocol: 6,
             server: ServerIdx((i % SERVERS as u64) as u16),
             local: None,
+            seq_shift: None,
         };
         p.install_connection(NOW, &spec)
             .expect("room for every flow");

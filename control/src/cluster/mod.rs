@@ -363,6 +363,11 @@ fn run_notify(program: std::path::PathBuf, arg: &'static str) {
 
 /// The identity record of connection `v` in snapshot `services`.
 fn record_of(services: &Config, v: &ConnView) -> Option<ConnRecord> {
+    // A SYN-proxied connection waiting for its server's answer cannot be
+    // carried on elsewhere yet (its record leaves with the answer).
+    if v.syn_proxy && v.seq_shift.is_none() {
+        return None;
+    }
     let svc = services.service(v.service)?;
     let server = svc.servers.get(usize::from(v.server))?;
     Some(ConnRecord {
@@ -372,6 +377,7 @@ fn record_of(services: &Config, v: &ConnView) -> Option<ConnRecord> {
         vip_port: v.vip_port,
         server: ServerIdent::of(server),
         local: v.local,
+        seq_shift: v.seq_shift,
     })
 }
 

@@ -6,6 +6,7 @@
 //! kind 2, records:   count u16, then each record:
 //!   1 opened / 2 closed: service, client addr, client port u16, VIP port u16,
 //!                        server, local (flag u8, addr, port u16)
+//!   4 opened by the SYN proxy: as 1, then the sequence shift u32
 //!   3 sticky:            service, key addr, key prefix u8, server
 //!   service: VIP addr, IP protocol u8, port flag u8, port u16
 //!   server:  addr, port flag u8, port u16
@@ -114,10 +115,10 @@ fn put_server(b: &mut Vec<u8>, s: &ServerIdent) {
 pub fn put_record(b: &mut Vec<u8>, r: &FlowEvent) {
     match r {
         FlowEvent::Opened(c) | FlowEvent::Closed(c) => {
-            b.push(if matches!(r, FlowEvent::Opened(_)) {
-                1
-            } else {
-                2
+            b.push(match (r, c.seq_shift) {
+                (FlowEvent::Opened(_), Some(_)) => 4,
+                (FlowEvent::Opened(_), None) => 1,
+                _ => 2,
             });
             put_service(b, &c.service);
             put_addr(b, c.client);
@@ -131,6 +132,9 @@ pub fn put_record(b: &mut Vec<u8>, r: &FlowEvent) {
                     b.extend_from_slice(&p.to_be_bytes());
                 }
                 None => b.push(0),
+            }
+            if let (FlowEvent::Opened(_), Some(shift)) = (r, c.seq_shift) {
+                b.extend_from_slice(&shift.to_be_bytes());
             }
         }
         FlowEvent::Sticky(s) => {
@@ -194,6 +198,10 @@ impl Rd<'_> {
         let s = self.take(2)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
     }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        let s: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
+        Ok(u32::from_be_bytes(s))
+    }
     fn addr(&mut self) -> Result<IpAddr, WireError> {
         match self.u8()? {
             4 => {
@@ -235,8 +243,8 @@ impl Rd<'_> {
     fn record(&mut self) -> Result<FlowEvent, WireError> {
         let kind = self.u8()?;
         match kind {
-            1 | 2 => {
-                let c = ConnRecord {
+            1 | 2 | 4 => {
+                let mut c = ConnRecord {
                     service: self.service()?,
                     client: self.addr()?,
                     client_port: self.u16()?,
@@ -247,11 +255,15 @@ impl Rd<'_> {
                         1 => Some((self.addr()?, self.u16()?)),
                         _ => return Err(WireError::Malformed),
                     },
+                    seq_shift: None,
                 };
-                Ok(if kind == 1 {
-                    FlowEvent::Opened(c)
-                } else {
+                if kind == 4 {
+                    c.seq_shift = Some(self.u32()?);
+                }
+                Ok(if kind == 2 {
                     FlowEvent::Closed(c)
+                } else {
+                    FlowEvent::Opened(c)
                 })
             }
             3 => Ok(FlowEvent::Sticky(StickyRecord {
@@ -280,7 +292,7 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, WireError> {
     let mut r = Rd { b: &data[4..] };
     let kind = r.u8()?;
     let node = r.u16()?;
-    let seq = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
+    let seq = r.u32()?;
     let body = match kind {
         1 => Body::Heartbeat(match r.u8()? {
             0 => NodeState::Active,
@@ -325,6 +337,7 @@ mod tests {
             local: i
                 .is_multiple_of(2)
                 .then(|| ("fd00::201".parse().unwrap(), 40_000 + i)),
+            seq_shift: i.is_multiple_of(3).then_some(0xdead_0000 | u32::from(i)),
         }
     }
 

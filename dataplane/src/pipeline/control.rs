@@ -186,7 +186,8 @@ impl<F: Frame> Pipeline<F> {
                 Some((*rt.locals.get(usize::from(i))?, port))
             });
             let ids = (conn.service(), conn.server());
-            self.flow_event(false, ids, (client, key.src_port()), key.dst_port(), local);
+            let client = (client, key.src_port());
+            self.flow_event(false, ids, client, key.dst_port(), local, None);
         }
         self.sched.conn_closed(conn.service(), conn.server());
         if ConnFlags::of(conn).sticky {

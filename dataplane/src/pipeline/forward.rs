@@ -310,10 +310,12 @@ impl<F: Frame> Pipeline<F> {
                 self.sched.conn_opened(svc, server);
                 self.counters.conn_created += 1;
                 self.count_conn(svc, server);
-                if self.flow_events {
+                // A SYN-proxied connection's record waits for the server's
+                // answer, which sets its sequence shift (`synproxy`).
+                if self.flow_events && !syn_proxy {
                     let client = (c.src_addr, c.src_port);
                     let l = local.map(|(_, a, p)| (a, p));
-                    self.flow_event(true, (svc, server), client, c.dst_port, l);
+                    self.flow_event(true, (svc, server), client, c.dst_port, l, None);
                 }
                 if proto == Protocol::Tcp && !syn {
                     self.counters.conn_picked_up += 1;

@@ -60,6 +60,10 @@ pub struct ConnRecord {
     pub server: ServerIdent,
     /// Full NAT: the local address and port.
     pub local: Option<(IpAddr, u16)>,
+    /// SYN proxy: the shift from the server's sequence space to the
+    /// client's (the record of a SYN-proxied connection leaves once the
+    /// server answered).
+    pub seq_shift: Option<u32>,
 }
 
 /// A sticky binding by identity.
@@ -113,6 +117,7 @@ impl ConnRecord {
         (client, client_port): (IpAddr, u16),
         vip_port: u16,
         local: Option<(IpAddr, u16)>,
+        seq_shift: Option<u32>,
     ) -> Option<ConnRecord> {
         let (service, server) = identities(cfg, svc, server)?;
         Some(ConnRecord {
@@ -122,6 +127,7 @@ impl ConnRecord {
             vip_port,
             server,
             local,
+            seq_shift,
         })
     }
 
@@ -137,6 +143,7 @@ impl ConnRecord {
             protocol: self.service.protocol.ip_proto(),
             server: server_index(cfg, svc, &self.server)?,
             local: self.local,
+            seq_shift: self.seq_shift,
         })
     }
 }
@@ -201,11 +208,20 @@ impl<F: Frame> Pipeline<F> {
         client: (IpAddr, u16),
         vip_port: u16,
         local: Option<(IpAddr, u16)>,
+        seq_shift: Option<u32>,
     ) {
         if !self.flow_events {
             return;
         }
-        let Some(r) = ConnRecord::of(&self.services, svc, server, client, vip_port, local) else {
+        let Some(r) = ConnRecord::of(
+            &self.services,
+            svc,
+            server,
+            client,
+            vip_port,
+            local,
+            seq_shift,
+        ) else {
             return;
         };
         let ev = if opened {
@@ -238,7 +254,7 @@ mod tests {
         let a = Config::new(vec![svc(&["10.0.0.1", "10.0.0.2"])]).unwrap();
         let b = Config::new(vec![other.clone(), svc(&["10.0.0.2", "10.0.0.1"])]).unwrap();
         let client = ("198.51.100.7".parse().unwrap(), 40000);
-        let r = ConnRecord::of(&a, ServiceIdx(0), ServerIdx(1), client, 80, None).unwrap();
+        let r = ConnRecord::of(&a, ServiceIdx(0), ServerIdx(1), client, 80, None, None).unwrap();
         assert_eq!(r.server.addr, "10.0.0.2".parse::<IpAddr>().unwrap());
         let spec = r.spec(&b).unwrap();
         assert_eq!(

@@ -27,7 +27,9 @@
 //! The shift lives with the connection, by its id, in [`SeqShifts`] (the
 //! table's entries have no room left for it); the connection's
 //! [`ConnFlags::syn_proxy`] says it has one, and keeps the connection off
-//! the cached plans, which do not shift.
+//! the cached plans, which do not shift. In a cluster the connection's
+//! record leaves at step 3, with the shift ([`ConnRecord::seq_shift`]):
+//! before it, the connection could not be carried on anywhere else.
 
 use super::flow::Tuple;
 use super::respond::{Segment, cookie_flow, tcp_of};
@@ -46,6 +48,12 @@ pub(crate) struct SeqShifts {
 }
 
 impl SeqShifts {
+    /// What is kept for connection `id` of the IPv4 (`v4`) or IPv6 table.
+    pub(crate) fn get(&self, v4: bool, id: u32) -> Option<u32> {
+        let v = if v4 { &self.v4 } else { &self.v6 };
+        v.get(id as usize).copied()
+    }
+
     /// The slot of connection `h` (in a table of `capacity` entries),
     /// allocated for the whole table at first use.
     fn slot(&mut self, h: &ConnRef, capacity: usize) -> Option<&mut u32> {
@@ -62,7 +70,7 @@ impl SeqShifts {
 
 impl<F: Frame> Pipeline<F> {
     /// The slot of connection `h` in [`SeqShifts`].
-    fn shift_slot(&mut self, h: &ConnRef) -> Option<&mut u32> {
+    pub(super) fn shift_slot(&mut self, h: &ConnRef) -> Option<&mut u32> {
         let cap = match h {
             ConnRef::V4(_) => self.conn4.capacity(),
             ConnRef::V6(_) => self.conn6.capacity(),
@@ -170,6 +178,24 @@ impl<F: Frame> Pipeline<F> {
                 }
                 self.conn_on_packet(h, t.flags.0);
                 self.counters.synproxy_joined += 1;
+                // Now the connection can be carried on elsewhere: its
+                // record (held back when it opened) leaves with the shift.
+                if self.flow_events
+                    && let Some((orig, conn)) = self.conn_get(h)
+                {
+                    let local = conn.local().and_then(|(i, port)| {
+                        let rt = self.svcs.get(usize::from(conn.service()))?;
+                        Some((*rt.locals.get(usize::from(i))?, port))
+                    });
+                    self.flow_event(
+                        true,
+                        (conn.service(), conn.server()),
+                        (orig.src, orig.sport),
+                        orig.dport,
+                        local,
+                        Some(shift),
+                    );
+                }
                 let s = Segment {
                     seq: t.ack,
                     ack: t.seq.wrapping_add(1),

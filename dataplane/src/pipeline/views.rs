@@ -75,6 +75,9 @@ pub struct ConnSpec {
     pub server: ServerIdx,
     /// Full NAT: the local address (of the service's pool) and port.
     pub local: Option<(IpAddr, u16)>,
+    /// SYN proxy: the shift between the server's and the client's
+    /// sequence spaces ([`ConnRecord::seq_shift`]).
+    pub seq_shift: Option<u32>,
 }
 
 /// Why [`Pipeline::install_connection`] refused a connection.
@@ -122,14 +125,27 @@ pub struct ConnView {
     pub server_addr: Option<IpAddr>,
     /// Full-NAT local address and port.
     pub local: Option<(IpAddr, u16)>,
+    /// Made by the SYN proxy.
+    pub syn_proxy: bool,
+    /// SYN proxy: the shift between the server's and the client's sequence
+    /// spaces, once the server answered.
+    pub seq_shift: Option<u32>,
     /// TCP state.
     pub state: crate::conn::ConnState,
     /// Expiry if idle.
     pub expires: Time,
 }
 
-/// The view of the connection keyed by `k` (its forward key).
-fn conn_view<K: crate::conn::FlowKey>(svc: &Config, k: &K, c: &crate::conn::Conn) -> ConnView {
+/// The view of the connection keyed by `k` (its forward key), with what
+/// the SYN proxy keeps for it (`kept`: the cookie, then the shift).
+fn conn_view<K: crate::conn::FlowKey>(
+    svc: &Config,
+    k: &K,
+    c: &crate::conn::Conn,
+    kept: Option<u32>,
+) -> ConnView {
+    let syn_proxy = ConnFlags::of(c).syn_proxy;
+    let answered = c.state() != crate::conn::ConnState::SynSent;
     let (client, vip) = (k.src_addr(), k.dst_addr());
     let (client_port, vip_port, protocol) = (k.src_port(), k.dst_port(), k.proto());
     let spec = svc.service(c.service());
@@ -147,6 +163,8 @@ fn conn_view<K: crate::conn::FlowKey>(svc: &Config, k: &K, c: &crate::conn::Conn
                 .and_then(|p| p.all().nth(usize::from(i)))
                 .map(|a| (a, port))
         }),
+        syn_proxy,
+        seq_shift: kept.filter(|_| syn_proxy && answered),
         state: c.state(),
         expires: c.expires(),
     }
@@ -160,9 +178,15 @@ impl<F: Frame> Pipeline<F> {
 
     /// Every connection on this worker.
     pub fn connections(&self) -> impl Iterator<Item = ConnView> + '_ {
-        let svc = &self.services;
-        let v4 = self.conn4.iter().map(move |(k, c)| conn_view(svc, k, &c));
-        let v6 = self.conn6.iter().map(move |(k, c)| conn_view(svc, k, &c));
+        let (svc, kept) = (&self.services, &self.seq_shifts);
+        let v4 = self
+            .conn4
+            .iter()
+            .map(move |(k, c)| conn_view(svc, k, &c, kept.get(true, c.id())));
+        let v6 = self
+            .conn6
+            .iter()
+            .map(move |(k, c)| conn_view(svc, k, &c, kept.get(false, c.id())));
         v4.chain(v6)
     }
 
@@ -222,8 +246,7 @@ impl<F: Frame> Pipeline<F> {
             user_flags: ConnFlags {
                 sticky: false,
                 xmit,
-                // A peer's SYN-proxy shift is not in its record.
-                syn_proxy: false,
+                syn_proxy: spec.seq_shift.is_some(),
             }
             .bits(),
         };
@@ -231,6 +254,12 @@ impl<F: Frame> Pipeline<F> {
         let reply = reply.as_ref().map(|r| (r, self.conn_prefetch(r)));
         match self.conn_insert(&orig, reply, new, 0x10, false) {
             Ok(()) => {
+                if let Some(shift) = spec.seq_shift
+                    && let Some(h) = self.conn_lookup(&orig)
+                    && let Some(slot) = self.shift_slot(&h)
+                {
+                    *slot = shift;
+                }
                 self.sched.conn_opened(svc, spec.server);
                 self.counters.conn_installed += 1;
                 self.count_conn(svc, spec.server);

@@ -500,7 +500,10 @@ struct ReqFacts {
 
 /// One client connection on the fast path.
 struct Conn<'f, S> {
+    /// The handler of the current request (content switching chooses it).
     fe: &'f Frontend,
+    /// The frontend's handler.
+    root: &'f Frontend,
     peer: SocketAddr,
     client: S,
     cbuf: IoBuf,
@@ -531,6 +534,7 @@ where
     let mut rx = stop_rx.clone();
     let mut c = Conn {
         fe,
+        root: fe,
         peer,
         client,
         cbuf: IoBuf::new(CLIENT_BUF),
@@ -619,7 +623,7 @@ fn req_info<'a>(
     }
 }
 
-impl<S> Conn<'_, S>
+impl<'f, S> Conn<'f, S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -789,16 +793,17 @@ where
     /// Serve the request whose head is at the start of the client buffer.
     async fn request(&mut self) -> Next {
         let t0 = std::time::Instant::now();
-        let fe = self.fe;
         let (method, facts, joined) = match self.facts() {
             Ok(Some(x)) => x,
             Ok(None) => return Next::Fallback,
             Err(e) => {
                 log::debug!("client {}: {e}", self.peer);
-                fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                self.fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
                 return self.reply_bad(e.status()).await;
             }
         };
+        self.fe = self.route(&method);
+        let fe = self.fe;
         fe.stats.requests.fetch_add(1, Ordering::Relaxed);
         let log = fe
             .logging()
@@ -986,9 +991,30 @@ where
         }
     }
 
-    /// Whether shutdown was asked (finish this request, then close).
+    /// Whether shutdown was asked, or a reload replaced the configuration
+    /// (finish this request, then close).
     fn stopping(&self) -> bool {
-        self.stop_rx.has_changed().unwrap_or(true)
+        self.stop_rx.has_changed().unwrap_or(true) || self.fe.is_retired()
+    }
+
+    /// The handler the frontend's content-switching rules choose for the request
+    /// whose head is at the start of the client buffer.
+    fn route(&self, method: &Method) -> &'f Frontend {
+        let buf = self.cbuf.bytes();
+        let lookup = Fields {
+            buf,
+            fields: &self.rq.fields,
+        };
+        let path_q = target_str(buf, &self.rq);
+        let path = path_q.split('?').next().unwrap_or(path_q);
+        let r = crate::route::RouteRequest {
+            method,
+            path,
+            host: lookup.header("host"),
+            headers: &lookup,
+            source: self.peer.ip(),
+        };
+        self.root.pick(&r).map(|a| &**a).unwrap_or(self.root)
     }
 
     /// Write the request head for server `srv` into `out`.

@@ -29,6 +29,37 @@ fn load(path: &PathBuf) -> Result<tack_proxy::config::ProxyConfig, String> {
     tack_proxy::config::ProxyConfig::from_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Serve until SIGTERM or SIGINT; SIGHUP re-reads the file (a configuration
+/// that cannot be used is refused and the running one kept).
+async fn serve(path: PathBuf) -> Result<(), tack_proxy::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let p = tack_proxy::Proxy::start_file(&path).await?;
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error!("cannot handle signals: {e}");
+            p.shutdown().await;
+            return Ok(());
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                // Errors are logged (and counted) by the reload itself.
+                let _ = p.reload().await;
+            }
+        }
+    }
+    log::info!("shutting down");
+    p.shutdown().await;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
@@ -66,20 +97,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let res = rt.block_on(tack_proxy::run(cfg, async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }));
+    drop(cfg);
+    let res = rt.block_on(serve(args.config));
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -257,6 +257,29 @@ impl ProxyConfig {
                     Some(&fe.backend),
                 ));
             }
+            for (j, r) in fe.use_backend.iter().enumerate() {
+                let rf = format!("{f}.use_backend[{j}]");
+                if let Err((field, message)) = r.check() {
+                    // The line of the value at fault, else of the rule's backend.
+                    let needle = match field {
+                        "path_regex" => r.path_regex.as_deref(),
+                        "path_prefix" => r.path_prefix.as_deref(),
+                        "path_exact" => r.path_exact.as_deref(),
+                        "host" => r.host.as_deref(),
+                        "header.name" => r.header.as_ref().map(|h| h.name.as_str()),
+                        _ => None,
+                    };
+                    let needle = needle.unwrap_or(&r.backend);
+                    return Err(err(format!("{rf}.{field}"), message, Some(needle)));
+                }
+                if !names.contains(r.backend.as_str()) {
+                    return Err(err(
+                        format!("{rf}.backend"),
+                        format!("no backend named {:?}", r.backend),
+                        Some(&r.backend),
+                    ));
+                }
+            }
             for (j, r) in fe.priority_rules.iter().enumerate() {
                 if !(-2047..=2047).contains(&r.class) {
                     return Err(err(
@@ -282,6 +305,11 @@ impl ProxyConfig {
                     ));
                 }
             }
+        }
+        if let Some(a) = &self.admin
+            && let Err((field, message)) = a.check()
+        {
+            return Err(err(format!("admin.{field}"), message, Some("admin:")));
         }
         Ok(())
     }

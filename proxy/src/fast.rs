@@ -44,7 +44,7 @@ use crate::proxy::{
     CacheInfo, Early, Frontend, ReqInfo, Routed, cacheable, error_page, status_idx,
 };
 use crate::qos::Permit;
-use crate::upstream::{ServerStream, UpstreamError};
+use crate::upstream::{ClientAddrs, ServerStream, UpstreamError};
 
 /// Initial size of a client connection's read buffer.
 const CLIENT_BUF: usize = 4 * 1024;
@@ -505,6 +505,8 @@ struct Conn<'f, S> {
     /// The frontend's handler.
     root: &'f Frontend,
     peer: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
     client: S,
     cbuf: IoBuf,
     sbuf: IoBuf,
@@ -526,7 +528,12 @@ enum HeadStatus {
 
 /// Serve a client connection until it closes, or until a request the fast path
 /// does not handle (then the caller hands it to hyper with the returned bytes).
-pub(crate) async fn serve<S>(fe: &Frontend, client: S, peer: SocketAddr) -> Served<S>
+pub(crate) async fn serve<S>(
+    fe: &Frontend,
+    client: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Served<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -536,6 +543,7 @@ where
         fe,
         root: fe,
         peer,
+        local,
         client,
         cbuf: IoBuf::new(CLIENT_BUF),
         sbuf: IoBuf::new(SERVER_BUF),
@@ -1121,7 +1129,13 @@ where
                 Some(s) => (s, true),
                 None => (
                     upstream
-                        .connect_stream(pool)
+                        .connect_stream(
+                            pool,
+                            Some(ClientAddrs {
+                                peer: self.peer,
+                                local: self.local,
+                            }),
+                        )
                         .await
                         .map_err(ExchError::Upstream)?,
                     false,

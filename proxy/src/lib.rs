@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod persist;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod qos;
 pub mod reload;
 pub mod route;
@@ -236,14 +237,18 @@ pub fn upstream_pools(cfg: &BackendConfig) -> Result<Upstream, Error> {
 }
 
 /// Serve one accepted client stream (plain TCP, or TLS once the handshake is
-/// done) on a frontend until it closes or shutdown drains it. `h2`: ALPN chose
-/// HTTP/2, which goes straight to hyper.
+/// done) on a frontend until it closes or shutdown drains it. `peer` is the
+/// client, `local` the address it connected to (both from the PROXY protocol
+/// header when the frontend accepts one). `h2`: ALPN chose HTTP/2, which goes
+/// straight to hyper.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_stream<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     fe: Arc<Frontend>,
     watcher: Watcher,
     stream: S,
     peer: SocketAddr,
+    local: SocketAddr,
     h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -252,7 +257,7 @@ pub async fn serve_stream<S>(
     // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
     // HTTP/1.0...) comes back with the bytes already read, for hyper.
     let stream = if fe.fast_path && !h2 {
-        match fast::serve(&fe, stream, peer).await {
+        match fast::serve(&fe, stream, peer, local).await {
             fast::Served::Done => {
                 fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
                 return;
@@ -265,7 +270,11 @@ pub async fn serve_stream<S>(
     // Hyper reads HTTP/1 through the fast path's framing rules.
     let stream = guard::Guard::new(stream, fe.clone());
     let f2 = fe.clone();
-    let svc = service_fn(move |req| f2.clone().handle(peer, req));
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(upstream::ClientAddrs { peer, local });
+        f2.clone().handle(peer, req)
+    });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     if let Err(e) = watcher.watch(conn).await {
         fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
@@ -299,20 +308,29 @@ async fn accept_loop(
         let fe = &cur.fe;
         fe.stats.connections.fetch_add(1, Ordering::Relaxed);
         let (builder, fe2, watcher) = (cur.builder.clone(), fe.clone(), graceful.watcher());
-        match &fe.tls {
-            None => {
-                tokio::spawn(serve_stream(builder, fe2, watcher, stream, peer, false));
-            }
-            Some(tls) => {
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls.accept(stream).await {
-                        Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, a.h2).await,
-                        Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+        let accept_proxy = cur.accept_proxy;
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let (mut peer, mut local) = (peer, stream.local_addr().unwrap_or(peer));
+            if accept_proxy {
+                match proxy_protocol::accept(&mut stream, fe2.keepalive_timeout()).await {
+                    Ok(Some((src, dst))) => (peer, local) = (src, dst),
+                    Ok(None) => {}
+                    Err(e) => {
+                        fe2.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                        log::debug!("connection from {peer} on {}: {e}", fe2.name);
+                        return;
                     }
-                });
+                }
             }
-        }
+            match fe2.tls.clone() {
+                None => serve_stream(builder, fe2, watcher, stream, peer, local, false).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, local, a.h2).await,
+                    Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+                },
+            }
+        });
     }
     drop(listener);
     // Fast-path connections close when idle (whichever configuration they

@@ -526,6 +526,12 @@ impl Frontend {
         }
     }
 
+    /// Idle time allowed between requests (and to receive a request head, or a
+    /// PROXY protocol header).
+    pub fn keepalive_timeout(&self) -> Duration {
+        self.keepalive_timeout
+    }
+
     /// Whether a reload replaced this configuration.
     pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Relaxed)
@@ -1390,6 +1396,9 @@ impl Frontend {
             }
         }
         let mut req = Request::new(body);
+        if let Some(a) = parts.extensions.get::<crate::upstream::ClientAddrs>() {
+            req.extensions_mut().insert(*a);
+        }
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;

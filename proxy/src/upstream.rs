@@ -29,12 +29,22 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, ProxyProtocol};
 use crate::proxy::{BoxError, ProxyBody};
 use crate::qos::Permit;
 use crate::tls::TlsError;
 use crate::tls::client::{ServerContext, client_config};
 pub use stream::ServerStream;
+
+/// A client connection's addresses, for the PROXY protocol header of a
+/// server connection (a request extension on the hyper path).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddrs {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address it connected to.
+    pub local: SocketAddr,
+}
 
 /// Most idle connections kept per server.
 const MAX_IDLE: usize = 1024;
@@ -157,6 +167,9 @@ pub struct ServerPool {
     tls: Option<Arc<ServerContext>>,
     /// Connections kept established (TLS endpoints; 0: none).
     tunnels: usize,
+    /// Connections start with a PROXY protocol header for their client: they
+    /// are private to one request, never pooled (as HAProxy marks them).
+    send_proxy: Option<ProxyProtocol>,
     idle: Mutex<Vec<Link>>,
     raw: Mutex<Vec<(ServerStream, Instant)>>,
 }
@@ -167,6 +180,7 @@ impl ServerPool {
             addr,
             tls,
             tunnels,
+            send_proxy: None,
             idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         })
@@ -199,6 +213,9 @@ impl ServerPool {
 
     /// Give back a stream whose last response was read to its end.
     pub(crate) fn put_raw(&self, s: ServerStream) {
+        if self.send_proxy.is_some() {
+            return;
+        }
         let mut idle = self.lock_raw();
         if idle.len() < MAX_IDLE {
             idle.push((s, Instant::now()));
@@ -216,7 +233,7 @@ impl ServerPool {
     }
 
     fn put(&self, mut l: Link) {
-        if !l.reusable() {
+        if !l.reusable() || self.send_proxy.is_some() {
             return;
         }
         l.since = Instant::now();
@@ -312,7 +329,7 @@ impl Upstream {
         let (connect, idle) = (cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0);
         let Some(st) = &cfg.server_tls else {
             let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
-            return Ok(Upstream::new(&addrs, connect, idle));
+            return Ok(Upstream::new(&addrs, connect, idle).with_send_proxy(cfg));
         };
         let cc = client_config(st)?;
         let mut servers = Vec::with_capacity(cfg.servers.len());
@@ -329,7 +346,23 @@ impl Upstream {
             servers,
             connect_timeout: connect,
             idle_timeout: idle,
-        })
+        }
+        .with_send_proxy(cfg))
+    }
+
+    /// The PROXY protocol version each server's connections start with.
+    fn with_send_proxy(mut self, cfg: &BackendConfig) -> Upstream {
+        for (e, s) in self.servers.iter_mut().zip(&cfg.servers) {
+            let Some(v) = s.send_proxy.or(cfg.send_proxy) else {
+                continue;
+            };
+            for p in [&mut e.plain, &mut e.secure].into_iter().flatten() {
+                if let Some(p) = Arc::get_mut(p) {
+                    p.send_proxy = Some(v);
+                }
+            }
+        }
+        self
     }
 
     /// Close idle connections that servers closed or that idled too long; the
@@ -345,9 +378,11 @@ impl Upstream {
     /// calls this at start and periodically.
     pub async fn fill_tunnels(&self, usable: impl Fn(usize) -> bool) {
         for (i, e) in self.servers.iter().enumerate() {
-            let Some(p) = &e.secure else { continue };
+            let Some(p) = e.secure.as_ref().filter(|p| p.send_proxy.is_none()) else {
+                continue;
+            };
             while usable(i) && p.idle_streams() < p.tunnels {
-                match self.connect_stream(p).await {
+                match self.connect_stream(p, None).await {
                     Ok(s) => p.put_raw(s),
                     Err(err) => {
                         log::debug!("tunnel to {}: {err}", p.addr);
@@ -410,12 +445,22 @@ impl Upstream {
     }
 
     /// A new connection to `pool`'s endpoint, through its SSL context if it has
-    /// one (the handshake within the connect timeout).
+    /// one (the handshake within the connect timeout), starting with a PROXY
+    /// protocol header for `client` (its address and the one it connected to)
+    /// when the server has `send_proxy`.
     pub(crate) async fn connect_stream(
         &self,
         pool: &ServerPool,
+        client: Option<ClientAddrs>,
     ) -> Result<ServerStream, UpstreamError> {
-        let tcp = self.connect_tcp(pool.addr).await?;
+        let mut tcp = self.connect_tcp(pool.addr).await?;
+        if let (Some(v), Some(c)) = (pool.send_proxy, client) {
+            use tokio::io::AsyncWriteExt;
+            let header = crate::proxy_protocol::encode(v, c.peer, c.local);
+            tcp.write_all(&header)
+                .await
+                .map_err(UpstreamError::Connect)?;
+        }
         let Some(ctx) = &pool.tls else {
             return Ok(ServerStream::Plain(tcp));
         };
@@ -431,11 +476,15 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
+    async fn connect(
+        &self,
+        pool: &Arc<ServerPool>,
+        client: Option<ClientAddrs>,
+    ) -> Result<Link, UpstreamError> {
         // An established tunnel first (no handshake), else a new connection.
         let stream = match pool.take_raw(self.idle_timeout) {
             Some(s) => s,
-            None => self.connect_stream(pool).await?,
+            None => self.connect_stream(pool, client).await?,
         };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -480,7 +529,8 @@ impl Upstream {
                 },
             }
         }
-        let mut link = self.connect(pool).await?;
+        let client = req.extensions().get::<ClientAddrs>().copied();
+        let mut link = self.connect(pool, client).await?;
         let fut = link.sender.send_request(req);
         let resp = link.exchange(fut).await.map_err(UpstreamError::Http)?;
         Ok((

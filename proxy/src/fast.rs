@@ -496,6 +496,8 @@ struct ReqFacts {
     expect_continue: bool,
     has_host: bool,
     is_head: bool,
+    /// A WebSocket upgrade (GET without a body, `Upgrade: websocket`).
+    websocket: bool,
 }
 
 /// One client connection on the fast path.
@@ -758,11 +760,19 @@ where
             h1::target_authority(target_b),
             rq.fields.iter().map(|f| (f.name.of(buf), f.value.of(buf))),
         )?;
+        // WebSocket upgrades are tunnelled here (crate::tunnel); other
+        // upgrades go to hyper.
+        let websocket = method_b == b"GET"
+            && checked.framing == Framing::None
+            && rq
+                .fields
+                .iter()
+                .any(|f| f.kind == Kind::Upgrade && crate::tunnel::is_websocket(f.value.of(buf)));
         if rq.minor != 1
             || method_b == b"CONNECT"
             || target_b.first() != Some(&b'/')
             || std::str::from_utf8(target_b).is_err()
-            || rq.fields.iter().any(|f| f.kind == Kind::Upgrade)
+            || (!websocket && rq.fields.iter().any(|f| f.kind == Kind::Upgrade))
         {
             return Ok(None);
         }
@@ -794,6 +804,7 @@ where
             expect_continue: checked.expect_continue,
             has_host: rq.fields.iter().any(|f| f.kind == Kind::Host),
             is_head: method == Method::HEAD,
+            websocket,
         };
         Ok(Some((method, facts, joined)))
     }
@@ -851,6 +862,11 @@ where
         } else {
             Duration::ZERO
         };
+        if facts.websocket {
+            return self
+                .tunnel(&facts, &method, routed, permit, (t0, tw), log)
+                .await;
+        }
 
         // Forward, retrying as the routing rules say.
         let bodyless = facts.framing == Framing::None;
@@ -997,6 +1013,100 @@ where
             self.cbuf.consume(self.rq.len);
             Next::KeepAlive
         }
+    }
+
+    /// Pass a WebSocket upgrade to its server on a connection of its own and,
+    /// once the server switches protocols, copy both ways until either side
+    /// closes ([`crate::tunnel`]); the QoS slot is held meanwhile.
+    async fn tunnel(
+        &mut self,
+        facts: &ReqFacts,
+        method: &Method,
+        routed: Routed,
+        permit: Permit,
+        (t0, tw): (std::time::Instant, Duration),
+        log: Option<String>,
+    ) -> Next {
+        let fe = self.fe;
+        let srv = routed.decision.server;
+        let server = &fe.backend.servers[srv];
+        server.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.build_request_head(facts, srv);
+        let buf = self.cbuf.bytes();
+        let upgrade = self.rq.fields.iter().find(|f| f.kind == Kind::Upgrade);
+        self.out.truncate(self.out.len() - 2);
+        self.out
+            .extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        self.out
+            .extend_from_slice(upgrade.map(|f| f.value.of(buf)).unwrap_or(b"websocket"));
+        self.out.extend_from_slice(b"\r\n\r\n");
+        let early = buf[self.rq.len..].to_vec();
+        let upstream = fe.upstream();
+        let pool = upstream.pool(srv, routed.secure);
+        let addrs = ClientAddrs {
+            peer: self.peer,
+            local: self.local,
+        };
+        let up = match upstream.connect_stream(pool, Some(addrs)).await {
+            Ok(up) => up,
+            Err(e) => {
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                log::debug!("upstream {} failed: {e}", server.name);
+                drop(permit);
+                let early = Early::Fail {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    text: "The server failed to answer.",
+                    server: Some(srv),
+                    via: Some(routed.decision.via),
+                    waited: Some(tw),
+                };
+                return self.early(early, facts, method, t0, log).await;
+            }
+        };
+        self.cbuf.clear();
+        let timeout = fe.backend.cfg.timeouts.server.0;
+        let status = match crate::tunnel::websocket(
+            &mut self.client,
+            &self.out,
+            &early,
+            up,
+            timeout,
+        )
+        .await
+        {
+            Ok(t) => {
+                let (up, down) = t.bytes;
+                log::debug!(
+                    "websocket from {}: status {}, {up} bytes up, {down} down",
+                    self.peer,
+                    t.status
+                );
+                t.status
+            }
+            Err(e) => {
+                log::debug!("websocket from {}: {e}", self.peer);
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                502
+            }
+        };
+        drop(permit);
+        server.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
+        fe.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
+        if let Some(uri) = log {
+            let via = Some(routed.decision.via);
+            fe.log_access(
+                self.peer,
+                Some(srv),
+                Some(tw),
+                t0,
+                status,
+                via,
+                "GET",
+                &uri,
+                "HTTP/1.1",
+            );
+        }
+        Next::Close
     }
 
     /// Whether shutdown was asked, or a reload replaced the configuration

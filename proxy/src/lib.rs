@@ -43,6 +43,7 @@ pub mod qos;
 pub mod reload;
 pub mod route;
 pub mod tls;
+mod tunnel;
 pub mod upstream;
 
 use std::future::Future;

@@ -141,3 +141,152 @@ backends:
     );
     proxy.shutdown().await;
 }
+
+/// A WebSocket echo server (tokio-tungstenite) on loopback: echoes text and
+/// binary messages, answers `whoami` with its name.
+async fn ws_echo(name: &'static str) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            conns.spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    let reply = match m {
+                        Message::Text(t) if t.as_str() == "whoami" => Message::text(name),
+                        Message::Text(_) | Message::Binary(_) => m,
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    if ws.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_through_the_proxy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ws_addr, ws_task) = ws_echo("ws1").await;
+    let http = TestServer::start("http1").await;
+    let yaml = format!(
+        r#"
+frontends:
+  - name: web
+    bind: ["127.0.0.1:0"]
+    backend: app
+    use_backend:
+      - {{ backend: ws, path_prefix: /ws }}
+backends:
+  - name: app
+    servers: [{{ name: http1, address: "{}" }}]
+  - name: ws
+    servers: [{{ name: ws1, address: "{ws_addr}" }}]
+"#,
+        http.addr
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    // Plain HTTP on the same frontend still works.
+    assert_eq!(get(addr, "/", &[]).await.body, "http1");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/chat"))
+        .await
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("whoami")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ws1"));
+    for i in 0..50 {
+        let text = format!("message {i} {}", "x".repeat(i * 100));
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+    }
+    let big = vec![7u8; 300_000];
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
+    ws.close(None).await.unwrap();
+    // The server's answer to the close ends the stream.
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    // The tunnel ends with both connections; its 101 is counted then.
+    let ws_server = proxy.backend("ws").unwrap().servers[0].clone();
+    let switched = || ws_server.stats.responses[0].load(std::sync::atomic::Ordering::Relaxed) == 1;
+    assert!(wait_until(Duration::from_secs(5), switched).await);
+    // An upgrade to a server that does not speak WebSocket: its refusal is passed on.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/plain")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 200),
+        other => panic!("expected the server's plain answer, got {other:?}"),
+    }
+    proxy.shutdown().await;
+    ws_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_servers_take_over_when_the_primaries_are_down() {
+    let p1 = TestServer::start("p1").await;
+    let mut p2 = TestServer::start("p2").await;
+    let b1 = TestServer::start("b1").await;
+    let b2 = TestServer::start("b2").await;
+    let yaml = format!(
+        r#"
+frontends:
+  - name: web
+    bind: ["127.0.0.1:0"]
+    backend: app
+backends:
+  - name: app
+    retries: 1
+    health_check: {{ type: tcp, interval: 100ms, rise: 1, fall: 1 }}
+    servers:
+      - {{ name: p1, address: "{}" }}
+      - {{ name: p2, address: "{}" }}
+      - {{ name: b1, address: "{}", backup: true }}
+      - {{ name: b2, address: "{}", backup: true }}
+"#,
+        p1.addr, p2.addr, b1.addr, b2.addr
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    let bodies = async |n: usize| {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(get(addr, "/", &[]).await.body);
+        }
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        bodies(8).await,
+        ["p1", "p2"],
+        "backups idle while primaries are up"
+    );
+    // A primary in maintenance: the other primary takes everything.
+    let be = proxy.backend("app").unwrap();
+    be.servers[0].set_admin_state(tack_proxy::config::AdminState::Maint);
+    assert_eq!(bodies(6).await, ["p2"]);
+    // The last primary dies: the health check takes it down, the backups take over
+    // (round robin between them).
+    p2.stop().await;
+    assert!(wait_until(Duration::from_secs(5), || !be.servers[1].is_healthy()).await);
+    assert_eq!(bodies(8).await, ["b1", "b2"]);
+    // A primary back: the backups are idle again.
+    be.servers[0].set_admin_state(tack_proxy::config::AdminState::Up);
+    let before = (b1.seen().len(), b2.seen().len());
+    assert_eq!(bodies(6).await, ["p1"]);
+    assert_eq!((b1.seen().len(), b2.seen().len()), before);
+    proxy.shutdown().await;
+}

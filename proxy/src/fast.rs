@@ -1063,8 +1063,8 @@ where
                 return self.early(early, facts, method, t0, log).await;
             }
         };
-        self.cbuf.clear();
         let timeout = fe.backend.cfg.timeouts.server.0;
+        let mut keep_alive = false;
         let status = match crate::tunnel::websocket(
             &mut self.client,
             &self.out,
@@ -1081,6 +1081,7 @@ where
                     self.peer,
                     t.status
                 );
+                keep_alive = t.keep_alive && !facts.close && !self.stopping();
                 t.status
             }
             Err(e) => {
@@ -1106,7 +1107,13 @@ where
                 "HTTP/1.1",
             );
         }
-        Next::Close
+        if keep_alive {
+            // A refused upgrade: the connection goes on with the next request.
+            self.cbuf.consume(self.rq.len);
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
     }
 
     /// Whether shutdown was asked, or a reload replaced the configuration

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod backend;
 pub mod balance;
 pub mod config;
@@ -120,6 +121,7 @@ pub struct Proxy {
     live: Arc<Live>,
     addrs: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
 }
 
@@ -454,6 +456,24 @@ impl Proxy {
             }
             None => None,
         };
+        let admin = match &cfg.admin {
+            Some(a) => {
+                let token = match &a.token_file {
+                    Some(f) => Some(read_token(f)?),
+                    None => None,
+                };
+                let l = bind_listener(a.listen, false, false).map_err(|source| Error::Bind {
+                    addr: a.listen,
+                    source,
+                })?;
+                let addr = l.local_addr().map_err(|source| Error::Bind {
+                    addr: a.listen,
+                    source,
+                })?;
+                Some((l, addr, token))
+            }
+            None => None,
+        };
         let names: Vec<(String, usize)> = listeners.iter().map(|(_, n)| n.clone()).collect();
         let live = Arc::new(Live::start(
             cfg,
@@ -468,6 +488,12 @@ impl Proxy {
             live.spawn(metrics_loop(l, live.clone(), stop_rx.clone()));
             a
         });
+        let admin_addr = admin.map(|(l, a, token)| {
+            let api = Arc::new(api::Api::new(live.clone(), token, stop_rx.clone()));
+            log::info!("admin API listening on {a}");
+            live.spawn(api::serve(l, api, stop_rx.clone()));
+            a
+        });
         for ((l, (name, _)), (_, slot)) in listeners.into_iter().zip(&live.listeners) {
             log::info!(
                 "frontend {name} listening on {}",
@@ -479,6 +505,7 @@ impl Proxy {
             live,
             addrs,
             metrics_addr,
+            admin_addr,
             stop,
         })
     }
@@ -512,6 +539,11 @@ impl Proxy {
     /// Every bound address, with its frontend's name.
     pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
+    }
+
+    /// The admin API's address, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The Prometheus endpoint's address, if configured.
@@ -561,6 +593,24 @@ impl Proxy {
         let _ = self.stop.send(true);
         self.live.stop_tasks().await;
     }
+}
+
+/// The admin API's token: the first line of its file, which must not be empty.
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    let bad = |message: String| {
+        Error::Config(config::ConfigError::Invalid {
+            field: "admin.token_file".into(),
+            message,
+            line: None,
+        })
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(bad(format!("{} holds no token", path.display())));
+    }
+    Ok(token)
 }
 
 /// Read every file the configuration names (TLS certificates, keys, CAs, ticket

@@ -24,13 +24,17 @@ pub(crate) struct Tunnelled {
     pub(crate) status: u16,
     /// Bytes copied client to server and server to client after the upgrade.
     pub(crate) bytes: (u64, u64),
+    /// A refusal that leaves the client connection usable (its body had a
+    /// length and the server did not ask to close).
+    pub(crate) keep_alive: bool,
 }
 
 /// Send `head` (the upgrade request, with its `Connection: upgrade` and
-/// `Upgrade` fields) and `early` (bytes the client sent after it) on `up`,
-/// pass the server's answer to `client`, and on `101` copy both ways until
-/// either side closes. A refusal (any other status) is passed on with its
-/// body; the client connection is closed after it either way.
+/// `Upgrade` fields) on `up`, pass the server's answer to `client`, and on
+/// `101` send `early` (bytes the client sent after its request) and copy both
+/// ways until either side closes. A refusal (any other status) is passed on
+/// with its body, and the client's next request is served as usual when
+/// [`Tunnelled::keep_alive`].
 pub(crate) async fn websocket<C>(
     client: &mut C,
     head: &[u8],
@@ -42,7 +46,6 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     up.write_all(head).await?;
-    up.write_all(early).await?;
     let mut buf = Vec::with_capacity(4096);
     let mut rs = ResponseHead::default();
     loop {
@@ -75,6 +78,10 @@ where
         let framing = h1::response_framing(&buf, &rs, false)
             .map(|(f, _)| f)
             .unwrap_or(Framing::UntilClose);
+        let close = rs.fields.iter().any(|f| {
+            f.kind == h1::Kind::Connection
+                && h1::tokens(f.value.of(&buf)).any(|t| t.eq_ignore_ascii_case(b"close"))
+        });
         let mut scan = BodyScan::new(framing);
         let mut done = rs.len;
         loop {
@@ -96,9 +103,15 @@ where
         return Ok(Tunnelled {
             status: rs.status,
             bytes: (0, 0),
+            keep_alive: scan.is_done() && !scan.until_close() && !close,
         });
     }
     client.write_all(&buf).await?;
+    up.write_all(early).await?;
     let bytes = tokio::io::copy_bidirectional(client, &mut up).await?;
-    Ok(Tunnelled { status: 101, bytes })
+    Ok(Tunnelled {
+        status: 101,
+        bytes,
+        keep_alive: false,
+    })
 }

@@ -627,6 +627,9 @@ pub fn check_files(cfg: &ProxyConfig) -> Result<(), Error> {
     for b in &cfg.backends {
         upstream_pools(b)?;
     }
+    if let Some(f) = cfg.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        read_token(f)?;
+    }
     Ok(())
 }
 

@@ -14,8 +14,9 @@
 //!
 //! A backend whose configuration did not change is kept as it is (servers'
 //! health and state, persistence tables, pooled connections, counters); a
-//! changed one is rebuilt, its servers taking over the health and
-//! administrative state of the servers of the same name; the session-ID and
+//! changed one is rebuilt, its servers taking over the health of the servers
+//! of the same name, and their administrative state (set through the admin
+//! API) unless the configuration changed the server's `state`; the session-ID and
 //! hash-group tables of a rebuilt backend start empty. Frontend counters carry
 //! over.
 
@@ -168,10 +169,14 @@ fn build(cfg: &ProxyConfig, prev: Option<(&State, &Registry)>) -> Result<Built, 
         }
         let backend = Backend::new(bc);
         if let Some(old) = old {
-            // Servers of the same name keep their health and administrative state.
-            for s in &backend.servers {
+            // Servers of the same name keep their health, and their
+            // administrative state unless the configuration changed it.
+            for (s, sc) in backend.servers.iter().zip(&bc.servers) {
                 if let Some(o) = old.backend.server_by_name(&s.name) {
-                    s.set_admin_state(o.admin_state());
+                    let was = old.cfg.servers.iter().find(|x| x.name == s.name);
+                    if was.is_some_and(|w| w.state == sc.state) {
+                        s.set_admin_state(o.admin_state());
+                    }
                     s.set_healthy(o.is_healthy());
                 }
             }

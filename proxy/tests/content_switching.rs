@@ -178,3 +178,23 @@ fn a_bad_rule_names_its_field_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn the_routing_example_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/proxy-routing.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tack-proxy"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = tack_proxy::config::ProxyConfig::from_file(&path).unwrap();
+    assert_eq!(cfg.frontends[0].use_backend.len(), 7);
+    assert!(cfg.backends[0].servers[2].backup);
+}

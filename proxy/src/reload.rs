@@ -358,6 +358,32 @@ fn check_fixed(
     if format!("{:?}", old.passthrough) != format!("{:?}", new.passthrough) {
         return Err(restart("passthrough".into(), "passthrough:"));
     }
+    // Pass-through frontends keep the backends they started with.
+    for pt in &old.passthrough {
+        for name in pt.backends() {
+            let (o, n) = (
+                old.backends.iter().find(|b| b.name == name),
+                new.backends.iter().position(|b| b.name == name),
+            );
+            let same = match (o, n) {
+                (Some(o), Some(i)) => format!("{o:?}") == format!("{:?}", new.backends[i]),
+                _ => false,
+            };
+            if !same {
+                return Err(ConfigError::Invalid {
+                    field: match n {
+                        Some(i) => format!("backends[{i}]"),
+                        None => "backends".into(),
+                    },
+                    message: format!(
+                        "backend {name:?} serves passthrough frontend {:?}: it cannot change on reload (restart tack-proxy)",
+                        pt.name
+                    ),
+                    line: line_of(text, name),
+                });
+            }
+        }
+    }
     if old.metrics.as_ref().map(|m| m.listen) != new.metrics.as_ref().map(|m| m.listen) {
         return Err(restart("metrics.listen".into(), "metrics:"));
     }
@@ -556,5 +582,37 @@ impl Live {
         }
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "frontends:\n  - name: web\n    bind: [\"127.0.0.1:8080\"]\n    backend: app\npassthrough:\n  - name: tls\n    bind: [\"127.0.0.1:8443\"]\n    default_backend: pt\nbackends:\n  - name: app\n    servers: [{ name: a, address: \"127.0.0.1:1\" }]\n  - name: pt\n    servers: [{ name: p, address: \"127.0.0.1:2\" }]\n";
+
+    fn fixed(new: &str) -> Result<(), String> {
+        let old = ProxyConfig::from_yaml_str(BASE).unwrap();
+        let cfg = ProxyConfig::from_yaml_str(new).unwrap();
+        check_fixed(&old, &cfg, Some(new)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn what_needs_a_restart_is_refused_with_its_field_and_line() {
+        assert_eq!(fixed(BASE), Ok(()));
+        // A backend of the HTTP frontends may change.
+        assert_eq!(fixed(&BASE.replace("127.0.0.1:1", "127.0.0.1:3")), Ok(()));
+        let e = fixed(&BASE.replace("127.0.0.1:8080", "127.0.0.1:8081")).unwrap_err();
+        assert!(
+            e.starts_with("frontends[0].bind: cannot change on reload") && e.ends_with("(line 3)"),
+            "{e}"
+        );
+        let e = fixed(&BASE.replace("127.0.0.1:2", "127.0.0.1:3")).unwrap_err();
+        assert!(
+            e.starts_with("backends[1]: backend \"pt\" serves passthrough frontend \"tls\""),
+            "{e}"
+        );
+        let e = fixed(&BASE.replace("name: web", "name: www")).unwrap_err();
+        assert!(e.starts_with("frontends[0].name"), "{e}");
     }
 }

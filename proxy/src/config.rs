@@ -716,6 +716,11 @@ pub struct BackendConfig {
     /// Send a PROXY protocol header on connections to the servers.
     #[serde(default)]
     pub send_proxy: Option<ProxyProtocol>,
+    /// Speak HTTP/2 to the servers (h2c with prior knowledge, one multiplexed
+    /// connection per server); requests for this backend are served by the
+    /// hyper path.
+    #[serde(default)]
+    pub http2: bool,
     /// Servers.
     pub servers: Vec<ServerConfig>,
 }

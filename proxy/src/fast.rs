@@ -823,6 +823,10 @@ where
         };
         self.fe = self.route(&method);
         let fe = self.fe;
+        if fe.upstream().http2() {
+            // HTTP/2 to the servers is hyper's: it serves the connection from here on.
+            return Next::Fallback;
+        }
         fe.stats.requests.fetch_add(1, Ordering::Relaxed);
         let log = fe
             .logging()

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2 as h2;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -172,6 +173,8 @@ pub struct ServerPool {
     send_proxy: Option<ProxyProtocol>,
     idle: Mutex<Vec<Link>>,
     raw: Mutex<Vec<(ServerStream, Instant)>>,
+    /// HTTP/2 (h2c) to the server: its one multiplexed connection, when open.
+    h2: Option<Mutex<Option<h2::SendRequest<ProxyBody>>>>,
 }
 
 impl ServerPool {
@@ -181,6 +184,7 @@ impl ServerPool {
             tls,
             tunnels,
             send_proxy: None,
+            h2: None,
             idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         })
@@ -272,13 +276,16 @@ impl ServerPool {
 #[derive(Debug)]
 pub struct PooledConn {
     pool: Arc<ServerPool>,
-    link: Link,
+    /// HTTP/1.1; none for an HTTP/2 stream (its connection has a task of its own).
+    link: Option<Link>,
 }
 
 impl PooledConn {
     /// Return the (idle) connection to its pool.
     pub fn release(self) {
-        self.pool.put(self.link);
+        if let Some(l) = self.link {
+            self.pool.put(l);
+        }
     }
 }
 
@@ -301,6 +308,8 @@ pub struct Upstream {
     servers: Vec<Endpoints>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// The servers are spoken to in HTTP/2.
+    http2: bool,
 }
 
 impl Upstream {
@@ -320,6 +329,7 @@ impl Upstream {
                 .collect(),
             connect_timeout,
             idle_timeout,
+            http2: false,
         }
     }
 
@@ -346,12 +356,29 @@ impl Upstream {
             servers,
             connect_timeout: connect,
             idle_timeout: idle,
+            http2: false,
         }
         .with_send_proxy(cfg))
     }
 
-    /// The PROXY protocol version each server's connections start with.
+    /// Whether the servers are spoken to in HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// The PROXY protocol version each server's connections start with, and
+    /// HTTP/2.
     fn with_send_proxy(mut self, cfg: &BackendConfig) -> Upstream {
+        self.http2 = cfg.http2;
+        for e in &mut self.servers {
+            for p in [&mut e.plain, &mut e.secure].into_iter().flatten() {
+                if let Some(p) = Arc::get_mut(p)
+                    && cfg.http2
+                {
+                    p.h2 = Some(Mutex::new(None));
+                }
+            }
+        }
         for (e, s) in self.servers.iter_mut().zip(&cfg.servers) {
             let Some(v) = s.send_proxy.or(cfg.send_proxy) else {
                 continue;
@@ -508,6 +535,9 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
         let pool = self.pool(i, secure);
+        if pool.h2.is_some() {
+            return self.request_h2(pool, req).await;
+        }
         while let Some(mut link) = pool.take(self.idle_timeout) {
             if !link.ready().await {
                 continue;
@@ -519,7 +549,7 @@ impl Upstream {
                         resp,
                         PooledConn {
                             pool: pool.clone(),
-                            link,
+                            link: Some(link),
                         },
                     ));
                 }
@@ -537,7 +567,75 @@ impl Upstream {
             resp,
             PooledConn {
                 pool: pool.clone(),
-                link,
+                link: Some(link),
+            },
+        ))
+    }
+
+    /// Send `req` as a stream of the server's HTTP/2 connection (opened, with
+    /// prior knowledge, when there is none or it closed).
+    async fn request_h2(
+        &self,
+        pool: &Arc<ServerPool>,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
+        let Some(slot) = &pool.h2 else {
+            unreachable!("an HTTP/2 pool")
+        };
+        let (mut parts, body) = req.into_parts();
+        // HTTP/2 carries the authority in the target, not in `Host`.
+        let authority = parts
+            .headers
+            .remove(http::header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| pool.addr.to_string());
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = http::Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| UpstreamError::Protocol("invalid authority for HTTP/2"))?;
+        parts.version = http::Version::HTTP_2;
+        let req = Request::from_parts(parts, body);
+        let cached = slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .cloned();
+        let mut sender = match cached {
+            Some(s) => s,
+            None => {
+                let client = req.extensions().get::<ClientAddrs>().copied();
+                let stream = self.connect_stream(pool, client).await?;
+                let (s, conn) = h2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(UpstreamError::Http)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        log::debug!("upstream HTTP/2 connection: {e}");
+                    }
+                });
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
+                s
+            }
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Http)?;
+        Ok((
+            resp,
+            PooledConn {
+                pool: pool.clone(),
+                link: None,
             },
         ))
     }
@@ -583,8 +681,8 @@ impl Body for ProxiedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(c) = &mut this.conn {
-            c.link.drive(cx);
+        if let Some(l) = this.conn.as_mut().and_then(|c| c.link.as_mut()) {
+            l.drive(cx);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {

@@ -290,3 +290,49 @@ backends:
     assert_eq!((b1.seen().len(), b2.seen().len()), before);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_servers_with_prior_knowledge() {
+    require_tool("curl");
+    let n = free_port();
+    let nginx = Nginx::start(
+        &format!(
+            "  log_format h2 '$server_protocol $connection $request_uri';\n  \
+             server {{ listen 127.0.0.1:{n} http2; access_log h2.log h2; \
+             location / {{ return 200 \"nginx $server_protocol\\n\"; }} }}\n"
+        ),
+        &[format!("127.0.0.1:{n}").parse().unwrap()],
+    );
+    let yaml = format!(
+        r#"
+frontends:
+  - name: web
+    bind: ["127.0.0.1:0"]
+    backend: h2
+backends:
+  - name: h2
+    http2: true
+    servers:
+      - {{ name: n, address: "127.0.0.1:{n}" }}
+"#
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    // HTTP/1.1 clients (one connection, several requests, and separate ones).
+    let mut args: Vec<String> = vec!["-sS".into()];
+    for i in 0..3 {
+        args.push(format!("http://{addr}/a{i}"));
+    }
+    assert_eq!(run_cmd("curl", args).await, "nginx HTTP/2.0\n".repeat(3));
+    assert_eq!(get(addr, "/b", &[]).await.body, "nginx HTTP/2.0\n");
+    let r = post(addr, "/c", 100_000).await;
+    assert_eq!(r, "nginx HTTP/2.0\n");
+    let log = nginx.log("h2.log");
+    assert_eq!(log.len(), 5, "{log:?}");
+    // Every request was a stream of one HTTP/2 connection.
+    let conns: std::collections::BTreeSet<&str> =
+        log.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{log:?}");
+    assert!(log.iter().all(|l| l.starts_with("HTTP/2.0 ")), "{log:?}");
+    proxy.shutdown().await;
+}

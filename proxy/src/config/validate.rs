@@ -120,6 +120,13 @@ impl ProxyConfig {
                     ));
                 }
             }
+            if b.http2 && (b.server_tls.is_some() || b.send_proxy.is_some()) {
+                return Err(err(
+                    format!("{f}.http2"),
+                    "HTTP/2 to servers is h2c only: not with server_tls or send_proxy".into(),
+                    Some("http2"),
+                ));
+            }
             if let Some(t) = &b.server_tls
                 && let Err((field, message)) = t.check()
             {

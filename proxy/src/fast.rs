@@ -1129,6 +1129,9 @@ where
     /// The handler the frontend's content-switching rules choose for the request
     /// whose head is at the start of the client buffer.
     fn route(&self, method: &Method) -> &'f Frontend {
+        if !self.root.switches() {
+            return self.root;
+        }
         let buf = self.cbuf.bytes();
         let lookup = Fields {
             buf,

@@ -364,9 +364,14 @@ async fn metrics_loop(listener: TcpListener, live: Arc<Live>, mut stop: watch::R
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let st = live.registry.load_full();
+                let live = live.clone();
                 async move {
                     let (text, kind) = match req.uri().path() {
-                        "/metrics" => (metrics::render(&st), "text/plain; version=0.0.4"),
+                        "/metrics" => {
+                            let mut text = metrics::render(&st);
+                            live.render_metrics(&mut text);
+                            (text, "text/plain; version=0.0.4")
+                        }
                         "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
                         _ => {
                             return Ok(proxy::local_response(
@@ -584,7 +589,9 @@ impl Proxy {
 
     /// The metrics text, as served on the Prometheus endpoint.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.live.registry.load())
+        let mut text = metrics::render(&self.live.registry.load());
+        self.live.render_metrics(&mut text);
+        text
     }
 
     /// Stop accepting, let running requests finish (up to a grace period), stop

@@ -509,6 +509,11 @@ impl Frontend {
         self.routes = Some(routes);
     }
 
+    /// Whether the frontend has content-switching rules.
+    pub(crate) fn switches(&self) -> bool {
+        self.routes.is_some()
+    }
+
     /// The handler of the first matching content-switching rule; `None`: this
     /// one (the frontend's default backend).
     pub(crate) fn pick(&self, r: &RouteRequest<'_>) -> Option<&Arc<Frontend>> {

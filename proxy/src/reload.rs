@@ -567,6 +567,29 @@ impl Live {
         Ok(())
     }
 
+    /// The reload counters in the Prometheus text format.
+    pub fn render_metrics(&self, o: &mut String) {
+        use std::fmt::Write;
+        for (name, help, v) in [
+            (
+                "tack_proxy_reloads_total",
+                "Configurations applied by a reload (SIGHUP, the admin API).",
+                &self.stats.reloads,
+            ),
+            (
+                "tack_proxy_reload_failures_total",
+                "Reloads refused (the running configuration stayed).",
+                &self.stats.failures,
+            ),
+        ] {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+
     /// Run a background task until shutdown (which waits for it).
     pub(crate) fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tasks

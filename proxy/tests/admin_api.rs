@@ -133,6 +133,9 @@ async fn ctl_changes_state_weight_and_servers() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["api_errors"], 6);
     assert_eq!(v["reload_failures"], 3);
+    assert_eq!(metric(&proxy, "tack_proxy_reload_failures_total"), 3);
+    // Weight, add, remove and the reload of the file.
+    assert_eq!(metric(&proxy, "tack_proxy_reloads_total"), 4);
     assert!(ctl(api, &["sessions"]).await.0 == 0);
     proxy.shutdown().await;
 }

@@ -19,6 +19,12 @@
 //! accepted streams, plain or decrypted, to [`serve_stream`], which is generic
 //! over the stream.
 //!
+//! A frontend's [`route`] rules (content switching) choose each request's
+//! backend; [`reload`] replaces the configuration without dropping
+//! connections (`SIGHUP`, the [`api`] admin API and its CLI `tack-proxy ctl`);
+//! servers can be backups, get [`proxy_protocol`] headers, HTTP/2 (h2c), and
+//! WebSocket upgrades are passed through.
+//!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
 //! [`run`] it until a shutdown future resolves, or [`Proxy::start`] it to get the

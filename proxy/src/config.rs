@@ -716,9 +716,10 @@ pub struct BackendConfig {
     /// Send a PROXY protocol header on connections to the servers.
     #[serde(default)]
     pub send_proxy: Option<ProxyProtocol>,
-    /// Speak HTTP/2 to the servers (h2c with prior knowledge, one multiplexed
-    /// connection per server); requests for this backend are served by the
-    /// hyper path.
+    /// Speak HTTP/2 to the servers, one multiplexed connection per server: h2c
+    /// with prior knowledge to plain servers; through `server_tls`, offered by
+    /// ALPN and spoken where the server chooses it (HTTP/1.1 otherwise).
+    /// Requests for this backend are served by the hyper path.
     #[serde(default)]
     pub http2: bool,
     /// Servers.

@@ -173,8 +173,10 @@ pub struct ServerPool {
     send_proxy: Option<ProxyProtocol>,
     idle: Mutex<Vec<Link>>,
     raw: Mutex<Vec<(ServerStream, Instant)>>,
-    /// HTTP/2 (h2c) to the server: its one multiplexed connection, when open.
+    /// HTTP/2 to the server: its one multiplexed connection, when open.
     h2: Option<Mutex<Option<h2::SendRequest<ProxyBody>>>>,
+    /// The TLS server chose HTTP/1.1 by ALPN: HTTP/1.1 connections from then on.
+    h1_only: std::sync::atomic::AtomicBool,
 }
 
 impl ServerPool {
@@ -185,6 +187,7 @@ impl ServerPool {
             tunnels,
             send_proxy: None,
             h2: None,
+            h1_only: std::sync::atomic::AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         })
@@ -294,6 +297,9 @@ impl PooledConn {
 struct Endpoints {
     plain: Option<Arc<ServerPool>>,
     secure: Option<Arc<ServerPool>>,
+    /// With `http2`, the SSL context that offers only HTTP/1.1 (health checks
+    /// speak HTTP/1.1 whatever the server would choose).
+    check: Option<Arc<ServerContext>>,
 }
 
 impl Endpoints {
@@ -325,6 +331,7 @@ impl Upstream {
                 .map(|&addr| Endpoints {
                     plain: Some(ServerPool::new(addr, None, 0)),
                     secure: None,
+                    check: None,
                 })
                 .collect(),
             connect_timeout,
@@ -342,14 +349,29 @@ impl Upstream {
             return Ok(Upstream::new(&addrs, connect, idle).with_send_proxy(cfg));
         };
         let cc = client_config(st)?;
+        // HTTP/2: offered by ALPN, spoken where the server chooses it.
+        let offer = if cfg.http2 {
+            let mut c = (*cc).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(c)
+        } else {
+            cc.clone()
+        };
         let mut servers = Vec::with_capacity(cfg.servers.len());
         for s in &cfg.servers {
             let tls_addr = s.tls_address.unwrap_or(s.address);
             let sni = s.tls_sni.as_deref().or(st.sni.as_deref());
-            let ctx = Arc::new(ServerContext::new(cc.clone(), tls_addr, sni)?);
+            let ctx = Arc::new(ServerContext::new(offer.clone(), tls_addr, sni)?);
+            let check = match cfg.http2 {
+                true => Some(Arc::new(ServerContext::new(cc.clone(), tls_addr, sni)?)),
+                false => None,
+            };
+            // No tunnels kept established for HTTP/2: one connection per server.
+            let tunnels = if cfg.http2 { 0 } else { st.pool };
             servers.push(Endpoints {
                 plain: s.tls_address.map(|_| ServerPool::new(s.address, None, 0)),
-                secure: Some(ServerPool::new(tls_addr, Some(ctx), st.pool)),
+                secure: Some(ServerPool::new(tls_addr, Some(ctx), tunnels)),
+                check,
             });
         }
         Ok(Upstream {
@@ -447,7 +469,9 @@ impl Upstream {
         if e.plain.is_some() {
             return None;
         }
-        e.secure.as_ref().and_then(|p| p.context())
+        e.check
+            .as_ref()
+            .or_else(|| e.secure.as_ref().and_then(|p| p.context()))
     }
 
     /// The SSL context of server `i`, if it has one.
@@ -535,8 +559,23 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
         let pool = self.pool(i, secure);
-        if pool.h2.is_some() {
-            return self.request_h2(pool, req).await;
+        if pool.h2.is_some() && !pool.h1_only.load(std::sync::atomic::Ordering::Relaxed) {
+            match self.request_h2(pool, req).await? {
+                H2Outcome::Done(r) => return Ok(r),
+                H2Outcome::Http11(r, link) => {
+                    // The server chose HTTP/1.1 by ALPN: spoken from now on.
+                    pool.h1_only
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut link = link;
+                    let fut = link.sender.send_request(r);
+                    let resp = link.exchange(fut).await.map_err(UpstreamError::Http)?;
+                    let conn = PooledConn {
+                        pool: pool.clone(),
+                        link: Some(link),
+                    };
+                    return Ok((resp, conn));
+                }
+            }
         }
         while let Some(mut link) = pool.take(self.idle_timeout) {
             if !link.ready().await {
@@ -572,21 +611,23 @@ impl Upstream {
         ))
     }
 
-    /// Send `req` as a stream of the server's HTTP/2 connection (opened, with
-    /// prior knowledge, when there is none or it closed).
+    /// Send `req` as a stream of the server's HTTP/2 connection (opened when
+    /// there is none or it closed: with prior knowledge to a plain server, by
+    /// ALPN through an SSL context; a TLS server that chooses HTTP/1.1 gets the
+    /// request back with the connection, as [`H2Outcome::Http11`]).
     async fn request_h2(
         &self,
         pool: &Arc<ServerPool>,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
+    ) -> Result<H2Outcome, UpstreamError> {
         let Some(slot) = &pool.h2 else {
             unreachable!("an HTTP/2 pool")
         };
         let (mut parts, body) = req.into_parts();
         // HTTP/2 carries the authority in the target, not in `Host`.
-        let authority = parts
-            .headers
-            .remove(http::header::HOST)
+        let host = parts.headers.remove(http::header::HOST);
+        let authority = host
+            .as_ref()
             .and_then(|h| h.to_str().ok().map(str::to_string))
             .unwrap_or_else(|| pool.addr.to_string());
         let pq = parts
@@ -594,8 +635,9 @@ impl Upstream {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
+        let scheme = if pool.tls.is_some() { "https" } else { "http" };
         parts.uri = http::Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(authority)
             .path_and_query(pq)
             .build()
@@ -613,6 +655,29 @@ impl Upstream {
             None => {
                 let client = req.extensions().get::<ClientAddrs>().copied();
                 let stream = self.connect_stream(pool, client).await?;
+                if let ServerStream::Tls(t) = &stream
+                    && t.get_ref().1.alpn_protocol() != Some(b"h2")
+                {
+                    let (mut parts, body) = req.into_parts();
+                    parts.version = http::Version::HTTP_11;
+                    if let Some(h) = host {
+                        parts.headers.insert(http::header::HOST, h);
+                    }
+                    if let Some(pq) = parts.uri.path_and_query() {
+                        parts.uri = http::Uri::from(pq.clone());
+                    }
+                    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                        .handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(UpstreamError::Http)?;
+                    let link = Link {
+                        sender,
+                        conn,
+                        since: Instant::now(),
+                        ended: false,
+                    };
+                    return Ok(H2Outcome::Http11(Request::from_parts(parts, body), link));
+                }
                 let (s, conn) = h2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .timer(hyper_util::rt::TokioTimer::new())
                     .handshake(TokioIo::new(stream))
@@ -631,14 +696,23 @@ impl Upstream {
             .send_request(req)
             .await
             .map_err(UpstreamError::Http)?;
-        Ok((
+        Ok(H2Outcome::Done((
             resp,
             PooledConn {
                 pool: pool.clone(),
                 link: None,
             },
-        ))
+        )))
     }
+}
+
+/// How an exchange meant for HTTP/2 went.
+enum H2Outcome {
+    /// The response, on an HTTP/2 stream.
+    Done((Response<Incoming>, PooledConn)),
+    /// The TLS server chose HTTP/1.1: the request (for HTTP/1.1) and the new
+    /// connection.
+    Http11(Request<ProxyBody>, Link),
 }
 
 /// A server's response body on its way to the client. It drives the server

@@ -336,3 +336,85 @@ backends:
     assert!(log.iter().all(|l| l.starts_with("HTTP/2.0 ")), "{log:?}");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_tls_servers_where_they_offer_it_by_alpn() {
+    let pki = support::pki::Pki::new("h2 test CA");
+    let c = pki.server("n", &["app.internal"], "n");
+    let (h2, h1) = (free_port(), free_port());
+    let server = |port: u16, http2: &str, name: &str| {
+        format!(
+            "  server {{ listen 127.0.0.1:{port} ssl{http2}; ssl_certificate {}; ssl_certificate_key {}; \
+             access_log tls.log proto; location / {{ return 200 \"{name} $server_protocol\\n\"; }} }}\n",
+            c.cert.display(),
+            c.key.display()
+        )
+    };
+    let nginx = Nginx::start(
+        &format!(
+            "  log_format proto '$server_port $server_protocol $connection $request_uri';\n{}{}",
+            server(h2, " http2", "h2"),
+            server(h1, "", "h1")
+        ),
+        &[
+            format!("127.0.0.1:{h2}").parse().unwrap(),
+            format!("127.0.0.1:{h1}").parse().unwrap(),
+        ],
+    );
+    let yaml = format!(
+        r#"
+frontends:
+  - name: web
+    bind: ["127.0.0.1:0"]
+    backend: app
+    use_backend:
+      - {{ backend: old, path_prefix: /old }}
+backends:
+  - name: app
+    http2: true
+    server_tls: {{ ca: "{ca}", sni: app.internal }}
+    health_check: {{ type: http, interval: 100ms, rise: 1, fall: 1 }}
+    servers:
+      - {{ name: n2, address: "127.0.0.1:{h2}" }}
+  - name: old
+    http2: true
+    server_tls: {{ ca: "{ca}", sni: app.internal }}
+    servers:
+      - {{ name: n1, address: "127.0.0.1:{h1}" }}
+"#,
+        ca = pki.ca.display()
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    for i in 0..4 {
+        assert_eq!(
+            get(addr, &format!("/new{i}"), &[]).await.body,
+            "h2 HTTP/2.0\n"
+        );
+        assert_eq!(
+            get(addr, &format!("/old{i}"), &[]).await.body,
+            "h1 HTTP/1.1\n"
+        );
+    }
+    // Health checks (HTTP/1.1 through a context of their own) keep the server up.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(proxy.backend("app").unwrap().servers[0].is_healthy());
+    let log = nginx.log("tls.log");
+    let streams: Vec<&String> = log.iter().filter(|l| l.contains(" /new")).collect();
+    assert_eq!(streams.len(), 4, "{log:?}");
+    assert!(streams.iter().all(|l| l.contains(" HTTP/2.0 ")), "{log:?}");
+    let conns: std::collections::BTreeSet<&str> = streams
+        .iter()
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(conns.len(), 1, "one HTTP/2 connection: {log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" HTTP/1.1 ") && l.ends_with(" /")),
+        "health checks: {log:?}"
+    );
+    let old: Vec<&String> = log.iter().filter(|l| l.contains(" /old")).collect();
+    assert_eq!(old.len(), 4);
+    assert!(old.iter().all(|l| l.contains(" HTTP/1.1 ")), "{log:?}");
+    proxy.shutdown().await;
+}

@@ -120,10 +120,13 @@ impl ProxyConfig {
                     ));
                 }
             }
-            if b.http2 && (b.server_tls.is_some() || b.send_proxy.is_some()) {
+            if b.http2
+                && (b.send_proxy.is_some() || b.servers.iter().any(|s| s.send_proxy.is_some()))
+            {
                 return Err(err(
                     format!("{f}.http2"),
-                    "HTTP/2 to servers is h2c only: not with server_tls or send_proxy".into(),
+                    "one HTTP/2 connection carries every client's requests: not with send_proxy"
+                        .into(),
                     Some("http2"),
                 ));
             }

@@ -45,6 +45,8 @@ pub struct Server {
     pub redir: Option<String>,
     /// Whether health checks run on it.
     pub check: bool,
+    /// A backup server: takes new requests only when no primary server can.
+    pub backup: bool,
     admin: AtomicU8,
     healthy: AtomicBool,
     /// Concurrency slots and queue.
@@ -183,6 +185,7 @@ impl Backend {
                         .as_ref()
                         .map(|r| r.trim_end_matches('/').to_string()),
                     check: s.check,
+                    backup: s.backup,
                     admin: AtomicU8::new(0),
                     healthy: AtomicBool::new(true),
                     slots: Arc::new(Slots::new(s.maxconn, s.maxqueue)),
@@ -225,6 +228,14 @@ impl Backend {
     /// The server named `name`.
     pub fn server_by_name(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Whether new requests go to the backup servers: the backend has some and
+    /// no primary server may take new requests (down, in drain or maintenance,
+    /// or weight 0).
+    pub fn use_backups(&self) -> bool {
+        self.servers.iter().any(|s| s.backup)
+            && !self.servers.iter().any(|s| !s.backup && s.usable_for_new())
     }
 
     /// Queue timeout.

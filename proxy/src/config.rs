@@ -16,6 +16,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
 
+pub mod admin;
+pub mod route;
 pub mod tls;
 mod validate;
 
@@ -157,6 +159,9 @@ pub struct ProxyConfig {
     /// Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Runtime admin API.
+    #[serde(default)]
+    pub admin: Option<admin::AdminConfig>,
 }
 
 /// The Prometheus endpoint.
@@ -175,8 +180,16 @@ pub struct FrontendConfig {
     pub name: String,
     /// Addresses to listen on (port 0 picks a free port).
     pub bind: Vec<SocketAddr>,
-    /// The backend requests go to.
+    /// The backend requests go to when no `use_backend` rule matches.
     pub backend: String,
+    /// Content switching: the first rule whose conditions all match chooses the
+    /// request's backend.
+    #[serde(default)]
+    pub use_backend: Vec<route::UseBackend>,
+    /// Connections start with a PROXY protocol header (v1 or v2, from Tack's L4
+    /// tier or another proxy): the client address it carries is the client's.
+    #[serde(default)]
+    pub accept_proxy: bool,
     /// Set `IP_FREEBIND` so the proxy can listen on a VIP that is not (yet) on an
     /// interface, e.g. behind Tack's L4 tier in DSR mode.
     #[serde(default)]
@@ -644,6 +657,23 @@ pub struct ServerConfig {
     /// Server name (SNI) for this server's SSL context (default: `server_tls.sni`).
     #[serde(default)]
     pub tls_sni: Option<String>,
+    /// A backup server: used only when no primary server is usable.
+    #[serde(default)]
+    pub backup: bool,
+    /// Send a PROXY protocol header on connections to this server (default:
+    /// the backend's `send_proxy`).
+    #[serde(default)]
+    pub send_proxy: Option<ProxyProtocol>,
+}
+
+/// A PROXY protocol version.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// The text header (`PROXY TCP4 ...`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// A pool of servers with its scheduling and persistence.
@@ -689,6 +719,15 @@ pub struct BackendConfig {
     /// SSL contexts to the servers.
     #[serde(default)]
     pub server_tls: Option<tls::ServerTls>,
+    /// Send a PROXY protocol header on connections to the servers.
+    #[serde(default)]
+    pub send_proxy: Option<ProxyProtocol>,
+    /// Speak HTTP/2 to the servers, one multiplexed connection per server: h2c
+    /// with prior knowledge to plain servers; through `server_tls`, offered by
+    /// ALPN and spoken where the server chooses it (HTTP/1.1 otherwise).
+    /// Requests for this backend are served by the hyper path.
+    #[serde(default)]
+    pub http2: bool,
     /// Servers.
     pub servers: Vec<ServerConfig>,
 }

@@ -44,7 +44,7 @@ use crate::proxy::{
     CacheInfo, Early, Frontend, ReqInfo, Routed, cacheable, error_page, status_idx,
 };
 use crate::qos::Permit;
-use crate::upstream::{ServerStream, UpstreamError};
+use crate::upstream::{ClientAddrs, ServerStream, UpstreamError};
 
 /// Initial size of a client connection's read buffer.
 const CLIENT_BUF: usize = 4 * 1024;
@@ -496,12 +496,19 @@ struct ReqFacts {
     expect_continue: bool,
     has_host: bool,
     is_head: bool,
+    /// A WebSocket upgrade (GET without a body, `Upgrade: websocket`).
+    websocket: bool,
 }
 
 /// One client connection on the fast path.
 struct Conn<'f, S> {
+    /// The handler of the current request (content switching chooses it).
     fe: &'f Frontend,
+    /// The frontend's handler.
+    root: &'f Frontend,
     peer: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
     client: S,
     cbuf: IoBuf,
     sbuf: IoBuf,
@@ -523,7 +530,12 @@ enum HeadStatus {
 
 /// Serve a client connection until it closes, or until a request the fast path
 /// does not handle (then the caller hands it to hyper with the returned bytes).
-pub(crate) async fn serve<S>(fe: &Frontend, client: S, peer: SocketAddr) -> Served<S>
+pub(crate) async fn serve<S>(
+    fe: &Frontend,
+    client: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Served<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -531,7 +543,9 @@ where
     let mut rx = stop_rx.clone();
     let mut c = Conn {
         fe,
+        root: fe,
         peer,
+        local,
         client,
         cbuf: IoBuf::new(CLIENT_BUF),
         sbuf: IoBuf::new(SERVER_BUF),
@@ -619,7 +633,7 @@ fn req_info<'a>(
     }
 }
 
-impl<S> Conn<'_, S>
+impl<'f, S> Conn<'f, S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -746,11 +760,19 @@ where
             h1::target_authority(target_b),
             rq.fields.iter().map(|f| (f.name.of(buf), f.value.of(buf))),
         )?;
+        // WebSocket upgrades are tunnelled here (crate::tunnel); other
+        // upgrades go to hyper.
+        let websocket = method_b == b"GET"
+            && checked.framing == Framing::None
+            && rq
+                .fields
+                .iter()
+                .any(|f| f.kind == Kind::Upgrade && crate::tunnel::is_websocket(f.value.of(buf)));
         if rq.minor != 1
             || method_b == b"CONNECT"
             || target_b.first() != Some(&b'/')
             || std::str::from_utf8(target_b).is_err()
-            || rq.fields.iter().any(|f| f.kind == Kind::Upgrade)
+            || (!websocket && rq.fields.iter().any(|f| f.kind == Kind::Upgrade))
         {
             return Ok(None);
         }
@@ -782,6 +804,7 @@ where
             expect_continue: checked.expect_continue,
             has_host: rq.fields.iter().any(|f| f.kind == Kind::Host),
             is_head: method == Method::HEAD,
+            websocket,
         };
         Ok(Some((method, facts, joined)))
     }
@@ -789,16 +812,21 @@ where
     /// Serve the request whose head is at the start of the client buffer.
     async fn request(&mut self) -> Next {
         let t0 = std::time::Instant::now();
-        let fe = self.fe;
         let (method, facts, joined) = match self.facts() {
             Ok(Some(x)) => x,
             Ok(None) => return Next::Fallback,
             Err(e) => {
                 log::debug!("client {}: {e}", self.peer);
-                fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                self.fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
                 return self.reply_bad(e.status()).await;
             }
         };
+        self.fe = self.route(&method);
+        let fe = self.fe;
+        if fe.upstream().http2() {
+            // HTTP/2 to the servers is hyper's: it serves the connection from here on.
+            return Next::Fallback;
+        }
         fe.stats.requests.fetch_add(1, Ordering::Relaxed);
         let log = fe
             .logging()
@@ -838,6 +866,11 @@ where
         } else {
             Duration::ZERO
         };
+        if facts.websocket {
+            return self
+                .tunnel(&facts, &method, routed, permit, (t0, tw), log)
+                .await;
+        }
 
         // Forward, retrying as the routing rules say.
         let bodyless = facts.framing == Framing::None;
@@ -986,9 +1019,134 @@ where
         }
     }
 
-    /// Whether shutdown was asked (finish this request, then close).
+    /// Pass a WebSocket upgrade to its server on a connection of its own and,
+    /// once the server switches protocols, copy both ways until either side
+    /// closes ([`crate::tunnel`]); the QoS slot is held meanwhile.
+    async fn tunnel(
+        &mut self,
+        facts: &ReqFacts,
+        method: &Method,
+        routed: Routed,
+        permit: Permit,
+        (t0, tw): (std::time::Instant, Duration),
+        log: Option<String>,
+    ) -> Next {
+        let fe = self.fe;
+        let srv = routed.decision.server;
+        let server = &fe.backend.servers[srv];
+        server.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.build_request_head(facts, srv);
+        let buf = self.cbuf.bytes();
+        let upgrade = self.rq.fields.iter().find(|f| f.kind == Kind::Upgrade);
+        self.out.truncate(self.out.len() - 2);
+        self.out
+            .extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        self.out
+            .extend_from_slice(upgrade.map(|f| f.value.of(buf)).unwrap_or(b"websocket"));
+        self.out.extend_from_slice(b"\r\n\r\n");
+        let early = buf[self.rq.len..].to_vec();
+        let upstream = fe.upstream();
+        let pool = upstream.pool(srv, routed.secure);
+        let addrs = ClientAddrs {
+            peer: self.peer,
+            local: self.local,
+        };
+        let up = match upstream.connect_stream(pool, Some(addrs)).await {
+            Ok(up) => up,
+            Err(e) => {
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                log::debug!("upstream {} failed: {e}", server.name);
+                drop(permit);
+                let early = Early::Fail {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    text: "The server failed to answer.",
+                    server: Some(srv),
+                    via: Some(routed.decision.via),
+                    waited: Some(tw),
+                };
+                return self.early(early, facts, method, t0, log).await;
+            }
+        };
+        let timeout = fe.backend.cfg.timeouts.server.0;
+        let mut keep_alive = false;
+        let status = match crate::tunnel::websocket(
+            &mut self.client,
+            &self.out,
+            &early,
+            up,
+            timeout,
+        )
+        .await
+        {
+            Ok(t) => {
+                let (up, down) = t.bytes;
+                log::debug!(
+                    "websocket from {}: status {}, {up} bytes up, {down} down",
+                    self.peer,
+                    t.status
+                );
+                keep_alive = t.keep_alive && !facts.close && !self.stopping();
+                t.status
+            }
+            Err(e) => {
+                log::debug!("websocket from {}: {e}", self.peer);
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                502
+            }
+        };
+        drop(permit);
+        server.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
+        fe.stats.responses[status_idx(status)].fetch_add(1, Ordering::Relaxed);
+        if let Some(uri) = log {
+            let via = Some(routed.decision.via);
+            fe.log_access(
+                self.peer,
+                Some(srv),
+                Some(tw),
+                t0,
+                status,
+                via,
+                "GET",
+                &uri,
+                "HTTP/1.1",
+            );
+        }
+        if keep_alive {
+            // A refused upgrade: the connection goes on with the next request.
+            self.cbuf.consume(self.rq.len);
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Whether shutdown was asked, or a reload replaced the configuration
+    /// (finish this request, then close).
     fn stopping(&self) -> bool {
-        self.stop_rx.has_changed().unwrap_or(true)
+        self.stop_rx.has_changed().unwrap_or(true) || self.fe.is_retired()
+    }
+
+    /// The handler the frontend's content-switching rules choose for the request
+    /// whose head is at the start of the client buffer.
+    fn route(&self, method: &Method) -> &'f Frontend {
+        if !self.root.switches() {
+            return self.root;
+        }
+        let buf = self.cbuf.bytes();
+        let lookup = Fields {
+            buf,
+            fields: &self.rq.fields,
+        };
+        let path_q = target_str(buf, &self.rq);
+        let path = path_q.split('?').next().unwrap_or(path_q);
+        let r = crate::route::RouteRequest {
+            method,
+            path,
+            host: lookup.header("host"),
+            headers: &lookup,
+            source: self.peer.ip(),
+        };
+        self.root.pick(&r).map(|a| &**a).unwrap_or(self.root)
     }
 
     /// Write the request head for server `srv` into `out`.
@@ -1095,7 +1253,13 @@ where
                 Some(s) => (s, true),
                 None => (
                     upstream
-                        .connect_stream(pool)
+                        .connect_stream(
+                            pool,
+                            Some(ClientAddrs {
+                                peer: self.peer,
+                                local: self.local,
+                            }),
+                        )
                         .await
                         .map_err(ExchError::Upstream)?,
                     false,

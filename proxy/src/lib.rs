@@ -19,6 +19,12 @@
 //! accepted streams, plain or decrypted, to [`serve_stream`], which is generic
 //! over the stream.
 //!
+//! A frontend's [`route`] rules (content switching) choose each request's
+//! backend; [`reload`] replaces the configuration without dropping
+//! connections (`SIGHUP`, the [`api`] admin API and its CLI `tack-proxy ctl`);
+//! servers can be backups, get [`proxy_protocol`] headers, HTTP/2 (h2c), and
+//! WebSocket upgrades are passed through.
+//!
 //! Embedding: deserialize a [`config::ProxyConfig`] (for example from a Tack
 //! profile's `proxy:` section), call [`config::ProxyConfig::validate`], then
 //! [`run`] it until a shutdown future resolves, or [`Proxy::start`] it to get the
@@ -26,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod backend;
 pub mod balance;
 pub mod cache;
@@ -41,8 +48,12 @@ pub mod pages;
 pub mod passthrough;
 pub mod persist;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod qos;
+pub mod reload;
+pub mod route;
 pub mod tls;
+mod tunnel;
 pub mod upstream;
 
 use std::future::Future;
@@ -51,8 +62,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -61,8 +73,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
-use crate::config::{BackendConfig, FrontendConfig, ProxyConfig};
+use crate::config::{BackendConfig, ProxyConfig};
 use crate::proxy::Frontend;
+use crate::reload::{BuildError, Initial, Listening, Live};
 use crate::upstream::Upstream;
 
 /// Errors of starting the proxy.
@@ -98,17 +111,27 @@ pub enum Error {
     },
 }
 
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Error {
+        match e {
+            BuildError::Config(e) => Error::Config(e),
+            BuildError::Tls { frontend, source } => Error::Tls { frontend, source },
+            BuildError::ServerTls { backend, source } => Error::ServerTls { backend, source },
+        }
+    }
+}
+
 /// How long running requests may take to finish after shutdown is asked.
 const GRACE: Duration = Duration::from_secs(5);
 
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    registry: Arc<metrics::Registry>,
+    live: Arc<Live>,
     addrs: Vec<(String, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
 }
 
 /// A stream that first yields bytes already read from it (handing a connection
@@ -225,28 +248,19 @@ pub fn upstream_pools(cfg: &BackendConfig) -> Result<Upstream, Error> {
     })
 }
 
-fn conn_builder(fe: &FrontendConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(fe.keepalive_timeout.0)
-        .keep_alive(true);
-    b.http2().timer(TokioTimer::new()).keep_alive_interval(None);
-    if !fe.http2 {
-        b = b.http1_only();
-    }
-    b
-}
-
 /// Serve one accepted client stream (plain TCP, or TLS once the handshake is
-/// done) on a frontend until it closes or shutdown drains it. `h2`: ALPN chose
-/// HTTP/2, which goes straight to hyper.
+/// done) on a frontend until it closes or shutdown drains it. `peer` is the
+/// client, `local` the address it connected to (both from the PROXY protocol
+/// header when the frontend accepts one). `h2`: ALPN chose HTTP/2, which goes
+/// straight to hyper.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_stream<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     fe: Arc<Frontend>,
     watcher: Watcher,
     stream: S,
     peer: SocketAddr,
+    local: SocketAddr,
     h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -255,7 +269,7 @@ pub async fn serve_stream<S>(
     // HTTP/1.1 goes to the fast path; what it does not handle (HTTP/2, upgrades,
     // HTTP/1.0...) comes back with the bytes already read, for hyper.
     let stream = if fe.fast_path && !h2 {
-        match fast::serve(&fe, stream, peer).await {
+        match fast::serve(&fe, stream, peer, local).await {
             fast::Served::Done => {
                 fe.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
                 return;
@@ -268,7 +282,11 @@ pub async fn serve_stream<S>(
     // Hyper reads HTTP/1 through the fast path's framing rules.
     let stream = guard::Guard::new(stream, fe.clone());
     let f2 = fe.clone();
-    let svc = service_fn(move |req| f2.clone().handle(peer, req));
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(upstream::ClientAddrs { peer, local });
+        f2.clone().handle(peer, req)
+    });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     if let Err(e) = watcher.watch(conn).await {
         fe.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
@@ -279,11 +297,9 @@ pub async fn serve_stream<S>(
 
 async fn accept_loop(
     listener: TcpListener,
-    cfg: FrontendConfig,
-    fe: Arc<Frontend>,
+    slot: Arc<ArcSwap<Listening>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(conn_builder(&cfg));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -291,7 +307,7 @@ async fn accept_loop(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    log::warn!("accept on {}: {e}", fe.name);
+                    log::warn!("accept on {}: {e}", slot.load().fe.name);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -299,25 +315,39 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // The configuration of the moment (a reload replaces it for new connections).
+        let cur = slot.load_full();
+        let fe = &cur.fe;
         fe.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let (builder, fe2, watcher) = (builder.clone(), fe.clone(), graceful.watcher());
-        match &fe.tls {
-            None => {
-                tokio::spawn(serve_stream(builder, fe2, watcher, stream, peer, false));
-            }
-            Some(tls) => {
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls.accept(stream).await {
-                        Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, a.h2).await,
-                        Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+        let (builder, fe2, watcher) = (cur.builder.clone(), fe.clone(), graceful.watcher());
+        let accept_proxy = cur.accept_proxy;
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let (mut peer, mut local) = (peer, stream.local_addr().unwrap_or(peer));
+            if accept_proxy {
+                match proxy_protocol::accept(&mut stream, fe2.keepalive_timeout()).await {
+                    Ok(Some((src, dst))) => (peer, local) = (src, dst),
+                    Ok(None) => {}
+                    Err(e) => {
+                        fe2.stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                        log::debug!("connection from {peer} on {}: {e}", fe2.name);
+                        return;
                     }
-                });
+                }
             }
-        }
+            match fe2.tls.clone() {
+                None => serve_stream(builder, fe2, watcher, stream, peer, local, false).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(a) => serve_stream(builder, fe2, watcher, a.stream, peer, local, a.h2).await,
+                    Err(e) => log::debug!("TLS handshake from {peer} on {}: {e}", fe2.name),
+                },
+            }
+        });
     }
     drop(listener);
-    // Fast-path connections close when idle; hyper's drain gracefully.
+    // Fast-path connections close when idle (whichever configuration they
+    // started with: the stop signal is shared); hyper's drain gracefully.
+    let fe = slot.load_full().fe.clone();
     fe.stop_connections();
     let drained = async {
         graceful.shutdown().await;
@@ -333,20 +363,17 @@ async fn accept_loop(
     }
 }
 
-async fn metrics_loop(
-    listener: TcpListener,
-    state: Arc<metrics::Registry>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn metrics_loop(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
             _ = stop.changed() => break,
         };
-        let st = state.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let st = st.clone();
+                let st = live.registry.load_full();
+                let live = live.clone();
                 async move {
                     if req.uri().path() == "/cache/purge" {
                         let (status, text) =
@@ -356,7 +383,11 @@ async fn metrics_loop(
                         return Ok(resp);
                     }
                     let (text, kind) = match req.uri().path() {
-                        "/metrics" => (metrics::render(&st), "text/plain; version=0.0.4"),
+                        "/metrics" => {
+                            let mut text = metrics::render(&st);
+                            live.render_metrics(&mut text);
+                            (text, "text/plain; version=0.0.4")
+                        }
                         "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
                         "/cache" => (pages::admin::list(&st), "text/plain; charset=utf-8"),
                         _ => {
@@ -385,62 +416,27 @@ impl Proxy {
     /// Validate the configuration, bind every listener, start health checks, and
     /// serve in the background on the current tokio runtime.
     pub async fn start(cfg: ProxyConfig) -> Result<Proxy, Error> {
+        Proxy::start_with(cfg, None).await
+    }
+
+    /// Read, validate and start the configuration in `path`, which
+    /// [`Proxy::reload`] (`SIGHUP`) and the admin API's reload re-read.
+    pub async fn start_file(path: impl Into<std::path::PathBuf>) -> Result<Proxy, Error> {
+        let path = path.into();
+        let cfg = ProxyConfig::from_file(&path)?;
+        Proxy::start_with(cfg, Some(path)).await
+    }
+
+    async fn start_with(
+        cfg: ProxyConfig,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<Proxy, Error> {
         cfg.validate()?;
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let backends: Vec<Arc<Backend>> = cfg
-            .backends
-            .iter()
-            .map(|b| Arc::new(Backend::new(b)))
-            .collect();
-        let pools: Vec<Arc<Upstream>> = cfg
-            .backends
-            .iter()
-            .map(|b| upstream_pools(b).map(Arc::new))
-            .collect::<Result<_, _>>()?;
-        let mut frontends = Vec::new();
+        let init = Initial::build(&cfg)?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for fc in &cfg.frontends {
-            let bi = cfg
-                .backends
-                .iter()
-                .position(|b| b.name == fc.backend)
-                .ok_or_else(|| {
-                    Error::Config(config::ConfigError::Invalid {
-                        field: format!("frontend {}.backend", fc.name),
-                        message: "no such backend".into(),
-                        line: None,
-                    })
-                })?;
-            let tls = match &fc.tls {
-                Some(t) => Some(Arc::new(
-                    tls::server::TlsTerminator::new(t, fc.http2).map_err(|source| Error::Tls {
-                        frontend: fc.name.clone(),
-                        source,
-                    })?,
-                )),
-                None => None,
-            };
-            if let Some(t) = &tls {
-                let (t, name, mut stop) = (t.clone(), fc.name.clone(), stop_rx.clone());
-                tasks.spawn(async move {
-                    let mut tick = tokio::time::interval(t.reload_interval);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tokio::select! {
-                            _ = tick.tick() => t.reload(&name),
-                            _ = stop.changed() => break,
-                        }
-                    }
-                });
-            }
-            let fe = Arc::new(Frontend::new(
-                fc,
-                backends[bi].clone(),
-                pools[bi].clone(),
-                tls,
-            ));
+        for (i, fc) in cfg.frontends.iter().enumerate() {
             for &addr in &fc.bind {
                 let l = bind_listener(addr, fc.freebind, fc.transparent)
                     .map_err(|source| Error::Bind { addr, source })?;
@@ -448,10 +444,11 @@ impl Proxy {
                     .local_addr()
                     .map_err(|source| Error::Bind { addr, source })?;
                 addrs.push((fc.name.clone(), local));
-                listeners.push((l, fc.clone(), fe.clone()));
+                listeners.push((l, (fc.name.clone(), i)));
             }
-            frontends.push(fe);
         }
+        let backends = init.backends();
+        let mut tasks = JoinSet::new();
         let mut passthrough = Vec::new();
         for pc in &cfg.passthrough {
             let pt = Arc::new(passthrough::Passthrough::new(pc, &backends));
@@ -467,13 +464,7 @@ impl Proxy {
             }
             passthrough.push(pt);
         }
-        let registry = Arc::new(metrics::Registry {
-            frontends,
-            backends,
-            pools,
-            passthrough,
-        });
-        let metrics_addr = match &cfg.metrics {
+        let metrics = match &cfg.metrics {
             Some(m) => {
                 let l = bind_listener(m.listen, false, false).map_err(|source| Error::Bind {
                     addr: m.listen,
@@ -483,63 +474,80 @@ impl Proxy {
                     addr: m.listen,
                     source,
                 })?;
-                tasks.spawn(metrics_loop(l, registry.clone(), stop_rx.clone()));
-                Some(a)
+                Some((l, a))
             }
             None => None,
         };
-        for (l, fc, fe) in listeners {
+        let admin = match &cfg.admin {
+            Some(a) => {
+                let token = match &a.token_file {
+                    Some(f) => Some(read_token(f)?),
+                    None => None,
+                };
+                let l = bind_listener(a.listen, false, false).map_err(|source| Error::Bind {
+                    addr: a.listen,
+                    source,
+                })?;
+                let addr = l.local_addr().map_err(|source| Error::Bind {
+                    addr: a.listen,
+                    source,
+                })?;
+                Some((l, addr, token))
+            }
+            None => None,
+        };
+        let names: Vec<(String, usize)> = listeners.iter().map(|(_, n)| n.clone()).collect();
+        let live = Arc::new(Live::start(
+            cfg,
+            init,
+            &names,
+            passthrough,
+            path,
+            tasks,
+            &stop_rx,
+        ));
+        let metrics_addr = metrics.map(|(l, a)| {
+            live.spawn(metrics_loop(l, live.clone(), stop_rx.clone()));
+            a
+        });
+        let admin_addr = admin.map(|(l, a, token)| {
+            let api = Arc::new(api::Api::new(live.clone(), token, stop_rx.clone()));
+            log::info!("admin API listening on {a}");
+            live.spawn(api::serve(l, api, stop_rx.clone()));
+            a
+        });
+        for ((l, (name, _)), (_, slot)) in listeners.into_iter().zip(&live.listeners) {
             log::info!(
-                "frontend {} listening on {}",
-                fc.name,
+                "frontend {name} listening on {}",
                 l.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
-            tasks.spawn(accept_loop(l, fc, fe, stop_rx.clone()));
-        }
-        for (up, be) in registry.pools.iter().zip(&registry.backends) {
-            let (up, be, mut stop) = (up.clone(), be.clone(), stop_rx.clone());
-            tasks.spawn(async move {
-                // Idle connections reaped, and the tunnels of the servers' SSL
-                // contexts (re)established, from the start on.
-                let mut tick = tokio::time::interval(up.reap_interval());
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = async {
-                            tick.tick().await;
-                            up.reap();
-                            up.fill_tunnels(|i| be.servers[i].usable_for_pinned()).await;
-                        } => {}
-                        _ = stop.changed() => break,
-                    }
-                }
-            });
-        }
-        for ((b, bc), up) in registry
-            .backends
-            .iter()
-            .zip(&cfg.backends)
-            .zip(&registry.pools)
-        {
-            if let Some(hc) = &bc.health_check {
-                for s in b.servers.iter().filter(|s| s.check) {
-                    let tls = up.tls_only_context(s.idx).cloned();
-                    tasks.spawn(health::run_checks(
-                        hc.clone(),
-                        s.clone(),
-                        tls,
-                        stop_rx.clone(),
-                    ));
-                }
-            }
+            live.spawn(accept_loop(l, slot.clone(), stop_rx.clone()));
         }
         Ok(Proxy {
-            registry,
+            live,
             addrs,
             metrics_addr,
+            admin_addr,
             stop,
-            tasks,
         })
+    }
+
+    /// Re-read the configuration file and apply it: new connections get the
+    /// new configuration, open ones finish on theirs; on error the running
+    /// configuration stays ([`reload`]).
+    pub async fn reload(&self) -> Result<(), BuildError> {
+        self.live.reload_file(&self.stop.subscribe()).await
+    }
+
+    /// Apply a configuration as a reload.
+    pub async fn apply(&self, cfg: ProxyConfig) -> Result<(), BuildError> {
+        cfg.validate()?;
+        self.live.apply(cfg, None, &self.stop.subscribe()).await
+    }
+
+    /// The running configuration's replaceable parts (reload counters...).
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     /// The first bound address of a frontend (useful with port 0).
@@ -555,52 +563,78 @@ impl Proxy {
         &self.addrs
     }
 
+    /// The admin API's address, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// The Prometheus endpoint's address, if configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
 
-    /// A backend's runtime state (servers, tables, counters).
-    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.registry.backends.iter().find(|b| b.name == name)
+    /// A backend's runtime state (servers, tables, counters) in the running
+    /// configuration.
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        let r = self.live.registry.load();
+        r.backends.iter().find(|b| b.name == name).cloned()
     }
 
     /// A backend's connection pools and SSL contexts.
-    pub fn upstream(&self, backend: &str) -> Option<&Arc<Upstream>> {
-        let i = self
-            .registry
-            .backends
-            .iter()
-            .position(|b| b.name == backend)?;
-        self.registry.pools.get(i)
+    pub fn upstream(&self, backend: &str) -> Option<Arc<Upstream>> {
+        let r = self.live.registry.load();
+        let i = r.backends.iter().position(|b| b.name == backend)?;
+        r.pools.get(i).cloned()
     }
 
     /// A pass-through frontend (tables, counters).
-    pub fn passthrough(&self, name: &str) -> Option<&Arc<passthrough::Passthrough>> {
-        self.registry.passthrough.iter().find(|p| p.name == name)
+    pub fn passthrough(&self, name: &str) -> Option<Arc<passthrough::Passthrough>> {
+        let r = self.live.registry.load();
+        r.passthrough.iter().find(|p| p.name == name).cloned()
     }
 
     /// The admin view of the session tables, as served on `/sessions`.
     pub fn render_sessions(&self) -> String {
-        admin::sessions(&self.registry)
+        admin::sessions(&self.live.registry.load())
     }
 
     /// A frontend's handler and counters.
-    pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
-        self.registry.frontends.iter().find(|f| f.name == name)
+    pub fn frontend(&self, name: &str) -> Option<Arc<Frontend>> {
+        let r = self.live.registry.load();
+        r.frontends.iter().find(|f| f.name == name).cloned()
     }
 
     /// The metrics text, as served on the Prometheus endpoint.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.registry)
+        let mut text = metrics::render(&self.live.registry.load());
+        self.live.render_metrics(&mut text);
+        text
     }
 
     /// Stop accepting, let running requests finish (up to a grace period), stop
     /// health checks, and wait for everything to end.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        self.live.stop_tasks().await;
     }
+}
+
+/// The admin API's token: the first line of its file, which must not be empty.
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    let bad = |message: String| {
+        Error::Config(config::ConfigError::Invalid {
+            field: "admin.token_file".into(),
+            message,
+            line: None,
+        })
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(bad(format!("{} holds no token", path.display())));
+    }
+    Ok(token)
 }
 
 /// Read every file the configuration names (TLS certificates, keys, CAs, ticket
@@ -616,6 +650,9 @@ pub fn check_files(cfg: &ProxyConfig) -> Result<(), Error> {
     }
     for b in &cfg.backends {
         upstream_pools(b)?;
+    }
+    if let Some(f) = cfg.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        read_token(f)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use crate::cookie::{self, CookieVerdict};
 use crate::h1;
 use crate::persist::key_hash;
 use crate::qos::{Permit, QueueError};
+use crate::route::{RouteRequest, Switch};
 use crate::tls::server::TlsTerminator;
 use crate::upstream::{ProxiedBody, Upstream, UpstreamError};
 
@@ -109,8 +110,14 @@ pub struct Frontend {
     secure_paths: Vec<String>,
     /// CDN rewriting and the page cache, when configured (served by hyper).
     pub pages: Option<crate::pages::Pages>,
-    /// Counters.
-    pub stats: FrontendStats,
+    /// Counters (shared by the handlers of its content-switching rules and
+    /// kept across reloads).
+    pub stats: Arc<FrontendStats>,
+    /// Content switching: the handler of each `use_backend` rule's backend.
+    routes: Option<Switch<Arc<Frontend>>>,
+    /// A reload replaced this configuration: its connections close after their
+    /// current request.
+    retired: Arc<AtomicBool>,
 }
 
 pub(crate) fn status_idx(s: u16) -> usize {
@@ -483,8 +490,60 @@ impl Frontend {
             tls,
             secure_paths: cfg.secure_paths.clone(),
             pages: crate::pages::Pages::new(cfg),
-            stats: FrontendStats::default(),
+            stats: Arc::default(),
+            routes: None,
+            retired: Arc::default(),
         }
+    }
+
+    /// Share the counters and the stop signal of `other` (the handler of the
+    /// same frontend in the configuration before a reload, or the frontend
+    /// whose content-switching rule this handler serves).
+    pub(crate) fn share_with(&mut self, other: &Frontend) {
+        self.stats = other.stats.clone();
+        self.stop = other.stop.clone();
+    }
+
+    /// Serve content-switching rules: `routes` leads to handlers made with
+    /// [`Frontend::share_with`] this one.
+    pub(crate) fn set_routes(&mut self, routes: Switch<Arc<Frontend>>) {
+        for (_, t) in routes.targets() {
+            debug_assert!(Arc::ptr_eq(&t.stats, &self.stats));
+        }
+        self.routes = Some(routes);
+    }
+
+    /// Whether the frontend has content-switching rules.
+    pub(crate) fn switches(&self) -> bool {
+        self.routes.is_some()
+    }
+
+    /// The handler of the first matching content-switching rule; `None`: this
+    /// one (the frontend's default backend).
+    pub(crate) fn pick(&self, r: &RouteRequest<'_>) -> Option<&Arc<Frontend>> {
+        self.routes.as_ref()?.choose(r)
+    }
+
+    /// Mark this configuration replaced (reload): its connections close after
+    /// the request they are serving (or their next one).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        if let Some(s) = &self.routes {
+            for (_, t) in s.targets() {
+                t.retired.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Idle time allowed between requests (and to receive a request head, or a
+    /// PROXY protocol header).
+    pub fn keepalive_timeout(&self) -> Duration {
+        self.keepalive_timeout
+    }
+
+    /// Whether a reload replaced this configuration.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// The connection pools of this frontend's backend.
@@ -579,8 +638,42 @@ impl Frontend {
     }
 
     /// Handle one request from `peer` (the hyper path: HTTP/2, and HTTP/1.1 that the
-    /// fast path hands over).
+    /// fast path hands over), with the handler its content-switching rules choose.
     pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let fe = match &self.routes {
+            None => self,
+            Some(_) => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .map(HeaderValue::as_bytes)
+                    .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+                self.pick(&RouteRequest {
+                    method: req.method(),
+                    path: req.uri().path(),
+                    host,
+                    headers: req.headers(),
+                    source: peer.ip(),
+                })
+                .cloned()
+                .unwrap_or(self)
+            }
+        };
+        let retired = fe.is_retired() && req.version() < Version::HTTP_2;
+        let mut resp = fe.handle_here(peer, req).await;
+        if retired && let Ok(r) = &mut resp {
+            // HTTP/1: the client opens a new connection, on the new configuration.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    async fn handle_here(
         self: Arc<Self>,
         peer: SocketAddr,
         req: Request<Incoming>,
@@ -648,11 +741,13 @@ impl Frontend {
     /// Choose a server for a load-balanced request, avoiding `exclude`.
     fn schedule(&self, view: &RequestView<'_>, exclude: &[usize]) -> Option<usize> {
         let be = &self.backend;
+        let backups = be.use_backups();
         be.balancer.pick(
             &be.servers,
             view,
             |i| {
                 be.servers[i].usable_for_new()
+                    && be.servers[i].backup == backups
                     && !exclude.contains(&i)
                     && !be.servers[i].slots.queue_full()
             },
@@ -752,8 +847,11 @@ impl Frontend {
                 _ => {
                     // Pin the group to a server chosen by weight among live servers.
                     let gkey = (g as u64).to_be_bytes();
+                    let backups = be.use_backups();
                     be.balancer
-                        .pick_by_hash(&be.servers, &gkey, |i| be.servers[i].usable_for_new())
+                        .pick_by_hash(&be.servers, &gkey, |i| {
+                            be.servers[i].usable_for_new() && be.servers[i].backup == backups
+                        })
                         .or_else(|| self.schedule(&view, &[]))
                         .map(|choice| groups.assign(g, seen, choice))
                 }
@@ -1315,6 +1413,9 @@ impl Frontend {
             }
         }
         let mut req = Request::new(body);
+        if let Some(a) = parts.extensions.get::<crate::upstream::ClientAddrs>() {
+            req.extensions_mut().insert(*a);
+        }
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;

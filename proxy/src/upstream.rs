@@ -26,15 +26,26 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2 as h2;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, ProxyProtocol};
 use crate::proxy::{BoxError, ProxyBody};
 use crate::qos::Permit;
 use crate::tls::TlsError;
 use crate::tls::client::{ServerContext, client_config};
 pub use stream::ServerStream;
+
+/// A client connection's addresses, for the PROXY protocol header of a
+/// server connection (a request extension on the hyper path).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddrs {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address it connected to.
+    pub local: SocketAddr,
+}
 
 /// Most idle connections kept per server.
 const MAX_IDLE: usize = 1024;
@@ -157,8 +168,15 @@ pub struct ServerPool {
     tls: Option<Arc<ServerContext>>,
     /// Connections kept established (TLS endpoints; 0: none).
     tunnels: usize,
+    /// Connections start with a PROXY protocol header for their client: they
+    /// are private to one request, never pooled (as HAProxy marks them).
+    send_proxy: Option<ProxyProtocol>,
     idle: Mutex<Vec<Link>>,
     raw: Mutex<Vec<(ServerStream, Instant)>>,
+    /// HTTP/2 to the server: its one multiplexed connection, when open.
+    h2: Option<Mutex<Option<h2::SendRequest<ProxyBody>>>>,
+    /// The TLS server chose HTTP/1.1 by ALPN: HTTP/1.1 connections from then on.
+    h1_only: std::sync::atomic::AtomicBool,
 }
 
 impl ServerPool {
@@ -167,6 +185,9 @@ impl ServerPool {
             addr,
             tls,
             tunnels,
+            send_proxy: None,
+            h2: None,
+            h1_only: std::sync::atomic::AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         })
@@ -199,6 +220,9 @@ impl ServerPool {
 
     /// Give back a stream whose last response was read to its end.
     pub(crate) fn put_raw(&self, s: ServerStream) {
+        if self.send_proxy.is_some() {
+            return;
+        }
         let mut idle = self.lock_raw();
         if idle.len() < MAX_IDLE {
             idle.push((s, Instant::now()));
@@ -216,7 +240,7 @@ impl ServerPool {
     }
 
     fn put(&self, mut l: Link) {
-        if !l.reusable() {
+        if !l.reusable() || self.send_proxy.is_some() {
             return;
         }
         l.since = Instant::now();
@@ -255,13 +279,16 @@ impl ServerPool {
 #[derive(Debug)]
 pub struct PooledConn {
     pool: Arc<ServerPool>,
-    link: Link,
+    /// HTTP/1.1; none for an HTTP/2 stream (its connection has a task of its own).
+    link: Option<Link>,
 }
 
 impl PooledConn {
     /// Return the (idle) connection to its pool.
     pub fn release(self) {
-        self.pool.put(self.link);
+        if let Some(l) = self.link {
+            self.pool.put(l);
+        }
     }
 }
 
@@ -270,6 +297,9 @@ impl PooledConn {
 struct Endpoints {
     plain: Option<Arc<ServerPool>>,
     secure: Option<Arc<ServerPool>>,
+    /// With `http2`, the SSL context that offers only HTTP/1.1 (health checks
+    /// speak HTTP/1.1 whatever the server would choose).
+    check: Option<Arc<ServerContext>>,
 }
 
 impl Endpoints {
@@ -284,6 +314,8 @@ pub struct Upstream {
     servers: Vec<Endpoints>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// The servers are spoken to in HTTP/2.
+    http2: bool,
 }
 
 impl Upstream {
@@ -299,10 +331,12 @@ impl Upstream {
                 .map(|&addr| Endpoints {
                     plain: Some(ServerPool::new(addr, None, 0)),
                     secure: None,
+                    check: None,
                 })
                 .collect(),
             connect_timeout,
             idle_timeout,
+            http2: false,
         }
     }
 
@@ -312,24 +346,72 @@ impl Upstream {
         let (connect, idle) = (cfg.timeouts.connect.0, cfg.timeouts.pool_idle.0);
         let Some(st) = &cfg.server_tls else {
             let addrs: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.address).collect();
-            return Ok(Upstream::new(&addrs, connect, idle));
+            return Ok(Upstream::new(&addrs, connect, idle).with_send_proxy(cfg));
         };
         let cc = client_config(st)?;
+        // HTTP/2: offered by ALPN, spoken where the server chooses it.
+        let offer = if cfg.http2 {
+            let mut c = (*cc).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(c)
+        } else {
+            cc.clone()
+        };
         let mut servers = Vec::with_capacity(cfg.servers.len());
         for s in &cfg.servers {
             let tls_addr = s.tls_address.unwrap_or(s.address);
             let sni = s.tls_sni.as_deref().or(st.sni.as_deref());
-            let ctx = Arc::new(ServerContext::new(cc.clone(), tls_addr, sni)?);
+            let ctx = Arc::new(ServerContext::new(offer.clone(), tls_addr, sni)?);
+            let check = match cfg.http2 {
+                true => Some(Arc::new(ServerContext::new(cc.clone(), tls_addr, sni)?)),
+                false => None,
+            };
+            // No tunnels kept established for HTTP/2: one connection per server.
+            let tunnels = if cfg.http2 { 0 } else { st.pool };
             servers.push(Endpoints {
                 plain: s.tls_address.map(|_| ServerPool::new(s.address, None, 0)),
-                secure: Some(ServerPool::new(tls_addr, Some(ctx), st.pool)),
+                secure: Some(ServerPool::new(tls_addr, Some(ctx), tunnels)),
+                check,
             });
         }
         Ok(Upstream {
             servers,
             connect_timeout: connect,
             idle_timeout: idle,
-        })
+            http2: false,
+        }
+        .with_send_proxy(cfg))
+    }
+
+    /// Whether the servers are spoken to in HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// The PROXY protocol version each server's connections start with, and
+    /// HTTP/2.
+    fn with_send_proxy(mut self, cfg: &BackendConfig) -> Upstream {
+        self.http2 = cfg.http2;
+        for e in &mut self.servers {
+            for p in [&mut e.plain, &mut e.secure].into_iter().flatten() {
+                if let Some(p) = Arc::get_mut(p)
+                    && cfg.http2
+                {
+                    p.h2 = Some(Mutex::new(None));
+                }
+            }
+        }
+        for (e, s) in self.servers.iter_mut().zip(&cfg.servers) {
+            let Some(v) = s.send_proxy.or(cfg.send_proxy) else {
+                continue;
+            };
+            for p in [&mut e.plain, &mut e.secure].into_iter().flatten() {
+                if let Some(p) = Arc::get_mut(p) {
+                    p.send_proxy = Some(v);
+                }
+            }
+        }
+        self
     }
 
     /// Close idle connections that servers closed or that idled too long; the
@@ -345,9 +427,11 @@ impl Upstream {
     /// calls this at start and periodically.
     pub async fn fill_tunnels(&self, usable: impl Fn(usize) -> bool) {
         for (i, e) in self.servers.iter().enumerate() {
-            let Some(p) = &e.secure else { continue };
+            let Some(p) = e.secure.as_ref().filter(|p| p.send_proxy.is_none()) else {
+                continue;
+            };
             while usable(i) && p.idle_streams() < p.tunnels {
-                match self.connect_stream(p).await {
+                match self.connect_stream(p, None).await {
                     Ok(s) => p.put_raw(s),
                     Err(err) => {
                         log::debug!("tunnel to {}: {err}", p.addr);
@@ -385,7 +469,9 @@ impl Upstream {
         if e.plain.is_some() {
             return None;
         }
-        e.secure.as_ref().and_then(|p| p.context())
+        e.check
+            .as_ref()
+            .or_else(|| e.secure.as_ref().and_then(|p| p.context()))
     }
 
     /// The SSL context of server `i`, if it has one.
@@ -410,12 +496,22 @@ impl Upstream {
     }
 
     /// A new connection to `pool`'s endpoint, through its SSL context if it has
-    /// one (the handshake within the connect timeout).
+    /// one (the handshake within the connect timeout), starting with a PROXY
+    /// protocol header for `client` (its address and the one it connected to)
+    /// when the server has `send_proxy`.
     pub(crate) async fn connect_stream(
         &self,
         pool: &ServerPool,
+        client: Option<ClientAddrs>,
     ) -> Result<ServerStream, UpstreamError> {
-        let tcp = self.connect_tcp(pool.addr).await?;
+        let mut tcp = self.connect_tcp(pool.addr).await?;
+        if let (Some(v), Some(c)) = (pool.send_proxy, client) {
+            use tokio::io::AsyncWriteExt;
+            let header = crate::proxy_protocol::encode(v, c.peer, c.local);
+            tcp.write_all(&header)
+                .await
+                .map_err(UpstreamError::Connect)?;
+        }
         let Some(ctx) = &pool.tls else {
             return Ok(ServerStream::Plain(tcp));
         };
@@ -431,11 +527,15 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, pool: &Arc<ServerPool>) -> Result<Link, UpstreamError> {
+    async fn connect(
+        &self,
+        pool: &Arc<ServerPool>,
+        client: Option<ClientAddrs>,
+    ) -> Result<Link, UpstreamError> {
         // An established tunnel first (no handshake), else a new connection.
         let stream = match pool.take_raw(self.idle_timeout) {
             Some(s) => s,
-            None => self.connect_stream(pool).await?,
+            None => self.connect_stream(pool, client).await?,
         };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -459,6 +559,24 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
         let pool = self.pool(i, secure);
+        if pool.h2.is_some() && !pool.h1_only.load(std::sync::atomic::Ordering::Relaxed) {
+            match self.request_h2(pool, req).await? {
+                H2Outcome::Done(r) => return Ok(r),
+                H2Outcome::Http11(r, link) => {
+                    // The server chose HTTP/1.1 by ALPN: spoken from now on.
+                    pool.h1_only
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut link = link;
+                    let fut = link.sender.send_request(r);
+                    let resp = link.exchange(fut).await.map_err(UpstreamError::Http)?;
+                    let conn = PooledConn {
+                        pool: pool.clone(),
+                        link: Some(link),
+                    };
+                    return Ok((resp, conn));
+                }
+            }
+        }
         while let Some(mut link) = pool.take(self.idle_timeout) {
             if !link.ready().await {
                 continue;
@@ -470,7 +588,7 @@ impl Upstream {
                         resp,
                         PooledConn {
                             pool: pool.clone(),
-                            link,
+                            link: Some(link),
                         },
                     ));
                 }
@@ -480,17 +598,121 @@ impl Upstream {
                 },
             }
         }
-        let mut link = self.connect(pool).await?;
+        let client = req.extensions().get::<ClientAddrs>().copied();
+        let mut link = self.connect(pool, client).await?;
         let fut = link.sender.send_request(req);
         let resp = link.exchange(fut).await.map_err(UpstreamError::Http)?;
         Ok((
             resp,
             PooledConn {
                 pool: pool.clone(),
-                link,
+                link: Some(link),
             },
         ))
     }
+
+    /// Send `req` as a stream of the server's HTTP/2 connection (opened when
+    /// there is none or it closed: with prior knowledge to a plain server, by
+    /// ALPN through an SSL context; a TLS server that chooses HTTP/1.1 gets the
+    /// request back with the connection, as [`H2Outcome::Http11`]).
+    async fn request_h2(
+        &self,
+        pool: &Arc<ServerPool>,
+        req: Request<ProxyBody>,
+    ) -> Result<H2Outcome, UpstreamError> {
+        let Some(slot) = &pool.h2 else {
+            unreachable!("an HTTP/2 pool")
+        };
+        let (mut parts, body) = req.into_parts();
+        // HTTP/2 carries the authority in the target, not in `Host`.
+        let host = parts.headers.remove(http::header::HOST);
+        let authority = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| pool.addr.to_string());
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let scheme = if pool.tls.is_some() { "https" } else { "http" };
+        parts.uri = http::Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| UpstreamError::Protocol("invalid authority for HTTP/2"))?;
+        parts.version = http::Version::HTTP_2;
+        let req = Request::from_parts(parts, body);
+        let cached = slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .cloned();
+        let mut sender = match cached {
+            Some(s) => s,
+            None => {
+                let client = req.extensions().get::<ClientAddrs>().copied();
+                let stream = self.connect_stream(pool, client).await?;
+                if let ServerStream::Tls(t) = &stream
+                    && t.get_ref().1.alpn_protocol() != Some(b"h2")
+                {
+                    let (mut parts, body) = req.into_parts();
+                    parts.version = http::Version::HTTP_11;
+                    if let Some(h) = host {
+                        parts.headers.insert(http::header::HOST, h);
+                    }
+                    if let Some(pq) = parts.uri.path_and_query() {
+                        parts.uri = http::Uri::from(pq.clone());
+                    }
+                    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                        .handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(UpstreamError::Http)?;
+                    let link = Link {
+                        sender,
+                        conn,
+                        since: Instant::now(),
+                        ended: false,
+                    };
+                    return Ok(H2Outcome::Http11(Request::from_parts(parts, body), link));
+                }
+                let (s, conn) = h2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(UpstreamError::Http)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        log::debug!("upstream HTTP/2 connection: {e}");
+                    }
+                });
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
+                s
+            }
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Http)?;
+        Ok(H2Outcome::Done((
+            resp,
+            PooledConn {
+                pool: pool.clone(),
+                link: None,
+            },
+        )))
+    }
+}
+
+/// How an exchange meant for HTTP/2 went.
+enum H2Outcome {
+    /// The response, on an HTTP/2 stream.
+    Done((Response<Incoming>, PooledConn)),
+    /// The TLS server chose HTTP/1.1: the request (for HTTP/1.1) and the new
+    /// connection.
+    Http11(Request<ProxyBody>, Link),
 }
 
 /// A server's response body on its way to the client. It drives the server
@@ -533,8 +755,8 @@ impl Body for ProxiedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(c) = &mut this.conn {
-            c.link.drive(cx);
+        if let Some(l) = this.conn.as_mut().and_then(|c| c.link.as_mut()) {
+            l.drive(cx);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {

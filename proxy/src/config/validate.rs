@@ -137,6 +137,16 @@ impl ProxyConfig {
                     ));
                 }
             }
+            if b.http2
+                && (b.send_proxy.is_some() || b.servers.iter().any(|s| s.send_proxy.is_some()))
+            {
+                return Err(err(
+                    format!("{f}.http2"),
+                    "one HTTP/2 connection carries every client's requests: not with send_proxy"
+                        .into(),
+                    Some("http2"),
+                ));
+            }
             if let Some(t) = &b.server_tls
                 && let Err((field, message)) = t.check()
             {
@@ -274,6 +284,29 @@ impl ProxyConfig {
                     Some(&fe.backend),
                 ));
             }
+            for (j, r) in fe.use_backend.iter().enumerate() {
+                let rf = format!("{f}.use_backend[{j}]");
+                if let Err((field, message)) = r.check() {
+                    // The line of the value at fault, else of the rule's backend.
+                    let needle = match field {
+                        "path_regex" => r.path_regex.as_deref(),
+                        "path_prefix" => r.path_prefix.as_deref(),
+                        "path_exact" => r.path_exact.as_deref(),
+                        "host" => r.host.as_deref(),
+                        "header.name" => r.header.as_ref().map(|h| h.name.as_str()),
+                        _ => None,
+                    };
+                    let needle = needle.unwrap_or(&r.backend);
+                    return Err(err(format!("{rf}.{field}"), message, Some(needle)));
+                }
+                if !names.contains(r.backend.as_str()) {
+                    return Err(err(
+                        format!("{rf}.backend"),
+                        format!("no backend named {:?}", r.backend),
+                        Some(&r.backend),
+                    ));
+                }
+            }
             for (j, r) in fe.priority_rules.iter().enumerate() {
                 if !(-2047..=2047).contains(&r.class) {
                     return Err(err(
@@ -299,6 +332,11 @@ impl ProxyConfig {
                     ));
                 }
             }
+        }
+        if let Some(a) = &self.admin
+            && let Err((field, message)) = a.check()
+        {
+            return Err(err(format!("admin.{field}"), message, Some("admin:")));
         }
         Ok(())
     }

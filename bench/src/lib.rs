@@ -65,6 +65,7 @@ use tack_dataplane::{Frame, FrameAlloc, Time};
 
 #[allow(unsafe_code)]
 mod os;
+pub mod traffic;
 pub use os::thread_cpu;
 
 /// Frames per burst.

@@ -96,6 +96,10 @@ struct Cli {
     /// Run `sh -c HOOK` at the start and end of the timed phase.
     #[arg(long)]
     hook: Option<String>,
+    /// Stay connected, sending nothing, this many seconds after the timed
+    /// phase (the forwarder's idle polls, for profilers).
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
     /// Use DPDK hugepages (default: none, `--no-huge`).
     #[arg(long)]
     huge: bool,
@@ -276,7 +280,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         j.join();
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(SETTLE + Duration::from_secs_f64(cli.hold));
     hook(cli, "end")?;
     let stats = port.stats().ok();
     let _ = port.stop();

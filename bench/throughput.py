@@ -270,9 +270,11 @@ def run_testpmd(args, row, work, n, mode):
     return g
 
 
-def median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    return xs[len(xs) // 2] if xs else None
+def best(xs, key=max):
+    """The best of the rounds (highest rate, fewest cycles): other load on a
+    shared machine only ever slows a run down."""
+    xs = [x for x in xs if x is not None]
+    return key(xs) if xs else None
 
 
 def fmt(x, f="{:.2f}"):
@@ -341,8 +343,7 @@ def main():
                 for ip in [int(x) for x in (args.ips or "4").split(",")]]
     else:
         rows = [mk(fl) for fl in (1000, 100_000, 1_000_000, 10_000_000)]
-        rows += [mk(1000, pr="tcp"), mk(1_000_000, pr="tcp"), mk(1000, ip=6), mk(1_000_000, ip=6),
-                 mk(1_000_000, pr="tcp", ip=6), mk(1_000_000, sh=0.1), mk(1_000_000, sh=0.1, pr="tcp"),
+        rows += [mk(1_000_000, pr="tcp"), mk(1_000_000, ip=6), mk(1_000_000, pr="tcp", sh=0.1),
                  mk(1_000_000, sz=512)]
     # Scaling: the same 1M-flow UDP/IPv4 row with more workers (and generator queues).
     if not args.smoke:
@@ -352,7 +353,7 @@ def main():
     mach = machine()
     print(f"# Tack throughput over net_memif, {date}\n# {mach}")
     print(f"# tackgen on CPU(s) {args.gen_cpus}, forwarder workers on {args.cpus['fwd']}; "
-          f"{args.rounds} alternating round(s) of {args.seconds:g} s; medians")
+          f"{args.rounds} alternating round(s) of {args.seconds:g} s; best of the rounds")
     if ncpu < 4:
         print(f"# {ncpu} CPUs: scaling rows (2, 4, 8 workers) need 4, 8, 16 CPUs and are left out")
     os.makedirs(args.out, exist_ok=True)
@@ -366,7 +367,9 @@ def main():
             for m in modes:
                 runs[m] = []
             for rnd in range(args.rounds):
-                order = ["tack"] + modes if rnd % 2 == 0 else modes + ["tack"]
+                # macswap (a reference, not the baseline) in the first round only.
+                ms = modes if rnd == 0 else ["io"]
+                order = ["tack"] + ms if rnd % 2 == 0 else ms + ["tack"]
                 for who in order:
                     n += 1
                     log(f"{who} {row}")
@@ -378,18 +381,18 @@ def main():
             res = {"row": row, "runs": runs}
             t = runs["tack"]
             io = runs["io"]
-            res["tack_mpps"] = median([g["rx_mpps"] for g in t])
-            res["io_mpps"] = median([g["rx_mpps"] for g in io])
-            res["tack_cpp"] = median([g["busy_cycles_per_packet"] for g in t])
-            res["io_cpp"] = median([g["busy_cycles_per_packet"] for g in io])
+            res["tack_mpps"] = best([g["rx_mpps"] for g in t])
+            res["io_mpps"] = best([g["rx_mpps"] for g in io])
+            res["tack_cpp"] = best([g["busy_cycles_per_packet"] for g in t], min)
+            res["io_cpp"] = best([g["busy_cycles_per_packet"] for g in io], min)
             res["ratio_rate"] = res["tack_mpps"] / res["io_mpps"] if res["io_mpps"] else None
             res["ratio_cycles"] = res["io_cpp"] / res["tack_cpp"] if res["tack_cpp"] and res["io_cpp"] else None
             if "macswap" in runs:
-                res["macswap_mpps"] = median([g["rx_mpps"] for g in runs["macswap"]])
-            res["busy_share"] = median([g["busy_share"] for g in t])
+                res["macswap_mpps"] = best([g["rx_mpps"] for g in runs["macswap"]])
+            res["busy_share"] = best([g["busy_share"] for g in t])
             for p in ("lat_p50_ns", "lat_p99_ns", "lat_p999_ns"):
-                res["tack_" + p] = median([g[p] for g in t])
-                res["io_" + p] = median([g[p] for g in io])
+                res["tack_" + p] = best([g[p] for g in t], min)
+                res["io_" + p] = best([g[p] for g in io], min)
             drops = {}
             for g in t:
                 for k, v in g["drops"].items():
@@ -444,8 +447,8 @@ def line(r):
 
 
 def markdown(results, date, mach, args):
-    out = [f"Measured {date} on {mach}; {args.rounds} alternating round(s) of {args.seconds:g} s per forwarder, "
-           "medians. Rate: frames that came back to the generator per second; cycles: the forwarder's busy "
+    out = [f"Measured {date} on {mach}; {args.rounds} alternating round(s) of {args.seconds:g} s per forwarder; "
+           "each figure the best of the rounds (other load on a shared machine only slows a run down). Rate: frames that came back to the generator per second; cycles: the forwarder's busy "
            "TSC cycles per frame received (tack's busy_cycles counter, testpmd's --record-core-cycles) in the "
            "timed phase; latency: generator to generator, under full load.", "",
            HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
@@ -463,7 +466,7 @@ def plot(results, png, date):
         key = f"{r['row']['proto']}/IPv{r['row']['ip']}"
         series.setdefault(key, []).append((r["row"]["flows"], r["tack_mpps"], r["io_mpps"]))
     data = png + ".dat"
-    cmds = [f"set terminal pngcairo size 900,540", f"set output '{png}'", "set logscale x",
+    cmds = [f"set terminal pngcairo size 900,540 noenhanced", f"set output '{png}'", "set logscale x",
             "set xlabel 'flows in the table'", "set ylabel 'Mpps forwarded (64 B)'",
             f"set title 'tack (NAT) and testpmd io-fwd over net_memif, 1 worker, {date}'",
             "set key outside right", "set grid", "set yrange [0:*]"]

@@ -42,6 +42,15 @@ def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def loadavg():
+    """The machine's 1-minute load average (other work on a shared machine)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine():
     model = "?"
     try:
@@ -351,6 +360,7 @@ def main():
     modes = ["io"] + (["macswap"] if args.macswap else [])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mach = machine()
+    load_start = loadavg()
     print(f"# Tack throughput over net_memif, {date}\n# {mach}")
     print(f"# tackgen on CPU(s) {args.gen_cpus}, forwarder workers on {args.cpus['fwd']}; "
           f"{args.rounds} alternating round(s) of {args.seconds:g} s; best of the rounds")
@@ -418,7 +428,7 @@ def main():
     stem = "smoke" if args.smoke else ("quick" if args.quick else "full")
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump({"date": date, "machine": mach, "results": results}, f, indent=1)
-    table = markdown(results, date, mach, args)
+    table = markdown(results, date, mach, args, (load_start, loadavg()))
     with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
         f.write(table)
     print()
@@ -446,11 +456,13 @@ def line(r):
             f"{fmt(r['busy_share'] and 100 * r['busy_share'], '{:.0f}%')} | {lat('tack')} | {lat('io')} | {drops} |")
 
 
-def markdown(results, date, mach, args):
+def markdown(results, date, mach, args, load):
     out = [f"Measured {date} on {mach}; {args.rounds} alternating round(s) of {args.seconds:g} s per forwarder; "
            "each figure the best of the rounds (other load on a shared machine only slows a run down). Rate: frames that came back to the generator per second; cycles: the forwarder's busy "
            "TSC cycles per frame received (tack's busy_cycles counter, testpmd's --record-core-cycles) in the "
-           "timed phase; latency: generator to generator, under full load.", "",
+           "timed phase; latency: generator to generator, under full load. "
+           f"Load average (1 min) {fmt(load[0])} at the start, {fmt(load[1])} at the end: "
+           f"above about {os.cpu_count()} other work shared the forwarder's and the generator's CPUs.", "",
            HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
     out += [line(r) for r in results]
     return "\n".join(out) + "\n"

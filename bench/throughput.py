@@ -219,6 +219,7 @@ def run_tack(args, row, work, n):
 
 
 TESTPMD_CYCLES = re.compile(r"CPU cycles/packet=([0-9.]+)")
+TESTPMD_TX_DROPPED = re.compile(r"TX-dropped: +([0-9]+)")
 
 
 def run_testpmd(args, row, work, n, mode):
@@ -276,6 +277,9 @@ def run_testpmd(args, row, work, n, mode):
     m = TESTPMD_CYCLES.findall(out)
     # The last figure: the timed phase's (stopped while the generator was connected).
     g["busy_cycles_per_packet"] = float(m[-1]) if m and float(m[-1]) > 0 else None
+    # Frames its transmit queue did not take, timed phase (the last stop's totals).
+    d = TESTPMD_TX_DROPPED.findall(out)
+    g["tx_dropped"] = int(d[-1]) if d else None
     return g
 
 
@@ -341,7 +345,6 @@ def main():
         args.packets = args.packets or 4000
         rows = [mk(1000, pr="udp", ip=4), mk(1000, pr="tcp", ip=6)]
     elif args.quick:
-        args.rounds = min(args.rounds, 2)
         rows = [mk(1000), mk(1_000_000)]
     elif custom:
         rows = [mk(fl, sz, sh, pr, ip)
@@ -408,6 +411,7 @@ def main():
                 for k, v in g["drops"].items():
                     drops[k] = drops.get(k, 0) + v
             res["drops"] = drops
+            res["io_tx_dropped"] = best([g.get("tx_dropped") for g in io], min)
             res["bad"] = sum(g["bad"] for g in t) + sum(g["bad"] for g in io)
             res["sent"] = sum(g["sent"] for g in t)
             res["received"] = sum(g["received"] for g in t)
@@ -425,7 +429,7 @@ def main():
         log(f"failed; the processes' logs are in {work}")
         raise
     shutil.rmtree(work, ignore_errors=True)
-    stem = "smoke" if args.smoke else ("quick" if args.quick else "full")
+    stem = "smoke" if args.smoke else "quick" if args.quick else "custom" if custom else "full"
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump({"date": date, "machine": mach, "results": results}, f, indent=1)
     table = markdown(results, date, mach, args, (load_start, loadavg()))
@@ -441,7 +445,7 @@ def main():
 
 HEADER = ("| flows | size | new | proto | workers | tack Mpps | io-fwd Mpps | tack/io (rate) | "
           "macswap Mpps | tack cyc/pkt | io cyc/pkt | io/tack (cycles) | tack busy | p50/p99 µs tack | p50/p99 µs io | "
-          "drops (tack) |")
+          "drops (tack) | tx drops (io) |")
 
 
 def line(r):
@@ -453,7 +457,8 @@ def line(r):
             f"{row['workers']} | {fmt(r['tack_mpps'])} | {fmt(r['io_mpps'])} | {fmt(r['ratio_rate'])} | "
             f"{fmt(r.get('macswap_mpps'))} | "
             f"{fmt(r['tack_cpp'], '{:.0f}')} | {fmt(r['io_cpp'], '{:.0f}')} | {fmt(r['ratio_cycles'])} | "
-            f"{fmt(r['busy_share'] and 100 * r['busy_share'], '{:.0f}%')} | {lat('tack')} | {lat('io')} | {drops} |")
+            f"{fmt(r['busy_share'] and 100 * r['busy_share'], '{:.0f}%')} | {lat('tack')} | {lat('io')} | {drops} | "
+            f"{fmt(r.get('io_tx_dropped'), '{}')} |")
 
 
 def markdown(results, date, mach, args, load):

@@ -450,6 +450,7 @@ def main():
     print(table)
     if not args.smoke:
         plot(results, os.path.join(args.out, f"{stem}-flows.png"), date)
+        plot_cdf(results, os.path.join(args.out, f"{stem}-latency.png"), date)
     if failed:
         sys.exit("bench: smoke run: frames came back wrong or not at all")
 
@@ -508,6 +509,47 @@ def plot(results, png, date):
             plots.append(f"'{data}' index {i} using 1:2 with linespoints title 'tack {k}'")
             plots.append(f"'{data}' index {i} using 1:3 with linespoints dashtype 2 title 'io-fwd {k}'")
     cmds.append("plot " + ", ".join(plots))
+    r = subprocess.run([gp], input="\n".join(cmds), text=True, capture_output=True)
+    if r.returncode != 0:
+        log(f"gnuplot: {r.stderr.strip()}")
+        return
+    os.remove(data)
+    log(f"plot: {png}")
+
+
+def plot_cdf(results, png, date):
+    """Latency CDFs of the 1-worker UDP/IPv4 64 B rows, tack and io-fwd, each
+    from its fastest run."""
+    gp = shutil.which("gnuplot")
+    rows = [r for r in results if r["row"]["workers"] == 1 and r["row"]["new_share"] == 0
+            and r["row"]["size"] == 64 and r["row"]["proto"] == "udp" and r["row"]["ip"] == 4]
+    if not gp or not rows:
+        return
+    data = png + ".dat"
+    plots = []
+    with open(data, "w") as f:
+        i = 0
+        for r in rows:
+            for who in ("tack", "io"):
+                runs = [g for g in r["runs"].get(who, []) if g.get("lat_cdf")]
+                if not runs:
+                    continue
+                g = max(runs, key=lambda g: g["rx_mpps"])
+                f.write(f"# {who} {r['row']['flows']}\n")
+                for q, ns in g["lat_cdf"]:
+                    if ns > 0:
+                        f.write(f"{ns / 1000} {q}\n")
+                f.write("\n\n")
+                dash = "" if who == "tack" else " dashtype 2"
+                plots.append(f"'{data}' index {i} using 1:2 with lines{dash} lw 2 "
+                             f"title '{who} {r['row']['flows']:,} flows'")
+                i += 1
+    if not plots:
+        return
+    cmds = ["set terminal pngcairo size 900,540 noenhanced", f"set output '{png}'", "set logscale x",
+            "set xlabel 'latency, generator to generator (us, under full load)'", "set ylabel 'share of frames'",
+            f"set title 'latency CDF, tack (NAT) and testpmd io-fwd over net_memif, UDP/IPv4 64 B, {date}'",
+            "set key bottom right", "set grid", "set yrange [0:1]", "plot " + ", ".join(plots)]
     r = subprocess.run([gp], input="\n".join(cmds), text=True, capture_output=True)
     if r.returncode != 0:
         log(f"gnuplot: {r.stderr.strip()}")

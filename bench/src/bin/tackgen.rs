@@ -480,12 +480,19 @@ fn report(
             .map_or(0, |h| h.value_at_quantile(p))
     };
     let (imissed, oerrors) = stats.map_or((0, 0), |s| (s.imissed, s.oerrors));
+    // The latency distribution: (quantile, ns) at every 2 % and in the tail.
+    let cdf = (0..=50)
+        .map(|i| f64::from(i) / 50.0)
+        .chain([0.99, 0.999, 0.9999])
+        .map(|q| format!("[{q},{}]", pct(q)))
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
         "{{\"proto\":\"{}\",\"ip\":{},\"size\":{},\"flows\":{},\"new_share\":{},\"queues\":{},\
 \"warm_sent\":{},\"warm_received\":{},\"warm_seconds\":{:.3},\"seconds\":{secs:.3},\
 \"sent\":{sent},\"received\":{received},\"bad\":{bad},\"new_flows\":{new_flows},\
 \"tx_mpps\":{:.3},\"rx_mpps\":{:.3},\"lat_p50_ns\":{},\"lat_p90_ns\":{},\"lat_p99_ns\":{},\
-\"lat_p999_ns\":{},\"gen_imissed\":{imissed},\"gen_oerrors\":{oerrors}}}",
+\"lat_p999_ns\":{},\"lat_cdf\":[{cdf}],\"gen_imissed\":{imissed},\"gen_oerrors\":{oerrors}}}",
         if cli.proto == ProtoArg::Tcp {
             "tcp"
         } else {

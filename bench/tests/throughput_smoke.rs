@@ -5,6 +5,10 @@
 //! frame came back and was right (the generator checks each frame's NAT
 //! rewrite — server MAC and address, TTL — and its IPv4 and TCP/UDP
 //! checksums against what it sent), and that `tack`'s own counters saw them.
+//!
+//! It runs the `tack` and `tackctl` of its own target directory and profile,
+//! built here if missing (`cargo test --workspace` builds them; alone, run
+//! `cargo build -p tack-control --bins` first so they are current).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

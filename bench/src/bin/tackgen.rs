@@ -29,6 +29,8 @@ use hdrhistogram::Histogram;
 use tack_bench::traffic::{FlowRng, Ip, Proto, Traffic};
 use tack_dpdk::{Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig, RxQueue, TxQueue};
 
+/// Most flows in the table (the new flows of a timed phase come on top).
+const MAX_FLOWS: u64 = 1 << 32;
 /// Frames per burst.
 const BURST: usize = 32;
 /// Pause before each hook, for the forwarder's published counters to
@@ -153,8 +155,13 @@ fn run(cli: &Cli) -> Result<(), String> {
     if !(0.0..=1.0).contains(&cli.new_share) {
         return Err("--new-share is a share between 0 and 1".into());
     }
-    if cli.flows == 0 {
-        return Err("--flows must be at least 1".into());
+    // 172.16.0.0/12 holds 2^20 client addresses of 16384 ports each; the
+    // timed phase's new flows come after the table's.
+    if !(1..=MAX_FLOWS).contains(&cli.flows) {
+        return Err(format!("--flows must be between 1 and {MAX_FLOWS}"));
+    }
+    if !(60..=9000).contains(&cli.size) {
+        return Err("--size must be between 60 and 9000 bytes (without FCS)".into());
     }
     let ip = match cli.ip {
         4 => Ip::V4,

@@ -10,7 +10,8 @@ fraction of io-fwd's, tack's busy cycles per packet (its own counters, read
 through tackctl around the timed phase) against testpmd's
 (--record-core-cycles), tack's drops by reason, and latency percentiles from
 the timestamps in the payload. Results go to bench/results/ as JSON, a
-Markdown table and, with gnuplot, a PNG of throughput against flows.
+Markdown table and, with gnuplot, PNGs of throughput against flows and of
+the latency distribution.
 """
 
 import argparse
@@ -27,7 +28,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 SERVERS4 = [f"10.9.0.{0x11 + n}" for n in range(4)]
 SERVERS6 = [f"fd00:9::{0x11 + n:x}" for n in range(4)]
@@ -409,6 +409,9 @@ def main():
             res["io_mpps"] = best([g["rx_mpps"] for g in io])
             res["tack_cpp"] = best([g["busy_cycles_per_packet"] for g in t], min)
             res["io_cpp"] = best([g["busy_cycles_per_packet"] for g in io], min)
+            rates = [g["rx_mpps"] for g in io if g["rx_mpps"]]
+            # How far apart the baseline's rounds were: the other load's mark.
+            res["io_spread"] = max(rates) / min(rates) if len(rates) > 1 else None
             res["ratio_rate"] = res["tack_mpps"] / res["io_mpps"] if res["io_mpps"] else None
             res["ratio_cycles"] = res["io_cpp"] / res["tack_cpp"] if res["tack_cpp"] and res["io_cpp"] else None
             if "macswap" in runs:
@@ -457,7 +460,7 @@ def main():
 
 HEADER = ("| flows | size | new | proto | workers | tack Mpps | io-fwd Mpps | tack/io (rate) | "
           "macswap Mpps | tack cyc/pkt | io cyc/pkt | io/tack (cycles) | tack busy | p50/p99 µs tack | p50/p99 µs io | "
-          "drops (tack) | tx drops (io) |")
+          "drops (tack) | tx drops (io) | io spread |")
 
 
 def line(r):
@@ -470,7 +473,7 @@ def line(r):
             f"{fmt(r.get('macswap_mpps'))} | "
             f"{fmt(r['tack_cpp'], '{:.0f}')} | {fmt(r['io_cpp'], '{:.0f}')} | {fmt(r['ratio_cycles'])} | "
             f"{fmt(r['busy_share'] and 100 * r['busy_share'], '{:.0f}%')} | {lat('tack')} | {lat('io')} | {drops} | "
-            f"{fmt(r.get('io_tx_dropped'), '{}')} |")
+            f"{fmt(r.get('io_tx_dropped'), '{}')} | {fmt(r.get('io_spread'), '{:.1f}×')} |")
 
 
 def markdown(results, date, mach, args, load):

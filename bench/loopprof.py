@@ -68,6 +68,7 @@ def measure(args, traffic=True):
                         "--flows", str(flows), "--packets", str(packets), "--seconds", "120",
                         "--hold", "0" if traffic else "3", "--check", "nat"],
                        check=True, stdout=subprocess.DEVNULL, timeout=300)
+        throughput.remove_run_dir(f"lp{os.getpid()}")
     finally:
         tack.stop(timeout=60)
     if args.keep:

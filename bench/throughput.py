@@ -158,8 +158,20 @@ def gen_args(args, row, sock, check, prefix, hook=None):
     return a
 
 
+def remove_run_dir(prefix):
+    """Removes the EAL runtime directory of file prefix `prefix` if it is
+    empty (--no-shconf leaves it empty; DPDK does not remove it)."""
+    try:
+        os.rmdir(os.path.join("/var/run/dpdk", prefix))
+    except OSError:
+        pass
+
+
 def run_gen(a, log_path):
-    r = subprocess.run(a, capture_output=True, text=True, timeout=600)
+    try:
+        r = subprocess.run(a, capture_output=True, text=True, timeout=600)
+    finally:
+        remove_run_dir(a[a.index("--file-prefix") + 1])
     with open(log_path, "w") as f:
         f.write(r.stdout + r.stderr)
     if r.returncode != 0:
@@ -272,6 +284,7 @@ def run_testpmd(args, row, work, n, mode):
             tp.wait()
         os.close(cmd_fd)
         logf.close()
+        remove_run_dir(prefix)
     with open(log_path) as f:
         out = f.read()
     m = TESTPMD_CYCLES.findall(out)

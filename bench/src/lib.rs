@@ -18,6 +18,9 @@
 //! cargo bench -p tack-bench --bench tables     # connection table, sticky, schedulers
 //! # one scenario, for profilers and quick A/B timings (see its docs):
 //! cargo build --profile bench -p tack-bench --bin pipeprof
+//! # tack over net_memif against dpdk-testpmd (the generator is bin/tackgen.rs,
+//! # its frames are [`traffic`]'s; see docs/benchmarking.md):
+//! ./scripts/bench.sh --quick
 //! ```
 //!
 //! # Memory: huge pages and page faults
@@ -65,6 +68,7 @@ use tack_dataplane::{Frame, FrameAlloc, Time};
 
 #[allow(unsafe_code)]
 mod os;
+pub mod traffic;
 pub use os::thread_cpu;
 
 /// Frames per burst.

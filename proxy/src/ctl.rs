@@ -73,6 +73,20 @@ enum CtlCommand {
     Sessions,
     /// Reload and API counters.
     Status,
+    /// The page caches: use and entries.
+    Cache,
+    /// Remove a URL, or every URL under a prefix, from the page caches.
+    Purge {
+        /// A URL (`host/path?query`, a path for any host, or `http(s)://...`).
+        #[arg(long, conflicts_with = "prefix", required_unless_present = "prefix")]
+        url: Option<String>,
+        /// Every URL under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only this frontend's cache.
+        #[arg(long)]
+        frontend: Option<String>,
+    },
 }
 
 /// Run the command: exit 0 when the API accepted it, 1 when it refused it
@@ -138,6 +152,16 @@ pub fn run(c: Ctl) -> ExitCode {
         CtlCommand::Reload => (Method::POST, "/api/reload".into(), None),
         CtlCommand::Sessions => (Method::GET, "/api/sessions".into(), None),
         CtlCommand::Status => (Method::GET, "/api/status".into(), None),
+        CtlCommand::Cache => (Method::GET, "/api/cache".into(), None),
+        CtlCommand::Purge {
+            url,
+            prefix,
+            frontend,
+        } => (
+            Method::POST,
+            "/api/cache/purge".into(),
+            Some(json!({ "url": url, "prefix": prefix, "frontend": frontend })),
+        ),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -365,7 +365,7 @@ async fn accept_loop(
 
 async fn metrics_loop(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
             _ = stop.changed() => break,
         };
@@ -375,13 +375,6 @@ async fn metrics_loop(listener: TcpListener, live: Arc<Live>, mut stop: watch::R
                 let st = live.registry.load_full();
                 let live = live.clone();
                 async move {
-                    if req.uri().path() == "/cache/purge" {
-                        let (status, text) =
-                            pages::admin::purge(&st, req.method(), req.uri().query(), peer.ip());
-                        let mut resp = http::Response::new(proxy::full(text));
-                        *resp.status_mut() = status;
-                        return Ok(resp);
-                    }
                     let (text, kind) = match req.uri().path() {
                         "/metrics" => {
                             let mut text = metrics::render(&st);
@@ -389,7 +382,6 @@ async fn metrics_loop(listener: TcpListener, live: Arc<Live>, mut stop: watch::R
                             (text, "text/plain; version=0.0.4")
                         }
                         "/sessions" => (admin::sessions(&st), "text/plain; charset=utf-8"),
-                        "/cache" => (pages::admin::list(&st), "text/plain; charset=utf-8"),
                         _ => {
                             return Ok(proxy::local_response(
                                 http::StatusCode::NOT_FOUND,

@@ -235,6 +235,7 @@ frontends:
         - {{ prefix: "/static/", to: "http://{cdn}/static/" }}
     cache: {{ max_bytes: 1MiB, max_object: 256KiB }}
 metrics: {{ listen: "127.0.0.1:0" }}
+admin: {{ listen: "127.0.0.1:0" }}
 backends:
   - name: web
     servers:
@@ -362,24 +363,43 @@ async fn pages_are_rewritten_cached_revalidated_and_purged() {
     }
 
     // The cache listing, then a purge by URL and by prefix (admin API).
-    let admin = lab.proxy.metrics_addr().unwrap();
-    let listed = text(&get(admin, "/cache", &[]).await);
-    assert!(listed.contains("/index.html\t1 variants"), "{listed}");
-    assert!(!listed.contains("nostore"), "{listed}");
+    let api = lab.proxy.admin_addr().unwrap();
+    let call = |method: http::Method, path: &'static str, body: Option<serde_json::Value>| {
+        tack_proxy::api::client::call(api, None, method, path, body)
+    };
+    let (status, listed) = call(http::Method::GET, "/api/cache", None).await.unwrap();
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let entries = listed[0]["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["url"].as_str().unwrap().ends_with("/index.html") && e["variants"] == 1),
+        "{listed}"
+    );
+    assert!(!listed.to_string().contains("nostore"), "{listed}");
     let hits = m(&lab.proxy, "cache_hits_total");
     assert_eq!(hits, 6);
+    let purge = |body: serde_json::Value| call(http::Method::POST, "/api/cache/purge", Some(body));
     assert_eq!(
-        request("GET", admin, "/cache/purge?url=/index.html", &[])
+        call(http::Method::GET, "/api/cache/purge", None)
             .await
-            .status,
+            .unwrap()
+            .0,
         405
     );
+    assert_eq!(purge(serde_json::json!({})).await.unwrap().0, 400);
     assert_eq!(
-        request("POST", admin, "/cache/purge", &[]).await.status,
-        400
+        purge(serde_json::json!({"url": "/x", "frontend": "nope"}))
+            .await
+            .unwrap()
+            .0,
+        404
     );
-    let p = request("POST", admin, "/cache/purge?url=%2Findex.html", &[]).await;
-    assert_eq!(text(&p), "frontend www: purged 1 entries\n");
+    let (status, p) = purge(serde_json::json!({"url": "/index.html"}))
+        .await
+        .unwrap();
+    assert_eq!((status, p.trim()), (200, r#"{"purged":{"www":1}}"#));
     let r = get(a, "/index.html", &[]).await;
     assert_eq!(
         r.headers["x-cache"], "MISS",
@@ -387,21 +407,17 @@ async fn pages_are_rewritten_cached_revalidated_and_purged() {
     );
     assert_eq!(o.hits("/index.html"), 2);
     assert_eq!(get(a, "/index.html", &[]).await.headers["x-cache"], "HIT");
-    let p = request(
-        "POST",
-        admin,
-        &format!("/cache/purge?prefix=http://{a}/ind"),
-        &[],
-    )
-    .await;
-    assert_eq!(text(&p), "frontend www: purged 1 entries\n");
+    let (status, p) = purge(serde_json::json!({"prefix": format!("http://{a}/ind")}))
+        .await
+        .unwrap();
+    assert_eq!((status, p.trim()), (200, r#"{"purged":{"www":1}}"#));
     get(a, "/index.html", &[]).await;
     assert_eq!(o.hits("/index.html"), 3);
     assert_eq!(m(&lab.proxy, "cache_purged_total"), 2);
     assert_eq!(m(&lab.proxy, "cache_stores_total"), 3);
     assert!(m(&lab.proxy, "cache_bytes") > r.body.len() as u64);
     // Misses: the page three times, the no-store page three times.
-    let metrics = text(&get(admin, "/metrics", &[]).await);
+    let metrics = text(&get(lab.proxy.metrics_addr().unwrap(), "/metrics", &[]).await);
     assert!(
         metrics.contains("tack_proxy_cache_misses_total{frontend=\"www\"} 6"),
         "{metrics}"

@@ -14,12 +14,15 @@
 //! | `POST /api/reload` | re-read the configuration file |
 //! | `GET /api/sessions` | the session tables (as `GET /sessions` on the metrics address) |
 //! | `GET /api/status` | reload and API counters |
+//! | `GET /api/cache` | each frontend's page cache: use and entries ([`cache`]) |
+//! | `POST /api/cache/purge` `{"url": U}` or `{"prefix": P}` (`"frontend": F`) | purge from the page caches |
 //!
 //! Changes made through the API last until the next reload of the file.
 //! Errors are JSON `{"error": "..."}` with `400` (bad request body or value,
 //! a configuration the change would make invalid), `401` (token), `404`
 //! (no such backend, server or path) or `405`, and are counted.
 
+mod cache;
 pub mod client;
 mod servers;
 
@@ -193,8 +196,10 @@ impl Api {
                 "api_errors": self.stats.errors.load(Ordering::Relaxed),
                 "api_unauthorized": self.stats.unauthorized.load(Ordering::Relaxed),
             })),
-            // Further tables go here, one module each (the page cache's
-            // listing and purge: `GET /api/cache`, `POST /api/cache/purge`).
+            (&Method::GET, ["api", "cache"]) => ok(cache::list(&live.registry.load())),
+            (&Method::POST, ["api", "cache", "purge"]) => {
+                ok(cache::purge(&live.registry.load(), body)?)
+            }
             (_, ["api", ..]) if known_path(&seg) => Err(ApiError(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed on {path}"),
@@ -210,7 +215,10 @@ impl Api {
 fn known_path(seg: &[&str]) -> bool {
     matches!(
         seg,
-        ["api", "servers" | "reload" | "sessions" | "status"]
+        [
+            "api",
+            "servers" | "reload" | "sessions" | "status" | "cache"
+        ] | ["api", "cache", "purge"]
             | ["api", "backends", _, "servers"]
             | ["api", "backends", _, "servers", _]
             | ["api", "backends", _, "servers", _, "state" | "weight"]

@@ -2,7 +2,6 @@
 //! ([`crate::cache`]) answers before a server is chosen, and CDN rewriting
 //! ([`crate::cdn`]) then caching apply to what the server answers.
 
-pub mod admin;
 pub mod metrics;
 
 use std::sync::Arc;

@@ -181,10 +181,7 @@ impl<F: Frame> Pipeline<F> {
         if reload {
             self.counters.conn_reload_closed += 1;
         } else if self.flow_events {
-            let local = conn.local().and_then(|(i, port)| {
-                let rt = self.svcs.get(usize::from(conn.service()))?;
-                Some((*rt.locals.get(usize::from(i))?, port))
-            });
+            let local = self.local_of(conn);
             let ids = (conn.service(), conn.server());
             let client = (client, key.src_port());
             self.flow_event(false, ids, client, key.dst_port(), local, None);
@@ -194,6 +191,13 @@ impl<F: Frame> Pipeline<F> {
             self.sticky
                 .release(&self.services, conn.service(), client, self.now);
         }
+    }
+
+    /// A full-NAT connection's local address and port.
+    pub(crate) fn local_of(&self, conn: &crate::conn::Conn) -> Option<(IpAddr, u16)> {
+        let (i, port) = conn.local()?;
+        let rt = self.svcs.get(usize::from(conn.service()))?;
+        Some((*rt.locals.get(usize::from(i))?, port))
     }
 
     /// Counts an expired connection whose server never answered its SYN

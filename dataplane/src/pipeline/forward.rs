@@ -85,12 +85,7 @@ impl<F: Frame> Pipeline<F> {
             frame
         };
         self.conn_on_packet(&h, c.tcp_flags.0);
-        let local = conn.local().and_then(|(i, port)| {
-            self.svcs
-                .get(usize::from(svc))
-                .and_then(|s| s.locals.get(usize::from(i)))
-                .map(|a| (*a, port))
-        });
+        let local = self.local_of(&conn);
         let fwd = Fwd {
             svc,
             server,

@@ -183,10 +183,7 @@ impl<F: Frame> Pipeline<F> {
                 if self.flow_events
                     && let Some((orig, conn)) = self.conn_get(h)
                 {
-                    let local = conn.local().and_then(|(i, port)| {
-                        let rt = self.svcs.get(usize::from(conn.service()))?;
-                        Some((*rt.locals.get(usize::from(i))?, port))
-                    });
+                    let local = self.local_of(&conn);
                     self.flow_event(
                         true,
                         (conn.service(), conn.server()),

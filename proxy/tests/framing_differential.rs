@@ -19,13 +19,13 @@ mod framing_cases;
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use framing_cases::{Case, Field, Meant};
-use support::{ChildGuard, require_tool, start_proxy, wait_until};
+use support::{ChildGuard, require_tool, start_haproxy, start_proxy, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -416,25 +416,7 @@ impl Haproxy {
                 "frontend f{i}\n    bind 127.0.0.1:{p}\n    default_backend b{i}\nbackend b{i}\n    server s {b}\n"
             ));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("haproxy.cfg");
-        std::fs::write(&path, &cfg).unwrap();
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let guard = ChildGuard(child);
-        for &p in &ports {
-            let up = wait_until(Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
-            })
-            .await;
-            assert!(up, "haproxy did not listen on {p}:\n{cfg}");
-        }
+        let (guard, dir) = start_haproxy(&cfg, &ports).await;
         Haproxy {
             _child: guard,
             _dir: dir,

@@ -5,54 +5,9 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use support::nginx::free_port;
 use support::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_haproxy(cfg: &str, ports: &[u16]) -> (ChildGuard, tempfile::TempDir) {
-    require_tool("haproxy");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
-    let check = Command::new("haproxy")
-        .arg("-c")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "haproxy -c: {}\n{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    let guard = ChildGuard(child);
-    for &p in ports {
-        let up = wait_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
-        })
-        .await;
-        assert!(up, "haproxy did not listen on {p}");
-    }
-    (guard, dir)
-}
 
 /// `curl -si` a URL with a fresh client; returns (body, headers as (lowercase name, value)).
 async fn curl(url: &str, cookie: Option<&str>) -> (String, Vec<(String, String)>) {

@@ -6,33 +6,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::nginx::{Nginx, free_port};
 use support::*;
-
-async fn start_haproxy(cfg: &str, port: u16) -> (ChildGuard, tempfile::TempDir) {
-    require_tool("haproxy");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    let guard = ChildGuard(child);
-    let up = wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    assert!(up, "haproxy did not listen on {port}");
-    (guard, dir)
-}
 
 /// curl from a given loopback source address; extra arguments first.
 async fn curl_from(src: &str, extra: &[&str], url: String) -> String {
@@ -84,7 +62,7 @@ backends:
     let proxy = start_proxy(&yaml).await;
     let l4 = proxy.local_addr("l4").unwrap();
     let direct = proxy.local_addr("direct").unwrap();
-    // Tack's L4 tier stands in as HAProxy in TCP mode, sending PROXY v2.
+    // HAProxy in TCP mode stands in for an L4 tier that sends PROXY v2.
     let hp = free_port();
     let (_hp, _hd) = start_haproxy(
         &format!(
@@ -92,7 +70,7 @@ backends:
              frontend l4\n  bind 127.0.0.1:{hp}\n  default_backend tack\n\
              backend tack\n  server t {l4} send-proxy-v2\n"
         ),
-        hp,
+        &[hp],
     )
     .await;
     let a = curl_from("127.0.0.5", &[], format!("http://127.0.0.1:{hp}/one")).await;

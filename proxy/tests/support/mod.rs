@@ -321,6 +321,45 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     cond()
 }
 
+/// Starts HAProxy (Debian's) in the foreground on configuration `cfg`,
+/// checked first with `haproxy -c`, and waits until it listens on every
+/// port of `ports` on the loopback. Killed when the guard drops.
+pub async fn start_haproxy(cfg: &str, ports: &[u16]) -> (ChildGuard, tempfile::TempDir) {
+    require_tool("haproxy");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}\n{}\n{cfg}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let guard = ChildGuard(child);
+    for &p in ports {
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+        })
+        .await;
+        assert!(up, "haproxy did not listen on {p}:\n{cfg}");
+    }
+    (guard, dir)
+}
+
 /// What a [`RawServer`] does with a request, decided from its head.
 pub struct Reply {
     /// Bytes to send back (written as they are).

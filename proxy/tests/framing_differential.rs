@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use framing_cases::{Case, Field, Meant};
+use support::nginx::free_port;
 use support::{ChildGuard, require_tool, start_haproxy, start_proxy, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -393,14 +394,6 @@ struct Haproxy {
     _child: ChildGuard,
     _dir: tempfile::TempDir,
     ports: Vec<u16>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Haproxy {

@@ -6,9 +6,9 @@
 # `tackctl cluster scheduler active` and takes the VIPs (the appliance sends
 # the gratuitous ARPs); the others are told `standby`. The VIPs are not
 # keepalived's: the appliance answers for them, the kernel never holds them.
-# VRRPv3 advertises at least one address: keepalived moves the scheduler's
-# own address, 10.0.0.10, onto the elected node's tack-lan (a management
-# address that follows the scheduler).
+# VRRPv3 advertises at least one address: keepalived puts 10.0.0.10 on the
+# elected node's tack-lan (it only marks the master in the node's kernel; the
+# appliance does not answer ARP for it).
 #
 #   scripts/lab/vrrp.sh up --prefix P --nodes N --tackctl PATH
 #   scripts/lab/vrrp.sh down --prefix P

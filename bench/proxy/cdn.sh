@@ -148,29 +148,21 @@ echo "$me: nginx on a second hit: $(curl -s -D - -o /dev/null "http://127.0.0.1:
 counter() { curl -s "http://127.0.0.1:$mt/metrics" | awk -v m="$1" '$1 ~ "^"m"[{]" {print $2}'; }
 
 rounds=${ROUNDS:-3}
-printf '\n%-6s %-8s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
+table_head
 names=(nginx tack); ports=("$np" "$tk"); ppids=("$npid" "$tpid")
 for sc in miss hit; do
   url_of() { echo "http://127.0.0.1:${ports[$1]}/$sc/page.html"; }
   for k in 0 1; do taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "$(url_of $k)" >/dev/null 2>&1; done
-  declare -A R P C U S
-  for k in 0 1; do R[$k]=""; P[$k]=""; C[$k]=""; U[$k]=""; S[$k]=""; done
+  rounds_reset 0 1
   h0=$(counter tack_proxy_cache_hits_total); m0=$(counter tack_proxy_cache_misses_total)
   for _ in $(seq "$rounds"); do
     for k in 0 1; do
-      read -r a b c d e <<<"$(measure_wrk "${ppids[$k]}" "$(url_of $k)")"
-      R[$k]="${R[$k]} $a"; P[$k]="${P[$k]} $b"; C[$k]="${C[$k]} $c"; U[$k]="${U[$k]} $d"; S[$k]="${S[$k]} $e"
+      round_add "$k" "$(measure_wrk "${ppids[$k]}" "$(url_of $k)")"
     done
   done
   h1=$(counter tack_proxy_cache_hits_total); m1=$(counter tack_proxy_cache_misses_total)
-  for k in 0 1; do
-    printf '%-6s %-8s %11.0f %16s %8s %15.0f %9s %9s\n' "$sc" "${names[$k]}" "$(echo "${R[$k]}" | median)" \
-      "$(echo "${R[$k]}" | range)" "$(echo "${P[$k]}" | median)" "$(echo "${C[$k]}" | median)" \
-      "$(echo "${U[$k]}" | median)" "$(echo "${S[$k]}" | median)"
-  done
-  printf '%-6s %-10s %9s %16s %8s %15s\n' "$sc" "tack/nginx" \
-    "$(ratio "$(echo "${R[1]}" | median)" "$(echo "${R[0]}" | median)")" "" "" \
-    "$(ratio "$(echo "${C[1]}" | median)" "$(echo "${C[0]}" | median)")"
+  for k in 0 1; do table_row "$sc" "$k"; done
+  table_ratio "$sc" "tack/nginx" 1 0
   echo "$sc: tack-proxy cache hits $((h1 - h0)), misses $((m1 - m0)) during the rounds"
   unset R P C U S
 done

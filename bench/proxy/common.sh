@@ -1,4 +1,4 @@
-# Shared set-up of bench/proxy/run.sh and bench/proxy/callgrind.sh (sourced):
+# Shared set-up of the bench/proxy scripts (sourced):
 # the tools check, the build, a work directory removed on exit with every
 # process started, the two nginx backends, and the HAProxy and tack-proxy
 # configurations of the three scenarios (pinned, insert, urihash) on three
@@ -188,3 +188,34 @@ measure_wrk() {
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+
+# The result table of the scenarios' alternating rounds. Each proxy (index k
+# of `names`) collects measure_wrk's five figures per round: requests/s,
+# p99 ms, requests per CPU-second, user and system µs per request.
+table_head() {
+  printf '\n%-9s %-10s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
+}
+# rounds_reset K...: no rounds yet for proxies K.
+rounds_reset() {
+  local k
+  declare -gA R P C U S
+  for k in "$@"; do R[$k]=""; P[$k]=""; C[$k]=""; U[$k]=""; S[$k]=""; done
+}
+# round_add K "FIGURES": one round of proxy K.
+round_add() {
+  local a b c d e
+  read -r a b c d e <<<"$2"
+  R[$1]="${R[$1]} $a"; P[$1]="${P[$1]} $b"; C[$1]="${C[$1]} $c"; U[$1]="${U[$1]} $d"; S[$1]="${S[$1]} $e"
+}
+# table_row SC K: proxy K's medians in scenario SC (and the range of its requests/s).
+table_row() {
+  printf '%-9s %-10s %11.0f %16s %8s %15.0f %9s %9s\n' "$1" "${names[$2]}" "$(echo "${R[$2]}" | median)" \
+    "$(echo "${R[$2]}" | range)" "$(echo "${P[$2]}" | median)" "$(echo "${C[$2]}" | median)" \
+    "$(echo "${U[$2]}" | median)" "$(echo "${S[$2]}" | median)"
+}
+# table_ratio SC LABEL K BASE: proxy K's requests/s and requests per CPU-second over BASE's.
+table_ratio() {
+  printf '%-9s %-14s %7s %16s %8s %15s\n' "$1" "$2" \
+    "$(ratio "$(echo "${R[$3]}" | median)" "$(echo "${R[$4]}" | median)")" "" "" \
+    "$(ratio "$(echo "${C[$3]}" | median)" "$(echo "${C[$4]}" | median)")"
+}

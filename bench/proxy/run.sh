@@ -68,7 +68,7 @@ run_wrk() { # port scenario pid
 }
 
 rounds=${ROUNDS:-3}
-printf '\n%-9s %-10s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
+table_head
 for sc in pinned insert urihash; do
   case $sc in pinned) i=0 ;; insert) i=1 ;; urihash) i=2 ;; esac
   names=(haproxy tack); ports=("$(hp_port $i)" "$(tk_port $i)"); ppids=("$hpid" "$tpid")
@@ -76,25 +76,17 @@ for sc in pinned insert urihash; do
   for k in "${!names[@]}"; do
     taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null 2>&1
   done
-  declare -A R P C U S
-  for k in "${!names[@]}"; do R[$k]=""; P[$k]=""; C[$k]=""; U[$k]=""; S[$k]=""; done
+  rounds_reset "${!names[@]}"
   # alternate the proxies so machine noise hits them alike
   for _ in $(seq "$rounds"); do
     for k in "${!names[@]}"; do
-      read -r a b c d e <<<"$(run_wrk "${ports[$k]}" $sc "${ppids[$k]}")"
-      R[$k]="${R[$k]} $a"; P[$k]="${P[$k]} $b"; C[$k]="${C[$k]} $c"; U[$k]="${U[$k]} $d"; S[$k]="${S[$k]} $e"
+      round_add "$k" "$(run_wrk "${ports[$k]}" $sc "${ppids[$k]}")"
     done
   done
-  for k in "${!names[@]}"; do
-    printf '%-9s %-10s %11.0f %16s %8s %15.0f %9s %9s\n' "$sc" "${names[$k]}" "$(echo "${R[$k]}" | median)" \
-      "$(echo "${R[$k]}" | range)" "$(echo "${P[$k]}" | median)" "$(echo "${C[$k]}" | median)" \
-      "$(echo "${U[$k]}" | median)" "$(echo "${S[$k]}" | median)"
-  done
+  for k in "${!names[@]}"; do table_row "$sc" "$k"; done
   for k in "${!names[@]}"; do
     [ "$k" = 0 ] && continue
-    printf '%-9s %-14s %7s %16s %8s %15s\n' "$sc" "${names[$k]}/hap" \
-      "$(ratio "$(echo "${R[$k]}" | median)" "$(echo "${R[0]}" | median)")" "" "" \
-      "$(ratio "$(echo "${C[$k]}" | median)" "$(echo "${C[0]}" | median)")"
+    table_ratio "$sc" "${names[$k]}/hap" "$k" 0
   done
   unset R P C U S
 done

@@ -80,7 +80,7 @@ done
 handshakes() { curl -s "http://127.0.0.1:$mt/metrics" | awk '/^tack_proxy_frontend_tls_handshakes_total/ {print $2}'; }
 
 rounds=${ROUNDS:-3}
-printf '\n%-9s %-10s %11s %16s %8s %15s %9s %9s\n' scenario proxy "req/s(med)" "req/s range" "p99 ms" "req/CPU-second" "user us" "sys us"
+table_head
 names=(haproxy tack); ports=("$hp" "$tk"); ppids=("$hpid" "$tpid")
 for sc in keepalive newconn; do
   hdr=()
@@ -88,24 +88,16 @@ for sc in keepalive newconn; do
   for k in 0 1; do
     taskset -c "$lcore" wrk -t1 -c"$conns" -d1s "${hdr[@]}" "https://127.0.0.1:${ports[$k]}/" >/dev/null 2>&1
   done
-  declare -A R P C U S
-  for k in 0 1; do R[$k]=""; P[$k]=""; C[$k]=""; U[$k]=""; S[$k]=""; done
+  rounds_reset 0 1
   h0=$(handshakes)
   for _ in $(seq "$rounds"); do
     for k in 0 1; do
-      read -r a b c d e <<<"$(measure_wrk "${ppids[$k]}" "${hdr[@]}" "https://127.0.0.1:${ports[$k]}/")"
-      R[$k]="${R[$k]} $a"; P[$k]="${P[$k]} $b"; C[$k]="${C[$k]} $c"; U[$k]="${U[$k]} $d"; S[$k]="${S[$k]} $e"
+      round_add "$k" "$(measure_wrk "${ppids[$k]}" "${hdr[@]}" "https://127.0.0.1:${ports[$k]}/")"
     done
   done
   h1=$(handshakes)
-  for k in 0 1; do
-    printf '%-9s %-10s %11.0f %16s %8s %15.0f %9s %9s\n' "$sc" "${names[$k]}" "$(echo "${R[$k]}" | median)" \
-      "$(echo "${R[$k]}" | range)" "$(echo "${P[$k]}" | median)" "$(echo "${C[$k]}" | median)" \
-      "$(echo "${U[$k]}" | median)" "$(echo "${S[$k]}" | median)"
-  done
-  printf '%-9s %-14s %7s %16s %8s %15s\n' "$sc" "tack/hap" \
-    "$(ratio "$(echo "${R[1]}" | median)" "$(echo "${R[0]}" | median)")" "" "" \
-    "$(ratio "$(echo "${C[1]}" | median)" "$(echo "${C[0]}" | median)")"
+  for k in 0 1; do table_row "$sc" "$k"; done
+  table_ratio "$sc" "tack/hap" 1 0
   echo "$sc: tack-proxy TLS handshakes during the rounds: $((h1 - h0))"
   unset R P C U S
 done

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tack_dataplane::cluster::NodeId;
 use tack_dataplane::pipeline::{ControlMsg, Event, PipelineConfig};
@@ -48,6 +48,8 @@ pub struct ControlCounters {
     pub epochs: u64,
     /// Reloads refused.
     pub reload_errors: u64,
+    /// Full-NAT walk checkpoints that could not be written.
+    pub walk_checkpoint_errors: u64,
 }
 
 impl ControlCounters {
@@ -59,6 +61,7 @@ impl ControlCounters {
         f("messages_dropped", self.messages_dropped);
         f("epochs", self.epochs);
         f("reload_errors", self.reload_errors);
+        f("walk_checkpoint_errors", self.walk_checkpoint_errors);
     }
 }
 
@@ -167,6 +170,9 @@ pub struct ControlPlane {
     ports: Vec<(tack_dpdk::Port, PortTotals)>,
     /// When the ports' counters are read next.
     next_port_sample: Instant,
+    /// Where the workers' full-NAT port walks are checkpointed, with
+    /// full-NAT services ([`crate::quarantine::walk`]).
+    walk: Option<crate::quarantine::walk::Checkpointer>,
 }
 
 impl ControlPlane {
@@ -195,6 +201,25 @@ impl ControlPlane {
             counters: ControlCounters::default(),
             ports: Vec::new(),
             next_port_sample: Instant::now(),
+            walk: None,
+        }
+    }
+
+    /// Checkpoints the workers' full-NAT port walks with `c` from now on.
+    pub fn set_walk_checkpoints(&mut self, c: crate::quarantine::walk::Checkpointer) {
+        self.walk = Some(c);
+    }
+
+    /// Writes a checkpoint of the workers' full-NAT port walks, if one is
+    /// due or `force` (see [`crate::quarantine::walk::Checkpointer::tick`]).
+    pub fn checkpoint_walks(&mut self, force: bool) {
+        let now = Instant::now();
+        let Some(c) = self.walk.as_mut().filter(|c| force || c.due(now)) else {
+            return;
+        };
+        let walks = self.snapshots.iter().map(|s| s.fnat_walk.clone()).collect();
+        if c.write(now, SystemTime::now(), walks).is_err() {
+            self.counters.walk_checkpoint_errors += 1;
         }
     }
 
@@ -446,6 +471,7 @@ impl ControlPlane {
             let busy = self.tick();
             self.health_changes();
             self.cluster_poll();
+            self.checkpoint_walks(false);
             if Instant::now() >= self.next_port_sample {
                 self.sample_ports();
                 self.next_port_sample = Instant::now() + interval;

@@ -160,6 +160,9 @@ pub struct WorkerSnapshot {
     pub services: Vec<tack_dataplane::pipeline::ServiceCounters>,
     /// Open connections per server, by service index and pool order.
     pub open: Vec<Vec<u32>>,
+    /// Where the worker's full-NAT port walk stands, per port (profile
+    /// order): what the walk checkpoints record (`quarantine::walk`).
+    pub fnat_walk: Vec<tack_dataplane::pipeline::PortWalk>,
 }
 
 /// A port's counters by the names `tackctl counters` and `/metrics` use.

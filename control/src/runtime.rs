@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use tack_dataplane::pipeline::{FnatTuple, Pipeline, WorkerSpec};
+use tack_dataplane::pipeline::{FnatTuple, Pipeline, PipelineConfig, WorkerSpec};
 use tack_dataplane::wire::EthernetAddress;
 use tack_dpdk::ring::{self, Consumer, Producer};
 use tack_dpdk::{
@@ -166,6 +166,9 @@ pub struct Appliance {
     quarantine_file: Option<PathBuf>,
     /// Tuples of the previous instance kept out of the port choice, and for how long.
     quarantined: (usize, Duration),
+    /// Where the full-NAT port walks resumed from the previous instance's
+    /// checkpoint, if they did.
+    resumed: Option<quarantine::walk::Resume>,
     /// The control plane (owned by the main lcore).
     pub control: ControlPlane,
 }
@@ -382,6 +385,10 @@ impl Appliance {
             .as_deref()
             .map(|f| load_quarantine(f, profile))
             .unwrap_or_default();
+        let resumed = quarantine_file
+            .is_some()
+            .then(|| resume_walks(profile, &cfg))
+            .flatten();
         let stop = Arc::new(AtomicBool::new(false));
         let clock = TscClock::new(tack_dpdk::tsc_hz());
         let mut joins = Vec::new();
@@ -413,6 +420,9 @@ impl Appliance {
                 })?;
             if !q_tuples.is_empty() {
                 pipeline.quarantine_fnat(q_tuples.iter().copied(), q_period);
+            }
+            if let Some(c) = resumed.as_ref().and_then(|r| r.cursors.get(i)) {
+                pipeline.resume_fnat_walk(c);
             }
             let worker = Worker {
                 index: i,
@@ -461,6 +471,12 @@ impl Appliance {
         control.set_exception_counters(exception.counters());
         control.start_health_checks().map_err(RunError::Thread)?;
         control.start_cluster().map_err(RunError::Cluster)?;
+        if quarantine_file.is_some() {
+            control.set_walk_checkpoints(quarantine::walk::Checkpointer::new(
+                profile.fnat_walk_path(),
+                Duration::from_secs(profile.tables.timeouts.tcp_time_wait),
+            ));
+        }
         Ok(Appliance {
             ports,
             joins,
@@ -469,6 +485,7 @@ impl Appliance {
             pools: pools_by_socket.into_values().collect(),
             quarantine_file,
             quarantined: (q_tuples.len(), q_period),
+            resumed,
             control,
         })
     }
@@ -482,6 +499,12 @@ impl Appliance {
     /// out of its port choice, and for how long from its start.
     pub fn quarantined(&self) -> (usize, Duration) {
         self.quarantined
+    }
+
+    /// Where the workers' full-NAT port walks resumed from the previous
+    /// instance's checkpoint (`None`: they start where a fresh start does).
+    pub fn resumed(&self) -> Option<&quarantine::walk::Resume> {
+        self.resumed.as_ref()
     }
 
     /// Saves the full-NAT tuples of the workers' tables for the next
@@ -534,8 +557,10 @@ impl Appliance {
         if let Some(e) = self.exception.take() {
             e.shutdown();
         }
-        // Take the workers' last words (final counters, events).
+        // Take the workers' last words (final counters, events), and where
+        // their full-NAT port walks ended.
         self.control.tick();
+        self.control.checkpoint_walks(true);
         let mut report = RunReport::default();
         self.control.sample_ports();
         let totals = self.control.port_totals();
@@ -572,6 +597,46 @@ fn load_quarantine(path: &Path, profile: &Profile) -> (Vec<FnatTuple>, Duration)
         Err(e) => {
             log::warn!("full-NAT quarantine not loaded: {e}");
             (Vec::new(), Duration::ZERO)
+        }
+    }
+}
+
+/// Where the workers' full-NAT port walks resume: ahead of the previous
+/// instance's checkpoint ([`quarantine::walk`]), if it is recent and was
+/// written with the same workers and ports. Reported when it is not used.
+fn resume_walks(profile: &Profile, cfg: &PipelineConfig) -> Option<quarantine::walk::Resume> {
+    let path = profile.fnat_walk_path();
+    let checkpoint = match quarantine::walk::load(&path) {
+        Ok(c) => c?,
+        Err(e) => {
+            log::warn!("full-NAT walk checkpoint not loaded: {e}");
+            return None;
+        }
+    };
+    // The range every full-NAT service's ports are taken from.
+    let (lo, hi) = cfg
+        .services
+        .services()
+        .filter_map(|(_, s)| s.local_pool.as_ref())
+        .fold((u16::MAX, 0), |(lo, hi), p| {
+            (lo.min(p.port_min), hi.max(p.port_max))
+        });
+    if lo > hi {
+        return None;
+    }
+    let keep = Duration::from_secs(profile.tables.timeouts.tcp_time_wait);
+    match checkpoint.resume(
+        keep,
+        SystemTime::now(),
+        profile.workers.len(),
+        profile.ports.len(),
+        lo..=hi,
+        quarantine::walk::INTERVAL,
+    ) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::info!("full-NAT walk checkpoint {} not used: {e}", path.display());
+            None
         }
     }
 }

@@ -312,6 +312,7 @@ impl Worker {
             pipeline,
             services: self.pipeline.service_counters().to_vec(),
             open: self.pipeline.open_per_server(),
+            fnat_walk: self.pipeline.fnat_walk(),
         }
     }
 }

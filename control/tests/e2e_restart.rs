@@ -4,7 +4,10 @@
 //! instance keeps the tuples the old one saved out of its port choice
 //! (`runtime.fnat_quarantine`): the servers drop no SYN for PAWS and no
 //! request fails. The same restart without the saved tuples shows that the
-//! check sees the drops (the clients then retry their SYN).
+//! check sees the drops (the clients then retry their SYN). After a crash
+//! (`kill -9`: no tuples saved) the new instance resumes its port walk
+//! ahead of the checkpoint the old one wrote every second, with the same
+//! result.
 
 mod common;
 
@@ -95,6 +98,9 @@ fn full_nat_restart_under_load_reuses_no_tuple_in_time_wait() {
     first.stop();
     let saved = saved_tuples(&file);
     assert!(saved > 1000, "{saved} full-NAT tuples saved");
+    // The saved tuples alone: without the walk checkpoint the next
+    // instance starts its walk on them (the crash test below resumes it).
+    std::fs::remove_file(socket.with_extension("fnat.walk")).expect("walk checkpoint");
 
     // The next one keeps them out: no SYN dropped, no request failed.
     let before = paws_drops(&lab);
@@ -114,12 +120,60 @@ fn full_nat_restart_under_load_reuses_no_tuple_in_time_wait() {
         "{report}"
     );
 
-    // The same restart without the saved tuples: the servers drop SYNs.
+    // The same restart without the saved tuples (nor the checkpoint): the
+    // servers drop SYNs.
     std::fs::remove_file(&file).expect("remove the saved tuples");
+    std::fs::remove_file(socket.with_extension("fnat.walk")).expect("walk checkpoint");
     let before = paws_drops(&lab);
     let third = Tack::start(&lab.lb(), &profile);
     requests(&lab, 3000);
     let drops = paws_drops(&lab) - before;
     third.stop();
     assert!(drops > 0, "without quarantine: no PAWS drop");
+}
+
+#[test]
+fn full_nat_restart_after_a_crash_resumes_past_the_ports_in_time_wait() {
+    let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up();
+    let (profile, socket) = lab.profile(1, SERVICES);
+    let file = socket.with_extension("fnat");
+    let walk = socket.with_extension("fnat.walk");
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&walk);
+
+    // The first instance opens and closes thousands of connections, then
+    // is killed: it saves no tuples, only its last walk checkpoint stays.
+    let first = Tack::start(&lab.lb(), &profile);
+    burst(&lab);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(first);
+    assert!(!file.exists(), "a killed instance saved tuples");
+    let checkpoint = std::fs::read_to_string(&walk).expect("walk checkpoint");
+    assert!(checkpoint.starts_with("checkpoint "), "{checkpoint}");
+
+    // The next one resumes ahead of it: no SYN dropped, no request failed.
+    let before = paws_drops(&lab);
+    let mut second = Tack::start(&lab.lb(), &profile);
+    let line = second.wait_for_line("resumed ahead", std::time::Duration::from_secs(1));
+    assert!(!line.contains("whole port range"), "{line}");
+    let (answered, failed) = requests(&lab, 3000);
+    let drops = paws_drops(&lab) - before;
+    assert_eq!(
+        (answered, failed, drops),
+        (3000, 0, 0),
+        "answered, failed, PAWS drops ({checkpoint})"
+    );
+
+    // Killed again, without its checkpoint: the third walks from where a
+    // fresh start does, over the first instance's tuples, and the servers
+    // drop SYNs.
+    drop(second);
+    std::fs::remove_file(&walk).expect("remove the checkpoint");
+    let before = paws_drops(&lab);
+    let third = Tack::start(&lab.lb(), &profile);
+    requests(&lab, 3000);
+    let drops = paws_drops(&lab) - before;
+    third.stop();
+    assert!(drops > 0, "without the checkpoint: no PAWS drop");
 }

@@ -392,6 +392,8 @@ pub struct ReplyFlow {
 pub struct SnatPortPicker {
     queue: u16,
     cursor: u16,
+    /// Ports the cursor has moved over since the picker was made.
+    walked: u64,
 }
 
 impl SnatPortPicker {
@@ -401,7 +403,22 @@ impl SnatPortPicker {
         SnatPortPicker {
             queue,
             cursor: start,
+            walked: 0,
         }
+    }
+
+    /// How many ports the cursor has moved over since the picker was made
+    /// (wrapping at the end of the range counts the ports up to the end
+    /// and from the start): how fast the walk goes round the range, which
+    /// a restart after a crash needs to resume past what the servers may
+    /// still hold (`tack`'s full-NAT walk checkpoints).
+    pub fn walked(&self) -> u64 {
+        self.walked
+    }
+
+    /// The same walk (cursor and ports walked) for `queue`.
+    pub fn for_queue(self, queue: u16) -> Self {
+        SnatPortPicker { queue, ..self }
     }
 
     /// The queue this picker allocates for.
@@ -475,6 +492,18 @@ impl SnatPortPicker {
     /// the end of `range`.
     pub fn advance_past(&mut self, port: u16, range: RangeInclusive<u16>) {
         let (lo, hi) = (*range.start(), *range.end());
+        let from = if (lo..=hi).contains(&self.cursor) {
+            self.cursor
+        } else {
+            lo
+        };
+        // From the cursor to the port handed out, both counted, wrapping
+        // at the end of the range.
+        self.walked += if port >= from {
+            u64::from(port - from) + 1
+        } else {
+            u64::from(hi.saturating_sub(from)) + 1 + u64::from(port.saturating_sub(lo)) + 1
+        };
         self.cursor = if port >= hi { lo } else { port + 1 };
     }
 
@@ -741,6 +770,25 @@ mod tests {
         }
         let (got, cursor) = found.unwrap();
         assert_eq!(cursor, got, "cursor wraps to the range start");
+    }
+
+    #[test]
+    fn walked_counts_the_ports_the_cursor_moves_over() {
+        let mut p = SnatPortPicker::new(0, 1000);
+        assert_eq!(p.walked(), 0);
+        // A cursor outside the range walks from the range's start.
+        p.advance_past(1030, 1024..=2047);
+        assert_eq!((p.cursor(), p.walked()), (1031, 7));
+        p.advance_past(1031, 1024..=2047);
+        assert_eq!((p.cursor(), p.walked()), (1032, 8));
+        // To the end of the range (the cursor wraps), then past the start.
+        p.advance_past(2047, 1024..=2047);
+        assert_eq!((p.cursor(), p.walked()), (1024, 8 + 1016));
+        p.advance_past(2040, 1024..=2047);
+        p.advance_past(1025, 1024..=2047);
+        // 1024..=2040, then 2041..=2047 and 1024..=1025.
+        assert_eq!(p.walked(), 1024 + 1017 + 9);
+        assert_eq!(p.cursor(), 1026);
     }
 
     #[test]

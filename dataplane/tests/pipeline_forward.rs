@@ -134,6 +134,29 @@ fn full_nat_quarantine_after_restart() {
     assert_eq!(later.counters().fnat_port_quarantined, 0);
 }
 
+/// The port walk a worker publishes moves past each local port handed
+/// out; a worker resumed ahead of a checkpointed walk (a restart after a
+/// crash, which saves no tuples) hands out ports from there.
+#[test]
+fn full_nat_walk_resumes_where_it_is_told() {
+    let mut before = fwd();
+    let fresh = before.p.fnat_walk();
+    before.rx(0, fixture!("fnat4_syn"));
+    let walk = before.p.fnat_walk();
+    let moved: Vec<usize> = (0..walk.len()).filter(|&i| walk[i] != fresh[i]).collect();
+    assert_eq!(moved.len(), 1, "{fresh:?} {walk:?}");
+    let w = walk[moved[0]];
+    assert_eq!((w.cursor, w.walked), (1025, 1));
+
+    let mut after = fwd();
+    let cursors = vec![40_000; walk.len()];
+    after.p.resume_fnat_walk(&cursors);
+    after.rx(0, fixture!("fnat4_syn"));
+    let c = after.p.connections().next().unwrap();
+    assert_eq!(c.local, Some((a4(LOCAL4), 40_000)));
+    assert_eq!(after.p.fnat_walk()[moved[0]].cursor, 40_001);
+}
+
 #[test]
 fn dsr4_rewrites_macs_only() {
     let mut h = fwd();

@@ -169,6 +169,18 @@ fn run(profile: &Profile, path: PathBuf) -> ExitCode {
             profile.fnat_quarantine_path().display()
         );
     }
+    if let Some(r) = app.resumed() {
+        say!(
+            "tack: full-NAT port choice resumed ahead of where the previous instance's stood {} s ago ({}){}",
+            r.age.as_secs(),
+            profile.fnat_walk_path().display(),
+            if r.lapped {
+                "; it went round the whole port range within tcp_time_wait, so servers may still hold some of the ports ahead"
+            } else {
+                ""
+            }
+        );
+    }
     say!(
         "tack: running {} worker(s), {} service(s); management socket {}; SIGHUP reloads, SIGINT or SIGTERM stops",
         profile.workers.len(),

@@ -437,6 +437,15 @@ impl Profile {
             .unwrap_or_else(|| self.management.socket.with_extension("fnat"))
     }
 
+    /// The file where the control thread checkpoints the workers'
+    /// full-NAT port walks every second, for a restart after a crash: the
+    /// quarantine file's name with `.walk` added.
+    pub fn fnat_walk_path(&self) -> PathBuf {
+        let mut p = self.fnat_quarantine_path().into_os_string();
+        p.push(".walk");
+        PathBuf::from(p)
+    }
+
     /// Reads and checks a profile file, as `tack check` and `tack run` do:
     /// [`Profile::parse`].
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {

@@ -250,8 +250,18 @@ impl<F: Frame> Pipeline<F> {
     pub fn set_config(&mut self, cfg: Arc<PipelineConfig>) {
         match build_ports(&cfg, &self.worker) {
             Ok((ports, fib)) => {
-                let start = self.pickers.first().map_or(1024, SnatPortPicker::cursor);
-                self.pickers = make_pickers(&ports, start);
+                // Each port's walk goes on where it stood (a new port's
+                // starts where the first port's stands).
+                let old = std::mem::take(&mut self.pickers);
+                let start = old.first().map_or(1024, SnatPortPicker::cursor);
+                self.pickers = make_pickers(&ports, start)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, new)| match old.get(i) {
+                        Some(o) => o.clone().for_queue(new.queue()),
+                        None => new,
+                    })
+                    .collect();
                 self.ports = ports;
                 self.fib = fib;
                 self.neigh

@@ -484,12 +484,9 @@ impl<F: Frame> Pipeline<F> {
                 let found = (0..span)
                     .map(|j| rt.port_min + ((start + j) % span) as u16)
                     .find(|&p| free(p));
-                if found.is_some() {
+                if let Some(p) = found {
                     counters.fnat_port_unsteered += 1;
-                    *picker = crate::rss::SnatPortPicker::new(
-                        port.steer.target,
-                        found.map_or(rt.port_min, |p| p.wrapping_add(1).max(rt.port_min)),
-                    );
+                    picker.advance_past(p, rt.port_min..=rt.port_max);
                 }
                 found
             };

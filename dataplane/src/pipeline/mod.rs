@@ -142,7 +142,7 @@ use flow::ConnRef;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub use fuzz::{fuzz_pipeline, fuzz_script};
 pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
-pub use quarantine::FnatTuple;
+pub use quarantine::{FnatTuple, PortWalk};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use select::ConnFilter;
 pub use tx::*;

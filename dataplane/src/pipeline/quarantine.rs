@@ -43,6 +43,20 @@ impl FnatTuple {
     }
 }
 
+/// Where a worker's full-NAT port walk stands on one port: the walk hands
+/// out local ports in order from its cursor, wrapping at the end of the
+/// range, so the ports just behind the cursor are the ones used last, and
+/// those ahead of it were used a whole round of the range ago. A restart
+/// after a crash, which saves no tuples, resumes the walk past where it
+/// stood (see `tack`'s walk checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortWalk {
+    /// The port the walk goes on from.
+    pub cursor: u16,
+    /// Ports the walk has moved over since the worker started.
+    pub walked: u64,
+}
+
 /// Tuples kept out of the port choice until a time.
 #[derive(Debug, Default)]
 pub(super) struct Quarantine {
@@ -92,6 +106,28 @@ impl<F: Frame> Pipeline<F> {
             0
         } else {
             self.quarantine.tuples.len()
+        }
+    }
+
+    /// Where this worker's full-NAT port walk stands, per port (in the
+    /// configuration's port order): published with the counters.
+    pub fn fnat_walk(&self) -> Vec<PortWalk> {
+        self.pickers
+            .iter()
+            .map(|p| PortWalk {
+                cursor: p.cursor(),
+                walked: p.walked(),
+            })
+            .collect()
+    }
+
+    /// Resumes the full-NAT port walk of each port at `cursors` (in the
+    /// configuration's port order; ports beyond keep theirs): where a
+    /// previous instance's walk, checkpointed before it ended, can no
+    /// longer have used a port within the servers' TIME_WAIT.
+    pub fn resume_fnat_walk(&mut self, cursors: &[u16]) {
+        for (p, &c) in self.pickers.iter_mut().zip(cursors) {
+            *p = SnatPortPicker::new(p.queue(), c);
         }
     }
 

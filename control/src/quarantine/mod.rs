@@ -4,7 +4,10 @@
 //! (see `tack_dataplane::pipeline` `quarantine`).
 //!
 //! The file is text: a line `saved UNIX_MILLISECONDS`, then one tuple a
-//! line, `PROTOCOL SERVER SERVER_PORT LOCAL LOCAL_PORT`.
+//! line, `PROTOCOL SERVER SERVER_PORT LOCAL LOCAL_PORT`. A crash saves no
+//! tuples: [`walk`] checkpoints where the port choice stands instead.
+
+pub mod walk;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -42,29 +45,55 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Writes `tuples` to `path` (through a temporary file renamed over it),
-/// saved at `now`.
-pub fn save(path: &Path, tuples: &[FnatTuple], now: SystemTime) -> Result<(), QuarantineError> {
+/// Writes `path` through a temporary file renamed over it (synced first
+/// if `sync`), with what `body` writes.
+fn write_file(
+    path: &Path,
+    sync: bool,
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), QuarantineError> {
     let io = |source| QuarantineError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-    writeln!(out, "saved {}", unix_ms(now)).map_err(io)?;
-    for t in tuples {
-        writeln!(
-            out,
-            "{} {} {} {} {}",
-            t.protocol, t.server, t.server_port, t.local, t.local_port
-        )
-        .map_err(io)?;
+    body(&mut out).map_err(io)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    if sync {
+        file.sync_all().map_err(io)?;
     }
-    out.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads `path`; `Ok(None)` if there is no such file.
+fn read_file(path: &Path) -> Result<Option<String>, QuarantineError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(QuarantineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `tuples` to `path` (through a temporary file synced and renamed
+/// over it), saved at `now`.
+pub fn save(path: &Path, tuples: &[FnatTuple], now: SystemTime) -> Result<(), QuarantineError> {
+    write_file(path, true, |out| {
+        writeln!(out, "saved {}", unix_ms(now))?;
+        for t in tuples {
+            writeln!(
+                out,
+                "{} {} {} {} {}",
+                t.protocol, t.server, t.server_port, t.local, t.local_port
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// What a quarantine file holds.
@@ -89,15 +118,8 @@ impl Saved {
 
 /// Reads a quarantine file; `Ok(None)` if there is none.
 pub fn load(path: &Path) -> Result<Option<Saved>, QuarantineError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(QuarantineError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let Some(text) = read_file(path)? else {
+        return Ok(None);
     };
     let bad = |line: usize, what: &'static str| QuarantineError::Parse {
         path: path.to_path_buf(),

@@ -116,8 +116,19 @@ impl Saved {
     }
 }
 
-/// Reads a quarantine file; `Ok(None)` if there is none.
-pub fn load(path: &Path) -> Result<Option<Saved>, QuarantineError> {
+/// Reads a file of this module's shape: a first line `HEADER
+/// UNIX_MILLISECONDS` (`expected` says so when it is not), then records of
+/// five fields, each made by `record` (given its fields and a maker of its
+/// line's error); `Ok(None)` if there is no file.
+fn read_records<T>(
+    path: &Path,
+    header: &str,
+    expected: &'static str,
+    mut record: impl FnMut(
+        [&str; 5],
+        &dyn Fn(&'static str) -> QuarantineError,
+    ) -> Result<T, QuarantineError>,
+) -> Result<Option<(SystemTime, Vec<T>)>, QuarantineError> {
     let Some(text) = read_file(path)? else {
         return Ok(None);
     };
@@ -127,35 +138,45 @@ pub fn load(path: &Path) -> Result<Option<Saved>, QuarantineError> {
         what,
     };
     let mut lines = text.lines().enumerate();
-    let saved = lines
+    let at = lines
         .next()
-        .and_then(|(_, l)| l.strip_prefix("saved "))
+        .and_then(|(_, l)| l.strip_prefix(header)?.strip_prefix(' '))
         .and_then(|ms| ms.trim().parse::<u64>().ok())
-        .ok_or_else(|| bad(1, "expected `saved UNIX_MILLISECONDS`"))?;
-    let mut tuples = Vec::new();
+        .ok_or_else(|| bad(1, expected))?;
+    let mut records = Vec::new();
     for (i, line) in lines {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [proto, server, sport, local, lport] = f[..] else {
+        let Ok(fields) = <[&str; 5]>::try_from(f) else {
             return Err(bad(i + 1, "expected 5 fields"));
         };
-        let addr = |s: &str| s.parse::<IpAddr>().map_err(|_| bad(i + 1, "bad address"));
-        let port = |s: &str| s.parse::<u16>().map_err(|_| bad(i + 1, "bad port"));
-        let (server, local) = (addr(server)?, addr(local)?);
-        if server.is_ipv4() != local.is_ipv4() {
-            return Err(bad(i + 1, "addresses of two families"));
-        }
-        tuples.push(FnatTuple {
-            protocol: proto.parse().map_err(|_| bad(i + 1, "bad protocol"))?,
-            server,
-            server_port: port(sport)?,
-            local,
-            local_port: port(lport)?,
-        });
+        records.push(record(fields, &|what| bad(i + 1, what))?);
     }
-    Ok(Some(Saved {
-        saved: UNIX_EPOCH + Duration::from_millis(saved),
-        tuples,
-    }))
+    Ok(Some((UNIX_EPOCH + Duration::from_millis(at), records)))
+}
+
+/// Reads a quarantine file; `Ok(None)` if there is none.
+pub fn load(path: &Path) -> Result<Option<Saved>, QuarantineError> {
+    let read = read_records(
+        path,
+        "saved",
+        "expected `saved UNIX_MILLISECONDS`",
+        |[proto, server, sport, local, lport], bad| {
+            let addr = |s: &str| s.parse::<IpAddr>().map_err(|_| bad("bad address"));
+            let port = |s: &str| s.parse::<u16>().map_err(|_| bad("bad port"));
+            let (server, local) = (addr(server)?, addr(local)?);
+            if server.is_ipv4() != local.is_ipv4() {
+                return Err(bad("addresses of two families"));
+            }
+            Ok(FnatTuple {
+                protocol: proto.parse().map_err(|_| bad("bad protocol"))?,
+                server,
+                server_port: port(sport)?,
+                local,
+                local_port: port(lport)?,
+            })
+        },
+    )?;
+    Ok(read.map(|(saved, tuples)| Saved { saved, tuples }))
 }
 
 #[cfg(test)]

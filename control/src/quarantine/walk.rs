@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tack_dataplane::pipeline::PortWalk;
 
@@ -294,45 +294,29 @@ pub fn save(path: &Path, c: &Checkpoint) -> Result<(), QuarantineError> {
 
 /// Reads a checkpoint file; `Ok(None)` if there is none.
 pub fn load(path: &Path) -> Result<Option<Checkpoint>, QuarantineError> {
-    let Some(text) = super::read_file(path)? else {
-        return Ok(None);
-    };
-    let bad = |line: usize, what: &'static str| QuarantineError::Parse {
-        path: path.to_path_buf(),
-        line,
-        what,
-    };
-    let mut lines = text.lines().enumerate();
-    let saved = lines
-        .next()
-        .and_then(|(_, l)| l.strip_prefix("checkpoint "))
-        .and_then(|ms| ms.trim().parse::<u64>().ok())
-        .ok_or_else(|| bad(1, "expected `checkpoint UNIX_MILLISECONDS`"))?;
-    let mut points = Vec::new();
-    for (i, line) in lines {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [worker, port, cursor, rate, recent] = f[..] else {
-            return Err(bad(i + 1, "expected 5 fields"));
-        };
-        let num = |s: &str| s.parse::<u64>().map_err(|_| bad(i + 1, "bad number"));
-        let small = |s: &str| s.parse::<u16>().map_err(|_| bad(i + 1, "bad number"));
-        points.push(WalkPoint {
-            worker: small(worker)?,
-            port: small(port)?,
-            cursor: small(cursor)?,
-            rate: num(rate)?,
-            recent: num(recent)?,
-        });
-    }
-    Ok(Some(Checkpoint {
-        saved: UNIX_EPOCH + Duration::from_millis(saved),
-        points,
-    }))
+    let read = super::read_records(
+        path,
+        "checkpoint",
+        "expected `checkpoint UNIX_MILLISECONDS`",
+        |[worker, port, cursor, rate, recent], bad| {
+            let num = |s: &str| s.parse::<u64>().map_err(|_| bad("bad number"));
+            let small = |s: &str| s.parse::<u16>().map_err(|_| bad("bad number"));
+            Ok(WalkPoint {
+                worker: small(worker)?,
+                port: small(port)?,
+                cursor: small(cursor)?,
+                rate: num(rate)?,
+                recent: num(recent)?,
+            })
+        },
+    )?;
+    Ok(read.map(|(saved, points)| Checkpoint { saved, points }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn walk(cursor: u16, walked: u64) -> PortWalk {
         PortWalk { cursor, walked }

@@ -254,6 +254,9 @@ impl<F: Frame> Pipeline<F> {
                 self.pickers = make_pickers(&ports, start);
                 self.ports = ports;
                 self.fib = fib;
+                if let Ok(steer) = client_steer(&cfg, &self.worker) {
+                    self.client_steer = steer;
+                }
                 self.neigh
                     .retain_ports(self.ports.len(), &mut self.counters);
             }

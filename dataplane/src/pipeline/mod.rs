@@ -97,6 +97,7 @@ mod respond;
 mod route;
 mod select;
 mod steer;
+mod steerprog;
 mod synproxy;
 #[cfg(test)]
 mod tests;
@@ -145,6 +146,7 @@ pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
 pub use quarantine::FnatTuple;
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use select::ConnFilter;
+pub use steerprog::{Insn, SKB_QUEUE_MAPPING, SteerProgError, SteeringProgram, TCX_NEXT};
 pub use tx::*;
 pub use views::*;
 use xmit::{ConnFlags, Xmit};

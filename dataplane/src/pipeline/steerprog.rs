@@ -201,8 +201,59 @@ impl Asm {
             let off = target as i64 - at as i64 - 1;
             self.insns[at].off = i16::try_from(off).map_err(|_| SteerProgError::TooLong(n))?;
         }
-        Ok(self.insns)
+        Ok(reachable_only(self.insns))
     }
+}
+
+/// The instructions reachable from the first, jumps adjusted: the kernel
+/// refuses a program with unreachable instructions (sections no frame of
+/// this profile can reach, such as the client hash of a family without NAT).
+fn reachable_only(insns: Vec<Insn>) -> Vec<Insn> {
+    let n = insns.len();
+    let target = |i: usize, ins: &Insn| (i as i64 + 1 + i64::from(ins.off)) as usize;
+    let mut seen = vec![false; n];
+    let mut todo = vec![0usize];
+    while let Some(i) = todo.pop() {
+        if i >= n || seen[i] {
+            continue;
+        }
+        seen[i] = true;
+        let ins = &insns[i];
+        let class = ins.code & 7;
+        let op = ins.code & 0xf0;
+        if class == JMP || class == JMP32 {
+            if op == EXIT {
+                continue;
+            }
+            todo.push(target(i, ins));
+            if op == JA && class == JMP {
+                continue;
+            }
+        }
+        todo.push(i + 1);
+    }
+    // New index of every old instruction (of the next kept one if dropped).
+    let mut new_at = vec![0usize; n + 1];
+    let mut k = 0;
+    for i in 0..n {
+        new_at[i] = k;
+        k += usize::from(seen[i]);
+    }
+    new_at[n] = k;
+    insns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| seen[*i])
+        .map(|(i, ins)| {
+            let mut ins = *ins;
+            let class = ins.code & 7;
+            if (class == JMP || class == JMP32) && ins.code & 0xf0 != EXIT {
+                let t = new_at[target(i, &ins)] as i64;
+                ins.off = (t - new_at[i] as i64 - 1) as i16;
+            }
+            ins
+        })
+        .collect()
 }
 
 // Registers: r6 the context (the packet loads need it there), r7 the hash

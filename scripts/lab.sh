@@ -248,7 +248,7 @@ steer() {
 }
 
 unsteer() {
-  ip netns exec "$P-sw" "$TACK" steering-program --config /dev/null --detach p-lb
+  ip netns exec "$P-sw" "$TACK" steering-program --detach p-lb
 }
 
 status() {

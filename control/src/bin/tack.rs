@@ -68,9 +68,14 @@ enum Command {
     /// in the lab"). Without --attach or --detach: prints its size (and its
     /// instructions with --dump).
     SteeringProgram {
-        /// The YAML profile.
-        #[arg(short, long, value_name = "PROFILE.yaml")]
-        config: PathBuf,
+        /// The YAML profile (not needed with --detach).
+        #[arg(
+            short,
+            long,
+            value_name = "PROFILE.yaml",
+            required_unless_present = "detach"
+        )]
+        config: Option<PathBuf>,
         /// The profile's port (default: the first).
         #[arg(long, value_name = "NAME")]
         port: Option<String>,
@@ -89,7 +94,7 @@ enum Command {
 
 /// `tack steering-program`.
 fn steering_program(
-    config: &std::path::Path,
+    config: Option<&std::path::Path>,
     port: Option<&str>,
     attach: Option<&str>,
     detach: Option<&str>,
@@ -108,6 +113,10 @@ fn steering_program(
             }
         };
     }
+    let Some(config) = config else {
+        eprintln!("tack: --config is needed");
+        return ExitCode::from(2);
+    };
     let profile = match Profile::load(config) {
         Ok(p) => p,
         Err(e) => {
@@ -190,7 +199,7 @@ fn main() -> ExitCode {
             detach,
             dump,
         } => steering_program(
-            &config,
+            config.as_deref(),
             port.as_deref(),
             attach.as_deref(),
             detach.as_deref(),

@@ -2,12 +2,32 @@
 # The Tack lab: network namespaces with clients, a router, real servers and the
 # appliance's port, on one machine. No route leads out of the lab.
 #
-#   scripts/lab.sh up   [--prefix P] [--nodes N]
+#   scripts/lab.sh up   [--prefix P] [--nodes N] [--queues Q]
 #                                       build it (default prefix: tk); --nodes
 #                                       adds N cluster nodes P-n1..P-nN, each
 #                                       with its port lb0 on the segment, and
 #                                       a client P-c0 (10.0.0.50) on the
-#                                       segment, its route to the VIPs on-link
+#                                       segment, its route to the VIPs on-link;
+#                                       --queues (or TACK_LAB_QUEUES) gives
+#                                       lb0 and its bridge end p-lb Q queues
+#                                       each way (a multi-queue veth: what
+#                                       p-lb sends on queue q, lb0 receives on
+#                                       its queue q), for several workers over
+#                                       net_af_xdp (configs/lab-xdp.yaml; tack
+#                                       runs with LD_PRELOAD=$state/combined_channels.so,
+#                                       built here from lab/combined_channels.c,
+#                                       state being /run/tack-lab-P)
+#   scripts/lab.sh steer [--prefix P] --config PROFILE [--tack BIN]
+#                                       attach tack's steering program for the
+#                                       profile's port to p-lb (tcx egress):
+#                                       each frame is sent to lb0 on the queue
+#                                       of the worker that owns it, so the
+#                                       workers hand nothing over (see
+#                                       docs/benchmarking-lab.md, "Two workers
+#                                       in the lab"). Compiled from the
+#                                       profile's services: run it again after
+#                                       changing them (a reload does not)
+#   scripts/lab.sh unsteer [--prefix P] remove it
 #   scripts/lab.sh down [--prefix P]    remove it (processes, namespaces, files)
 #   scripts/lab.sh status [--prefix P]
 #
@@ -17,7 +37,7 @@
 #   P-c2 (172.16.1.5, 172.16.200.9 /16)                      ─┼─ P-rtr ── r0 10.0.0.254, fd00::fe ─┐
 #   P-c3 (198.18.5.1, 198.18.5.77 /24)                       ─┘                                    │
 #                                                                                  P-sw: bridge br0 (10.0.0.0/24, fd00::/64)
-#   P-lb: lb0, the appliance's port (no kernel address; DPDK binds it with net_af_packet) ───────────┤
+#   P-lb: lb0, the appliance's port (no kernel address; DPDK binds it with net_af_packet or net_af_xdp) ┤
 #   P-s1 10.0.0.11, P-s2 10.0.0.12, P-s3 10.0.0.13 (fd00::11..13): nginx :80, UDP echo :5353 ──────┘
 #
 # Each server's nginx answers "NAME CLIENT-ADDRESS" on every path but /site/,
@@ -33,12 +53,18 @@ set -euo pipefail
 
 P=tk
 NODES=0
+QUEUES=${TACK_LAB_QUEUES:-1}
+CONFIG=
+TACK=${TACK:-tack}
 cmd=${1:-}
 shift || true
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) P=$2; shift 2 ;;
     --nodes) NODES=$2; shift 2 ;;
+    --queues) QUEUES=$2; shift 2 ;;
+    --config) CONFIG=$2; shift 2 ;;
+    --tack) TACK=$2; shift 2 ;;
     *) echo "lab.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,10 +78,10 @@ DSR_VIPS="10.100.0.12 10.100.0.22"
 ns() { ip netns exec "$P-$1" "${@:2}"; }
 quiet_offloads() { ns "$1" ethtool -K "$2" tx off rx off >/dev/null 2>&1 || true; }
 
-# veth NS_A IF_A NS_B IF_B
+# veth NS_A IF_A NS_B IF_B [QUEUES]
 link() {
-  local ta="$P$RANDOM" tb="$P$RANDOM"
-  ip link add "$ta" type veth peer name "$tb"
+  local ta="$P$RANDOM" tb="$P$RANDOM" q=${5:-1}
+  ip link add "$ta" numtxqueues "$q" numrxqueues "$q" type veth peer name "$tb" numtxqueues "$q" numrxqueues "$q"
   ip link set "$ta" netns "$P-$1"; ip link set "$tb" netns "$P-$3"
   ns "$1" ip link set "$ta" name "$2"; ns "$3" ip link set "$tb" name "$4"
   quiet_offloads "$1" "$2"; quiet_offloads "$3" "$4"
@@ -84,11 +110,11 @@ up() {
   ns sw ip link add br0 type bridge
   ns sw ip link set br0 up
   ns sw sysctl -qw net.ipv6.conf.br0.disable_ipv6=1 2>/dev/null || true
-  plug() { link "$1" "$2" sw "$3"; ns sw ip link set "$3" master br0; ns sw sysctl -qw "net.ipv6.conf.$3.disable_ipv6=1" 2>/dev/null || true; }
+  plug() { link "$1" "$2" sw "$3" "${4:-1}"; ns sw ip link set "$3" master br0; ns sw sysctl -qw "net.ipv6.conf.$3.disable_ipv6=1" 2>/dev/null || true; }
   # The appliance (and the cluster nodes), each with its port lb0.
   for n in lb $(node_names); do
     [ "$n" = lb ] || mkns "$n"
-    plug "$n" lb0 "p-$n"
+    plug "$n" lb0 "p-$n" "$QUEUES"
     ns "$n" sysctl -qw net.ipv6.conf.lb0.disable_ipv6=1
   # lb0 stays DPDK's: af_packet sees every frame before the ingress hook,
   # which keeps the namespace's own stack (where the appliance's kernel
@@ -197,6 +223,12 @@ NGINX
     ns "$s" nginx -c "$state/$s/nginx.conf" -p "$state/$s" >/dev/null 2>&1 || ns "$s" nginx -c "$state/$s/nginx.conf" -p "$state/$s"
     ns "$s" setsid python3 "$here/lab/udp_echo.py" "$s" 5353 </dev/null >/dev/null 2>&1 &
   done
+  if [ "$QUEUES" -gt 1 ]; then
+    # DPDK 22.11's net_af_xdp binds several queues only on a device that
+    # reports combined channels, which a veth does not (see the shim).
+    cc -O2 -shared -fPIC -o "$state/combined_channels.so" "$here/lab/combined_channels.c" -ldl
+    echo "lb0 has $QUEUES queues; run tack with LD_PRELOAD=$state/combined_channels.so for net_af_xdp"
+  fi
   echo "lab '$P' is up: appliance port lb0 in namespace $P-lb; clients $CLIENTS; servers $SERVERS"
 }
 
@@ -210,6 +242,15 @@ down() {
   rm -rf "$state"
 }
 
+steer() {
+  [ -n "$CONFIG" ] || { echo "lab.sh steer: --config PROFILE is needed" >&2; exit 2; }
+  ip netns exec "$P-sw" "$TACK" steering-program --config "$CONFIG" --attach p-lb
+}
+
+unsteer() {
+  ip netns exec "$P-sw" "$TACK" steering-program --detach p-lb
+}
+
 status() {
   ip netns list | grep "^$P-" || echo "lab '$P' is down"
 }
@@ -218,5 +259,7 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: scripts/lab.sh up|down|status [--prefix P]" >&2; exit 2 ;;
+  steer) steer ;;
+  unsteer) unsteer ;;
+  *) echo "usage: scripts/lab.sh up|down|status|steer|unsteer [--prefix P]" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 //! control thread, and the management tools.
 //!
 //! The crate's only `unsafe` code is the global allocator in [`hugepages`]
-//! (it forwards to the system allocator and calls `madvise`); the rest of
+//! (it forwards to the system allocator and calls `madvise`) and the `bpf`
+//! system calls that attach a steering program in [`steering`]; the rest of
 //! the crate denies it. DPDK is reached through `tack-dpdk`'s safe API.
 
 #![deny(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod profile;
 pub mod quarantine;
 pub mod report;
 pub mod runtime;
+pub mod steering;
 pub mod tackctl;
 pub mod worker;
 pub mod yamlpos;

@@ -162,6 +162,8 @@ pub struct Appliance {
     stop: Arc<AtomicBool>,
     exception: Option<ExceptionPath>,
     pools: Vec<Mempool>,
+    /// Mbufs drivers keep after their close by design ([`AF_XDP_FILL_RING`]).
+    mbufs_kept_by_drivers: u32,
     /// Where the full-NAT tuples are saved at stop (`None` without full NAT).
     quarantine_file: Option<PathBuf>,
     /// Tuples of the previous instance kept out of the port choice, and for how long.
@@ -173,12 +175,30 @@ pub struct Appliance {
     pub control: ControlPlane,
 }
 
+/// The mbufs DPDK 22.11's `net_af_xdp` keeps in the fill ring of each
+/// queue (`ETH_AF_XDP_DFLT_NUM_DESCS`): reserved when the queue is set up,
+/// refilled after every receive, and not given back when the port closes.
+pub const AF_XDP_FILL_RING: u32 = 2048;
+
 impl Appliance {
     /// Initialises EAL, sets up and starts every port, and launches the workers.
     pub fn start(profile: &Profile) -> Result<Appliance, RunError> {
         let eal = Eal::init(profile.eal_args()).map_err(RunError::Eal)?;
         let n_workers = profile.workers.len();
         let mp = &profile.mempool;
+        // net_af_xdp (DPDK 22.11) registers the pool's memory as its UMEM
+        // assuming the objects tile it: no padding between them.
+        let af_xdp = profile
+            .ports
+            .iter()
+            .any(|p| p.device.starts_with("net_af_xdp"));
+        // ...and keeps a full fill ring of mbufs per queue after its close.
+        let mbufs_kept_by_drivers: u32 = profile
+            .ports
+            .iter()
+            .filter(|p| p.device.starts_with("net_af_xdp"))
+            .map(|p| u32::from(p.rx_queues) * AF_XDP_FILL_RING)
+            .sum();
         // One pool per NUMA socket in use by a worker.
         let mut pools_by_socket: BTreeMap<u32, Mempool> = BTreeMap::new();
         for w in &profile.workers {
@@ -192,9 +212,18 @@ impl Appliance {
                         cache_size: mp.cache,
                         data_room: mp.data_room,
                         socket: Some(socket),
+                        no_spread: af_xdp,
                     },
                 )
                 .map_err(RunError::Mempool)?;
+                if af_xdp && 4096 % pool.object_size() != 0 {
+                    log::warn!(
+                        "net_af_xdp: the pool's objects are {} bytes, which do not tile 4096-byte pages: \
+                         DPDK 22.11's net_af_xdp cannot use the mbufs past the first ones (mempool.data_room: \
+                         3904 makes 4096-byte objects)",
+                        pool.object_size()
+                    );
+                }
                 e.insert(pool);
             }
         }
@@ -483,6 +512,7 @@ impl Appliance {
             stop,
             exception: Some(exception),
             pools: pools_by_socket.into_values().collect(),
+            mbufs_kept_by_drivers,
             quarantine_file,
             quarantined: (q_tuples.len(), q_period),
             resumed,
@@ -578,7 +608,10 @@ impl Appliance {
                 log::warn!("port `{}`: {e}", p.name);
             }
         }
-        report.mbufs_in_use = self.pools.iter().map(Mempool::in_use).sum();
+        let in_use: u32 = self.pools.iter().map(Mempool::in_use).sum();
+        let kept = self.mbufs_kept_by_drivers;
+        report.mbufs_in_driver_rings = in_use.min(kept);
+        report.mbufs_in_use = in_use.saturating_sub(kept);
         report
     }
 }

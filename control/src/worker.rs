@@ -195,6 +195,13 @@ impl Worker {
             }
         }
         cycles.lap(tack_dpdk::rdtsc(), worked, &mut lp);
+        // What the devices have finished sending goes back to the pool:
+        // drivers that free sent mbufs on their next call (`net_af_xdp`
+        // reads its completion ring then) would keep the last bursts'.
+        std::thread::sleep(Duration::from_millis(10));
+        for t in &mut self.tx {
+            t.reclaim();
+        }
         let snap = self.snapshot(&lp);
         let _ = self
             .rings

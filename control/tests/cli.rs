@@ -341,3 +341,32 @@ fn lcores_on_cpus_the_machine_lacks() {
     let (code, stderr) = check_path(&path);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `tack steering-program` compiles the lab's two-worker profile (no
+/// privileges needed without --attach) and refuses a port that is not in it.
+#[test]
+fn steering_program_of_the_lab_profile() {
+    let lab = common::lab::root().join("configs/lab-xdp.yaml");
+    let out = Command::new(tack_bin())
+        .args(["steering-program", "--config"])
+        .arg(&lab)
+        .output()
+        .expect("run tack");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("port `lan`: steering program of ") && stdout.contains(" instructions"),
+        "{stdout}"
+    );
+    let out = Command::new(tack_bin())
+        .args(["steering-program", "--port", "wan", "--config"])
+        .arg(&lab)
+        .output()
+        .expect("run tack");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no port `wan`"));
+}

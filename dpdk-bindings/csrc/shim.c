@@ -6,6 +6,9 @@
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 #include <rte_thash.h>
+#include <string.h>
+#include <rte_mempool.h>
+#include <rte_mbuf_pool_ops.h>
 #include "shim.h"
 
 uint16_t tack_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
@@ -67,4 +70,41 @@ FILE *tack_log_stream(ssize_t (*write)(void *cookie, const char *buf, size_t siz
 	if (f != NULL)
 		setvbuf(f, NULL, _IOLBF, 0);
 	return f;
+}
+
+struct rte_mempool *tack_pktmbuf_pool_create_no_spread(const char *name, unsigned n,
+	unsigned cache_size, uint16_t data_room_size, int socket_id)
+{
+	/* rte_pktmbuf_pool_create_by_ops, with RTE_MEMPOOL_F_NO_SPREAD */
+	struct rte_pktmbuf_pool_private priv;
+	struct rte_mempool *mp;
+	int ret;
+
+	memset(&priv, 0, sizeof(priv));
+	priv.mbuf_data_room_size = data_room_size;
+	mp = rte_mempool_create_empty(name, n, sizeof(struct rte_mbuf) + data_room_size,
+		cache_size, sizeof(struct rte_pktmbuf_pool_private), socket_id,
+		RTE_MEMPOOL_F_NO_SPREAD);
+	if (mp == NULL)
+		return NULL;
+	ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	if (ret != 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_pktmbuf_pool_init(mp, &priv);
+	ret = rte_mempool_populate_default(mp);
+	if (ret < 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+}
+
+unsigned tack_rte_mempool_obj_size(const struct rte_mempool *mp)
+{
+	return mp->header_size + mp->elt_size + mp->trailer_size;
 }

@@ -14,6 +14,9 @@ uint16_t tack_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_m
 uint16_t tack_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts, uint16_t nb_pkts);
 
 struct rte_mbuf *tack_rte_pktmbuf_alloc(struct rte_mempool *mp);
+struct rte_mempool *tack_pktmbuf_pool_create_no_spread(const char *name, unsigned n,
+	unsigned cache_size, uint16_t data_room_size, int socket_id);
+unsigned tack_rte_mempool_obj_size(const struct rte_mempool *mp);
 int tack_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count);
 void tack_rte_pktmbuf_free(struct rte_mbuf *m);
 char *tack_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);

@@ -38,6 +38,13 @@ pub struct MempoolConfig {
     pub data_room: u16,
     /// NUMA socket, `None` for any.
     pub socket: Option<u32>,
+    /// Lay the objects out back to back, without the padding that spreads
+    /// them over memory channels (`RTE_MEMPOOL_F_NO_SPREAD`): with an
+    /// object size that divides the page size (a data room of 3904 bytes
+    /// makes 4096-byte objects), the objects tile the pool's memory
+    /// exactly, which DPDK 22.11's `net_af_xdp` assumes (it registers
+    /// objects × object size bytes from the first object as its UMEM).
+    pub no_spread: bool,
 }
 
 impl Default for MempoolConfig {
@@ -47,6 +54,7 @@ impl Default for MempoolConfig {
             cache_size: 256,
             data_room: sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
             socket: None,
+            no_spread: false,
         }
     }
 }
@@ -78,18 +86,35 @@ impl Mempool {
         let socket = cfg.socket.map_or(sys::SOCKET_ID_ANY, |s| s as i32);
         // SAFETY: valid name; EAL is initialised (the Eal token proves it).
         let p = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                c.as_ptr(),
-                cfg.size,
-                cfg.cache_size,
-                0,
-                cfg.data_room,
-                socket,
-            )
+            if cfg.no_spread {
+                sys::tack_pktmbuf_pool_create_no_spread(
+                    c.as_ptr(),
+                    cfg.size,
+                    cfg.cache_size,
+                    cfg.data_room,
+                    socket,
+                )
+            } else {
+                sys::rte_pktmbuf_pool_create(
+                    c.as_ptr(),
+                    cfg.size,
+                    cfg.cache_size,
+                    0,
+                    cfg.data_room,
+                    socket,
+                )
+            }
         };
         NonNull::new(p)
             .map(|ptr| Mempool { ptr })
             .ok_or_else(|| Error::last(op))
+    }
+
+    /// The size of one object in the pool's memory (header, mbuf, data
+    /// room, padding).
+    pub fn object_size(&self) -> u32 {
+        // SAFETY: the pool is alive.
+        unsafe { sys::tack_rte_mempool_obj_size(self.ptr.as_ptr()) }
     }
 
     /// The pool's name.

@@ -612,6 +612,16 @@ impl TxQueue {
         self.queue
     }
 
+    /// An empty transmit burst: drivers that free sent mbufs only when
+    /// they are next called (`net_af_xdp` reads its completion ring then)
+    /// give back what the device has finished with. For when nothing more
+    /// will be sent (the queue's owner stops).
+    pub fn reclaim(&mut self) {
+        let mut none: [*mut sys::rte_mbuf; 1] = [std::ptr::null_mut()];
+        // SAFETY: a burst of zero packets reads no entry of the array.
+        unsafe { sys::tack_rte_eth_tx_burst(self.port, self.queue, none.as_mut_ptr(), 0) };
+    }
+
     /// Sends packets from the front of `pkts`; those sent are removed, those
     /// the device could not take stay (retry or drop them). Returns how many were sent.
     #[inline]

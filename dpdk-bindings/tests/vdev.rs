@@ -228,3 +228,28 @@ fn softrss_matches_the_published_toeplitz_vector() {
     );
     assert!(tack_dpdk::ring::softrss(&[0; 10], &key[..8]).is_err());
 }
+
+/// A pool without spreading padding: 3904-byte data rooms make objects of
+/// exactly a 4 KiB page (what `net_af_xdp`'s UMEM needs), where the default
+/// layout pads them to 4160 bytes; its mbufs work as any pool's.
+#[test]
+fn a_no_spread_pool_tiles_pages() {
+    let cfg = |no_spread| MempoolConfig {
+        size: 255,
+        cache_size: 0,
+        data_room: 3904,
+        no_spread,
+        ..MempoolConfig::default()
+    };
+    let spread = Mempool::create(eal(), "tiles_spread", &cfg(false)).expect("pool");
+    assert_eq!(spread.object_size(), 4160);
+    let tiled = Mempool::create(eal(), "tiles_nospread", &cfg(true)).expect("pool");
+    assert_eq!(tiled.object_size(), 4096);
+    let m = tiled
+        .alloc_from(&frame(7, 3000))
+        .expect("one buffer holds 3000 bytes");
+    assert_eq!(m.data().len(), 3000);
+    assert_eq!(tiled.in_use(), 1);
+    drop(m);
+    assert_eq!(tiled.in_use(), 0);
+}

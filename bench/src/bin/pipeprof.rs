@@ -30,7 +30,10 @@
 //! receives them from node 2 in GUE and forwards them on its `FLOWS`
 //! connections: compare both with `established`),
 //! `macswap` and `hashmap` (the baselines of `tack_bench`, `FLOWS` flows),
-//! `table` (the connection table alone: burst lookup and state update).
+//! `table` (the connection table alone: burst lookup and state update),
+//! `steer` and `steer-reply` (the workers' software steering alone:
+//! `owner_worker` of each client packet, or of each server reply, of a NAT
+//! service, as a worker of two asks it before processing a burst).
 //! Prints the thread CPU time per packet over the timed bursts (16 bursts
 //! are built, untimed, then processed and timed together). Huge pages are
 //! requested unless `TACK_BENCH_HUGEPAGES=0`; new-flow tables are warmed up
@@ -432,6 +435,25 @@ impl Forwarder for TableOnly {
     }
 }
 
+/// The software steering step of a worker (`owner_worker` per frame), alone.
+struct SteerOnly {
+    p: Pipeline<BenchFrame>,
+    /// Frames each worker owns.
+    owners: [u64; 2],
+}
+
+impl Forwarder for SteerOnly {
+    #[inline(never)]
+    fn burst(&mut self, rx: &mut Vec<BenchFrame>, out: &mut Output<BenchFrame>) {
+        for f in rx.iter() {
+            if let Some(w) = self.p.owner_worker(f, 0) {
+                self.owners[usize::from(w) & 1] += 1;
+            }
+        }
+        out.tx[1].append(rx);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let scenario = args.get(1).map_or("established", String::as_str);
@@ -451,8 +473,16 @@ fn main() {
         f.load(&buf);
     };
     let total = match scenario {
-        "established" | "established-reply" | "macswap" | "hashmap" | "table" => {
+        "established" | "established-reply" | "macswap" | "hashmap" | "table" | "steer"
+        | "steer-reply" => {
             let mut fwd: Box<dyn Forwarder> = match scenario {
+                "steer" | "steer-reply" => {
+                    let cfg = pipeline(services(ForwardMode::Nat, false), 64)
+                        .config()
+                        .clone();
+                    let p = Pipeline::new(cfg, WorkerSpec::software(0, 2, 2)).expect("pipeline");
+                    Box::new(SteerOnly { p, owners: [0; 2] })
+                }
                 "established" | "established-reply" => {
                     let mut p = pipeline(
                         services(ForwardMode::Nat, false),
@@ -498,7 +528,7 @@ fn main() {
                     })
                 }
             };
-            if scenario == "established-reply" {
+            if scenario == "established-reply" || scenario == "steer-reply" {
                 let mut rng = Rng(0x5eed_0000 + flows);
                 run(
                     fwd.as_mut(),

@@ -59,6 +59,110 @@ enum Command {
         #[arg(short, long, value_name = "PROFILE.yaml")]
         config: PathBuf,
     },
+    /// Compile the steering program of a port without RSS, and attach it.
+    ///
+    /// The eBPF program that, run where the frames are sent to the port (the
+    /// other end of a multi-queue veth, its tcx egress), puts each frame on
+    /// the receive queue of the worker that owns it, by the same rules and
+    /// data as the workers steer by (docs/benchmarking-lab.md, "Two workers
+    /// in the lab"). Without --attach or --detach: prints its size (and its
+    /// instructions with --dump).
+    SteeringProgram {
+        /// The YAML profile (not needed with --detach).
+        #[arg(
+            short,
+            long,
+            value_name = "PROFILE.yaml",
+            required_unless_present = "detach"
+        )]
+        config: Option<PathBuf>,
+        /// The profile's port (default: the first).
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+        /// Attach it to this interface (tcx egress, in the current network
+        /// namespace), replacing the programs there.
+        #[arg(long, value_name = "IFACE")]
+        attach: Option<String>,
+        /// Remove the tcx egress programs of this interface (no profile read).
+        #[arg(long, value_name = "IFACE", conflicts_with = "attach")]
+        detach: Option<String>,
+        /// Print the instructions (opcode, dst, src, offset, immediate).
+        #[arg(long)]
+        dump: bool,
+    },
+}
+
+/// `tack steering-program`.
+fn steering_program(
+    config: Option<&std::path::Path>,
+    port: Option<&str>,
+    attach: Option<&str>,
+    detach: Option<&str>,
+    dump: bool,
+) -> ExitCode {
+    use tack_control::steering;
+    if let Some(iface) = detach {
+        return match steering::detach(iface) {
+            Ok(n) => {
+                say!("{iface}: {n} tcx egress program(s) removed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tack: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = config else {
+        eprintln!("tack: --config is needed");
+        return ExitCode::from(2);
+    };
+    let profile = match Profile::load(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tack: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (prog, name) = match steering::program_for(&profile, port) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tack: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if dump {
+        for i in prog.insns() {
+            say!("{:#04x} {} {} {} {}", i.code, i.dst, i.src, i.off, i.imm);
+        }
+    }
+    match attach {
+        Some(iface) => match steering::attach(iface, &prog) {
+            Ok(removed) => {
+                say!(
+                    "port `{name}`: steering program ({} instructions) attached to {iface} (tcx egress){}",
+                    prog.insns().len(),
+                    if removed > 0 {
+                        format!(", {removed} program(s) replaced")
+                    } else {
+                        String::new()
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tack: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            say!(
+                "port `{name}`: steering program of {} instructions",
+                prog.insns().len()
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -88,6 +192,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::SteeringProgram {
+            config,
+            port,
+            attach,
+            detach,
+            dump,
+        } => steering_program(
+            config.as_deref(),
+            port.as_deref(),
+            attach.as_deref(),
+            detach.as_deref(),
+            dump,
+        ),
         Command::Run { config, socket } => {
             let mut profile = match Profile::load(&config) {
                 Ok(p) => p,

@@ -36,10 +36,21 @@ impl Lab {
     /// Builds the lab with `nodes` cluster nodes (namespaces n1, n2...,
     /// each with its port lb0 on the segment).
     pub fn up_with_nodes(nodes: usize) -> Lab {
+        Lab::up_with(nodes, 1)
+    }
+
+    /// Builds the lab with `queues` queues each way on lb0 and p-lb
+    /// (`lab.sh up --queues`), for several workers over `net_af_xdp`.
+    pub fn up_with_queues(queues: usize) -> Lab {
+        Lab::up_with(0, queues)
+    }
+
+    fn up_with(nodes: usize, queues: usize) -> Lab {
         super::require_root();
         let prefix = unique("tl");
         let out = Command::new(root().join("scripts/lab.sh"))
             .args(["up", "--prefix", &prefix, "--nodes", &nodes.to_string()])
+            .args(["--queues", &queues.to_string()])
             .output()
             .expect("run scripts/lab.sh");
         let lab = Lab {
@@ -157,16 +168,49 @@ impl Lab {
     /// `net_af_xdp` for one worker when `TACK_LAB_PMD=af_xdp` (the lab's
     /// other path, see docs/benchmarking-lab.md).
     pub fn profile(&self, workers: usize, services: &str) -> (PathBuf, PathBuf) {
-        let socket = self.dir.path("tack.sock");
-        let lcores: Vec<String> = (0..=workers).map(|i| i.to_string()).collect();
         let xdp = std::env::var("TACK_LAB_PMD").is_ok_and(|v| v == "af_xdp");
         let device = match workers {
             1 if xdp => "net_af_xdp0,iface=lb0".to_string(),
             1 => "net_af_packet0,iface=lb0".to_string(),
             n => format!("net_af_packet0,iface=lb0,qpairs={n}"),
         };
+        let data_room = if xdp && workers == 1 { 3904 } else { 2176 };
+        self.profile_on(workers, &device, data_room, services)
+    }
+
+    /// A profile as [`Lab::profile`] with `workers` workers over
+    /// `net_af_xdp` on lb0's first `workers` queues (a lab of
+    /// [`Lab::up_with_queues`]; run it with [`Lab::start_tack_xdp`]).
+    pub fn profile_xdp(&self, workers: usize, services: &str) -> (PathBuf, PathBuf) {
+        let device = format!("net_af_xdp0,iface=lb0,start_queue=0,queue_count={workers}");
+        self.profile_on(workers, &device, 3904, services)
+    }
+
+    /// Starts `tack` on `profile` in the appliance's namespace with the
+    /// lab's shim that lets `net_af_xdp` bind several queues of lb0.
+    pub fn start_tack_xdp(&self, profile: &Path) -> super::Tack {
+        let mut cmd = self.lb().command(&super::tack_bin());
+        cmd.env(
+            "LD_PRELOAD",
+            format!("/run/tack-lab-{}/combined_channels.so", self.prefix),
+        )
+        .env("RUST_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(profile);
+        super::Tack::start_command(cmd)
+    }
+
+    fn profile_on(
+        &self,
+        workers: usize,
+        device: &str,
+        data_room: u16,
+        services: &str,
+    ) -> (PathBuf, PathBuf) {
+        let socket = self.dir.path("tack.sock");
+        let lcores: Vec<String> = (0..=workers).map(|i| i.to_string()).collect();
         let mut p = format!(
-            "eal:\n  hugepages: false\n  lcores: \"({})@(0,1)\"\nruntime:\n  idle: backoff\nmempool:\n  mbufs: 8191\n  cache: 128\n\
+            "eal:\n  hugepages: false\n  lcores: \"({})@(0,1)\"\nruntime:\n  idle: backoff\nmempool:\n  mbufs: 8191\n  cache: 128\n  data_room: {data_room}\n\
              ports:\n  - name: lan\n    device: {device}\n    rx_queues: {workers}\n    addresses: [10.0.0.1/24, fd00::1/64]\n\
              workers:\n",
             lcores.join(","),

@@ -134,6 +134,21 @@ pub(super) fn build_server_addrs(cfg: &Config) -> hashbrown::HashSet<IpAddr> {
         .collect()
 }
 
+/// The steering of NAT connections by their client: the software steering
+/// of a port without RSS (the standard key, a round-robin table of
+/// [`PipelineConfig::reta_size`] entries over the workers), for every port.
+pub(super) fn client_steer(
+    cfg: &PipelineConfig,
+    worker: &WorkerSpec,
+) -> Result<Steer, ConfigError> {
+    let rss = |source| ConfigError::Rss { port: 0, source };
+    Ok(Steer {
+        toeplitz: Toeplitz::new(&MS_RSS_KEY).map_err(rss)?,
+        reta: Reta::round_robin(cfg.reta_size.max(1), worker.n_workers.max(1)).map_err(rss)?,
+        target: worker.index,
+    })
+}
+
 pub(super) fn make_pickers(ports: &[PortRt], start: u16) -> Vec<SnatPortPicker> {
     ports
         .iter()

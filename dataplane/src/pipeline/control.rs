@@ -264,6 +264,9 @@ impl<F: Frame> Pipeline<F> {
                     .collect();
                 self.ports = ports;
                 self.fib = fib;
+                if let Ok(steer) = client_steer(&cfg, &self.worker) {
+                    self.client_steer = steer;
+                }
                 self.neigh
                     .retain_ports(self.ports.len(), &mut self.counters);
             }

@@ -97,6 +97,7 @@ mod respond;
 mod route;
 mod select;
 mod steer;
+mod steerprog;
 mod synproxy;
 #[cfg(test)]
 mod tests;
@@ -145,6 +146,7 @@ pub use neigh::{MAX_HOLD, NeighConfig, NeighState, Neighbor, StaticNeighbor};
 pub use quarantine::{FnatTuple, PortWalk};
 pub use record::{ConnRecord, FlowEvent, ServerIdent, StickyRecord};
 pub use select::ConnFilter;
+pub use steerprog::{Insn, SKB_QUEUE_MAPPING, SteerProgError, SteeringProgram, TCX_NEXT};
 pub use tx::*;
 pub use views::*;
 use xmit::{ConnFlags, Xmit};
@@ -166,6 +168,11 @@ pub struct Pipeline<F: Frame> {
     /// (address, IP protocol, port; 0 = any) of every NAT-mode server: their
     /// packets are NAT replies, steered by the client they go to.
     nat_servers: hashbrown::HashSet<(IpAddr, u8, u16)>,
+    /// How NAT connections are steered by their client ([`steer::client_owner`]):
+    /// the standard key over the workers, the same on every port, so that the
+    /// two directions of a connection meet even when they arrive on ports
+    /// with different RSS keys.
+    client_steer: Steer,
     /// The real servers' addresses ([`build_server_addrs`]).
     server_addrs: hashbrown::HashSet<IpAddr>,
     conn4: ConnTable4,
@@ -260,6 +267,7 @@ impl<F: Frame> Pipeline<F> {
         let sched = SchedState::new(&services);
         let svcs = build_services(&services, &fib, &ports);
         let nat_servers = build_nat_servers(&services);
+        let client_steer = client_steer(&cfg, &worker)?;
         let server_addrs = build_server_addrs(&services);
         // Spread each worker's SNAT walk over the port range.
         let start = 1024u16.wrapping_add(worker.index.wrapping_mul(7919));
@@ -303,6 +311,7 @@ impl<F: Frame> Pipeline<F> {
             fib,
             svcs,
             nat_servers,
+            client_steer,
             server_addrs,
             conn4,
             conn6,

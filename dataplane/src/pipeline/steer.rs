@@ -2,16 +2,25 @@
 
 use super::*;
 
-/// The worker owning the NAT connections of a client address and port.
-pub(super) fn client_owner((addr, port): (IpAddr, u16), n_workers: u16) -> u16 {
+/// The worker owning the NAT connections of a client address and port:
+/// the Toeplitz hash of the address and the port (big-endian, in that
+/// order) under `steer`'s key, looked up in its redirection table. Linear
+/// like the RSS hash, so a steering program on a software queue
+/// ([`Pipeline::steering_program`]) computes the same.
+pub(super) fn client_owner(steer: &Steer, (addr, port): (IpAddr, u16)) -> u16 {
     let mut buf = [0u8; 18];
-    match addr {
-        IpAddr::V4(a) => buf[..4].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => buf[..16].copy_from_slice(&a.octets()),
-    }
-    buf[16..].copy_from_slice(&port.to_be_bytes());
-    let h = xxhash_rust::xxh3::xxh3_64(&buf);
-    (h % u64::from(n_workers.max(1))) as u16
+    let n = match addr {
+        IpAddr::V4(a) => {
+            buf[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            buf[..16].copy_from_slice(&a.octets());
+            16
+        }
+    };
+    buf[n..n + 2].copy_from_slice(&port.to_be_bytes());
+    steer.reta.queue(steer.toeplitz.hash(&buf[..n + 2]))
 }
 
 impl<F: Frame> Pipeline<F> {
@@ -33,7 +42,7 @@ impl<F: Frame> Pipeline<F> {
             return None;
         }
         if let Some(client) = self.nat_client(frame.bytes(), &c) {
-            return Some(client_owner(client, self.worker.n_workers));
+            return Some(client_owner(&self.client_steer, client));
         }
         route::owner(&p.steer, frame.bytes(), &c)
     }

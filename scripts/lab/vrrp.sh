@@ -15,8 +15,10 @@
 #
 # Node i (address 10.0.0.(1+i)) has priority 200 - i, adverts every 100 ms
 # (VRRPv3), and no preemption: the first node whose timer runs out at start
-# is elected, and a node that comes back does not take the role back. Node i's appliance must listen on
-# the management socket /run/tack-lab-P/nI.sock. Files: /run/tack-lab-P/vrrp-*.
+# is elected, and a node that comes back does not take the role back. The
+# state changes go to tack through keepalived's notify FIFO, read in order
+# by lab/vrrp-notify.sh. Node i's appliance must listen on the management
+# socket /run/tack-lab-P/nI.sock. Files: /run/tack-lab-P/vrrp-*.
 set -euo pipefail
 cmd=${1:-}; shift || true
 P=tk; NODES=3; TACKCTL=tackctl
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 state=/run/tack-lab-$P
+here=$(cd "$(dirname "$0")" && pwd)
 ns() { ip netns exec "$P-$1" "${@:2}"; }
 
 up() {
@@ -38,7 +41,6 @@ up() {
     for j in $(seq 1 "$NODES"); do
       [ "$j" = "$i" ] || peers="$peers 10.0.0.$((1 + j))"
     done
-    local ctl="$TACKCTL --socket $state/n$i.sock cluster scheduler"
     cat > "$state/vrrp-n$i.conf" <<CONF
 global_defs {
   router_id n$i
@@ -46,6 +48,9 @@ global_defs {
   script_user root
   enable_script_security
   vrrp_garp_master_delay 0
+  # The state changes reach tack in order (see lab/vrrp-notify.sh).
+  vrrp_notify_fifo $state/vrrp-n$i.fifo
+  vrrp_notify_fifo_script "$here/vrrp-notify.sh $TACKCTL $state/n$i.sock"
 }
 vrrp_instance tack {
   state BACKUP
@@ -60,9 +65,6 @@ vrrp_instance tack {
   virtual_ipaddress {
     10.0.0.10/32 dev tack-lan
   }
-  notify_master "$ctl active"
-  notify_backup "$ctl standby"
-  notify_fault "$ctl standby"
 }
 CONF
     ns "n$i" keepalived --vrrp --dont-fork --log-console --log-detail \
@@ -84,5 +86,5 @@ down() {
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) sed -n '2,17p' "$0"; exit 2 ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

@@ -312,7 +312,7 @@ async fn post_cluster_activate(State(ctx): State<Ctx>) -> Result<Json<Done>, Htt
 
 /// Make this node the active scheduler (`entry: scheduler`): it answers
 /// for the VIPs and announces them (gratuitous ARP). The election
-/// (keepalived's `notify_master`) calls this.
+/// (keepalived's MASTER state, through its notify FIFO) calls this.
 #[utoipa::path(post, path = "/cluster/scheduler/active", tag = "cluster",
     responses((status = 200, body = Done), Refusals))]
 async fn post_cluster_scheduler_active(State(ctx): State<Ctx>) -> Result<Json<Done>, HttpError> {
@@ -320,7 +320,7 @@ async fn post_cluster_scheduler_active(State(ctx): State<Ctx>) -> Result<Json<Do
 }
 
 /// Make this node a standby scheduler: it stops answering for the VIPs
-/// (keepalived's `notify_backup` and `notify_fault`).
+/// (keepalived's BACKUP and FAULT states, through its notify FIFO).
 #[utoipa::path(post, path = "/cluster/scheduler/standby", tag = "cluster",
     responses((status = 200, body = Done), Refusals))]
 async fn post_cluster_scheduler_standby(State(ctx): State<Ctx>) -> Result<Json<Done>, HttpError> {

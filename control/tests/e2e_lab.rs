@@ -333,14 +333,7 @@ fn wrk_through_full_nat_with_two_workers_has_no_socket_errors() {
         !out.contains("Socket errors"),
         "wrk reported socket errors:\n{out}"
     );
-    let requests: u64 = out
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .split_once(" requests in ")
-                .map(|(n, _)| n.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
+    let requests = common::wrk_requests(&out);
     assert!(requests > 1000, "wrk made {requests} requests:\n{out}");
     let report = stop_and_check(tack);
     let steered = counter(&report, "steered_out").unwrap_or(0);

@@ -60,14 +60,7 @@ fn drive(lab: &Lab) -> u64 {
         let (ok, out, err) = lab.exec("c1", &["wrk", "-t1", "-c8", "-d2s", "--timeout", "2s", url]);
         assert!(ok, "wrk {url}: {err}");
         assert!(!out.contains("Socket errors"), "wrk {url}:\n{out}");
-        let n: u64 = out
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .split_once(" requests in ")
-                    .map(|(n, _)| n.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0);
+        let n = common::wrk_requests(&out);
         assert!(n > 200, "wrk {url} made {n} requests:\n{out}");
         total += n;
     }

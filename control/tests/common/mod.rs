@@ -369,6 +369,18 @@ impl Drop for TempDir {
     }
 }
 
+/// The requests a `wrk` run reports having made (`N requests in ...`), 0
+/// if its output has no such line.
+pub fn wrk_requests(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
 /// Reads a counter's total from `tack`'s final table.
 pub fn counter(report: &str, name: &str) -> Option<u64> {
     report.lines().find_map(|l| {

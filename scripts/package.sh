@@ -7,9 +7,10 @@
 # tack@.service and tack-proxy@.service (/lib/systemd/system), README.md and
 # docs/*.md with the copyright file (/usr/share/doc/tack), manual pages made
 # from the binaries' --help (help2man; /usr/share/man/man1), the profiles of
-# configs/ as examples (/usr/share/tack/examples) and an empty /etc/tack for
-# the administrator's profiles: the package ships no file in /etc, so an
-# install, upgrade or purge never touches a profile.
+# configs/ as examples (/usr/share/tack/examples), keepalived's notify FIFO
+# reader for a cluster's elected scheduler (/usr/share/tack/vrrp-notify.sh)
+# and an empty /etc/tack for the administrator's profiles: the package ships
+# no file in /etc, so an install, upgrade or purge never touches a profile.
 #
 #   --profile  cargo profile of the binaries (default release); they are built
 #              with `cargo build` unless --bin-dir is given
@@ -105,6 +106,8 @@ install -m 0644 packaging/systemd/tack@.service packaging/systemd/tack-proxy@.se
 install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/tack/"
 install -m 0644 packaging/debian/copyright "$pkg/usr/share/doc/tack/copyright"
 install -m 0644 configs/*.yaml "$pkg/usr/share/tack/examples/"
+# keepalived's notify FIFO reader for a cluster's elected scheduler (docs/cluster.md).
+install -m 0755 scripts/lab/vrrp-notify.sh "$pkg/usr/share/tack/vrrp-notify.sh"
 install -D -m 0644 packaging/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/tack"
 # Manual pages from the binaries' --help (help2man), with each subcommand's
 # --help as a section of its own; `verbatim` keeps the description (the text

@@ -231,6 +231,8 @@ fn debian_package_installs_and_its_unit_serves_the_lab() {
         );
     }
     assert!(mode_of("/etc/tack/").starts_with('d'));
+    // keepalived's notify FIFO reader for the elected scheduler.
+    assert_eq!(mode_of("/usr/share/tack/vrrp-notify.sh"), "-rwxr-xr-x");
     let mut docs = vec![
         "README.md".to_string(),
         "copyright".into(),

@@ -146,20 +146,20 @@ print(json.dumps(out))
     assert!(webs.len() >= 2, "{webs:?}");
     // The scheduler saw the clients' packets only: the answers went from
     // the proxies straight to the clients.
-    let m = tackctl(&sock, "metrics");
+    // At least the SYN and the request of each connection. The workers
+    // publish their counters every 100 ms, so the last ones may lag: the
+    // metrics are read until they are there (2 s at most).
     let vip = "service=\"lb-servers\"".to_string();
-    let inbound = metric(
-        &m,
-        "tack_service_packets_total",
-        &[&vip, "direction=\"in\""],
-    );
-    let outbound = metric(
-        &m,
-        "tack_service_packets_total",
-        &[&vip, "direction=\"out\""],
-    );
-    // At least the SYN and the request of each connection (the counters
-    // are published every 100 ms: the last ones may lag).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (m, inbound, outbound) = loop {
+        let m = tackctl(&sock, "metrics");
+        let count = |dir: &str| metric(&m, "tack_service_packets_total", &[&vip, dir]);
+        let (inbound, outbound) = (count("direction=\"in\""), count("direction=\"out\""));
+        if inbound.unwrap_or(0) >= 4 * 12 * 2 || Instant::now() > deadline {
+            break (m, inbound, outbound);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(inbound.unwrap_or(0) >= 4 * 12 * 2, "{m}");
     assert_eq!(outbound, Some(0), "{m}");
     drop(proxies);

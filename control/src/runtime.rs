@@ -186,19 +186,17 @@ impl Appliance {
         let eal = Eal::init(profile.eal_args()).map_err(RunError::Eal)?;
         let n_workers = profile.workers.len();
         let mp = &profile.mempool;
-        // net_af_xdp (DPDK 22.11) registers the pool's memory as its UMEM
-        // assuming the objects tile it: no padding between them.
-        let af_xdp = profile
-            .ports
-            .iter()
-            .any(|p| p.device.starts_with("net_af_xdp"));
-        // ...and keeps a full fill ring of mbufs per queue after its close.
+        // net_af_xdp (DPDK 22.11) keeps a full fill ring of mbufs per queue
+        // after its close...
         let mbufs_kept_by_drivers: u32 = profile
             .ports
             .iter()
             .filter(|p| p.device.starts_with("net_af_xdp"))
             .map(|p| u32::from(p.rx_queues) * AF_XDP_FILL_RING)
             .sum();
+        // ...and registers the pool's memory as its UMEM assuming the
+        // objects tile it: no padding between them.
+        let af_xdp = mbufs_kept_by_drivers > 0;
         // One pool per NUMA socket in use by a worker.
         let mut pools_by_socket: BTreeMap<u32, Mempool> = BTreeMap::new();
         for w in &profile.workers {

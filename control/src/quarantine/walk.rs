@@ -118,13 +118,13 @@ impl Checkpoint {
         }
         let (lo, hi) = (*range.start(), *range.end().max(range.start()));
         let span = u64::from(hi - lo) + 1;
+        let secs = interval.as_secs_f64().max(1.0);
         let mut lapped = false;
         let cursors = (0..workers)
             .map(|w| {
                 (0..ports)
                     .map(|p| {
                         let x = layout(w, p).expect("checked");
-                        let secs = interval.as_secs_f64().max(1.0);
                         let margin =
                             (x.rate as f64 * secs) as u64 * MARGIN_INTERVALS + MARGIN_PORTS;
                         lapped |= x.recent + margin >= span;
@@ -233,11 +233,6 @@ impl Checkpointer {
             next: Instant::now(),
             failing: false,
         }
-    }
-
-    /// The checkpoint file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Whether a checkpoint is due at `now`.
